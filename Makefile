@@ -1,0 +1,47 @@
+# invora-python — every target installs ./.venv first when needed, so each works on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install generate check-generated test lint typecheck demo sandbox bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,locust,otel]'
+	touch $(STAMP)
+
+## Regenerate protos/ and src/invora/_proto from codegen/upstream (deterministic; output is committed).
+generate: $(STAMP)
+	$(PY) codegen/generate.py
+
+## Fail when the committed generated code differs from what `make generate` would write.
+check-generated: $(STAMP)
+	$(PY) codegen/generate.py --check
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests codegen benchmarks examples
+	$(VENV)/bin/ruff format --check src tests codegen benchmarks examples
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+## The whole suite: lint, strict typing of hand-written code, and the tests.
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## The main job: a walk through the SDK against the embedded sandbox.
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+sandbox: $(STAMP)
+	$(PY) -m invora.sandbox --grpc-port 50051 --http-port 8080
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

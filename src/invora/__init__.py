@@ -1,0 +1,1 @@
+"""Python SDK for the Invora e-invoicing and billing API."""
