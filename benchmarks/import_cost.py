@@ -1,0 +1,78 @@
+"""Import cost of the SDK: ``import invora`` vs ``import grpc``, and the first use of a large service.
+
+The schema has ~185 generated modules (the UBL models alone are megabytes of descriptors), so the SDK
+loads them lazily. This script measures, each in fresh interpreters (median of N runs):
+
+- wall time and peak RSS of ``import grpc`` (the floor every gRPC client pays),
+- the same for ``import invora``,
+- the time from a started interpreter with ``invora`` imported to the first documents-service request
+  message (which pulls in the documents and UBL modules), and the RSS after it.
+
+    python benchmarks/import_cost.py [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+PROBE = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+{stmt}
+t1 = time.perf_counter()
+{after}
+t2 = time.perf_counter()
+print(json.dumps({{"import": t1 - t0, "after": t2 - t1,
+                   "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                   "modules": len(sys.modules)}}))
+"""
+
+FIRST_USE = (
+    "from invora import _catalog\n"
+    "_catalog.service('documents').method('Create').request_class()\n"
+    "import invora._proto.services.documents\n"
+)
+
+
+def measure(stmt: str, after: str = "pass", runs: int = 7) -> dict[str, float]:
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE.format(stmt=stmt, after=after)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        samples.append(json.loads(out.stdout))
+    return {key: statistics.median(s[key] for s in samples) for key in samples[0]}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=7)
+    args = p.parse_args()
+    base = measure("pass", runs=args.runs)
+    grpc = measure("import grpc", runs=args.runs)
+    sdk = measure("import invora", runs=args.runs)
+    first = measure("import invora", FIRST_USE, runs=args.runs)
+    rows = [
+        ("import grpc", grpc["import"], grpc["rss_kb"] - base["rss_kb"], grpc["modules"]),
+        ("import invora", sdk["import"], sdk["rss_kb"] - base["rss_kb"], sdk["modules"]),
+        ("first documents use", first["after"], first["rss_kb"] - base["rss_kb"], first["modules"]),
+    ]
+    print(f"{'step':<22}{'time ms':>10}{'RSS +MiB':>11}{'modules':>9}")
+    for name, secs, rss, mods in rows:
+        print(f"{name:<22}{secs * 1000:>10.1f}{rss / 1024:>11.1f}{mods:>9.0f}")
+    print(
+        f"\nratio import invora / import grpc: time {sdk['import'] / grpc['import']:.2f}x, "
+        f"RSS {(sdk['rss_kb'] - base['rss_kb']) / max(1, grpc['rss_kb'] - base['rss_kb']):.2f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
