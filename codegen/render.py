@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
-from google.api import annotations_pb2, field_behavior_pb2, http_pb2  # noqa: F401  (registers extensions)
+from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2, empty_pb2
 from google.protobuf.unknown_fields import UnknownFieldSet
 
@@ -222,7 +222,10 @@ class FileRenderer:
         real_oneofs = {
             i
             for i in range(len(m.oneof_decl))
-            if any(fl.HasField("oneof_index") and fl.oneof_index == i and not fl.proto3_optional for fl in m.field)
+            if any(
+                fl.HasField("oneof_index") and fl.oneof_index == i and not fl.proto3_optional
+                for fl in m.field
+            )
         }
         open_oneof: int | None = None
         seen_oneofs: set[int] = set()
@@ -233,7 +236,9 @@ class FileRenderer:
                     self.emit(inner, "}")
                 if idx is not None:
                     if idx in seen_oneofs:
-                        raise UnsupportedDescriptor(f"{self.f.name}: {m.name} oneof fields are not contiguous")
+                        raise UnsupportedDescriptor(
+                            f"{self.f.name}: {m.name} oneof fields are not contiguous"
+                        )
                     seen_oneofs.add(idx)
                     self.emit(inner, f"oneof {m.oneof_decl[idx].name} {{")
                 open_oneof = idx
@@ -260,7 +265,9 @@ class FileRenderer:
                 entry = None
         if entry is not None:
             key, value = entry.field[0], entry.field[1]
-            decl = f"map<{self.type_name(key, scope)}, {self.type_name(value, scope)}> {fl.name} = {fl.number}"
+            decl = (
+                f"map<{self.type_name(key, scope)}, {self.type_name(value, scope)}> {fl.name} = {fl.number}"
+            )
         else:
             label = ""
             if fl.label == FDP.LABEL_REPEATED:

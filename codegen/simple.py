@@ -28,8 +28,24 @@ class Kind:
 
 KINDS = (
     Kind("invoices", "Invoice", "SimpleInvoiceService", "invoices", "Invoices", "INV-2026-000042", False),
-    Kind("credit_notes", "CreditNote", "SimpleCreditNoteService", "credit-notes", "CreditNotes", "CN-2026-000007", True),
-    Kind("debit_notes", "DebitNote", "SimpleDebitNoteService", "debit-notes", "DebitNotes", "DN-2026-000003", True),
+    Kind(
+        "credit_notes",
+        "CreditNote",
+        "SimpleCreditNoteService",
+        "credit-notes",
+        "CreditNotes",
+        "CN-2026-000007",
+        True,
+    ),
+    Kind(
+        "debit_notes",
+        "DebitNote",
+        "SimpleDebitNoteService",
+        "debit-notes",
+        "DebitNotes",
+        "DN-2026-000003",
+        True,
+    ),
 )
 
 

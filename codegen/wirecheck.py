@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 from google.api import annotations_pb2, field_behavior_pb2  # noqa: F401  (registers extensions)
 from google.protobuf import descriptor_pb2
@@ -36,7 +36,9 @@ def diff_messages(expected: Message, actual: Message, path: str) -> Iterable[str
         # Options mix known extensions and unknown ones (kernel.options); compare the canonical bytes.
         e, a = expected.SerializeToString(deterministic=True), actual.SerializeToString(deterministic=True)
         if e != a:
-            yield f"{path}: options differ: expected {expected!s:.200} / got {actual!s:.200}".replace("\n", " ")
+            yield f"{path}: options differ: expected {expected!s:.200} / got {actual!s:.200}".replace(
+                "\n", " "
+            )
         return
     for field in expected.DESCRIPTOR.fields:
         name = field.name
@@ -68,7 +70,7 @@ def _diff_repeated(expected: list[Message], actual: list[Message], path: str) ->
         # Unnamed or duplicated entries (e.g. reserved ranges): compare positionally.
         if len(expected) != len(actual):
             yield f"{path}: {len(expected)} entries expected, got {len(actual)}"
-        for i, (e, a) in enumerate(zip(expected, actual)):
+        for i, (e, a) in enumerate(zip(expected, actual, strict=False)):
             yield from diff_messages(e, a, f"{path}[{i}]")
         return
     for name in e_names:
@@ -81,8 +83,8 @@ def _diff_repeated(expected: list[Message], actual: list[Message], path: str) ->
     common_a = [n for n in a_names if n in e_names]
     if common_e != common_a:
         yield f"{path}: order differs: expected {common_e} got {common_a}"
-    by_name = dict(zip(a_names, actual))
-    for name, e in zip(e_names, expected):
+    by_name = dict(zip(a_names, actual, strict=False))
+    for name, e in zip(e_names, expected, strict=False):
         if name in by_name:
             yield from diff_messages(e, by_name[name], f"{path}[{name}]")
 
