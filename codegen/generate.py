@@ -2,6 +2,7 @@
 
     python codegen/generate.py            # what `make generate` runs
     python codegen/generate.py --check    # exit 1 (and list files) if the committed output is stale
+    python codegen/generate.py --adopt new.binpb --replace invora/billing/   # newer build of a package
 
 Steps, each deterministic so the committed output can be drift-checked:
 
@@ -59,25 +60,52 @@ FDP = descriptor_pb2.FieldDescriptorProto
 # ----------------------------------------------------------------------------------------------
 # 1. upstream
 # ----------------------------------------------------------------------------------------------
-def load_upstream() -> list[descriptor_pb2.FileDescriptorProto]:
-    """Base image + overlays (by file path) + the generated CAC file, in dependency-safe order."""
-    manifest = json.loads((UPSTREAM / "images.json").read_text())
+def load_upstream(upstream_dir: pathlib.Path = UPSTREAM) -> list[descriptor_pb2.FileDescriptorProto]:
+    """Base image + overlays + the generated CAC file, in dependency-safe order.
+
+    An overlay owns the path prefixes it lists: every base file under them is dropped and the overlay's
+    files under them are taken instead, so a package that a newer build renames or splits leaves nothing
+    stale behind.
+    """
+    manifest = json.loads((upstream_dir / "images.json").read_text())
     files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-    base = render.load_set(UPSTREAM / manifest["base"])
+    base = render.load_set(upstream_dir / manifest["base"])
     for f in base.file:
         files[f.name] = f
     for overlay in manifest.get("overlays", []):
-        image = render.load_set(UPSTREAM / overlay["image"])
+        image = render.load_set(upstream_dir / overlay["image"])
         prefixes = tuple(overlay["replace"])
+        files = {name: f for name, f in files.items() if not name.startswith(prefixes)}
         for f in image.file:
             if f.name.startswith(prefixes):
                 files[f.name] = f
     upstream = descriptor_pb2.FileDescriptorSet()
     upstream.file.extend(files.values())
     files[CAC_FILE] = ubl.build_file(
-        UPSTREAM / "ubl-xsd" / "2.4", "common/UBL-CommonAggregateComponents-2.4.xsd", upstream
+        upstream_dir / "ubl-xsd" / "2.4", "common/UBL-CommonAggregateComponents-2.4.xsd", upstream
     )
     return list(files.values())
+
+
+def adopt(image: pathlib.Path, prefixes: list[str], upstream_dir: pathlib.Path = UPSTREAM) -> str:
+    """Vendor a newer build of some packages as an overlay (copy the image, record it in images.json).
+
+    Returns the overlay's file name. Re-adopting the same prefixes replaces the earlier overlay.
+    """
+    if not prefixes:
+        raise SystemExit("--adopt needs at least one --replace PREFIX (e.g. invora/billing/)")
+    found = {f.name for f in render.load_set(image).file if f.name.startswith(tuple(prefixes))}
+    if not found:
+        raise SystemExit(f"{image}: no files under {', '.join(prefixes)}; nothing to adopt")
+    manifest_path = upstream_dir / "images.json"
+    manifest = json.loads(manifest_path.read_text())
+    name = "overlay-" + re.sub(r"[^a-z0-9]+", "-", "-".join(prefixes).lower()).strip("-") + ".binpb"
+    shutil.copyfile(image, upstream_dir / name)
+    overlays = [o for o in manifest.get("overlays", []) if sorted(o["replace"]) != sorted(prefixes)]
+    overlays.append({"image": name, "replace": sorted(prefixes)})
+    manifest["overlays"] = overlays
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return name
 
 
 # ----------------------------------------------------------------------------------------------
@@ -645,7 +673,12 @@ def tree_diff(a: pathlib.Path, b: pathlib.Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Regenerate protos/ and src/invora/_proto.")
     p.add_argument("--check", action="store_true", help="generate into a temp dir and compare")
+    p.add_argument("--adopt", type=pathlib.Path, metavar="IMAGE", help="take a newer build's files ...")
+    p.add_argument("--replace", action="append", default=[], metavar="PREFIX", help="... under PREFIX")
     args = p.parse_args(argv)
+    if args.adopt:
+        name = adopt(args.adopt, args.replace)
+        print(f"adopted {args.adopt} as codegen/upstream/{name}", file=sys.stderr)
     if not args.check:
         generate(PROTOS, PYOUT)
         print(f"generated {len(proto_files(PROTOS))} protos and {PYOUT.relative_to(ROOT)}", file=sys.stderr)
