@@ -1,0 +1,115 @@
+"""Target parsing: turn what users type into a gRPC ``host:port`` and decide TLS, before any network."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from invora.errors import ConfigurationError
+
+ENVIRONMENTS = {
+    "production": "gateway.invora.app:443",
+    "staging": "stg-gateway.invora.app:443",
+}
+
+_HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str  # without brackets for IPv6
+    port: int
+    scheme: str | None  # "https" / "http" when given as a URL, else None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as gRPC wants it (IPv6 in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and ``localhost`` (plus ``*.localhost``)."""
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_target(target: str) -> Target:
+    """``host:port``, ``[v6]:port``, ``https://host[:port]`` (→ port 443) or ``http://host[:port]``.
+
+    Anything else (a bare host, a path, another scheme, an out-of-range port) raises
+    :class:`ConfigurationError` naming the accepted forms.
+    """
+    if not isinstance(target, str) or not target.strip():
+        raise ConfigurationError("target must be a non-empty 'host:port' string")
+    raw = target.strip()
+    hint = "expected 'host:port' (e.g. 'gateway.invora.app:443') or 'https://host'"
+    if "://" in raw:
+        parts = urlsplit(raw)
+        scheme = parts.scheme.lower()
+        if scheme not in ("https", "http"):
+            raise ConfigurationError(f"unsupported scheme in target {raw!r}: {hint}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ConfigurationError(f"target {raw!r} has a path or query; gRPC targets are hosts: {hint}")
+        if parts.username or parts.password:
+            raise ConfigurationError(f"target must not carry credentials: {hint}")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigurationError(f"invalid port in target {raw!r}: {hint}") from None
+        host = parts.hostname or ""
+        if not host:
+            raise ConfigurationError(f"target {raw!r} has no host: {hint}")
+        _check_host(host, raw, hint)
+        return Target(host, port or (443 if scheme == "https" else 80), scheme)
+    if raw.startswith("["):
+        host, sep, rest = raw[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ConfigurationError(f"invalid IPv6 target {raw!r}: expected '[addr]:port'")
+        port_text = rest[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigurationError(f"invalid IPv6 address in target {raw!r}") from None
+    else:
+        host, sep, port_text = raw.rpartition(":")
+        if not sep or not host:
+            raise ConfigurationError(f"target {raw!r} has no port: {hint}")
+        _check_host(host, raw, hint)
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigurationError(f"invalid port {port_text!r} in target {raw!r}: {hint}")
+    return Target(host, int(port_text), None)
+
+
+def _check_host(host: str, raw: str, hint: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    if not _HOST_RE.fullmatch(host) or len(host) > 253:
+        raise ConfigurationError(f"invalid host {host!r} in target {raw!r}: {hint}")
+
+
+_ORG_RE = re.compile(r"[\x21-\x7e]{1,256}")
+
+
+def check_org_id(org_id: str) -> str:
+    """Org ids go into a metadata value: printable ASCII, no whitespace, not empty."""
+    if not isinstance(org_id, str) or not _ORG_RE.fullmatch(org_id):
+        shown = repr(org_id) if isinstance(org_id, str) and len(org_id) < 80 else type(org_id).__name__
+        raise ConfigurationError(
+            f"invalid org id {shown}: must be 1-256 printable ASCII characters without whitespace"
+        )
+    return org_id

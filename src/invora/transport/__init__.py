@@ -1,0 +1,193 @@
+"""The seam between the per-call logic and the wire.
+
+The core (credentials, tenancy metadata, ``request_id``, the retry loop, pagination, the observer) never
+touches gRPC: it asks a transport for a callable per method and calls it with a request message, a
+timeout in seconds and a metadata tuple. A transport:
+
+- returns the response message, or raises an :class:`invora.InvoraError` subclass (chained from its own
+  exception), setting ``request_not_sent=True`` when it knows the request never left the client;
+- sends metadata as gRPC metadata or HTTP headers (keys are lower-case);
+- creates its connections lazily and reports whether it has any (``has_connections``), which lets a
+  client created before ``fork()`` but never used still work in the child.
+
+``transport="grpc"`` is :mod:`invora.transport.grpc`; a REST transport registers under ``"rest"`` by
+providing ``invora.transport.rest`` with ``RestTransport`` / ``AsyncRestTransport`` classes that take a
+:class:`TransportConfig`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from invora.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import grpc
+    from google.protobuf.message import Message
+
+    from invora._catalog import MethodInfo
+
+__all__ = [
+    "TRANSPORTS",
+    "AsyncStreamCall",
+    "AsyncTransport",
+    "Metadata",
+    "RawResponse",
+    "StreamCall",
+    "Transport",
+    "TransportConfig",
+    "transport_classes",
+]
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """A response with its call information (``client.raw(...)``).
+
+    For streaming methods ``response`` is the list of all messages received.
+    """
+
+    response: Any
+    initial_metadata: tuple[tuple[str, Any], ...]
+    trailing_metadata: tuple[tuple[str, Any], ...]
+    code: grpc.StatusCode
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """Everything a transport needs to reach the API (decided and validated by the client)."""
+
+    host: str
+    port: int
+    secure: bool
+    root_certificates: bytes | None = None
+    private_key: bytes | None = None  # mutual TLS (optional)
+    certificate_chain: bytes | None = None
+    ssl_target_name: str | None = None
+    channel_options: tuple[tuple[str, Any], ...] = ()
+    user_agent: str = "invora-python"
+    extra: dict[str, Any] = field(default_factory=dict)  # transport-specific settings
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``https://host:port`` (or ``http://`` on plaintext loopback) for HTTP transports."""
+        return ("https://" if self.secure else "http://") + self.address
+
+
+UnaryCallable = Callable[["Message", float, Metadata], "Message"]
+RawCallable = Callable[["Message", float, Metadata], RawResponse]
+AsyncUnaryCallable = Callable[["Message", float, Metadata], Awaitable["Message"]]
+AsyncRawCallable = Callable[["Message", float, Metadata], Awaitable[RawResponse]]
+
+
+class StreamCall(Protocol):
+    """A running stream: iterate responses (errors raise InvoraError), cancel, read metadata."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+    def __next__(self) -> Any: ...
+    def cancel(self) -> bool: ...
+    def initial_metadata(self) -> tuple[tuple[str, Any], ...]: ...
+    def trailing_metadata(self) -> tuple[tuple[str, Any], ...]: ...
+
+
+class AsyncStreamCall(Protocol):
+    def __aiter__(self) -> AsyncIterator[Any]: ...
+    async def __anext__(self) -> Any: ...
+    def cancel(self) -> bool: ...
+    async def initial_metadata(self) -> tuple[tuple[str, Any], ...]: ...
+    async def trailing_metadata(self) -> tuple[tuple[str, Any], ...]: ...
+
+
+class Transport(ABC):
+    """Blocking transport; all methods are safe to call from many threads."""
+
+    name = "abstract"
+
+    def __init__(self, config: TransportConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def unary(self, method: MethodInfo) -> UnaryCallable:
+        """A callable ``(request, timeout, metadata) -> response`` for a unary method."""
+
+    @abstractmethod
+    def unary_raw(self, method: MethodInfo) -> RawCallable:
+        """Like :meth:`unary` but returning :class:`RawResponse`."""
+
+    @abstractmethod
+    def server_stream(self, method: MethodInfo) -> Callable[[Message, float, Metadata], StreamCall]:
+        """A callable starting a server-streaming call."""
+
+    @abstractmethod
+    def stream_stream(self, method: MethodInfo) -> Callable[[Iterable[Message], float, Metadata], StreamCall]:
+        """A callable starting a client- or bidi-streaming call (unsupported over REST)."""
+
+    @property
+    @abstractmethod
+    def has_connections(self) -> bool:
+        """Whether any connection/channel was opened (decides whether a forked child may use it)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class AsyncTransport(ABC):
+    """asyncio transport; connections are created inside the running loop, lazily."""
+
+    name = "abstract"
+
+    def __init__(self, config: TransportConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def unary(self, method: MethodInfo) -> AsyncUnaryCallable: ...
+
+    @abstractmethod
+    def unary_raw(self, method: MethodInfo) -> AsyncRawCallable: ...
+
+    @abstractmethod
+    def server_stream(self, method: MethodInfo) -> Callable[[Message, float, Metadata], AsyncStreamCall]: ...
+
+    @abstractmethod
+    def stream_stream(self, method: MethodInfo) -> Callable[[Any, float, Metadata], AsyncStreamCall]: ...
+
+    @property
+    @abstractmethod
+    def has_connections(self) -> bool: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+# name -> (module, sync class, async class)
+TRANSPORTS: dict[str, tuple[str, str, str]] = {
+    "grpc": ("invora.transport.grpc", "GrpcTransport", "AsyncGrpcTransport"),
+    "rest": ("invora.transport.rest", "RestTransport", "AsyncRestTransport"),
+}
+
+
+def transport_classes(name: str) -> tuple[type[Transport], type[AsyncTransport]]:
+    """The (sync, async) transport classes registered under ``name``."""
+    entry = TRANSPORTS.get(name) if isinstance(name, str) else None
+    if entry is None:
+        known = ", ".join(repr(k) for k in TRANSPORTS)
+        raise ConfigurationError(f"unknown transport {name!r}; expected one of {known}")
+    module_name, sync_name, async_name = entry
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise ConfigurationError(f"transport {name!r} is not available in this build of invora") from None
+    return getattr(module, sync_name), getattr(module, async_name)

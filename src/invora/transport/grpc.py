@@ -1,0 +1,433 @@
+"""gRPC transport (sync and grpc.aio): channels, multicallables and status mapping.
+
+Multicallables are built straight from the catalog (method path + message classes), one per method and
+channel, so no generated ``*_pb2_grpc`` stub module is imported. The aio channel belongs to the event
+loop that created it: it is opened lazily inside the running loop, and reopened if the client is later
+used from another loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+
+from invora.errors import from_grpc_error
+from invora.transport import (
+    AsyncRawCallable,
+    AsyncTransport,
+    AsyncUnaryCallable,
+    Metadata,
+    RawCallable,
+    RawResponse,
+    Transport,
+    TransportConfig,
+    UnaryCallable,
+)
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+    from invora._catalog import MethodInfo
+
+__all__ = ["AsyncGrpcTransport", "GrpcTransport", "channel_options"]
+
+_EOF = grpc.aio.EOF  # type: ignore[attr-defined]
+_MiB = 1024 * 1024
+DEFAULT_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.max_receive_message_length", 64 * _MiB),
+    ("grpc.max_send_message_length", 64 * _MiB),
+    # Pings only while calls are active, at an interval default servers accept (5 min), to detect
+    # half-dead connections on long streams without triggering "too_many_pings".
+    ("grpc.keepalive_time_ms", 300_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+)
+
+
+def channel_options(config: TransportConfig) -> list[tuple[str, Any]]:
+    """Defaults, then the user's options (which win), plus user agent and TLS name override."""
+    merged: dict[str, Any] = dict(DEFAULT_OPTIONS)
+    merged["grpc.primary_user_agent"] = config.user_agent
+    if config.ssl_target_name:
+        merged["grpc.ssl_target_name_override"] = config.ssl_target_name
+    merged.update(dict(config.channel_options))
+    return list(merged.items())
+
+
+def _channel_credentials(config: TransportConfig) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=config.root_certificates,
+        private_key=config.private_key,
+        certificate_chain=config.certificate_chain,
+    )
+
+
+def _codecs(method: MethodInfo) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+    return method.request_class.SerializeToString, method.response_class.FromString
+
+
+def _multicallable(channel: Any, kind: str, method: MethodInfo) -> Any:
+    ser, de = _codecs(method)
+    return getattr(channel, kind)(
+        method.path, request_serializer=ser, response_deserializer=de, _registered_method=True
+    )
+
+
+def _md(value: Any) -> tuple[tuple[str, Any], ...]:
+    return tuple((m[0], m[1]) for m in value) if value else ()
+
+
+# -- sync -------------------------------------------------------------------------------------------------
+class _SyncStream:
+    """Iterator over a grpc stream call that raises InvoraError subclasses."""
+
+    __slots__ = ("_call", "_name")
+
+    def __init__(self, call: Any, name: str | None = None) -> None:
+        self._call = call
+        self._name = name
+
+    def __iter__(self) -> _SyncStream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._call)
+        except grpc.RpcError as exc:
+            raise from_grpc_error(exc, self._name) from exc
+
+    def cancel(self) -> bool:
+        return bool(self._call.cancel())
+
+    def initial_metadata(self) -> tuple[tuple[str, Any], ...]:
+        try:
+            return _md(self._call.initial_metadata())
+        except grpc.RpcError as exc:
+            raise from_grpc_error(exc, self._name) from exc
+
+    def trailing_metadata(self) -> tuple[tuple[str, Any], ...]:
+        return _md(self._call.trailing_metadata())
+
+    def code(self) -> grpc.StatusCode:
+        return self._call.code()  # type: ignore[no-any-return]
+
+
+class GrpcTransport(Transport):
+    name = "grpc"
+
+    def __init__(self, config: TransportConfig) -> None:
+        super().__init__(config)
+        self._lock = threading.Lock()
+        self._channel: grpc.Channel | None = None
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The channel, created on first use (no connection is attempted until the first call)."""
+        channel = self._channel
+        if channel is None:
+            with self._lock:
+                channel = self._channel
+                if channel is None:
+                    cfg = self.config
+                    opts = channel_options(cfg)
+                    if cfg.secure:
+                        channel = grpc.secure_channel(cfg.address, _channel_credentials(cfg), opts)
+                    else:
+                        channel = grpc.insecure_channel(cfg.address, opts)
+                    self._channel = channel
+        return channel
+
+    @property
+    def has_connections(self) -> bool:
+        return self._channel is not None
+
+    def _unary_mc(self, method: MethodInfo) -> Any:
+        return _multicallable(self.channel, "unary_unary", method)
+
+    def unary(self, method: MethodInfo) -> UnaryCallable:
+        mc = self._unary_mc(method)
+
+        def call(request: Message, timeout: float, metadata: Metadata) -> Message:
+            try:
+                return mc(request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]
+            except grpc.RpcError as exc:
+                raise from_grpc_error(exc, method.full_name) from exc
+
+        return call
+
+    def unary_raw(self, method: MethodInfo) -> RawCallable:
+        if method.server_streaming or method.client_streaming:
+            start = self.server_stream(method) if not method.client_streaming else self.stream_stream(method)
+
+            def call_stream(request: Any, timeout: float, metadata: Metadata) -> RawResponse:
+                stream = start(request, timeout, metadata)
+                items = list(stream)
+                return RawResponse(
+                    items, stream.initial_metadata(), stream.trailing_metadata(), grpc.StatusCode.OK
+                )
+
+            return call_stream
+        mc = self._unary_mc(method)
+
+        def call(request: Message, timeout: float, metadata: Metadata) -> RawResponse:
+            try:
+                response, rpc = mc.with_call(request, timeout=timeout, metadata=metadata)
+            except grpc.RpcError as exc:
+                raise from_grpc_error(exc, method.full_name) from exc
+            return RawResponse(
+                response, _md(rpc.initial_metadata()), _md(rpc.trailing_metadata()), rpc.code()
+            )
+
+        return call
+
+    def server_stream(self, method: MethodInfo) -> Callable[[Message, float, Metadata], _SyncStream]:
+        mc = _multicallable(self.channel, "unary_stream", method)
+
+        def call(request: Message, timeout: float, metadata: Metadata) -> _SyncStream:
+            return _SyncStream(mc(request, timeout=timeout, metadata=metadata), method.full_name)
+
+        return call
+
+    def stream_stream(
+        self, method: MethodInfo
+    ) -> Callable[[Iterable[Message], float, Metadata], _SyncStream]:
+        if method.server_streaming:
+            mc = _multicallable(self.channel, "stream_stream", method)
+
+            def call(requests: Iterable[Message], timeout: float, metadata: Metadata) -> _SyncStream:
+                return _SyncStream(mc(iter(requests), timeout=timeout, metadata=metadata), method.full_name)
+
+            return call
+        unary_mc = _multicallable(self.channel, "stream_unary", method)
+
+        def call_unary(requests: Iterable[Message], timeout: float, metadata: Metadata) -> _SyncStream:
+            future = unary_mc.future(iter(requests), timeout=timeout, metadata=metadata)
+            return _SyncStream(_single(future), method.full_name)
+
+        return call_unary
+
+    def close(self) -> None:
+        with self._lock:
+            channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
+
+
+class _single:
+    """A stream-unary future seen as a one-message stream."""
+
+    def __init__(self, future: Any) -> None:
+        self._future = future
+        self._done = False
+
+    def __iter__(self) -> _single:
+        return self
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        self._done = True
+        return self._future.result()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._future, name)
+
+
+# -- asyncio ----------------------------------------------------------------------------------------------
+class _AsyncStream:
+    """Async iterator over a grpc.aio stream call that raises InvoraError subclasses."""
+
+    __slots__ = ("_call", "_name")
+
+    def __init__(self, call: Any, name: str | None = None) -> None:
+        self._call = call
+        self._name = name
+
+    def __aiter__(self) -> _AsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            message = await self._call.read()
+        except grpc.RpcError as exc:
+            raise from_grpc_error(exc, self._name) from exc
+        if message is _EOF:
+            raise StopAsyncIteration
+        return message
+
+    def cancel(self) -> bool:
+        return bool(self._call.cancel())
+
+    async def initial_metadata(self) -> tuple[tuple[str, Any], ...]:
+        return _md(await self._call.initial_metadata())
+
+    async def trailing_metadata(self) -> tuple[tuple[str, Any], ...]:
+        return _md(await self._call.trailing_metadata())
+
+    async def code(self) -> grpc.StatusCode:
+        return await self._call.code()  # type: ignore[no-any-return]
+
+
+class _LoopChannel:
+    __slots__ = ("channel", "loop", "mcs")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, channel: grpc.aio.Channel) -> None:
+        self.loop = loop
+        self.channel = channel
+        self.mcs: dict[tuple[str, str], Any] = {}
+
+
+class AsyncGrpcTransport(AsyncTransport):
+    name = "grpc"
+
+    def __init__(self, config: TransportConfig) -> None:
+        super().__init__(config)
+        self._current: _LoopChannel | None = None
+        self._all: list[_LoopChannel] = []
+
+    @property
+    def has_connections(self) -> bool:
+        return bool(self._all)
+
+    def _open(self) -> _LoopChannel:
+        loop = asyncio.get_running_loop()
+        current = self._current
+        if current is not None and current.loop is loop:
+            return current
+        for lc in self._all:
+            if lc.loop is loop:
+                self._current = lc
+                return lc
+        cfg = self.config
+        opts = channel_options(cfg)
+        if cfg.secure:
+            channel = grpc.aio.secure_channel(cfg.address, _channel_credentials(cfg), opts)
+        else:
+            channel = grpc.aio.insecure_channel(cfg.address, opts)
+        lc = _LoopChannel(loop, channel)
+        self._all = [c for c in self._all if not c.loop.is_closed()] + [lc]
+        self._current = lc
+        return lc
+
+    def _mc(self, kind: str, method: MethodInfo, codecs: tuple[Any, Any]) -> Any:
+        lc = self._current
+        if lc is None or lc.loop is not asyncio.get_running_loop():
+            lc = self._open()
+        key = (kind, method.path)
+        mc = lc.mcs.get(key)
+        if mc is None:
+            factory = getattr(lc.channel, kind)
+            mc = lc.mcs[key] = factory(
+                method.path,
+                request_serializer=codecs[0],
+                response_deserializer=codecs[1],
+                _registered_method=True,
+            )
+        return mc
+
+    def unary(self, method: MethodInfo) -> AsyncUnaryCallable:
+        codecs = _codecs(method)
+        mc_for = self._mc
+
+        async def call(request: Message, timeout: float, metadata: Metadata) -> Message:
+            mc = mc_for("unary_unary", method, codecs)
+            try:
+                return await mc(request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]
+            except grpc.RpcError as exc:
+                raise from_grpc_error(exc, method.full_name) from exc
+
+        return call
+
+    def unary_raw(self, method: MethodInfo) -> AsyncRawCallable:
+        codecs = _codecs(method)
+        streaming = method.server_streaming or method.client_streaming
+        start: Any = None
+        if streaming:
+            start = self.stream_stream(method) if method.client_streaming else self.server_stream(method)
+
+        async def call(request: Any, timeout: float, metadata: Metadata) -> RawResponse:
+            if streaming:
+                stream = start(request, timeout, metadata)
+                items = [m async for m in stream]
+                return RawResponse(
+                    items,
+                    await stream.initial_metadata(),
+                    await stream.trailing_metadata(),
+                    grpc.StatusCode.OK,
+                )
+            rpc = self._mc("unary_unary", method, codecs)(request, timeout=timeout, metadata=metadata)
+            try:
+                response = await rpc
+                return RawResponse(
+                    response,
+                    _md(await rpc.initial_metadata()),
+                    _md(await rpc.trailing_metadata()),
+                    await rpc.code(),
+                )
+            except grpc.RpcError as exc:
+                raise from_grpc_error(exc, method.full_name) from exc
+
+        return call
+
+    def server_stream(self, method: MethodInfo) -> Callable[[Message, float, Metadata], _AsyncStream]:
+        codecs = _codecs(method)
+
+        def call(request: Message, timeout: float, metadata: Metadata) -> _AsyncStream:
+            mc = self._mc("unary_stream", method, codecs)
+            return _AsyncStream(mc(request, timeout=timeout, metadata=metadata), method.full_name)
+
+        return call
+
+    def stream_stream(self, method: MethodInfo) -> Callable[[Any, float, Metadata], _AsyncStream]:
+        codecs = _codecs(method)
+        kind = "stream_stream" if method.server_streaming else "stream_unary"
+
+        def call(
+            requests: Iterable[Message] | AsyncIterable[Message], timeout: float, metadata: Metadata
+        ) -> Any:
+            mc = self._mc(kind, method, codecs)
+            rpc = mc(requests, timeout=timeout, metadata=metadata)
+            return (
+                _AsyncStream(rpc, method.full_name)
+                if kind == "stream_stream"
+                else _AsyncSingle(rpc, method.full_name)
+            )
+
+        return call
+
+    async def close(self) -> None:
+        channels, self._all, self._current = self._all, [], None
+        for lc in channels:
+            if lc.loop.is_closed():
+                continue
+            try:
+                if lc.loop is asyncio.get_running_loop():
+                    await lc.channel.close(None)
+                else:
+                    asyncio.run_coroutine_threadsafe(lc.channel.close(None), lc.loop)
+            except RuntimeError:
+                pass
+
+
+class _AsyncSingle(_AsyncStream):
+    """A stream-unary aio call seen as a one-message stream."""
+
+    __slots__ = ("_done",)
+
+    def __init__(self, call: Any, name: str | None = None) -> None:
+        super().__init__(call, name)
+        self._done = False
+
+    async def __anext__(self) -> Any:
+        if self._done:
+            raise StopAsyncIteration
+        self._done = True
+        try:
+            return await self._call
+        except grpc.RpcError as exc:
+            raise from_grpc_error(exc, self._name) from exc
