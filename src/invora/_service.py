@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
 
 from invora.retry import Retry
@@ -43,11 +43,11 @@ class Namespace:
         self._scope = scope
         self._nodes: dict[str, Any] = {}
 
-    def _child(self, key: str, cls: type[_T]) -> _T:
+    def _child(self, key: str, cls: Callable[[Scope], _T]) -> _T:
         node = self._nodes.get(key)
         if node is None:
             node = self._nodes[key] = cls(self._scope)
-        return node  # type: ignore[no-any-return]
+        return node
 
     def _service(self, key: str, module: str, class_name: str) -> Any:
         node = self._nodes.get(key)
