@@ -294,7 +294,14 @@ class DataLoss(RpcError):
     code = grpc.StatusCode.DATA_LOSS
 
 
-class AuthenticationError(InvoraError):
+class _LocalError(InvoraError):
+    """Raised by the SDK itself (no server status): the message is the whole story."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AuthenticationError(_LocalError):
     """The token endpoint failed (HTTP error, timeout, unreadable answer): no token could be obtained.
 
     ``http_status`` / ``status`` is the endpoint's HTTP status (0 when it never answered) and ``error``
@@ -318,7 +325,7 @@ class AuthenticationError(InvoraError):
         self.error = error
 
 
-class ConfigurationError(InvoraError, ValueError):
+class ConfigurationError(_LocalError, ValueError):
     """Invalid client configuration or call input, detected before any network traffic."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
@@ -328,7 +335,7 @@ class ConfigurationError(InvoraError, ValueError):
         super().__init__(message, **kwargs)
 
 
-class ClientForkedError(InvoraError, RuntimeError):
+class ClientForkedError(_LocalError, RuntimeError):
     """A client whose channels were opened in a parent process was used after ``fork()``."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
