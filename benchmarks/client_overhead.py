@@ -73,7 +73,7 @@ class Bench:
         self.org = info["org_id"]
         self.creds = invora.ClientCredentials(info["client_id"], info["client_secret"], info["token_url"])
         self.client = invora.Client(self.target, credentials=self.creds, org_id=self.org, timeout=30)
-        self.metadata = self.creds.metadata() + (("x-target-org-id", self.org),)
+        self.metadata = (*self.creds.metadata(), ("x-target-org-id", self.org))
         svc = _catalog.service("simple.invoices")
         self.stub_cls = getattr(svc.load_grpc(), f"{svc.name}Stub")
         self.channel = grpc.insecure_channel(self.target)

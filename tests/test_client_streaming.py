@@ -107,7 +107,7 @@ def test_server_stream_items_credentials_and_tenancy(server: Server) -> None:
         items = list(stream)
     assert items[0].WhichOneof("type") == "initial"
     assert [i.change.id for i in items[1:]] == ["doc-0", "doc-1", "doc-2"]
-    (rpc, md), = server.calls  # fmt: skip
+    (_rpc, md), = server.calls  # fmt: skip
     assert md["authorization"] == "Bearer pat-1" and md["x-target-org-id"] == "org-b"
     assert stream.trailing_metadata() is not None
 
