@@ -13,8 +13,10 @@ them to each call directly, which is much cheaper than gRPC call credentials und
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -138,6 +140,12 @@ class ClientCredentials(Credentials):
         self._expires_at = 0.0  # monotonic time after which it is unusable
         self._flights: dict[asyncio.AbstractEventLoop, asyncio.Future[AuthMetadata]] = {}
         self.token_requests = 0  # successful grants (for diagnostics and tests)
+        _LIVE.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        # A lock held by another thread at fork time would stay locked forever in the child.
+        self._lock = threading.Lock()
+        self._flights = {}
 
     def __repr__(self) -> str:
         return (
@@ -314,6 +322,18 @@ class ClientCredentials(Credentials):
         from invora.errors import redact
 
         return redact(text.replace(self.__secret, "***"))
+
+
+_LIVE: weakref.WeakSet[ClientCredentials] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for creds in list(_LIVE):
+        creds._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _check_url(url: str) -> None:
