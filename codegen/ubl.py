@@ -8,7 +8,12 @@ mapping the published files follow, so the missing file can be generated with th
 * aggregate types: fields 1..n in XSD sequence order, snake_case element names, ``repeated`` when
   ``maxOccurs="unbounded"``, typed by the referenced element's type;
 * ``ext:UBLExtensions`` is a repeated ``UblExtensionType`` (the container type is flattened);
-* a field whose name + "Type" equals its message's name gets the suffix ``_property``;
+* a field would repeat its message's name gets the suffix ``_property``: in every schema when the element's
+  name + "Type" is the message's name (``DutyType.duty_property``, the only case in the aggregate
+  library), and in document schemas also when the element's name is the message's name
+  (``ManifestType.manifest_type_property``). The published files and the vendor's account of the missing
+  one show no suffix for the second form inside the library (``CertificateType.certificate_type``), so
+  it is not applied there;
 * basic components (``simpleContent`` extensions of unqualified data types) copy the data type's message.
 
 ``tests/test_ubl_generator.py`` proves the rules by regenerating published files and comparing descriptors.
@@ -79,8 +84,13 @@ class Schema:
     imports: dict[str, Path] = field(default_factory=dict)
 
     @property
+    def library(self) -> bool:
+        """Shared component libraries live under ``common/``; document schemas under ``maindoc/``."""
+        return self.path.parent.name == "common"
+
+    @property
     def package(self) -> str:
-        return package_of(self.namespace, library=self.path.parent.name == "common")
+        return package_of(self.namespace, library=self.library)
 
     def resolve(self, qname: str) -> tuple[str, str]:
         prefix, _, local = qname.rpartition(":")
@@ -137,7 +147,9 @@ def _aggregate(loader: Loader, schema: Schema, ctype: ET.Element) -> descriptor_
         else:
             package, type_name = _element_type(loader, schema, ref)
             repeated = el.get("maxOccurs") == "unbounded"
-        if msg.name in (message_name(local), message_name(local + "Type")):
+        if msg.name == message_name(local + "Type") or (
+            not schema.library and msg.name == message_name(local)
+        ):
             name += "_property"
         msg.field.add(
             name=name,

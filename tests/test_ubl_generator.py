@@ -77,9 +77,22 @@ def test_aggregate_file_shape(cac: descriptor_pb2.FileDescriptorProto) -> None:
     assert (first.name, first.number, first.label) == ("ubl_extensions", 1, first.LABEL_REPEATED)
     assert first.type_name.endswith("commonextensioncomponents_2.UblExtensionType")
     assert [f.number for f in party.field] == list(range(1, len(party.field) + 1))
-    # The _property rule fires exactly once in the aggregate library.
-    renamed = [(m.name, f.name) for m in cac.message_type for f in m.field if f.name.endswith("_property")]
+
+    # The _property rule fires exactly once in the aggregate library; names that merely end in "property"
+    # (meter_property from MeterProperty) come from their elements and keep their own type.
+    def renamed_by_rule(m: descriptor_pb2.DescriptorProto, f: descriptor_pb2.FieldDescriptorProto) -> bool:
+        if not f.name.endswith("_property"):
+            return False
+        element = "".join(p.capitalize() for p in f.name.removesuffix("_property").split("_"))
+        return f.type_name.rsplit(".", 1)[1] == ubl.message_name(element + "Type") and m.name in (
+            element,
+            element + "Type",
+        )
+
+    renamed = [(m.name, f.name) for m in cac.message_type for f in m.field if renamed_by_rule(m, f)]
     assert renamed == [("DutyType", "duty_property")]
+    certificate = next(m for m in cac.message_type if m.name == "CertificateType")
+    assert "certificate_type" in [f.name for f in certificate.field]
 
 
 def test_reconstructed_file_satisfies_every_reference(

@@ -1612,7 +1612,7 @@ class CertificateType(_message.Message):
     UBL_EXTENSIONS_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     CERTIFICATE_TYPE_CODE_FIELD_NUMBER: _builtins.int
-    CERTIFICATE_TYPE_PROPERTY_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_TYPE_FIELD_NUMBER: _builtins.int
     REMARKS_FIELD_NUMBER: _builtins.int
     ISSUER_PARTY_FIELD_NUMBER: _builtins.int
     DOCUMENT_REFERENCE_FIELD_NUMBER: _builtins.int
@@ -1624,7 +1624,7 @@ class CertificateType(_message.Message):
     @_builtins.property
     def certificate_type_code(self) -> _models_pb2_1.CertificateTypeCodeType: ...
     @_builtins.property
-    def certificate_type_property(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2_1.CertificateTypeType]: ...
+    def certificate_type(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2_1.CertificateTypeType]: ...
     @_builtins.property
     def remarks(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2_1.RemarksType]: ...
     @_builtins.property
@@ -1639,7 +1639,7 @@ class CertificateType(_message.Message):
         ubl_extensions: _abc.Iterable[_models_pb2.UblExtensionType] | None = ...,
         id: _models_pb2_1.IdType | None = ...,
         certificate_type_code: _models_pb2_1.CertificateTypeCodeType | None = ...,
-        certificate_type_property: _abc.Iterable[_models_pb2_1.CertificateTypeType] | None = ...,
+        certificate_type: _abc.Iterable[_models_pb2_1.CertificateTypeType] | None = ...,
         remarks: _abc.Iterable[_models_pb2_1.RemarksType] | None = ...,
         issuer_party: Global___PartyType | None = ...,
         document_reference: _abc.Iterable[Global___DocumentReferenceType] | None = ...,
@@ -1647,7 +1647,7 @@ class CertificateType(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["certificate_type_code", b"certificate_type_code", "id", b"id", "issuer_party", b"issuer_party"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_type_code", b"certificate_type_code", "certificate_type_property", b"certificate_type_property", "document_reference", b"document_reference", "id", b"id", "issuer_party", b"issuer_party", "remarks", b"remarks", "signature", b"signature", "ubl_extensions", b"ubl_extensions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_type", b"certificate_type", "certificate_type_code", b"certificate_type_code", "document_reference", b"document_reference", "id", b"id", "issuer_party", b"issuer_party", "remarks", b"remarks", "signature", b"signature", "ubl_extensions", b"ubl_extensions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3012,7 +3012,7 @@ class ContractType(_message.Message):
     NOMINATION_DATE_FIELD_NUMBER: _builtins.int
     NOMINATION_TIME_FIELD_NUMBER: _builtins.int
     CONTRACT_TYPE_CODE_FIELD_NUMBER: _builtins.int
-    CONTRACT_TYPE_PROPERTY_FIELD_NUMBER: _builtins.int
+    CONTRACT_TYPE_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     VERSION_ID_FIELD_NUMBER: _builtins.int
     MODIFICATION_REASON_CODE_FIELD_NUMBER: _builtins.int
@@ -3037,7 +3037,7 @@ class ContractType(_message.Message):
     @_builtins.property
     def contract_type_code(self) -> _models_pb2_1.ContractTypeCodeType: ...
     @_builtins.property
-    def contract_type_property(self) -> _models_pb2_1.ContractTypeType: ...
+    def contract_type(self) -> _models_pb2_1.ContractTypeType: ...
     @_builtins.property
     def note(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2_1.NoteType]: ...
     @_builtins.property
@@ -3066,7 +3066,7 @@ class ContractType(_message.Message):
         nomination_date: _models_pb2_1.NominationDateType | None = ...,
         nomination_time: _models_pb2_1.NominationTimeType | None = ...,
         contract_type_code: _models_pb2_1.ContractTypeCodeType | None = ...,
-        contract_type_property: _models_pb2_1.ContractTypeType | None = ...,
+        contract_type: _models_pb2_1.ContractTypeType | None = ...,
         note: _abc.Iterable[_models_pb2_1.NoteType] | None = ...,
         version_id: _models_pb2_1.VersionIdType | None = ...,
         modification_reason_code: _models_pb2_1.ModificationReasonCodeType | None = ...,
@@ -3077,9 +3077,9 @@ class ContractType(_message.Message):
         nomination_period: Global___PeriodType | None = ...,
         contractual_delivery: Global___DeliveryType | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["contract_type_code", b"contract_type_code", "contract_type_property", b"contract_type_property", "contractual_delivery", b"contractual_delivery", "id", b"id", "issue_date", b"issue_date", "issue_time", b"issue_time", "modification_reason_code", b"modification_reason_code", "nomination_date", b"nomination_date", "nomination_period", b"nomination_period", "nomination_time", b"nomination_time", "validity_period", b"validity_period", "version_id", b"version_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contract_type", b"contract_type", "contract_type_code", b"contract_type_code", "contractual_delivery", b"contractual_delivery", "id", b"id", "issue_date", b"issue_date", "issue_time", b"issue_time", "modification_reason_code", b"modification_reason_code", "nomination_date", b"nomination_date", "nomination_period", b"nomination_period", "nomination_time", b"nomination_time", "validity_period", b"validity_period", "version_id", b"version_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract_document_reference", b"contract_document_reference", "contract_type_code", b"contract_type_code", "contract_type_property", b"contract_type_property", "contractual_delivery", b"contractual_delivery", "description", b"description", "id", b"id", "issue_date", b"issue_date", "issue_time", b"issue_time", "modification_reason_code", b"modification_reason_code", "modification_reason_description", b"modification_reason_description", "nomination_date", b"nomination_date", "nomination_period", b"nomination_period", "nomination_time", b"nomination_time", "note", b"note", "ubl_extensions", b"ubl_extensions", "validity_period", b"validity_period", "version_id", b"version_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contract_document_reference", b"contract_document_reference", "contract_type", b"contract_type", "contract_type_code", b"contract_type_code", "contractual_delivery", b"contractual_delivery", "description", b"description", "id", b"id", "issue_date", b"issue_date", "issue_time", b"issue_time", "modification_reason_code", b"modification_reason_code", "modification_reason_description", b"modification_reason_description", "nomination_date", b"nomination_date", "nomination_period", b"nomination_period", "nomination_time", b"nomination_time", "note", b"note", "ubl_extensions", b"ubl_extensions", "validity_period", b"validity_period", "version_id", b"version_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3195,7 +3195,7 @@ class ContractingPartyType(_message.Message):
 
     UBL_EXTENSIONS_FIELD_NUMBER: _builtins.int
     BUYER_PROFILE_URI_FIELD_NUMBER: _builtins.int
-    CONTRACTING_PARTY_TYPE_PROPERTY_FIELD_NUMBER: _builtins.int
+    CONTRACTING_PARTY_TYPE_FIELD_NUMBER: _builtins.int
     CONTRACTING_ACTIVITY_FIELD_NUMBER: _builtins.int
     CONTRACTING_REPRESENTATION_TYPE_FIELD_NUMBER: _builtins.int
     PARTY_FIELD_NUMBER: _builtins.int
@@ -3204,7 +3204,7 @@ class ContractingPartyType(_message.Message):
     @_builtins.property
     def buyer_profile_uri(self) -> _models_pb2_1.BuyerProfileUriType: ...
     @_builtins.property
-    def contracting_party_type_property(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContractingPartyTypeType]: ...
+    def contracting_party_type(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContractingPartyTypeType]: ...
     @_builtins.property
     def contracting_activity(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContractingActivityType]: ...
     @_builtins.property
@@ -3216,14 +3216,14 @@ class ContractingPartyType(_message.Message):
         *,
         ubl_extensions: _abc.Iterable[_models_pb2.UblExtensionType] | None = ...,
         buyer_profile_uri: _models_pb2_1.BuyerProfileUriType | None = ...,
-        contracting_party_type_property: _abc.Iterable[Global___ContractingPartyTypeType] | None = ...,
+        contracting_party_type: _abc.Iterable[Global___ContractingPartyTypeType] | None = ...,
         contracting_activity: _abc.Iterable[Global___ContractingActivityType] | None = ...,
         contracting_representation_type: Global___ContractingRepresentationTypeType | None = ...,
         party: Global___PartyType | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["buyer_profile_uri", b"buyer_profile_uri", "contracting_representation_type", b"contracting_representation_type", "party", b"party"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["buyer_profile_uri", b"buyer_profile_uri", "contracting_activity", b"contracting_activity", "contracting_party_type_property", b"contracting_party_type_property", "contracting_representation_type", b"contracting_representation_type", "party", b"party", "ubl_extensions", b"ubl_extensions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buyer_profile_uri", b"buyer_profile_uri", "contracting_activity", b"contracting_activity", "contracting_party_type", b"contracting_party_type", "contracting_representation_type", b"contracting_representation_type", "party", b"party", "ubl_extensions", b"ubl_extensions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -8679,7 +8679,7 @@ class MeterReadingType(_message.Message):
 
     UBL_EXTENSIONS_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
-    METER_READING_TYPE_PROPERTY_FIELD_NUMBER: _builtins.int
+    METER_READING_TYPE_FIELD_NUMBER: _builtins.int
     METER_READING_TYPE_CODE_FIELD_NUMBER: _builtins.int
     PREVIOUS_METER_READING_DATE_FIELD_NUMBER: _builtins.int
     PREVIOUS_METER_QUANTITY_FIELD_NUMBER: _builtins.int
@@ -8696,7 +8696,7 @@ class MeterReadingType(_message.Message):
     @_builtins.property
     def id(self) -> _models_pb2_1.IdType: ...
     @_builtins.property
-    def meter_reading_type_property(self) -> _models_pb2_1.MeterReadingTypeType: ...
+    def meter_reading_type(self) -> _models_pb2_1.MeterReadingTypeType: ...
     @_builtins.property
     def meter_reading_type_code(self) -> _models_pb2_1.MeterReadingTypeCodeType: ...
     @_builtins.property
@@ -8724,7 +8724,7 @@ class MeterReadingType(_message.Message):
         *,
         ubl_extensions: _abc.Iterable[_models_pb2.UblExtensionType] | None = ...,
         id: _models_pb2_1.IdType | None = ...,
-        meter_reading_type_property: _models_pb2_1.MeterReadingTypeType | None = ...,
+        meter_reading_type: _models_pb2_1.MeterReadingTypeType | None = ...,
         meter_reading_type_code: _models_pb2_1.MeterReadingTypeCodeType | None = ...,
         previous_meter_reading_date: _models_pb2_1.PreviousMeterReadingDateType | None = ...,
         previous_meter_quantity: _models_pb2_1.PreviousMeterQuantityType | None = ...,
@@ -8737,9 +8737,9 @@ class MeterReadingType(_message.Message):
         meter_reading_comments: _abc.Iterable[_models_pb2_1.MeterReadingCommentsType] | None = ...,
         delivered_quantity: _models_pb2_1.DeliveredQuantityType | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delivered_quantity", b"delivered_quantity", "id", b"id", "latest_meter_quantity", b"latest_meter_quantity", "latest_meter_reading_date", b"latest_meter_reading_date", "latest_meter_reading_method", b"latest_meter_reading_method", "latest_meter_reading_method_code", b"latest_meter_reading_method_code", "meter_reading_type_code", b"meter_reading_type_code", "meter_reading_type_property", b"meter_reading_type_property", "previous_meter_quantity", b"previous_meter_quantity", "previous_meter_reading_date", b"previous_meter_reading_date", "previous_meter_reading_method", b"previous_meter_reading_method", "previous_meter_reading_method_code", b"previous_meter_reading_method_code"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivered_quantity", b"delivered_quantity", "id", b"id", "latest_meter_quantity", b"latest_meter_quantity", "latest_meter_reading_date", b"latest_meter_reading_date", "latest_meter_reading_method", b"latest_meter_reading_method", "latest_meter_reading_method_code", b"latest_meter_reading_method_code", "meter_reading_type", b"meter_reading_type", "meter_reading_type_code", b"meter_reading_type_code", "previous_meter_quantity", b"previous_meter_quantity", "previous_meter_reading_date", b"previous_meter_reading_date", "previous_meter_reading_method", b"previous_meter_reading_method", "previous_meter_reading_method_code", b"previous_meter_reading_method_code"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered_quantity", b"delivered_quantity", "id", b"id", "latest_meter_quantity", b"latest_meter_quantity", "latest_meter_reading_date", b"latest_meter_reading_date", "latest_meter_reading_method", b"latest_meter_reading_method", "latest_meter_reading_method_code", b"latest_meter_reading_method_code", "meter_reading_comments", b"meter_reading_comments", "meter_reading_type_code", b"meter_reading_type_code", "meter_reading_type_property", b"meter_reading_type_property", "previous_meter_quantity", b"previous_meter_quantity", "previous_meter_reading_date", b"previous_meter_reading_date", "previous_meter_reading_method", b"previous_meter_reading_method", "previous_meter_reading_method_code", b"previous_meter_reading_method_code", "ubl_extensions", b"ubl_extensions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered_quantity", b"delivered_quantity", "id", b"id", "latest_meter_quantity", b"latest_meter_quantity", "latest_meter_reading_date", b"latest_meter_reading_date", "latest_meter_reading_method", b"latest_meter_reading_method", "latest_meter_reading_method_code", b"latest_meter_reading_method_code", "meter_reading_comments", b"meter_reading_comments", "meter_reading_type", b"meter_reading_type", "meter_reading_type_code", b"meter_reading_type_code", "previous_meter_quantity", b"previous_meter_quantity", "previous_meter_reading_date", b"previous_meter_reading_date", "previous_meter_reading_method", b"previous_meter_reading_method", "previous_meter_reading_method_code", b"previous_meter_reading_method_code", "ubl_extensions", b"ubl_extensions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -10519,7 +10519,7 @@ class PriceType(_message.Message):
     BASE_QUANTITY_FIELD_NUMBER: _builtins.int
     PRICE_CHANGE_REASON_FIELD_NUMBER: _builtins.int
     PRICE_TYPE_CODE_FIELD_NUMBER: _builtins.int
-    PRICE_TYPE_PROPERTY_FIELD_NUMBER: _builtins.int
+    PRICE_TYPE_FIELD_NUMBER: _builtins.int
     ORDERABLE_UNIT_FACTOR_RATE_FIELD_NUMBER: _builtins.int
     VALIDITY_PERIOD_FIELD_NUMBER: _builtins.int
     PRICE_LIST_FIELD_NUMBER: _builtins.int
@@ -10539,7 +10539,7 @@ class PriceType(_message.Message):
     @_builtins.property
     def price_type_code(self) -> _models_pb2_1.PriceTypeCodeType: ...
     @_builtins.property
-    def price_type_property(self) -> _models_pb2_1.PriceTypeType: ...
+    def price_type(self) -> _models_pb2_1.PriceTypeType: ...
     @_builtins.property
     def orderable_unit_factor_rate(self) -> _models_pb2_1.OrderableUnitFactorRateType: ...
     @_builtins.property
@@ -10561,7 +10561,7 @@ class PriceType(_message.Message):
         base_quantity: _models_pb2_1.BaseQuantityType | None = ...,
         price_change_reason: _abc.Iterable[_models_pb2_1.PriceChangeReasonType] | None = ...,
         price_type_code: _models_pb2_1.PriceTypeCodeType | None = ...,
-        price_type_property: _models_pb2_1.PriceTypeType | None = ...,
+        price_type: _models_pb2_1.PriceTypeType | None = ...,
         orderable_unit_factor_rate: _models_pb2_1.OrderableUnitFactorRateType | None = ...,
         validity_period: _abc.Iterable[Global___PeriodType] | None = ...,
         price_list: Global___PriceListType | None = ...,
@@ -10569,9 +10569,9 @@ class PriceType(_message.Message):
         pricing_exchange_rate: Global___ExchangeRateType | None = ...,
         alternative_currency_price: _abc.Iterable[Global___PriceType] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["base_quantity", b"base_quantity", "orderable_unit_factor_rate", b"orderable_unit_factor_rate", "price_amount", b"price_amount", "price_list", b"price_list", "price_type_code", b"price_type_code", "price_type_property", b"price_type_property", "pricing_exchange_rate", b"pricing_exchange_rate", "tax_inclusive_price_amount", b"tax_inclusive_price_amount"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["base_quantity", b"base_quantity", "orderable_unit_factor_rate", b"orderable_unit_factor_rate", "price_amount", b"price_amount", "price_list", b"price_list", "price_type", b"price_type", "price_type_code", b"price_type_code", "pricing_exchange_rate", b"pricing_exchange_rate", "tax_inclusive_price_amount", b"tax_inclusive_price_amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowance_charge", b"allowance_charge", "alternative_currency_price", b"alternative_currency_price", "base_quantity", b"base_quantity", "orderable_unit_factor_rate", b"orderable_unit_factor_rate", "price_amount", b"price_amount", "price_change_reason", b"price_change_reason", "price_list", b"price_list", "price_type_code", b"price_type_code", "price_type_property", b"price_type_property", "pricing_exchange_rate", b"pricing_exchange_rate", "tax_inclusive_price_amount", b"tax_inclusive_price_amount", "ubl_extensions", b"ubl_extensions", "validity_period", b"validity_period"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowance_charge", b"allowance_charge", "alternative_currency_price", b"alternative_currency_price", "base_quantity", b"base_quantity", "orderable_unit_factor_rate", b"orderable_unit_factor_rate", "price_amount", b"price_amount", "price_change_reason", b"price_change_reason", "price_list", b"price_list", "price_type", b"price_type", "price_type_code", b"price_type_code", "pricing_exchange_rate", b"pricing_exchange_rate", "tax_inclusive_price_amount", b"tax_inclusive_price_amount", "ubl_extensions", b"ubl_extensions", "validity_period", b"validity_period"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -12828,7 +12828,7 @@ class ShipmentStageType(_message.Message):
     UBL_EXTENSIONS_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     SHIPMENT_STAGE_TYPE_CODE_FIELD_NUMBER: _builtins.int
-    SHIPMENT_STAGE_TYPE_PROPERTY_FIELD_NUMBER: _builtins.int
+    SHIPMENT_STAGE_TYPE_FIELD_NUMBER: _builtins.int
     TRANSPORT_MODE_CODE_FIELD_NUMBER: _builtins.int
     TRANSPORT_MEANS_TYPE_CODE_FIELD_NUMBER: _builtins.int
     TRANSIT_DIRECTION_CODE_FIELD_NUMBER: _builtins.int
@@ -12906,7 +12906,7 @@ class ShipmentStageType(_message.Message):
     @_builtins.property
     def shipment_stage_type_code(self) -> _models_pb2_1.ShipmentStageTypeCodeType: ...
     @_builtins.property
-    def shipment_stage_type_property(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2_1.ShipmentStageTypeType]: ...
+    def shipment_stage_type(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2_1.ShipmentStageTypeType]: ...
     @_builtins.property
     def transport_mode_code(self) -> _models_pb2_1.TransportModeCodeType: ...
     @_builtins.property
@@ -13053,7 +13053,7 @@ class ShipmentStageType(_message.Message):
         ubl_extensions: _abc.Iterable[_models_pb2.UblExtensionType] | None = ...,
         id: _models_pb2_1.IdType | None = ...,
         shipment_stage_type_code: _models_pb2_1.ShipmentStageTypeCodeType | None = ...,
-        shipment_stage_type_property: _abc.Iterable[_models_pb2_1.ShipmentStageTypeType] | None = ...,
+        shipment_stage_type: _abc.Iterable[_models_pb2_1.ShipmentStageTypeType] | None = ...,
         transport_mode_code: _models_pb2_1.TransportModeCodeType | None = ...,
         transport_means_type_code: _models_pb2_1.TransportMeansTypeCodeType | None = ...,
         transit_direction_code: _models_pb2_1.TransitDirectionCodeType | None = ...,
@@ -13127,7 +13127,7 @@ class ShipmentStageType(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["acceptance_transport_event", b"acceptance_transport_event", "actual_arrival_transport_event", b"actual_arrival_transport_event", "actual_departure_transport_event", b"actual_departure_transport_event", "actual_pickup_transport_event", b"actual_pickup_transport_event", "actual_waypoint_transport_event", b"actual_waypoint_transport_event", "availability_transport_event", b"availability_transport_event", "ballast_water_summary", b"ballast_water_summary", "cabotage_indicator", b"cabotage_indicator", "crew_quantity", b"crew_quantity", "customs_agent_party", b"customs_agent_party", "delivery_transport_event", b"delivery_transport_event", "destination_port_call", b"destination_port_call", "discharge_transport_event", b"discharge_transport_event", "dropoff_transport_event", b"dropoff_transport_event", "estimated_arrival_transport_event", b"estimated_arrival_transport_event", "estimated_delivery_date", b"estimated_delivery_date", "estimated_delivery_time", b"estimated_delivery_time", "estimated_departure_transport_event", b"estimated_departure_transport_event", "estimated_transit_period", b"estimated_transit_period", "examination_transport_event", b"examination_transport_event", "exportation_transport_event", b"exportation_transport_event", "freight_charge_location", b"freight_charge_location", "hazardous_risk_indicator", b"hazardous_risk_indicator", "id", b"id", "isps_requirements", b"isps_requirements", "loading_port_location", b"loading_port_location", "loading_sequence_id", b"loading_sequence_id", "loading_transport_event", b"loading_transport_event", "maritime_health_declaration", b"maritime_health_declaration", "master_person", b"master_person", "on_carriage_indicator", b"on_carriage_indicator", "optional_takeover_transport_event", b"optional_takeover_transport_event", "passenger_quantity", b"passenger_quantity", "planned_arrival_transport_event", b"planned_arrival_transport_event", "planned_departure_transport_event", b"planned_departure_transport_event", "pre_carriage_indicator", b"pre_carriage_indicator", "receipt_transport_event", b"receipt_transport_event", "reporting_person", b"reporting_person", "requested_arrival_transport_event", b"requested_arrival_transport_event", "requested_departure_transport_event", b"requested_departure_transport_event", "required_delivery_date", b"required_delivery_date", "required_delivery_time", b"required_delivery_time", "security_officer_person", b"security_officer_person", "shipment_stage_type_code", b"shipment_stage_type_code", "ships_surgeon_person", b"ships_surgeon_person", "storage_transport_event", b"storage_transport_event", "successive_sequence_id", b"successive_sequence_id", "takeover_transport_event", b"takeover_transport_event", "terminal_operator_party", b"terminal_operator_party", "transit_direction_code", b"transit_direction_code", "transit_period", b"transit_period", "transport_means", b"transport_means", "transport_means_type_code", b"transport_means_type_code", "transport_mode_code", b"transport_mode_code", "transship_port_location", b"transship_port_location", "unloading_port_location", b"unloading_port_location", "warehousing_transport_event", b"warehousing_transport_event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acceptance_transport_event", b"acceptance_transport_event", "actual_arrival_transport_event", b"actual_arrival_transport_event", "actual_departure_transport_event", b"actual_departure_transport_event", "actual_pickup_transport_event", b"actual_pickup_transport_event", "actual_waypoint_transport_event", b"actual_waypoint_transport_event", "availability_transport_event", b"availability_transport_event", "ballast_water_summary", b"ballast_water_summary", "cabotage_indicator", b"cabotage_indicator", "carrier_party", b"carrier_party", "crew_member_person", b"crew_member_person", "crew_person_effect", b"crew_person_effect", "crew_quantity", b"crew_quantity", "customs_agent_party", b"customs_agent_party", "delivery_transport_event", b"delivery_transport_event", "demurrage_instructions", b"demurrage_instructions", "destination_port_call", b"destination_port_call", "detention_transport_event", b"detention_transport_event", "discharge_transport_event", b"discharge_transport_event", "driver_person", b"driver_person", "dropoff_transport_event", b"dropoff_transport_event", "estimated_arrival_transport_event", b"estimated_arrival_transport_event", "estimated_delivery_date", b"estimated_delivery_date", "estimated_delivery_time", b"estimated_delivery_time", "estimated_departure_transport_event", b"estimated_departure_transport_event", "estimated_transit_period", b"estimated_transit_period", "examination_transport_event", b"examination_transport_event", "exportation_transport_event", b"exportation_transport_event", "freight_allowance_charge", b"freight_allowance_charge", "freight_charge_location", b"freight_charge_location", "fuel_consumption", b"fuel_consumption", "hazardous_risk_indicator", b"hazardous_risk_indicator", "id", b"id", "instructions", b"instructions", "isps_requirements", b"isps_requirements", "loading_port_location", b"loading_port_location", "loading_sequence_id", b"loading_sequence_id", "loading_transport_event", b"loading_transport_event", "maritime_health_declaration", b"maritime_health_declaration", "maritime_waste", b"maritime_waste", "master_person", b"master_person", "on_carriage_indicator", b"on_carriage_indicator", "optional_takeover_transport_event", b"optional_takeover_transport_event", "passenger_person", b"passenger_person", "passenger_quantity", b"passenger_quantity", "planned_arrival_transport_event", b"planned_arrival_transport_event", "planned_departure_transport_event", b"planned_departure_transport_event", "planned_waypoint_transport_event", b"planned_waypoint_transport_event", "pre_carriage_indicator", b"pre_carriage_indicator", "receipt_transport_event", b"receipt_transport_event", "reporting_person", b"reporting_person", "requested_arrival_transport_event", b"requested_arrival_transport_event", "requested_departure_transport_event", b"requested_departure_transport_event", "requested_waypoint_transport_event", b"requested_waypoint_transport_event", "required_delivery_date", b"required_delivery_date", "required_delivery_time", b"required_delivery_time", "security_officer_person", b"security_officer_person", "ship_store_article", b"ship_store_article", "shipment_stage_type_code", b"shipment_stage_type_code", "shipment_stage_type_property", b"shipment_stage_type_property", "ships_surgeon_person", b"ships_surgeon_person", "storage_transport_event", b"storage_transport_event", "successive_sequence_id", b"successive_sequence_id", "takeover_transport_event", b"takeover_transport_event", "terminal_operator_party", b"terminal_operator_party", "transit_direction_code", b"transit_direction_code", "transit_period", b"transit_period", "transport_event", b"transport_event", "transport_means", b"transport_means", "transport_means_type_code", b"transport_means_type_code", "transport_mode_code", b"transport_mode_code", "transship_port_location", b"transship_port_location", "ubl_extensions", b"ubl_extensions", "unloading_port_location", b"unloading_port_location", "warehousing_transport_event", b"warehousing_transport_event"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acceptance_transport_event", b"acceptance_transport_event", "actual_arrival_transport_event", b"actual_arrival_transport_event", "actual_departure_transport_event", b"actual_departure_transport_event", "actual_pickup_transport_event", b"actual_pickup_transport_event", "actual_waypoint_transport_event", b"actual_waypoint_transport_event", "availability_transport_event", b"availability_transport_event", "ballast_water_summary", b"ballast_water_summary", "cabotage_indicator", b"cabotage_indicator", "carrier_party", b"carrier_party", "crew_member_person", b"crew_member_person", "crew_person_effect", b"crew_person_effect", "crew_quantity", b"crew_quantity", "customs_agent_party", b"customs_agent_party", "delivery_transport_event", b"delivery_transport_event", "demurrage_instructions", b"demurrage_instructions", "destination_port_call", b"destination_port_call", "detention_transport_event", b"detention_transport_event", "discharge_transport_event", b"discharge_transport_event", "driver_person", b"driver_person", "dropoff_transport_event", b"dropoff_transport_event", "estimated_arrival_transport_event", b"estimated_arrival_transport_event", "estimated_delivery_date", b"estimated_delivery_date", "estimated_delivery_time", b"estimated_delivery_time", "estimated_departure_transport_event", b"estimated_departure_transport_event", "estimated_transit_period", b"estimated_transit_period", "examination_transport_event", b"examination_transport_event", "exportation_transport_event", b"exportation_transport_event", "freight_allowance_charge", b"freight_allowance_charge", "freight_charge_location", b"freight_charge_location", "fuel_consumption", b"fuel_consumption", "hazardous_risk_indicator", b"hazardous_risk_indicator", "id", b"id", "instructions", b"instructions", "isps_requirements", b"isps_requirements", "loading_port_location", b"loading_port_location", "loading_sequence_id", b"loading_sequence_id", "loading_transport_event", b"loading_transport_event", "maritime_health_declaration", b"maritime_health_declaration", "maritime_waste", b"maritime_waste", "master_person", b"master_person", "on_carriage_indicator", b"on_carriage_indicator", "optional_takeover_transport_event", b"optional_takeover_transport_event", "passenger_person", b"passenger_person", "passenger_quantity", b"passenger_quantity", "planned_arrival_transport_event", b"planned_arrival_transport_event", "planned_departure_transport_event", b"planned_departure_transport_event", "planned_waypoint_transport_event", b"planned_waypoint_transport_event", "pre_carriage_indicator", b"pre_carriage_indicator", "receipt_transport_event", b"receipt_transport_event", "reporting_person", b"reporting_person", "requested_arrival_transport_event", b"requested_arrival_transport_event", "requested_departure_transport_event", b"requested_departure_transport_event", "requested_waypoint_transport_event", b"requested_waypoint_transport_event", "required_delivery_date", b"required_delivery_date", "required_delivery_time", b"required_delivery_time", "security_officer_person", b"security_officer_person", "ship_store_article", b"ship_store_article", "shipment_stage_type", b"shipment_stage_type", "shipment_stage_type_code", b"shipment_stage_type_code", "ships_surgeon_person", b"ships_surgeon_person", "storage_transport_event", b"storage_transport_event", "successive_sequence_id", b"successive_sequence_id", "takeover_transport_event", b"takeover_transport_event", "terminal_operator_party", b"terminal_operator_party", "transit_direction_code", b"transit_direction_code", "transit_period", b"transit_period", "transport_event", b"transport_event", "transport_means", b"transport_means", "transport_means_type_code", b"transport_means_type_code", "transport_mode_code", b"transport_mode_code", "transship_port_location", b"transship_port_location", "ubl_extensions", b"ubl_extensions", "unloading_port_location", b"unloading_port_location", "warehousing_transport_event", b"warehousing_transport_event"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -14082,7 +14082,7 @@ class TelecommunicationsSupplyType(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     UBL_EXTENSIONS_FIELD_NUMBER: _builtins.int
-    TELECOMMUNICATIONS_SUPPLY_TYPE_PROPERTY_FIELD_NUMBER: _builtins.int
+    TELECOMMUNICATIONS_SUPPLY_TYPE_FIELD_NUMBER: _builtins.int
     TELECOMMUNICATIONS_SUPPLY_TYPE_CODE_FIELD_NUMBER: _builtins.int
     PRIVACY_CODE_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
@@ -14091,7 +14091,7 @@ class TelecommunicationsSupplyType(_message.Message):
     @_builtins.property
     def ubl_extensions(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.UblExtensionType]: ...
     @_builtins.property
-    def telecommunications_supply_type_property(self) -> _models_pb2_1.TelecommunicationsSupplyTypeType: ...
+    def telecommunications_supply_type(self) -> _models_pb2_1.TelecommunicationsSupplyTypeType: ...
     @_builtins.property
     def telecommunications_supply_type_code(self) -> _models_pb2_1.TelecommunicationsSupplyTypeCodeType: ...
     @_builtins.property
@@ -14106,16 +14106,16 @@ class TelecommunicationsSupplyType(_message.Message):
         self,
         *,
         ubl_extensions: _abc.Iterable[_models_pb2.UblExtensionType] | None = ...,
-        telecommunications_supply_type_property: _models_pb2_1.TelecommunicationsSupplyTypeType | None = ...,
+        telecommunications_supply_type: _models_pb2_1.TelecommunicationsSupplyTypeType | None = ...,
         telecommunications_supply_type_code: _models_pb2_1.TelecommunicationsSupplyTypeCodeType | None = ...,
         privacy_code: _models_pb2_1.PrivacyCodeType | None = ...,
         description: _abc.Iterable[_models_pb2_1.DescriptionType] | None = ...,
         total_amount: _models_pb2_1.TotalAmountType | None = ...,
         telecommunications_supply_line: _abc.Iterable[Global___TelecommunicationsSupplyLineType] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["privacy_code", b"privacy_code", "telecommunications_supply_type_code", b"telecommunications_supply_type_code", "telecommunications_supply_type_property", b"telecommunications_supply_type_property", "total_amount", b"total_amount"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["privacy_code", b"privacy_code", "telecommunications_supply_type", b"telecommunications_supply_type", "telecommunications_supply_type_code", b"telecommunications_supply_type_code", "total_amount", b"total_amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "privacy_code", b"privacy_code", "telecommunications_supply_line", b"telecommunications_supply_line", "telecommunications_supply_type_code", b"telecommunications_supply_type_code", "telecommunications_supply_type_property", b"telecommunications_supply_type_property", "total_amount", b"total_amount", "ubl_extensions", b"ubl_extensions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "privacy_code", b"privacy_code", "telecommunications_supply_line", b"telecommunications_supply_line", "telecommunications_supply_type", b"telecommunications_supply_type", "telecommunications_supply_type_code", b"telecommunications_supply_type_code", "total_amount", b"total_amount", "ubl_extensions", b"ubl_extensions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
