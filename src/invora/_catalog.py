@@ -75,8 +75,10 @@ class MethodInfo:
 
     @property
     def kind(self) -> str:
-        return ("stream" if self.client_streaming else "unary") + "_" + (
-            "stream" if self.server_streaming else "unary"
+        return (
+            ("stream" if self.client_streaming else "unary")
+            + "_"
+            + ("stream" if self.server_streaming else "unary")
         )
 
     @property
@@ -128,7 +130,7 @@ class ServiceInfo:
         return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _message_class(full_name: str) -> type[Message]:
     desc = descriptor_pool.Default().FindMessageTypeByName(full_name)
     return message_factory.GetMessageClass(desc)
