@@ -29,8 +29,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-## The whole suite: lint, strict typing of hand-written code, and the tests.
-test: $(STAMP)
+## The whole suite: lint, strict typing of hand-written code, generated-code drift, and the tests.
+test: lint typecheck
 	$(PY) -m pytest -q
 
 ## The main job: a walk through the SDK against the embedded sandbox.
