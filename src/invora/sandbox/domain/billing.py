@@ -1,0 +1,9 @@
+"""Billing usage events (filled in below)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def factories() -> dict[str, Any]:
+    return {}
