@@ -248,9 +248,11 @@ def test_token_endpoint_faults(sb: Any, tenant: Any, kind: str, text: str) -> No
 def test_slow_token_endpoint_times_out(sb: Any, tenant: Any) -> None:
     sb.inject_token_fault("slow")
     creds = invora.ClientCredentials(tenant.client_id, tenant.client_secret, sb.token_url, timeout=0.5)
-    with invora.Client(sb.grpc_target, credentials=creds) as client:
-        with pytest.raises(invora.AuthenticationError, match="did not answer"):
-            client.simple.invoices.get(key="x")
+    with (
+        invora.Client(sb.grpc_target, credentials=creds) as client,
+        pytest.raises(invora.AuthenticationError, match="did not answer"),
+    ):
+        client.simple.invoices.get(key="x")
 
 
 def test_discovery_from_the_issuer(sb: Any, tenant: Any) -> None:
@@ -262,9 +264,11 @@ def test_discovery_from_the_issuer(sb: Any, tenant: Any) -> None:
 
 def test_wrong_secret(sb: Any, tenant: Any) -> None:
     creds = invora.ClientCredentials(tenant.client_id, "wrong-secret", sb.token_url)
-    with invora.Client(sb.grpc_target, credentials=creds) as client:
-        with pytest.raises(invora.AuthenticationError) as info:
-            client.simple.invoices.get(key="x")
+    with (
+        invora.Client(sb.grpc_target, credentials=creds) as client,
+        pytest.raises(invora.AuthenticationError) as info,
+    ):
+        client.simple.invoices.get(key="x")
     assert info.value.http_status in (400, 401) and "wrong-secret" not in str(info.value)
 
 
