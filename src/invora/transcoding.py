@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 if TYPE_CHECKING:
@@ -285,7 +285,7 @@ def router() -> Router:
 # -- field helpers --------------------------------------------------------------------------------------
 
 
-def _field(desc: Descriptor, name: str) -> FieldDescriptor | None:
+def _field(desc: Any, name: str) -> Any:
     fd = desc.fields_by_name.get(name)
     if fd is not None:
         return fd
@@ -356,11 +356,11 @@ def _text_to_json(fd: FieldDescriptor, text: str, name: str) -> Any:
     return text
 
 
-def _put(tree: dict[str, Any], desc: Descriptor, path: str, values: list[str], *, origin: str) -> None:
+def _put(tree: dict[str, Any], desc: Any, path: str, values: list[str], *, origin: str) -> None:
     """Set ``path`` (snake_case or lowerCamelCase steps) in the JSON ``tree`` of a ``desc`` message."""
     steps = path.split(".")
     node = tree
-    d: Descriptor | None = desc
+    d: Any = desc
     for n, step in enumerate(steps):
         fd = _field(d, step) if d is not None else None
         if fd is None:
@@ -402,7 +402,7 @@ def _merge(dst: dict[str, Any], src: Mapping[str, Any]) -> None:
             dst[k] = v
 
 
-def _parse(tree: Mapping[str, Any], cls: type[Message]) -> Message:
+def _parse(tree: dict[str, Any], cls: type[Message]) -> Any:
     msg = cls()
     try:
         json_format.ParseDict(tree, msg, ignore_unknown_fields=False)
@@ -422,7 +422,7 @@ def decode(
     query: Mapping[str, Sequence[str]] | Iterable[tuple[str, str]],
     body: bytes | str | Mapping[str, Any] | None,
     request_class: type[Message],
-) -> Message:
+) -> Any:
     """The request message for an HTTP call already matched to ``rule``; :class:`TranscodingError` on
     unknown fields, bad values or a malformed body."""
     import json
@@ -474,14 +474,14 @@ def decode(
     return _parse(tree, request_class)
 
 
-def _to_json(msg: Message) -> dict[str, Any]:
+def _to_json(msg: Any) -> dict[str, Any]:
     out: dict[str, Any] = json_format.MessageToDict(msg)
     return out
 
 
-def _pop_path(tree: dict[str, Any], desc: Descriptor, path: tuple[str, ...]) -> None:
+def _pop_path(tree: dict[str, Any], desc: Any, path: tuple[str, ...]) -> None:
     node: Any = tree
-    d: Descriptor | None = desc
+    d: Any = desc
     for n, step in enumerate(path):
         fd = _field(d, step) if d is not None else None
         if fd is None or not isinstance(node, dict):
@@ -493,7 +493,7 @@ def _pop_path(tree: dict[str, Any], desc: Descriptor, path: tuple[str, ...]) -> 
         d = fd.message_type
 
 
-def _value_at(msg: Message, path: tuple[str, ...]) -> str:
+def _value_at(msg: Any, path: tuple[str, ...]) -> str:
     cur: Any = msg
     fd: FieldDescriptor | None = None
     for step in path:
@@ -538,7 +538,7 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
         out.append((prefix, str(value)))
 
 
-def expand(rule: HttpRule, request: Message) -> tuple[str, str, list[tuple[str, str]], Any]:
+def expand(rule: HttpRule, request: Any) -> tuple[str, str, list[tuple[str, str]], Any]:
     """``(VERB, path, query pairs, JSON body or None)`` for sending ``request`` by ``rule``."""
     tpl = parse_template(rule.path)
     desc = request.DESCRIPTOR
@@ -566,7 +566,7 @@ def expand(rule: HttpRule, request: Message) -> tuple[str, str, list[tuple[str, 
 # -- responses ------------------------------------------------------------------------------------------
 
 
-def encode_response(rule: HttpRule | None, response: Message) -> Any:
+def encode_response(rule: HttpRule | None, response: Any) -> Any:
     """The JSON value of a response (``response_body`` selects one field)."""
     if rule is not None and rule.response_body:
         fd = _field(response.DESCRIPTOR, rule.response_body)
@@ -576,7 +576,7 @@ def encode_response(rule: HttpRule | None, response: Message) -> Any:
     return _to_json(response)
 
 
-def decode_response(rule: HttpRule | None, data: Any, response_class: type[Message]) -> Message:
+def decode_response(rule: HttpRule | None, data: Any, response_class: type[Message]) -> Any:
     """The response message from the JSON an HTTP call returned (unknown fields tolerated: servers add
     fields before clients learn them)."""
     if rule is not None and rule.response_body:

@@ -295,6 +295,15 @@ class Sandbox:
         with self._lock:
             return list(self._orgs.values())
 
+    def remove_org(self, org_id: str) -> None:
+        """Delete an organization: its credentials stop working and its tokens are revoked."""
+        with self._lock:
+            self._orgs.pop(org_id, None)
+            for cid in [c.client_id for c in self._clients.values() if c.org_id == org_id]:
+                del self._clients[cid]
+            if self.keys is not None:
+                self.keys.revoked.update(j for j, o in self._issued.items() if o == org_id)
+
     def rotate_client(self, org_id: str) -> ClientCred:
         """New credentials for an organization; the old ones stop working at the token endpoint."""
         with self._lock:
@@ -549,9 +558,9 @@ class Sandbox:
                 if q is not None and not q:
                     del self._injected[full]
             if item is not None:
-                code, message, delay = item
+                code, message, retry = item
                 raise Fault(
-                    code, message, reason="INJECTED_FAULT", metadata={"method": full}, retry_delay=delay
+                    code, message, reason="INJECTED_FAULT", metadata={"method": full}, retry_delay=retry
                 )
         if self._error_rate:
             rate, code = self._error_rate.get(full, self._error_rate.get(None, (0.0, grpc.StatusCode.OK)))

@@ -31,17 +31,19 @@ def _internal(context: grpc.ServicerContext, full: str, exc: BaseException) -> N
     context.abort(grpc.StatusCode.INTERNAL, f"sandbox bug in {full}: {type(exc).__name__}: {exc}")
 
 
-class _Router(grpc.GenericRpcHandler):
+class _Router(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     def __init__(self, sandbox: Sandbox) -> None:
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         for entry in sandbox.methods.values():
             self._handlers[entry.info.path] = self._make(sandbox, entry)
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         return self._handlers.get(handler_call_details.method)
 
     @staticmethod
-    def _make(sb: Sandbox, entry: MethodEntry) -> grpc.RpcMethodHandler:
+    def _make(sb: Sandbox, entry: MethodEntry) -> grpc.RpcMethodHandler[Any, Any]:
         info = entry.info
         deser = info.request_class.FromString
         ser = info.response_class.SerializeToString

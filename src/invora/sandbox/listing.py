@@ -22,10 +22,10 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from invora.sandbox.faults import Fault
@@ -53,6 +53,7 @@ def scalar(value: Any) -> Any:
     """A comparable Python value for a field value (messages of well-known kinds unwrapped)."""
     if not isinstance(value, Message):
         return value
+    value = cast(Any, value)
     name = value.DESCRIPTOR.full_name
     if name == "google.protobuf.Timestamp":
         return dt.datetime.fromtimestamp(value.seconds + value.nanos / 1e9, tz=dt.timezone.utc)
@@ -71,7 +72,7 @@ def scalar(value: Any) -> Any:
     return value
 
 
-def find_value(msg: Message, name: str, depth: int = 5) -> Any:
+def find_value(msg: Any, name: str, depth: int = 5) -> Any:
     """The value of the first set field called ``name`` in ``msg``, searching set sub-messages breadth
     first (documents keep ``issue_date`` deep inside their UBL content). ``None`` when absent."""
     layer = [msg]
@@ -93,7 +94,7 @@ def find_value(msg: Message, name: str, depth: int = 5) -> Any:
     return None
 
 
-def path_value(msg: Message, path: str) -> Any:
+def path_value(msg: Any, path: str) -> Any:
     """Value at a dotted path of snake_case or lowerCamelCase names; ``None`` when a step is unset."""
     cur: Any = msg
     for step in path.split("."):
@@ -113,7 +114,7 @@ def path_value(msg: Message, path: str) -> Any:
     return cur
 
 
-def _by_json_name(desc: Descriptor, name: str) -> FieldDescriptor | None:
+def _by_json_name(desc: Any, name: str) -> Any:
     for f in desc.fields:
         if f.json_name == name:
             return f
@@ -150,7 +151,7 @@ def _in_range(value: Any, lo: Any, hi: Any, conv: Callable[[Any], Any]) -> bool:
     return not (hi_v is not None and v >= hi_v)
 
 
-def _opt(msg: Message, name: str) -> Any:
+def _opt(msg: Any, name: str) -> Any:
     return scalar(getattr(msg, name)) if msg.HasField(name) else None
 
 
@@ -169,7 +170,7 @@ class FilterEval:
         self.get = get
         self.full_name = full_name
 
-    def __call__(self, part: Message, entity: Any) -> bool:
+    def __call__(self, part: Any, entity: Any) -> bool:
         kind = part.WhichOneof("type") if "type" in part.DESCRIPTOR.oneofs_by_name else None
         if kind is None:
             return True
@@ -190,6 +191,7 @@ class FilterEval:
         actual = scalar(self.get(entity, kind))
         if not isinstance(cond, Message):  # bool / enum / scalar condition: equality
             return bool(actual == cond) if actual is not None else not cond
+        cond = cast(Any, cond)
         desc = cond.DESCRIPTOR
         fields = desc.fields_by_name
         if "in_values" in fields:
@@ -208,7 +210,7 @@ class FilterEval:
         if desc.full_name in ("kernel.ListRequestFilterPartDateV2",):
             which = cond.WhichOneof("value")
             if which == "exact":
-                return _as_date(actual) == scalar(cond.exact)
+                return bool(_as_date(actual) == scalar(cond.exact))
             if which == "range":
                 return _in_range(
                     actual, _opt(cond.range, "from_inclusive"), _opt(cond.range, "to_exclusive"), _as_date
@@ -344,7 +346,7 @@ def text_matches(texts: Iterable[str], needle: str) -> bool:
     return any(n in t.lower() for t in texts)
 
 
-def strings_of(msg: Message, depth: int = 4) -> list[str]:
+def strings_of(msg: Any, depth: int = 4) -> list[str]:
     """Every set string value in ``msg`` down to ``depth`` levels (the generic text search corpus)."""
     out: list[str] = []
     layer = [msg]
@@ -365,7 +367,7 @@ def strings_of(msg: Message, depth: int = 4) -> list[str]:
 # -- sort -----------------------------------------------------------------------------------------------
 
 
-def sort_items(items: list[Any], sort: Message | None, get: Getter) -> list[Any]:
+def sort_items(items: list[Any], sort: Any, get: Getter) -> list[Any]:
     """Stable multi-key sort; unset values sort first ascending (last descending)."""
     if sort is None:
         return items
@@ -449,7 +451,7 @@ class Cursors:
         return int(data.get("o", 0))
 
 
-def query_fingerprint(*parts: Message | None) -> str:
+def query_fingerprint(*parts: Any) -> str:
     h = hashlib.sha256()
     for p in parts:
         h.update(p.SerializeToString(deterministic=True) if p is not None else b"-")
@@ -457,9 +459,7 @@ def query_fingerprint(*parts: Message | None) -> str:
     return h.hexdigest()[:24]
 
 
-def paginate(
-    items: Sequence[Any], pagination: Message | None, cursors: Cursors, scope: str, query: str
-) -> Page:
+def paginate(items: Sequence[Any], pagination: Any, cursors: Cursors, scope: str, query: str) -> Page:
     limit = DEFAULT_PAGE_SIZE
     offset = 0
     if pagination is not None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import field_mask_pb2, timestamp_pb2
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from invora.sandbox import listing
@@ -87,7 +87,7 @@ def _is_map(fd: FieldDescriptor) -> bool:
     return fd.message_type is not None and fd.message_type.GetOptions().map_entry
 
 
-def _assign_scalar(dst: Message, df: FieldDescriptor, sf: FieldDescriptor, value: Any) -> None:
+def _assign_scalar(dst: Any, df: FieldDescriptor, sf: FieldDescriptor, value: Any) -> None:
     if df.enum_type is not None:
         if sf.enum_type is None:
             return
@@ -115,7 +115,7 @@ def _assign_scalar(dst: Message, df: FieldDescriptor, sf: FieldDescriptor, value
         setattr(dst, df.name, value)
 
 
-def copy_matching(src: Message, dst: Message, *, only: Iterable[str] | None = None, depth: int = 12) -> None:
+def copy_matching(src: Any, dst: Any, *, only: Iterable[str] | None = None, depth: int = 12) -> None:
     """Copy the set fields of ``src`` into same-named, compatible fields of ``dst`` (recursively for
     different message types; wrappers and plain scalars convert both ways)."""
     if depth <= 0:
@@ -161,7 +161,7 @@ def copy_matching(src: Message, dst: Message, *, only: Iterable[str] | None = No
                 setattr(dst, df.name, value.value)
 
 
-def convert(src: Message, cls: type[Message]) -> Message:
+def convert(src: Any, cls: Any) -> Any:
     """``src`` as another message type, by field names, with shallow look-ups for what is left."""
     if src.DESCRIPTOR.full_name == cls.DESCRIPTOR.full_name:
         out = cls()
@@ -188,15 +188,13 @@ def convert(src: Message, cls: type[Message]) -> Message:
     return out
 
 
-def clear_fields(msg: Message, names: Iterable[str]) -> None:
+def clear_fields(msg: Any, names: Iterable[str]) -> None:
     for n in names:
         if n in msg.DESCRIPTOR.fields_by_name:
             msg.ClearField(n)
 
 
-def apply_mask(
-    entity: Message, changes: Message, mask: field_mask_pb2.FieldMask | None, *, replace: bool
-) -> None:
+def apply_mask(entity: Any, changes: Any, mask: field_mask_pb2.FieldMask | None, *, replace: bool) -> None:
     """Apply ``changes`` to ``entity``: the masked top-level paths only (``lines``, ``buyer.name``), or
     every field of the changes type (``replace``: unset ones are cleared) when there is no mask."""
     cdesc = changes.DESCRIPTOR
@@ -230,7 +228,7 @@ def apply_mask(
 class Shape:
     """What the sandbox needs to know about an entity type, read once from its descriptor."""
 
-    def __init__(self, desc: Descriptor) -> None:
+    def __init__(self, desc: Any) -> None:
         self.desc = desc
         self.cls = _message_class(desc)
         f = desc.fields_by_name
@@ -314,7 +312,7 @@ class Shape:
             msg.frozen_at.CopyFrom(now_ts())
 
 
-def _ts_field(fields: dict[str, FieldDescriptor], name: str) -> bool:
+def _ts_field(fields: Any, name: str) -> bool:
     fd = fields.get(name)
     return (
         fd is not None
@@ -323,7 +321,7 @@ def _ts_field(fields: dict[str, FieldDescriptor], name: str) -> bool:
     )
 
 
-def _message_class(desc: Descriptor) -> type[Message]:
+def _message_class(desc: Any) -> Any:
     from google.protobuf import message_factory
 
     return message_factory.GetMessageClass(desc)
@@ -350,7 +348,7 @@ def get_attr(entity: Record, name: str) -> Any:
     return listing.find_value(msg, name)
 
 
-def response_entity_field(desc: Descriptor) -> FieldDescriptor | None:
+def response_entity_field(desc: Any) -> Any:
     """The one singular message field of a response that carries an entity (``details``, ``plan``…)."""
     msgs = [f for f in desc.fields if f.message_type is not None and not f.is_repeated]
     others = [f for f in desc.fields if f.message_type is None or f.is_repeated]
@@ -405,7 +403,7 @@ class GenericService:
                     self.primary = self.shape(items.message_type)
                     break
 
-    def shape(self, desc: Descriptor) -> Shape:
+    def shape(self, desc: Any) -> Shape:
         s = self.shapes.get(desc.full_name)
         if s is None:
             s = self.shapes[desc.full_name] = Shape(desc)
@@ -421,7 +419,7 @@ class GenericService:
             why = str(exc)
             full = m.full_name
 
-            def unsupported(ctx: CallContext, request: Any) -> Message:
+            def unsupported(ctx: CallContext, request: Any) -> Any:
                 raise unimplemented(full, why)
 
             return unsupported
@@ -463,14 +461,14 @@ class GenericService:
 
     # -- list -------------------------------------------------------------------------------------------
     def _list(self, m: MethodInfo) -> Handler:
-        resp_cls = m.response_class
+        resp_cls: Any = m.response_class
         items_fd = resp_cls.DESCRIPTOR.fields_by_name["items"]
         item_desc = items_fd.message_type
         known = self._entity_types()
         shape = (
             self.shape(item_desc) if item_desc.full_name in known or self.primary is None else self.primary
         )
-        item_cls = _message_class(item_desc)
+        item_cls: Any = _message_class(item_desc)
         same = shape.desc.full_name == item_desc.full_name
         coll = self.coll_name(shape)
         req_fields = m.request_class.DESCRIPTOR.fields_by_name
@@ -481,7 +479,7 @@ class GenericService:
         full = m.full_name
         evaluator = listing.FilterEval(get_attr, full)
 
-        def handler(ctx: CallContext, request: Any) -> Message:
+        def handler(ctx: CallContext, request: Any) -> Any:
             flt = request.filter if has_filter and request.HasField("filter") else None
             srt = request.sort if "sort" in req_fields and request.HasField("sort") else None
             pag = (
@@ -514,7 +512,7 @@ class GenericService:
     def _entity_types(self) -> set[str]:
         out: set[str] = set()
         for m in self.svc.methods.values():
-            ef = response_entity_field(m.response_class.DESCRIPTOR)
+            ef: Any = response_entity_field(m.response_class.DESCRIPTOR)
             if ef is not None:
                 out.add(ef.message_type.full_name)
         return out
@@ -523,12 +521,12 @@ class GenericService:
     def _get(self, m: MethodInfo, ef: FieldDescriptor) -> Handler:
         shape = self.shape(ef.message_type)
         coll = self.coll_name(shape)
-        resp_cls = m.response_class
+        resp_cls: Any = m.response_class
         out_name = ef.name
         has_ident = _request_ident(m.request_class(), shape) is not None
         what = shape.desc.name
 
-        def handler(ctx: CallContext, request: Any) -> Message:
+        def handler(ctx: CallContext, request: Any) -> Any:
             out = resp_cls()
             with ctx.store.lock:
                 c = ctx.store.coll(ctx.org, coll)
@@ -558,7 +556,7 @@ class GenericService:
         if shape is None:
             raise _Unsupported("create RPC whose response carries no entity")
         coll = self.coll_name(shape)
-        resp_cls = m.response_class
+        resp_cls: Any = m.response_class
         out_name = ef.name if ef is not None else None
         req_fields = m.request_class.DESCRIPTOR.fields_by_name
         source = _source_field(req_fields)
@@ -566,7 +564,7 @@ class GenericService:
         freeze_flag = "freeze_immediately" in req_fields
         what = shape.desc.name
 
-        def handler(ctx: CallContext, request: Any) -> Message:
+        def handler(ctx: CallContext, request: Any) -> Any:
             entity = shape.cls()
             src = getattr(request, source) if source else request
             if isinstance(src, Message):
@@ -602,7 +600,7 @@ class GenericService:
     def _update(self, m: MethodInfo, ef: FieldDescriptor) -> Handler:
         shape = self.shape(ef.message_type)
         coll = self.coll_name(shape)
-        resp_cls = m.response_class
+        resp_cls: Any = m.response_class
         req_fields = m.request_class.DESCRIPTOR.fields_by_name
         source = _source_field(req_fields)
         has_stamp = "concurrency_stamp" in req_fields
@@ -612,7 +610,7 @@ class GenericService:
         replace = source == "changes"
         what = shape.desc.name
 
-        def handler(ctx: CallContext, request: Any) -> Message:
+        def handler(ctx: CallContext, request: Any) -> Any:
             with ctx.store.lock:
                 c = ctx.store.coll(ctx.org, coll)
                 if singleton:
@@ -654,7 +652,7 @@ class GenericService:
     # -- delete -----------------------------------------------------------------------------------------
     def _delete(self, m: MethodInfo) -> Handler:
         req_fields = m.request_class.DESCRIPTOR.fields_by_name
-        resp_cls = m.response_class
+        resp_cls: Any = m.response_class
         ef = response_entity_field(resp_cls.DESCRIPTOR)
         shape = self.shape(ef.message_type) if ef is not None else self.primary
         if shape is None:
@@ -666,7 +664,7 @@ class GenericService:
         what = shape.desc.name
         echo_id = "id" in resp_cls.DESCRIPTOR.fields_by_name and ef is None
 
-        def handler(ctx: CallContext, request: Any) -> Message:
+        def handler(ctx: CallContext, request: Any) -> Any:
             if keys_field:
                 keys = list(getattr(request, keys_field))
                 if not keys:
@@ -688,9 +686,9 @@ class GenericService:
                         raise not_found(what, k)
                     if shape.is_frozen(rec.msg):
                         raise frozen_fault(what, k)
-                for k in keys:
-                    rec = c.pop(k)
+                removed = [c.pop(k) for k in keys]
                 if ef is not None:
+                    rec = removed[-1]
                     getattr(out, ef.name).CopyFrom(rec.msg)
                 elif echo_id:
                     out.id = keys[0]
@@ -705,11 +703,11 @@ class GenericService:
             raise _Unsupported("freeze RPC without an entity in its response")
         shape = self.shape(ef.message_type)
         coll = self.coll_name(shape)
-        resp_cls = m.response_class
+        resp_cls: Any = m.response_class
         has_stamp = "concurrency_stamp" in m.request_class.DESCRIPTOR.fields_by_name
         what = shape.desc.name
 
-        def handler(ctx: CallContext, request: Any) -> Message:
+        def handler(ctx: CallContext, request: Any) -> Any:
             with ctx.store.lock:
                 rec = ctx.store.coll(ctx.org, coll).get(request.key)
                 if rec is None:
@@ -740,10 +738,10 @@ class GenericService:
             raise _Unsupported("clone RPC of an unexpected shape")
         shape = self.shape(ef.message_type)
         coll = self.coll_name(shape)
-        resp_cls = m.response_class
+        resp_cls: Any = m.response_class
         what = shape.desc.name
 
-        def handler(ctx: CallContext, request: Any) -> Message:
+        def handler(ctx: CallContext, request: Any) -> Any:
             with ctx.store.lock:
                 c = ctx.store.coll(ctx.org, coll)
                 src = c.get(request.source_key)
@@ -788,17 +786,16 @@ class GenericService:
         if op is None or op.is_streaming:
             raise _Unsupported(f"streaming RPC without a unary {unary}")
         single = self.build(op)
-        op_cls = op.request_class
+        op_cls: Any = op.request_class
         req_fields = m.request_class.DESCRIPTOR.fields_by_name
-        resp_cls = m.response_class
+        resp_cls: Any = m.response_class
         rf = resp_cls.DESCRIPTOR.fields_by_name
         wrapped = next(
             (
                 n
                 for n in ("request", "item")
                 if n in req_fields
-                and req_fields[n].message_type is not None
-                and req_fields[n].message_type.full_name == op_cls.DESCRIPTOR.full_name
+                and getattr(req_fields[n].message_type, "full_name", None) == op_cls.DESCRIPTOR.full_name
             ),
             None,
         )
@@ -844,18 +841,18 @@ class GenericService:
     def _bulk(self, m: MethodInfo) -> Handler:
         """``Bulk<Op>``: run ``<Op>`` per item and report ``BulkItemResult {index, success_key | error}``."""
         op = self.svc.methods.get(m.name.removeprefix("Bulk"))
-        item_desc = m.response_class.DESCRIPTOR.fields_by_name["items"].message_type
+        item_desc: Any = m.response_class.DESCRIPTOR.fields_by_name["items"].message_type
         if op is None or "success_key" not in item_desc.fields_by_name:
             raise _Unsupported("bulk RPC without a matching single-item RPC or per-item results")
         single = self.build(op)
         req_fields = m.request_class.DESCRIPTOR.fields_by_name
-        op_cls = op.request_class
-        resp_cls = m.response_class
+        op_cls: Any = op.request_class
+        resp_cls: Any = m.response_class
         err_desc = (
             item_desc.fields_by_name["error"].message_type if "error" in item_desc.fields_by_name else None
         )
 
-        def handler(ctx: CallContext, request: Any) -> Message:
+        def handler(ctx: CallContext, request: Any) -> Any:
             if "items" in req_fields:
                 subs = list(request.items)
             else:
@@ -884,7 +881,7 @@ class GenericService:
         return handler
 
 
-def _error_msg(desc: Descriptor, fault: Fault) -> Message:
+def _error_msg(desc: Any, fault: Fault) -> Any:
     cls = _message_class(desc)
     msg = cls()
     fields = desc.fields_by_name
@@ -906,7 +903,7 @@ class _Unsupported(Exception):
     pass
 
 
-def _source_field(fields: dict[str, FieldDescriptor]) -> str | None:
+def _source_field(fields: Any) -> str | None:
     for name in ("changes", "input", "event", "item"):
         fd = fields.get(name)
         if fd is not None and fd.message_type is not None and not fd.is_repeated:
@@ -943,7 +940,7 @@ def filter_records(
     flt: Any,
     evaluator: listing.FilterEval,
     request: Any,
-    req_fields: dict[str, FieldDescriptor],
+    req_fields: Any,
     texts: Callable[[Record], Iterable[str]] | None = None,
 ) -> list[Record]:
     """Apply ``filter`` (part + text_search) and a top-level ``text_search`` of the request."""

@@ -88,9 +88,9 @@ class SimpleDocuments:
         self.kind, self.prefix = SERVICES[self.full]
         self.coll = _coll(self.full)
         mod = svc.load()
-        self.entity_cls: type[Message] = getattr(mod, self.kind)
-        self.summary_cls: type[Message] = getattr(mod, f"{self.kind}Summary")
-        self.changes_cls: type[Message] = getattr(mod, f"{self.kind}Changes")
+        self.entity_cls: Any = getattr(mod, self.kind)
+        self.summary_cls: Any = getattr(mod, f"{self.kind}Summary")
+        self.changes_cls: Any = getattr(mod, f"{self.kind}Changes")
         self.is_note = self.full != INVOICES
         self.evaluator = listing.FilterEval(self.attr, self.full + "/List")
 
@@ -111,7 +111,7 @@ class SimpleDocuments:
         m = rec.msg
         return [m.number, m.buyer.name, m.buyer.vat_number, m.note, rec.key]
 
-    def summary(self, msg: Any) -> Message:
+    def summary(self, msg: Any) -> Any:
         s = convert(msg, self.summary_cls)
         s.buyer_name = msg.buyer.name
         s.tax_amount.CopyFrom(msg.totals.tax_amount)
@@ -276,7 +276,7 @@ class SimpleDocuments:
             rm.authority_reference = str(uuid.uuid4())
         rm.messages.append("accepted by the sandbox authority simulator")
 
-    def masked(self, msg: Message, mask: field_mask_pb2.FieldMask | None) -> Message:
+    def masked(self, msg: Any, mask: field_mask_pb2.FieldMask | None) -> Any:
         if mask is None or not mask.paths:
             return msg
         if not mask.IsValidForDescriptor(msg.DESCRIPTOR):
@@ -287,7 +287,7 @@ class SimpleDocuments:
         mask.MergeMessage(msg, out)
         return out
 
-    def dedup(self, ctx: CallContext, request: Any, run: Callable[[], Message]) -> Message:
+    def dedup(self, ctx: CallContext, request: Any, run: Callable[[], Message]) -> Any:
         """A repeated ``request_id`` inside the window answers the first response without running again."""
         if not request.HasField("request_id") or not request.request_id:
             return run()
@@ -303,13 +303,13 @@ class SimpleDocuments:
         return res
 
     # -- handlers ---------------------------------------------------------------------------------------
-    def create(self, ctx: CallContext, request: Any) -> Message:
+    def create(self, ctx: CallContext, request: Any) -> Any:
         if not request.HasField("changes"):
             raise validation_fault([("changes", "CHANGES_REQUIRED", "changes is required")])
         with ctx.store.lock:
             return self.dedup(ctx, request, lambda: self._create(ctx, request))
 
-    def _create(self, ctx: CallContext, request: Any) -> Message:
+    def _create(self, ctx: CallContext, request: Any) -> Any:
         c = ctx.store.coll(ctx.org, self.coll)
         key = request.key if request.HasField("key") and request.key else ""
         if key and key in c:
@@ -331,11 +331,11 @@ class SimpleDocuments:
         if request.freeze_immediately:
             self.freeze(ctx, doc)
         c[doc.key] = Record(doc.key, doc, ctx.store.next_seq())
-        out = self.svc.method("Create").response_class()
+        out: Any = self.svc.method("Create").response_class()
         out.details.CopyFrom(doc)
         return out
 
-    def get(self, ctx: CallContext, request: Any) -> Message:
+    def get(self, ctx: CallContext, request: Any) -> Any:
         if not request.key:
             raise invalid_argument("key is required", "key", reason="MISSING_FIELD")
         with ctx.store.lock:
@@ -349,7 +349,7 @@ class SimpleDocuments:
                 out.details.CopyFrom(rec.msg)
         return out
 
-    def update(self, ctx: CallContext, request: Any) -> Message:
+    def update(self, ctx: CallContext, request: Any) -> Any:
         if not request.key:
             raise invalid_argument("key is required", "key", reason="MISSING_FIELD")
         with ctx.store.lock:
@@ -367,11 +367,11 @@ class SimpleDocuments:
             doc.concurrency_stamp = new_stamp()
             doc.updated_at.CopyFrom(now_ts())
             rec.msg = doc
-            out = self.svc.method("Update").response_class()
+            out: Any = self.svc.method("Update").response_class()
             out.details.CopyFrom(doc)
         return out
 
-    def delete(self, ctx: CallContext, request: Any) -> Message:
+    def delete(self, ctx: CallContext, request: Any) -> Any:
         if not request.keys:
             raise invalid_argument("keys must name at least one document", "keys", reason="MISSING_FIELD")
         with ctx.store.lock:
@@ -386,13 +386,13 @@ class SimpleDocuments:
                 c.pop(k, None)
         return self.svc.method("Delete").response_class()
 
-    def freeze_rpc(self, ctx: CallContext, request: Any) -> Message:
+    def freeze_rpc(self, ctx: CallContext, request: Any) -> Any:
         if not request.key:
             raise invalid_argument("key is required", "key", reason="MISSING_FIELD")
         with ctx.store.lock:
             return self.dedup(ctx, request, lambda: self._freeze(ctx, request))
 
-    def _freeze(self, ctx: CallContext, request: Any) -> Message:
+    def _freeze(self, ctx: CallContext, request: Any) -> Any:
         rec = ctx.store.coll(ctx.org, self.coll).get(request.key)
         if rec is None:
             raise not_found(self.kind, request.key)
@@ -411,12 +411,12 @@ class SimpleDocuments:
         doc.concurrency_stamp = new_stamp()
         doc.updated_at.CopyFrom(now_ts())
         rec.msg = doc
-        out = self.svc.method("Freeze").response_class()
+        out: Any = self.svc.method("Freeze").response_class()
         out.details.CopyFrom(doc)
         return out
 
-    def list(self, ctx: CallContext, request: Any) -> Message:
-        resp_cls = self.svc.method("List").response_class
+    def list(self, ctx: CallContext, request: Any) -> Any:
+        resp_cls: Any = self.svc.method("List").response_class
         req_fields = request.DESCRIPTOR.fields_by_name
         flt = request.filter if request.HasField("filter") else None
         srt = request.sort if request.HasField("sort") else None
@@ -527,7 +527,7 @@ def seed_invoices(sb: Sandbox, org_id: str, n: int) -> None:
     svc = service(INVOICES)
     docs = SimpleDocuments(sb, svc)
     ctx = CallContext(sb, svc.method("Create"), org_id, None, "seed", {})  # type: ignore[arg-type]
-    req_cls = svc.method("Create").request_class
+    req_cls: Any = svc.method("Create").request_class
     base = dt.date(2026, 1, 5)
     for i in range(n):
         day = base + dt.timedelta(days=i % 330)
