@@ -399,3 +399,51 @@ def test_generic_invoke_and_raw(sb: Any, tenant: Any) -> None:
         raw = client.raw("simple.invoices.get", {"key": created.details.key})
         assert raw.code is grpc.StatusCode.OK and raw.response.details.key == created.details.key
         assert isinstance(raw.trailing_metadata, tuple)
+
+
+# -- TLS, rate limits, latency ---------------------------------------------------------------------------------
+def test_sandbox_over_tls_with_custom_roots(tmp_path: Any) -> None:
+    from test_client_tls import make_cert
+
+    cert, key = make_cert()
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(cert)
+    with Sandbox(grpc_port=0, http_port=0, tls=(cert, key), seed=2) as box:
+        assert box.token_url.startswith("https://")
+        creds = invora.ClientCredentials(box.client_id, box.client_secret, box.token_url, verify=str(ca))
+        pem_creds = invora.ClientCredentials(box.client_id, box.client_secret, box.token_url, verify=cert)
+        assert pem_creds.metadata()[0][1].startswith("Bearer ")
+        with invora.Client(
+            box.grpc_target, credentials=creds, org_id=box.org_id, root_certificates=cert
+        ) as client:
+            assert touch(client) == 2
+        # system roots do not trust the sandbox: the call fails, it never hangs
+        untrusted = invora.Client(box.grpc_target, credentials=creds, tls=True, retry=None, timeout=5)
+        with untrusted, pytest.raises(invora.Unavailable):
+            untrusted.simple.invoices.get(key="x")
+        bad_verify = invora.ClientCredentials(box.client_id, box.client_secret, box.token_url)
+        with pytest.raises(invora.AuthenticationError, match="unreachable"):
+            bad_verify.metadata()
+
+
+def test_rate_limited_reads_are_retried() -> None:
+    with Sandbox(grpc_port=0, http_port=0, rate_limit=40.0) as box, client_for(box, box.tenant) as client:
+        for _ in range(50):
+            touch(client)
+        limited = [c for c in box.calls if c.code == grpc.StatusCode.RESOURCE_EXHAUSTED]
+        ok = [c for c in box.calls if c.code == grpc.StatusCode.OK]
+    assert len(ok) == 50 and limited  # the limit was hit and every read still succeeded
+
+
+def test_server_latency_beyond_the_deadline(sb: Any, tenant: Any) -> None:
+    with client_for(
+        sb, tenant, timeout=0.2, retry=invora.Retry(attempts=2, initial=0.01, maximum=0.01)
+    ) as client:
+        sb.set_latency(0.5, method=GET)
+        try:
+            sb.clear_calls()
+            with pytest.raises(invora.DeadlineExceeded) as info:
+                client.simple.invoices.get(key="x")
+            assert info.value.attempts == 2  # a read: retried once with a fresh attempt deadline
+        finally:
+            sb.set_latency(0.0, method=GET)

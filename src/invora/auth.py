@@ -95,8 +95,8 @@ class ClientCredentials(Credentials):
     """OAuth2 client-credentials grant with caching, early refresh and single-flight fetching.
 
     ``token_url`` defaults to Invora's endpoint; with ``issuer=`` the endpoint is discovered from
-    ``{issuer}/.well-known/openid-configuration`` on first use. ``verify`` is passed to httpx (``False``,
-    a CA bundle path or an ``ssl.SSLContext``). ``timeout`` bounds each HTTP exchange.
+    ``{issuer}/.well-known/openid-configuration`` on first use. ``verify`` is ``True`` (system roots),
+    ``False``, a CA bundle path, CA PEM bytes or an ``ssl.SSLContext``. ``timeout`` bounds each HTTP exchange.
     """
 
     refreshable = True
@@ -218,7 +218,7 @@ class ClientCredentials(Credentials):
     def _http(self) -> Any:
         import httpx
 
-        return httpx.Client(timeout=self.timeout, verify=self.verify, follow_redirects=False)
+        return httpx.Client(timeout=self.timeout, verify=_ssl_verify(self.verify), follow_redirects=False)
 
     def _fetch(self, url: str) -> tuple[str, float]:
         import httpx
@@ -322,6 +322,17 @@ class ClientCredentials(Credentials):
         from invora.errors import redact
 
         return redact(text.replace(self.__secret, "***"))
+
+
+def _ssl_verify(verify: Any) -> Any:
+    """httpx ``verify``: True/False, an ``ssl.SSLContext``, a CA file path, or CA PEM bytes."""
+    import ssl
+
+    if isinstance(verify, bytes):
+        return ssl.create_default_context(cadata=verify.decode("ascii"))
+    if isinstance(verify, (str, os.PathLike)):
+        return ssl.create_default_context(cafile=os.fspath(verify))
+    return verify
 
 
 _LIVE: weakref.WeakSet[ClientCredentials] = weakref.WeakSet()
