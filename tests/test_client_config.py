@@ -199,6 +199,9 @@ def test_public_names() -> None:
     from invora.pagination import AsyncPager, Pager  # noqa: F401
 
     assert repr(DEFAULT) == "DEFAULT"
+    # decimal helpers resolve lazily (they import the generated kernel module only when used)
+    assert str(invora.to_decimal(invora.from_decimal("12.50"))) == "12.5"
+    assert isinstance(invora.from_decimal(3), invora.DecimalValue)
     with pytest.raises(AttributeError):
         _ = invora.NoSuchThing  # type: ignore[attr-defined]
 

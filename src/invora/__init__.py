@@ -76,7 +76,7 @@ __all__ = [
 ]
 
 # Helpers owned by other modules, resolved on first access so they cost nothing until used.
-_LAZY = {"DecimalValue": "invora.decimal"}
+_LAZY = {"DecimalValue": "invora.decimal", "to_decimal": "invora.decimal", "from_decimal": "invora.decimal"}
 
 
 def __getattr__(name: str) -> Any:
