@@ -226,3 +226,21 @@ def test_service_tree_and_typed_methods_exist() -> None:
     aclient = invora.AsyncClient(DEAD)
     assert type(aclient.simple.invoices).__name__ == "AsyncSimpleInvoiceService"
     assert grpc.StatusCode.OK  # grpc imported by the client anyway
+
+
+def test_closed_clients_fail_clearly() -> None:
+    client = invora.Client(DEAD)
+    view = client.with_org("org-1")
+    client.close()
+    for c in (client, view):
+        with pytest.raises(invora.ClientClosedError, match="closed"):
+            c.simple.invoices.get(key="k")
+        with pytest.raises(invora.ClientClosedError):
+            c.invoke("billing.plans.get", {})
+
+
+async def test_closed_async_client_fails_clearly() -> None:
+    async with invora.AsyncClient(DEAD) as client:
+        pass
+    with pytest.raises(invora.ClientClosedError):
+        await client.simple.invoices.get(key="k")

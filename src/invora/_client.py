@@ -278,7 +278,7 @@ class Client(Services, _ClientMixin):  # type: ignore[misc]
         scope = self._scope
         core = scope.core
         assert isinstance(core, Core)
-        core.check_process()
+        core.check_usable()
         md = scope.call_metadata(org_id, metadata)
         if binding.info.client_streaming:
             req, retry = (binding.coerce(r) for r in req), None
@@ -386,7 +386,7 @@ class AsyncClient(AsyncServices, _ClientMixin):  # type: ignore[misc]
         scope = self._scope
         core = scope.core
         assert isinstance(core, AsyncCore)
-        core.check_process()
+        core.check_usable()
         md = scope.call_metadata(org_id, metadata)
         if binding.info.client_streaming:
             req, retry = _coerce_any(binding.coerce, req), None

@@ -24,7 +24,7 @@ from google.protobuf.message import Message
 
 from invora._service import DEFAULT, RetryArg
 from invora._target import check_org_id
-from invora.errors import ClientForkedError, InvoraError, Unauthenticated
+from invora.errors import ClientClosedError, ClientForkedError, InvoraError, Unauthenticated
 from invora.pagination import AsyncPager, Pager
 from invora.retry import Retry
 
@@ -211,7 +211,7 @@ class _CoreBase:
     def binding(self, info: MethodInfo) -> Binding:
         binding = self._bindings.get(info.path)
         if binding is None:
-            self.check_process()
+            self.check_usable()
             with self._lock:
                 binding = self._bindings.get(info.path)
                 if binding is None:
@@ -239,9 +239,11 @@ class _CoreBase:
         except Exception:
             log.exception("invora: on_call observer raised (ignored)")
 
-    def _raise_if_closed(self) -> None:
+    def check_usable(self) -> None:
+        """Slow path of the per-call check: closed client or another process."""
         if self.closed:
-            raise RuntimeError("this invora client is closed")
+            raise ClientClosedError("this invora client is closed; create a new one")
+        self.check_process()
 
 
 class Core(_CoreBase):
@@ -547,8 +549,8 @@ class Scope:
         max_items: int | None,
     ) -> Any:
         core = self.core
-        if core.pid != _getpid():
-            core.check_process()
+        if core.pid != _getpid() or core.closed:
+            core.check_usable()
         md = self.org_md if org_id is None and not metadata else self.call_metadata(org_id, metadata)
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")

@@ -25,6 +25,7 @@ __all__ = [
     "AlreadyExists",
     "AuthenticationError",
     "Cancelled",
+    "ClientClosedError",
     "ClientForkedError",
     "ConfigurationError",
     "DataLoss",
@@ -337,6 +338,16 @@ class ConfigurationError(_LocalError, ValueError):
 
 class ClientForkedError(_LocalError, RuntimeError):
     """A client whose channels were opened in a parent process was used after ``fork()``."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, message: str = "", **kwargs: Any) -> None:
+        kwargs.setdefault("details", [])
+        super().__init__(message, **kwargs)
+
+
+class ClientClosedError(_LocalError, RuntimeError):
+    """The client was closed; its channels are gone."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
 
