@@ -1,30 +1,156 @@
-"""Argument parsing and dispatch for ``invora``; error reporting and exit codes."""
+"""Argument parsing, dispatch, error reporting and exit codes of ``invora``.
+
+Exit codes: 0 success; 1 the call ended with a non-OK status (including UNAVAILABLE when the target is
+unreachable); 2 usage error (bad flags, unknown method, malformed JSON, invalid configuration such as a
+bad org id or target); 3 the token endpoint refused or failed (no RPC was attempted); 70 internal error (a bug; INVORA_DEBUG=1
+shows the traceback); 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from invora.cli.common import EXIT_USAGE, UsageError, common_parent
+from invora.cli.common import (
+    EXIT_AUTH,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_RPC,
+    EXIT_USAGE,
+    UsageError,
+    common_parent,
+)
+
+__all__ = ["build_parser", "main"]
+
+_DESCRIPTION = """\
+Invora API from the command line: call any RPC, list with pagination, describe the schema, fetch
+tokens, run a local sandbox and load tests. Connection flags fall back to INVORA_* variables."""
+
+_EPILOG = """\
+examples:
+  invora sandbox --grpc-port 50051 --http-port 8080      # a local gateway (prints credentials)
+  invora describe simple.invoices                        # RPCs, HTTP rules and scopes
+  invora call simple.invoices.get --data '{"key": "..."}'
+  invora list simple.invoices --filter text=INV-2026 --output table
+
+exit codes: 0 ok, 1 RPC error (status printed), 2 usage error, 3 token endpoint error, 130 interrupted"""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="invora", description="Invora API command line.")
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; ``bench`` comes from :mod:`invora.loadtest.cli`, imported only when it runs."""
+    from invora import __version__
+    from invora.cli import call, describe, token
+
+    parser = argparse.ArgumentParser(
+        prog="invora",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"invora {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parents = [common_parent()]
-    sub.add_parser("call", parents=parents, help="call one RPC and print the response as JSON")
+    call.register(sub, parents)
+    describe.register(sub, parents)
+    token.register(sub, parents)
+    sub.add_parser(
+        "sandbox",
+        help="run a local Invora gateway (see `invora sandbox --help`)",
+        add_help=False,
+    )
+    if command == "bench":
+        _register_bench(sub, parents)
+    else:
+        sub.add_parser("bench", help="load-test an RPC (see `invora bench --help`)", add_help=False)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
+def _register_bench(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    import importlib
+
     try:
-        raise UsageError(f"{args.command}: not implemented yet")
+        loadtest_cli: Any = importlib.import_module("invora.loadtest.cli")
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("invora.loadtest"):
+            raise
+        raise UsageError(
+            "`invora bench` is not available: the load-testing module (invora.loadtest) is not part of "
+            "this installation"
+        ) from None
+    loadtest_cli.register(sub, parents)
+
+
+def _first_positional(argv: Sequence[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+        if arg == "--":
+            return None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code (never raises for user errors)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command = _first_positional(args_list[:1])
+    if command == "sandbox":
+        from invora.sandbox.__main__ import main as sandbox_main
+
+        return sandbox_main(args_list[1:], prog="invora sandbox")
+    try:
+        return _run(args_list, command)
+    except KeyboardInterrupt:
+        sys.stderr.write("invora: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # `invora list ... | head`: the reader left; stop quietly (and keep Python from complaining at exit).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _run(argv: list[str], command: str | None) -> int:
+    from invora.errors import AuthenticationError, ConfigurationError, InvoraError
+
+    try:
+        parser = build_parser(command)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # argparse: --help / --version (0) or a usage error (2)
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        handler: Callable[[argparse.Namespace], int | None] | None = getattr(
+            args, "handler", None
+        ) or getattr(args, "func", None)
+        if handler is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        result = handler(args)
+        return EXIT_OK if result is None else int(result)
     except UsageError as exc:
-        print(f"invora: error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"invora: error: {exc}\n")
         return EXIT_USAGE
+    except ConfigurationError as exc:
+        sys.stderr.write(f"invora: error: {exc}\n")
+        return EXIT_USAGE
+    except AuthenticationError as exc:
+        sys.stderr.write(f"invora: authentication failed: {exc}\n")
+        return EXIT_AUTH
+    except InvoraError as exc:
+        from invora.cli._output import print_error
+
+        print_error(exc)
+        return EXIT_RPC
+    except Exception as exc:  # a bug: one line by default, the traceback with INVORA_DEBUG=1
+        if os.environ.get("INVORA_DEBUG"):
+            raise
+        from invora.errors import redact
+
+        sys.stderr.write(
+            f"invora: internal error: {type(exc).__name__}: {redact(str(exc))} "
+            "(set INVORA_DEBUG=1 for the traceback)\n"
+        )
+        return EXIT_INTERNAL

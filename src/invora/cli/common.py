@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXIT_AUTH",
+    "EXIT_INTERNAL",
     "EXIT_OK",
     "EXIT_RPC",
     "EXIT_USAGE",
@@ -31,6 +32,7 @@ __all__ = [
     "common_parent",
     "credentials_from_args",
     "read_data",
+    "read_json",
     "resolve",
 ]
 
@@ -39,6 +41,7 @@ EXIT_OK = 0
 EXIT_RPC = 1  # the call ended with a non-OK status (including UNAVAILABLE: target unreachable)
 EXIT_USAGE = 2  # bad flags, unknown method, malformed JSON, invalid configuration
 EXIT_AUTH = 3  # the token endpoint refused or failed (no RPC was attempted)
+EXIT_INTERNAL = 70  # a bug in the CLI or SDK (EX_SOFTWARE); INVORA_DEBUG=1 shows the traceback
 
 
 class UsageError(Exception):
@@ -178,19 +181,18 @@ def client_from_args(args: argparse.Namespace, *, asynchronous: bool = False) ->
         raise UsageError(str(exc)) from None
 
 
-def read_data(args: argparse.Namespace, *, stdin: TextIO | None = None) -> dict[str, Any] | None:
-    """The request given by ``--data`` / ``INVORA_DATA``: inline JSON, ``@file``, or ``-`` for stdin.
+def read_json(args: argparse.Namespace, *, stdin: TextIO | None = None) -> Any:
+    """The JSON value given by ``--data`` / ``INVORA_DATA``: inline, ``@file``, or ``-`` for stdin.
 
     Without any, stdin is read when it is not a terminal (``echo '{...}' | invora call ...``); None means
-    "no request body" (an empty request). Raises :class:`UsageError` on unreadable files or bad JSON.
+    nothing was given. Raises :class:`UsageError` on unreadable files or malformed JSON.
     """
     stream = sys.stdin if stdin is None else stdin
     raw = resolve(args, "data")
-    origin = "--data"
     if raw is None:
         if stream is None or stream.closed or stream.isatty():
             return None
-        raw, origin = "-", "stdin"
+        raw = "-"
     if raw == "-":
         text, origin = stream.read(), "stdin"
     elif raw.startswith("@"):
@@ -202,13 +204,18 @@ def read_data(args: argparse.Namespace, *, stdin: TextIO | None = None) -> dict[
         except OSError as exc:
             raise UsageError(f"cannot read --data file {path!r}: {exc.strerror}") from None
     else:
-        text = raw
+        text, origin = raw, "--data"
     if not text.strip():
         return None
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except ValueError as exc:
         raise UsageError(f"invalid JSON in {origin}: {exc}") from None
-    if not isinstance(value, dict):
-        raise UsageError(f"the request in {origin} must be a JSON object, got {type(value).__name__}")
+
+
+def read_data(args: argparse.Namespace, *, stdin: TextIO | None = None) -> dict[str, Any] | None:
+    """Like :func:`read_json` but the value must be a JSON object (one request)."""
+    value = read_json(args, stdin=stdin)
+    if value is not None and not isinstance(value, dict):
+        raise UsageError(f"the request must be a JSON object, got {type(value).__name__}")
     return value
