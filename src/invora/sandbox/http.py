@@ -43,6 +43,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave in one segment; no delayed-ACK stalls
     server: _Server
     server_version = "invora-sandbox"
     sys_version = ""
@@ -59,9 +60,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
-        self.end_headers()
+        # One write for status line, headers and body (end_headers() would flush the headers alone).
+        self._headers_buffer.append(b"\r\n")  # type: ignore[attr-defined]
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self._headers_buffer.append(body)  # type: ignore[attr-defined]
+        self.flush_headers()
 
     def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(data, separators=(",", ":")).encode(), headers=headers)

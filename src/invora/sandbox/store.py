@@ -431,17 +431,17 @@ class GenericService:
         rf = resp_desc.fields_by_name
         if m.is_streaming:
             return self._stream(m)
+        if name.startswith("Bulk"):
+            if "items" in rf and rf["items"].is_repeated:
+                return self._bulk(m)
+            raise _Unsupported("bulk RPC without per-item results")
         if (
             "items" in rf
             and rf["items"].is_repeated
             and rf["items"].message_type is not None
             and ("total_count" in rf or "pagination" in req_desc.fields_by_name or name.startswith("List"))
         ):
-            if name.startswith("Bulk"):
-                return self._bulk(m)
             return self._list(m)
-        if name.startswith("Bulk"):
-            raise _Unsupported("bulk RPC without per-item results")
         if name == "Clone":
             return self._clone(m)
         if name in ("Freeze",):
