@@ -74,9 +74,11 @@ def test_every_rpc_over_grpc(sb: Sandbox) -> None:
 
 
 def test_unimplemented_messages_are_clear(sb: Sandbox) -> None:
-    with RawCaller(sb.grpc_target, token=sb.mint_token(sb.tenant)) as raw:
-        with pytest.raises(grpc.RpcError) as exc:
-            raw.call("billing.invoices.download_invoice")
+    with (
+        RawCaller(sb.grpc_target, token=sb.mint_token(sb.tenant)) as raw,
+        pytest.raises(grpc.RpcError) as exc,
+    ):
+        raw.call("billing.invoices.download_invoice")
     assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "InvoiceService/DownloadInvoice is not implemented by the sandbox" in (exc.value.details() or "")
 
