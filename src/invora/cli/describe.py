@@ -59,11 +59,7 @@ def describe(name: str | None) -> dict[str, Any]:
     if svc is not None:
         return _service(svc)
     if "/" in name or _looks_like_accessor(name):
-        try:
-            return _method(find_method(name))
-        except UsageError:
-            if "/" in name:
-                raise
+        return _method(find_method(name))
     desc = find_descriptor(name)
     if desc is not None:
         return _message(desc) if hasattr(desc, "fields") else _enum(desc)
