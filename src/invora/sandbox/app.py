@@ -170,8 +170,13 @@ class Sandbox:
         from invora.sandbox.http import HttpServer
 
         self._http = HttpServer(self, self.host, self._http_port, self.tls)
-        self.keys = auth.KeyRing(self._http.base_url)
-        self._grpc = GrpcServer(self, self.host, self._grpc_port, self.tls)
+        try:
+            self.keys = auth.KeyRing(self._http.base_url)
+            self._grpc = GrpcServer(self, self.host, self._grpc_port, self.tls)
+        except BaseException:
+            self._http.stop()
+            self._http = None
+            raise
         self._http.start()
         self._grpc.start()
         if self.seed:

@@ -97,12 +97,16 @@ class GrpcServer:
             options=[("grpc.so_reuseport", 0)],
         )
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        if tls is not None:
-            cert, key = tls
-            creds = grpc.ssl_server_credentials([(key, cert)])
-            self.port = self._server.add_secure_port(address, creds)
-        else:
-            self.port = self._server.add_insecure_port(address)
+        try:
+            if tls is not None:
+                cert, key = tls
+                creds = grpc.ssl_server_credentials([(key, cert)])
+                self.port = self._server.add_secure_port(address, creds)
+            else:
+                self.port = self._server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc reports a failed bind (port in use) this way
+            self._server.stop(None)
+            raise OSError(f"cannot bind the gRPC server to {address}: {exc}") from None
         if not self.port:
             raise OSError(f"cannot bind the gRPC server to {address}")
 

@@ -278,7 +278,8 @@ class HttpServer:
 
     def stop(self) -> None:
         self._server.closing.set()
-        self._server.shutdown()
+        if self._thread is not None:
+            self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(5)
