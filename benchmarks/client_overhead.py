@@ -9,7 +9,8 @@ interleaved rounds (median of ``--rounds``), the throughput of ``SimpleInvoiceSe
 
 and pagination over all seeded invoices with a consumer that spends ``--work-ms`` per page (I/O-like work,
 e.g. writing the page somewhere): the SDK pager (prefetching the next page) vs a naive raw loop, and the
-pager with prefetch disabled. Both sides send the same metadata (bearer token + tenancy header).
+pager with prefetch disabled. Both sides send the same metadata (bearer token + tenancy header) over channels
+with the same options (keepalive, message sizes, user agent).
 
     python benchmarks/client_overhead.py [--calls 3000] [--rounds 5] [--seed 600] [--page-size 50]
     python benchmarks/client_overhead.py --target 127.0.0.1:50051 --token-url ... --client-id ... ...
@@ -34,6 +35,7 @@ import grpc.aio
 
 import invora
 from invora import _catalog
+from invora.transport.grpc import channel_options
 
 
 def start_sandbox(seed: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
@@ -76,7 +78,9 @@ class Bench:
         self.metadata = (*self.creds.metadata(), ("x-target-org-id", self.org))
         svc = _catalog.service("simple.invoices")
         self.stub_cls = getattr(svc.load_grpc(), f"{svc.name}Stub")
-        self.channel = grpc.insecure_channel(self.target)
+        # Same channel options as the SDK's channel, so the ratio isolates the per-call layer.
+        self.options = channel_options(self.client._settings.config)
+        self.channel = grpc.insecure_channel(self.target, self.options)
         self.stub = self.stub_cls(self.channel)
         self.get_req_cls = svc.method("Get").request_class
         self.list_req_cls = svc.method("List").request_class
@@ -137,7 +141,7 @@ class Bench:
     async def async_rounds(self, rounds: int) -> tuple[list[float], list[float]]:
         n = self.args.calls
         req, md = self.get_req_cls(key=self.key), self.metadata
-        async with grpc.aio.insecure_channel(self.target) as channel:
+        async with grpc.aio.insecure_channel(self.target, self.options) as channel:
             stub = self.stub_cls(channel)
             async with invora.AsyncClient(
                 self.target, credentials=self.creds, org_id=self.org, timeout=30
@@ -194,6 +198,13 @@ class Bench:
             return self._sdk_pages(client)
 
 
+class Row:
+    def __init__(self, name: str, unit: str, raw: list[float], sdk: list[float]) -> None:
+        self.name, self.unit, self.raw, self.sdk = name, unit, raw, sdk
+        self.ratios = [s / r for r, s in zip(raw, sdk, strict=True)]
+        self.ratio = statistics.median(self.ratios)
+
+
 def interleaved(rounds: int, a: Callable[[], int], b: Callable[[], int]) -> tuple[list[float], list[float]]:
     ra, rb = [], []
     a()  # warm-up
@@ -210,8 +221,8 @@ def interleaved(rounds: int, a: Callable[[], int], b: Callable[[], int]) -> tupl
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--calls", type=int, default=3000, help="calls per measurement")
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--calls", type=int, default=1500, help="calls per measurement block")
+    p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--seed", type=int, default=600, help="invoices seeded in the sandbox (pagination size)")
     p.add_argument("--page-size", type=int, default=50)
     p.add_argument("--work-ms", type=float, default=5.0, help="consumer time per page")
@@ -230,31 +241,36 @@ def main() -> int:
         proc, info = start_sandbox(args.seed)
     try:
         bench = Bench(info, args)
-        rows: list[tuple[str, str, float, float]] = []
-        raw, sdk = interleaved(args.rounds, bench.raw_seq, bench.sdk_seq)
-        rows.append(("sync sequential", "calls/s", statistics.median(raw), statistics.median(sdk)))
-        raw, sdk = interleaved(args.rounds, bench.raw_threads, bench.sdk_threads)
-        rows.append(("sync 8 threads", "calls/s", statistics.median(raw), statistics.median(sdk)))
-        raw, sdk = asyncio.run(bench.async_rounds(args.rounds))
-        rows.append(("asyncio 100 in flight", "calls/s", statistics.median(raw), statistics.median(sdk)))
-        prounds = max(3, args.rounds // 2)
-        naive, pre = interleaved(prounds, bench.naive_pages, bench.sdk_pages)
-        _, nopre = interleaved(prounds, bench.naive_pages, bench.sdk_pages_no_prefetch)
-        rows.append((f"pages ({bench.total} items, {args.page_size}/page, prefetch)", "items/s",
-                     statistics.median(naive), statistics.median(pre)))  # fmt: skip
-        rows.append(("pages (no prefetch)", "items/s", statistics.median(naive), statistics.median(nopre)))
-        print(
-            f"\nSDK vs raw stub, {args.calls} calls x {args.rounds} rounds (median), server in a separate process"
+        rows: list[Row] = []
+        rows.append(
+            Row("sync sequential", "calls/s", *interleaved(args.rounds, bench.raw_seq, bench.sdk_seq))
         )
-        print(f"{'scenario':<48} {'unit':>8} {'raw':>10} {'sdk':>10} {'sdk/raw':>8}")
-        for name, unit, r, s in rows:
-            print(f"{name:<48} {unit:>8} {r:>10.0f} {s:>10.0f} {s / r:>8.3f}")
-        if args.json:
+        rows.append(
+            Row("sync 8 threads", "calls/s", *interleaved(args.rounds, bench.raw_threads, bench.sdk_threads))
+        )
+        rows.append(Row("asyncio 100 in flight", "calls/s", *asyncio.run(bench.async_rounds(args.rounds))))
+        prounds = max(3, args.rounds // 2)
+        title = f"pages ({bench.total} items, {args.page_size}/page, prefetch)"
+        rows.append(Row(title, "items/s", *interleaved(prounds, bench.naive_pages, bench.sdk_pages)))
+        no_prefetch = interleaved(prounds, bench.naive_pages, bench.sdk_pages_no_prefetch)
+        rows.append(Row("pages (no prefetch)", "items/s", *no_prefetch))
+        print(
+            f"\nSDK vs raw stub: {args.calls} calls per block, {args.rounds} interleaved rounds, server in a"
+            " separate process.\nsdk/raw = median of per-round ratios (robust to load drift); min-max = spread."
+        )
+        print(f"{'scenario':<46} {'unit':>8} {'raw':>8} {'sdk':>8} {'sdk/raw':>8} {'min-max':>11}")
+        for row in rows:
+            raw_med, sdk_med = statistics.median(row.raw), statistics.median(row.sdk)
+            spread = f"{min(row.ratios):.2f}-{max(row.ratios):.2f}"
             print(
-                json.dumps(
-                    [{"scenario": n, "unit": u, "raw": r, "sdk": s, "ratio": s / r} for n, u, r, s in rows]
-                )
+                f"{row.name:<46} {row.unit:>8} {raw_med:>8.0f} {sdk_med:>8.0f} {row.ratio:>8.3f} {spread:>11}"
             )
+        if args.json:
+            out = [
+                {"scenario": r.name, "unit": r.unit, "ratio": r.ratio, "raw": r.raw, "sdk": r.sdk}
+                for r in rows
+            ]
+            print(json.dumps(out))
         bench.client.close()
         bench.channel.close()
     finally:
