@@ -154,7 +154,8 @@ class Sandbox:
             {None: (error_rate, grpc.StatusCode.UNAVAILABLE)} if error_rate else {}
         )
         self._buckets: dict[str, list[float]] = {}
-        self._calls: collections.deque[CallRecord] = collections.deque(maxlen=CALL_HISTORY)
+        # Raw tuples on the hot path; CallRecord objects (with the authorization redacted) built on read.
+        self._calls: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=CALL_HISTORY)
         self.dedup: dict[tuple[str, str, str], tuple[float, Message]] = {}
         self.dedup_window = 24 * 3600.0
         self._grpc: Any = None
@@ -431,7 +432,14 @@ class Sandbox:
     @property
     def calls(self) -> list[CallRecord]:
         with self._lock:
-            return list(self._calls)
+            raw = list(self._calls)
+        out = []
+        for full, org, md, code, transport, at in raw:
+            safe = {k: ("Bearer ***" if k == "authorization" else v) for k, v in md.items()}
+            if org is None:
+                org = next((md[k] for k in TENANCY_KEYS if md.get(k)), None)
+            out.append(CallRecord(full, org, safe, code, transport, at))
+        return out
 
     def clear_calls(self) -> None:
         with self._lock:
@@ -610,9 +618,4 @@ class Sandbox:
     def record(
         self, full: str, org: str | None, md: Mapping[str, str], code: grpc.StatusCode, transport: str
     ) -> None:
-        safe = {k: ("Bearer ***" if k == "authorization" else v) for k, v in md.items()}
-        if org is None:
-            org = next((md[k] for k in TENANCY_KEYS if md.get(k)), None)
-        rec = CallRecord(full, org, safe, code, transport, time.time())
-        with self._lock:
-            self._calls.append(rec)
+        self._calls.append((full, org, md, code, transport, time.time()))  # deque.append is atomic
