@@ -71,6 +71,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m invora.san
             latency=args.latency,
             error_rate=args.error_rate,
         ).start()
+    except ImportError as exc:  # cryptography missing
+        print(
+            f"error: the sandbox needs the 'sandbox' extra: pip install 'invora[sandbox]' ({exc})",
+            file=sys.stderr,
+        )
+        return 2
     except OSError as exc:
         print(f"error: cannot start the sandbox: {exc}", file=sys.stderr)
         return 1

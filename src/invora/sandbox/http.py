@@ -70,8 +70,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(data, separators=(",", ":")).encode(), headers=headers)
 
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            raise Fault(
+                grpc.StatusCode.INVALID_ARGUMENT, "bad Content-Length", reason="BAD_REQUEST"
+            ) from None
         if length > MAX_BODY:
+            self.close_connection = True
             raise Fault(grpc.StatusCode.INVALID_ARGUMENT, "request body too large", reason="BODY_TOO_LARGE")
         return self.rfile.read(length) if length > 0 else b""
 
@@ -103,7 +110,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._route("DELETE")
 
     def _route(self, verb: str) -> None:
+        self._payload = b""
         try:
+            # Always consume the body first: an unread body would corrupt the next request on this
+            # keep-alive connection.
+            self._payload = self._body()
             path = self.path.split("?", 1)[0]
             if path == "/.well-known/openid-configuration" and verb == "GET":
                 self._discovery()
@@ -149,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _token(self, verb: str) -> None:
         sb = self.server.sandbox
-        body = self._body()
+        body = self._payload
         if verb != "POST":
             self._oauth_error(405, "invalid_request", "the token endpoint accepts POST only")
             return
@@ -202,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- REST -------------------------------------------------------------------------------------------
     def _rest(self, verb: str) -> None:
         sb = self.server.sandbox
-        body = self._body()
+        body = self._payload
         router = transcoding.router()
         found = router.match(verb, self.path.split("?", 1)[0])
         if found is None:

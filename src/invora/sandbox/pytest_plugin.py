@@ -26,7 +26,10 @@ def invora_sandbox() -> Iterator[Sandbox]:
     from invora.sandbox.app import Sandbox
 
     sb = Sandbox(grpc_port=0, http_port=0, host="127.0.0.1")
-    sb.start()
+    try:
+        sb.start()
+    except ImportError as exc:
+        pytest.fail(f"invora_sandbox needs the 'sandbox' extra: pip install 'invora[sandbox]' ({exc})")
     try:
         yield sb
     finally:

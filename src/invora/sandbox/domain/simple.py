@@ -299,7 +299,11 @@ class SimpleDocuments:
             out.CopyFrom(hit[1])
             return out
         res = run()
-        sb.dedup[key] = (time.time() + sb.dedup_window, res)
+        now = time.time()
+        if len(sb.dedup) > 100_000:  # bounded memory for long load tests: drop expired entries
+            for k in [k for k, (exp, _) in sb.dedup.items() if exp <= now]:
+                del sb.dedup[k]
+        sb.dedup[key] = (now + sb.dedup_window, res)
         return res
 
     # -- handlers ---------------------------------------------------------------------------------------
