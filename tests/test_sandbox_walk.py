@@ -154,6 +154,9 @@ def test_generic_crud_billing_plan(sb: Sandbox) -> None:
         assert upd.name == "Pro+" and upd.code == "pro"
         lst = raw.call("billing.plans.list")
         assert lst.total_count == 1 and lst.items[0].name == "Pro+"
+        assert raw.call("billing.plans.list", filter={"part": {"with_deleted": True}}).total_count == 1
+        assert raw.call("billing.plans.list", filter={"text_search": "pro+"}).total_count == 1
+        assert raw.call("billing.plans.list", filter={"text_search": "basic"}).total_count == 0
         raw.call("billing.plans.delete", input={"id": plan.id})
         with pytest.raises(grpc.RpcError) as exc:
             raw.call("billing.plans.get", id=plan.id)

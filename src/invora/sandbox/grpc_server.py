@@ -92,7 +92,7 @@ class _Router(grpc.GenericRpcHandler):  # type: ignore[type-arg]
 class GrpcServer:
     def __init__(self, sandbox: Sandbox, host: str, port: int, tls: tuple[bytes, bytes] | None) -> None:
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="sandbox-grpc"),
+            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="sandbox-grpc"),
             handlers=[_Router(sandbox)],
             options=[("grpc.so_reuseport", 0)],
         )

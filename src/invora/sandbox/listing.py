@@ -189,6 +189,8 @@ class FilterEval:
 
     def _typed(self, kind: str, cond: Any, entity: Any) -> bool:
         actual = scalar(self.get(entity, kind))
+        if actual is None and kind.startswith(("with_", "include_")):
+            return True  # a listing modifier (with_deleted…), not an attribute: nothing is ever hidden here
         if not isinstance(cond, Message):  # bool / enum / scalar condition: equality
             return bool(actual == cond) if actual is not None else not cond
         cond = cast(Any, cond)
