@@ -203,3 +203,29 @@ def test_no_secret_in_any_output(env: dict[str, str], tenant: Any) -> None:
     assert "authentication failed" in r.stderr
     for text in (r.stdout, r.stderr):
         assert "wrong-secret-123" not in text and tenant.client_secret not in text
+
+
+def test_rest_transport(env: dict[str, str], invora_sandbox: Any, tenant: Any) -> None:
+    rest = {**env, "INVORA_TRANSPORT": "rest", "INVORA_TARGET": invora_sandbox.rest_url}
+    invora_sandbox.clear_calls()
+    made = run(rest, "call", "simple.invoices.create", "--data", json.dumps(INVOICE))
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)["details"]["key"]
+    listed = run(
+        env,
+        "list",
+        "simple.invoices",
+        "-o",
+        "jsonl",
+        "--transport",
+        "rest",
+        "--target",
+        invora_sandbox.rest_url,
+    )
+    assert listed.returncode == 0 and key in listed.stdout
+    mine = [c for c in invora_sandbox.calls if c.org_id == tenant.org_id]
+    assert mine and all(c.transport == "rest" for c in mine)
+    missing = run(rest, "call", "simple.invoices.get", "--data", '{"key": "nope"}')
+    assert missing.returncode == 1 and "NOT_FOUND (HTTP 404)" in missing.stderr
+    stream = run(rest, "call", "documents.list_stream")
+    assert stream.returncode == 1 and "UNIMPLEMENTED" in stream.stderr and "Traceback" not in stream.stderr
