@@ -139,3 +139,14 @@ def test_list_usage_errors(setup: Any, args: list[str], needle: str) -> None:
     r = run(env, "list", *args)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_output_into_a_closed_pipe_stops_quietly(setup: Any) -> None:
+    env, _ = setup
+    r = subprocess.run(
+        ["bash", "-c", f"'{INVORA}' list simple.invoices --page-size 1 -o jsonl | head -1; echo \"rc=${{PIPESTATUS[0]}}\""],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    lines = r.stdout.splitlines()
+    assert json.loads(lines[0])["key"] and lines[-1] == "rc=0"
+    assert r.stderr == ""

@@ -144,6 +144,8 @@ def _run(argv: list[str], command: str | None) -> int:
 
         print_error(exc)
         return EXIT_RPC
+    except (BrokenPipeError, KeyboardInterrupt):
+        raise  # handled by main()
     except Exception as exc:  # a bug: one line by default, the traceback with INVORA_DEBUG=1
         if os.environ.get("INVORA_DEBUG"):
             raise

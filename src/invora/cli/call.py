@@ -378,6 +378,7 @@ def run_list(args: argparse.Namespace) -> int:
         elif args.output == "jsonl":
             for item in pager:
                 out.write(json.dumps(_item(item, args.all_fields), ensure_ascii=False) + "\n")
+                out.flush()  # streamed: a reader sees items as pages arrive
         else:
             count = 0
             out.write("[")
