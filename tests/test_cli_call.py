@@ -229,3 +229,10 @@ def test_rest_transport(env: dict[str, str], invora_sandbox: Any, tenant: Any) -
     assert missing.returncode == 1 and "NOT_FOUND (HTTP 404)" in missing.stderr
     stream = run(rest, "call", "documents.list_stream")
     assert stream.returncode == 1 and "UNIMPLEMENTED" in stream.stderr and "Traceback" not in stream.stderr
+
+
+def test_no_credentials_is_unauthenticated_with_a_hint(env: dict[str, str]) -> None:
+    bare = {k: v for k, v in env.items() if not k.startswith("INVORA_CLIENT")}
+    r = run(bare, "call", "simple.invoices.list")
+    assert r.returncode == 1
+    assert "UNAUTHENTICATED (HTTP 401)" in r.stderr and "hint: check the credentials" in r.stderr
