@@ -294,9 +294,18 @@ def method_info(index: Index, m: descriptor_pb2.MethodDescriptorProto) -> dict[s
         http = http_rule(opts.Extensions[annotations_pb2.http])
     req_fields = {f.name: f for f in req.field}
     resp_fields = {f.name: f for f in resp.field}
+    rid = req_fields.get("request_id")
+    read = (
+        (http is not None and http["verb"] == "get")
+        or m.name in ("List", "Get")
+        or re.match(r"(List|Get)([A-Z]|$)", m.name) is not None
+    )
+    # Only reads paginate: a few billing writes return list-shaped responses, and re-sending a write
+    # with each cursor would repeat its effect.
     page = None
     if (
-        not m.client_streaming
+        read
+        and not m.client_streaming
         and not m.server_streaming
         and "pagination" in req_fields
         and req_fields["pagination"].type_name == ".kernel.PaginationInfo"
@@ -310,12 +319,6 @@ def method_info(index: Index, m: descriptor_pb2.MethodDescriptorProto) -> dict[s
             "cursor": "wrapper" if cursor.type == FDP.TYPE_MESSAGE else "string",
             "total_count": "total_count" in resp_fields,
         }
-    rid = req_fields.get("request_id")
-    read = (
-        (http is not None and http["verb"] == "get")
-        or m.name in ("List", "Get")
-        or re.match(r"(List|Get)([A-Z]|$)", m.name) is not None
-    )
     return {
         "name": m.name,
         "attr": snake(m.name) + ("_" if keyword.iskeyword(snake(m.name)) else ""),

@@ -1987,7 +1987,7 @@ SERVICES = [
                 "scope": "Invora.Billing.Customers.v2.CreatePortalWalletTransaction",
                 "read": False,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "wrapper", "total_count": True},
+                "page": None,
             },
             {
                 "name": "GetCheckoutUrl",
@@ -2773,7 +2773,7 @@ SERVICES = [
                 "scope": "Invora.Billing.Invoices.v2.FetchDraftInvoiceTaxes",
                 "read": False,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "wrapper", "total_count": True},
+                "page": None,
             },
             {
                 "name": "Finalize",
@@ -2811,7 +2811,7 @@ SERVICES = [
                 "scope": "Invora.Billing.Invoices.v2.FinalizeAllInvoices",
                 "read": False,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "wrapper", "total_count": True},
+                "page": None,
             },
             {
                 "name": "GetCustomSection",
@@ -2944,7 +2944,7 @@ SERVICES = [
                 "scope": "Invora.Billing.Invoices.v2.RetryAllInvoicePayments",
                 "read": False,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "wrapper", "total_count": True},
+                "page": None,
             },
             {
                 "name": "RetryAllInvoices",
@@ -2963,7 +2963,7 @@ SERVICES = [
                 "scope": "Invora.Billing.Invoices.v2.RetryAllInvoices",
                 "read": False,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "wrapper", "total_count": True},
+                "page": None,
             },
             {
                 "name": "RetryInvoice",
@@ -4782,7 +4782,7 @@ SERVICES = [
                 "scope": "Invora.Billing.Wallets.v2.CreateCustomerWalletTransaction",
                 "read": False,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "wrapper", "total_count": True},
+                "page": None,
             },
             {
                 "name": "GetTransaction",

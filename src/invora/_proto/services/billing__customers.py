@@ -133,13 +133,11 @@ class CustomerService(_ServiceClient):
         pagination: _m2.PaginationInfo | _t.Mapping[str, _t.Any] | None = None,
         read_mask: _m1.FieldMask | _t.Mapping[str, _t.Any] | None = None,
         view: _m0.View.ValueType | str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _Pager[_m0.CustomerPortalWalletTransaction, _m0.CreatePortalWalletTransactionResponse]:
+    ) -> _m0.CreatePortalWalletTransactionResponse:
         """``invora.billing.customers.v2.CustomerService/CreatePortalWalletTransaction`` — POST /api/v2/billing/customers; scope Invora.Billing.Customers.v2.CreatePortalWalletTransaction."""
         return self._invoke(
             "CreatePortalWalletTransaction",
@@ -149,8 +147,6 @@ class CustomerService(_ServiceClient):
             retry,
             metadata,
             org_id,
-            page_size=page_size,
-            max_items=max_items,
         )
 
     def get_checkout_url(
@@ -378,7 +374,7 @@ class AsyncCustomerService(_AsyncServiceClient):
         """``invora.billing.customers.v2.CustomerService/Delete`` — DELETE /api/v2/billing/customers; scope Invora.Billing.Customers.v2.Delete."""
         return await self._invoke("Delete", request, {"input": input}, timeout, retry, metadata, org_id)
 
-    def create_portal_wallet_transaction(
+    async def create_portal_wallet_transaction(
         self,
         request: _m0.CreatePortalWalletTransactionRequest | None = None,
         /,
@@ -388,15 +384,13 @@ class AsyncCustomerService(_AsyncServiceClient):
         pagination: _m2.PaginationInfo | _t.Mapping[str, _t.Any] | None = None,
         read_mask: _m1.FieldMask | _t.Mapping[str, _t.Any] | None = None,
         view: _m0.View.ValueType | str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _AsyncPager[_m0.CustomerPortalWalletTransaction, _m0.CreatePortalWalletTransactionResponse]:
+    ) -> _m0.CreatePortalWalletTransactionResponse:
         """``invora.billing.customers.v2.CustomerService/CreatePortalWalletTransaction`` — POST /api/v2/billing/customers; scope Invora.Billing.Customers.v2.CreatePortalWalletTransaction."""
-        return self._invoke(
+        return await self._invoke(
             "CreatePortalWalletTransaction",
             request,
             {"filter": filter, "sort": sort, "pagination": pagination, "read_mask": read_mask, "view": view},
@@ -404,8 +398,6 @@ class AsyncCustomerService(_AsyncServiceClient):
             retry,
             metadata,
             org_id,
-            page_size=page_size,
-            max_items=max_items,
         )
 
     async def get_checkout_url(

@@ -232,13 +232,11 @@ class InvoiceService(_ServiceClient):
         pagination: _m2.PaginationInfo | _t.Mapping[str, _t.Any] | None = None,
         read_mask: _m1.FieldMask | _t.Mapping[str, _t.Any] | None = None,
         view: _m0.View.ValueType | str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _Pager[_m0.TaxFeeObject, _m0.FetchDraftInvoiceTaxesResponse]:
+    ) -> _m0.FetchDraftInvoiceTaxesResponse:
         """``invora.billing.invoices.v2.InvoiceService/FetchDraftInvoiceTaxes`` — POST /api/v2/billing/invoices:fetch-draft-invoice-taxes; scope Invora.Billing.Invoices.v2.FetchDraftInvoiceTaxes."""
         return self._invoke(
             "FetchDraftInvoiceTaxes",
@@ -248,8 +246,6 @@ class InvoiceService(_ServiceClient):
             retry,
             metadata,
             org_id,
-            page_size=page_size,
-            max_items=max_items,
         )
 
     def finalize(
@@ -276,13 +272,11 @@ class InvoiceService(_ServiceClient):
         pagination: _m2.PaginationInfo | _t.Mapping[str, _t.Any] | None = None,
         read_mask: _m1.FieldMask | _t.Mapping[str, _t.Any] | None = None,
         view: _m0.View.ValueType | str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _Pager[_m3.BillingInvoice, _m0.FinalizeAllInvoicesResponse]:
+    ) -> _m0.FinalizeAllInvoicesResponse:
         """``invora.billing.invoices.v2.InvoiceService/FinalizeAllInvoices`` — POST /api/v2/billing/invoices:finalize-all-invoices; scope Invora.Billing.Invoices.v2.FinalizeAllInvoices."""
         return self._invoke(
             "FinalizeAllInvoices",
@@ -292,8 +286,6 @@ class InvoiceService(_ServiceClient):
             retry,
             metadata,
             org_id,
-            page_size=page_size,
-            max_items=max_items,
         )
 
     def get_custom_section(
@@ -401,13 +393,11 @@ class InvoiceService(_ServiceClient):
         pagination: _m2.PaginationInfo | _t.Mapping[str, _t.Any] | None = None,
         read_mask: _m1.FieldMask | _t.Mapping[str, _t.Any] | None = None,
         view: _m0.View.ValueType | str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _Pager[_m3.BillingInvoice, _m0.RetryAllInvoicePaymentsResponse]:
+    ) -> _m0.RetryAllInvoicePaymentsResponse:
         """``invora.billing.invoices.v2.InvoiceService/RetryAllInvoicePayments`` — POST /api/v2/billing/invoices:retry-all-invoice-payments; scope Invora.Billing.Invoices.v2.RetryAllInvoicePayments."""
         return self._invoke(
             "RetryAllInvoicePayments",
@@ -417,8 +407,6 @@ class InvoiceService(_ServiceClient):
             retry,
             metadata,
             org_id,
-            page_size=page_size,
-            max_items=max_items,
         )
 
     def retry_all_invoices(
@@ -431,13 +419,11 @@ class InvoiceService(_ServiceClient):
         pagination: _m2.PaginationInfo | _t.Mapping[str, _t.Any] | None = None,
         read_mask: _m1.FieldMask | _t.Mapping[str, _t.Any] | None = None,
         view: _m0.View.ValueType | str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _Pager[_m3.BillingInvoice, _m0.RetryAllInvoicesResponse]:
+    ) -> _m0.RetryAllInvoicesResponse:
         """``invora.billing.invoices.v2.InvoiceService/RetryAllInvoices`` — POST /api/v2/billing/invoices:retry-all-invoices; scope Invora.Billing.Invoices.v2.RetryAllInvoices."""
         return self._invoke(
             "RetryAllInvoices",
@@ -447,8 +433,6 @@ class InvoiceService(_ServiceClient):
             retry,
             metadata,
             org_id,
-            page_size=page_size,
-            max_items=max_items,
         )
 
     def retry_invoice(
@@ -783,7 +767,7 @@ class AsyncInvoiceService(_AsyncServiceClient):
             "DownloadInvoiceXml", request, {"input": input}, timeout, retry, metadata, org_id
         )
 
-    def fetch_draft_invoice_taxes(
+    async def fetch_draft_invoice_taxes(
         self,
         request: _m0.FetchDraftInvoiceTaxesRequest | None = None,
         /,
@@ -793,15 +777,13 @@ class AsyncInvoiceService(_AsyncServiceClient):
         pagination: _m2.PaginationInfo | _t.Mapping[str, _t.Any] | None = None,
         read_mask: _m1.FieldMask | _t.Mapping[str, _t.Any] | None = None,
         view: _m0.View.ValueType | str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _AsyncPager[_m0.TaxFeeObject, _m0.FetchDraftInvoiceTaxesResponse]:
+    ) -> _m0.FetchDraftInvoiceTaxesResponse:
         """``invora.billing.invoices.v2.InvoiceService/FetchDraftInvoiceTaxes`` — POST /api/v2/billing/invoices:fetch-draft-invoice-taxes; scope Invora.Billing.Invoices.v2.FetchDraftInvoiceTaxes."""
-        return self._invoke(
+        return await self._invoke(
             "FetchDraftInvoiceTaxes",
             request,
             {"filter": filter, "sort": sort, "pagination": pagination, "read_mask": read_mask, "view": view},
@@ -809,8 +791,6 @@ class AsyncInvoiceService(_AsyncServiceClient):
             retry,
             metadata,
             org_id,
-            page_size=page_size,
-            max_items=max_items,
         )
 
     async def finalize(
@@ -827,7 +807,7 @@ class AsyncInvoiceService(_AsyncServiceClient):
         """``invora.billing.invoices.v2.InvoiceService/Finalize`` — POST /api/v2/billing/invoices:finalize; scope Invora.Billing.Invoices.v2.Finalize."""
         return await self._invoke("Finalize", request, {"input": input}, timeout, retry, metadata, org_id)
 
-    def finalize_all_invoices(
+    async def finalize_all_invoices(
         self,
         request: _m0.FinalizeAllInvoicesRequest | None = None,
         /,
@@ -837,15 +817,13 @@ class AsyncInvoiceService(_AsyncServiceClient):
         pagination: _m2.PaginationInfo | _t.Mapping[str, _t.Any] | None = None,
         read_mask: _m1.FieldMask | _t.Mapping[str, _t.Any] | None = None,
         view: _m0.View.ValueType | str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _AsyncPager[_m3.BillingInvoice, _m0.FinalizeAllInvoicesResponse]:
+    ) -> _m0.FinalizeAllInvoicesResponse:
         """``invora.billing.invoices.v2.InvoiceService/FinalizeAllInvoices`` — POST /api/v2/billing/invoices:finalize-all-invoices; scope Invora.Billing.Invoices.v2.FinalizeAllInvoices."""
-        return self._invoke(
+        return await self._invoke(
             "FinalizeAllInvoices",
             request,
             {"filter": filter, "sort": sort, "pagination": pagination, "read_mask": read_mask, "view": view},
@@ -853,8 +831,6 @@ class AsyncInvoiceService(_AsyncServiceClient):
             retry,
             metadata,
             org_id,
-            page_size=page_size,
-            max_items=max_items,
         )
 
     async def get_custom_section(
@@ -958,7 +934,7 @@ class AsyncInvoiceService(_AsyncServiceClient):
             "ResendInvoiceEmail", request, {"input": input}, timeout, retry, metadata, org_id
         )
 
-    def retry_all_invoice_payments(
+    async def retry_all_invoice_payments(
         self,
         request: _m0.RetryAllInvoicePaymentsRequest | None = None,
         /,
@@ -968,15 +944,13 @@ class AsyncInvoiceService(_AsyncServiceClient):
         pagination: _m2.PaginationInfo | _t.Mapping[str, _t.Any] | None = None,
         read_mask: _m1.FieldMask | _t.Mapping[str, _t.Any] | None = None,
         view: _m0.View.ValueType | str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _AsyncPager[_m3.BillingInvoice, _m0.RetryAllInvoicePaymentsResponse]:
+    ) -> _m0.RetryAllInvoicePaymentsResponse:
         """``invora.billing.invoices.v2.InvoiceService/RetryAllInvoicePayments`` — POST /api/v2/billing/invoices:retry-all-invoice-payments; scope Invora.Billing.Invoices.v2.RetryAllInvoicePayments."""
-        return self._invoke(
+        return await self._invoke(
             "RetryAllInvoicePayments",
             request,
             {"filter": filter, "sort": sort, "pagination": pagination, "read_mask": read_mask, "view": view},
@@ -984,11 +958,9 @@ class AsyncInvoiceService(_AsyncServiceClient):
             retry,
             metadata,
             org_id,
-            page_size=page_size,
-            max_items=max_items,
         )
 
-    def retry_all_invoices(
+    async def retry_all_invoices(
         self,
         request: _m0.RetryAllInvoicesRequest | None = None,
         /,
@@ -998,15 +970,13 @@ class AsyncInvoiceService(_AsyncServiceClient):
         pagination: _m2.PaginationInfo | _t.Mapping[str, _t.Any] | None = None,
         read_mask: _m1.FieldMask | _t.Mapping[str, _t.Any] | None = None,
         view: _m0.View.ValueType | str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _AsyncPager[_m3.BillingInvoice, _m0.RetryAllInvoicesResponse]:
+    ) -> _m0.RetryAllInvoicesResponse:
         """``invora.billing.invoices.v2.InvoiceService/RetryAllInvoices`` — POST /api/v2/billing/invoices:retry-all-invoices; scope Invora.Billing.Invoices.v2.RetryAllInvoices."""
-        return self._invoke(
+        return await self._invoke(
             "RetryAllInvoices",
             request,
             {"filter": filter, "sort": sort, "pagination": pagination, "read_mask": read_mask, "view": view},
@@ -1014,8 +984,6 @@ class AsyncInvoiceService(_AsyncServiceClient):
             retry,
             metadata,
             org_id,
-            page_size=page_size,
-            max_items=max_items,
         )
 
     async def retry_invoice(

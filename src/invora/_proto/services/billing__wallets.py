@@ -100,13 +100,11 @@ class WalletService(_ServiceClient):
         pagination: _m2.PaginationInfo | _t.Mapping[str, _t.Any] | None = None,
         read_mask: _m1.FieldMask | _t.Mapping[str, _t.Any] | None = None,
         view: _m0.View.ValueType | str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _Pager[_m3.BillingWalletTransaction, _m0.CreateCustomerWalletTransactionResponse]:
+    ) -> _m0.CreateCustomerWalletTransactionResponse:
         """``invora.billing.wallets.v2.WalletService/CreateCustomerWalletTransaction`` — POST /api/v2/billing/wallets; scope Invora.Billing.Wallets.v2.CreateCustomerWalletTransaction."""
         return self._invoke(
             "CreateCustomerWalletTransaction",
@@ -116,8 +114,6 @@ class WalletService(_ServiceClient):
             retry,
             metadata,
             org_id,
-            page_size=page_size,
-            max_items=max_items,
         )
 
     def get_transaction(
@@ -336,7 +332,7 @@ class AsyncWalletService(_AsyncServiceClient):
             "CreateCustomerWallet", request, {"input": input}, timeout, retry, metadata, org_id
         )
 
-    def create_customer_wallet_transaction(
+    async def create_customer_wallet_transaction(
         self,
         request: _m0.CreateCustomerWalletTransactionRequest | None = None,
         /,
@@ -346,15 +342,13 @@ class AsyncWalletService(_AsyncServiceClient):
         pagination: _m2.PaginationInfo | _t.Mapping[str, _t.Any] | None = None,
         read_mask: _m1.FieldMask | _t.Mapping[str, _t.Any] | None = None,
         view: _m0.View.ValueType | str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _AsyncPager[_m3.BillingWalletTransaction, _m0.CreateCustomerWalletTransactionResponse]:
+    ) -> _m0.CreateCustomerWalletTransactionResponse:
         """``invora.billing.wallets.v2.WalletService/CreateCustomerWalletTransaction`` — POST /api/v2/billing/wallets; scope Invora.Billing.Wallets.v2.CreateCustomerWalletTransaction."""
-        return self._invoke(
+        return await self._invoke(
             "CreateCustomerWalletTransaction",
             request,
             {"filter": filter, "sort": sort, "pagination": pagination, "read_mask": read_mask, "view": view},
@@ -362,8 +356,6 @@ class AsyncWalletService(_AsyncServiceClient):
             retry,
             metadata,
             org_id,
-            page_size=page_size,
-            max_items=max_items,
         )
 
     async def get_transaction(
