@@ -172,7 +172,7 @@ def apply_filters(info: MethodInfo, request: Message, specs: Sequence[str]) -> N
             raise UsageError(f"{part_field.message_type.full_name} cannot combine conditions (no 'and')")
         existing = [req.filter.part] if req.filter.HasField("part") else []
         combined = _new(part_field.message_type)
-        for c in [*(e.__deepcopy__() for e in existing), *conditions]:
+        for c in [*existing, *conditions]:  # copied into `combined`, then back into the filter
             getattr(combined, "and").operands.add().CopyFrom(c)
         req.filter.part.CopyFrom(combined)
 
