@@ -109,6 +109,16 @@ def test_filter_text_typed_json_and_combined(setup: Any) -> None:
     assert keys(dates) == sorted([made[1].key, made[2].key])
     raw = run(env, "list", "simple.invoices", "--filter", '{"part": {"not": {"frozen": true}}}')
     assert keys(raw) == sorted(m.key for m in made if not m.frozen)
+    mixed = run(
+        env,
+        "list",
+        "simple.invoices",
+        "--filter",
+        '{"part": {"not": {"frozen": true}}}',
+        "--filter",
+        "currency_code=EUR",
+    )
+    assert keys(mixed) == [made[5].key]  # the JSON part and the typed condition, combined with AND
 
 
 def test_sort(setup: Any) -> None:
