@@ -13,9 +13,7 @@ import grpc
 import pytest
 
 import invora
-
-sandbox_mod = pytest.importorskip("invora.sandbox")
-Sandbox = sandbox_mod.Sandbox
+from invora.sandbox import Sandbox
 
 FAST = invora.Retry(attempts=4, initial=0.01, maximum=0.05, deadline=20)
 GET = "invora.simple.invoices.v1.SimpleInvoiceService/Get"

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import httpx
+import jwt
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
@@ -76,7 +77,6 @@ def test_client_credentials_grant(invora_sandbox: Sandbox, tenant: Tenant) -> No
 
 
 def test_discovery_and_jwks_verify_tokens(invora_sandbox: Sandbox, tenant: Tenant) -> None:
-    jwt = pytest.importorskip("jwt")
     sb = invora_sandbox
     disc = httpx.get(sb.issuer + "/.well-known/openid-configuration").json()
     assert disc["issuer"] == sb.issuer and disc["token_endpoint"] == sb.token_url

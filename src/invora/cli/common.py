@@ -147,13 +147,23 @@ def credentials_from_args(args: argparse.Namespace) -> Credentials | None:
 
 
 @overload
-def client_from_args(args: argparse.Namespace, *, asynchronous: Literal[False] = False) -> Client: ...
+def client_from_args(
+    args: argparse.Namespace,
+    *,
+    asynchronous: Literal[False] = False,
+    options: Mapping[str, Any] | None = None,
+) -> Client: ...
 @overload
-def client_from_args(args: argparse.Namespace, *, asynchronous: Literal[True]) -> AsyncClient: ...
-def client_from_args(args: argparse.Namespace, *, asynchronous: bool = False) -> Client | AsyncClient:
+def client_from_args(
+    args: argparse.Namespace, *, asynchronous: Literal[True], options: Mapping[str, Any] | None = None
+) -> AsyncClient: ...
+def client_from_args(
+    args: argparse.Namespace, *, asynchronous: bool = False, options: Mapping[str, Any] | None = None
+) -> Client | AsyncClient:
     """An :class:`invora.Client` (or ``AsyncClient``) configured from the common flags and environment.
 
-    Configuration problems (bad target, bad org id, plaintext to a remote host…) raise
+    ``options`` are further client keyword arguments and win over the flags (``invora bench`` shares one
+    ``credentials`` object between its channels this way). Configuration problems (bad target, bad org id, plaintext to a remote host…) raise
     :class:`UsageError` before any network.
     """
     import invora
@@ -167,16 +177,19 @@ def client_from_args(args: argparse.Namespace, *, asynchronous: bool = False) ->
             target = None
         else:
             env = None
-    options: dict[str, Any] = {
-        "credentials": credentials_from_args(args),
+    options = dict(options or {})
+    kwargs: dict[str, Any] = {
         "org_id": resolve(args, "org_id"),
         "transport": resolve(args, "transport") or "grpc",
     }
+    if "credentials" not in options:
+        kwargs["credentials"] = credentials_from_args(args)
     if target is None:
-        options["environment"] = env or "production"
+        kwargs["environment"] = env or "production"
+    kwargs.update(options)
     cls = invora.AsyncClient if asynchronous else invora.Client
     try:
-        return cls(target, **options)
+        return cls(target, **kwargs)
     except invora.ConfigurationError as exc:
         raise UsageError(str(exc)) from None
 
