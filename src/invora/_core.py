@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from google.protobuf.message import Message
@@ -43,6 +43,20 @@ _perf = time.perf_counter
 _getpid = os.getpid
 
 OnCall = Callable[[str, float, grpc.StatusCode, int, int], None]
+
+
+class CallSpan(Protocol):
+    """One traced attempt: metadata to send with it, then exactly one ``end``."""
+
+    metadata: tuple[tuple[str, str], ...]
+
+    def end(self, error: BaseException | None) -> None: ...
+
+
+class CallTracer(Protocol):
+    """Starts a :class:`CallSpan` per attempt of a unary call or page (see :mod:`invora.otel`)."""
+
+    def start(self, method: str) -> CallSpan: ...
 
 
 class Binding:
@@ -201,6 +215,8 @@ class _CoreBase:
         self.stream_timeout = stream_timeout
         self.retry = retry
         self.on_call = on_call
+        #: Per-attempt tracing hook (:mod:`invora.otel` installs one); None costs one attribute check.
+        self.tracer: CallTracer | None = None
         self.org_header = org_header
         self.prefetch = prefetch
         self.pid = _getpid()
@@ -272,12 +288,19 @@ class Core(_CoreBase):
             else:
                 full = md
             t0 = _perf() if observed else 0.0
+            span = self.tracer.start(b.full_name) if self.tracer is not None else None
+            if span is not None:
+                full = full + span.metadata
             try:
                 response = call(req, timeout, full)
+                if span is not None:
+                    span.end(None)
                 if observed:
                     self.notify(b.full_name, t0, _OK, req, response)
                 return response
             except Unauthenticated as exc:
+                if span is not None:
+                    span.end(exc)
                 if observed:
                     self.notify(b.full_name, t0, exc.code, req, None)
                 if not auth_retry:
@@ -286,6 +309,8 @@ class Core(_CoreBase):
                 creds.invalidate(amd)  # type: ignore[union-attr]
                 continue
             except InvoraError as exc:
+                if span is not None:
+                    span.end(exc)
                 if observed:
                     self.notify(b.full_name, t0, exc.code, req, None)
                 if policy is None or not isinstance(policy, Retry):
@@ -296,6 +321,10 @@ class Core(_CoreBase):
                 exc.attempts = state.attempt
                 if delay is None:
                     raise
+            except BaseException as exc:  # a local failure (bad request type, cancellation): close the span
+                if span is not None:
+                    span.end(exc)
+                raise
             time.sleep(delay)
             timeout = state.attempt_timeout(timeout)
 
@@ -405,12 +434,19 @@ class AsyncCore(_CoreBase):
             else:
                 full = md
             t0 = _perf() if observed else 0.0
+            span = self.tracer.start(b.full_name) if self.tracer is not None else None
+            if span is not None:
+                full = full + span.metadata
             try:
                 response = await call(req, timeout, full)
+                if span is not None:
+                    span.end(None)
                 if observed:
                     self.notify(b.full_name, t0, _OK, req, response)
                 return response
             except Unauthenticated as exc:
+                if span is not None:
+                    span.end(exc)
                 if observed:
                     self.notify(b.full_name, t0, exc.code, req, None)
                 if not auth_retry:
@@ -419,6 +455,8 @@ class AsyncCore(_CoreBase):
                 creds.invalidate(amd)  # type: ignore[union-attr,arg-type]
                 continue
             except InvoraError as exc:
+                if span is not None:
+                    span.end(exc)
                 if observed:
                     self.notify(b.full_name, t0, exc.code, req, None)
                 if policy is None or not isinstance(policy, Retry):
@@ -429,6 +467,10 @@ class AsyncCore(_CoreBase):
                 exc.attempts = state.attempt
                 if delay is None:
                     raise
+            except BaseException as exc:  # a local failure (bad request type, cancellation): close the span
+                if span is not None:
+                    span.end(exc)
+                raise
             await asyncio.sleep(delay)
             timeout = state.attempt_timeout(timeout)
 
