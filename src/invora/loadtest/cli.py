@@ -93,7 +93,8 @@ def register(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
         "bench",
         parents=list(parents),
         help="load-test an RPC: concurrency or fixed rate, latency percentiles",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description="Load-test one RPC: a closed loop at a fixed concurrency or an open loop at a fixed "
+        "rate; latency percentiles from an HDR histogram.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
