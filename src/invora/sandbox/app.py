@@ -229,6 +229,11 @@ class Sandbox:
         return self.rest_url
 
     @property
+    def jwks_url(self) -> str:
+        """Where the sandbox publishes its signing keys (tokens and webhook signatures)."""
+        return self.rest_url + "/oauth/v2/keys"
+
+    @property
     def client_id(self) -> str:
         return self.tenant.client_id
 
@@ -247,6 +252,7 @@ class Sandbox:
             "rest_url": self.rest_url,
             "token_url": self.token_url,
             "issuer": self.issuer,
+            "jwks_url": self.jwks_url,
             "client_id": self.client_id,
             "client_secret": self.client_secret,
             "org_id": self.org_id,
@@ -345,6 +351,14 @@ class Sandbox:
         with self._lock:
             self._issued[jti] = tenant.org_id
         return token
+
+    def sign_webhook(self, body: bytes) -> str:
+        """An ``X-Invora-Signature`` JWT for ``body`` signed with the key published at :attr:`jwks_url`.
+
+        For testing webhook receivers: ``invora.webhooks.verify(body, sb.sign_webhook(body),
+        jwks=invora.webhooks.RemoteJWKS(sb.jwks_url))`` accepts it.
+        """
+        return self._keyring().sign_webhook(body)
 
     def _scope_of(self, tenant: Tenant) -> str:
         cred = self._clients.get(tenant.client_id)

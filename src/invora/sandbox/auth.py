@@ -1,14 +1,14 @@
 """RS256 JWTs for the sandbox: one RSA key per sandbox, minting, verification with a cache, JWKS.
 
-Written against ``cryptography`` directly (no JWT library) so the sandbox needs one optional dependency.
+Written against ``cryptography`` directly (see :mod:`invora._jose`) so the sandbox needs one optional
+dependency.
 Verification is on the hot path of every call: a verified token is cached with its parsed claims until
 it expires, so the RSA check runs once per token, not once per call.
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import hashlib
 import secrets
 import threading
 import time
@@ -16,20 +16,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from invora._jose import rsa_jwk, sign_rs256, split_jws, verify_rs256
+
 AUDIENCE = "invora"
 ALL_SCOPES = "openid Invora.*"
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _int_b64(n: int) -> str:
-    return b64url(n.to_bytes((n.bit_length() + 7) // 8, "big"))
 
 
 class TokenError(Exception):
@@ -87,19 +77,18 @@ class KeyRing:
         self.revoked: set[str] = set()
 
     def jwks(self) -> dict[str, Any]:
-        nums = self._public.public_numbers()
-        return {
-            "keys": [
-                {
-                    "kty": "RSA",
-                    "use": "sig",
-                    "alg": "RS256",
-                    "kid": self.kid,
-                    "n": _int_b64(nums.n),
-                    "e": _int_b64(nums.e),
-                }
-            ]
+        return {"keys": [rsa_jwk(self._public, self.kid)]}
+
+    def sign_webhook(self, body: bytes, *, ttl: float = 300.0) -> str:
+        """An ``X-Invora-Signature`` JWT for a webhook ``body``: RS256, bound to the body by its SHA-256."""
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "iat": now,
+            "exp": now + int(ttl),
+            "body_sha256": hashlib.sha256(body).hexdigest(),
         }
+        return sign_rs256(self._key, {"alg": "RS256", "typ": "JWT", "kid": self.kid}, claims)
 
     def mint(
         self,
@@ -113,9 +102,6 @@ class KeyRing:
         bad_signature: bool = False,
     ) -> tuple[str, str]:
         """A signed JWT and its ``jti``."""
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding
-
         now = int(time.time())
         exp = now - 60 if expired else now + max(1, int(ttl))
         jti = secrets.token_hex(12)
@@ -130,15 +116,8 @@ class KeyRing:
             "roles": roles if roles is not None else {org_id: ["owner"]},
             "scope": scope,
         }
-        header = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
-        signing_input = (
-            b64url(json.dumps(header, separators=(",", ":")).encode())
-            + "."
-            + b64url(json.dumps(claims, separators=(",", ":")).encode())
-        )
         key = self._rogue if bad_signature else self._key
-        sig = key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-        return signing_input + "." + b64url(sig), jti
+        return sign_rs256(key, {"alg": "RS256", "typ": "JWT", "kid": self.kid}, claims), jti
 
     def verify(self, token: str) -> Claims:
         """Claims of a valid token; :class:`TokenError` otherwise. Revocation is checked on every call."""
@@ -156,31 +135,18 @@ class KeyRing:
         return claims
 
     def _verify_slow(self, token: str) -> Claims:
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding
-
-        parts = token.split(".")
-        if len(parts) != 3:
+        if token.count(".") != 2:
             raise TokenError("TOKEN_INVALID", "the access token is not a JWT")
         try:
-            header = json.loads(b64url_decode(parts[0]))
-            payload = json.loads(b64url_decode(parts[1]))
-            sig = b64url_decode(parts[2])
+            header, payload, signing_input, sig = split_jws(token)
         except ValueError:
             raise TokenError("TOKEN_INVALID", "the access token is not a well-formed JWT") from None
-        if not isinstance(header, dict) or header.get("alg") != "RS256":
+        if header.get("alg") != "RS256":
             raise TokenError("TOKEN_INVALID", "the access token is not signed with RS256")
         if header.get("kid") not in (None, self.kid):
             raise TokenError("TOKEN_INVALID", "the access token was signed by an unknown key")
-        try:
-            self._public.verify(
-                sig, (parts[0] + "." + parts[1]).encode("ascii"), padding.PKCS1v15(), hashes.SHA256()
-            )
-        except InvalidSignature:
-            raise TokenError("TOKEN_INVALID", "the access token signature does not verify") from None
-        if not isinstance(payload, dict):
-            raise TokenError("TOKEN_INVALID", "the access token has no claims")
+        if not verify_rs256(self._public, signing_input, sig):
+            raise TokenError("TOKEN_INVALID", "the access token signature does not verify")
         aud = payload.get("aud")
         if aud != AUDIENCE and not (isinstance(aud, list) and AUDIENCE in aud):
             raise TokenError("TOKEN_INVALID", f"the access token audience is not {AUDIENCE!r}")
