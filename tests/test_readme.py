@@ -34,7 +34,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *(ROOT / "docs" / f"{n}.md" for n in (
     "authentication", "tenancy", "errors", "pagination", "retries", "async", "sandbox", "cli", "rest",
-    "load-testing", "benchmarks", "webhooks",
+    "load-testing", "benchmarks", "webhooks", "locust",
 ))]  # fmt: skip
 # Blocks that cannot run in the suite, with the reason (keep this list tiny).
 UNTESTED = {
@@ -42,8 +42,6 @@ UNTESTED = {
     'pip install "invora[sandbox]"': "installs from the package index (network)",
     "make generate": "rewrites the committed generated tree; `make check-generated` runs the same pipeline and is tested",
 }
-# Files other slices own; links to them may dangle until those land.
-PENDING = {"docs/locust.md", "examples/locustfile.py"}
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```\s*$", re.M | re.S)
 
 
@@ -109,8 +107,7 @@ def test_relative_links_resolve() -> None:
             if "://" in target:
                 continue
             resolved = (path.parent / target).resolve()
-            rel = resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else target
-            if not resolved.exists() and rel not in PENDING:
+            if not resolved.exists():
                 dangling.append(f"{path.name}: {target}")
     assert not dangling, dangling
 
@@ -192,7 +189,9 @@ def test_server_block(block: Block, env: dict[str, str]) -> None:
         assert ready, "the server printed nothing within 60 s"
         info = json.loads(proc.stdout.readline())
         if "sandbox" in command:
-            assert {"grpc_target", "rest_url", "token_url", "client_id", "client_secret", "org_id"} <= set(info)
+            assert {"grpc_target", "rest_url", "token_url", "client_id", "client_secret", "org_id"} <= set(
+                info
+            )
         else:  # the webhook receiver
             assert info["url"].startswith("http://127.0.0.1:")
     finally:
