@@ -116,7 +116,11 @@ def test_validation_errors_carry_details(sb: Any, tenant: Any) -> None:
     with client_for(sb, tenant) as client, pytest.raises(invora.InvalidArgument) as info:
         client.simple.invoices.create(changes={"currency_code": "SAR", "lines": []})
     err = info.value
-    assert err.field_violations or err.validation_errors, err.details
+    assert [v.field for v in err.field_violations] == ["changes.buyer.name", "changes.lines"]
+    assert [v.code for v in err.validation_errors] == ["BUYER_NAME_REQUIRED", "LINES_REQUIRED"]
+    # The two detail kinds repeat each other and the message names the first: str() says each thing once.
+    text = str(err)
+    assert text.count("the buyer name is required") == 1 and text.count("at least one line") == 1, text
 
 
 def test_not_found(sb: Any, tenant: Any) -> None:

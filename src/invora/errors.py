@@ -167,8 +167,11 @@ class InvoraError(Exception):
         text = f"{self.code.name}: {self.message}" if self.message else self.code.name
         if self.method:
             text += f" [{self.method}]"
-        extra = [f"{v.field}: {v.description}" for v in self.field_violations[:5]]
-        extra += [f"{v.field}: {v.message}" for v in self.validation_errors[:5]]
+        # BadRequest violations and Invora's ValidationErrors often say the same thing: list each once, and
+        # not again when the message already does.
+        found = [f"{v.field}: {v.description}" for v in self.field_violations]
+        found += [f"{v.field}: {v.message}" for v in self.validation_errors]
+        extra = [e for e in dict.fromkeys(found) if e not in self.message][:5]
         return f"{text} ({'; '.join(extra)})" if extra else text
 
     def __repr__(self) -> str:
