@@ -140,6 +140,18 @@ def test_missing_signature_and_misuse() -> None:
     )
 
 
+def test_reachable_as_invora_webhooks_after_a_plain_import() -> None:
+    code = (
+        "import sys, invora\n"
+        "assert 'invora.webhooks' not in sys.modules and 'cryptography' not in sys.modules\n"
+        "body = b'{\"webhook_type\": \"a.b\", \"id\": \"1\", \"created_at\": \"t\"}'\n"
+        "print(invora.webhooks.verify(body, invora.webhooks.sign(body, 's'), secret='s').dedup_key)\n"
+        "assert 'cryptography' not in sys.modules  # HMAC needs no crypto library\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "a.b:1:t", r.stderr
+
+
 def test_errors_are_value_errors_but_jwks_unavailable_is_not() -> None:
     assert issubclass(SignatureError, ValueError) and issubclass(PayloadError, ValueError)
     assert not issubclass(JWKSUnavailable, ValueError)  # a receiver-side outage, not a bad request

@@ -79,14 +79,18 @@ __all__ = [
 
 # Helpers owned by other modules, resolved on first access so they cost nothing until used.
 _LAZY = {"DecimalValue": "invora.decimal", "to_decimal": "invora.decimal", "from_decimal": "invora.decimal"}
+# Optional parts, importable as `invora.webhooks.verify(...)` after a plain `import invora`.
+_SUBMODULES = {"webhooks"}
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"invora.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'invora' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
