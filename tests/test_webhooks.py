@@ -144,7 +144,7 @@ def test_reachable_as_invora_webhooks_after_a_plain_import() -> None:
     code = (
         "import sys, invora\n"
         "assert 'invora.webhooks' not in sys.modules and 'cryptography' not in sys.modules\n"
-        "body = b'{\"webhook_type\": \"a.b\", \"id\": \"1\", \"created_at\": \"t\"}'\n"
+        'body = b\'{"webhook_type": "a.b", "id": "1", "created_at": "t"}\'\n'
         "print(invora.webhooks.verify(body, invora.webhooks.sign(body, 's'), secret='s').dedup_key)\n"
         "assert 'cryptography' not in sys.modules  # HMAC needs no crypto library\n"
     )
