@@ -347,13 +347,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def _check_url(url: str) -> None:
+def _check_url(url: str, what: str = "token endpoint", action: str = "send client credentials to") -> None:
+    """``url`` must be http(s), and https unless it points at loopback: ``action`` over plaintext is refused."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(f"token endpoint must be an http(s) URL, got {url!r}")
+        raise ConfigurationError(f"{what} must be an http(s) URL, got {url!r}")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigurationError(
-            f"refusing to send client credentials over plaintext HTTP to {parts.hostname}; use https "
+            f"refusing to {action} {parts.hostname} over plaintext HTTP; use https "
             "(plaintext is allowed only for loopback addresses)"
         )
 

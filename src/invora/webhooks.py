@@ -246,18 +246,10 @@ class RemoteJWKS:
         timeout: float = 10.0,
         verify: Any = True,
     ) -> None:
-        from urllib.parse import urlsplit
+        from invora.auth import _check_url
 
-        from invora._target import is_loopback
-
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"the JWKS URL must be an http(s) URL, got {url!r}")
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            raise ValueError(
-                f"refusing to fetch signing keys over plaintext HTTP from {parts.hostname}: a tampered key "
-                "set would accept forged webhooks; use https (plaintext is allowed only for loopback)"
-            )
+        # A tampered key set would accept forged webhooks: the keys travel over TLS except on loopback.
+        _check_url(url, "the JWKS URL", "fetch webhook signing keys from")
         self.url = url
         self.max_age = max_age
         self.min_refresh_interval = min_refresh_interval
