@@ -40,8 +40,10 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
 import render
+import rules
 import simple
 import ubl
+from rules import accessor_paths, snake
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 UPSTREAM = ROOT / "codegen" / "upstream"
@@ -205,12 +207,6 @@ def compile_python(protos: pathlib.Path, out: pathlib.Path, roots: Iterable[str]
 # ----------------------------------------------------------------------------------------------
 # 4. catalog + typed service surface
 # ----------------------------------------------------------------------------------------------
-def snake(name: str) -> str:
-    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
-    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
-    return s.lower()
-
-
 def py_module(proto_file: str, suffix: str = "_pb2") -> str:
     if proto_file.startswith("google/"):
         return proto_file[: -len(".proto")].replace("/", ".") + suffix
@@ -229,6 +225,7 @@ class Index:
                 self._add(f, m, f.package, "")
             for e in f.enum_type:
                 self.enums[f".{f.package}.{e.name}"] = (f.name, e.name)
+        self.protos = {name: m for name, (_, m, _) in self.messages.items()}
 
     def _add(
         self, f: descriptor_pb2.FileDescriptorProto, m: descriptor_pb2.DescriptorProto, scope: str, attr: str
@@ -240,38 +237,6 @@ class Index:
             self._add(f, n, full[1:], path)
         for e in m.enum_type:
             self.enums[f"{full}.{e.name}"] = (f.name, f"{path}.{e.name}")
-
-
-def accessor_paths(services: list[tuple[str, str]]) -> dict[str, str]:
-    """Map service full name -> client attribute path (the documented naming rule).
-
-    The package minus the leading ``invora`` and the version segment gives the path
-    (``invora.billing.plans.v2`` -> ``billing.plans``). When a package holds several services, each gets a
-    last segment from its own name minus ``Service`` in snake_case (``identity.connected_business``).
-    A path that is also a prefix of another gets ``_service`` appended, so namespaces and services never
-    share an attribute. Python keywords get a trailing underscore.
-    """
-    by_package: dict[str, list[str]] = {}
-    for package, name in services:
-        by_package.setdefault(package, []).append(name)
-    paths: dict[str, str] = {}
-    for package, names in by_package.items():
-        segs = [s for s in package.split(".") if not re.fullmatch(r"v\d+(alpha\d*|beta\d*)?", s)]
-        if segs and segs[0] == "invora":
-            segs = segs[1:]
-        for name in names:
-            parts = list(segs)
-            if len(names) > 1 or not parts:
-                parts.append(
-                    snake(name[: -len("Service")] if name.endswith("Service") and name != "Service" else name)
-                )
-            parts = [p + "_" if keyword.iskeyword(p) else p for p in parts]
-            paths[f"{package}.{name}"] = ".".join(parts)
-    values = set(paths.values())
-    for full, path in sorted(paths.items()):
-        if any(other.startswith(path + ".") for other in values):
-            paths[full] = path + "_service"
-    return paths
 
 
 CONTROL_PARAMS = ("timeout", "retry", "metadata", "org_id", "page_size", "max_items", "request", "requests")
@@ -292,33 +257,10 @@ def method_info(index: Index, m: descriptor_pb2.MethodDescriptorProto) -> dict[s
     http = None
     if opts.HasExtension(annotations_pb2.http):
         http = http_rule(opts.Extensions[annotations_pb2.http])
-    req_fields = {f.name: f for f in req.field}
-    resp_fields = {f.name: f for f in resp.field}
-    rid = req_fields.get("request_id")
-    read = (
-        (http is not None and http["verb"] == "get")
-        or m.name in ("List", "Get")
-        or re.match(r"(List|Get)([A-Z]|$)", m.name) is not None
-    )
-    # Only reads paginate: a few billing writes return list-shaped responses, and re-sending a write
-    # with each cursor would repeat its effect.
-    page = None
-    if (
-        read
-        and not m.client_streaming
-        and not m.server_streaming
-        and "pagination" in req_fields
-        and req_fields["pagination"].type_name == ".kernel.PaginationInfo"
-        and "items" in resp_fields
-        and resp_fields["items"].label == FDP.LABEL_REPEATED
-        and "next_page_cursor" in resp_fields
-    ):
-        cursor = resp_fields["next_page_cursor"]
-        page = {
-            "items": "items",
-            "cursor": "wrapper" if cursor.type == FDP.TYPE_MESSAGE else "string",
-            "total_count": "total_count" in resp_fields,
-        }
+    scope = render.decode_scope(opts)
+    read = rules.is_read(m.name, http["verb"] if http else None, scope)
+    key = None if read else rules.idempotency_key(req, index.protos)
+    page = rules.page_shape(read, m.client_streaming or m.server_streaming, req, resp)
     return {
         "name": m.name,
         "attr": snake(m.name) + ("_" if keyword.iskeyword(snake(m.name)) else ""),
@@ -327,11 +269,10 @@ def method_info(index: Index, m: descriptor_pb2.MethodDescriptorProto) -> dict[s
         "client_streaming": m.client_streaming,
         "server_streaming": m.server_streaming,
         "http": http,
-        "scope": render.decode_scope(opts),
+        "scope": scope,
         "read": read,
-        "request_id": bool(
-            rid is not None and rid.type == FDP.TYPE_STRING and rid.label != FDP.LABEL_REPEATED
-        ),
+        "idempotency_key": key[0] if key else None,
+        "request_id": bool(key and key[1]),
         "page": page,
     }
 

@@ -5,7 +5,7 @@ The vendor publishes its schema only as a comment-free ``FileDescriptorSet``. Th
 ``codegen/wirecheck.py``), so ``protos/`` can be read, diffed and fed to protoc like hand-written files.
 
 What it covers is what the Invora schema uses: messages (nested, maps, oneofs, proto3 ``optional``),
-enums, services (streaming flags), ``google.api.http`` rules, ``google.api.field_behavior``,
+enums (with ``allow_alias``), services (streaming flags), ``google.api.http`` rules, ``google.api.field_behavior``,
 Invora's ``kernel.options`` scope extension (53036) and extension declarations. Anything outside that
 raises ``UnsupportedDescriptor`` instead of rendering something subtly different.
 
@@ -192,9 +192,15 @@ class FileRenderer:
 
     # -- enums ----------------------------------------------------------------------------------
     def render_enum(self, depth: int, e: descriptor_pb2.EnumDescriptorProto) -> None:
-        if e.options.ByteSize() or e.reserved_range or e.reserved_name:
+        opts = descriptor_pb2.EnumOptions()
+        opts.CopyFrom(e.options)
+        alias = opts.HasField("allow_alias")
+        opts.ClearField("allow_alias")
+        if opts.ByteSize() or e.reserved_range or e.reserved_name:
             raise UnsupportedDescriptor(f"{self.f.name}: enum {e.name} options/reserved")
         self.emit(depth, f"enum {e.name} {{")
+        if alias:
+            self.emit(depth + 1, f"option allow_alias = {'true' if e.options.allow_alias else 'false'};")
         for v in e.value:
             if v.options.ByteSize():
                 raise UnsupportedDescriptor(f"{self.f.name}: enum value {v.name} options")

@@ -56,6 +56,7 @@ class MethodInfo:
     scope: str | None
     read: bool  # a read: HTTP GET rule or a List*/Get* RPC — safe to retry
     has_request_id: bool  # request carries `request_id`: the client fills it, making the write idempotent
+    idempotency_key: str | None  # field the server deduplicates writes on (`request_id`, `transaction_id`)
     page: PageInfo | None
 
     @property
@@ -163,6 +164,7 @@ def services() -> tuple[ServiceInfo, ...]:
                 scope=m["scope"],
                 read=m["read"],
                 has_request_id=m["request_id"],
+                idempotency_key=m["idempotency_key"],
                 page=PageInfo(**page) if page else None,
             )
         out.append(svc)

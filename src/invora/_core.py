@@ -81,7 +81,7 @@ class Binding:
         self.info = info
         self.full_name = info.full_name
         self.request_class: Any = info.request_class
-        self.idempotent = info.read or info.has_request_id
+        self.idempotent = info.read or info.idempotency_key is not None
         self.fill_request_id = info.has_request_id
         self.page = info.page
         self.items_field = info.page.items if info.page else ""

@@ -11,64 +11,64 @@ import typing as _t
 from invora._service import Namespace as _Namespace
 
 if _t.TYPE_CHECKING:
+    from .admin__billing__orgs import AsyncBillingOrgAdminService as _Async_admin__billing__orgs
+    from .admin__billing__orgs import BillingOrgAdminService as _admin__billing__orgs
+    from .admin__billing__salla_plan_mappings import (
+        AsyncSallaPlanMappingAdminService as _Async_admin__billing__salla_plan_mappings,
+    )
+    from .admin__billing__salla_plan_mappings import (
+        SallaPlanMappingAdminService as _admin__billing__salla_plan_mappings,
+    )
+    from .admin__code_items import AsyncCodeItemAdminService as _Async_admin__code_items
+    from .admin__code_items import CodeItemAdminService as _admin__code_items
+    from .admin__code_lists import AsyncCodeListAdminService as _Async_admin__code_lists
+    from .admin__code_lists import CodeListAdminService as _admin__code_lists
+    from .admin__identity__impersonation import (
+        AsyncImpersonationService as _Async_admin__identity__impersonation,
+    )
+    from .admin__identity__impersonation import ImpersonationService as _admin__identity__impersonation
+    from .admin__identity__tenants import AsyncTenantAdminService as _Async_admin__identity__tenants
+    from .admin__identity__tenants import TenantAdminService as _admin__identity__tenants
+    from .admin__invoices import AsyncInvoiceAdminService as _Async_admin__invoices
+    from .admin__invoices import InvoiceAdminService as _admin__invoices
+    from .admin__regulations import AsyncRegulationAdminService as _Async_admin__regulations
+    from .admin__regulations import RegulationAdminService as _admin__regulations
     from .allowances import AsyncAllowancesService as _Async_allowances
     from .allowances import AllowancesService as _allowances
-    from .billing__account import AsyncAccountService as _Async_billing__account
-    from .billing__account import AccountService as _billing__account
-    from .billing__activity_logs import AsyncActivityLogService as _Async_billing__activity_logs
-    from .billing__activity_logs import ActivityLogService as _billing__activity_logs
-    from .billing__add_ons import AsyncAddOnService as _Async_billing__add_ons
-    from .billing__add_ons import AddOnService as _billing__add_ons
-    from .billing__alerts import AsyncAlertService as _Async_billing__alerts
-    from .billing__alerts import AlertService as _billing__alerts
-    from .billing__analytics import AsyncAnalyticsService as _Async_billing__analytics
-    from .billing__analytics import AnalyticsService as _billing__analytics
-    from .billing__anrok import AsyncAnrokIntegrationService as _Async_billing__anrok
-    from .billing__anrok import AnrokIntegrationService as _billing__anrok
-    from .billing__api_logs import AsyncApiLogService as _Async_billing__api_logs
-    from .billing__api_logs import ApiLogService as _billing__api_logs
-    from .billing__avalara import AsyncAvalaraIntegrationService as _Async_billing__avalara
-    from .billing__avalara import AvalaraIntegrationService as _billing__avalara
-    from .billing__coupons import AsyncCouponService as _Async_billing__coupons
-    from .billing__coupons import CouponService as _billing__coupons
-    from .billing__credit_notes import AsyncCreditNoteService as _Async_billing__credit_notes
-    from .billing__credit_notes import CreditNoteService as _billing__credit_notes
-    from .billing__customers import AsyncCustomerService as _Async_billing__customers
-    from .billing__customers import CustomerService as _billing__customers
-    from .billing__entitlements import AsyncFeatureService as _Async_billing__entitlements
-    from .billing__entitlements import FeatureService as _billing__entitlements
-    from .billing__events import AsyncEventService as _Async_billing__events
-    from .billing__events import EventService as _billing__events
-    from .billing__fees import AsyncFeeService as _Async_billing__fees
-    from .billing__fees import FeeService as _billing__fees
-    from .billing__hubspot import AsyncHubspotIntegrationService as _Async_billing__hubspot
-    from .billing__hubspot import HubspotIntegrationService as _billing__hubspot
-    from .billing__invoices import AsyncInvoiceService as _Async_billing__invoices
-    from .billing__invoices import InvoiceService as _billing__invoices
-    from .billing__metering import AsyncBillableMetricService as _Async_billing__metering
-    from .billing__metering import BillableMetricService as _billing__metering
-    from .billing__netsuite import AsyncNetsuiteIntegrationService as _Async_billing__netsuite
-    from .billing__netsuite import NetsuiteIntegrationService as _billing__netsuite
-    from .billing__payment_providers import AsyncPaymentProviderService as _Async_billing__payment_providers
-    from .billing__payment_providers import PaymentProviderService as _billing__payment_providers
-    from .billing__payment_requests import AsyncPaymentRequestService as _Async_billing__payment_requests
-    from .billing__payment_requests import PaymentRequestService as _billing__payment_requests
-    from .billing__payments import AsyncPaymentService as _Async_billing__payments
-    from .billing__payments import PaymentService as _billing__payments
-    from .billing__plans import AsyncPlanService as _Async_billing__plans
-    from .billing__plans import PlanService as _billing__plans
-    from .billing__salesforce import AsyncSalesforceIntegrationService as _Async_billing__salesforce
-    from .billing__salesforce import SalesforceIntegrationService as _billing__salesforce
-    from .billing__subscriptions import AsyncSubscriptionService as _Async_billing__subscriptions
-    from .billing__subscriptions import SubscriptionService as _billing__subscriptions
-    from .billing__taxes import AsyncTaxService as _Async_billing__taxes
-    from .billing__taxes import TaxService as _billing__taxes
-    from .billing__wallets import AsyncWalletService as _Async_billing__wallets
-    from .billing__wallets import WalletService as _billing__wallets
-    from .billing__webhooks import AsyncWebhookEndpointService as _Async_billing__webhooks
-    from .billing__webhooks import WebhookEndpointService as _billing__webhooks
-    from .billing__xero import AsyncXeroIntegrationService as _Async_billing__xero
-    from .billing__xero import XeroIntegrationService as _billing__xero
+    from .billing__accounts import AsyncAccountsService as _Async_billing__accounts
+    from .billing__accounts import AccountsService as _billing__accounts
+    from .billing__alerts import AsyncAlertsService as _Async_billing__alerts
+    from .billing__alerts import AlertsService as _billing__alerts
+    from .billing__coupons import AsyncCouponsService as _Async_billing__coupons
+    from .billing__coupons import CouponsService as _billing__coupons
+    from .billing__credit_notes import AsyncCreditNotesService as _Async_billing__credit_notes
+    from .billing__credit_notes import CreditNotesService as _billing__credit_notes
+    from .billing__customers import AsyncCustomersService as _Async_billing__customers
+    from .billing__customers import CustomersService as _billing__customers
+    from .billing__events import AsyncEventsService as _Async_billing__events
+    from .billing__events import EventsService as _billing__events
+    from .billing__integrations import AsyncIntegrationsService as _Async_billing__integrations
+    from .billing__integrations import IntegrationsService as _billing__integrations
+    from .billing__invoices import AsyncInvoicesService as _Async_billing__invoices
+    from .billing__invoices import InvoicesService as _billing__invoices
+    from .billing__metrics import AsyncBillableMetricsService as _Async_billing__metrics
+    from .billing__metrics import BillableMetricsService as _billing__metrics
+    from .billing__observability import AsyncObservabilityService as _Async_billing__observability
+    from .billing__observability import ObservabilityService as _billing__observability
+    from .billing__payment_providers import AsyncPaymentProvidersService as _Async_billing__payment_providers
+    from .billing__payment_providers import PaymentProvidersService as _billing__payment_providers
+    from .billing__payments import AsyncPaymentsService as _Async_billing__payments
+    from .billing__payments import PaymentsService as _billing__payments
+    from .billing__plans import AsyncPlansService as _Async_billing__plans
+    from .billing__plans import PlansService as _billing__plans
+    from .billing__subscriptions import AsyncSubscriptionsService as _Async_billing__subscriptions
+    from .billing__subscriptions import SubscriptionsService as _billing__subscriptions
+    from .billing__taxes import AsyncTaxesService as _Async_billing__taxes
+    from .billing__taxes import TaxesService as _billing__taxes
+    from .billing__wallets import AsyncWalletsService as _Async_billing__wallets
+    from .billing__wallets import WalletsService as _billing__wallets
+    from .billing__webhook_endpoints import AsyncWebhookEndpointsService as _Async_billing__webhook_endpoints
+    from .billing__webhook_endpoints import WebhookEndpointsService as _billing__webhook_endpoints
     from .branches import AsyncBranchesService as _Async_branches
     from .branches import BranchesService as _branches
     from .charges import AsyncChargesService as _Async_charges
@@ -125,164 +125,171 @@ if _t.TYPE_CHECKING:
     from .tax_reports import TaxReportService as _tax_reports
 
 
-class Services_billing(_Namespace):
+class Services_admin_billing(_Namespace):
     @property
-    def account(self) -> _billing__account:
-        """``invora.billing.account.v2.AccountService``."""
-        return self._service("account", "invora._proto.services.billing__account", "AccountService")
+    def orgs(self) -> _admin__billing__orgs:
+        """``invora.admin.billing.v2.BillingOrgAdminService``."""
+        return self._service("orgs", "invora._proto.services.admin__billing__orgs", "BillingOrgAdminService")
 
     @property
-    def activity_logs(self) -> _billing__activity_logs:
-        """``invora.billing.activity_logs.v2.ActivityLogService``."""
+    def salla_plan_mappings(self) -> _admin__billing__salla_plan_mappings:
+        """``invora.admin.billing.v2.SallaPlanMappingAdminService``."""
         return self._service(
-            "activity_logs", "invora._proto.services.billing__activity_logs", "ActivityLogService"
+            "salla_plan_mappings",
+            "invora._proto.services.admin__billing__salla_plan_mappings",
+            "SallaPlanMappingAdminService",
+        )
+
+
+class Services_admin_identity(_Namespace):
+    @property
+    def impersonation(self) -> _admin__identity__impersonation:
+        """``invora.admin.identity.v2.ImpersonationService``."""
+        return self._service(
+            "impersonation", "invora._proto.services.admin__identity__impersonation", "ImpersonationService"
         )
 
     @property
-    def add_ons(self) -> _billing__add_ons:
-        """``invora.billing.add_ons.v2.AddOnService``."""
-        return self._service("add_ons", "invora._proto.services.billing__add_ons", "AddOnService")
+    def tenants(self) -> _admin__identity__tenants:
+        """``invora.admin.identity.v2.TenantAdminService``."""
+        return self._service(
+            "tenants", "invora._proto.services.admin__identity__tenants", "TenantAdminService"
+        )
+
+
+class Services_admin(_Namespace):
+    @property
+    def billing(self) -> Services_admin_billing:
+        return self._child("billing", Services_admin_billing)
+
+    @property
+    def code_items(self) -> _admin__code_items:
+        """``invora.admin.code_items.v2.CodeItemAdminService``."""
+        return self._service("code_items", "invora._proto.services.admin__code_items", "CodeItemAdminService")
+
+    @property
+    def code_lists(self) -> _admin__code_lists:
+        """``invora.admin.code_lists.v2.CodeListAdminService``."""
+        return self._service("code_lists", "invora._proto.services.admin__code_lists", "CodeListAdminService")
+
+    @property
+    def identity(self) -> Services_admin_identity:
+        return self._child("identity", Services_admin_identity)
+
+    @property
+    def invoices(self) -> _admin__invoices:
+        """``invora.admin.invoices.v2.InvoiceAdminService``."""
+        return self._service("invoices", "invora._proto.services.admin__invoices", "InvoiceAdminService")
+
+    @property
+    def regulations(self) -> _admin__regulations:
+        """``invora.admin.regulations.v2.RegulationAdminService``."""
+        return self._service(
+            "regulations", "invora._proto.services.admin__regulations", "RegulationAdminService"
+        )
+
+
+class Services_billing(_Namespace):
+    @property
+    def accounts(self) -> _billing__accounts:
+        """``invora.billing.account.v2.AccountsService``."""
+        return self._service("accounts", "invora._proto.services.billing__accounts", "AccountsService")
 
     @property
     def alerts(self) -> _billing__alerts:
-        """``invora.billing.alerts.v2.AlertService``."""
-        return self._service("alerts", "invora._proto.services.billing__alerts", "AlertService")
-
-    @property
-    def analytics(self) -> _billing__analytics:
-        """``invora.billing.analytics.v2.AnalyticsService``."""
-        return self._service("analytics", "invora._proto.services.billing__analytics", "AnalyticsService")
-
-    @property
-    def anrok(self) -> _billing__anrok:
-        """``invora.billing.anrok.v2.AnrokIntegrationService``."""
-        return self._service("anrok", "invora._proto.services.billing__anrok", "AnrokIntegrationService")
-
-    @property
-    def api_logs(self) -> _billing__api_logs:
-        """``invora.billing.api_logs.v2.ApiLogService``."""
-        return self._service("api_logs", "invora._proto.services.billing__api_logs", "ApiLogService")
-
-    @property
-    def avalara(self) -> _billing__avalara:
-        """``invora.billing.avalara.v2.AvalaraIntegrationService``."""
-        return self._service(
-            "avalara", "invora._proto.services.billing__avalara", "AvalaraIntegrationService"
-        )
+        """``invora.billing.alerts.v2.AlertsService``."""
+        return self._service("alerts", "invora._proto.services.billing__alerts", "AlertsService")
 
     @property
     def coupons(self) -> _billing__coupons:
-        """``invora.billing.coupons.v2.CouponService``."""
-        return self._service("coupons", "invora._proto.services.billing__coupons", "CouponService")
+        """``invora.billing.coupons.v2.CouponsService``."""
+        return self._service("coupons", "invora._proto.services.billing__coupons", "CouponsService")
 
     @property
     def credit_notes(self) -> _billing__credit_notes:
-        """``invora.billing.credit_notes.v2.CreditNoteService``."""
+        """``invora.billing.credit_notes.v2.CreditNotesService``."""
         return self._service(
-            "credit_notes", "invora._proto.services.billing__credit_notes", "CreditNoteService"
+            "credit_notes", "invora._proto.services.billing__credit_notes", "CreditNotesService"
         )
 
     @property
     def customers(self) -> _billing__customers:
-        """``invora.billing.customers.v2.CustomerService``."""
-        return self._service("customers", "invora._proto.services.billing__customers", "CustomerService")
-
-    @property
-    def entitlements(self) -> _billing__entitlements:
-        """``invora.billing.entitlements.v2.FeatureService``."""
-        return self._service("entitlements", "invora._proto.services.billing__entitlements", "FeatureService")
+        """``invora.billing.customers.v2.CustomersService``."""
+        return self._service("customers", "invora._proto.services.billing__customers", "CustomersService")
 
     @property
     def events(self) -> _billing__events:
-        """``invora.billing.events.v2.EventService``."""
-        return self._service("events", "invora._proto.services.billing__events", "EventService")
+        """``invora.billing.events.v2.EventsService``."""
+        return self._service("events", "invora._proto.services.billing__events", "EventsService")
 
     @property
-    def fees(self) -> _billing__fees:
-        """``invora.billing.fees.v2.FeeService``."""
-        return self._service("fees", "invora._proto.services.billing__fees", "FeeService")
-
-    @property
-    def hubspot(self) -> _billing__hubspot:
-        """``invora.billing.hubspot.v2.HubspotIntegrationService``."""
+    def integrations(self) -> _billing__integrations:
+        """``invora.billing.integrations.v2.IntegrationsService``."""
         return self._service(
-            "hubspot", "invora._proto.services.billing__hubspot", "HubspotIntegrationService"
+            "integrations", "invora._proto.services.billing__integrations", "IntegrationsService"
         )
 
     @property
     def invoices(self) -> _billing__invoices:
-        """``invora.billing.invoices.v2.InvoiceService``."""
-        return self._service("invoices", "invora._proto.services.billing__invoices", "InvoiceService")
+        """``invora.billing.invoices.v2.InvoicesService``."""
+        return self._service("invoices", "invora._proto.services.billing__invoices", "InvoicesService")
 
     @property
-    def metering(self) -> _billing__metering:
-        """``invora.billing.metering.v2.BillableMetricService``."""
-        return self._service("metering", "invora._proto.services.billing__metering", "BillableMetricService")
+    def metrics(self) -> _billing__metrics:
+        """``invora.billing.metering.v2.BillableMetricsService``."""
+        return self._service("metrics", "invora._proto.services.billing__metrics", "BillableMetricsService")
 
     @property
-    def netsuite(self) -> _billing__netsuite:
-        """``invora.billing.netsuite.v2.NetsuiteIntegrationService``."""
+    def observability(self) -> _billing__observability:
+        """``invora.billing.observability.v2.ObservabilityService``."""
         return self._service(
-            "netsuite", "invora._proto.services.billing__netsuite", "NetsuiteIntegrationService"
+            "observability", "invora._proto.services.billing__observability", "ObservabilityService"
         )
 
     @property
     def payment_providers(self) -> _billing__payment_providers:
-        """``invora.billing.payment_providers.v2.PaymentProviderService``."""
+        """``invora.billing.payment_providers.v2.PaymentProvidersService``."""
         return self._service(
-            "payment_providers", "invora._proto.services.billing__payment_providers", "PaymentProviderService"
-        )
-
-    @property
-    def payment_requests(self) -> _billing__payment_requests:
-        """``invora.billing.payment_requests.v2.PaymentRequestService``."""
-        return self._service(
-            "payment_requests", "invora._proto.services.billing__payment_requests", "PaymentRequestService"
+            "payment_providers",
+            "invora._proto.services.billing__payment_providers",
+            "PaymentProvidersService",
         )
 
     @property
     def payments(self) -> _billing__payments:
-        """``invora.billing.payments.v2.PaymentService``."""
-        return self._service("payments", "invora._proto.services.billing__payments", "PaymentService")
+        """``invora.billing.payments.v2.PaymentsService``."""
+        return self._service("payments", "invora._proto.services.billing__payments", "PaymentsService")
 
     @property
     def plans(self) -> _billing__plans:
-        """``invora.billing.plans.v2.PlanService``."""
-        return self._service("plans", "invora._proto.services.billing__plans", "PlanService")
-
-    @property
-    def salesforce(self) -> _billing__salesforce:
-        """``invora.billing.salesforce.v2.SalesforceIntegrationService``."""
-        return self._service(
-            "salesforce", "invora._proto.services.billing__salesforce", "SalesforceIntegrationService"
-        )
+        """``invora.billing.plans.v2.PlansService``."""
+        return self._service("plans", "invora._proto.services.billing__plans", "PlansService")
 
     @property
     def subscriptions(self) -> _billing__subscriptions:
-        """``invora.billing.subscriptions.v2.SubscriptionService``."""
+        """``invora.billing.subscriptions.v2.SubscriptionsService``."""
         return self._service(
-            "subscriptions", "invora._proto.services.billing__subscriptions", "SubscriptionService"
+            "subscriptions", "invora._proto.services.billing__subscriptions", "SubscriptionsService"
         )
 
     @property
     def taxes(self) -> _billing__taxes:
-        """``invora.billing.taxes.v2.TaxService``."""
-        return self._service("taxes", "invora._proto.services.billing__taxes", "TaxService")
+        """``invora.billing.taxes.v2.TaxesService``."""
+        return self._service("taxes", "invora._proto.services.billing__taxes", "TaxesService")
 
     @property
     def wallets(self) -> _billing__wallets:
-        """``invora.billing.wallets.v2.WalletService``."""
-        return self._service("wallets", "invora._proto.services.billing__wallets", "WalletService")
+        """``invora.billing.wallets.v2.WalletsService``."""
+        return self._service("wallets", "invora._proto.services.billing__wallets", "WalletsService")
 
     @property
-    def webhooks(self) -> _billing__webhooks:
-        """``invora.billing.webhooks.v2.WebhookEndpointService``."""
-        return self._service("webhooks", "invora._proto.services.billing__webhooks", "WebhookEndpointService")
-
-    @property
-    def xero(self) -> _billing__xero:
-        """``invora.billing.xero.v2.XeroIntegrationService``."""
-        return self._service("xero", "invora._proto.services.billing__xero", "XeroIntegrationService")
+    def webhook_endpoints(self) -> _billing__webhook_endpoints:
+        """``invora.billing.webhooks.v2.WebhookEndpointsService``."""
+        return self._service(
+            "webhook_endpoints",
+            "invora._proto.services.billing__webhook_endpoints",
+            "WebhookEndpointsService",
+        )
 
 
 class Services_identity(_Namespace):
@@ -357,6 +364,10 @@ class Services_simple(_Namespace):
 
 
 class Services(_Namespace):
+    @property
+    def admin(self) -> Services_admin:
+        return self._child("admin", Services_admin)
+
     @property
     def allowances(self) -> _allowances:
         """``invora.allowances.v2.AllowancesService``."""
@@ -444,176 +455,183 @@ class Services(_Namespace):
         return self._service("tax_reports", "invora._proto.services.tax_reports", "TaxReportService")
 
 
-class AsyncServices_billing(_Namespace):
+class AsyncServices_admin_billing(_Namespace):
     @property
-    def account(self) -> _Async_billing__account:
-        """``invora.billing.account.v2.AccountService``."""
-        return self._service("account", "invora._proto.services.billing__account", "AsyncAccountService")
-
-    @property
-    def activity_logs(self) -> _Async_billing__activity_logs:
-        """``invora.billing.activity_logs.v2.ActivityLogService``."""
+    def orgs(self) -> _Async_admin__billing__orgs:
+        """``invora.admin.billing.v2.BillingOrgAdminService``."""
         return self._service(
-            "activity_logs", "invora._proto.services.billing__activity_logs", "AsyncActivityLogService"
+            "orgs", "invora._proto.services.admin__billing__orgs", "AsyncBillingOrgAdminService"
         )
 
     @property
-    def add_ons(self) -> _Async_billing__add_ons:
-        """``invora.billing.add_ons.v2.AddOnService``."""
-        return self._service("add_ons", "invora._proto.services.billing__add_ons", "AsyncAddOnService")
+    def salla_plan_mappings(self) -> _Async_admin__billing__salla_plan_mappings:
+        """``invora.admin.billing.v2.SallaPlanMappingAdminService``."""
+        return self._service(
+            "salla_plan_mappings",
+            "invora._proto.services.admin__billing__salla_plan_mappings",
+            "AsyncSallaPlanMappingAdminService",
+        )
+
+
+class AsyncServices_admin_identity(_Namespace):
+    @property
+    def impersonation(self) -> _Async_admin__identity__impersonation:
+        """``invora.admin.identity.v2.ImpersonationService``."""
+        return self._service(
+            "impersonation",
+            "invora._proto.services.admin__identity__impersonation",
+            "AsyncImpersonationService",
+        )
+
+    @property
+    def tenants(self) -> _Async_admin__identity__tenants:
+        """``invora.admin.identity.v2.TenantAdminService``."""
+        return self._service(
+            "tenants", "invora._proto.services.admin__identity__tenants", "AsyncTenantAdminService"
+        )
+
+
+class AsyncServices_admin(_Namespace):
+    @property
+    def billing(self) -> AsyncServices_admin_billing:
+        return self._child("billing", AsyncServices_admin_billing)
+
+    @property
+    def code_items(self) -> _Async_admin__code_items:
+        """``invora.admin.code_items.v2.CodeItemAdminService``."""
+        return self._service(
+            "code_items", "invora._proto.services.admin__code_items", "AsyncCodeItemAdminService"
+        )
+
+    @property
+    def code_lists(self) -> _Async_admin__code_lists:
+        """``invora.admin.code_lists.v2.CodeListAdminService``."""
+        return self._service(
+            "code_lists", "invora._proto.services.admin__code_lists", "AsyncCodeListAdminService"
+        )
+
+    @property
+    def identity(self) -> AsyncServices_admin_identity:
+        return self._child("identity", AsyncServices_admin_identity)
+
+    @property
+    def invoices(self) -> _Async_admin__invoices:
+        """``invora.admin.invoices.v2.InvoiceAdminService``."""
+        return self._service("invoices", "invora._proto.services.admin__invoices", "AsyncInvoiceAdminService")
+
+    @property
+    def regulations(self) -> _Async_admin__regulations:
+        """``invora.admin.regulations.v2.RegulationAdminService``."""
+        return self._service(
+            "regulations", "invora._proto.services.admin__regulations", "AsyncRegulationAdminService"
+        )
+
+
+class AsyncServices_billing(_Namespace):
+    @property
+    def accounts(self) -> _Async_billing__accounts:
+        """``invora.billing.account.v2.AccountsService``."""
+        return self._service("accounts", "invora._proto.services.billing__accounts", "AsyncAccountsService")
 
     @property
     def alerts(self) -> _Async_billing__alerts:
-        """``invora.billing.alerts.v2.AlertService``."""
-        return self._service("alerts", "invora._proto.services.billing__alerts", "AsyncAlertService")
-
-    @property
-    def analytics(self) -> _Async_billing__analytics:
-        """``invora.billing.analytics.v2.AnalyticsService``."""
-        return self._service(
-            "analytics", "invora._proto.services.billing__analytics", "AsyncAnalyticsService"
-        )
-
-    @property
-    def anrok(self) -> _Async_billing__anrok:
-        """``invora.billing.anrok.v2.AnrokIntegrationService``."""
-        return self._service("anrok", "invora._proto.services.billing__anrok", "AsyncAnrokIntegrationService")
-
-    @property
-    def api_logs(self) -> _Async_billing__api_logs:
-        """``invora.billing.api_logs.v2.ApiLogService``."""
-        return self._service("api_logs", "invora._proto.services.billing__api_logs", "AsyncApiLogService")
-
-    @property
-    def avalara(self) -> _Async_billing__avalara:
-        """``invora.billing.avalara.v2.AvalaraIntegrationService``."""
-        return self._service(
-            "avalara", "invora._proto.services.billing__avalara", "AsyncAvalaraIntegrationService"
-        )
+        """``invora.billing.alerts.v2.AlertsService``."""
+        return self._service("alerts", "invora._proto.services.billing__alerts", "AsyncAlertsService")
 
     @property
     def coupons(self) -> _Async_billing__coupons:
-        """``invora.billing.coupons.v2.CouponService``."""
-        return self._service("coupons", "invora._proto.services.billing__coupons", "AsyncCouponService")
+        """``invora.billing.coupons.v2.CouponsService``."""
+        return self._service("coupons", "invora._proto.services.billing__coupons", "AsyncCouponsService")
 
     @property
     def credit_notes(self) -> _Async_billing__credit_notes:
-        """``invora.billing.credit_notes.v2.CreditNoteService``."""
+        """``invora.billing.credit_notes.v2.CreditNotesService``."""
         return self._service(
-            "credit_notes", "invora._proto.services.billing__credit_notes", "AsyncCreditNoteService"
+            "credit_notes", "invora._proto.services.billing__credit_notes", "AsyncCreditNotesService"
         )
 
     @property
     def customers(self) -> _Async_billing__customers:
-        """``invora.billing.customers.v2.CustomerService``."""
-        return self._service("customers", "invora._proto.services.billing__customers", "AsyncCustomerService")
-
-    @property
-    def entitlements(self) -> _Async_billing__entitlements:
-        """``invora.billing.entitlements.v2.FeatureService``."""
+        """``invora.billing.customers.v2.CustomersService``."""
         return self._service(
-            "entitlements", "invora._proto.services.billing__entitlements", "AsyncFeatureService"
+            "customers", "invora._proto.services.billing__customers", "AsyncCustomersService"
         )
 
     @property
     def events(self) -> _Async_billing__events:
-        """``invora.billing.events.v2.EventService``."""
-        return self._service("events", "invora._proto.services.billing__events", "AsyncEventService")
+        """``invora.billing.events.v2.EventsService``."""
+        return self._service("events", "invora._proto.services.billing__events", "AsyncEventsService")
 
     @property
-    def fees(self) -> _Async_billing__fees:
-        """``invora.billing.fees.v2.FeeService``."""
-        return self._service("fees", "invora._proto.services.billing__fees", "AsyncFeeService")
-
-    @property
-    def hubspot(self) -> _Async_billing__hubspot:
-        """``invora.billing.hubspot.v2.HubspotIntegrationService``."""
+    def integrations(self) -> _Async_billing__integrations:
+        """``invora.billing.integrations.v2.IntegrationsService``."""
         return self._service(
-            "hubspot", "invora._proto.services.billing__hubspot", "AsyncHubspotIntegrationService"
+            "integrations", "invora._proto.services.billing__integrations", "AsyncIntegrationsService"
         )
 
     @property
     def invoices(self) -> _Async_billing__invoices:
-        """``invora.billing.invoices.v2.InvoiceService``."""
-        return self._service("invoices", "invora._proto.services.billing__invoices", "AsyncInvoiceService")
+        """``invora.billing.invoices.v2.InvoicesService``."""
+        return self._service("invoices", "invora._proto.services.billing__invoices", "AsyncInvoicesService")
 
     @property
-    def metering(self) -> _Async_billing__metering:
-        """``invora.billing.metering.v2.BillableMetricService``."""
+    def metrics(self) -> _Async_billing__metrics:
+        """``invora.billing.metering.v2.BillableMetricsService``."""
         return self._service(
-            "metering", "invora._proto.services.billing__metering", "AsyncBillableMetricService"
+            "metrics", "invora._proto.services.billing__metrics", "AsyncBillableMetricsService"
         )
 
     @property
-    def netsuite(self) -> _Async_billing__netsuite:
-        """``invora.billing.netsuite.v2.NetsuiteIntegrationService``."""
+    def observability(self) -> _Async_billing__observability:
+        """``invora.billing.observability.v2.ObservabilityService``."""
         return self._service(
-            "netsuite", "invora._proto.services.billing__netsuite", "AsyncNetsuiteIntegrationService"
+            "observability", "invora._proto.services.billing__observability", "AsyncObservabilityService"
         )
 
     @property
     def payment_providers(self) -> _Async_billing__payment_providers:
-        """``invora.billing.payment_providers.v2.PaymentProviderService``."""
+        """``invora.billing.payment_providers.v2.PaymentProvidersService``."""
         return self._service(
             "payment_providers",
             "invora._proto.services.billing__payment_providers",
-            "AsyncPaymentProviderService",
-        )
-
-    @property
-    def payment_requests(self) -> _Async_billing__payment_requests:
-        """``invora.billing.payment_requests.v2.PaymentRequestService``."""
-        return self._service(
-            "payment_requests",
-            "invora._proto.services.billing__payment_requests",
-            "AsyncPaymentRequestService",
+            "AsyncPaymentProvidersService",
         )
 
     @property
     def payments(self) -> _Async_billing__payments:
-        """``invora.billing.payments.v2.PaymentService``."""
-        return self._service("payments", "invora._proto.services.billing__payments", "AsyncPaymentService")
+        """``invora.billing.payments.v2.PaymentsService``."""
+        return self._service("payments", "invora._proto.services.billing__payments", "AsyncPaymentsService")
 
     @property
     def plans(self) -> _Async_billing__plans:
-        """``invora.billing.plans.v2.PlanService``."""
-        return self._service("plans", "invora._proto.services.billing__plans", "AsyncPlanService")
-
-    @property
-    def salesforce(self) -> _Async_billing__salesforce:
-        """``invora.billing.salesforce.v2.SalesforceIntegrationService``."""
-        return self._service(
-            "salesforce", "invora._proto.services.billing__salesforce", "AsyncSalesforceIntegrationService"
-        )
+        """``invora.billing.plans.v2.PlansService``."""
+        return self._service("plans", "invora._proto.services.billing__plans", "AsyncPlansService")
 
     @property
     def subscriptions(self) -> _Async_billing__subscriptions:
-        """``invora.billing.subscriptions.v2.SubscriptionService``."""
+        """``invora.billing.subscriptions.v2.SubscriptionsService``."""
         return self._service(
-            "subscriptions", "invora._proto.services.billing__subscriptions", "AsyncSubscriptionService"
+            "subscriptions", "invora._proto.services.billing__subscriptions", "AsyncSubscriptionsService"
         )
 
     @property
     def taxes(self) -> _Async_billing__taxes:
-        """``invora.billing.taxes.v2.TaxService``."""
-        return self._service("taxes", "invora._proto.services.billing__taxes", "AsyncTaxService")
+        """``invora.billing.taxes.v2.TaxesService``."""
+        return self._service("taxes", "invora._proto.services.billing__taxes", "AsyncTaxesService")
 
     @property
     def wallets(self) -> _Async_billing__wallets:
-        """``invora.billing.wallets.v2.WalletService``."""
-        return self._service("wallets", "invora._proto.services.billing__wallets", "AsyncWalletService")
+        """``invora.billing.wallets.v2.WalletsService``."""
+        return self._service("wallets", "invora._proto.services.billing__wallets", "AsyncWalletsService")
 
     @property
-    def webhooks(self) -> _Async_billing__webhooks:
-        """``invora.billing.webhooks.v2.WebhookEndpointService``."""
+    def webhook_endpoints(self) -> _Async_billing__webhook_endpoints:
+        """``invora.billing.webhooks.v2.WebhookEndpointsService``."""
         return self._service(
-            "webhooks", "invora._proto.services.billing__webhooks", "AsyncWebhookEndpointService"
+            "webhook_endpoints",
+            "invora._proto.services.billing__webhook_endpoints",
+            "AsyncWebhookEndpointsService",
         )
-
-    @property
-    def xero(self) -> _Async_billing__xero:
-        """``invora.billing.xero.v2.XeroIntegrationService``."""
-        return self._service("xero", "invora._proto.services.billing__xero", "AsyncXeroIntegrationService")
 
 
 class AsyncServices_identity(_Namespace):
@@ -694,6 +712,10 @@ class AsyncServices_simple(_Namespace):
 
 
 class AsyncServices(_Namespace):
+    @property
+    def admin(self) -> AsyncServices_admin:
+        return self._child("admin", AsyncServices_admin)
+
     @property
     def allowances(self) -> _Async_allowances:
         """``invora.allowances.v2.AllowancesService``."""

@@ -118,13 +118,30 @@ class BranchesService(_ServiceClient):
         /,
         *,
         keys: _t.Iterable[str] | None = None,
+        force: bool | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
     ) -> _m0.DeleteResponse:
         """``invora.branches.v2.BranchesService/Delete`` — POST /api/v2/branches/delete; scope Invora.Branches.v2.Modify.Delete."""
-        return self._invoke("Delete", request, {"keys": keys}, timeout, retry, metadata, org_id)
+        return self._invoke(
+            "Delete", request, {"keys": keys, "force": force}, timeout, retry, metadata, org_id
+        )
+
+    def undelete(
+        self,
+        request: _m3.UndeleteRequest | None = None,
+        /,
+        *,
+        key: str | None = None,
+        timeout: float | None = None,
+        retry: _RetryArg = _DEFAULT,
+        metadata: _t.Sequence[tuple[str, str]] | None = None,
+        org_id: str | None = None,
+    ) -> _m3.UndeleteResponse:
+        """``invora.branches.v2.BranchesService/Undelete`` — POST /api/v2/branches/{key}:undelete; scope Invora.Branches.v2.Modify.Undelete."""
+        return self._invoke("Undelete", request, {"key": key}, timeout, retry, metadata, org_id)
 
     def set_primary(
         self,
@@ -240,13 +257,30 @@ class AsyncBranchesService(_AsyncServiceClient):
         /,
         *,
         keys: _t.Iterable[str] | None = None,
+        force: bool | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
     ) -> _m0.DeleteResponse:
         """``invora.branches.v2.BranchesService/Delete`` — POST /api/v2/branches/delete; scope Invora.Branches.v2.Modify.Delete."""
-        return await self._invoke("Delete", request, {"keys": keys}, timeout, retry, metadata, org_id)
+        return await self._invoke(
+            "Delete", request, {"keys": keys, "force": force}, timeout, retry, metadata, org_id
+        )
+
+    async def undelete(
+        self,
+        request: _m3.UndeleteRequest | None = None,
+        /,
+        *,
+        key: str | None = None,
+        timeout: float | None = None,
+        retry: _RetryArg = _DEFAULT,
+        metadata: _t.Sequence[tuple[str, str]] | None = None,
+        org_id: str | None = None,
+    ) -> _m3.UndeleteResponse:
+        """``invora.branches.v2.BranchesService/Undelete`` — POST /api/v2/branches/{key}:undelete; scope Invora.Branches.v2.Modify.Undelete."""
+        return await self._invoke("Undelete", request, {"key": key}, timeout, retry, metadata, org_id)
 
     async def set_primary(
         self,

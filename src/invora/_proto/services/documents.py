@@ -111,6 +111,7 @@ class DocumentsService(_ServiceClient):
         freeze_immediately: bool | None = None,
         auto_calculate: bool | None = None,
         branch_id: str | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
@@ -126,6 +127,7 @@ class DocumentsService(_ServiceClient):
                 "freeze_immediately": freeze_immediately,
                 "auto_calculate": auto_calculate,
                 "branch_id": branch_id,
+                "request_id": request_id,
             },
             timeout,
             retry,
@@ -186,6 +188,7 @@ class DocumentsService(_ServiceClient):
         *,
         key: str | None = None,
         concurrency_stamp: str | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
@@ -195,7 +198,7 @@ class DocumentsService(_ServiceClient):
         return self._invoke(
             "Freeze",
             request,
-            {"key": key, "concurrency_stamp": concurrency_stamp},
+            {"key": key, "concurrency_stamp": concurrency_stamp, "request_id": request_id},
             timeout,
             retry,
             metadata,
@@ -436,6 +439,20 @@ class DocumentsService(_ServiceClient):
         """``invora.documents.v2.DocumentsService/Calculate`` — POST /api/v2/documents/calculate; scope Invora.Documents.v2.Calculate."""
         return self._invoke("Calculate", request, {"content": content}, timeout, retry, metadata, org_id)
 
+    def get_stats(
+        self,
+        request: _m0.GetStatsRequest | None = None,
+        /,
+        *,
+        filter: _m0.ListFilter | _t.Mapping[str, _t.Any] | None = None,
+        timeout: float | None = None,
+        retry: _RetryArg = _DEFAULT,
+        metadata: _t.Sequence[tuple[str, str]] | None = None,
+        org_id: str | None = None,
+    ) -> _m0.GetStatsResponse:
+        """``invora.documents.v2.DocumentsService/GetStats`` — POST /api/v2/documents/stats; scope Invora.Documents.v2.GetStats."""
+        return self._invoke("GetStats", request, {"filter": filter}, timeout, retry, metadata, org_id)
+
 
 class AsyncDocumentsService(_AsyncServiceClient):
     """``invora.documents.v2.DocumentsService`` — ``client.documents``."""
@@ -529,6 +546,7 @@ class AsyncDocumentsService(_AsyncServiceClient):
         freeze_immediately: bool | None = None,
         auto_calculate: bool | None = None,
         branch_id: str | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
@@ -544,6 +562,7 @@ class AsyncDocumentsService(_AsyncServiceClient):
                 "freeze_immediately": freeze_immediately,
                 "auto_calculate": auto_calculate,
                 "branch_id": branch_id,
+                "request_id": request_id,
             },
             timeout,
             retry,
@@ -604,6 +623,7 @@ class AsyncDocumentsService(_AsyncServiceClient):
         *,
         key: str | None = None,
         concurrency_stamp: str | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
@@ -613,7 +633,7 @@ class AsyncDocumentsService(_AsyncServiceClient):
         return await self._invoke(
             "Freeze",
             request,
-            {"key": key, "concurrency_stamp": concurrency_stamp},
+            {"key": key, "concurrency_stamp": concurrency_stamp, "request_id": request_id},
             timeout,
             retry,
             metadata,
@@ -857,3 +877,17 @@ class AsyncDocumentsService(_AsyncServiceClient):
         return await self._invoke(
             "Calculate", request, {"content": content}, timeout, retry, metadata, org_id
         )
+
+    async def get_stats(
+        self,
+        request: _m0.GetStatsRequest | None = None,
+        /,
+        *,
+        filter: _m0.ListFilter | _t.Mapping[str, _t.Any] | None = None,
+        timeout: float | None = None,
+        retry: _RetryArg = _DEFAULT,
+        metadata: _t.Sequence[tuple[str, str]] | None = None,
+        org_id: str | None = None,
+    ) -> _m0.GetStatsResponse:
+        """``invora.documents.v2.DocumentsService/GetStats`` — POST /api/v2/documents/stats; scope Invora.Documents.v2.GetStats."""
+        return await self._invoke("GetStats", request, {"filter": filter}, timeout, retry, metadata, org_id)

@@ -79,6 +79,7 @@ class ConnectedBusinessService(_ServiceClient):
         /,
         *,
         tenant_id: str | None = None,
+        force: bool | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
@@ -86,7 +87,13 @@ class ConnectedBusinessService(_ServiceClient):
     ) -> _m0.DeleteConnectedBusinessResponse:
         """``invora.identity.v2.ConnectedBusinessService/DeleteConnectedBusiness`` — DELETE /api/v2/identity/connected-businesses/{tenant_id}; scope Invora.Identity.v2.ConnectedBusiness.Delete."""
         return self._invoke(
-            "DeleteConnectedBusiness", request, {"tenant_id": tenant_id}, timeout, retry, metadata, org_id
+            "DeleteConnectedBusiness",
+            request,
+            {"tenant_id": tenant_id, "force": force},
+            timeout,
+            retry,
+            metadata,
+            org_id,
         )
 
     def list_connected_businesses(
@@ -275,6 +282,7 @@ class AsyncConnectedBusinessService(_AsyncServiceClient):
         /,
         *,
         tenant_id: str | None = None,
+        force: bool | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
@@ -282,7 +290,13 @@ class AsyncConnectedBusinessService(_AsyncServiceClient):
     ) -> _m0.DeleteConnectedBusinessResponse:
         """``invora.identity.v2.ConnectedBusinessService/DeleteConnectedBusiness`` — DELETE /api/v2/identity/connected-businesses/{tenant_id}; scope Invora.Identity.v2.ConnectedBusiness.Delete."""
         return await self._invoke(
-            "DeleteConnectedBusiness", request, {"tenant_id": tenant_id}, timeout, retry, metadata, org_id
+            "DeleteConnectedBusiness",
+            request,
+            {"tenant_id": tenant_id, "force": force},
+            timeout,
+            retry,
+            metadata,
+            org_id,
         )
 
     def list_connected_businesses(

@@ -24,64 +24,20 @@ class PublicRegistrationService(_ServiceClient):
 
     _service_name = "invora.identity.v2.PublicRegistrationService"
 
-    def complete_business_profile(
+    def create_business(
         self,
-        request: _m0.CompleteBusinessProfileRequest | None = None,
+        request: _m0.CreateBusinessRequest | None = None,
         /,
         *,
         business_name: str | None = None,
-        country: str | None = None,
-        capabilities: _t.Iterable[_m0.BusinessCapability.ValueType | str] | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _m0.CompleteBusinessProfileResponse:
-        """``invora.identity.v2.PublicRegistrationService/CompleteBusinessProfile`` — POST /api/identity/v2/registration/complete-profile; scope Invora.Identity.v2.CompleteBusinessProfile."""
+    ) -> _m0.CreateBusinessResponse:
+        """``invora.identity.v2.PublicRegistrationService/CreateBusiness`` — POST /api/v2/identity/businesses; scope Invora.Identity.v2.CreateBusiness."""
         return self._invoke(
-            "CompleteBusinessProfile",
-            request,
-            {"business_name": business_name, "country": country, "capabilities": capabilities},
-            timeout,
-            retry,
-            metadata,
-            org_id,
-        )
-
-    def update_business_details(
-        self,
-        request: _m0.UpdateBusinessDetailsRequest | None = None,
-        /,
-        *,
-        tax_id: str | None = None,
-        address_line: str | None = None,
-        city: str | None = None,
-        postal_code: str | None = None,
-        country: str | None = None,
-        currency: str | None = None,
-        timezone: str | None = None,
-        timeout: float | None = None,
-        retry: _RetryArg = _DEFAULT,
-        metadata: _t.Sequence[tuple[str, str]] | None = None,
-        org_id: str | None = None,
-    ) -> _m0.UpdateBusinessDetailsResponse:
-        """``invora.identity.v2.PublicRegistrationService/UpdateBusinessDetails`` — PUT /api/identity/v2/registration/business-details; scope Invora.Identity.v2.UpdateBusinessDetails."""
-        return self._invoke(
-            "UpdateBusinessDetails",
-            request,
-            {
-                "tax_id": tax_id,
-                "address_line": address_line,
-                "city": city,
-                "postal_code": postal_code,
-                "country": country,
-                "currency": currency,
-                "timezone": timezone,
-            },
-            timeout,
-            retry,
-            metadata,
-            org_id,
+            "CreateBusiness", request, {"business_name": business_name}, timeout, retry, metadata, org_id
         )
 
     def select_plan(
@@ -97,19 +53,6 @@ class PublicRegistrationService(_ServiceClient):
     ) -> _m0.SelectPlanResponse:
         """``invora.identity.v2.PublicRegistrationService/SelectPlan`` — POST /api/identity/v2/registration/select-plan; scope Invora.Identity.v2.SelectPlan."""
         return self._invoke("SelectPlan", request, {"plan_code": plan_code}, timeout, retry, metadata, org_id)
-
-    def get_onboarding_status(
-        self,
-        request: _m0.GetOnboardingStatusRequest | None = None,
-        /,
-        *,
-        timeout: float | None = None,
-        retry: _RetryArg = _DEFAULT,
-        metadata: _t.Sequence[tuple[str, str]] | None = None,
-        org_id: str | None = None,
-    ) -> _m0.GetOnboardingStatusResponse:
-        """``invora.identity.v2.PublicRegistrationService/GetOnboardingStatus`` — GET /api/identity/v2/registration/onboarding-status; scope Invora.Identity.v2.GetOnboardingStatus."""
-        return self._invoke("GetOnboardingStatus", request, {}, timeout, retry, metadata, org_id)
 
     def list_available_plans(
         self,
@@ -140,64 +83,20 @@ class AsyncPublicRegistrationService(_AsyncServiceClient):
 
     _service_name = "invora.identity.v2.PublicRegistrationService"
 
-    async def complete_business_profile(
+    async def create_business(
         self,
-        request: _m0.CompleteBusinessProfileRequest | None = None,
+        request: _m0.CreateBusinessRequest | None = None,
         /,
         *,
         business_name: str | None = None,
-        country: str | None = None,
-        capabilities: _t.Iterable[_m0.BusinessCapability.ValueType | str] | None = None,
         timeout: float | None = None,
         retry: _RetryArg = _DEFAULT,
         metadata: _t.Sequence[tuple[str, str]] | None = None,
         org_id: str | None = None,
-    ) -> _m0.CompleteBusinessProfileResponse:
-        """``invora.identity.v2.PublicRegistrationService/CompleteBusinessProfile`` — POST /api/identity/v2/registration/complete-profile; scope Invora.Identity.v2.CompleteBusinessProfile."""
+    ) -> _m0.CreateBusinessResponse:
+        """``invora.identity.v2.PublicRegistrationService/CreateBusiness`` — POST /api/v2/identity/businesses; scope Invora.Identity.v2.CreateBusiness."""
         return await self._invoke(
-            "CompleteBusinessProfile",
-            request,
-            {"business_name": business_name, "country": country, "capabilities": capabilities},
-            timeout,
-            retry,
-            metadata,
-            org_id,
-        )
-
-    async def update_business_details(
-        self,
-        request: _m0.UpdateBusinessDetailsRequest | None = None,
-        /,
-        *,
-        tax_id: str | None = None,
-        address_line: str | None = None,
-        city: str | None = None,
-        postal_code: str | None = None,
-        country: str | None = None,
-        currency: str | None = None,
-        timezone: str | None = None,
-        timeout: float | None = None,
-        retry: _RetryArg = _DEFAULT,
-        metadata: _t.Sequence[tuple[str, str]] | None = None,
-        org_id: str | None = None,
-    ) -> _m0.UpdateBusinessDetailsResponse:
-        """``invora.identity.v2.PublicRegistrationService/UpdateBusinessDetails`` — PUT /api/identity/v2/registration/business-details; scope Invora.Identity.v2.UpdateBusinessDetails."""
-        return await self._invoke(
-            "UpdateBusinessDetails",
-            request,
-            {
-                "tax_id": tax_id,
-                "address_line": address_line,
-                "city": city,
-                "postal_code": postal_code,
-                "country": country,
-                "currency": currency,
-                "timezone": timezone,
-            },
-            timeout,
-            retry,
-            metadata,
-            org_id,
+            "CreateBusiness", request, {"business_name": business_name}, timeout, retry, metadata, org_id
         )
 
     async def select_plan(
@@ -215,19 +114,6 @@ class AsyncPublicRegistrationService(_AsyncServiceClient):
         return await self._invoke(
             "SelectPlan", request, {"plan_code": plan_code}, timeout, retry, metadata, org_id
         )
-
-    async def get_onboarding_status(
-        self,
-        request: _m0.GetOnboardingStatusRequest | None = None,
-        /,
-        *,
-        timeout: float | None = None,
-        retry: _RetryArg = _DEFAULT,
-        metadata: _t.Sequence[tuple[str, str]] | None = None,
-        org_id: str | None = None,
-    ) -> _m0.GetOnboardingStatusResponse:
-        """``invora.identity.v2.PublicRegistrationService/GetOnboardingStatus`` — GET /api/identity/v2/registration/onboarding-status; scope Invora.Identity.v2.GetOnboardingStatus."""
-        return await self._invoke("GetOnboardingStatus", request, {}, timeout, retry, metadata, org_id)
 
     async def list_available_plans(
         self,

@@ -301,6 +301,22 @@ class MarketplaceService(_ServiceClient):
             org_id,
         )
 
+    def sync_salla_team(
+        self,
+        request: _m0.SyncSallaTeamRequest | None = None,
+        /,
+        *,
+        connection_id: str | None = None,
+        timeout: float | None = None,
+        retry: _RetryArg = _DEFAULT,
+        metadata: _t.Sequence[tuple[str, str]] | None = None,
+        org_id: str | None = None,
+    ) -> _m0.SyncSallaTeamResponse:
+        """``invora.marketplace.v2.MarketplaceService/SyncSallaTeam`` — POST /api/v2/marketplace/connections/{connection_id}/sync-team; scope Invora.Marketplace.v2.Modify.SyncSallaTeam."""
+        return self._invoke(
+            "SyncSallaTeam", request, {"connection_id": connection_id}, timeout, retry, metadata, org_id
+        )
+
     def list_sync_events(
         self,
         request: _m0.ListSyncEventsRequest | None = None,
@@ -638,6 +654,22 @@ class AsyncMarketplaceService(_AsyncServiceClient):
             retry,
             metadata,
             org_id,
+        )
+
+    async def sync_salla_team(
+        self,
+        request: _m0.SyncSallaTeamRequest | None = None,
+        /,
+        *,
+        connection_id: str | None = None,
+        timeout: float | None = None,
+        retry: _RetryArg = _DEFAULT,
+        metadata: _t.Sequence[tuple[str, str]] | None = None,
+        org_id: str | None = None,
+    ) -> _m0.SyncSallaTeamResponse:
+        """``invora.marketplace.v2.MarketplaceService/SyncSallaTeam`` — POST /api/v2/marketplace/connections/{connection_id}/sync-team; scope Invora.Marketplace.v2.Modify.SyncSallaTeam."""
+        return await self._invoke(
+            "SyncSallaTeam", request, {"connection_id": connection_id}, timeout, retry, metadata, org_id
         )
 
     def list_sync_events(

@@ -199,6 +199,45 @@ class PartiesService(_ServiceClient):
             "UnlinkBillingCustomer", request, {"party_id": party_id}, timeout, retry, metadata, org_id
         )
 
+    def bulk_update_billing_config(
+        self,
+        request: _m3.BulkUpdateBillingConfigRequest | None = None,
+        /,
+        *,
+        items: _t.Iterable[_m3.BulkUpdateBillingConfigItem | _t.Mapping[str, _t.Any]] | None = None,
+        timeout: float | None = None,
+        retry: _RetryArg = _DEFAULT,
+        metadata: _t.Sequence[tuple[str, str]] | None = None,
+        org_id: str | None = None,
+    ) -> _m3.BulkUpdateBillingConfigResponse:
+        """``invora.parties.v2.PartiesService/BulkUpdateBillingConfig`` — POST /api/v2/parties/bulk-update-billing-config; scope Invora.Parties.v2.Billing.BulkUpdate."""
+        return self._invoke(
+            "BulkUpdateBillingConfig", request, {"items": items}, timeout, retry, metadata, org_id
+        )
+
+    def list_dunning_candidates(
+        self,
+        request: _m3.ListDunningCandidatesRequest | None = None,
+        /,
+        *,
+        max_attempts: int | None = None,
+        dunning_campaign_id: str | None = None,
+        timeout: float | None = None,
+        retry: _RetryArg = _DEFAULT,
+        metadata: _t.Sequence[tuple[str, str]] | None = None,
+        org_id: str | None = None,
+    ) -> _m3.ListDunningCandidatesResponse:
+        """``invora.parties.v2.PartiesService/ListDunningCandidates`` — POST /api/v2/parties/list-dunning-candidates; scope Invora.Parties.v2.Billing.ListDunning."""
+        return self._invoke(
+            "ListDunningCandidates",
+            request,
+            {"max_attempts": max_attempts, "dunning_campaign_id": dunning_campaign_id},
+            timeout,
+            retry,
+            metadata,
+            org_id,
+        )
+
 
 class AsyncPartiesService(_AsyncServiceClient):
     """``invora.parties.v2.PartiesService`` — ``client.parties``."""
@@ -378,4 +417,43 @@ class AsyncPartiesService(_AsyncServiceClient):
         """``invora.parties.v2.PartiesService/UnlinkBillingCustomer`` — POST /api/v2/parties/{party_id}/unlink-billing-customer; scope Invora.Parties.v2.Billing.Unlink."""
         return await self._invoke(
             "UnlinkBillingCustomer", request, {"party_id": party_id}, timeout, retry, metadata, org_id
+        )
+
+    async def bulk_update_billing_config(
+        self,
+        request: _m3.BulkUpdateBillingConfigRequest | None = None,
+        /,
+        *,
+        items: _t.Iterable[_m3.BulkUpdateBillingConfigItem | _t.Mapping[str, _t.Any]] | None = None,
+        timeout: float | None = None,
+        retry: _RetryArg = _DEFAULT,
+        metadata: _t.Sequence[tuple[str, str]] | None = None,
+        org_id: str | None = None,
+    ) -> _m3.BulkUpdateBillingConfigResponse:
+        """``invora.parties.v2.PartiesService/BulkUpdateBillingConfig`` — POST /api/v2/parties/bulk-update-billing-config; scope Invora.Parties.v2.Billing.BulkUpdate."""
+        return await self._invoke(
+            "BulkUpdateBillingConfig", request, {"items": items}, timeout, retry, metadata, org_id
+        )
+
+    async def list_dunning_candidates(
+        self,
+        request: _m3.ListDunningCandidatesRequest | None = None,
+        /,
+        *,
+        max_attempts: int | None = None,
+        dunning_campaign_id: str | None = None,
+        timeout: float | None = None,
+        retry: _RetryArg = _DEFAULT,
+        metadata: _t.Sequence[tuple[str, str]] | None = None,
+        org_id: str | None = None,
+    ) -> _m3.ListDunningCandidatesResponse:
+        """``invora.parties.v2.PartiesService/ListDunningCandidates`` — POST /api/v2/parties/list-dunning-candidates; scope Invora.Parties.v2.Billing.ListDunning."""
+        return await self._invoke(
+            "ListDunningCandidates",
+            request,
+            {"max_attempts": max_attempts, "dunning_campaign_id": dunning_campaign_id},
+            timeout,
+            retry,
+            metadata,
+            org_id,
         )

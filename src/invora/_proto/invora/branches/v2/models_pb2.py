@@ -24,6 +24,7 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from invora._proto.invora.documents.v2 import regulation_config_pb2 as invora_dot_documents_dot_v2_dot_regulation__config__pb2
 from invora._proto.kernel import audit_pb2 as kernel_dot_audit__pb2
 from invora._proto.kernel import key_version_pb2 as kernel_dot_key__version__pb2
@@ -31,51 +32,63 @@ from invora._proto.kernel import query_pb2 as kernel_dot_query__pb2
 from invora._proto.oasis.names.specification.ubl.schema.xsd.commonaggregatecomponents_2 import models_pb2 as oasis_dot_names_dot_specification_dot_ubl_dot_schema_dot_xsd_dot_commonaggregatecomponents__2_dot_models__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1finvora/branches/v2/models.proto\x12\x12invora.branches.v2\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a+invora/documents/v2/regulation_config.proto\x1a\x12kernel/audit.proto\x1a\x18kernel/key_version.proto\x1a\x12kernel/query.proto\x1aQoasis/names/specification/ubl/schema/xsd/commonaggregatecomponents_2/models.proto\"\xf8\x05\n\x06\x42ranch\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.kernel.KeyVersion\x12\x19\n\x11\x63oncurrency_stamp\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12^\n\x05party\x18\x05 \x01(\x0b\x32O.oasis.names.specification.ubl.schema.xsd.commonaggregatecomponents_2.PartyType\x12M\n\x12regulation_configs\x18\x06 \x03(\x0b\x32\x31.invora.branches.v2.Branch.RegulationConfigsEntry\x12\x1b\n\x0einvoice_prefix\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x1f\n\x12\x63redit_note_prefix\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x1e\n\x11\x64\x65\x62it_note_prefix\x18\t \x01(\tH\x02\x88\x01\x01\x12\x12\n\nis_primary\x18\n \x01(\x08\x12\x1c\n\x0fsignature_image\x18\x0b \x01(\tH\x03\x88\x01\x01\x12\x18\n\x0bstamp_image\x18\x0c \x01(\tH\x04\x88\x01\x01\x12\x1b\n\x0elogo_image_url\x18\x0e \x01(\tH\x05\x88\x01\x01\x12)\n\x08metadata\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x05\x61udit\x18\x14 \x01(\x0b\x32\x1d.kernel.CreateUpdateAuditInfo\x1a_\n\x16RegulationConfigsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x34\n\x05value\x18\x02 \x01(\x0b\x32%.invora.documents.v2.RegulationConfig:\x02\x38\x01\x42\x11\n\x0f_invoice_prefixB\x15\n\x13_credit_note_prefixB\x14\n\x12_debit_note_prefixB\x12\n\x10_signature_imageB\x0e\n\x0c_stamp_imageB\x11\n\x0f_logo_image_url\"\x97\x05\n\nChangeBase\x12\x0c\n\x04name\x18\x01 \x01(\t\x12^\n\x05party\x18\x03 \x01(\x0b\x32O.oasis.names.specification.ubl.schema.xsd.commonaggregatecomponents_2.PartyType\x12Q\n\x12regulation_configs\x18\x04 \x03(\x0b\x32\x35.invora.branches.v2.ChangeBase.RegulationConfigsEntry\x12\x1b\n\x0einvoice_prefix\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x1f\n\x12\x63redit_note_prefix\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x1e\n\x11\x64\x65\x62it_note_prefix\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x12\n\nis_primary\x18\x08 \x01(\x08\x12\x1c\n\x0fsignature_image\x18\t \x01(\tH\x03\x88\x01\x01\x12\x18\n\x0bstamp_image\x18\n \x01(\tH\x04\x88\x01\x01\x12\x1b\n\x0elogo_image_url\x18\x0c \x01(\tH\x05\x88\x01\x01\x12)\n\x08metadata\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x1a_\n\x16RegulationConfigsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x34\n\x05value\x18\x02 \x01(\x0b\x32%.invora.documents.v2.RegulationConfig:\x02\x38\x01\x42\x11\n\x0f_invoice_prefixB\x15\n\x13_credit_note_prefixB\x14\n\x12_debit_note_prefixB\x12\n\x10_signature_imageB\x0e\n\x0c_stamp_imageB\x11\n\x0f_logo_image_url\"Z\n\rCreateRequest\x12\x10\n\x03key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12/\n\x07\x63hanges\x18\x02 \x01(\x0b\x32\x1e.invora.branches.v2.ChangeBaseB\x06\n\x04_key\"=\n\x0e\x43reateResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.invora.branches.v2.Branch\"\x92\x01\n\rUpdateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x19\n\x11\x63oncurrency_stamp\x18\x02 \x01(\t\x12(\n\x04mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12/\n\x07\x63hanges\x18\x04 \x01(\x0b\x32\x1e.invora.branches.v2.ChangeBase\"=\n\x0eUpdateResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.invora.branches.v2.Branch\"\x1d\n\rDeleteRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\"\x10\n\x0e\x44\x65leteResponse\"C\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x04mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\":\n\x0bGetResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.invora.branches.v2.Branch\"S\n\nListFilter\x12\x30\n\x04part\x18\x01 \x01(\x0b\x32\".invora.branches.v2.ListFilterPart\x12\x13\n\x0btext_search\x18\x02 \x01(\t\"\xd4\x01\n\x0eListFilterPart\x12.\n\x03key\x18\x01 \x01(\x0b\x32\x1f.kernel.ListRequestFilterPartIdH\x00\x12\x39\n\ncreated_at\x18\x02 \x01(\x0b\x32#.kernel.ListRequestFilterPartDateV2H\x00\x12\x39\n\nupdated_at\x18\x03 \x01(\x0b\x32#.kernel.ListRequestFilterPartDateV2H\x00\x12\x14\n\nis_primary\x18\x04 \x01(\x08H\x00\x42\x06\n\x04type\";\n\x08ListSort\x12/\n\x05rules\x18\x01 \x03(\x0b\x32 .invora.branches.v2.ListSortRule\"\x97\x01\n\x0cListSortRule\x12+\n\ncreated_at\x18\x01 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12+\n\nupdated_at\x18\x02 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12%\n\x04name\x18\x03 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x42\x06\n\x04type\"\xbf\x01\n\x0bListRequest\x12.\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1e.invora.branches.v2.ListFilter\x12*\n\x04sort\x18\x02 \x01(\x0b\x32\x1c.invora.branches.v2.ListSort\x12*\n\npagination\x18\x03 \x01(\x0b\x32\x16.kernel.PaginationInfo\x12(\n\x04mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x82\x01\n\x0cListResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.invora.branches.v2.Branch\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x1d\n\x10next_page_cursor\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x13\n\x11_next_page_cursorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1finvora/branches/v2/models.proto\x12\x12invora.branches.v2\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a+invora/documents/v2/regulation_config.proto\x1a\x12kernel/audit.proto\x1a\x18kernel/key_version.proto\x1a\x12kernel/query.proto\x1aQoasis/names/specification/ubl/schema/xsd/commonaggregatecomponents_2/models.proto\"\xc3\x08\n\x06\x42ranch\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.kernel.KeyVersion\x12\x19\n\x11\x63oncurrency_stamp\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12^\n\x05party\x18\x05 \x01(\x0b\x32O.oasis.names.specification.ubl.schema.xsd.commonaggregatecomponents_2.PartyType\x12M\n\x12regulation_configs\x18\x06 \x03(\x0b\x32\x31.invora.branches.v2.Branch.RegulationConfigsEntry\x12\x1b\n\x0einvoice_prefix\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x1f\n\x12\x63redit_note_prefix\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x1e\n\x11\x64\x65\x62it_note_prefix\x18\t \x01(\tH\x02\x88\x01\x01\x12\x12\n\nis_primary\x18\n \x01(\x08\x12\x1c\n\x0fsignature_image\x18\x0b \x01(\tH\x03\x88\x01\x01\x12\x18\n\x0bstamp_image\x18\x0c \x01(\tH\x04\x88\x01\x01\x12\x1b\n\x0elogo_image_url\x18\x0e \x01(\tH\x05\x88\x01\x01\x12)\n\x08metadata\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x10\x64\x65\x66\x61ult_currency\x18\x0f \x01(\t\x12\x10\n\x08timezone\x18\x10 \x01(\t\x12\x17\n\x0f\x64ocument_locale\x18\x11 \x01(\t\x12\x41\n\x12\x64ocument_numbering\x18\x12 \x01(\x0e\x32%.invora.branches.v2.DocumentNumbering\x12\x39\n\x0e\x62illing_config\x18\x13 \x01(\x0b\x32!.invora.branches.v2.BillingConfig\x12\x41\n\x0flifecycle_state\x18\x15 \x01(\x0e\x32(.invora.branches.v2.BranchLifecycleState\x12\x12\n\nis_deleted\x18\x16 \x01(\x08\x12,\n\x05\x61udit\x18\x14 \x01(\x0b\x32\x1d.kernel.CreateUpdateAuditInfo\x12/\n\x0b\x64\x65lete_time\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a_\n\x16RegulationConfigsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x34\n\x05value\x18\x02 \x01(\x0b\x32%.invora.documents.v2.RegulationConfig:\x02\x38\x01\x42\x11\n\x0f_invoice_prefixB\x15\n\x13_credit_note_prefixB\x14\n\x12_debit_note_prefixB\x12\n\x10_signature_imageB\x0e\n\x0c_stamp_imageB\x11\n\x0f_logo_image_url\"\x9f\x03\n\rBillingConfig\x12$\n\x1c\x66inalize_zero_amount_invoice\x18\x01 \x01(\x08\x12\x1c\n\x14invoice_grace_period\x18\x02 \x01(\x05\x12\x18\n\x10net_payment_term\x18\x03 \x01(\x05\x12\x16\n\x0e\x65mail_settings\x18\x04 \x03(\t\x12j\n(subscription_invoice_issuing_date_anchor\x18\x05 \x01(\x0e\x32\x38.invora.branches.v2.SubscriptionInvoiceIssuingDateAnchor\x12r\n,subscription_invoice_issuing_date_adjustment\x18\x06 \x01(\x0e\x32<.invora.branches.v2.SubscriptionInvoiceIssuingDateAdjustment\x12 \n\x13\x64unning_campaign_id\x18\x07 \x01(\tH\x00\x88\x01\x01\x42\x16\n\x14_dunning_campaign_id\"\x9d\x07\n\nChangeBase\x12\x0c\n\x04name\x18\x01 \x01(\t\x12^\n\x05party\x18\x03 \x01(\x0b\x32O.oasis.names.specification.ubl.schema.xsd.commonaggregatecomponents_2.PartyType\x12Q\n\x12regulation_configs\x18\x04 \x03(\x0b\x32\x35.invora.branches.v2.ChangeBase.RegulationConfigsEntry\x12\x1b\n\x0einvoice_prefix\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x1f\n\x12\x63redit_note_prefix\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x1e\n\x11\x64\x65\x62it_note_prefix\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x12\n\nis_primary\x18\x08 \x01(\x08\x12\x1c\n\x0fsignature_image\x18\t \x01(\tH\x03\x88\x01\x01\x12\x18\n\x0bstamp_image\x18\n \x01(\tH\x04\x88\x01\x01\x12\x1b\n\x0elogo_image_url\x18\x0c \x01(\tH\x05\x88\x01\x01\x12)\n\x08metadata\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x10\x64\x65\x66\x61ult_currency\x18\r \x01(\t\x12\x10\n\x08timezone\x18\x0e \x01(\t\x12\x17\n\x0f\x64ocument_locale\x18\x0f \x01(\t\x12\x41\n\x12\x64ocument_numbering\x18\x10 \x01(\x0e\x32%.invora.branches.v2.DocumentNumbering\x12\x39\n\x0e\x62illing_config\x18\x11 \x01(\x0b\x32!.invora.branches.v2.BillingConfig\x12\x41\n\x0flifecycle_state\x18\x12 \x01(\x0e\x32(.invora.branches.v2.BranchLifecycleState\x1a_\n\x16RegulationConfigsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x34\n\x05value\x18\x02 \x01(\x0b\x32%.invora.documents.v2.RegulationConfig:\x02\x38\x01\x42\x11\n\x0f_invoice_prefixB\x15\n\x13_credit_note_prefixB\x14\n\x12_debit_note_prefixB\x12\n\x10_signature_imageB\x0e\n\x0c_stamp_imageB\x11\n\x0f_logo_image_url\"Z\n\rCreateRequest\x12\x10\n\x03key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12/\n\x07\x63hanges\x18\x02 \x01(\x0b\x32\x1e.invora.branches.v2.ChangeBaseB\x06\n\x04_key\"=\n\x0e\x43reateResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.invora.branches.v2.Branch\"\x92\x01\n\rUpdateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x19\n\x11\x63oncurrency_stamp\x18\x02 \x01(\t\x12(\n\x04mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12/\n\x07\x63hanges\x18\x04 \x01(\x0b\x32\x1e.invora.branches.v2.ChangeBase\"=\n\x0eUpdateResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.invora.branches.v2.Branch\",\n\rDeleteRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x10\n\x0e\x44\x65leteResponse\"C\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x04mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\":\n\x0bGetResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.invora.branches.v2.Branch\"S\n\nListFilter\x12\x30\n\x04part\x18\x01 \x01(\x0b\x32\".invora.branches.v2.ListFilterPart\x12\x13\n\x0btext_search\x18\x02 \x01(\t\"\x99\x02\n\x0eListFilterPart\x12.\n\x03key\x18\x01 \x01(\x0b\x32\x1f.kernel.ListRequestFilterPartIdH\x00\x12\x39\n\ncreated_at\x18\x02 \x01(\x0b\x32#.kernel.ListRequestFilterPartDateV2H\x00\x12\x39\n\nupdated_at\x18\x03 \x01(\x0b\x32#.kernel.ListRequestFilterPartDateV2H\x00\x12\x14\n\nis_primary\x18\x04 \x01(\x08H\x00\x12\x43\n\x0flifecycle_state\x18\x05 \x01(\x0e\x32(.invora.branches.v2.BranchLifecycleStateH\x00\x42\x06\n\x04type\";\n\x08ListSort\x12/\n\x05rules\x18\x01 \x03(\x0b\x32 .invora.branches.v2.ListSortRule\"\x97\x01\n\x0cListSortRule\x12+\n\ncreated_at\x18\x01 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12+\n\nupdated_at\x18\x02 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12%\n\x04name\x18\x03 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x42\x06\n\x04type\"\xbf\x01\n\x0bListRequest\x12.\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1e.invora.branches.v2.ListFilter\x12*\n\x04sort\x18\x02 \x01(\x0b\x32\x1c.invora.branches.v2.ListSort\x12*\n\npagination\x18\x03 \x01(\x0b\x32\x16.kernel.PaginationInfo\x12(\n\x04mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x82\x01\n\x0cListResponse\x12)\n\x05items\x18\x01 \x03(\x0b\x32\x1a.invora.branches.v2.Branch\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x1d\n\x10next_page_cursor\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x13\n\x11_next_page_cursor*\x7f\n\x11\x44ocumentNumbering\x12\"\n\x1e\x44OCUMENT_NUMBERING_UNSPECIFIED\x10\x00\x12#\n\x1f\x44OCUMENT_NUMBERING_PER_CUSTOMER\x10\x01\x12!\n\x1d\x44OCUMENT_NUMBERING_PER_BRANCH\x10\x02*\xb1\x01\n\x14\x42ranchLifecycleState\x12&\n\"BRANCH_LIFECYCLE_STATE_UNSPECIFIED\x10\x00\x12!\n\x1d\x42RANCH_LIFECYCLE_STATE_ACTIVE\x10\x00\x12\"\n\x1e\x42RANCH_LIFECYCLE_STATE_PENDING\x10\x01\x12&\n\"BRANCH_LIFECYCLE_STATE_DEACTIVATED\x10\x02\x1a\x02\x10\x01*\xe1\x01\n$SubscriptionInvoiceIssuingDateAnchor\x12\x38\n4SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_UNSPECIFIED\x10\x00\x12?\n;SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_CURRENT_PERIOD_END\x10\x01\x12>\n:SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_NEXT_PERIOD_START\x10\x02*\xf5\x01\n(SubscriptionInvoiceIssuingDateAdjustment\x12<\n8SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_UNSPECIFIED\x10\x00\x12<\n8SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_KEEP_ANCHOR\x10\x01\x12M\nISUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ALIGN_WITH_FINALIZATION_DATE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'invora.branches.v2.models_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_BRANCHLIFECYCLESTATE']._loaded_options = None
+  _globals['_BRANCHLIFECYCLESTATE']._serialized_options = b'\020\001'
   _globals['_BRANCH_REGULATIONCONFIGSENTRY']._loaded_options = None
   _globals['_BRANCH_REGULATIONCONFIGSENTRY']._serialized_options = b'8\001'
   _globals['_CHANGEBASE_REGULATIONCONFIGSENTRY']._loaded_options = None
   _globals['_CHANGEBASE_REGULATIONCONFIGSENTRY']._serialized_options = b'8\001'
-  _globals['_BRANCH']._serialized_start=314
-  _globals['_BRANCH']._serialized_end=1074
-  _globals['_BRANCH_REGULATIONCONFIGSENTRY']._serialized_start=860
-  _globals['_BRANCH_REGULATIONCONFIGSENTRY']._serialized_end=955
-  _globals['_CHANGEBASE']._serialized_start=1077
-  _globals['_CHANGEBASE']._serialized_end=1740
-  _globals['_CHANGEBASE_REGULATIONCONFIGSENTRY']._serialized_start=860
-  _globals['_CHANGEBASE_REGULATIONCONFIGSENTRY']._serialized_end=955
-  _globals['_CREATEREQUEST']._serialized_start=1742
-  _globals['_CREATEREQUEST']._serialized_end=1832
-  _globals['_CREATERESPONSE']._serialized_start=1834
-  _globals['_CREATERESPONSE']._serialized_end=1895
-  _globals['_UPDATEREQUEST']._serialized_start=1898
-  _globals['_UPDATEREQUEST']._serialized_end=2044
-  _globals['_UPDATERESPONSE']._serialized_start=2046
-  _globals['_UPDATERESPONSE']._serialized_end=2107
-  _globals['_DELETEREQUEST']._serialized_start=2109
-  _globals['_DELETEREQUEST']._serialized_end=2138
-  _globals['_DELETERESPONSE']._serialized_start=2140
-  _globals['_DELETERESPONSE']._serialized_end=2156
-  _globals['_GETREQUEST']._serialized_start=2158
-  _globals['_GETREQUEST']._serialized_end=2225
-  _globals['_GETRESPONSE']._serialized_start=2227
-  _globals['_GETRESPONSE']._serialized_end=2285
-  _globals['_LISTFILTER']._serialized_start=2287
-  _globals['_LISTFILTER']._serialized_end=2370
-  _globals['_LISTFILTERPART']._serialized_start=2373
-  _globals['_LISTFILTERPART']._serialized_end=2585
-  _globals['_LISTSORT']._serialized_start=2587
-  _globals['_LISTSORT']._serialized_end=2646
-  _globals['_LISTSORTRULE']._serialized_start=2649
-  _globals['_LISTSORTRULE']._serialized_end=2800
-  _globals['_LISTREQUEST']._serialized_start=2803
-  _globals['_LISTREQUEST']._serialized_end=2994
-  _globals['_LISTRESPONSE']._serialized_start=2997
-  _globals['_LISTRESPONSE']._serialized_end=3127
+  _globals['_DOCUMENTNUMBERING']._serialized_start=4257
+  _globals['_DOCUMENTNUMBERING']._serialized_end=4384
+  _globals['_BRANCHLIFECYCLESTATE']._serialized_start=4387
+  _globals['_BRANCHLIFECYCLESTATE']._serialized_end=4564
+  _globals['_SUBSCRIPTIONINVOICEISSUINGDATEANCHOR']._serialized_start=4567
+  _globals['_SUBSCRIPTIONINVOICEISSUINGDATEANCHOR']._serialized_end=4792
+  _globals['_SUBSCRIPTIONINVOICEISSUINGDATEADJUSTMENT']._serialized_start=4795
+  _globals['_SUBSCRIPTIONINVOICEISSUINGDATEADJUSTMENT']._serialized_end=5040
+  _globals['_BRANCH']._serialized_start=347
+  _globals['_BRANCH']._serialized_end=1438
+  _globals['_BRANCH_REGULATIONCONFIGSENTRY']._serialized_start=1224
+  _globals['_BRANCH_REGULATIONCONFIGSENTRY']._serialized_end=1319
+  _globals['_BILLINGCONFIG']._serialized_start=1441
+  _globals['_BILLINGCONFIG']._serialized_end=1856
+  _globals['_CHANGEBASE']._serialized_start=1859
+  _globals['_CHANGEBASE']._serialized_end=2784
+  _globals['_CHANGEBASE_REGULATIONCONFIGSENTRY']._serialized_start=1224
+  _globals['_CHANGEBASE_REGULATIONCONFIGSENTRY']._serialized_end=1319
+  _globals['_CREATEREQUEST']._serialized_start=2786
+  _globals['_CREATEREQUEST']._serialized_end=2876
+  _globals['_CREATERESPONSE']._serialized_start=2878
+  _globals['_CREATERESPONSE']._serialized_end=2939
+  _globals['_UPDATEREQUEST']._serialized_start=2942
+  _globals['_UPDATEREQUEST']._serialized_end=3088
+  _globals['_UPDATERESPONSE']._serialized_start=3090
+  _globals['_UPDATERESPONSE']._serialized_end=3151
+  _globals['_DELETEREQUEST']._serialized_start=3153
+  _globals['_DELETEREQUEST']._serialized_end=3197
+  _globals['_DELETERESPONSE']._serialized_start=3199
+  _globals['_DELETERESPONSE']._serialized_end=3215
+  _globals['_GETREQUEST']._serialized_start=3217
+  _globals['_GETREQUEST']._serialized_end=3284
+  _globals['_GETRESPONSE']._serialized_start=3286
+  _globals['_GETRESPONSE']._serialized_end=3344
+  _globals['_LISTFILTER']._serialized_start=3346
+  _globals['_LISTFILTER']._serialized_end=3429
+  _globals['_LISTFILTERPART']._serialized_start=3432
+  _globals['_LISTFILTERPART']._serialized_end=3713
+  _globals['_LISTSORT']._serialized_start=3715
+  _globals['_LISTSORT']._serialized_end=3774
+  _globals['_LISTSORTRULE']._serialized_start=3777
+  _globals['_LISTSORTRULE']._serialized_end=3928
+  _globals['_LISTREQUEST']._serialized_start=3931
+  _globals['_LISTREQUEST']._serialized_end=4122
+  _globals['_LISTRESPONSE']._serialized_start=4125
+  _globals['_LISTRESPONSE']._serialized_end=4255
 # @@protoc_insertion_point(module_scope)

@@ -12,7 +12,9 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from invora._proto.invora.documents.v2 import regulation_config_pb2 as _regulation_config_pb2
 from invora._proto.kernel import audit_pb2 as _audit_pb2
 from invora._proto.kernel import key_version_pb2 as _key_version_pb2
@@ -28,6 +30,76 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _DocumentNumbering:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DocumentNumberingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DocumentNumbering.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DOCUMENT_NUMBERING_UNSPECIFIED: _DocumentNumbering.ValueType  # 0
+    DOCUMENT_NUMBERING_PER_CUSTOMER: _DocumentNumbering.ValueType  # 1
+    DOCUMENT_NUMBERING_PER_BRANCH: _DocumentNumbering.ValueType  # 2
+
+class DocumentNumbering(_DocumentNumbering, metaclass=_DocumentNumberingEnumTypeWrapper): ...
+
+DOCUMENT_NUMBERING_UNSPECIFIED: DocumentNumbering.ValueType  # 0
+DOCUMENT_NUMBERING_PER_CUSTOMER: DocumentNumbering.ValueType  # 1
+DOCUMENT_NUMBERING_PER_BRANCH: DocumentNumbering.ValueType  # 2
+Global___DocumentNumbering: _TypeAlias = DocumentNumbering  # noqa: Y015
+
+class _BranchLifecycleState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BranchLifecycleStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BranchLifecycleState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BRANCH_LIFECYCLE_STATE_UNSPECIFIED: _BranchLifecycleState.ValueType  # 0
+    BRANCH_LIFECYCLE_STATE_ACTIVE: _BranchLifecycleState.ValueType  # 0
+    BRANCH_LIFECYCLE_STATE_PENDING: _BranchLifecycleState.ValueType  # 1
+    BRANCH_LIFECYCLE_STATE_DEACTIVATED: _BranchLifecycleState.ValueType  # 2
+
+class BranchLifecycleState(_BranchLifecycleState, metaclass=_BranchLifecycleStateEnumTypeWrapper): ...
+
+BRANCH_LIFECYCLE_STATE_UNSPECIFIED: BranchLifecycleState.ValueType  # 0
+BRANCH_LIFECYCLE_STATE_ACTIVE: BranchLifecycleState.ValueType  # 0
+BRANCH_LIFECYCLE_STATE_PENDING: BranchLifecycleState.ValueType  # 1
+BRANCH_LIFECYCLE_STATE_DEACTIVATED: BranchLifecycleState.ValueType  # 2
+Global___BranchLifecycleState: _TypeAlias = BranchLifecycleState  # noqa: Y015
+
+class _SubscriptionInvoiceIssuingDateAnchor:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SubscriptionInvoiceIssuingDateAnchorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SubscriptionInvoiceIssuingDateAnchor.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_UNSPECIFIED: _SubscriptionInvoiceIssuingDateAnchor.ValueType  # 0
+    SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_CURRENT_PERIOD_END: _SubscriptionInvoiceIssuingDateAnchor.ValueType  # 1
+    SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_NEXT_PERIOD_START: _SubscriptionInvoiceIssuingDateAnchor.ValueType  # 2
+
+class SubscriptionInvoiceIssuingDateAnchor(_SubscriptionInvoiceIssuingDateAnchor, metaclass=_SubscriptionInvoiceIssuingDateAnchorEnumTypeWrapper): ...
+
+SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_UNSPECIFIED: SubscriptionInvoiceIssuingDateAnchor.ValueType  # 0
+SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_CURRENT_PERIOD_END: SubscriptionInvoiceIssuingDateAnchor.ValueType  # 1
+SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_NEXT_PERIOD_START: SubscriptionInvoiceIssuingDateAnchor.ValueType  # 2
+Global___SubscriptionInvoiceIssuingDateAnchor: _TypeAlias = SubscriptionInvoiceIssuingDateAnchor  # noqa: Y015
+
+class _SubscriptionInvoiceIssuingDateAdjustment:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SubscriptionInvoiceIssuingDateAdjustmentEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SubscriptionInvoiceIssuingDateAdjustment.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_UNSPECIFIED: _SubscriptionInvoiceIssuingDateAdjustment.ValueType  # 0
+    SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_KEEP_ANCHOR: _SubscriptionInvoiceIssuingDateAdjustment.ValueType  # 1
+    SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ALIGN_WITH_FINALIZATION_DATE: _SubscriptionInvoiceIssuingDateAdjustment.ValueType  # 2
+
+class SubscriptionInvoiceIssuingDateAdjustment(_SubscriptionInvoiceIssuingDateAdjustment, metaclass=_SubscriptionInvoiceIssuingDateAdjustmentEnumTypeWrapper): ...
+
+SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_UNSPECIFIED: SubscriptionInvoiceIssuingDateAdjustment.ValueType  # 0
+SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_KEEP_ANCHOR: SubscriptionInvoiceIssuingDateAdjustment.ValueType  # 1
+SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ALIGN_WITH_FINALIZATION_DATE: SubscriptionInvoiceIssuingDateAdjustment.ValueType  # 2
+Global___SubscriptionInvoiceIssuingDateAdjustment: _TypeAlias = SubscriptionInvoiceIssuingDateAdjustment  # noqa: Y015
 
 @_typing.final
 class Branch(_message.Message):
@@ -67,7 +139,15 @@ class Branch(_message.Message):
     STAMP_IMAGE_FIELD_NUMBER: _builtins.int
     LOGO_IMAGE_URL_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    DEFAULT_CURRENCY_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    DOCUMENT_LOCALE_FIELD_NUMBER: _builtins.int
+    DOCUMENT_NUMBERING_FIELD_NUMBER: _builtins.int
+    BILLING_CONFIG_FIELD_NUMBER: _builtins.int
+    LIFECYCLE_STATE_FIELD_NUMBER: _builtins.int
+    IS_DELETED_FIELD_NUMBER: _builtins.int
     AUDIT_FIELD_NUMBER: _builtins.int
+    DELETE_TIME_FIELD_NUMBER: _builtins.int
     concurrency_stamp: _builtins.str
     name: _builtins.str
     invoice_prefix: _builtins.str
@@ -77,6 +157,12 @@ class Branch(_message.Message):
     signature_image: _builtins.str
     stamp_image: _builtins.str
     logo_image_url: _builtins.str
+    default_currency: _builtins.str
+    timezone: _builtins.str
+    document_locale: _builtins.str
+    document_numbering: Global___DocumentNumbering.ValueType
+    lifecycle_state: Global___BranchLifecycleState.ValueType
+    is_deleted: _builtins.bool
     @_builtins.property
     def id(self) -> _key_version_pb2.KeyVersion: ...
     @_builtins.property
@@ -86,7 +172,11 @@ class Branch(_message.Message):
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct: ...
     @_builtins.property
+    def billing_config(self) -> Global___BillingConfig: ...
+    @_builtins.property
     def audit(self) -> _audit_pb2.CreateUpdateAuditInfo: ...
+    @_builtins.property
+    def delete_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -103,11 +193,19 @@ class Branch(_message.Message):
         stamp_image: _builtins.str | None = ...,
         logo_image_url: _builtins.str | None = ...,
         metadata: _struct_pb2.Struct | None = ...,
+        default_currency: _builtins.str = ...,
+        timezone: _builtins.str = ...,
+        document_locale: _builtins.str = ...,
+        document_numbering: Global___DocumentNumbering.ValueType = ...,
+        billing_config: Global___BillingConfig | None = ...,
+        lifecycle_state: Global___BranchLifecycleState.ValueType = ...,
+        is_deleted: _builtins.bool = ...,
         audit: _audit_pb2.CreateUpdateAuditInfo | None = ...,
+        delete_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_credit_note_prefix", b"_credit_note_prefix", "_debit_note_prefix", b"_debit_note_prefix", "_invoice_prefix", b"_invoice_prefix", "_logo_image_url", b"_logo_image_url", "_signature_image", b"_signature_image", "_stamp_image", b"_stamp_image", "audit", b"audit", "credit_note_prefix", b"credit_note_prefix", "debit_note_prefix", b"debit_note_prefix", "id", b"id", "invoice_prefix", b"invoice_prefix", "logo_image_url", b"logo_image_url", "metadata", b"metadata", "party", b"party", "signature_image", b"signature_image", "stamp_image", b"stamp_image"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_credit_note_prefix", b"_credit_note_prefix", "_debit_note_prefix", b"_debit_note_prefix", "_invoice_prefix", b"_invoice_prefix", "_logo_image_url", b"_logo_image_url", "_signature_image", b"_signature_image", "_stamp_image", b"_stamp_image", "audit", b"audit", "billing_config", b"billing_config", "credit_note_prefix", b"credit_note_prefix", "debit_note_prefix", b"debit_note_prefix", "delete_time", b"delete_time", "id", b"id", "invoice_prefix", b"invoice_prefix", "logo_image_url", b"logo_image_url", "metadata", b"metadata", "party", b"party", "signature_image", b"signature_image", "stamp_image", b"stamp_image"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_note_prefix", b"_credit_note_prefix", "_debit_note_prefix", b"_debit_note_prefix", "_invoice_prefix", b"_invoice_prefix", "_logo_image_url", b"_logo_image_url", "_signature_image", b"_signature_image", "_stamp_image", b"_stamp_image", "audit", b"audit", "concurrency_stamp", b"concurrency_stamp", "credit_note_prefix", b"credit_note_prefix", "debit_note_prefix", b"debit_note_prefix", "id", b"id", "invoice_prefix", b"invoice_prefix", "is_primary", b"is_primary", "logo_image_url", b"logo_image_url", "metadata", b"metadata", "name", b"name", "party", b"party", "regulation_configs", b"regulation_configs", "signature_image", b"signature_image", "stamp_image", b"stamp_image"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_note_prefix", b"_credit_note_prefix", "_debit_note_prefix", b"_debit_note_prefix", "_invoice_prefix", b"_invoice_prefix", "_logo_image_url", b"_logo_image_url", "_signature_image", b"_signature_image", "_stamp_image", b"_stamp_image", "audit", b"audit", "billing_config", b"billing_config", "concurrency_stamp", b"concurrency_stamp", "credit_note_prefix", b"credit_note_prefix", "debit_note_prefix", b"debit_note_prefix", "default_currency", b"default_currency", "delete_time", b"delete_time", "document_locale", b"document_locale", "document_numbering", b"document_numbering", "id", b"id", "invoice_prefix", b"invoice_prefix", "is_deleted", b"is_deleted", "is_primary", b"is_primary", "lifecycle_state", b"lifecycle_state", "logo_image_url", b"logo_image_url", "metadata", b"metadata", "name", b"name", "party", b"party", "regulation_configs", b"regulation_configs", "signature_image", b"signature_image", "stamp_image", b"stamp_image", "timezone", b"timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__credit_note_prefix: _TypeAlias = _typing.Literal["credit_note_prefix"]  # noqa: Y015
     _WhichOneofArgType__credit_note_prefix: _TypeAlias = _typing.Literal["_credit_note_prefix", b"_credit_note_prefix"]  # noqa: Y015
@@ -135,6 +233,46 @@ class Branch(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__stamp_image) -> _WhichOneofReturnType__stamp_image | None: ...
 
 Global___Branch: _TypeAlias = Branch  # noqa: Y015
+
+@_typing.final
+class BillingConfig(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINALIZE_ZERO_AMOUNT_INVOICE_FIELD_NUMBER: _builtins.int
+    INVOICE_GRACE_PERIOD_FIELD_NUMBER: _builtins.int
+    NET_PAYMENT_TERM_FIELD_NUMBER: _builtins.int
+    EMAIL_SETTINGS_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_FIELD_NUMBER: _builtins.int
+    DUNNING_CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    finalize_zero_amount_invoice: _builtins.bool
+    invoice_grace_period: _builtins.int
+    net_payment_term: _builtins.int
+    subscription_invoice_issuing_date_anchor: Global___SubscriptionInvoiceIssuingDateAnchor.ValueType
+    subscription_invoice_issuing_date_adjustment: Global___SubscriptionInvoiceIssuingDateAdjustment.ValueType
+    dunning_campaign_id: _builtins.str
+    @_builtins.property
+    def email_settings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        finalize_zero_amount_invoice: _builtins.bool = ...,
+        invoice_grace_period: _builtins.int = ...,
+        net_payment_term: _builtins.int = ...,
+        email_settings: _abc.Iterable[_builtins.str] | None = ...,
+        subscription_invoice_issuing_date_anchor: Global___SubscriptionInvoiceIssuingDateAnchor.ValueType = ...,
+        subscription_invoice_issuing_date_adjustment: Global___SubscriptionInvoiceIssuingDateAdjustment.ValueType = ...,
+        dunning_campaign_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_dunning_campaign_id", b"_dunning_campaign_id", "dunning_campaign_id", b"dunning_campaign_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dunning_campaign_id", b"_dunning_campaign_id", "dunning_campaign_id", b"dunning_campaign_id", "email_settings", b"email_settings", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "invoice_grace_period", b"invoice_grace_period", "net_payment_term", b"net_payment_term", "subscription_invoice_issuing_date_adjustment", b"subscription_invoice_issuing_date_adjustment", "subscription_invoice_issuing_date_anchor", b"subscription_invoice_issuing_date_anchor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__dunning_campaign_id: _TypeAlias = _typing.Literal["dunning_campaign_id"]  # noqa: Y015
+    _WhichOneofArgType__dunning_campaign_id: _TypeAlias = _typing.Literal["_dunning_campaign_id", b"_dunning_campaign_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__dunning_campaign_id) -> _WhichOneofReturnType__dunning_campaign_id | None: ...
+
+Global___BillingConfig: _TypeAlias = BillingConfig  # noqa: Y015
 
 @_typing.final
 class ChangeBase(_message.Message):
@@ -172,6 +310,12 @@ class ChangeBase(_message.Message):
     STAMP_IMAGE_FIELD_NUMBER: _builtins.int
     LOGO_IMAGE_URL_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    DEFAULT_CURRENCY_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    DOCUMENT_LOCALE_FIELD_NUMBER: _builtins.int
+    DOCUMENT_NUMBERING_FIELD_NUMBER: _builtins.int
+    BILLING_CONFIG_FIELD_NUMBER: _builtins.int
+    LIFECYCLE_STATE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     invoice_prefix: _builtins.str
     credit_note_prefix: _builtins.str
@@ -180,12 +324,19 @@ class ChangeBase(_message.Message):
     signature_image: _builtins.str
     stamp_image: _builtins.str
     logo_image_url: _builtins.str
+    default_currency: _builtins.str
+    timezone: _builtins.str
+    document_locale: _builtins.str
+    document_numbering: Global___DocumentNumbering.ValueType
+    lifecycle_state: Global___BranchLifecycleState.ValueType
     @_builtins.property
     def party(self) -> _models_pb2.PartyType: ...
     @_builtins.property
     def regulation_configs(self) -> _containers.MessageMap[_builtins.str, _regulation_config_pb2.RegulationConfig]: ...
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def billing_config(self) -> Global___BillingConfig: ...
     def __init__(
         self,
         *,
@@ -200,10 +351,16 @@ class ChangeBase(_message.Message):
         stamp_image: _builtins.str | None = ...,
         logo_image_url: _builtins.str | None = ...,
         metadata: _struct_pb2.Struct | None = ...,
+        default_currency: _builtins.str = ...,
+        timezone: _builtins.str = ...,
+        document_locale: _builtins.str = ...,
+        document_numbering: Global___DocumentNumbering.ValueType = ...,
+        billing_config: Global___BillingConfig | None = ...,
+        lifecycle_state: Global___BranchLifecycleState.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_credit_note_prefix", b"_credit_note_prefix", "_debit_note_prefix", b"_debit_note_prefix", "_invoice_prefix", b"_invoice_prefix", "_logo_image_url", b"_logo_image_url", "_signature_image", b"_signature_image", "_stamp_image", b"_stamp_image", "credit_note_prefix", b"credit_note_prefix", "debit_note_prefix", b"debit_note_prefix", "invoice_prefix", b"invoice_prefix", "logo_image_url", b"logo_image_url", "metadata", b"metadata", "party", b"party", "signature_image", b"signature_image", "stamp_image", b"stamp_image"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_credit_note_prefix", b"_credit_note_prefix", "_debit_note_prefix", b"_debit_note_prefix", "_invoice_prefix", b"_invoice_prefix", "_logo_image_url", b"_logo_image_url", "_signature_image", b"_signature_image", "_stamp_image", b"_stamp_image", "billing_config", b"billing_config", "credit_note_prefix", b"credit_note_prefix", "debit_note_prefix", b"debit_note_prefix", "invoice_prefix", b"invoice_prefix", "logo_image_url", b"logo_image_url", "metadata", b"metadata", "party", b"party", "signature_image", b"signature_image", "stamp_image", b"stamp_image"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_note_prefix", b"_credit_note_prefix", "_debit_note_prefix", b"_debit_note_prefix", "_invoice_prefix", b"_invoice_prefix", "_logo_image_url", b"_logo_image_url", "_signature_image", b"_signature_image", "_stamp_image", b"_stamp_image", "credit_note_prefix", b"credit_note_prefix", "debit_note_prefix", b"debit_note_prefix", "invoice_prefix", b"invoice_prefix", "is_primary", b"is_primary", "logo_image_url", b"logo_image_url", "metadata", b"metadata", "name", b"name", "party", b"party", "regulation_configs", b"regulation_configs", "signature_image", b"signature_image", "stamp_image", b"stamp_image"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_note_prefix", b"_credit_note_prefix", "_debit_note_prefix", b"_debit_note_prefix", "_invoice_prefix", b"_invoice_prefix", "_logo_image_url", b"_logo_image_url", "_signature_image", b"_signature_image", "_stamp_image", b"_stamp_image", "billing_config", b"billing_config", "credit_note_prefix", b"credit_note_prefix", "debit_note_prefix", b"debit_note_prefix", "default_currency", b"default_currency", "document_locale", b"document_locale", "document_numbering", b"document_numbering", "invoice_prefix", b"invoice_prefix", "is_primary", b"is_primary", "lifecycle_state", b"lifecycle_state", "logo_image_url", b"logo_image_url", "metadata", b"metadata", "name", b"name", "party", b"party", "regulation_configs", b"regulation_configs", "signature_image", b"signature_image", "stamp_image", b"stamp_image", "timezone", b"timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__credit_note_prefix: _TypeAlias = _typing.Literal["credit_note_prefix"]  # noqa: Y015
     _WhichOneofArgType__credit_note_prefix: _TypeAlias = _typing.Literal["_credit_note_prefix", b"_credit_note_prefix"]  # noqa: Y015
@@ -332,16 +489,19 @@ class DeleteRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KEYS_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    force: _builtins.bool
     @_builtins.property
     def keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
         keys: _abc.Iterable[_builtins.str] | None = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "keys", b"keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -436,7 +596,9 @@ class ListFilterPart(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     IS_PRIMARY_FIELD_NUMBER: _builtins.int
+    LIFECYCLE_STATE_FIELD_NUMBER: _builtins.int
     is_primary: _builtins.bool
+    lifecycle_state: Global___BranchLifecycleState.ValueType
     @_builtins.property
     def key(self) -> _query_pb2.ListRequestFilterPartId: ...
     @_builtins.property
@@ -450,12 +612,13 @@ class ListFilterPart(_message.Message):
         created_at: _query_pb2.ListRequestFilterPartDateV2 | None = ...,
         updated_at: _query_pb2.ListRequestFilterPartDateV2 | None = ...,
         is_primary: _builtins.bool = ...,
+        lifecycle_state: Global___BranchLifecycleState.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "is_primary", b"is_primary", "key", b"key", "type", b"type", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "is_primary", b"is_primary", "key", b"key", "lifecycle_state", b"lifecycle_state", "type", b"type", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "is_primary", b"is_primary", "key", b"key", "type", b"type", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "is_primary", b"is_primary", "key", b"key", "lifecycle_state", b"lifecycle_state", "type", b"type", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["key", "created_at", "updated_at", "is_primary"]  # noqa: Y015
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["key", "created_at", "updated_at", "is_primary", "lifecycle_state"]  # noqa: Y015
     _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
 

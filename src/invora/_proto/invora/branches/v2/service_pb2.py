@@ -27,7 +27,7 @@ from invora._proto.invora.branches.v2 import models_pb2 as invora_dot_branches_d
 from invora._proto.kernel import options_pb2 as kernel_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n invora/branches/v2/service.proto\x12\x12invora.branches.v2\x1a\x1cgoogle/api/annotations.proto\x1a\x1finvora/branches/v2/models.proto\x1a\x14kernel/options.proto\" \n\x11SetPrimaryRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"A\n\x12SetPrimaryResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.invora.branches.v2.Branch2\xa4\x07\n\x0f\x42ranchesService\x12\x88\x01\n\x04List\x12\x1f.invora.branches.v2.ListRequest\x1a .invora.branches.v2.ListResponse\"=\xe2\xf2\x19\x19\n\x17Invora.Branches.v2.List\x82\xd3\xe4\x93\x02\x1a\"\x15/api/v2/branches/list:\x01*\x12\x82\x01\n\x03Get\x12\x1e.invora.branches.v2.GetRequest\x1a\x1f.invora.branches.v2.GetResponse\":\xe2\xf2\x19\x18\n\x16Invora.Branches.v2.Get\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v2/branches/{key}\x12\x92\x01\n\x06\x43reate\x12!.invora.branches.v2.CreateRequest\x1a\".invora.branches.v2.CreateResponse\"A\xe2\xf2\x19\"\n Invora.Branches.v2.Modify.Create\x82\xd3\xe4\x93\x02\x15\"\x10/api/v2/branches:\x01*\x12\x98\x01\n\x06Update\x12!.invora.branches.v2.UpdateRequest\x1a\".invora.branches.v2.UpdateResponse\"G\xe2\xf2\x19\"\n Invora.Branches.v2.Modify.Update\x82\xd3\xe4\x93\x02\x1b\x1a\x16/api/v2/branches/{key}:\x01*\x12\x99\x01\n\x06\x44\x65lete\x12!.invora.branches.v2.DeleteRequest\x1a\".invora.branches.v2.DeleteResponse\"H\xe2\xf2\x19\"\n Invora.Branches.v2.Modify.Delete\x82\xd3\xe4\x93\x02\x1c\"\x17/api/v2/branches/delete:\x01*\x12\xb4\x01\n\nSetPrimary\x12%.invora.branches.v2.SetPrimaryRequest\x1a&.invora.branches.v2.SetPrimaryResponse\"W\xe2\xf2\x19&\n$Invora.Branches.v2.Modify.SetPrimary\x82\xd3\xe4\x93\x02\'\"\"/api/v2/branches/{key}/set-primary:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n invora/branches/v2/service.proto\x12\x12invora.branches.v2\x1a\x1cgoogle/api/annotations.proto\x1a\x1finvora/branches/v2/models.proto\x1a\x14kernel/options.proto\" \n\x11SetPrimaryRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"A\n\x12SetPrimaryResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.invora.branches.v2.Branch\"\x1e\n\x0fUndeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"?\n\x10UndeleteResponse\x12+\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1a.invora.branches.v2.Branch2\xd0\x08\n\x0f\x42ranchesService\x12\x88\x01\n\x04List\x12\x1f.invora.branches.v2.ListRequest\x1a .invora.branches.v2.ListResponse\"=\xe2\xf2\x19\x19\n\x17Invora.Branches.v2.List\x82\xd3\xe4\x93\x02\x1a\"\x15/api/v2/branches/list:\x01*\x12\x82\x01\n\x03Get\x12\x1e.invora.branches.v2.GetRequest\x1a\x1f.invora.branches.v2.GetResponse\":\xe2\xf2\x19\x18\n\x16Invora.Branches.v2.Get\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v2/branches/{key}\x12\x92\x01\n\x06\x43reate\x12!.invora.branches.v2.CreateRequest\x1a\".invora.branches.v2.CreateResponse\"A\xe2\xf2\x19\"\n Invora.Branches.v2.Modify.Create\x82\xd3\xe4\x93\x02\x15\"\x10/api/v2/branches:\x01*\x12\x98\x01\n\x06Update\x12!.invora.branches.v2.UpdateRequest\x1a\".invora.branches.v2.UpdateResponse\"G\xe2\xf2\x19\"\n Invora.Branches.v2.Modify.Update\x82\xd3\xe4\x93\x02\x1b\x1a\x16/api/v2/branches/{key}:\x01*\x12\x99\x01\n\x06\x44\x65lete\x12!.invora.branches.v2.DeleteRequest\x1a\".invora.branches.v2.DeleteResponse\"H\xe2\xf2\x19\"\n Invora.Branches.v2.Modify.Delete\x82\xd3\xe4\x93\x02\x1c\"\x17/api/v2/branches/delete:\x01*\x12\xa9\x01\n\x08Undelete\x12#.invora.branches.v2.UndeleteRequest\x1a$.invora.branches.v2.UndeleteResponse\"R\xe2\xf2\x19$\n\"Invora.Branches.v2.Modify.Undelete\x82\xd3\xe4\x93\x02$\"\x1f/api/v2/branches/{key}:undelete:\x01*\x12\xb4\x01\n\nSetPrimary\x12%.invora.branches.v2.SetPrimaryRequest\x1a&.invora.branches.v2.SetPrimaryResponse\"W\xe2\xf2\x19&\n$Invora.Branches.v2.Modify.SetPrimary\x82\xd3\xe4\x93\x02\'\"\"/api/v2/branches/{key}/set-primary:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,12 +44,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BRANCHESSERVICE'].methods_by_name['Update']._serialized_options = b'\342\362\031\"\n Invora.Branches.v2.Modify.Update\202\323\344\223\002\033\032\026/api/v2/branches/{key}:\001*'
   _globals['_BRANCHESSERVICE'].methods_by_name['Delete']._loaded_options = None
   _globals['_BRANCHESSERVICE'].methods_by_name['Delete']._serialized_options = b'\342\362\031\"\n Invora.Branches.v2.Modify.Delete\202\323\344\223\002\034\"\027/api/v2/branches/delete:\001*'
+  _globals['_BRANCHESSERVICE'].methods_by_name['Undelete']._loaded_options = None
+  _globals['_BRANCHESSERVICE'].methods_by_name['Undelete']._serialized_options = b'\342\362\031$\n\"Invora.Branches.v2.Modify.Undelete\202\323\344\223\002$\"\037/api/v2/branches/{key}:undelete:\001*'
   _globals['_BRANCHESSERVICE'].methods_by_name['SetPrimary']._loaded_options = None
   _globals['_BRANCHESSERVICE'].methods_by_name['SetPrimary']._serialized_options = b'\342\362\031&\n$Invora.Branches.v2.Modify.SetPrimary\202\323\344\223\002\'\"\"/api/v2/branches/{key}/set-primary:\001*'
   _globals['_SETPRIMARYREQUEST']._serialized_start=141
   _globals['_SETPRIMARYREQUEST']._serialized_end=173
   _globals['_SETPRIMARYRESPONSE']._serialized_start=175
   _globals['_SETPRIMARYRESPONSE']._serialized_end=240
-  _globals['_BRANCHESSERVICE']._serialized_start=243
-  _globals['_BRANCHESSERVICE']._serialized_end=1175
+  _globals['_UNDELETEREQUEST']._serialized_start=242
+  _globals['_UNDELETEREQUEST']._serialized_end=272
+  _globals['_UNDELETERESPONSE']._serialized_start=274
+  _globals['_UNDELETERESPONSE']._serialized_end=337
+  _globals['_BRANCHESSERVICE']._serialized_start=340
+  _globals['_BRANCHESSERVICE']._serialized_end=1444
 # @@protoc_insertion_point(module_scope)

@@ -60,6 +60,11 @@ class BranchesServiceStub:
                 request_serializer=invora_dot_branches_dot_v2_dot_models__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=invora_dot_branches_dot_v2_dot_models__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.Undelete = channel.unary_unary(
+                '/invora.branches.v2.BranchesService/Undelete',
+                request_serializer=invora_dot_branches_dot_v2_dot_service__pb2.UndeleteRequest.SerializeToString,
+                response_deserializer=invora_dot_branches_dot_v2_dot_service__pb2.UndeleteResponse.FromString,
+                _registered_method=True)
         self.SetPrimary = channel.unary_unary(
                 '/invora.branches.v2.BranchesService/SetPrimary',
                 request_serializer=invora_dot_branches_dot_v2_dot_service__pb2.SetPrimaryRequest.SerializeToString,
@@ -100,6 +105,12 @@ class BranchesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Undelete(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetPrimary(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -133,6 +144,11 @@ def add_BranchesServiceServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=invora_dot_branches_dot_v2_dot_models__pb2.DeleteRequest.FromString,
                     response_serializer=invora_dot_branches_dot_v2_dot_models__pb2.DeleteResponse.SerializeToString,
+            ),
+            'Undelete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Undelete,
+                    request_deserializer=invora_dot_branches_dot_v2_dot_service__pb2.UndeleteRequest.FromString,
+                    response_serializer=invora_dot_branches_dot_v2_dot_service__pb2.UndeleteResponse.SerializeToString,
             ),
             'SetPrimary': grpc.unary_unary_rpc_method_handler(
                     servicer.SetPrimary,
@@ -275,6 +291,33 @@ class BranchesService:
             '/invora.branches.v2.BranchesService/Delete',
             invora_dot_branches_dot_v2_dot_models__pb2.DeleteRequest.SerializeToString,
             invora_dot_branches_dot_v2_dot_models__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Undelete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.branches.v2.BranchesService/Undelete',
+            invora_dot_branches_dot_v2_dot_service__pb2.UndeleteRequest.SerializeToString,
+            invora_dot_branches_dot_v2_dot_service__pb2.UndeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,7 @@ class BranchesServiceStub:
     Create: _grpc.UnaryUnaryMultiCallable[_models_pb2.CreateRequest, _models_pb2.CreateResponse]
     Update: _grpc.UnaryUnaryMultiCallable[_models_pb2.UpdateRequest, _models_pb2.UpdateResponse]
     Delete: _grpc.UnaryUnaryMultiCallable[_models_pb2.DeleteRequest, _models_pb2.DeleteResponse]
+    Undelete: _grpc.UnaryUnaryMultiCallable[_service_pb2.UndeleteRequest, _service_pb2.UndeleteResponse]
     SetPrimary: _grpc.UnaryUnaryMultiCallable[_service_pb2.SetPrimaryRequest, _service_pb2.SetPrimaryResponse]
 
 @_typing.type_check_only
@@ -51,6 +52,7 @@ class BranchesServiceAsyncStub(BranchesServiceStub):
     Create: _aio.UnaryUnaryMultiCallable[_models_pb2.CreateRequest, _models_pb2.CreateResponse]  # type: ignore[assignment]
     Update: _aio.UnaryUnaryMultiCallable[_models_pb2.UpdateRequest, _models_pb2.UpdateResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_models_pb2.DeleteRequest, _models_pb2.DeleteResponse]  # type: ignore[assignment]
+    Undelete: _aio.UnaryUnaryMultiCallable[_service_pb2.UndeleteRequest, _service_pb2.UndeleteResponse]  # type: ignore[assignment]
     SetPrimary: _aio.UnaryUnaryMultiCallable[_service_pb2.SetPrimaryRequest, _service_pb2.SetPrimaryResponse]  # type: ignore[assignment]
 
 class BranchesServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -88,6 +90,13 @@ class BranchesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _models_pb2.DeleteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_models_pb2.DeleteResponse, _abc.Awaitable[_models_pb2.DeleteResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Undelete(
+        self,
+        request: _service_pb2.UndeleteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.UndeleteResponse, _abc.Awaitable[_service_pb2.UndeleteResponse]]: ...
 
     @_abc_1.abstractmethod
     def SetPrimary(

@@ -29,7 +29,7 @@ from invora._proto.kernel import key_version_pb2 as kernel_dot_key__version__pb2
 from invora._proto.kernel import query_pb2 as kernel_dot_query__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!invora/code_lists/v2/models.proto\x12\x14invora.code_lists.v2\x1a#entity_localization/v1/models.proto\x1a google/protobuf/field_mask.proto\x1a\x12kernel/audit.proto\x1a\x18kernel/key_version.proto\x1a\x12kernel/query.proto\"\x90\x02\n\x08\x43odeList\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.kernel.KeyVersion\x12\x19\n\x11\x63oncurrency_stamp\x18\x02 \x01(\t\x12\x34\n\x04name\x18\x03 \x01(\x0b\x32&.entity_localization.v1.LocalizedValue\x12\x10\n\x08list_key\x18\x04 \x01(\t\x12;\n\x0b\x64\x65scription\x18\x05 \x01(\x0b\x32&.entity_localization.v1.LocalizedValue\x12\x16\n\x0esystem_defined\x18\x06 \x01(\x08\x12,\n\x05\x61udit\x18\x07 \x01(\x0b\x32\x1d.kernel.CreateUpdateAuditInfo\"\x97\x01\n\nChangeBase\x12\x37\n\x04name\x18\x01 \x01(\x0b\x32).entity_localization.v1.SetLocalizedValue\x12\x10\n\x08list_key\x18\x02 \x01(\t\x12>\n\x0b\x64\x65scription\x18\x03 \x01(\x0b\x32).entity_localization.v1.SetLocalizedValue\"\\\n\rCreateRequest\x12\x10\n\x03key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x31\n\x07\x63hanges\x18\x02 \x01(\x0b\x32 .invora.code_lists.v2.ChangeBaseB\x06\n\x04_key\"A\n\x0e\x43reateResponse\x12/\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1e.invora.code_lists.v2.CodeList\"\x94\x01\n\rUpdateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x19\n\x11\x63oncurrency_stamp\x18\x02 \x01(\t\x12(\n\x04mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x31\n\x07\x63hanges\x18\x04 \x01(\x0b\x32 .invora.code_lists.v2.ChangeBase\"A\n\x0eUpdateResponse\x12/\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1e.invora.code_lists.v2.CodeList\"\x1d\n\rDeleteRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\"\x10\n\x0e\x44\x65leteResponse\"C\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x04mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\">\n\x0bGetResponse\x12/\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1e.invora.code_lists.v2.CodeList\"\x88\x01\n\nListFilter\x12\x32\n\x04part\x18\x01 \x01(\x0b\x32$.invora.code_lists.v2.ListFilterPart\x12\x13\n\x0btext_search\x18\x02 \x01(\t\x12\x31\n\x0etime_reference\x18\x03 \x01(\x0b\x32\x19.kernel.TimeReferenceInfo\"\xf5\x01\n\x0eListFilterPart\x12.\n\x03key\x18\x01 \x01(\x0b\x32\x1f.kernel.ListRequestFilterPartIdH\x00\x12\x39\n\ncreated_at\x18\x02 \x01(\x0b\x32#.kernel.ListRequestFilterPartDateV2H\x00\x12\x39\n\nupdated_at\x18\x03 \x01(\x0b\x32#.kernel.ListRequestFilterPartDateV2H\x00\x12\x1b\n\x11list_key_contains\x18\x04 \x01(\tH\x00\x12\x18\n\x0esystem_defined\x18\x05 \x01(\x08H\x00\x42\x06\n\x04type\"=\n\x08ListSort\x12\x31\n\x05rules\x18\x01 \x03(\x0b\x32\".invora.code_lists.v2.ListSortRule\"\xc2\x01\n\x0cListSortRule\x12+\n\ncreated_at\x18\x01 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12+\n\nupdated_at\x18\x02 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12%\n\x04name\x18\x03 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12)\n\x08list_key\x18\x04 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x42\x06\n\x04type\"\xc3\x01\n\x0bListRequest\x12\x30\n\x06\x66ilter\x18\x01 \x01(\x0b\x32 .invora.code_lists.v2.ListFilter\x12,\n\x04sort\x18\x02 \x01(\x0b\x32\x1e.invora.code_lists.v2.ListSort\x12*\n\npagination\x18\x03 \x01(\x0b\x32\x16.kernel.PaginationInfo\x12(\n\x04mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x86\x01\n\x0cListResponse\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.invora.code_lists.v2.CodeList\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x1d\n\x10next_page_cursor\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x13\n\x11_next_page_cursorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!invora/code_lists/v2/models.proto\x12\x14invora.code_lists.v2\x1a#entity_localization/v1/models.proto\x1a google/protobuf/field_mask.proto\x1a\x12kernel/audit.proto\x1a\x18kernel/key_version.proto\x1a\x12kernel/query.proto\"\x90\x02\n\x08\x43odeList\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.kernel.KeyVersion\x12\x19\n\x11\x63oncurrency_stamp\x18\x02 \x01(\t\x12\x34\n\x04name\x18\x03 \x01(\x0b\x32&.entity_localization.v1.LocalizedValue\x12\x10\n\x08list_key\x18\x04 \x01(\t\x12;\n\x0b\x64\x65scription\x18\x05 \x01(\x0b\x32&.entity_localization.v1.LocalizedValue\x12\x16\n\x0esystem_defined\x18\x06 \x01(\x08\x12,\n\x05\x61udit\x18\x07 \x01(\x0b\x32\x1d.kernel.CreateUpdateAuditInfo\"\x97\x01\n\nChangeBase\x12\x37\n\x04name\x18\x01 \x01(\x0b\x32).entity_localization.v1.SetLocalizedValue\x12\x10\n\x08list_key\x18\x02 \x01(\t\x12>\n\x0b\x64\x65scription\x18\x03 \x01(\x0b\x32).entity_localization.v1.SetLocalizedValue\"\\\n\rCreateRequest\x12\x10\n\x03key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x31\n\x07\x63hanges\x18\x02 \x01(\x0b\x32 .invora.code_lists.v2.ChangeBaseB\x06\n\x04_key\"A\n\x0e\x43reateResponse\x12/\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1e.invora.code_lists.v2.CodeList\"\x94\x01\n\rUpdateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x19\n\x11\x63oncurrency_stamp\x18\x02 \x01(\t\x12(\n\x04mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x31\n\x07\x63hanges\x18\x04 \x01(\x0b\x32 .invora.code_lists.v2.ChangeBase\"A\n\x0eUpdateResponse\x12/\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1e.invora.code_lists.v2.CodeList\",\n\rDeleteRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x10\n\x0e\x44\x65leteResponse\"C\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x04mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\">\n\x0bGetResponse\x12/\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x1e.invora.code_lists.v2.CodeList\"\x88\x01\n\nListFilter\x12\x32\n\x04part\x18\x01 \x01(\x0b\x32$.invora.code_lists.v2.ListFilterPart\x12\x13\n\x0btext_search\x18\x02 \x01(\t\x12\x31\n\x0etime_reference\x18\x03 \x01(\x0b\x32\x19.kernel.TimeReferenceInfo\"\xf5\x01\n\x0eListFilterPart\x12.\n\x03key\x18\x01 \x01(\x0b\x32\x1f.kernel.ListRequestFilterPartIdH\x00\x12\x39\n\ncreated_at\x18\x02 \x01(\x0b\x32#.kernel.ListRequestFilterPartDateV2H\x00\x12\x39\n\nupdated_at\x18\x03 \x01(\x0b\x32#.kernel.ListRequestFilterPartDateV2H\x00\x12\x1b\n\x11list_key_contains\x18\x04 \x01(\tH\x00\x12\x18\n\x0esystem_defined\x18\x05 \x01(\x08H\x00\x42\x06\n\x04type\"=\n\x08ListSort\x12\x31\n\x05rules\x18\x01 \x03(\x0b\x32\".invora.code_lists.v2.ListSortRule\"\xc2\x01\n\x0cListSortRule\x12+\n\ncreated_at\x18\x01 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12+\n\nupdated_at\x18\x02 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12%\n\x04name\x18\x03 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12)\n\x08list_key\x18\x04 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x42\x06\n\x04type\"\xc3\x01\n\x0bListRequest\x12\x30\n\x06\x66ilter\x18\x01 \x01(\x0b\x32 .invora.code_lists.v2.ListFilter\x12,\n\x04sort\x18\x02 \x01(\x0b\x32\x1e.invora.code_lists.v2.ListSort\x12*\n\npagination\x18\x03 \x01(\x0b\x32\x16.kernel.PaginationInfo\x12(\n\x04mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x86\x01\n\x0cListResponse\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.invora.code_lists.v2.CodeList\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x1d\n\x10next_page_cursor\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x13\n\x11_next_page_cursorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,23 +49,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATERESPONSE']._serialized_start=937
   _globals['_UPDATERESPONSE']._serialized_end=1002
   _globals['_DELETEREQUEST']._serialized_start=1004
-  _globals['_DELETEREQUEST']._serialized_end=1033
-  _globals['_DELETERESPONSE']._serialized_start=1035
-  _globals['_DELETERESPONSE']._serialized_end=1051
-  _globals['_GETREQUEST']._serialized_start=1053
-  _globals['_GETREQUEST']._serialized_end=1120
-  _globals['_GETRESPONSE']._serialized_start=1122
-  _globals['_GETRESPONSE']._serialized_end=1184
-  _globals['_LISTFILTER']._serialized_start=1187
-  _globals['_LISTFILTER']._serialized_end=1323
-  _globals['_LISTFILTERPART']._serialized_start=1326
-  _globals['_LISTFILTERPART']._serialized_end=1571
-  _globals['_LISTSORT']._serialized_start=1573
-  _globals['_LISTSORT']._serialized_end=1634
-  _globals['_LISTSORTRULE']._serialized_start=1637
-  _globals['_LISTSORTRULE']._serialized_end=1831
-  _globals['_LISTREQUEST']._serialized_start=1834
-  _globals['_LISTREQUEST']._serialized_end=2029
-  _globals['_LISTRESPONSE']._serialized_start=2032
-  _globals['_LISTRESPONSE']._serialized_end=2166
+  _globals['_DELETEREQUEST']._serialized_end=1048
+  _globals['_DELETERESPONSE']._serialized_start=1050
+  _globals['_DELETERESPONSE']._serialized_end=1066
+  _globals['_GETREQUEST']._serialized_start=1068
+  _globals['_GETREQUEST']._serialized_end=1135
+  _globals['_GETRESPONSE']._serialized_start=1137
+  _globals['_GETRESPONSE']._serialized_end=1199
+  _globals['_LISTFILTER']._serialized_start=1202
+  _globals['_LISTFILTER']._serialized_end=1338
+  _globals['_LISTFILTERPART']._serialized_start=1341
+  _globals['_LISTFILTERPART']._serialized_end=1586
+  _globals['_LISTSORT']._serialized_start=1588
+  _globals['_LISTSORT']._serialized_end=1649
+  _globals['_LISTSORTRULE']._serialized_start=1652
+  _globals['_LISTSORTRULE']._serialized_end=1846
+  _globals['_LISTREQUEST']._serialized_start=1849
+  _globals['_LISTREQUEST']._serialized_end=2044
+  _globals['_LISTRESPONSE']._serialized_start=2047
+  _globals['_LISTRESPONSE']._serialized_end=2181
 # @@protoc_insertion_point(module_scope)

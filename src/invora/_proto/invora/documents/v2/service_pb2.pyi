@@ -656,10 +656,12 @@ class CreateRequest(_message.Message):
     FREEZE_IMMEDIATELY_FIELD_NUMBER: _builtins.int
     AUTO_CALCULATE_FIELD_NUMBER: _builtins.int
     BRANCH_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     freeze_immediately: _builtins.bool
     auto_calculate: _builtins.bool
     branch_id: _builtins.str
+    request_id: _builtins.str
     @_builtins.property
     def changes(self) -> _content_pb2.ChangeBase: ...
     def __init__(
@@ -670,19 +672,24 @@ class CreateRequest(_message.Message):
         freeze_immediately: _builtins.bool = ...,
         auto_calculate: _builtins.bool = ...,
         branch_id: _builtins.str | None = ...,
+        request_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_branch_id", b"_branch_id", "_key", b"_key", "branch_id", b"branch_id", "changes", b"changes", "key", b"key"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_branch_id", b"_branch_id", "_key", b"_key", "_request_id", b"_request_id", "branch_id", b"branch_id", "changes", b"changes", "key", b"key", "request_id", b"request_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_branch_id", b"_branch_id", "_key", b"_key", "auto_calculate", b"auto_calculate", "branch_id", b"branch_id", "changes", b"changes", "freeze_immediately", b"freeze_immediately", "key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_branch_id", b"_branch_id", "_key", b"_key", "_request_id", b"_request_id", "auto_calculate", b"auto_calculate", "branch_id", b"branch_id", "changes", b"changes", "freeze_immediately", b"freeze_immediately", "key", b"key", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__branch_id: _TypeAlias = _typing.Literal["branch_id"]  # noqa: Y015
     _WhichOneofArgType__branch_id: _TypeAlias = _typing.Literal["_branch_id", b"_branch_id"]  # noqa: Y015
     _WhichOneofReturnType__key: _TypeAlias = _typing.Literal["key"]  # noqa: Y015
     _WhichOneofArgType__key: _TypeAlias = _typing.Literal["_key", b"_key"]  # noqa: Y015
+    _WhichOneofReturnType__request_id: _TypeAlias = _typing.Literal["request_id"]  # noqa: Y015
+    _WhichOneofArgType__request_id: _TypeAlias = _typing.Literal["_request_id", b"_request_id"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__branch_id) -> _WhichOneofReturnType__branch_id | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__key) -> _WhichOneofReturnType__key | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__request_id) -> _WhichOneofReturnType__request_id | None: ...
 
 Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
 
@@ -800,19 +807,24 @@ class FreezeRequest(_message.Message):
 
     KEY_FIELD_NUMBER: _builtins.int
     CONCURRENCY_STAMP_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     concurrency_stamp: _builtins.str
+    request_id: _builtins.str
     def __init__(
         self,
         *,
         key: _builtins.str = ...,
         concurrency_stamp: _builtins.str = ...,
+        request_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "request_id", b"request_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency_stamp", b"concurrency_stamp", "key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "concurrency_stamp", b"concurrency_stamp", "key", b"key", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__request_id: _TypeAlias = _typing.Literal["request_id"]  # noqa: Y015
+    _WhichOneofArgType__request_id: _TypeAlias = _typing.Literal["_request_id", b"_request_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__request_id) -> _WhichOneofReturnType__request_id | None: ...
 
 Global___FreezeRequest: _TypeAlias = FreezeRequest  # noqa: Y015
 
@@ -1610,3 +1622,143 @@ class CalculateResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CalculateResponse: _TypeAlias = CalculateResponse  # noqa: Y015
+
+@_typing.final
+class GetStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def filter(self) -> Global___ListFilter: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___ListFilter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsRequest: _TypeAlias = GetStatsRequest  # noqa: Y015
+
+@_typing.final
+class GetStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_COUNT_FIELD_NUMBER: _builtins.int
+    TOTAL_PAYABLE_AMOUNT_FIELD_NUMBER: _builtins.int
+    TOTAL_TAX_AMOUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    BY_DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
+    BY_EDIT_STATE_FIELD_NUMBER: _builtins.int
+    BY_CURRENCY_FIELD_NUMBER: _builtins.int
+    document_count: _builtins.int
+    currency: _builtins.str
+    @_builtins.property
+    def total_payable_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def total_tax_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def by_document_type(self) -> _containers.RepeatedCompositeFieldContainer[Global___DocumentTypeStat]: ...
+    @_builtins.property
+    def by_edit_state(self) -> _containers.RepeatedCompositeFieldContainer[Global___EditStateStat]: ...
+    @_builtins.property
+    def by_currency(self) -> _containers.RepeatedCompositeFieldContainer[Global___CurrencyStat]: ...
+    def __init__(
+        self,
+        *,
+        document_count: _builtins.int = ...,
+        total_payable_amount: _decimal_pb2.DecimalValue | None = ...,
+        total_tax_amount: _decimal_pb2.DecimalValue | None = ...,
+        currency: _builtins.str = ...,
+        by_document_type: _abc.Iterable[Global___DocumentTypeStat] | None = ...,
+        by_edit_state: _abc.Iterable[Global___EditStateStat] | None = ...,
+        by_currency: _abc.Iterable[Global___CurrencyStat] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total_payable_amount", b"total_payable_amount", "total_tax_amount", b"total_tax_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_currency", b"by_currency", "by_document_type", b"by_document_type", "by_edit_state", b"by_edit_state", "currency", b"currency", "document_count", b"document_count", "total_payable_amount", b"total_payable_amount", "total_tax_amount", b"total_tax_amount"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015
+
+@_typing.final
+class DocumentTypeStat(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    TOTAL_PAYABLE_AMOUNT_FIELD_NUMBER: _builtins.int
+    document_type: _models_pb2.DocumentType.ValueType
+    count: _builtins.int
+    @_builtins.property
+    def total_payable_amount(self) -> _decimal_pb2.DecimalValue: ...
+    def __init__(
+        self,
+        *,
+        document_type: _models_pb2.DocumentType.ValueType = ...,
+        count: _builtins.int = ...,
+        total_payable_amount: _decimal_pb2.DecimalValue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total_payable_amount", b"total_payable_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "document_type", b"document_type", "total_payable_amount", b"total_payable_amount"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DocumentTypeStat: _TypeAlias = DocumentTypeStat  # noqa: Y015
+
+@_typing.final
+class EditStateStat(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EDIT_STATE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    edit_state: _models_pb2.EditState.ValueType
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        edit_state: _models_pb2.EditState.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "edit_state", b"edit_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EditStateStat: _TypeAlias = EditStateStat  # noqa: Y015
+
+@_typing.final
+class CurrencyStat(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    TOTAL_PAYABLE_AMOUNT_FIELD_NUMBER: _builtins.int
+    TOTAL_TAX_AMOUNT_FIELD_NUMBER: _builtins.int
+    currency: _builtins.str
+    count: _builtins.int
+    @_builtins.property
+    def total_payable_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def total_tax_amount(self) -> _decimal_pb2.DecimalValue: ...
+    def __init__(
+        self,
+        *,
+        currency: _builtins.str = ...,
+        count: _builtins.int = ...,
+        total_payable_amount: _decimal_pb2.DecimalValue | None = ...,
+        total_tax_amount: _decimal_pb2.DecimalValue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total_payable_amount", b"total_payable_amount", "total_tax_amount", b"total_tax_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "currency", b"currency", "total_payable_amount", b"total_payable_amount", "total_tax_amount", b"total_tax_amount"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CurrencyStat: _TypeAlias = CurrencyStat  # noqa: Y015

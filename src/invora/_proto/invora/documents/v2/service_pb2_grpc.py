@@ -149,6 +149,11 @@ class DocumentsServiceStub:
                 request_serializer=invora_dot_documents_dot_v2_dot_service__pb2.CalculateRequest.SerializeToString,
                 response_deserializer=invora_dot_documents_dot_v2_dot_service__pb2.CalculateResponse.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/invora.documents.v2.DocumentsService/GetStats',
+                request_serializer=invora_dot_documents_dot_v2_dot_service__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=invora_dot_documents_dot_v2_dot_service__pb2.GetStatsResponse.FromString,
+                _registered_method=True)
 
 
 class DocumentsServiceServicer:
@@ -292,6 +297,12 @@ class DocumentsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DocumentsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -409,6 +420,11 @@ def add_DocumentsServiceServicer_to_server(servicer, server):
                     servicer.Calculate,
                     request_deserializer=invora_dot_documents_dot_v2_dot_service__pb2.CalculateRequest.FromString,
                     response_serializer=invora_dot_documents_dot_v2_dot_service__pb2.CalculateResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=invora_dot_documents_dot_v2_dot_service__pb2.GetStatsRequest.FromString,
+                    response_serializer=invora_dot_documents_dot_v2_dot_service__pb2.GetStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1032,6 +1048,33 @@ class DocumentsService:
             '/invora.documents.v2.DocumentsService/Calculate',
             invora_dot_documents_dot_v2_dot_service__pb2.CalculateRequest.SerializeToString,
             invora_dot_documents_dot_v2_dot_service__pb2.CalculateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.documents.v2.DocumentsService/GetStats',
+            invora_dot_documents_dot_v2_dot_service__pb2.GetStatsRequest.SerializeToString,
+            invora_dot_documents_dot_v2_dot_service__pb2.GetStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,7 @@ class DocumentsServiceStub:
     ValidateContent: _grpc.UnaryUnaryMultiCallable[_service_pb2.ValidateContentRequest, _service_pb2.ValidateContentResponse]
     Fix: _grpc.UnaryUnaryMultiCallable[_service_pb2.FixRequest, _service_pb2.FixResponse]
     Calculate: _grpc.UnaryUnaryMultiCallable[_service_pb2.CalculateRequest, _service_pb2.CalculateResponse]
+    GetStats: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetStatsRequest, _service_pb2.GetStatsResponse]
 
 @_typing.type_check_only
 class DocumentsServiceAsyncStub(DocumentsServiceStub):
@@ -85,6 +86,7 @@ class DocumentsServiceAsyncStub(DocumentsServiceStub):
     ValidateContent: _aio.UnaryUnaryMultiCallable[_service_pb2.ValidateContentRequest, _service_pb2.ValidateContentResponse]  # type: ignore[assignment]
     Fix: _aio.UnaryUnaryMultiCallable[_service_pb2.FixRequest, _service_pb2.FixResponse]  # type: ignore[assignment]
     Calculate: _aio.UnaryUnaryMultiCallable[_service_pb2.CalculateRequest, _service_pb2.CalculateResponse]  # type: ignore[assignment]
+    GetStats: _aio.UnaryUnaryMultiCallable[_service_pb2.GetStatsRequest, _service_pb2.GetStatsResponse]  # type: ignore[assignment]
 
 class DocumentsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -247,5 +249,12 @@ class DocumentsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _service_pb2.CalculateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.CalculateResponse, _abc.Awaitable[_service_pb2.CalculateResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetStats(
+        self,
+        request: _service_pb2.GetStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.GetStatsResponse, _abc.Awaitable[_service_pb2.GetStatsResponse]]: ...
 
 def add_DocumentsServiceServicer_to_server(servicer: DocumentsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -23,61 +23,58 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from invora._proto.invora.billing.common.v2 import models_pb2 as invora_dot_billing_dot_common_dot_v2_dot_models__pb2
 from invora._proto.kernel import options_pb2 as kernel_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4invora/identity/v2/public_registration_service.proto\x12\x12invora.identity.v2\x1a\x1cgoogle/api/annotations.proto\x1a%invora/billing/common/v2/models.proto\x1a\x14kernel/options.proto\"?\n\x0eOnboardingStep\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x11\n\tcompleted\x18\x03 \x01(\x08\"b\n\x13OnboardingChecklist\x12\x31\n\x05steps\x18\x01 \x03(\x0b\x32\".invora.identity.v2.OnboardingStep\x12\x18\n\x10\x63ompletion_ratio\x18\x02 \x01(\x02\"\x86\x01\n\x1e\x43ompleteBusinessProfileRequest\x12\x15\n\rbusiness_name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12<\n\x0c\x63\x61pabilities\x18\x03 \x03(\x0e\x32&.invora.identity.v2.BusinessCapability\"\xb1\x01\n\x1f\x43ompleteBusinessProfileResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x15\n\rbusiness_name\x18\x02 \x01(\t\x12:\n\tchecklist\x18\x03 \x01(\x0b\x32\'.invora.identity.v2.OnboardingChecklist\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12\x15\n\rclient_secret\x18\x05 \x01(\t\"\x9c\x01\n\x1cUpdateBusinessDetailsRequest\x12\x0e\n\x06tax_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x64\x64ress_line\x18\x02 \x01(\t\x12\x0c\n\x04\x63ity\x18\x03 \x01(\t\x12\x13\n\x0bpostal_code\x18\x04 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x05 \x01(\t\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x10\n\x08timezone\x18\x07 \x01(\t\"[\n\x1dUpdateBusinessDetailsResponse\x12:\n\tchecklist\x18\x01 \x01(\x0b\x32\'.invora.identity.v2.OnboardingChecklist\"&\n\x11SelectPlanRequest\x12\x11\n\tplan_code\x18\x01 \x01(\t\"i\n\x12SelectPlanResponse\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12:\n\tchecklist\x18\x02 \x01(\x0b\x32\'.invora.identity.v2.OnboardingChecklist\"\x1c\n\x1aGetOnboardingStatusRequest\"\x9b\x01\n\x1bGetOnboardingStatusResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12-\n\x08org_type\x18\x02 \x01(\x0e\x32\x1b.invora.identity.v2.OrgType\x12:\n\tchecklist\x18\x03 \x01(\x0b\x32\'.invora.identity.v2.OnboardingChecklist\">\n\x0bPlanFeature\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x10\n\x08included\x18\x03 \x01(\x08\"\xd3\x02\n\rAvailablePlan\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x05 \x01(\x03\x12?\n\x0f\x61mount_currency\x18\x06 \x01(\x0e\x32&.invora.billing.common.v2.CurrencyEnum\x12\x38\n\x08interval\x18\x07 \x01(\x0e\x32&.invora.billing.common.v2.PlanInterval\x12\x19\n\x11trial_period_days\x18\x08 \x01(\x01\x12\x31\n\x08\x66\x65\x61tures\x18\t \x03(\x0b\x32\x1f.invora.identity.v2.PlanFeature\x12\x13\n\x0brecommended\x18\n \x01(\x08\x12\x11\n\tcta_label\x18\x0b \x01(\t\"\x93\x01\n\x19ListAvailablePlansRequest\x12\x38\n\x08\x63urrency\x18\x01 \x01(\x0e\x32&.invora.billing.common.v2.CurrencyEnum\x12<\n\x0c\x63\x61pabilities\x18\x02 \x03(\x0e\x32&.invora.identity.v2.BusinessCapability\"N\n\x1aListAvailablePlansResponse\x12\x30\n\x05plans\x18\x01 \x03(\x0b\x32!.invora.identity.v2.AvailablePlan*r\n\x07OrgType\x12\x18\n\x14ORG_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11ORG_TYPE_BUSINESS\x10\x01\x12\x15\n\x11ORG_TYPE_PLATFORM\x10\x02\x12\x1f\n\x1bORG_TYPE_CONNECTED_BUSINESS\x10\x03*\x9d\x01\n\x12ProvisioningStatus\x12#\n\x1fPROVISIONING_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPROVISIONING_STATUS_PENDING\x10\x01\x12\x1e\n\x1aPROVISIONING_STATUS_ACTIVE\x10\x02\x12!\n\x1dPROVISIONING_STATUS_SUSPENDED\x10\x03*~\n\x12\x42usinessCapability\x12#\n\x1f\x42USINESS_CAPABILITY_UNSPECIFIED\x10\x00\x12\"\n\x1e\x42USINESS_CAPABILITY_EINVOICING\x10\x01\x12\x1f\n\x1b\x42USINESS_CAPABILITY_BILLING\x10\x02\x32\xe0\x08\n\x19PublicRegistrationService\x12\xed\x01\n\x17\x43ompleteBusinessProfile\x12\x32.invora.identity.v2.CompleteBusinessProfileRequest\x1a\x33.invora.identity.v2.CompleteBusinessProfileResponse\"i\xe2\xf2\x19,\n*Invora.Identity.v2.CompleteBusinessProfile\x82\xd3\xe4\x93\x02\x33\"./api/identity/v2/registration/complete-profile:\x01*\x12\xe5\x01\n\x15UpdateBusinessDetails\x12\x30.invora.identity.v2.UpdateBusinessDetailsRequest\x1a\x31.invora.identity.v2.UpdateBusinessDetailsResponse\"g\xe2\xf2\x19*\n(Invora.Identity.v2.UpdateBusinessDetails\x82\xd3\xe4\x93\x02\x33\x1a./api/identity/v2/registration/business-details:\x01*\x12\xb4\x01\n\nSelectPlan\x12%.invora.identity.v2.SelectPlanRequest\x1a&.invora.identity.v2.SelectPlanResponse\"W\xe2\xf2\x19\x1f\n\x1dInvora.Identity.v2.SelectPlan\x82\xd3\xe4\x93\x02.\")/api/identity/v2/registration/select-plan:\x01*\x12\xdb\x01\n\x13GetOnboardingStatus\x12..invora.identity.v2.GetOnboardingStatusRequest\x1a/.invora.identity.v2.GetOnboardingStatusResponse\"c\xe2\xf2\x19(\n&Invora.Identity.v2.GetOnboardingStatus\x82\xd3\xe4\x93\x02\x31\x12//api/identity/v2/registration/onboarding-status\x12\xd5\x01\n\x12ListAvailablePlans\x12-.invora.identity.v2.ListAvailablePlansRequest\x1a..invora.identity.v2.ListAvailablePlansResponse\"`\xe2\xf2\x19\'\n%Invora.Identity.v2.ListAvailablePlans\x82\xd3\xe4\x93\x02/\x12-/api/identity/v2/registration/available-plansb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4invora/identity/v2/public_registration_service.proto\x12\x12invora.identity.v2\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a%invora/billing/common/v2/models.proto\x1a\x14kernel/options.proto\"?\n\x0eOnboardingStep\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x11\n\tcompleted\x18\x03 \x01(\x08\"b\n\x13OnboardingChecklist\x12\x31\n\x05steps\x18\x01 \x03(\x0b\x32\".invora.identity.v2.OnboardingStep\x12\x18\n\x10\x63ompletion_ratio\x18\x02 \x01(\x02\"4\n\x15\x43reateBusinessRequest\x12\x1b\n\rbusiness_name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\"r\n\x16\x43reateBusinessResponse\x12\x14\n\x06org_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08org_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12$\n\x16\x64\x65\x66\x61ult_branch_country\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03J\x04\x08\x03\x10\x04\"&\n\x11SelectPlanRequest\x12\x11\n\tplan_code\x18\x01 \x01(\t\"i\n\x12SelectPlanResponse\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12:\n\tchecklist\x18\x02 \x01(\x0b\x32\'.invora.identity.v2.OnboardingChecklist\">\n\x0bPlanFeature\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x10\n\x08included\x18\x03 \x01(\x08\"\xd3\x02\n\rAvailablePlan\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x05 \x01(\x03\x12?\n\x0f\x61mount_currency\x18\x06 \x01(\x0e\x32&.invora.billing.common.v2.CurrencyEnum\x12\x38\n\x08interval\x18\x07 \x01(\x0e\x32&.invora.billing.common.v2.PlanInterval\x12\x19\n\x11trial_period_days\x18\x08 \x01(\x01\x12\x31\n\x08\x66\x65\x61tures\x18\t \x03(\x0b\x32\x1f.invora.identity.v2.PlanFeature\x12\x13\n\x0brecommended\x18\n \x01(\x08\x12\x11\n\tcta_label\x18\x0b \x01(\t\"\x93\x01\n\x19ListAvailablePlansRequest\x12\x38\n\x08\x63urrency\x18\x01 \x01(\x0e\x32&.invora.billing.common.v2.CurrencyEnum\x12<\n\x0c\x63\x61pabilities\x18\x02 \x03(\x0e\x32&.invora.identity.v2.BusinessCapability\"N\n\x1aListAvailablePlansResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.invora.identity.v2.AvailablePlan*r\n\x07OrgType\x12\x18\n\x14ORG_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11ORG_TYPE_BUSINESS\x10\x01\x12\x15\n\x11ORG_TYPE_PLATFORM\x10\x02\x12\x1f\n\x1bORG_TYPE_CONNECTED_BUSINESS\x10\x03*\x9d\x01\n\x12ProvisioningStatus\x12#\n\x1fPROVISIONING_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPROVISIONING_STATUS_PENDING\x10\x01\x12\x1e\n\x1aPROVISIONING_STATUS_ACTIVE\x10\x02\x12!\n\x1dPROVISIONING_STATUS_SUSPENDED\x10\x03*~\n\x12\x42usinessCapability\x12#\n\x1f\x42USINESS_CAPABILITY_UNSPECIFIED\x10\x00\x12\"\n\x1e\x42USINESS_CAPABILITY_EINVOICING\x10\x01\x12\x1f\n\x1b\x42USINESS_CAPABILITY_BILLING\x10\x02\x32\xe3\x04\n\x19PublicRegistrationService\x12\xb6\x01\n\x0e\x43reateBusiness\x12).invora.identity.v2.CreateBusinessRequest\x1a*.invora.identity.v2.CreateBusinessResponse\"M\xe2\xf2\x19#\n!Invora.Identity.v2.CreateBusiness\x82\xd3\xe4\x93\x02 \"\x1b/api/v2/identity/businesses:\x01*\x12\xb4\x01\n\nSelectPlan\x12%.invora.identity.v2.SelectPlanRequest\x1a&.invora.identity.v2.SelectPlanResponse\"W\xe2\xf2\x19\x1f\n\x1dInvora.Identity.v2.SelectPlan\x82\xd3\xe4\x93\x02.\")/api/identity/v2/registration/select-plan:\x01*\x12\xd5\x01\n\x12ListAvailablePlans\x12-.invora.identity.v2.ListAvailablePlansRequest\x1a..invora.identity.v2.ListAvailablePlansResponse\"`\xe2\xf2\x19\'\n%Invora.Identity.v2.ListAvailablePlans\x82\xd3\xe4\x93\x02/\x12-/api/identity/v2/registration/available-plansb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'invora.identity.v2.public_registration_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PUBLICREGISTRATIONSERVICE'].methods_by_name['CompleteBusinessProfile']._loaded_options = None
-  _globals['_PUBLICREGISTRATIONSERVICE'].methods_by_name['CompleteBusinessProfile']._serialized_options = b'\342\362\031,\n*Invora.Identity.v2.CompleteBusinessProfile\202\323\344\223\0023\"./api/identity/v2/registration/complete-profile:\001*'
-  _globals['_PUBLICREGISTRATIONSERVICE'].methods_by_name['UpdateBusinessDetails']._loaded_options = None
-  _globals['_PUBLICREGISTRATIONSERVICE'].methods_by_name['UpdateBusinessDetails']._serialized_options = b'\342\362\031*\n(Invora.Identity.v2.UpdateBusinessDetails\202\323\344\223\0023\032./api/identity/v2/registration/business-details:\001*'
+  _globals['_CREATEBUSINESSREQUEST'].fields_by_name['business_name']._loaded_options = None
+  _globals['_CREATEBUSINESSREQUEST'].fields_by_name['business_name']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEBUSINESSRESPONSE'].fields_by_name['org_id']._loaded_options = None
+  _globals['_CREATEBUSINESSRESPONSE'].fields_by_name['org_id']._serialized_options = b'\342A\001\003'
+  _globals['_CREATEBUSINESSRESPONSE'].fields_by_name['org_name']._loaded_options = None
+  _globals['_CREATEBUSINESSRESPONSE'].fields_by_name['org_name']._serialized_options = b'\342A\001\003'
+  _globals['_CREATEBUSINESSRESPONSE'].fields_by_name['default_branch_country']._loaded_options = None
+  _globals['_CREATEBUSINESSRESPONSE'].fields_by_name['default_branch_country']._serialized_options = b'\342A\001\003'
+  _globals['_PUBLICREGISTRATIONSERVICE'].methods_by_name['CreateBusiness']._loaded_options = None
+  _globals['_PUBLICREGISTRATIONSERVICE'].methods_by_name['CreateBusiness']._serialized_options = b'\342\362\031#\n!Invora.Identity.v2.CreateBusiness\202\323\344\223\002 \"\033/api/v2/identity/businesses:\001*'
   _globals['_PUBLICREGISTRATIONSERVICE'].methods_by_name['SelectPlan']._loaded_options = None
   _globals['_PUBLICREGISTRATIONSERVICE'].methods_by_name['SelectPlan']._serialized_options = b'\342\362\031\037\n\035Invora.Identity.v2.SelectPlan\202\323\344\223\002.\")/api/identity/v2/registration/select-plan:\001*'
-  _globals['_PUBLICREGISTRATIONSERVICE'].methods_by_name['GetOnboardingStatus']._loaded_options = None
-  _globals['_PUBLICREGISTRATIONSERVICE'].methods_by_name['GetOnboardingStatus']._serialized_options = b'\342\362\031(\n&Invora.Identity.v2.GetOnboardingStatus\202\323\344\223\0021\022//api/identity/v2/registration/onboarding-status'
   _globals['_PUBLICREGISTRATIONSERVICE'].methods_by_name['ListAvailablePlans']._loaded_options = None
   _globals['_PUBLICREGISTRATIONSERVICE'].methods_by_name['ListAvailablePlans']._serialized_options = b'\342\362\031\'\n%Invora.Identity.v2.ListAvailablePlans\202\323\344\223\002/\022-/api/identity/v2/registration/available-plans'
-  _globals['_ORGTYPE']._serialized_start=1872
-  _globals['_ORGTYPE']._serialized_end=1986
-  _globals['_PROVISIONINGSTATUS']._serialized_start=1989
-  _globals['_PROVISIONINGSTATUS']._serialized_end=2146
-  _globals['_BUSINESSCAPABILITY']._serialized_start=2148
-  _globals['_BUSINESSCAPABILITY']._serialized_end=2274
-  _globals['_ONBOARDINGSTEP']._serialized_start=167
-  _globals['_ONBOARDINGSTEP']._serialized_end=230
-  _globals['_ONBOARDINGCHECKLIST']._serialized_start=232
-  _globals['_ONBOARDINGCHECKLIST']._serialized_end=330
-  _globals['_COMPLETEBUSINESSPROFILEREQUEST']._serialized_start=333
-  _globals['_COMPLETEBUSINESSPROFILEREQUEST']._serialized_end=467
-  _globals['_COMPLETEBUSINESSPROFILERESPONSE']._serialized_start=470
-  _globals['_COMPLETEBUSINESSPROFILERESPONSE']._serialized_end=647
-  _globals['_UPDATEBUSINESSDETAILSREQUEST']._serialized_start=650
-  _globals['_UPDATEBUSINESSDETAILSREQUEST']._serialized_end=806
-  _globals['_UPDATEBUSINESSDETAILSRESPONSE']._serialized_start=808
-  _globals['_UPDATEBUSINESSDETAILSRESPONSE']._serialized_end=899
-  _globals['_SELECTPLANREQUEST']._serialized_start=901
-  _globals['_SELECTPLANREQUEST']._serialized_end=939
-  _globals['_SELECTPLANRESPONSE']._serialized_start=941
-  _globals['_SELECTPLANRESPONSE']._serialized_end=1046
-  _globals['_GETONBOARDINGSTATUSREQUEST']._serialized_start=1048
-  _globals['_GETONBOARDINGSTATUSREQUEST']._serialized_end=1076
-  _globals['_GETONBOARDINGSTATUSRESPONSE']._serialized_start=1079
-  _globals['_GETONBOARDINGSTATUSRESPONSE']._serialized_end=1234
-  _globals['_PLANFEATURE']._serialized_start=1236
-  _globals['_PLANFEATURE']._serialized_end=1298
-  _globals['_AVAILABLEPLAN']._serialized_start=1301
-  _globals['_AVAILABLEPLAN']._serialized_end=1640
-  _globals['_LISTAVAILABLEPLANSREQUEST']._serialized_start=1643
-  _globals['_LISTAVAILABLEPLANSREQUEST']._serialized_end=1790
-  _globals['_LISTAVAILABLEPLANSRESPONSE']._serialized_start=1792
-  _globals['_LISTAVAILABLEPLANSRESPONSE']._serialized_end=1870
-  _globals['_PUBLICREGISTRATIONSERVICE']._serialized_start=2277
-  _globals['_PUBLICREGISTRATIONSERVICE']._serialized_end=3397
+  _globals['_ORGTYPE']._serialized_start=1318
+  _globals['_ORGTYPE']._serialized_end=1432
+  _globals['_PROVISIONINGSTATUS']._serialized_start=1435
+  _globals['_PROVISIONINGSTATUS']._serialized_end=1592
+  _globals['_BUSINESSCAPABILITY']._serialized_start=1594
+  _globals['_BUSINESSCAPABILITY']._serialized_end=1720
+  _globals['_ONBOARDINGSTEP']._serialized_start=200
+  _globals['_ONBOARDINGSTEP']._serialized_end=263
+  _globals['_ONBOARDINGCHECKLIST']._serialized_start=265
+  _globals['_ONBOARDINGCHECKLIST']._serialized_end=363
+  _globals['_CREATEBUSINESSREQUEST']._serialized_start=365
+  _globals['_CREATEBUSINESSREQUEST']._serialized_end=417
+  _globals['_CREATEBUSINESSRESPONSE']._serialized_start=419
+  _globals['_CREATEBUSINESSRESPONSE']._serialized_end=533
+  _globals['_SELECTPLANREQUEST']._serialized_start=535
+  _globals['_SELECTPLANREQUEST']._serialized_end=573
+  _globals['_SELECTPLANRESPONSE']._serialized_start=575
+  _globals['_SELECTPLANRESPONSE']._serialized_end=680
+  _globals['_PLANFEATURE']._serialized_start=682
+  _globals['_PLANFEATURE']._serialized_end=744
+  _globals['_AVAILABLEPLAN']._serialized_start=747
+  _globals['_AVAILABLEPLAN']._serialized_end=1086
+  _globals['_LISTAVAILABLEPLANSREQUEST']._serialized_start=1089
+  _globals['_LISTAVAILABLEPLANSREQUEST']._serialized_end=1236
+  _globals['_LISTAVAILABLEPLANSRESPONSE']._serialized_start=1238
+  _globals['_LISTAVAILABLEPLANSRESPONSE']._serialized_end=1316
+  _globals['_PUBLICREGISTRATIONSERVICE']._serialized_start=1723
+  _globals['_PUBLICREGISTRATIONSERVICE']._serialized_end=2334
 # @@protoc_insertion_point(module_scope)

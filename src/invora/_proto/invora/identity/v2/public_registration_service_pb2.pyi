@@ -128,119 +128,48 @@ class OnboardingChecklist(_message.Message):
 Global___OnboardingChecklist: _TypeAlias = OnboardingChecklist  # noqa: Y015
 
 @_typing.final
-class CompleteBusinessProfileRequest(_message.Message):
+class CreateBusinessRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     BUSINESS_NAME_FIELD_NUMBER: _builtins.int
-    COUNTRY_FIELD_NUMBER: _builtins.int
-    CAPABILITIES_FIELD_NUMBER: _builtins.int
     business_name: _builtins.str
-    country: _builtins.str
-    @_builtins.property
-    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[Global___BusinessCapability.ValueType]: ...
     def __init__(
         self,
         *,
         business_name: _builtins.str = ...,
-        country: _builtins.str = ...,
-        capabilities: _abc.Iterable[Global___BusinessCapability.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_name", b"business_name", "capabilities", b"capabilities", "country", b"country"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_name", b"business_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___CompleteBusinessProfileRequest: _TypeAlias = CompleteBusinessProfileRequest  # noqa: Y015
+Global___CreateBusinessRequest: _TypeAlias = CreateBusinessRequest  # noqa: Y015
 
 @_typing.final
-class CompleteBusinessProfileResponse(_message.Message):
+class CreateBusinessResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    TENANT_ID_FIELD_NUMBER: _builtins.int
-    BUSINESS_NAME_FIELD_NUMBER: _builtins.int
-    CHECKLIST_FIELD_NUMBER: _builtins.int
-    CLIENT_ID_FIELD_NUMBER: _builtins.int
-    CLIENT_SECRET_FIELD_NUMBER: _builtins.int
-    tenant_id: _builtins.str
-    business_name: _builtins.str
-    client_id: _builtins.str
-    client_secret: _builtins.str
-    @_builtins.property
-    def checklist(self) -> Global___OnboardingChecklist: ...
+    ORG_ID_FIELD_NUMBER: _builtins.int
+    ORG_NAME_FIELD_NUMBER: _builtins.int
+    DEFAULT_BRANCH_COUNTRY_FIELD_NUMBER: _builtins.int
+    org_id: _builtins.str
+    org_name: _builtins.str
+    default_branch_country: _builtins.str
     def __init__(
         self,
         *,
-        tenant_id: _builtins.str = ...,
-        business_name: _builtins.str = ...,
-        checklist: Global___OnboardingChecklist | None = ...,
-        client_id: _builtins.str = ...,
-        client_secret: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checklist", b"checklist"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_name", b"business_name", "checklist", b"checklist", "client_id", b"client_id", "client_secret", b"client_secret", "tenant_id", b"tenant_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CompleteBusinessProfileResponse: _TypeAlias = CompleteBusinessProfileResponse  # noqa: Y015
-
-@_typing.final
-class UpdateBusinessDetailsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    TAX_ID_FIELD_NUMBER: _builtins.int
-    ADDRESS_LINE_FIELD_NUMBER: _builtins.int
-    CITY_FIELD_NUMBER: _builtins.int
-    POSTAL_CODE_FIELD_NUMBER: _builtins.int
-    COUNTRY_FIELD_NUMBER: _builtins.int
-    CURRENCY_FIELD_NUMBER: _builtins.int
-    TIMEZONE_FIELD_NUMBER: _builtins.int
-    tax_id: _builtins.str
-    address_line: _builtins.str
-    city: _builtins.str
-    postal_code: _builtins.str
-    country: _builtins.str
-    currency: _builtins.str
-    timezone: _builtins.str
-    def __init__(
-        self,
-        *,
-        tax_id: _builtins.str = ...,
-        address_line: _builtins.str = ...,
-        city: _builtins.str = ...,
-        postal_code: _builtins.str = ...,
-        country: _builtins.str = ...,
-        currency: _builtins.str = ...,
-        timezone: _builtins.str = ...,
+        org_id: _builtins.str = ...,
+        org_name: _builtins.str = ...,
+        default_branch_country: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address_line", b"address_line", "city", b"city", "country", b"country", "currency", b"currency", "postal_code", b"postal_code", "tax_id", b"tax_id", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_branch_country", b"default_branch_country", "org_id", b"org_id", "org_name", b"org_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateBusinessDetailsRequest: _TypeAlias = UpdateBusinessDetailsRequest  # noqa: Y015
-
-@_typing.final
-class UpdateBusinessDetailsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CHECKLIST_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def checklist(self) -> Global___OnboardingChecklist: ...
-    def __init__(
-        self,
-        *,
-        checklist: Global___OnboardingChecklist | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checklist", b"checklist"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checklist", b"checklist"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateBusinessDetailsResponse: _TypeAlias = UpdateBusinessDetailsResponse  # noqa: Y015
+Global___CreateBusinessResponse: _TypeAlias = CreateBusinessResponse  # noqa: Y015
 
 @_typing.final
 class SelectPlanRequest(_message.Message):
@@ -283,47 +212,6 @@ class SelectPlanResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SelectPlanResponse: _TypeAlias = SelectPlanResponse  # noqa: Y015
-
-@_typing.final
-class GetOnboardingStatusRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetOnboardingStatusRequest: _TypeAlias = GetOnboardingStatusRequest  # noqa: Y015
-
-@_typing.final
-class GetOnboardingStatusResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    TENANT_ID_FIELD_NUMBER: _builtins.int
-    ORG_TYPE_FIELD_NUMBER: _builtins.int
-    CHECKLIST_FIELD_NUMBER: _builtins.int
-    tenant_id: _builtins.str
-    org_type: Global___OrgType.ValueType
-    @_builtins.property
-    def checklist(self) -> Global___OnboardingChecklist: ...
-    def __init__(
-        self,
-        *,
-        tenant_id: _builtins.str = ...,
-        org_type: Global___OrgType.ValueType = ...,
-        checklist: Global___OnboardingChecklist | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checklist", b"checklist"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checklist", b"checklist", "org_type", b"org_type", "tenant_id", b"tenant_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetOnboardingStatusResponse: _TypeAlias = GetOnboardingStatusResponse  # noqa: Y015
 
 @_typing.final
 class PlanFeature(_message.Message):
@@ -427,17 +315,17 @@ Global___ListAvailablePlansRequest: _TypeAlias = ListAvailablePlansRequest  # no
 class ListAvailablePlansResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    PLANS_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def plans(self) -> _containers.RepeatedCompositeFieldContainer[Global___AvailablePlan]: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___AvailablePlan]: ...
     def __init__(
         self,
         *,
-        plans: _abc.Iterable[Global___AvailablePlan] | None = ...,
+        items: _abc.Iterable[Global___AvailablePlan] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["plans", b"plans"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -34,25 +34,15 @@ class PublicRegistrationServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.CompleteBusinessProfile = channel.unary_unary(
-                '/invora.identity.v2.PublicRegistrationService/CompleteBusinessProfile',
-                request_serializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.CompleteBusinessProfileRequest.SerializeToString,
-                response_deserializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.CompleteBusinessProfileResponse.FromString,
-                _registered_method=True)
-        self.UpdateBusinessDetails = channel.unary_unary(
-                '/invora.identity.v2.PublicRegistrationService/UpdateBusinessDetails',
-                request_serializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.UpdateBusinessDetailsRequest.SerializeToString,
-                response_deserializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.UpdateBusinessDetailsResponse.FromString,
+        self.CreateBusiness = channel.unary_unary(
+                '/invora.identity.v2.PublicRegistrationService/CreateBusiness',
+                request_serializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.CreateBusinessRequest.SerializeToString,
+                response_deserializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.CreateBusinessResponse.FromString,
                 _registered_method=True)
         self.SelectPlan = channel.unary_unary(
                 '/invora.identity.v2.PublicRegistrationService/SelectPlan',
                 request_serializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.SelectPlanRequest.SerializeToString,
                 response_deserializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.SelectPlanResponse.FromString,
-                _registered_method=True)
-        self.GetOnboardingStatus = channel.unary_unary(
-                '/invora.identity.v2.PublicRegistrationService/GetOnboardingStatus',
-                request_serializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.GetOnboardingStatusRequest.SerializeToString,
-                response_deserializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.GetOnboardingStatusResponse.FromString,
                 _registered_method=True)
         self.ListAvailablePlans = channel.unary_unary(
                 '/invora.identity.v2.PublicRegistrationService/ListAvailablePlans',
@@ -64,25 +54,13 @@ class PublicRegistrationServiceStub:
 class PublicRegistrationServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def CompleteBusinessProfile(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def UpdateBusinessDetails(self, request, context):
+    def CreateBusiness(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SelectPlan(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetOnboardingStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -97,25 +75,15 @@ class PublicRegistrationServiceServicer:
 
 def add_PublicRegistrationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'CompleteBusinessProfile': grpc.unary_unary_rpc_method_handler(
-                    servicer.CompleteBusinessProfile,
-                    request_deserializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.CompleteBusinessProfileRequest.FromString,
-                    response_serializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.CompleteBusinessProfileResponse.SerializeToString,
-            ),
-            'UpdateBusinessDetails': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateBusinessDetails,
-                    request_deserializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.UpdateBusinessDetailsRequest.FromString,
-                    response_serializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.UpdateBusinessDetailsResponse.SerializeToString,
+            'CreateBusiness': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBusiness,
+                    request_deserializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.CreateBusinessRequest.FromString,
+                    response_serializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.CreateBusinessResponse.SerializeToString,
             ),
             'SelectPlan': grpc.unary_unary_rpc_method_handler(
                     servicer.SelectPlan,
                     request_deserializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.SelectPlanRequest.FromString,
                     response_serializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.SelectPlanResponse.SerializeToString,
-            ),
-            'GetOnboardingStatus': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetOnboardingStatus,
-                    request_deserializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.GetOnboardingStatusRequest.FromString,
-                    response_serializer=invora_dot_identity_dot_v2_dot_public__registration__service__pb2.GetOnboardingStatusResponse.SerializeToString,
             ),
             'ListAvailablePlans': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAvailablePlans,
@@ -134,7 +102,7 @@ class PublicRegistrationService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def CompleteBusinessProfile(request,
+    def CreateBusiness(request,
             target,
             options=(),
             channel_credentials=None,
@@ -147,36 +115,9 @@ class PublicRegistrationService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.identity.v2.PublicRegistrationService/CompleteBusinessProfile',
-            invora_dot_identity_dot_v2_dot_public__registration__service__pb2.CompleteBusinessProfileRequest.SerializeToString,
-            invora_dot_identity_dot_v2_dot_public__registration__service__pb2.CompleteBusinessProfileResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def UpdateBusinessDetails(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.identity.v2.PublicRegistrationService/UpdateBusinessDetails',
-            invora_dot_identity_dot_v2_dot_public__registration__service__pb2.UpdateBusinessDetailsRequest.SerializeToString,
-            invora_dot_identity_dot_v2_dot_public__registration__service__pb2.UpdateBusinessDetailsResponse.FromString,
+            '/invora.identity.v2.PublicRegistrationService/CreateBusiness',
+            invora_dot_identity_dot_v2_dot_public__registration__service__pb2.CreateBusinessRequest.SerializeToString,
+            invora_dot_identity_dot_v2_dot_public__registration__service__pb2.CreateBusinessResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -204,33 +145,6 @@ class PublicRegistrationService:
             '/invora.identity.v2.PublicRegistrationService/SelectPlan',
             invora_dot_identity_dot_v2_dot_public__registration__service__pb2.SelectPlanRequest.SerializeToString,
             invora_dot_identity_dot_v2_dot_public__registration__service__pb2.SelectPlanResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetOnboardingStatus(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.identity.v2.PublicRegistrationService/GetOnboardingStatus',
-            invora_dot_identity_dot_v2_dot_public__registration__service__pb2.GetOnboardingStatusRequest.SerializeToString,
-            invora_dot_identity_dot_v2_dot_public__registration__service__pb2.GetOnboardingStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,35 +35,24 @@ class PublicRegistrationServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PublicRegistrationServiceAsyncStub: ...
-    CompleteBusinessProfile: _grpc.UnaryUnaryMultiCallable[_public_registration_service_pb2.CompleteBusinessProfileRequest, _public_registration_service_pb2.CompleteBusinessProfileResponse]
-    UpdateBusinessDetails: _grpc.UnaryUnaryMultiCallable[_public_registration_service_pb2.UpdateBusinessDetailsRequest, _public_registration_service_pb2.UpdateBusinessDetailsResponse]
+    CreateBusiness: _grpc.UnaryUnaryMultiCallable[_public_registration_service_pb2.CreateBusinessRequest, _public_registration_service_pb2.CreateBusinessResponse]
     SelectPlan: _grpc.UnaryUnaryMultiCallable[_public_registration_service_pb2.SelectPlanRequest, _public_registration_service_pb2.SelectPlanResponse]
-    GetOnboardingStatus: _grpc.UnaryUnaryMultiCallable[_public_registration_service_pb2.GetOnboardingStatusRequest, _public_registration_service_pb2.GetOnboardingStatusResponse]
     ListAvailablePlans: _grpc.UnaryUnaryMultiCallable[_public_registration_service_pb2.ListAvailablePlansRequest, _public_registration_service_pb2.ListAvailablePlansResponse]
 
 @_typing.type_check_only
 class PublicRegistrationServiceAsyncStub(PublicRegistrationServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    CompleteBusinessProfile: _aio.UnaryUnaryMultiCallable[_public_registration_service_pb2.CompleteBusinessProfileRequest, _public_registration_service_pb2.CompleteBusinessProfileResponse]  # type: ignore[assignment]
-    UpdateBusinessDetails: _aio.UnaryUnaryMultiCallable[_public_registration_service_pb2.UpdateBusinessDetailsRequest, _public_registration_service_pb2.UpdateBusinessDetailsResponse]  # type: ignore[assignment]
+    CreateBusiness: _aio.UnaryUnaryMultiCallable[_public_registration_service_pb2.CreateBusinessRequest, _public_registration_service_pb2.CreateBusinessResponse]  # type: ignore[assignment]
     SelectPlan: _aio.UnaryUnaryMultiCallable[_public_registration_service_pb2.SelectPlanRequest, _public_registration_service_pb2.SelectPlanResponse]  # type: ignore[assignment]
-    GetOnboardingStatus: _aio.UnaryUnaryMultiCallable[_public_registration_service_pb2.GetOnboardingStatusRequest, _public_registration_service_pb2.GetOnboardingStatusResponse]  # type: ignore[assignment]
     ListAvailablePlans: _aio.UnaryUnaryMultiCallable[_public_registration_service_pb2.ListAvailablePlansRequest, _public_registration_service_pb2.ListAvailablePlansResponse]  # type: ignore[assignment]
 
 class PublicRegistrationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
-    def CompleteBusinessProfile(
+    def CreateBusiness(
         self,
-        request: _public_registration_service_pb2.CompleteBusinessProfileRequest,
+        request: _public_registration_service_pb2.CreateBusinessRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_public_registration_service_pb2.CompleteBusinessProfileResponse, _abc.Awaitable[_public_registration_service_pb2.CompleteBusinessProfileResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def UpdateBusinessDetails(
-        self,
-        request: _public_registration_service_pb2.UpdateBusinessDetailsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_public_registration_service_pb2.UpdateBusinessDetailsResponse, _abc.Awaitable[_public_registration_service_pb2.UpdateBusinessDetailsResponse]]: ...
+    ) -> _typing.Union[_public_registration_service_pb2.CreateBusinessResponse, _abc.Awaitable[_public_registration_service_pb2.CreateBusinessResponse]]: ...
 
     @_abc_1.abstractmethod
     def SelectPlan(
@@ -71,13 +60,6 @@ class PublicRegistrationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _public_registration_service_pb2.SelectPlanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_public_registration_service_pb2.SelectPlanResponse, _abc.Awaitable[_public_registration_service_pb2.SelectPlanResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def GetOnboardingStatus(
-        self,
-        request: _public_registration_service_pb2.GetOnboardingStatusRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_public_registration_service_pb2.GetOnboardingStatusResponse, _abc.Awaitable[_public_registration_service_pb2.GetOnboardingStatusResponse]]: ...
 
     @_abc_1.abstractmethod
     def ListAvailablePlans(

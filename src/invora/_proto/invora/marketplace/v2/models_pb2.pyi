@@ -125,6 +125,25 @@ PROVIDER_SUBSCRIPTION_STATUS_EXPIRED: ProviderSubscriptionStatus.ValueType  # 3
 PROVIDER_SUBSCRIPTION_STATUS_CANCELED: ProviderSubscriptionStatus.ValueType  # 4
 Global___ProviderSubscriptionStatus: _TypeAlias = ProviderSubscriptionStatus  # noqa: Y015
 
+class _SyncOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SyncOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SyncOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SYNC_OUTCOME_UNSPECIFIED: _SyncOutcome.ValueType  # 0
+    SYNC_OUTCOME_CREATED: _SyncOutcome.ValueType  # 1
+    SYNC_OUTCOME_ALREADY_EXISTS: _SyncOutcome.ValueType  # 2
+    SYNC_OUTCOME_SKIPPED_SUSPENDED: _SyncOutcome.ValueType  # 3
+
+class SyncOutcome(_SyncOutcome, metaclass=_SyncOutcomeEnumTypeWrapper): ...
+
+SYNC_OUTCOME_UNSPECIFIED: SyncOutcome.ValueType  # 0
+SYNC_OUTCOME_CREATED: SyncOutcome.ValueType  # 1
+SYNC_OUTCOME_ALREADY_EXISTS: SyncOutcome.ValueType  # 2
+SYNC_OUTCOME_SKIPPED_SUSPENDED: SyncOutcome.ValueType  # 3
+Global___SyncOutcome: _TypeAlias = SyncOutcome  # noqa: Y015
+
 @_typing.final
 class MarketplaceProvider(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -574,6 +593,37 @@ class ConnectionHealthReport(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConnectionHealthReport: _TypeAlias = ConnectionHealthReport  # noqa: Y015
+
+@_typing.final
+class SyncedEmployee(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ZITADEL_USER_ID_FIELD_NUMBER: _builtins.int
+    SALLA_USER_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    zitadel_user_id: _builtins.str
+    salla_user_id: _builtins.str
+    email: _builtins.str
+    name: _builtins.str
+    outcome: Global___SyncOutcome.ValueType
+    def __init__(
+        self,
+        *,
+        zitadel_user_id: _builtins.str = ...,
+        salla_user_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        name: _builtins.str = ...,
+        outcome: Global___SyncOutcome.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "name", b"name", "outcome", b"outcome", "salla_user_id", b"salla_user_id", "zitadel_user_id", b"zitadel_user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncedEmployee: _TypeAlias = SyncedEmployee  # noqa: Y015
 
 @_typing.final
 class OAuthCodeExchange(_message.Message):
@@ -1218,6 +1268,54 @@ class TriggerSyncResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TriggerSyncResponse: _TypeAlias = TriggerSyncResponse  # noqa: Y015
+
+@_typing.final
+class SyncSallaTeamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTION_ID_FIELD_NUMBER: _builtins.int
+    connection_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        connection_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_id", b"connection_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncSallaTeamRequest: _TypeAlias = SyncSallaTeamRequest  # noqa: Y015
+
+@_typing.final
+class SyncSallaTeamResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    ALREADY_EXISTING_FIELD_NUMBER: _builtins.int
+    SUSPENDED_SKIPPED_FIELD_NUMBER: _builtins.int
+    created: _builtins.int
+    already_existing: _builtins.int
+    suspended_skipped: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___SyncedEmployee]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___SyncedEmployee] | None = ...,
+        created: _builtins.int = ...,
+        already_existing: _builtins.int = ...,
+        suspended_skipped: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_existing", b"already_existing", "created", b"created", "items", b"items", "suspended_skipped", b"suspended_skipped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncSallaTeamResponse: _TypeAlias = SyncSallaTeamResponse  # noqa: Y015
 
 @_typing.final
 class ListSyncEventsRequest(_message.Message):

@@ -94,6 +94,11 @@ class MarketplaceServiceStub:
                 request_serializer=invora_dot_marketplace_dot_v2_dot_models__pb2.TriggerSyncRequest.SerializeToString,
                 response_deserializer=invora_dot_marketplace_dot_v2_dot_models__pb2.TriggerSyncResponse.FromString,
                 _registered_method=True)
+        self.SyncSallaTeam = channel.unary_unary(
+                '/invora.marketplace.v2.MarketplaceService/SyncSallaTeam',
+                request_serializer=invora_dot_marketplace_dot_v2_dot_models__pb2.SyncSallaTeamRequest.SerializeToString,
+                response_deserializer=invora_dot_marketplace_dot_v2_dot_models__pb2.SyncSallaTeamResponse.FromString,
+                _registered_method=True)
         self.ListSyncEvents = channel.unary_unary(
                 '/invora.marketplace.v2.MarketplaceService/ListSyncEvents',
                 request_serializer=invora_dot_marketplace_dot_v2_dot_models__pb2.ListSyncEventsRequest.SerializeToString,
@@ -181,6 +186,12 @@ class MarketplaceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SyncSallaTeam(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListSyncEvents(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -255,6 +266,11 @@ def add_MarketplaceServiceServicer_to_server(servicer, server):
                     servicer.TriggerSync,
                     request_deserializer=invora_dot_marketplace_dot_v2_dot_models__pb2.TriggerSyncRequest.FromString,
                     response_serializer=invora_dot_marketplace_dot_v2_dot_models__pb2.TriggerSyncResponse.SerializeToString,
+            ),
+            'SyncSallaTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncSallaTeam,
+                    request_deserializer=invora_dot_marketplace_dot_v2_dot_models__pb2.SyncSallaTeamRequest.FromString,
+                    response_serializer=invora_dot_marketplace_dot_v2_dot_models__pb2.SyncSallaTeamResponse.SerializeToString,
             ),
             'ListSyncEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSyncEvents,
@@ -591,6 +607,33 @@ class MarketplaceService:
             '/invora.marketplace.v2.MarketplaceService/TriggerSync',
             invora_dot_marketplace_dot_v2_dot_models__pb2.TriggerSyncRequest.SerializeToString,
             invora_dot_marketplace_dot_v2_dot_models__pb2.TriggerSyncResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncSallaTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.marketplace.v2.MarketplaceService/SyncSallaTeam',
+            invora_dot_marketplace_dot_v2_dot_models__pb2.SyncSallaTeamRequest.SerializeToString,
+            invora_dot_marketplace_dot_v2_dot_models__pb2.SyncSallaTeamResponse.FromString,
             options,
             channel_credentials,
             insecure,

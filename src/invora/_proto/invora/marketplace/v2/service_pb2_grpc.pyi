@@ -47,6 +47,7 @@ class MarketplaceServiceStub:
     ReauthorizeConnection: _grpc.UnaryUnaryMultiCallable[_models_pb2.ReauthorizeConnectionRequest, _models_pb2.ReauthorizeConnectionResponse]
     ListProviderBranches: _grpc.UnaryUnaryMultiCallable[_models_pb2.ListProviderBranchesRequest, _models_pb2.ListProviderBranchesResponse]
     TriggerSync: _grpc.UnaryUnaryMultiCallable[_models_pb2.TriggerSyncRequest, _models_pb2.TriggerSyncResponse]
+    SyncSallaTeam: _grpc.UnaryUnaryMultiCallable[_models_pb2.SyncSallaTeamRequest, _models_pb2.SyncSallaTeamResponse]
     ListSyncEvents: _grpc.UnaryUnaryMultiCallable[_models_pb2.ListSyncEventsRequest, _models_pb2.ListSyncEventsResponse]
     CheckConnectionHealth: _grpc.UnaryUnaryMultiCallable[_models_pb2.CheckConnectionHealthRequest, _models_pb2.CheckConnectionHealthResponse]
 
@@ -65,6 +66,7 @@ class MarketplaceServiceAsyncStub(MarketplaceServiceStub):
     ReauthorizeConnection: _aio.UnaryUnaryMultiCallable[_models_pb2.ReauthorizeConnectionRequest, _models_pb2.ReauthorizeConnectionResponse]  # type: ignore[assignment]
     ListProviderBranches: _aio.UnaryUnaryMultiCallable[_models_pb2.ListProviderBranchesRequest, _models_pb2.ListProviderBranchesResponse]  # type: ignore[assignment]
     TriggerSync: _aio.UnaryUnaryMultiCallable[_models_pb2.TriggerSyncRequest, _models_pb2.TriggerSyncResponse]  # type: ignore[assignment]
+    SyncSallaTeam: _aio.UnaryUnaryMultiCallable[_models_pb2.SyncSallaTeamRequest, _models_pb2.SyncSallaTeamResponse]  # type: ignore[assignment]
     ListSyncEvents: _aio.UnaryUnaryMultiCallable[_models_pb2.ListSyncEventsRequest, _models_pb2.ListSyncEventsResponse]  # type: ignore[assignment]
     CheckConnectionHealth: _aio.UnaryUnaryMultiCallable[_models_pb2.CheckConnectionHealthRequest, _models_pb2.CheckConnectionHealthResponse]  # type: ignore[assignment]
 
@@ -152,6 +154,13 @@ class MarketplaceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _models_pb2.TriggerSyncRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_models_pb2.TriggerSyncResponse, _abc.Awaitable[_models_pb2.TriggerSyncResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SyncSallaTeam(
+        self,
+        request: _models_pb2.SyncSallaTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_models_pb2.SyncSallaTeamResponse, _abc.Awaitable[_models_pb2.SyncSallaTeamResponse]]: ...
 
     @_abc_1.abstractmethod
     def ListSyncEvents(

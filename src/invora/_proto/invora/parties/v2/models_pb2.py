@@ -24,65 +24,70 @@ _sym_db = _symbol_database.Default()
 
 from invora._proto.entity_localization.v1 import models_pb2 as entity__localization_dot_v1_dot_models__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from invora._proto.kernel import audit_pb2 as kernel_dot_audit__pb2
 from invora._proto.kernel import key_version_pb2 as kernel_dot_key__version__pb2
 from invora._proto.kernel import query_pb2 as kernel_dot_query__pb2
 from invora._proto.oasis.names.specification.ubl.schema.xsd.commonaggregatecomponents_2 import models_pb2 as oasis_dot_names_dot_specification_dot_ubl_dot_schema_dot_xsd_dot_commonaggregatecomponents__2_dot_models__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einvora/parties/v2/models.proto\x12\x11invora.parties.v2\x1a#entity_localization/v1/models.proto\x1a google/protobuf/field_mask.proto\x1a\x12kernel/audit.proto\x1a\x18kernel/key_version.proto\x1a\x12kernel/query.proto\x1aQoasis/names/specification/ubl/schema/xsd/commonaggregatecomponents_2/models.proto\"\x80\x03\n\x05Party\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.kernel.KeyVersion\x12\x19\n\x11\x63oncurrency_stamp\x18\x02 \x01(\t\x12\x34\n\x04name\x18\x03 \x01(\x0b\x32&.entity_localization.v1.LocalizedValue\x12`\n\x07\x64\x65tails\x18\x04 \x01(\x0b\x32O.oasis.names.specification.ubl.schema.xsd.commonaggregatecomponents_2.PartyType\x12*\n\x04role\x18\x05 \x01(\x0e\x32\x1c.invora.parties.v2.PartyRole\x12,\n\x05\x61udit\x18\x06 \x01(\x0b\x32\x1d.kernel.CreateUpdateAuditInfo\x12)\n\x1c\x62illing_customer_external_id\x18\x08 \x01(\tH\x00\x88\x01\x01\x42\x1f\n\x1d_billing_customer_external_id\"\xd3\x01\n\nChangeBase\x12\x37\n\x04name\x18\x01 \x01(\x0b\x32).entity_localization.v1.SetLocalizedValue\x12`\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32O.oasis.names.specification.ubl.schema.xsd.commonaggregatecomponents_2.PartyType\x12*\n\x04role\x18\x03 \x01(\x0e\x32\x1c.invora.parties.v2.PartyRole\"Y\n\rCreateRequest\x12\x10\n\x03key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12.\n\x07\x63hanges\x18\x02 \x01(\x0b\x32\x1d.invora.parties.v2.ChangeBaseB\x06\n\x04_key\";\n\x0e\x43reateResponse\x12)\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x18.invora.parties.v2.Party\"\x91\x01\n\rUpdateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x19\n\x11\x63oncurrency_stamp\x18\x02 \x01(\t\x12(\n\x04mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12.\n\x07\x63hanges\x18\x04 \x01(\x0b\x32\x1d.invora.parties.v2.ChangeBase\";\n\x0eUpdateResponse\x12)\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x18.invora.parties.v2.Party\"\x1d\n\rDeleteRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\"\x10\n\x0e\x44\x65leteResponse\"C\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x04mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"8\n\x0bGetResponse\x12)\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x18.invora.parties.v2.Party\"-\n\rImportRequest\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"n\n\x0eImportResponse\x12\x16\n\x0eimported_count\x18\x01 \x01(\x04\x12\x14\n\x0c\x66\x61iled_count\x18\x02 \x01(\x04\x12.\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x1e.invora.parties.v2.ImportError\"1\n\x0bImportError\x12\x11\n\trow_index\x18\x01 \x01(\x04\x12\x0f\n\x07message\x18\x02 \x01(\t\"N\n\rExportRequest\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12-\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x1d.invora.parties.v2.ListFilter\"4\n\x0e\x45xportResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"\x85\x01\n\nListFilter\x12/\n\x04part\x18\x01 \x01(\x0b\x32!.invora.parties.v2.ListFilterPart\x12\x13\n\x0btext_search\x18\x02 \x01(\t\x12\x31\n\x0etime_reference\x18\x03 \x01(\x0b\x32\x19.kernel.TimeReferenceInfo\"\xcf\x02\n\x0eListFilterPart\x12.\n\x03key\x18\x01 \x01(\x0b\x32\x1f.kernel.ListRequestFilterPartIdH\x00\x12\x39\n\ncreated_at\x18\x02 \x01(\x0b\x32#.kernel.ListRequestFilterPartDateV2H\x00\x12\x39\n\nupdated_at\x18\x03 \x01(\x0b\x32#.kernel.ListRequestFilterPartDateV2H\x00\x12\x36\n\x04role\x18\x04 \x01(\x0b\x32&.invora.parties.v2.ListPartyRoleFilterH\x00\x12\x19\n\x0ftax_id_contains\x18\x05 \x01(\tH\x00\x12<\n\x0c\x63ountry_code\x18\x06 \x01(\x0b\x32$.invora.parties.v2.ListCountryFilterH\x00\x42\x06\n\x04type\"F\n\x13ListPartyRoleFilter\x12/\n\tin_values\x18\x01 \x03(\x0e\x32\x1c.invora.parties.v2.PartyRole\"&\n\x11ListCountryFilter\x12\x11\n\tin_values\x18\x01 \x03(\t\":\n\x08ListSort\x12.\n\x05rules\x18\x01 \x03(\x0b\x32\x1f.invora.parties.v2.ListSortRule\"\x97\x01\n\x0cListSortRule\x12+\n\ncreated_at\x18\x01 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12+\n\nupdated_at\x18\x02 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12%\n\x04name\x18\x03 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x42\x06\n\x04type\"\xbd\x01\n\x0bListRequest\x12-\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1d.invora.parties.v2.ListFilter\x12)\n\x04sort\x18\x02 \x01(\x0b\x32\x1b.invora.parties.v2.ListSort\x12*\n\npagination\x18\x03 \x01(\x0b\x32\x16.kernel.PaginationInfo\x12(\n\x04mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x80\x01\n\x0cListResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.invora.parties.v2.Party\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x1d\n\x10next_page_cursor\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x13\n\x11_next_page_cursor*n\n\tPartyRole\x12\x1a\n\x16PARTY_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13PARTY_ROLE_SUPPLIER\x10\x01\x12\x17\n\x13PARTY_ROLE_CUSTOMER\x10\x02\x12\x13\n\x0fPARTY_ROLE_BOTH\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1einvora/parties/v2/models.proto\x12\x11invora.parties.v2\x1a#entity_localization/v1/models.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x12kernel/audit.proto\x1a\x18kernel/key_version.proto\x1a\x12kernel/query.proto\x1aQoasis/names/specification/ubl/schema/xsd/commonaggregatecomponents_2/models.proto\"\x82\x04\n\x05Party\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.kernel.KeyVersion\x12\x19\n\x11\x63oncurrency_stamp\x18\x02 \x01(\t\x12\x34\n\x04name\x18\x03 \x01(\x0b\x32&.entity_localization.v1.LocalizedValue\x12`\n\x07\x64\x65tails\x18\x04 \x01(\x0b\x32O.oasis.names.specification.ubl.schema.xsd.commonaggregatecomponents_2.PartyType\x12*\n\x04role\x18\x05 \x01(\x0e\x32\x1c.invora.parties.v2.PartyRole\x12,\n\x05\x61udit\x18\x06 \x01(\x0b\x32\x1d.kernel.CreateUpdateAuditInfo\x12)\n\x1c\x62illing_customer_external_id\x18\x08 \x01(\tH\x00\x88\x01\x01\x12@\n\x0e\x62illing_config\x18\t \x01(\x0b\x32(.invora.parties.v2.BillingCustomerConfig\x12)\n\x08metadata\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bsequence_id\x18\x0b \x01(\x03\x42\x1f\n\x1d_billing_customer_external_id\"\x98\x06\n\x15\x42illingCustomerConfig\x12\x15\n\x08\x63urrency\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1d\n\x10payment_provider\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\"\n\x15payment_provider_code\x18\x03 \x01(\tH\x02\x88\x01\x01\x12!\n\x14invoice_grace_period\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x1d\n\x10net_payment_term\x18\x05 \x01(\x05H\x04\x88\x01\x01\x12\x15\n\x08timezone\x18\x06 \x01(\tH\x05\x88\x01\x01\x12R\n\x1c\x66inalize_zero_amount_invoice\x18\x07 \x01(\x0e\x32,.invora.parties.v2.FinalizeZeroAmountInvoice\x12 \n\x13\x64unning_campaign_id\x18\x08 \x01(\tH\x06\x88\x01\x01\x12*\n\x1d\x65xclude_from_dunning_campaign\x18\t \x01(\x08H\x07\x88\x01\x01\x12%\n\x1dlast_dunning_campaign_attempt\x18\n \x01(\x05\x12-\n last_dunning_campaign_attempt_at\x18\x0b \x01(\tH\x08\x88\x01\x01\x12\x11\n\ttax_codes\x18\x0c \x03(\t\x12k\n\x10shipping_address\x18\r \x01(\x0b\x32Q.oasis.names.specification.ubl.schema.xsd.commonaggregatecomponents_2.AddressTypeB\x0b\n\t_currencyB\x13\n\x11_payment_providerB\x18\n\x16_payment_provider_codeB\x17\n\x15_invoice_grace_periodB\x13\n\x11_net_payment_termB\x0b\n\t_timezoneB\x16\n\x14_dunning_campaign_idB \n\x1e_exclude_from_dunning_campaignB#\n!_last_dunning_campaign_attempt_at\"\xc0\x02\n\nChangeBase\x12\x37\n\x04name\x18\x01 \x01(\x0b\x32).entity_localization.v1.SetLocalizedValue\x12`\n\x07\x64\x65tails\x18\x02 \x01(\x0b\x32O.oasis.names.specification.ubl.schema.xsd.commonaggregatecomponents_2.PartyType\x12*\n\x04role\x18\x03 \x01(\x0e\x32\x1c.invora.parties.v2.PartyRole\x12@\n\x0e\x62illing_config\x18\x04 \x01(\x0b\x32(.invora.parties.v2.BillingCustomerConfig\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"Y\n\rCreateRequest\x12\x10\n\x03key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12.\n\x07\x63hanges\x18\x02 \x01(\x0b\x32\x1d.invora.parties.v2.ChangeBaseB\x06\n\x04_key\";\n\x0e\x43reateResponse\x12)\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x18.invora.parties.v2.Party\"\x91\x01\n\rUpdateRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x19\n\x11\x63oncurrency_stamp\x18\x02 \x01(\t\x12(\n\x04mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12.\n\x07\x63hanges\x18\x04 \x01(\x0b\x32\x1d.invora.parties.v2.ChangeBase\";\n\x0eUpdateResponse\x12)\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x18.invora.parties.v2.Party\"\x1d\n\rDeleteRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\"\x10\n\x0e\x44\x65leteResponse\"C\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x04mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"8\n\x0bGetResponse\x12)\n\x07\x64\x65tails\x18\x01 \x01(\x0b\x32\x18.invora.parties.v2.Party\"-\n\rImportRequest\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"n\n\x0eImportResponse\x12\x16\n\x0eimported_count\x18\x01 \x01(\x04\x12\x14\n\x0c\x66\x61iled_count\x18\x02 \x01(\x04\x12.\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x1e.invora.parties.v2.ImportError\"1\n\x0bImportError\x12\x11\n\trow_index\x18\x01 \x01(\x04\x12\x0f\n\x07message\x18\x02 \x01(\t\"N\n\rExportRequest\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12-\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x1d.invora.parties.v2.ListFilter\"4\n\x0e\x45xportResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"\x85\x01\n\nListFilter\x12/\n\x04part\x18\x01 \x01(\x0b\x32!.invora.parties.v2.ListFilterPart\x12\x13\n\x0btext_search\x18\x02 \x01(\t\x12\x31\n\x0etime_reference\x18\x03 \x01(\x0b\x32\x19.kernel.TimeReferenceInfo\"\xcf\x02\n\x0eListFilterPart\x12.\n\x03key\x18\x01 \x01(\x0b\x32\x1f.kernel.ListRequestFilterPartIdH\x00\x12\x39\n\ncreated_at\x18\x02 \x01(\x0b\x32#.kernel.ListRequestFilterPartDateV2H\x00\x12\x39\n\nupdated_at\x18\x03 \x01(\x0b\x32#.kernel.ListRequestFilterPartDateV2H\x00\x12\x36\n\x04role\x18\x04 \x01(\x0b\x32&.invora.parties.v2.ListPartyRoleFilterH\x00\x12\x19\n\x0ftax_id_contains\x18\x05 \x01(\tH\x00\x12<\n\x0c\x63ountry_code\x18\x06 \x01(\x0b\x32$.invora.parties.v2.ListCountryFilterH\x00\x42\x06\n\x04type\"F\n\x13ListPartyRoleFilter\x12/\n\tin_values\x18\x01 \x03(\x0e\x32\x1c.invora.parties.v2.PartyRole\"&\n\x11ListCountryFilter\x12\x11\n\tin_values\x18\x01 \x03(\t\":\n\x08ListSort\x12.\n\x05rules\x18\x01 \x03(\x0b\x32\x1f.invora.parties.v2.ListSortRule\"\x97\x01\n\x0cListSortRule\x12+\n\ncreated_at\x18\x01 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12+\n\nupdated_at\x18\x02 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12%\n\x04name\x18\x03 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x42\x06\n\x04type\"\xbd\x01\n\x0bListRequest\x12-\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1d.invora.parties.v2.ListFilter\x12)\n\x04sort\x18\x02 \x01(\x0b\x32\x1b.invora.parties.v2.ListSort\x12*\n\npagination\x18\x03 \x01(\x0b\x32\x16.kernel.PaginationInfo\x12(\n\x04mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x80\x01\n\x0cListResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.invora.parties.v2.Party\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x1d\n\x10next_page_cursor\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x13\n\x11_next_page_cursor*n\n\tPartyRole\x12\x1a\n\x16PARTY_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13PARTY_ROLE_SUPPLIER\x10\x01\x12\x17\n\x13PARTY_ROLE_CUSTOMER\x10\x02\x12\x13\n\x0fPARTY_ROLE_BOTH\x10\x03*\x9b\x01\n\x19\x46inalizeZeroAmountInvoice\x12,\n(FINALIZE_ZERO_AMOUNT_INVOICE_UNSPECIFIED\x10\x00\x12%\n!FINALIZE_ZERO_AMOUNT_INVOICE_SKIP\x10\x01\x12)\n%FINALIZE_ZERO_AMOUNT_INVOICE_FINALIZE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'invora.parties.v2.models_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PARTYROLE']._serialized_start=2878
-  _globals['_PARTYROLE']._serialized_end=2988
-  _globals['_PARTY']._serialized_start=274
-  _globals['_PARTY']._serialized_end=658
-  _globals['_CHANGEBASE']._serialized_start=661
-  _globals['_CHANGEBASE']._serialized_end=872
-  _globals['_CREATEREQUEST']._serialized_start=874
-  _globals['_CREATEREQUEST']._serialized_end=963
-  _globals['_CREATERESPONSE']._serialized_start=965
-  _globals['_CREATERESPONSE']._serialized_end=1024
-  _globals['_UPDATEREQUEST']._serialized_start=1027
-  _globals['_UPDATEREQUEST']._serialized_end=1172
-  _globals['_UPDATERESPONSE']._serialized_start=1174
-  _globals['_UPDATERESPONSE']._serialized_end=1233
-  _globals['_DELETEREQUEST']._serialized_start=1235
-  _globals['_DELETEREQUEST']._serialized_end=1264
-  _globals['_DELETERESPONSE']._serialized_start=1266
-  _globals['_DELETERESPONSE']._serialized_end=1282
-  _globals['_GETREQUEST']._serialized_start=1284
-  _globals['_GETREQUEST']._serialized_end=1351
-  _globals['_GETRESPONSE']._serialized_start=1353
-  _globals['_GETRESPONSE']._serialized_end=1409
-  _globals['_IMPORTREQUEST']._serialized_start=1411
-  _globals['_IMPORTREQUEST']._serialized_end=1456
-  _globals['_IMPORTRESPONSE']._serialized_start=1458
-  _globals['_IMPORTRESPONSE']._serialized_end=1568
-  _globals['_IMPORTERROR']._serialized_start=1570
-  _globals['_IMPORTERROR']._serialized_end=1619
-  _globals['_EXPORTREQUEST']._serialized_start=1621
-  _globals['_EXPORTREQUEST']._serialized_end=1699
-  _globals['_EXPORTRESPONSE']._serialized_start=1701
-  _globals['_EXPORTRESPONSE']._serialized_end=1753
-  _globals['_LISTFILTER']._serialized_start=1756
-  _globals['_LISTFILTER']._serialized_end=1889
-  _globals['_LISTFILTERPART']._serialized_start=1892
-  _globals['_LISTFILTERPART']._serialized_end=2227
-  _globals['_LISTPARTYROLEFILTER']._serialized_start=2229
-  _globals['_LISTPARTYROLEFILTER']._serialized_end=2299
-  _globals['_LISTCOUNTRYFILTER']._serialized_start=2301
-  _globals['_LISTCOUNTRYFILTER']._serialized_end=2339
-  _globals['_LISTSORT']._serialized_start=2341
-  _globals['_LISTSORT']._serialized_end=2399
-  _globals['_LISTSORTRULE']._serialized_start=2402
-  _globals['_LISTSORTRULE']._serialized_end=2553
-  _globals['_LISTREQUEST']._serialized_start=2556
-  _globals['_LISTREQUEST']._serialized_end=2745
-  _globals['_LISTRESPONSE']._serialized_start=2748
-  _globals['_LISTRESPONSE']._serialized_end=2876
+  _globals['_PARTYROLE']._serialized_start=3942
+  _globals['_PARTYROLE']._serialized_end=4052
+  _globals['_FINALIZEZEROAMOUNTINVOICE']._serialized_start=4055
+  _globals['_FINALIZEZEROAMOUNTINVOICE']._serialized_end=4210
+  _globals['_PARTY']._serialized_start=304
+  _globals['_PARTY']._serialized_end=818
+  _globals['_BILLINGCUSTOMERCONFIG']._serialized_start=821
+  _globals['_BILLINGCUSTOMERCONFIG']._serialized_end=1613
+  _globals['_CHANGEBASE']._serialized_start=1616
+  _globals['_CHANGEBASE']._serialized_end=1936
+  _globals['_CREATEREQUEST']._serialized_start=1938
+  _globals['_CREATEREQUEST']._serialized_end=2027
+  _globals['_CREATERESPONSE']._serialized_start=2029
+  _globals['_CREATERESPONSE']._serialized_end=2088
+  _globals['_UPDATEREQUEST']._serialized_start=2091
+  _globals['_UPDATEREQUEST']._serialized_end=2236
+  _globals['_UPDATERESPONSE']._serialized_start=2238
+  _globals['_UPDATERESPONSE']._serialized_end=2297
+  _globals['_DELETEREQUEST']._serialized_start=2299
+  _globals['_DELETEREQUEST']._serialized_end=2328
+  _globals['_DELETERESPONSE']._serialized_start=2330
+  _globals['_DELETERESPONSE']._serialized_end=2346
+  _globals['_GETREQUEST']._serialized_start=2348
+  _globals['_GETREQUEST']._serialized_end=2415
+  _globals['_GETRESPONSE']._serialized_start=2417
+  _globals['_GETRESPONSE']._serialized_end=2473
+  _globals['_IMPORTREQUEST']._serialized_start=2475
+  _globals['_IMPORTREQUEST']._serialized_end=2520
+  _globals['_IMPORTRESPONSE']._serialized_start=2522
+  _globals['_IMPORTRESPONSE']._serialized_end=2632
+  _globals['_IMPORTERROR']._serialized_start=2634
+  _globals['_IMPORTERROR']._serialized_end=2683
+  _globals['_EXPORTREQUEST']._serialized_start=2685
+  _globals['_EXPORTREQUEST']._serialized_end=2763
+  _globals['_EXPORTRESPONSE']._serialized_start=2765
+  _globals['_EXPORTRESPONSE']._serialized_end=2817
+  _globals['_LISTFILTER']._serialized_start=2820
+  _globals['_LISTFILTER']._serialized_end=2953
+  _globals['_LISTFILTERPART']._serialized_start=2956
+  _globals['_LISTFILTERPART']._serialized_end=3291
+  _globals['_LISTPARTYROLEFILTER']._serialized_start=3293
+  _globals['_LISTPARTYROLEFILTER']._serialized_end=3363
+  _globals['_LISTCOUNTRYFILTER']._serialized_start=3365
+  _globals['_LISTCOUNTRYFILTER']._serialized_end=3403
+  _globals['_LISTSORT']._serialized_start=3405
+  _globals['_LISTSORT']._serialized_end=3463
+  _globals['_LISTSORTRULE']._serialized_start=3466
+  _globals['_LISTSORTRULE']._serialized_end=3617
+  _globals['_LISTREQUEST']._serialized_start=3620
+  _globals['_LISTREQUEST']._serialized_end=3809
+  _globals['_LISTRESPONSE']._serialized_start=3812
+  _globals['_LISTRESPONSE']._serialized_end=3940
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,7 @@ from invora._proto.entity_localization.v1 import models_pb2 as _models_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from invora._proto.kernel import audit_pb2 as _audit_pb2
@@ -48,6 +49,23 @@ PARTY_ROLE_CUSTOMER: PartyRole.ValueType  # 2
 PARTY_ROLE_BOTH: PartyRole.ValueType  # 3
 Global___PartyRole: _TypeAlias = PartyRole  # noqa: Y015
 
+class _FinalizeZeroAmountInvoice:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FinalizeZeroAmountInvoiceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinalizeZeroAmountInvoice.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FINALIZE_ZERO_AMOUNT_INVOICE_UNSPECIFIED: _FinalizeZeroAmountInvoice.ValueType  # 0
+    FINALIZE_ZERO_AMOUNT_INVOICE_SKIP: _FinalizeZeroAmountInvoice.ValueType  # 1
+    FINALIZE_ZERO_AMOUNT_INVOICE_FINALIZE: _FinalizeZeroAmountInvoice.ValueType  # 2
+
+class FinalizeZeroAmountInvoice(_FinalizeZeroAmountInvoice, metaclass=_FinalizeZeroAmountInvoiceEnumTypeWrapper): ...
+
+FINALIZE_ZERO_AMOUNT_INVOICE_UNSPECIFIED: FinalizeZeroAmountInvoice.ValueType  # 0
+FINALIZE_ZERO_AMOUNT_INVOICE_SKIP: FinalizeZeroAmountInvoice.ValueType  # 1
+FINALIZE_ZERO_AMOUNT_INVOICE_FINALIZE: FinalizeZeroAmountInvoice.ValueType  # 2
+Global___FinalizeZeroAmountInvoice: _TypeAlias = FinalizeZeroAmountInvoice  # noqa: Y015
+
 @_typing.final
 class Party(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -59,9 +77,13 @@ class Party(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     AUDIT_FIELD_NUMBER: _builtins.int
     BILLING_CUSTOMER_EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    BILLING_CONFIG_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    SEQUENCE_ID_FIELD_NUMBER: _builtins.int
     concurrency_stamp: _builtins.str
     role: Global___PartyRole.ValueType
     billing_customer_external_id: _builtins.str
+    sequence_id: _builtins.int
     @_builtins.property
     def id(self) -> _key_version_pb2.KeyVersion: ...
     @_builtins.property
@@ -70,6 +92,10 @@ class Party(_message.Message):
     def details(self) -> _models_pb2_1.PartyType: ...
     @_builtins.property
     def audit(self) -> _audit_pb2.CreateUpdateAuditInfo: ...
+    @_builtins.property
+    def billing_config(self) -> Global___BillingCustomerConfig: ...
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct: ...
     def __init__(
         self,
         *,
@@ -80,10 +106,13 @@ class Party(_message.Message):
         role: Global___PartyRole.ValueType = ...,
         audit: _audit_pb2.CreateUpdateAuditInfo | None = ...,
         billing_customer_external_id: _builtins.str | None = ...,
+        billing_config: Global___BillingCustomerConfig | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
+        sequence_id: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_billing_customer_external_id", b"_billing_customer_external_id", "audit", b"audit", "billing_customer_external_id", b"billing_customer_external_id", "details", b"details", "id", b"id", "name", b"name"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_billing_customer_external_id", b"_billing_customer_external_id", "audit", b"audit", "billing_config", b"billing_config", "billing_customer_external_id", b"billing_customer_external_id", "details", b"details", "id", b"id", "metadata", b"metadata", "name", b"name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_billing_customer_external_id", b"_billing_customer_external_id", "audit", b"audit", "billing_customer_external_id", b"billing_customer_external_id", "concurrency_stamp", b"concurrency_stamp", "details", b"details", "id", b"id", "name", b"name", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_billing_customer_external_id", b"_billing_customer_external_id", "audit", b"audit", "billing_config", b"billing_config", "billing_customer_external_id", b"billing_customer_external_id", "concurrency_stamp", b"concurrency_stamp", "details", b"details", "id", b"id", "metadata", b"metadata", "name", b"name", "role", b"role", "sequence_id", b"sequence_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__billing_customer_external_id: _TypeAlias = _typing.Literal["billing_customer_external_id"]  # noqa: Y015
     _WhichOneofArgType__billing_customer_external_id: _TypeAlias = _typing.Literal["_billing_customer_external_id", b"_billing_customer_external_id"]  # noqa: Y015
@@ -92,27 +121,127 @@ class Party(_message.Message):
 Global___Party: _TypeAlias = Party  # noqa: Y015
 
 @_typing.final
+class BillingCustomerConfig(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    PAYMENT_PROVIDER_FIELD_NUMBER: _builtins.int
+    PAYMENT_PROVIDER_CODE_FIELD_NUMBER: _builtins.int
+    INVOICE_GRACE_PERIOD_FIELD_NUMBER: _builtins.int
+    NET_PAYMENT_TERM_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    FINALIZE_ZERO_AMOUNT_INVOICE_FIELD_NUMBER: _builtins.int
+    DUNNING_CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    EXCLUDE_FROM_DUNNING_CAMPAIGN_FIELD_NUMBER: _builtins.int
+    LAST_DUNNING_CAMPAIGN_ATTEMPT_FIELD_NUMBER: _builtins.int
+    LAST_DUNNING_CAMPAIGN_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    TAX_CODES_FIELD_NUMBER: _builtins.int
+    SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
+    currency: _builtins.str
+    payment_provider: _builtins.str
+    payment_provider_code: _builtins.str
+    invoice_grace_period: _builtins.int
+    net_payment_term: _builtins.int
+    timezone: _builtins.str
+    finalize_zero_amount_invoice: Global___FinalizeZeroAmountInvoice.ValueType
+    dunning_campaign_id: _builtins.str
+    exclude_from_dunning_campaign: _builtins.bool
+    last_dunning_campaign_attempt: _builtins.int
+    last_dunning_campaign_attempt_at: _builtins.str
+    @_builtins.property
+    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def shipping_address(self) -> _models_pb2_1.AddressType: ...
+    def __init__(
+        self,
+        *,
+        currency: _builtins.str | None = ...,
+        payment_provider: _builtins.str | None = ...,
+        payment_provider_code: _builtins.str | None = ...,
+        invoice_grace_period: _builtins.int | None = ...,
+        net_payment_term: _builtins.int | None = ...,
+        timezone: _builtins.str | None = ...,
+        finalize_zero_amount_invoice: Global___FinalizeZeroAmountInvoice.ValueType = ...,
+        dunning_campaign_id: _builtins.str | None = ...,
+        exclude_from_dunning_campaign: _builtins.bool | None = ...,
+        last_dunning_campaign_attempt: _builtins.int = ...,
+        last_dunning_campaign_attempt_at: _builtins.str | None = ...,
+        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
+        shipping_address: _models_pb2_1.AddressType | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_currency", b"_currency", "_dunning_campaign_id", b"_dunning_campaign_id", "_exclude_from_dunning_campaign", b"_exclude_from_dunning_campaign", "_invoice_grace_period", b"_invoice_grace_period", "_last_dunning_campaign_attempt_at", b"_last_dunning_campaign_attempt_at", "_net_payment_term", b"_net_payment_term", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_timezone", b"_timezone", "currency", b"currency", "dunning_campaign_id", b"dunning_campaign_id", "exclude_from_dunning_campaign", b"exclude_from_dunning_campaign", "invoice_grace_period", b"invoice_grace_period", "last_dunning_campaign_attempt_at", b"last_dunning_campaign_attempt_at", "net_payment_term", b"net_payment_term", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "shipping_address", b"shipping_address", "timezone", b"timezone"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_currency", b"_currency", "_dunning_campaign_id", b"_dunning_campaign_id", "_exclude_from_dunning_campaign", b"_exclude_from_dunning_campaign", "_invoice_grace_period", b"_invoice_grace_period", "_last_dunning_campaign_attempt_at", b"_last_dunning_campaign_attempt_at", "_net_payment_term", b"_net_payment_term", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_timezone", b"_timezone", "currency", b"currency", "dunning_campaign_id", b"dunning_campaign_id", "exclude_from_dunning_campaign", b"exclude_from_dunning_campaign", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "invoice_grace_period", b"invoice_grace_period", "last_dunning_campaign_attempt", b"last_dunning_campaign_attempt", "last_dunning_campaign_attempt_at", b"last_dunning_campaign_attempt_at", "net_payment_term", b"net_payment_term", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "shipping_address", b"shipping_address", "tax_codes", b"tax_codes", "timezone", b"timezone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__currency: _TypeAlias = _typing.Literal["currency"]  # noqa: Y015
+    _WhichOneofArgType__currency: _TypeAlias = _typing.Literal["_currency", b"_currency"]  # noqa: Y015
+    _WhichOneofReturnType__dunning_campaign_id: _TypeAlias = _typing.Literal["dunning_campaign_id"]  # noqa: Y015
+    _WhichOneofArgType__dunning_campaign_id: _TypeAlias = _typing.Literal["_dunning_campaign_id", b"_dunning_campaign_id"]  # noqa: Y015
+    _WhichOneofReturnType__exclude_from_dunning_campaign: _TypeAlias = _typing.Literal["exclude_from_dunning_campaign"]  # noqa: Y015
+    _WhichOneofArgType__exclude_from_dunning_campaign: _TypeAlias = _typing.Literal["_exclude_from_dunning_campaign", b"_exclude_from_dunning_campaign"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_grace_period: _TypeAlias = _typing.Literal["invoice_grace_period"]  # noqa: Y015
+    _WhichOneofArgType__invoice_grace_period: _TypeAlias = _typing.Literal["_invoice_grace_period", b"_invoice_grace_period"]  # noqa: Y015
+    _WhichOneofReturnType__last_dunning_campaign_attempt_at: _TypeAlias = _typing.Literal["last_dunning_campaign_attempt_at"]  # noqa: Y015
+    _WhichOneofArgType__last_dunning_campaign_attempt_at: _TypeAlias = _typing.Literal["_last_dunning_campaign_attempt_at", b"_last_dunning_campaign_attempt_at"]  # noqa: Y015
+    _WhichOneofReturnType__net_payment_term: _TypeAlias = _typing.Literal["net_payment_term"]  # noqa: Y015
+    _WhichOneofArgType__net_payment_term: _TypeAlias = _typing.Literal["_net_payment_term", b"_net_payment_term"]  # noqa: Y015
+    _WhichOneofReturnType__payment_provider: _TypeAlias = _typing.Literal["payment_provider"]  # noqa: Y015
+    _WhichOneofArgType__payment_provider: _TypeAlias = _typing.Literal["_payment_provider", b"_payment_provider"]  # noqa: Y015
+    _WhichOneofReturnType__payment_provider_code: _TypeAlias = _typing.Literal["payment_provider_code"]  # noqa: Y015
+    _WhichOneofArgType__payment_provider_code: _TypeAlias = _typing.Literal["_payment_provider_code", b"_payment_provider_code"]  # noqa: Y015
+    _WhichOneofReturnType__timezone: _TypeAlias = _typing.Literal["timezone"]  # noqa: Y015
+    _WhichOneofArgType__timezone: _TypeAlias = _typing.Literal["_timezone", b"_timezone"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__currency) -> _WhichOneofReturnType__currency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__dunning_campaign_id) -> _WhichOneofReturnType__dunning_campaign_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__exclude_from_dunning_campaign) -> _WhichOneofReturnType__exclude_from_dunning_campaign | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_grace_period) -> _WhichOneofReturnType__invoice_grace_period | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_dunning_campaign_attempt_at) -> _WhichOneofReturnType__last_dunning_campaign_attempt_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__net_payment_term) -> _WhichOneofReturnType__net_payment_term | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_provider) -> _WhichOneofReturnType__payment_provider | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_provider_code) -> _WhichOneofReturnType__payment_provider_code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timezone) -> _WhichOneofReturnType__timezone | None: ...
+
+Global___BillingCustomerConfig: _TypeAlias = BillingCustomerConfig  # noqa: Y015
+
+@_typing.final
 class ChangeBase(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    BILLING_CONFIG_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     role: Global___PartyRole.ValueType
     @_builtins.property
     def name(self) -> _models_pb2.SetLocalizedValue: ...
     @_builtins.property
     def details(self) -> _models_pb2_1.PartyType: ...
+    @_builtins.property
+    def billing_config(self) -> Global___BillingCustomerConfig: ...
+    @_builtins.property
+    def metadata(self) -> _struct_pb2.Struct: ...
     def __init__(
         self,
         *,
         name: _models_pb2.SetLocalizedValue | None = ...,
         details: _models_pb2_1.PartyType | None = ...,
         role: Global___PartyRole.ValueType = ...,
+        billing_config: Global___BillingCustomerConfig | None = ...,
+        metadata: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "name", b"name"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["billing_config", b"billing_config", "details", b"details", "metadata", b"metadata", "name", b"name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "name", b"name", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["billing_config", b"billing_config", "details", b"details", "metadata", b"metadata", "name", b"name", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

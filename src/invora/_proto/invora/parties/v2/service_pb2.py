@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from invora._proto.invora.parties.v2 import models_pb2 as invora_dot_parties_dot_v2_dot_models__pb2
 from invora._proto.kernel import options_pb2 as kernel_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1finvora/parties/v2/service.proto\x12\x11invora.parties.v2\x1a\x1cgoogle/api/annotations.proto\x1a\x1einvora/parties/v2/models.proto\x1a\x14kernel/options.proto\"T\n\x1aLinkBillingCustomerRequest\x12\x10\n\x08party_id\x18\x01 \x01(\t\x12$\n\x1c\x62illing_customer_external_id\x18\x02 \x01(\t\"F\n\x1bLinkBillingCustomerResponse\x12\'\n\x05party\x18\x01 \x01(\x0b\x32\x18.invora.parties.v2.Party\"0\n\x1cUnlinkBillingCustomerRequest\x12\x10\n\x08party_id\x18\x01 \x01(\t\"H\n\x1dUnlinkBillingCustomerResponse\x12\'\n\x05party\x18\x01 \x01(\x0b\x32\x18.invora.parties.v2.Party2\xba\x0b\n\x0ePartiesService\x12\x84\x01\n\x04List\x12\x1e.invora.parties.v2.ListRequest\x1a\x1f.invora.parties.v2.ListResponse\";\xe2\xf2\x19\x18\n\x16Invora.Parties.v2.List\x82\xd3\xe4\x93\x02\x19\"\x14/api/v2/parties/list:\x01*\x12~\n\x03Get\x12\x1d.invora.parties.v2.GetRequest\x1a\x1e.invora.parties.v2.GetResponse\"8\xe2\xf2\x19\x17\n\x15Invora.Parties.v2.Get\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v2/parties/{key}\x12\x8e\x01\n\x06\x43reate\x12 .invora.parties.v2.CreateRequest\x1a!.invora.parties.v2.CreateResponse\"?\xe2\xf2\x19!\n\x1fInvora.Parties.v2.Modify.Create\x82\xd3\xe4\x93\x02\x14\"\x0f/api/v2/parties:\x01*\x12\x94\x01\n\x06Update\x12 .invora.parties.v2.UpdateRequest\x1a!.invora.parties.v2.UpdateResponse\"E\xe2\xf2\x19!\n\x1fInvora.Parties.v2.Modify.Update\x82\xd3\xe4\x93\x02\x1a\x1a\x15/api/v2/parties/{key}:\x01*\x12\x95\x01\n\x06\x44\x65lete\x12 .invora.parties.v2.DeleteRequest\x1a!.invora.parties.v2.DeleteResponse\"F\xe2\xf2\x19!\n\x1fInvora.Parties.v2.Modify.Delete\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v2/parties/delete:\x01*\x12\x95\x01\n\x06Import\x12 .invora.parties.v2.ImportRequest\x1a!.invora.parties.v2.ImportResponse\"F\xe2\xf2\x19!\n\x1fInvora.Parties.v2.Modify.Import\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v2/parties/import:\x01*\x12\x8e\x01\n\x06\x45xport\x12 .invora.parties.v2.ExportRequest\x1a!.invora.parties.v2.ExportResponse\"?\xe2\xf2\x19\x1a\n\x18Invora.Parties.v2.Export\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v2/parties/export:\x01*\x12\xd5\x01\n\x13LinkBillingCustomer\x12-.invora.parties.v2.LinkBillingCustomerRequest\x1a..invora.parties.v2.LinkBillingCustomerResponse\"_\xe2\xf2\x19 \n\x1eInvora.Parties.v2.Billing.Link\x82\xd3\xe4\x93\x02\x35\"0/api/v2/parties/{party_id}/link-billing-customer:\x01*\x12\xdf\x01\n\x15UnlinkBillingCustomer\x12/.invora.parties.v2.UnlinkBillingCustomerRequest\x1a\x30.invora.parties.v2.UnlinkBillingCustomerResponse\"c\xe2\xf2\x19\"\n Invora.Parties.v2.Billing.Unlink\x82\xd3\xe4\x93\x02\x37\"2/api/v2/parties/{party_id}/unlink-billing-customer:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1finvora/parties/v2/service.proto\x12\x11invora.parties.v2\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1einvora/parties/v2/models.proto\x1a\x14kernel/options.proto\"T\n\x1aLinkBillingCustomerRequest\x12\x10\n\x08party_id\x18\x01 \x01(\t\x12$\n\x1c\x62illing_customer_external_id\x18\x02 \x01(\t\"F\n\x1bLinkBillingCustomerResponse\x12\'\n\x05party\x18\x01 \x01(\x0b\x32\x18.invora.parties.v2.Party\"0\n\x1cUnlinkBillingCustomerRequest\x12\x10\n\x08party_id\x18\x01 \x01(\t\"H\n\x1dUnlinkBillingCustomerResponse\x12\'\n\x05party\x18\x01 \x01(\x0b\x32\x18.invora.parties.v2.Party\"\x9c\x01\n\x1b\x42ulkUpdateBillingConfigItem\x12\x11\n\tparty_key\x18\x01 \x01(\t\x12@\n\x0e\x62illing_config\x18\x02 \x01(\x0b\x32(.invora.parties.v2.BillingCustomerConfig\x12(\n\x04mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"_\n\x1e\x42ulkUpdateBillingConfigRequest\x12=\n\x05items\x18\x01 \x03(\x0b\x32..invora.parties.v2.BulkUpdateBillingConfigItem\"S\n\x1f\x42ulkUpdateBillingConfigResponse\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.invora.parties.v2.BulkItemResult\"s\n\x0e\x42ulkItemResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\x15\n\x0bsuccess_key\x18\x02 \x01(\tH\x00\x12\x31\n\x05\x65rror\x18\x03 \x01(\x0b\x32 .invora.parties.v2.BulkItemErrorH\x00\x42\x08\n\x06result\".\n\rBulkItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"n\n\x1cListDunningCandidatesRequest\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12 \n\x13\x64unning_campaign_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x16\n\x14_dunning_campaign_id\"3\n\x1dListDunningCandidatesResponse\x12\x12\n\nparty_keys\x18\x01 \x03(\t2\xfa\x0e\n\x0ePartiesService\x12\x84\x01\n\x04List\x12\x1e.invora.parties.v2.ListRequest\x1a\x1f.invora.parties.v2.ListResponse\";\xe2\xf2\x19\x18\n\x16Invora.Parties.v2.List\x82\xd3\xe4\x93\x02\x19\"\x14/api/v2/parties/list:\x01*\x12~\n\x03Get\x12\x1d.invora.parties.v2.GetRequest\x1a\x1e.invora.parties.v2.GetResponse\"8\xe2\xf2\x19\x17\n\x15Invora.Parties.v2.Get\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v2/parties/{key}\x12\x8e\x01\n\x06\x43reate\x12 .invora.parties.v2.CreateRequest\x1a!.invora.parties.v2.CreateResponse\"?\xe2\xf2\x19!\n\x1fInvora.Parties.v2.Modify.Create\x82\xd3\xe4\x93\x02\x14\"\x0f/api/v2/parties:\x01*\x12\x94\x01\n\x06Update\x12 .invora.parties.v2.UpdateRequest\x1a!.invora.parties.v2.UpdateResponse\"E\xe2\xf2\x19!\n\x1fInvora.Parties.v2.Modify.Update\x82\xd3\xe4\x93\x02\x1a\x1a\x15/api/v2/parties/{key}:\x01*\x12\x95\x01\n\x06\x44\x65lete\x12 .invora.parties.v2.DeleteRequest\x1a!.invora.parties.v2.DeleteResponse\"F\xe2\xf2\x19!\n\x1fInvora.Parties.v2.Modify.Delete\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v2/parties/delete:\x01*\x12\x95\x01\n\x06Import\x12 .invora.parties.v2.ImportRequest\x1a!.invora.parties.v2.ImportResponse\"F\xe2\xf2\x19!\n\x1fInvora.Parties.v2.Modify.Import\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v2/parties/import:\x01*\x12\x8e\x01\n\x06\x45xport\x12 .invora.parties.v2.ExportRequest\x1a!.invora.parties.v2.ExportResponse\"?\xe2\xf2\x19\x1a\n\x18Invora.Parties.v2.Export\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v2/parties/export:\x01*\x12\xd5\x01\n\x13LinkBillingCustomer\x12-.invora.parties.v2.LinkBillingCustomerRequest\x1a..invora.parties.v2.LinkBillingCustomerResponse\"_\xe2\xf2\x19 \n\x1eInvora.Parties.v2.Billing.Link\x82\xd3\xe4\x93\x02\x35\"0/api/v2/parties/{party_id}/link-billing-customer:\x01*\x12\xdf\x01\n\x15UnlinkBillingCustomer\x12/.invora.parties.v2.UnlinkBillingCustomerRequest\x1a\x30.invora.parties.v2.UnlinkBillingCustomerResponse\"c\xe2\xf2\x19\"\n Invora.Parties.v2.Billing.Unlink\x82\xd3\xe4\x93\x02\x37\"2/api/v2/parties/{party_id}/unlink-billing-customer:\x01*\x12\xe1\x01\n\x17\x42ulkUpdateBillingConfig\x12\x31.invora.parties.v2.BulkUpdateBillingConfigRequest\x1a\x32.invora.parties.v2.BulkUpdateBillingConfigResponse\"_\xe2\xf2\x19&\n$Invora.Parties.v2.Billing.BulkUpdate\x82\xd3\xe4\x93\x02/\"*/api/v2/parties/bulk-update-billing-config:\x01*\x12\xd9\x01\n\x15ListDunningCandidates\x12/.invora.parties.v2.ListDunningCandidatesRequest\x1a\x30.invora.parties.v2.ListDunningCandidatesResponse\"]\xe2\xf2\x19\'\n%Invora.Parties.v2.Billing.ListDunning\x82\xd3\xe4\x93\x02,\"\'/api/v2/parties/list-dunning-candidates:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,14 +53,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PARTIESSERVICE'].methods_by_name['LinkBillingCustomer']._serialized_options = b'\342\362\031 \n\036Invora.Parties.v2.Billing.Link\202\323\344\223\0025\"0/api/v2/parties/{party_id}/link-billing-customer:\001*'
   _globals['_PARTIESSERVICE'].methods_by_name['UnlinkBillingCustomer']._loaded_options = None
   _globals['_PARTIESSERVICE'].methods_by_name['UnlinkBillingCustomer']._serialized_options = b'\342\362\031\"\n Invora.Parties.v2.Billing.Unlink\202\323\344\223\0027\"2/api/v2/parties/{party_id}/unlink-billing-customer:\001*'
-  _globals['_LINKBILLINGCUSTOMERREQUEST']._serialized_start=138
-  _globals['_LINKBILLINGCUSTOMERREQUEST']._serialized_end=222
-  _globals['_LINKBILLINGCUSTOMERRESPONSE']._serialized_start=224
-  _globals['_LINKBILLINGCUSTOMERRESPONSE']._serialized_end=294
-  _globals['_UNLINKBILLINGCUSTOMERREQUEST']._serialized_start=296
-  _globals['_UNLINKBILLINGCUSTOMERREQUEST']._serialized_end=344
-  _globals['_UNLINKBILLINGCUSTOMERRESPONSE']._serialized_start=346
-  _globals['_UNLINKBILLINGCUSTOMERRESPONSE']._serialized_end=418
-  _globals['_PARTIESSERVICE']._serialized_start=421
-  _globals['_PARTIESSERVICE']._serialized_end=1887
+  _globals['_PARTIESSERVICE'].methods_by_name['BulkUpdateBillingConfig']._loaded_options = None
+  _globals['_PARTIESSERVICE'].methods_by_name['BulkUpdateBillingConfig']._serialized_options = b'\342\362\031&\n$Invora.Parties.v2.Billing.BulkUpdate\202\323\344\223\002/\"*/api/v2/parties/bulk-update-billing-config:\001*'
+  _globals['_PARTIESSERVICE'].methods_by_name['ListDunningCandidates']._loaded_options = None
+  _globals['_PARTIESSERVICE'].methods_by_name['ListDunningCandidates']._serialized_options = b'\342\362\031\'\n%Invora.Parties.v2.Billing.ListDunning\202\323\344\223\002,\"\'/api/v2/parties/list-dunning-candidates:\001*'
+  _globals['_LINKBILLINGCUSTOMERREQUEST']._serialized_start=172
+  _globals['_LINKBILLINGCUSTOMERREQUEST']._serialized_end=256
+  _globals['_LINKBILLINGCUSTOMERRESPONSE']._serialized_start=258
+  _globals['_LINKBILLINGCUSTOMERRESPONSE']._serialized_end=328
+  _globals['_UNLINKBILLINGCUSTOMERREQUEST']._serialized_start=330
+  _globals['_UNLINKBILLINGCUSTOMERREQUEST']._serialized_end=378
+  _globals['_UNLINKBILLINGCUSTOMERRESPONSE']._serialized_start=380
+  _globals['_UNLINKBILLINGCUSTOMERRESPONSE']._serialized_end=452
+  _globals['_BULKUPDATEBILLINGCONFIGITEM']._serialized_start=455
+  _globals['_BULKUPDATEBILLINGCONFIGITEM']._serialized_end=611
+  _globals['_BULKUPDATEBILLINGCONFIGREQUEST']._serialized_start=613
+  _globals['_BULKUPDATEBILLINGCONFIGREQUEST']._serialized_end=708
+  _globals['_BULKUPDATEBILLINGCONFIGRESPONSE']._serialized_start=710
+  _globals['_BULKUPDATEBILLINGCONFIGRESPONSE']._serialized_end=793
+  _globals['_BULKITEMRESULT']._serialized_start=795
+  _globals['_BULKITEMRESULT']._serialized_end=910
+  _globals['_BULKITEMERROR']._serialized_start=912
+  _globals['_BULKITEMERROR']._serialized_end=958
+  _globals['_LISTDUNNINGCANDIDATESREQUEST']._serialized_start=960
+  _globals['_LISTDUNNINGCANDIDATESREQUEST']._serialized_end=1070
+  _globals['_LISTDUNNINGCANDIDATESRESPONSE']._serialized_start=1072
+  _globals['_LISTDUNNINGCANDIDATESRESPONSE']._serialized_end=1123
+  _globals['_PARTIESSERVICE']._serialized_start=1126
+  _globals['_PARTIESSERVICE']._serialized_end=3040
 # @@protoc_insertion_point(module_scope)

@@ -7,8 +7,11 @@ Rendered from the vendor's published descriptor image by codegen/render.py: name
 are the vendor's; this text and the layout are ours. Do not edit by hand; run `make protos`.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from invora._proto.invora.parties.v2 import models_pb2 as _models_pb2
 import builtins as _builtins
 import sys
@@ -101,3 +104,164 @@ class UnlinkBillingCustomerResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UnlinkBillingCustomerResponse: _TypeAlias = UnlinkBillingCustomerResponse  # noqa: Y015
+
+@_typing.final
+class BulkUpdateBillingConfigItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTY_KEY_FIELD_NUMBER: _builtins.int
+    BILLING_CONFIG_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
+    party_key: _builtins.str
+    @_builtins.property
+    def billing_config(self) -> _models_pb2.BillingCustomerConfig: ...
+    @_builtins.property
+    def mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        party_key: _builtins.str = ...,
+        billing_config: _models_pb2.BillingCustomerConfig | None = ...,
+        mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["billing_config", b"billing_config", "mask", b"mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["billing_config", b"billing_config", "mask", b"mask", "party_key", b"party_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkUpdateBillingConfigItem: _TypeAlias = BulkUpdateBillingConfigItem  # noqa: Y015
+
+@_typing.final
+class BulkUpdateBillingConfigRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkUpdateBillingConfigItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___BulkUpdateBillingConfigItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkUpdateBillingConfigRequest: _TypeAlias = BulkUpdateBillingConfigRequest  # noqa: Y015
+
+@_typing.final
+class BulkUpdateBillingConfigResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BulkItemResult]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___BulkItemResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkUpdateBillingConfigResponse: _TypeAlias = BulkUpdateBillingConfigResponse  # noqa: Y015
+
+@_typing.final
+class BulkItemResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    SUCCESS_KEY_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    success_key: _builtins.str
+    @_builtins.property
+    def error(self) -> Global___BulkItemError: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        success_key: _builtins.str = ...,
+        error: Global___BulkItemError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result", "success_key", b"success_key"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "index", b"index", "result", b"result", "success_key", b"success_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["success_key", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___BulkItemResult: _TypeAlias = BulkItemResult  # noqa: Y015
+
+@_typing.final
+class BulkItemError(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BulkItemError: _TypeAlias = BulkItemError  # noqa: Y015
+
+@_typing.final
+class ListDunningCandidatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    DUNNING_CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    max_attempts: _builtins.int
+    dunning_campaign_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        max_attempts: _builtins.int = ...,
+        dunning_campaign_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_dunning_campaign_id", b"_dunning_campaign_id", "dunning_campaign_id", b"dunning_campaign_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dunning_campaign_id", b"_dunning_campaign_id", "dunning_campaign_id", b"dunning_campaign_id", "max_attempts", b"max_attempts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__dunning_campaign_id: _TypeAlias = _typing.Literal["dunning_campaign_id"]  # noqa: Y015
+    _WhichOneofArgType__dunning_campaign_id: _TypeAlias = _typing.Literal["_dunning_campaign_id", b"_dunning_campaign_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__dunning_campaign_id) -> _WhichOneofReturnType__dunning_campaign_id | None: ...
+
+Global___ListDunningCandidatesRequest: _TypeAlias = ListDunningCandidatesRequest  # noqa: Y015
+
+@_typing.final
+class ListDunningCandidatesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTY_KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def party_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        party_keys: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["party_keys", b"party_keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDunningCandidatesResponse: _TypeAlias = ListDunningCandidatesResponse  # noqa: Y015

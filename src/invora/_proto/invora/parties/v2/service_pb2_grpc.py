@@ -80,6 +80,16 @@ class PartiesServiceStub:
                 request_serializer=invora_dot_parties_dot_v2_dot_service__pb2.UnlinkBillingCustomerRequest.SerializeToString,
                 response_deserializer=invora_dot_parties_dot_v2_dot_service__pb2.UnlinkBillingCustomerResponse.FromString,
                 _registered_method=True)
+        self.BulkUpdateBillingConfig = channel.unary_unary(
+                '/invora.parties.v2.PartiesService/BulkUpdateBillingConfig',
+                request_serializer=invora_dot_parties_dot_v2_dot_service__pb2.BulkUpdateBillingConfigRequest.SerializeToString,
+                response_deserializer=invora_dot_parties_dot_v2_dot_service__pb2.BulkUpdateBillingConfigResponse.FromString,
+                _registered_method=True)
+        self.ListDunningCandidates = channel.unary_unary(
+                '/invora.parties.v2.PartiesService/ListDunningCandidates',
+                request_serializer=invora_dot_parties_dot_v2_dot_service__pb2.ListDunningCandidatesRequest.SerializeToString,
+                response_deserializer=invora_dot_parties_dot_v2_dot_service__pb2.ListDunningCandidatesResponse.FromString,
+                _registered_method=True)
 
 
 class PartiesServiceServicer:
@@ -139,6 +149,18 @@ class PartiesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BulkUpdateBillingConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDunningCandidates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartiesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +208,16 @@ def add_PartiesServiceServicer_to_server(servicer, server):
                     servicer.UnlinkBillingCustomer,
                     request_deserializer=invora_dot_parties_dot_v2_dot_service__pb2.UnlinkBillingCustomerRequest.FromString,
                     response_serializer=invora_dot_parties_dot_v2_dot_service__pb2.UnlinkBillingCustomerResponse.SerializeToString,
+            ),
+            'BulkUpdateBillingConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.BulkUpdateBillingConfig,
+                    request_deserializer=invora_dot_parties_dot_v2_dot_service__pb2.BulkUpdateBillingConfigRequest.FromString,
+                    response_serializer=invora_dot_parties_dot_v2_dot_service__pb2.BulkUpdateBillingConfigResponse.SerializeToString,
+            ),
+            'ListDunningCandidates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDunningCandidates,
+                    request_deserializer=invora_dot_parties_dot_v2_dot_service__pb2.ListDunningCandidatesRequest.FromString,
+                    response_serializer=invora_dot_parties_dot_v2_dot_service__pb2.ListDunningCandidatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -431,6 +463,60 @@ class PartiesService:
             '/invora.parties.v2.PartiesService/UnlinkBillingCustomer',
             invora_dot_parties_dot_v2_dot_service__pb2.UnlinkBillingCustomerRequest.SerializeToString,
             invora_dot_parties_dot_v2_dot_service__pb2.UnlinkBillingCustomerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkUpdateBillingConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.parties.v2.PartiesService/BulkUpdateBillingConfig',
+            invora_dot_parties_dot_v2_dot_service__pb2.BulkUpdateBillingConfigRequest.SerializeToString,
+            invora_dot_parties_dot_v2_dot_service__pb2.BulkUpdateBillingConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDunningCandidates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.parties.v2.PartiesService/ListDunningCandidates',
+            invora_dot_parties_dot_v2_dot_service__pb2.ListDunningCandidatesRequest.SerializeToString,
+            invora_dot_parties_dot_v2_dot_service__pb2.ListDunningCandidatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,8 @@ class PartiesServiceStub:
     Export: _grpc.UnaryUnaryMultiCallable[_models_pb2.ExportRequest, _models_pb2.ExportResponse]
     LinkBillingCustomer: _grpc.UnaryUnaryMultiCallable[_service_pb2.LinkBillingCustomerRequest, _service_pb2.LinkBillingCustomerResponse]
     UnlinkBillingCustomer: _grpc.UnaryUnaryMultiCallable[_service_pb2.UnlinkBillingCustomerRequest, _service_pb2.UnlinkBillingCustomerResponse]
+    BulkUpdateBillingConfig: _grpc.UnaryUnaryMultiCallable[_service_pb2.BulkUpdateBillingConfigRequest, _service_pb2.BulkUpdateBillingConfigResponse]
+    ListDunningCandidates: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListDunningCandidatesRequest, _service_pb2.ListDunningCandidatesResponse]
 
 @_typing.type_check_only
 class PartiesServiceAsyncStub(PartiesServiceStub):
@@ -58,6 +60,8 @@ class PartiesServiceAsyncStub(PartiesServiceStub):
     Export: _aio.UnaryUnaryMultiCallable[_models_pb2.ExportRequest, _models_pb2.ExportResponse]  # type: ignore[assignment]
     LinkBillingCustomer: _aio.UnaryUnaryMultiCallable[_service_pb2.LinkBillingCustomerRequest, _service_pb2.LinkBillingCustomerResponse]  # type: ignore[assignment]
     UnlinkBillingCustomer: _aio.UnaryUnaryMultiCallable[_service_pb2.UnlinkBillingCustomerRequest, _service_pb2.UnlinkBillingCustomerResponse]  # type: ignore[assignment]
+    BulkUpdateBillingConfig: _aio.UnaryUnaryMultiCallable[_service_pb2.BulkUpdateBillingConfigRequest, _service_pb2.BulkUpdateBillingConfigResponse]  # type: ignore[assignment]
+    ListDunningCandidates: _aio.UnaryUnaryMultiCallable[_service_pb2.ListDunningCandidatesRequest, _service_pb2.ListDunningCandidatesResponse]  # type: ignore[assignment]
 
 class PartiesServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -122,5 +126,19 @@ class PartiesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _service_pb2.UnlinkBillingCustomerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.UnlinkBillingCustomerResponse, _abc.Awaitable[_service_pb2.UnlinkBillingCustomerResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def BulkUpdateBillingConfig(
+        self,
+        request: _service_pb2.BulkUpdateBillingConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.BulkUpdateBillingConfigResponse, _abc.Awaitable[_service_pb2.BulkUpdateBillingConfigResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListDunningCandidates(
+        self,
+        request: _service_pb2.ListDunningCandidatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ListDunningCandidatesResponse, _abc.Awaitable[_service_pb2.ListDunningCandidatesResponse]]: ...
 
 def add_PartiesServiceServicer_to_server(servicer: PartiesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

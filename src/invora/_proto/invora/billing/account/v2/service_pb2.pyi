@@ -11,9 +11,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
-from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from invora._proto.invora.billing.common.v2 import models_pb2 as _models_pb2
 from invora._proto.kernel import query_pb2 as _query_pb2
 import builtins as _builtins
@@ -27,90 +25,6 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _View:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    VIEW_UNSPECIFIED: _View.ValueType  # 0
-    VIEW_BASIC: _View.ValueType  # 1
-    VIEW_FULL: _View.ValueType  # 2
-
-class View(_View, metaclass=_ViewEnumTypeWrapper): ...
-
-VIEW_UNSPECIFIED: View.ValueType  # 0
-VIEW_BASIC: View.ValueType  # 1
-VIEW_FULL: View.ValueType  # 2
-Global___View: _TypeAlias = View  # noqa: Y015
-
-class _PremiumIntegrationTypeEnum:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _PremiumIntegrationTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PremiumIntegrationTypeEnum.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    PREMIUM_INTEGRATION_TYPE_ENUM_UNSPECIFIED: _PremiumIntegrationTypeEnum.ValueType  # 0
-    PREMIUM_INTEGRATION_TYPE_ENUM_ANALYTICS_DASHBOARDS: _PremiumIntegrationTypeEnum.ValueType  # 1
-    PREMIUM_INTEGRATION_TYPE_ENUM_API_PERMISSIONS: _PremiumIntegrationTypeEnum.ValueType  # 2
-    PREMIUM_INTEGRATION_TYPE_ENUM_AUTO_DUNNING: _PremiumIntegrationTypeEnum.ValueType  # 3
-    PREMIUM_INTEGRATION_TYPE_ENUM_AVALARA: _PremiumIntegrationTypeEnum.ValueType  # 4
-    PREMIUM_INTEGRATION_TYPE_ENUM_BETA_PAYMENT_AUTHORIZATION: _PremiumIntegrationTypeEnum.ValueType  # 5
-    PREMIUM_INTEGRATION_TYPE_ENUM_CUSTOM_ROLES: _PremiumIntegrationTypeEnum.ValueType  # 6
-    PREMIUM_INTEGRATION_TYPE_ENUM_EVENTS_TARGETING_WALLETS: _PremiumIntegrationTypeEnum.ValueType  # 7
-    PREMIUM_INTEGRATION_TYPE_ENUM_FORECASTED_USAGE: _PremiumIntegrationTypeEnum.ValueType  # 8
-    PREMIUM_INTEGRATION_TYPE_ENUM_FROM_EMAIL: _PremiumIntegrationTypeEnum.ValueType  # 9
-    PREMIUM_INTEGRATION_TYPE_ENUM_GRANULAR_LIFETIME_USAGE: _PremiumIntegrationTypeEnum.ValueType  # 10
-    PREMIUM_INTEGRATION_TYPE_ENUM_HUBSPOT: _PremiumIntegrationTypeEnum.ValueType  # 11
-    PREMIUM_INTEGRATION_TYPE_ENUM_ISSUE_RECEIPTS: _PremiumIntegrationTypeEnum.ValueType  # 12
-    PREMIUM_INTEGRATION_TYPE_ENUM_LIFETIME_USAGE: _PremiumIntegrationTypeEnum.ValueType  # 13
-    PREMIUM_INTEGRATION_TYPE_ENUM_MANUAL_PAYMENTS: _PremiumIntegrationTypeEnum.ValueType  # 14
-    PREMIUM_INTEGRATION_TYPE_ENUM_MULTI_ENTITIES_ENTERPRISE: _PremiumIntegrationTypeEnum.ValueType  # 15
-    PREMIUM_INTEGRATION_TYPE_ENUM_MULTI_ENTITIES_PRO: _PremiumIntegrationTypeEnum.ValueType  # 16
-    PREMIUM_INTEGRATION_TYPE_ENUM_NETSUITE: _PremiumIntegrationTypeEnum.ValueType  # 17
-    PREMIUM_INTEGRATION_TYPE_ENUM_OKTA: _PremiumIntegrationTypeEnum.ValueType  # 18
-    PREMIUM_INTEGRATION_TYPE_ENUM_PREVIEW: _PremiumIntegrationTypeEnum.ValueType  # 19
-    PREMIUM_INTEGRATION_TYPE_ENUM_PROGRESSIVE_BILLING: _PremiumIntegrationTypeEnum.ValueType  # 20
-    PREMIUM_INTEGRATION_TYPE_ENUM_PROJECTED_USAGE: _PremiumIntegrationTypeEnum.ValueType  # 21
-    PREMIUM_INTEGRATION_TYPE_ENUM_REMOVE_BRANDING_WATERMARK: _PremiumIntegrationTypeEnum.ValueType  # 22
-    PREMIUM_INTEGRATION_TYPE_ENUM_REVENUE_ANALYTICS: _PremiumIntegrationTypeEnum.ValueType  # 23
-    PREMIUM_INTEGRATION_TYPE_ENUM_REVENUE_SHARE: _PremiumIntegrationTypeEnum.ValueType  # 24
-    PREMIUM_INTEGRATION_TYPE_ENUM_SALESFORCE: _PremiumIntegrationTypeEnum.ValueType  # 25
-    PREMIUM_INTEGRATION_TYPE_ENUM_SECURITY_LOGS: _PremiumIntegrationTypeEnum.ValueType  # 26
-    PREMIUM_INTEGRATION_TYPE_ENUM_XERO: _PremiumIntegrationTypeEnum.ValueType  # 27
-
-class PremiumIntegrationTypeEnum(_PremiumIntegrationTypeEnum, metaclass=_PremiumIntegrationTypeEnumEnumTypeWrapper): ...
-
-PREMIUM_INTEGRATION_TYPE_ENUM_UNSPECIFIED: PremiumIntegrationTypeEnum.ValueType  # 0
-PREMIUM_INTEGRATION_TYPE_ENUM_ANALYTICS_DASHBOARDS: PremiumIntegrationTypeEnum.ValueType  # 1
-PREMIUM_INTEGRATION_TYPE_ENUM_API_PERMISSIONS: PremiumIntegrationTypeEnum.ValueType  # 2
-PREMIUM_INTEGRATION_TYPE_ENUM_AUTO_DUNNING: PremiumIntegrationTypeEnum.ValueType  # 3
-PREMIUM_INTEGRATION_TYPE_ENUM_AVALARA: PremiumIntegrationTypeEnum.ValueType  # 4
-PREMIUM_INTEGRATION_TYPE_ENUM_BETA_PAYMENT_AUTHORIZATION: PremiumIntegrationTypeEnum.ValueType  # 5
-PREMIUM_INTEGRATION_TYPE_ENUM_CUSTOM_ROLES: PremiumIntegrationTypeEnum.ValueType  # 6
-PREMIUM_INTEGRATION_TYPE_ENUM_EVENTS_TARGETING_WALLETS: PremiumIntegrationTypeEnum.ValueType  # 7
-PREMIUM_INTEGRATION_TYPE_ENUM_FORECASTED_USAGE: PremiumIntegrationTypeEnum.ValueType  # 8
-PREMIUM_INTEGRATION_TYPE_ENUM_FROM_EMAIL: PremiumIntegrationTypeEnum.ValueType  # 9
-PREMIUM_INTEGRATION_TYPE_ENUM_GRANULAR_LIFETIME_USAGE: PremiumIntegrationTypeEnum.ValueType  # 10
-PREMIUM_INTEGRATION_TYPE_ENUM_HUBSPOT: PremiumIntegrationTypeEnum.ValueType  # 11
-PREMIUM_INTEGRATION_TYPE_ENUM_ISSUE_RECEIPTS: PremiumIntegrationTypeEnum.ValueType  # 12
-PREMIUM_INTEGRATION_TYPE_ENUM_LIFETIME_USAGE: PremiumIntegrationTypeEnum.ValueType  # 13
-PREMIUM_INTEGRATION_TYPE_ENUM_MANUAL_PAYMENTS: PremiumIntegrationTypeEnum.ValueType  # 14
-PREMIUM_INTEGRATION_TYPE_ENUM_MULTI_ENTITIES_ENTERPRISE: PremiumIntegrationTypeEnum.ValueType  # 15
-PREMIUM_INTEGRATION_TYPE_ENUM_MULTI_ENTITIES_PRO: PremiumIntegrationTypeEnum.ValueType  # 16
-PREMIUM_INTEGRATION_TYPE_ENUM_NETSUITE: PremiumIntegrationTypeEnum.ValueType  # 17
-PREMIUM_INTEGRATION_TYPE_ENUM_OKTA: PremiumIntegrationTypeEnum.ValueType  # 18
-PREMIUM_INTEGRATION_TYPE_ENUM_PREVIEW: PremiumIntegrationTypeEnum.ValueType  # 19
-PREMIUM_INTEGRATION_TYPE_ENUM_PROGRESSIVE_BILLING: PremiumIntegrationTypeEnum.ValueType  # 20
-PREMIUM_INTEGRATION_TYPE_ENUM_PROJECTED_USAGE: PremiumIntegrationTypeEnum.ValueType  # 21
-PREMIUM_INTEGRATION_TYPE_ENUM_REMOVE_BRANDING_WATERMARK: PremiumIntegrationTypeEnum.ValueType  # 22
-PREMIUM_INTEGRATION_TYPE_ENUM_REVENUE_ANALYTICS: PremiumIntegrationTypeEnum.ValueType  # 23
-PREMIUM_INTEGRATION_TYPE_ENUM_REVENUE_SHARE: PremiumIntegrationTypeEnum.ValueType  # 24
-PREMIUM_INTEGRATION_TYPE_ENUM_SALESFORCE: PremiumIntegrationTypeEnum.ValueType  # 25
-PREMIUM_INTEGRATION_TYPE_ENUM_SECURITY_LOGS: PremiumIntegrationTypeEnum.ValueType  # 26
-PREMIUM_INTEGRATION_TYPE_ENUM_XERO: PremiumIntegrationTypeEnum.ValueType  # 27
-Global___PremiumIntegrationTypeEnum: _TypeAlias = PremiumIntegrationTypeEnum  # noqa: Y015
-
 @_typing.final
 class GetCustomerProjectedUsageRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -119,7 +33,7 @@ class GetCustomerProjectedUsageRequest(_message.Message):
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
     subscription_id: _builtins.str
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
@@ -127,7 +41,7 @@ class GetCustomerProjectedUsageRequest(_message.Message):
         *,
         subscription_id: _builtins.str = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -165,7 +79,7 @@ class GetCustomerUsageRequest(_message.Message):
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
     subscription_id: _builtins.str
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
@@ -173,7 +87,7 @@ class GetCustomerUsageRequest(_message.Message):
         *,
         subscription_id: _builtins.str = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -204,66 +118,182 @@ class GetCustomerUsageResponse(_message.Message):
 Global___GetCustomerUsageResponse: _TypeAlias = GetCustomerUsageResponse  # noqa: Y015
 
 @_typing.final
-class ListInvoiceCollectionsRequest(_message.Message):
+class GetOrganizationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListInvoiceCollectionsRequest: _TypeAlias = ListInvoiceCollectionsRequest  # noqa: Y015
+Global___GetOrganizationRequest: _TypeAlias = GetOrganizationRequest  # noqa: Y015
 
 @_typing.final
-class ListInvoiceCollectionsResponse(_message.Message):
+class GetOrganizationResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
+    CUSTOMER_PORTAL_ORGANIZATION_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.FinalizedInvoiceCollection]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
+    def customer_portal_organization(self) -> Global___CustomerPortalOrganization: ...
     def __init__(
         self,
         *,
-        items: _abc.Iterable[_models_pb2.FinalizedInvoiceCollection] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        customer_portal_organization: Global___CustomerPortalOrganization | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_portal_organization", b"customer_portal_organization"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_portal_organization", b"customer_portal_organization"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListInvoiceCollectionsResponse: _TypeAlias = ListInvoiceCollectionsResponse  # noqa: Y015
+Global___GetOrganizationResponse: _TypeAlias = GetOrganizationResponse  # noqa: Y015
+
+@_typing.final
+class GetUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUserRequest: _TypeAlias = GetUserRequest  # noqa: Y015
+
+@_typing.final
+class GetUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_PORTAL_CUSTOMER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def customer_portal_customer(self) -> _models_pb2.CustomerPortalCustomer: ...
+    def __init__(
+        self,
+        *,
+        customer_portal_customer: _models_pb2.CustomerPortalCustomer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_portal_customer", b"customer_portal_customer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_portal_customer", b"customer_portal_customer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUserResponse: _TypeAlias = GetUserResponse  # noqa: Y015
+
+@_typing.final
+class GetSubscriptionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSubscriptionRequest: _TypeAlias = GetSubscriptionRequest  # noqa: Y015
+
+@_typing.final
+class GetSubscriptionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subscription(self) -> _models_pb2.BillingSubscription: ...
+    def __init__(
+        self,
+        *,
+        subscription: _models_pb2.BillingSubscription | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSubscriptionResponse: _TypeAlias = GetSubscriptionResponse  # noqa: Y015
+
+@_typing.final
+class GetWalletRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWalletRequest: _TypeAlias = GetWalletRequest  # noqa: Y015
+
+@_typing.final
+class GetWalletResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_PORTAL_WALLET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def customer_portal_wallet(self) -> _models_pb2.CustomerPortalWallet: ...
+    def __init__(
+        self,
+        *,
+        customer_portal_wallet: _models_pb2.CustomerPortalWallet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_portal_wallet", b"customer_portal_wallet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_portal_wallet", b"customer_portal_wallet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWalletResponse: _TypeAlias = GetWalletResponse  # noqa: Y015
 
 @_typing.final
 class ListFilter(_message.Message):
@@ -359,7 +389,7 @@ class ListInvoicesRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -375,7 +405,7 @@ class ListInvoicesRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -393,90 +423,28 @@ class ListInvoicesResponse(_message.Message):
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingInvoice]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.BillingInvoice] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
 Global___ListInvoicesResponse: _TypeAlias = ListInvoicesResponse  # noqa: Y015
 
 @_typing.final
-class ListStatusFilter(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    IN_VALUES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.InvoiceStatusTypeEnum.ValueType]: ...
-    def __init__(
-        self,
-        *,
-        in_values: _abc.Iterable[_models_pb2.InvoiceStatusTypeEnum.ValueType] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["in_values", b"in_values"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListStatusFilter: _TypeAlias = ListStatusFilter  # noqa: Y015
-
-@_typing.final
-class GetOrganizationRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetOrganizationRequest: _TypeAlias = GetOrganizationRequest  # noqa: Y015
-
-@_typing.final
-class GetOrganizationResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CUSTOMER_PORTAL_ORGANIZATION_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def customer_portal_organization(self) -> Global___CustomerPortalOrganization: ...
-    def __init__(
-        self,
-        *,
-        customer_portal_organization: Global___CustomerPortalOrganization | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_portal_organization", b"customer_portal_organization"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_portal_organization", b"customer_portal_organization"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetOrganizationResponse: _TypeAlias = GetOrganizationResponse  # noqa: Y015
-
-@_typing.final
-class ListOverdueBalancesRequest(_message.Message):
+class ListInvoiceCollectionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FILTER_FIELD_NUMBER: _builtins.int
@@ -484,7 +452,7 @@ class ListOverdueBalancesRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -500,7 +468,70 @@ class ListOverdueBalancesRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInvoiceCollectionsRequest: _TypeAlias = ListInvoiceCollectionsRequest  # noqa: Y015
+
+@_typing.final
+class ListInvoiceCollectionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.FinalizedInvoiceCollection]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.FinalizedInvoiceCollection] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListInvoiceCollectionsResponse: _TypeAlias = ListInvoiceCollectionsResponse  # noqa: Y015
+
+@_typing.final
+class ListOverdueBalancesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def filter(self) -> Global___ListFilter: ...
+    @_builtins.property
+    def sort(self) -> Global___ListSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___ListFilter | None = ...,
+        sort: Global___ListSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -518,70 +549,25 @@ class ListOverdueBalancesResponse(_message.Message):
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.OverdueBalance]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.OverdueBalance] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
 Global___ListOverdueBalancesResponse: _TypeAlias = ListOverdueBalancesResponse  # noqa: Y015
-
-@_typing.final
-class GetSubscriptionRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    view: Global___View.ValueType
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetSubscriptionRequest: _TypeAlias = GetSubscriptionRequest  # noqa: Y015
-
-@_typing.final
-class GetSubscriptionResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    SUBSCRIPTION_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def subscription(self) -> _models_pb2.BillingSubscription: ...
-    def __init__(
-        self,
-        *,
-        subscription: _models_pb2.BillingSubscription | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetSubscriptionResponse: _TypeAlias = GetSubscriptionResponse  # noqa: Y015
 
 @_typing.final
 class ListSubscriptionsRequest(_message.Message):
@@ -592,7 +578,7 @@ class ListSubscriptionsRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -608,7 +594,7 @@ class ListSubscriptionsRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -626,113 +612,25 @@ class ListSubscriptionsResponse(_message.Message):
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingSubscription]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.BillingSubscription] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
 Global___ListSubscriptionsResponse: _TypeAlias = ListSubscriptionsResponse  # noqa: Y015
-
-@_typing.final
-class GetUserRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetUserRequest: _TypeAlias = GetUserRequest  # noqa: Y015
-
-@_typing.final
-class GetUserResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CUSTOMER_PORTAL_CUSTOMER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def customer_portal_customer(self) -> _models_pb2.CustomerPortalCustomer: ...
-    def __init__(
-        self,
-        *,
-        customer_portal_customer: _models_pb2.CustomerPortalCustomer | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_portal_customer", b"customer_portal_customer"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_portal_customer", b"customer_portal_customer"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetUserResponse: _TypeAlias = GetUserResponse  # noqa: Y015
-
-@_typing.final
-class GetWalletRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    view: Global___View.ValueType
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetWalletRequest: _TypeAlias = GetWalletRequest  # noqa: Y015
-
-@_typing.final
-class GetWalletResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CUSTOMER_PORTAL_WALLET_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def customer_portal_wallet(self) -> _models_pb2.CustomerPortalWallet: ...
-    def __init__(
-        self,
-        *,
-        customer_portal_wallet: _models_pb2.CustomerPortalWallet | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_portal_wallet", b"customer_portal_wallet"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_portal_wallet", b"customer_portal_wallet"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetWalletResponse: _TypeAlias = GetWalletResponse  # noqa: Y015
 
 @_typing.final
 class ListWalletsRequest(_message.Message):
@@ -743,7 +641,7 @@ class ListWalletsRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -759,7 +657,7 @@ class ListWalletsRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -777,22 +675,23 @@ class ListWalletsResponse(_message.Message):
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.CustomerPortalWallet]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.CustomerPortalWallet] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
 Global___ListWalletsResponse: _TypeAlias = ListWalletsResponse  # noqa: Y015
 
@@ -805,17 +704,14 @@ class CustomerPortalOrganization(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     LOGO_URL_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
-    PREMIUM_INTEGRATIONS_FIELD_NUMBER: _builtins.int
     TIMEZONE_FIELD_NUMBER: _builtins.int
     default_currency: _models_pb2.CurrencyEnum.ValueType
     id: _builtins.str
     logo_url: _builtins.str
     name: _builtins.str
-    timezone: _models_pb2.TimezoneEnum.ValueType
+    timezone: _models_pb2.Timezone.ValueType
     @_builtins.property
     def billing_configuration(self) -> _models_pb2.OrganizationBillingConfiguration: ...
-    @_builtins.property
-    def premium_integrations(self) -> _containers.RepeatedScalarFieldContainer[Global___PremiumIntegrationTypeEnum.ValueType]: ...
     def __init__(
         self,
         *,
@@ -824,12 +720,11 @@ class CustomerPortalOrganization(_message.Message):
         id: _builtins.str = ...,
         logo_url: _builtins.str | None = ...,
         name: _builtins.str = ...,
-        premium_integrations: _abc.Iterable[Global___PremiumIntegrationTypeEnum.ValueType] | None = ...,
-        timezone: _models_pb2.TimezoneEnum.ValueType | None = ...,
+        timezone: _models_pb2.Timezone.ValueType | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_billing_configuration", b"_billing_configuration", "_logo_url", b"_logo_url", "_timezone", b"_timezone", "billing_configuration", b"billing_configuration", "logo_url", b"logo_url", "timezone", b"timezone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_billing_configuration", b"_billing_configuration", "_logo_url", b"_logo_url", "_timezone", b"_timezone", "billing_configuration", b"billing_configuration", "default_currency", b"default_currency", "id", b"id", "logo_url", b"logo_url", "name", b"name", "premium_integrations", b"premium_integrations", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_billing_configuration", b"_billing_configuration", "_logo_url", b"_logo_url", "_timezone", b"_timezone", "billing_configuration", b"billing_configuration", "default_currency", b"default_currency", "id", b"id", "logo_url", b"logo_url", "name", b"name", "timezone", b"timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__billing_configuration: _TypeAlias = _typing.Literal["billing_configuration"]  # noqa: Y015
     _WhichOneofArgType__billing_configuration: _TypeAlias = _typing.Literal["_billing_configuration", b"_billing_configuration"]  # noqa: Y015

@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class AccountServiceStub:
+class AccountsServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,65 +34,77 @@ class AccountServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.GetOrganization = channel.unary_unary(
+                '/invora.billing.account.v2.AccountsService/GetOrganization',
+                request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetOrganizationRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetOrganizationResponse.FromString,
+                _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/invora.billing.account.v2.AccountsService/GetUser',
+                request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetUserResponse.FromString,
+                _registered_method=True)
         self.GetCustomerProjectedUsage = channel.unary_unary(
-                '/invora.billing.account.v2.AccountService/GetCustomerProjectedUsage',
+                '/invora.billing.account.v2.AccountsService/GetCustomerProjectedUsage',
                 request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetCustomerProjectedUsageRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetCustomerProjectedUsageResponse.FromString,
                 _registered_method=True)
         self.GetCustomerUsage = channel.unary_unary(
-                '/invora.billing.account.v2.AccountService/GetCustomerUsage',
+                '/invora.billing.account.v2.AccountsService/GetCustomerUsage',
                 request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetCustomerUsageRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetCustomerUsageResponse.FromString,
                 _registered_method=True)
-        self.GetOrganization = channel.unary_unary(
-                '/invora.billing.account.v2.AccountService/GetOrganization',
-                request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetOrganizationRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetOrganizationResponse.FromString,
-                _registered_method=True)
         self.GetSubscription = channel.unary_unary(
-                '/invora.billing.account.v2.AccountService/GetSubscription',
+                '/invora.billing.account.v2.AccountsService/GetSubscription',
                 request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetSubscriptionRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetSubscriptionResponse.FromString,
                 _registered_method=True)
-        self.GetUser = channel.unary_unary(
-                '/invora.billing.account.v2.AccountService/GetUser',
-                request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetUserRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetUserResponse.FromString,
-                _registered_method=True)
         self.GetWallet = channel.unary_unary(
-                '/invora.billing.account.v2.AccountService/GetWallet',
+                '/invora.billing.account.v2.AccountsService/GetWallet',
                 request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetWalletRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetWalletResponse.FromString,
                 _registered_method=True)
-        self.ListInvoiceCollections = channel.unary_unary(
-                '/invora.billing.account.v2.AccountService/ListInvoiceCollections',
-                request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoiceCollectionsRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoiceCollectionsResponse.FromString,
-                _registered_method=True)
         self.ListInvoices = channel.unary_unary(
-                '/invora.billing.account.v2.AccountService/ListInvoices',
+                '/invora.billing.account.v2.AccountsService/ListInvoices',
                 request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoicesRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoicesResponse.FromString,
                 _registered_method=True)
+        self.ListInvoiceCollections = channel.unary_unary(
+                '/invora.billing.account.v2.AccountsService/ListInvoiceCollections',
+                request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoiceCollectionsRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoiceCollectionsResponse.FromString,
+                _registered_method=True)
         self.ListOverdueBalances = channel.unary_unary(
-                '/invora.billing.account.v2.AccountService/ListOverdueBalances',
+                '/invora.billing.account.v2.AccountsService/ListOverdueBalances',
                 request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListOverdueBalancesRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListOverdueBalancesResponse.FromString,
                 _registered_method=True)
         self.ListSubscriptions = channel.unary_unary(
-                '/invora.billing.account.v2.AccountService/ListSubscriptions',
+                '/invora.billing.account.v2.AccountsService/ListSubscriptions',
                 request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListSubscriptionsRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListSubscriptionsResponse.FromString,
                 _registered_method=True)
         self.ListWallets = channel.unary_unary(
-                '/invora.billing.account.v2.AccountService/ListWallets',
+                '/invora.billing.account.v2.AccountsService/ListWallets',
                 request_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListWalletsRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListWalletsResponse.FromString,
                 _registered_method=True)
 
 
-class AccountServiceServicer:
+class AccountsServiceServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def GetOrganization(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def GetCustomerProjectedUsage(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -106,19 +118,7 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetOrganization(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def GetSubscription(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetUser(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,13 +130,13 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListInvoiceCollections(self, request, context):
+    def ListInvoices(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListInvoices(self, request, context):
+    def ListInvoiceCollections(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,8 +161,18 @@ class AccountServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_AccountServiceServicer_to_server(servicer, server):
+def add_AccountsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'GetOrganization': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrganization,
+                    request_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetOrganizationRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetOrganizationResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetUserRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetUserResponse.SerializeToString,
+            ),
             'GetCustomerProjectedUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCustomerProjectedUsage,
                     request_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetCustomerProjectedUsageRequest.FromString,
@@ -173,35 +183,25 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     request_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetCustomerUsageRequest.FromString,
                     response_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetCustomerUsageResponse.SerializeToString,
             ),
-            'GetOrganization': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetOrganization,
-                    request_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetOrganizationRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetOrganizationResponse.SerializeToString,
-            ),
             'GetSubscription': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSubscription,
                     request_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetSubscriptionRequest.FromString,
                     response_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetSubscriptionResponse.SerializeToString,
-            ),
-            'GetUser': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetUser,
-                    request_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetUserRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetUserResponse.SerializeToString,
             ),
             'GetWallet': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWallet,
                     request_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetWalletRequest.FromString,
                     response_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetWalletResponse.SerializeToString,
             ),
-            'ListInvoiceCollections': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListInvoiceCollections,
-                    request_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoiceCollectionsRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoiceCollectionsResponse.SerializeToString,
-            ),
             'ListInvoices': grpc.unary_unary_rpc_method_handler(
                     servicer.ListInvoices,
                     request_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoicesRequest.FromString,
                     response_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoicesResponse.SerializeToString,
+            ),
+            'ListInvoiceCollections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInvoiceCollections,
+                    request_deserializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoiceCollectionsRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoiceCollectionsResponse.SerializeToString,
             ),
             'ListOverdueBalances': grpc.unary_unary_rpc_method_handler(
                     servicer.ListOverdueBalances,
@@ -220,14 +220,68 @@ def add_AccountServiceServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.account.v2.AccountService', rpc_method_handlers)
+            'invora.billing.account.v2.AccountsService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.account.v2.AccountService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.account.v2.AccountsService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class AccountService:
+class AccountsService:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def GetOrganization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.account.v2.AccountsService/GetOrganization',
+            invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetOrganizationRequest.SerializeToString,
+            invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetOrganizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.account.v2.AccountsService/GetUser',
+            invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetUserRequest.SerializeToString,
+            invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetCustomerProjectedUsage(request,
@@ -243,7 +297,7 @@ class AccountService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.account.v2.AccountService/GetCustomerProjectedUsage',
+            '/invora.billing.account.v2.AccountsService/GetCustomerProjectedUsage',
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetCustomerProjectedUsageRequest.SerializeToString,
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetCustomerProjectedUsageResponse.FromString,
             options,
@@ -270,36 +324,9 @@ class AccountService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.account.v2.AccountService/GetCustomerUsage',
+            '/invora.billing.account.v2.AccountsService/GetCustomerUsage',
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetCustomerUsageRequest.SerializeToString,
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetCustomerUsageResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetOrganization(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.account.v2.AccountService/GetOrganization',
-            invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetOrganizationRequest.SerializeToString,
-            invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetOrganizationResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -324,36 +351,9 @@ class AccountService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.account.v2.AccountService/GetSubscription',
+            '/invora.billing.account.v2.AccountsService/GetSubscription',
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetSubscriptionRequest.SerializeToString,
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetSubscriptionResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetUser(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.account.v2.AccountService/GetUser',
-            invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetUserRequest.SerializeToString,
-            invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetUserResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -378,36 +378,9 @@ class AccountService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.account.v2.AccountService/GetWallet',
+            '/invora.billing.account.v2.AccountsService/GetWallet',
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetWalletRequest.SerializeToString,
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.GetWalletResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListInvoiceCollections(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.account.v2.AccountService/ListInvoiceCollections',
-            invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoiceCollectionsRequest.SerializeToString,
-            invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoiceCollectionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -432,9 +405,36 @@ class AccountService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.account.v2.AccountService/ListInvoices',
+            '/invora.billing.account.v2.AccountsService/ListInvoices',
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoicesRequest.SerializeToString,
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInvoiceCollections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.account.v2.AccountsService/ListInvoiceCollections',
+            invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoiceCollectionsRequest.SerializeToString,
+            invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListInvoiceCollectionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -459,7 +459,7 @@ class AccountService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.account.v2.AccountService/ListOverdueBalances',
+            '/invora.billing.account.v2.AccountsService/ListOverdueBalances',
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListOverdueBalancesRequest.SerializeToString,
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListOverdueBalancesResponse.FromString,
             options,
@@ -486,7 +486,7 @@ class AccountService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.account.v2.AccountService/ListSubscriptions',
+            '/invora.billing.account.v2.AccountsService/ListSubscriptions',
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListSubscriptionsRequest.SerializeToString,
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListSubscriptionsResponse.FromString,
             options,
@@ -513,7 +513,7 @@ class AccountService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.account.v2.AccountService/ListWallets',
+            '/invora.billing.account.v2.AccountsService/ListWallets',
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListWalletsRequest.SerializeToString,
             invora_dot_billing_dot_account_dot_v2_dot_service__pb2.ListWalletsResponse.FromString,
             options,

@@ -30,39 +30,53 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class AccountServiceStub:
+class AccountsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> AccountServiceAsyncStub: ...
+    def __new__(cls, channel: _aio.Channel) -> AccountsServiceAsyncStub: ...
+    GetOrganization: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetOrganizationRequest, _service_pb2.GetOrganizationResponse]
+    GetUser: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetUserRequest, _service_pb2.GetUserResponse]
     GetCustomerProjectedUsage: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetCustomerProjectedUsageRequest, _service_pb2.GetCustomerProjectedUsageResponse]
     GetCustomerUsage: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetCustomerUsageRequest, _service_pb2.GetCustomerUsageResponse]
-    GetOrganization: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetOrganizationRequest, _service_pb2.GetOrganizationResponse]
     GetSubscription: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetSubscriptionRequest, _service_pb2.GetSubscriptionResponse]
-    GetUser: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetUserRequest, _service_pb2.GetUserResponse]
     GetWallet: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetWalletRequest, _service_pb2.GetWalletResponse]
-    ListInvoiceCollections: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListInvoiceCollectionsRequest, _service_pb2.ListInvoiceCollectionsResponse]
     ListInvoices: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListInvoicesRequest, _service_pb2.ListInvoicesResponse]
+    ListInvoiceCollections: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListInvoiceCollectionsRequest, _service_pb2.ListInvoiceCollectionsResponse]
     ListOverdueBalances: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListOverdueBalancesRequest, _service_pb2.ListOverdueBalancesResponse]
     ListSubscriptions: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListSubscriptionsRequest, _service_pb2.ListSubscriptionsResponse]
     ListWallets: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListWalletsRequest, _service_pb2.ListWalletsResponse]
 
 @_typing.type_check_only
-class AccountServiceAsyncStub(AccountServiceStub):
+class AccountsServiceAsyncStub(AccountsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
+    GetOrganization: _aio.UnaryUnaryMultiCallable[_service_pb2.GetOrganizationRequest, _service_pb2.GetOrganizationResponse]  # type: ignore[assignment]
+    GetUser: _aio.UnaryUnaryMultiCallable[_service_pb2.GetUserRequest, _service_pb2.GetUserResponse]  # type: ignore[assignment]
     GetCustomerProjectedUsage: _aio.UnaryUnaryMultiCallable[_service_pb2.GetCustomerProjectedUsageRequest, _service_pb2.GetCustomerProjectedUsageResponse]  # type: ignore[assignment]
     GetCustomerUsage: _aio.UnaryUnaryMultiCallable[_service_pb2.GetCustomerUsageRequest, _service_pb2.GetCustomerUsageResponse]  # type: ignore[assignment]
-    GetOrganization: _aio.UnaryUnaryMultiCallable[_service_pb2.GetOrganizationRequest, _service_pb2.GetOrganizationResponse]  # type: ignore[assignment]
     GetSubscription: _aio.UnaryUnaryMultiCallable[_service_pb2.GetSubscriptionRequest, _service_pb2.GetSubscriptionResponse]  # type: ignore[assignment]
-    GetUser: _aio.UnaryUnaryMultiCallable[_service_pb2.GetUserRequest, _service_pb2.GetUserResponse]  # type: ignore[assignment]
     GetWallet: _aio.UnaryUnaryMultiCallable[_service_pb2.GetWalletRequest, _service_pb2.GetWalletResponse]  # type: ignore[assignment]
-    ListInvoiceCollections: _aio.UnaryUnaryMultiCallable[_service_pb2.ListInvoiceCollectionsRequest, _service_pb2.ListInvoiceCollectionsResponse]  # type: ignore[assignment]
     ListInvoices: _aio.UnaryUnaryMultiCallable[_service_pb2.ListInvoicesRequest, _service_pb2.ListInvoicesResponse]  # type: ignore[assignment]
+    ListInvoiceCollections: _aio.UnaryUnaryMultiCallable[_service_pb2.ListInvoiceCollectionsRequest, _service_pb2.ListInvoiceCollectionsResponse]  # type: ignore[assignment]
     ListOverdueBalances: _aio.UnaryUnaryMultiCallable[_service_pb2.ListOverdueBalancesRequest, _service_pb2.ListOverdueBalancesResponse]  # type: ignore[assignment]
     ListSubscriptions: _aio.UnaryUnaryMultiCallable[_service_pb2.ListSubscriptionsRequest, _service_pb2.ListSubscriptionsResponse]  # type: ignore[assignment]
     ListWallets: _aio.UnaryUnaryMultiCallable[_service_pb2.ListWalletsRequest, _service_pb2.ListWalletsResponse]  # type: ignore[assignment]
 
-class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
+class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
+    @_abc_1.abstractmethod
+    def GetOrganization(
+        self,
+        request: _service_pb2.GetOrganizationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.GetOrganizationResponse, _abc.Awaitable[_service_pb2.GetOrganizationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetUser(
+        self,
+        request: _service_pb2.GetUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.GetUserResponse, _abc.Awaitable[_service_pb2.GetUserResponse]]: ...
+
     @_abc_1.abstractmethod
     def GetCustomerProjectedUsage(
         self,
@@ -78,25 +92,11 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetCustomerUsageResponse, _abc.Awaitable[_service_pb2.GetCustomerUsageResponse]]: ...
 
     @_abc_1.abstractmethod
-    def GetOrganization(
-        self,
-        request: _service_pb2.GetOrganizationRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.GetOrganizationResponse, _abc.Awaitable[_service_pb2.GetOrganizationResponse]]: ...
-
-    @_abc_1.abstractmethod
     def GetSubscription(
         self,
         request: _service_pb2.GetSubscriptionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.GetSubscriptionResponse, _abc.Awaitable[_service_pb2.GetSubscriptionResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def GetUser(
-        self,
-        request: _service_pb2.GetUserRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.GetUserResponse, _abc.Awaitable[_service_pb2.GetUserResponse]]: ...
 
     @_abc_1.abstractmethod
     def GetWallet(
@@ -106,18 +106,18 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetWalletResponse, _abc.Awaitable[_service_pb2.GetWalletResponse]]: ...
 
     @_abc_1.abstractmethod
-    def ListInvoiceCollections(
-        self,
-        request: _service_pb2.ListInvoiceCollectionsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.ListInvoiceCollectionsResponse, _abc.Awaitable[_service_pb2.ListInvoiceCollectionsResponse]]: ...
-
-    @_abc_1.abstractmethod
     def ListInvoices(
         self,
         request: _service_pb2.ListInvoicesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.ListInvoicesResponse, _abc.Awaitable[_service_pb2.ListInvoicesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListInvoiceCollections(
+        self,
+        request: _service_pb2.ListInvoiceCollectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ListInvoiceCollectionsResponse, _abc.Awaitable[_service_pb2.ListInvoiceCollectionsResponse]]: ...
 
     @_abc_1.abstractmethod
     def ListOverdueBalances(
@@ -140,4 +140,4 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.ListWalletsResponse, _abc.Awaitable[_service_pb2.ListWalletsResponse]]: ...
 
-def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+def add_AccountsServiceServicer_to_server(servicer: AccountsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

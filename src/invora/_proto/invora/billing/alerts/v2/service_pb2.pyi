@@ -11,7 +11,6 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
-from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from invora._proto.invora.billing.common.v2 import models_pb2 as _models_pb2
@@ -27,70 +26,53 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _View:
+class _AlertType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
+class _AlertTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    VIEW_UNSPECIFIED: _View.ValueType  # 0
-    VIEW_BASIC: _View.ValueType  # 1
-    VIEW_FULL: _View.ValueType  # 2
+    ALERT_TYPE_UNSPECIFIED: _AlertType.ValueType  # 0
+    ALERT_TYPE_BILLABLE_METRIC_CURRENT_USAGE_AMOUNT: _AlertType.ValueType  # 1
+    ALERT_TYPE_BILLABLE_METRIC_CURRENT_USAGE_UNITS: _AlertType.ValueType  # 2
+    ALERT_TYPE_BILLABLE_METRIC_LIFETIME_USAGE_UNITS: _AlertType.ValueType  # 3
+    ALERT_TYPE_CURRENT_USAGE_AMOUNT: _AlertType.ValueType  # 4
+    ALERT_TYPE_LIFETIME_USAGE_AMOUNT: _AlertType.ValueType  # 5
+    ALERT_TYPE_WALLET_BALANCE_AMOUNT: _AlertType.ValueType  # 6
+    ALERT_TYPE_WALLET_CREDITS_BALANCE: _AlertType.ValueType  # 7
+    ALERT_TYPE_WALLET_CREDITS_ONGOING_BALANCE: _AlertType.ValueType  # 8
+    ALERT_TYPE_WALLET_ONGOING_BALANCE_AMOUNT: _AlertType.ValueType  # 9
 
-class View(_View, metaclass=_ViewEnumTypeWrapper): ...
+class AlertType(_AlertType, metaclass=_AlertTypeEnumTypeWrapper): ...
 
-VIEW_UNSPECIFIED: View.ValueType  # 0
-VIEW_BASIC: View.ValueType  # 1
-VIEW_FULL: View.ValueType  # 2
-Global___View: _TypeAlias = View  # noqa: Y015
+ALERT_TYPE_UNSPECIFIED: AlertType.ValueType  # 0
+ALERT_TYPE_BILLABLE_METRIC_CURRENT_USAGE_AMOUNT: AlertType.ValueType  # 1
+ALERT_TYPE_BILLABLE_METRIC_CURRENT_USAGE_UNITS: AlertType.ValueType  # 2
+ALERT_TYPE_BILLABLE_METRIC_LIFETIME_USAGE_UNITS: AlertType.ValueType  # 3
+ALERT_TYPE_CURRENT_USAGE_AMOUNT: AlertType.ValueType  # 4
+ALERT_TYPE_LIFETIME_USAGE_AMOUNT: AlertType.ValueType  # 5
+ALERT_TYPE_WALLET_BALANCE_AMOUNT: AlertType.ValueType  # 6
+ALERT_TYPE_WALLET_CREDITS_BALANCE: AlertType.ValueType  # 7
+ALERT_TYPE_WALLET_CREDITS_ONGOING_BALANCE: AlertType.ValueType  # 8
+ALERT_TYPE_WALLET_ONGOING_BALANCE_AMOUNT: AlertType.ValueType  # 9
+Global___AlertType: _TypeAlias = AlertType  # noqa: Y015
 
-class _AlertTypeEnum:
+class _Direction:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _AlertTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertTypeEnum.ValueType], _builtins.type):
+class _DirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Direction.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    ALERT_TYPE_ENUM_UNSPECIFIED: _AlertTypeEnum.ValueType  # 0
-    ALERT_TYPE_ENUM_BILLABLE_METRIC_CURRENT_USAGE_AMOUNT: _AlertTypeEnum.ValueType  # 1
-    ALERT_TYPE_ENUM_BILLABLE_METRIC_CURRENT_USAGE_UNITS: _AlertTypeEnum.ValueType  # 2
-    ALERT_TYPE_ENUM_BILLABLE_METRIC_LIFETIME_USAGE_UNITS: _AlertTypeEnum.ValueType  # 3
-    ALERT_TYPE_ENUM_CURRENT_USAGE_AMOUNT: _AlertTypeEnum.ValueType  # 4
-    ALERT_TYPE_ENUM_LIFETIME_USAGE_AMOUNT: _AlertTypeEnum.ValueType  # 5
-    ALERT_TYPE_ENUM_WALLET_BALANCE_AMOUNT: _AlertTypeEnum.ValueType  # 6
-    ALERT_TYPE_ENUM_WALLET_CREDITS_BALANCE: _AlertTypeEnum.ValueType  # 7
-    ALERT_TYPE_ENUM_WALLET_CREDITS_ONGOING_BALANCE: _AlertTypeEnum.ValueType  # 8
-    ALERT_TYPE_ENUM_WALLET_ONGOING_BALANCE_AMOUNT: _AlertTypeEnum.ValueType  # 9
+    DIRECTION_UNSPECIFIED: _Direction.ValueType  # 0
+    DIRECTION_DECREASING: _Direction.ValueType  # 1
+    DIRECTION_INCREASING: _Direction.ValueType  # 2
 
-class AlertTypeEnum(_AlertTypeEnum, metaclass=_AlertTypeEnumEnumTypeWrapper): ...
+class Direction(_Direction, metaclass=_DirectionEnumTypeWrapper): ...
 
-ALERT_TYPE_ENUM_UNSPECIFIED: AlertTypeEnum.ValueType  # 0
-ALERT_TYPE_ENUM_BILLABLE_METRIC_CURRENT_USAGE_AMOUNT: AlertTypeEnum.ValueType  # 1
-ALERT_TYPE_ENUM_BILLABLE_METRIC_CURRENT_USAGE_UNITS: AlertTypeEnum.ValueType  # 2
-ALERT_TYPE_ENUM_BILLABLE_METRIC_LIFETIME_USAGE_UNITS: AlertTypeEnum.ValueType  # 3
-ALERT_TYPE_ENUM_CURRENT_USAGE_AMOUNT: AlertTypeEnum.ValueType  # 4
-ALERT_TYPE_ENUM_LIFETIME_USAGE_AMOUNT: AlertTypeEnum.ValueType  # 5
-ALERT_TYPE_ENUM_WALLET_BALANCE_AMOUNT: AlertTypeEnum.ValueType  # 6
-ALERT_TYPE_ENUM_WALLET_CREDITS_BALANCE: AlertTypeEnum.ValueType  # 7
-ALERT_TYPE_ENUM_WALLET_CREDITS_ONGOING_BALANCE: AlertTypeEnum.ValueType  # 8
-ALERT_TYPE_ENUM_WALLET_ONGOING_BALANCE_AMOUNT: AlertTypeEnum.ValueType  # 9
-Global___AlertTypeEnum: _TypeAlias = AlertTypeEnum  # noqa: Y015
-
-class _DirectionEnum:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _DirectionEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DirectionEnum.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    DIRECTION_ENUM_UNSPECIFIED: _DirectionEnum.ValueType  # 0
-    DIRECTION_ENUM_DECREASING: _DirectionEnum.ValueType  # 1
-    DIRECTION_ENUM_INCREASING: _DirectionEnum.ValueType  # 2
-
-class DirectionEnum(_DirectionEnum, metaclass=_DirectionEnumEnumTypeWrapper): ...
-
-DIRECTION_ENUM_UNSPECIFIED: DirectionEnum.ValueType  # 0
-DIRECTION_ENUM_DECREASING: DirectionEnum.ValueType  # 1
-DIRECTION_ENUM_INCREASING: DirectionEnum.ValueType  # 2
-Global___DirectionEnum: _TypeAlias = DirectionEnum  # noqa: Y015
+DIRECTION_UNSPECIFIED: Direction.ValueType  # 0
+DIRECTION_DECREASING: Direction.ValueType  # 1
+DIRECTION_INCREASING: Direction.ValueType  # 2
+Global___Direction: _TypeAlias = Direction  # noqa: Y015
 
 @_typing.final
 class GetRequest(_message.Message):
@@ -100,7 +82,7 @@ class GetRequest(_message.Message):
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
@@ -108,7 +90,7 @@ class GetRequest(_message.Message):
         *,
         id: _builtins.str = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -147,7 +129,7 @@ class ListRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -163,7 +145,7 @@ class ListRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -181,22 +163,23 @@ class ListResponse(_message.Message):
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingAlert]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.BillingAlert] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
 Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
 
@@ -225,17 +208,23 @@ class ListFilterPart(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SUBSCRIPTION_EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    WALLET_ID_FIELD_NUMBER: _builtins.int
+    ALERT_TYPE_FIELD_NUMBER: _builtins.int
     subscription_external_id: _builtins.str
+    wallet_id: _builtins.str
+    alert_type: Global___AlertType.ValueType
     def __init__(
         self,
         *,
         subscription_external_id: _builtins.str = ...,
+        wallet_id: _builtins.str = ...,
+        alert_type: Global___AlertType.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["subscription_external_id", b"subscription_external_id", "type", b"type"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert_type", b"alert_type", "subscription_external_id", b"subscription_external_id", "type", b"type", "wallet_id", b"wallet_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscription_external_id", b"subscription_external_id", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_type", b"alert_type", "subscription_external_id", b"subscription_external_id", "type", b"type", "wallet_id", b"wallet_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["subscription_external_id"]  # noqa: Y015
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["subscription_external_id", "wallet_id", "alert_type"]  # noqa: Y015
     _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
 
@@ -283,505 +272,6 @@ class ListSortRule(_message.Message):
 Global___ListSortRule: _TypeAlias = ListSortRule  # noqa: Y015
 
 @_typing.final
-class SubscriptionAlertRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    view: Global___View.ValueType
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SubscriptionAlertRequest: _TypeAlias = SubscriptionAlertRequest  # noqa: Y015
-
-@_typing.final
-class SubscriptionAlertResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ALERT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def alert(self) -> _models_pb2.BillingAlert: ...
-    def __init__(
-        self,
-        *,
-        alert: _models_pb2.BillingAlert | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SubscriptionAlertResponse: _TypeAlias = SubscriptionAlertResponse  # noqa: Y015
-
-@_typing.final
-class SubscriptionAlertsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SubscriptionAlertsRequest: _TypeAlias = SubscriptionAlertsRequest  # noqa: Y015
-
-@_typing.final
-class SubscriptionAlertsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingAlert]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[_models_pb2.BillingAlert] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SubscriptionAlertsResponse: _TypeAlias = SubscriptionAlertsResponse  # noqa: Y015
-
-@_typing.final
-class WalletAlertRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    view: Global___View.ValueType
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___WalletAlertRequest: _TypeAlias = WalletAlertRequest  # noqa: Y015
-
-@_typing.final
-class WalletAlertResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ALERT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def alert(self) -> _models_pb2.BillingAlert: ...
-    def __init__(
-        self,
-        *,
-        alert: _models_pb2.BillingAlert | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___WalletAlertResponse: _TypeAlias = WalletAlertResponse  # noqa: Y015
-
-@_typing.final
-class WalletAlertsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___WalletAlertsRequest: _TypeAlias = WalletAlertsRequest  # noqa: Y015
-
-@_typing.final
-class WalletAlertsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingAlert]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[_models_pb2.BillingAlert] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___WalletAlertsResponse: _TypeAlias = WalletAlertsResponse  # noqa: Y015
-
-@_typing.final
-class CreateCustomerWalletAlertRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___CreateCustomerWalletAlertInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___CreateCustomerWalletAlertInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateCustomerWalletAlertRequest: _TypeAlias = CreateCustomerWalletAlertRequest  # noqa: Y015
-
-@_typing.final
-class CreateCustomerWalletAlertResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ALERT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def alert(self) -> _models_pb2.BillingAlert: ...
-    def __init__(
-        self,
-        *,
-        alert: _models_pb2.BillingAlert | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateCustomerWalletAlertResponse: _TypeAlias = CreateCustomerWalletAlertResponse  # noqa: Y015
-
-@_typing.final
-class CreateSubscriptionAlertRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___CreateSubscriptionAlertInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___CreateSubscriptionAlertInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateSubscriptionAlertRequest: _TypeAlias = CreateSubscriptionAlertRequest  # noqa: Y015
-
-@_typing.final
-class CreateSubscriptionAlertResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ALERT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def alert(self) -> _models_pb2.BillingAlert: ...
-    def __init__(
-        self,
-        *,
-        alert: _models_pb2.BillingAlert | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateSubscriptionAlertResponse: _TypeAlias = CreateSubscriptionAlertResponse  # noqa: Y015
-
-@_typing.final
-class DeleteCustomerWalletAlertRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DestroyCustomerWalletAlertInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DestroyCustomerWalletAlertInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteCustomerWalletAlertRequest: _TypeAlias = DeleteCustomerWalletAlertRequest  # noqa: Y015
-
-@_typing.final
-class DeleteCustomerWalletAlertResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ALERT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def alert(self) -> _models_pb2.BillingAlert: ...
-    def __init__(
-        self,
-        *,
-        alert: _models_pb2.BillingAlert | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteCustomerWalletAlertResponse: _TypeAlias = DeleteCustomerWalletAlertResponse  # noqa: Y015
-
-@_typing.final
-class DeleteSubscriptionAlertRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DestroySubscriptionAlertInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DestroySubscriptionAlertInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteSubscriptionAlertRequest: _TypeAlias = DeleteSubscriptionAlertRequest  # noqa: Y015
-
-@_typing.final
-class DeleteSubscriptionAlertResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ALERT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def alert(self) -> _models_pb2.BillingAlert: ...
-    def __init__(
-        self,
-        *,
-        alert: _models_pb2.BillingAlert | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteSubscriptionAlertResponse: _TypeAlias = DeleteSubscriptionAlertResponse  # noqa: Y015
-
-@_typing.final
-class UpdateCustomerWalletAlertRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateCustomerWalletAlertInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateCustomerWalletAlertInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateCustomerWalletAlertRequest: _TypeAlias = UpdateCustomerWalletAlertRequest  # noqa: Y015
-
-@_typing.final
-class UpdateCustomerWalletAlertResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ALERT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def alert(self) -> _models_pb2.BillingAlert: ...
-    def __init__(
-        self,
-        *,
-        alert: _models_pb2.BillingAlert | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateCustomerWalletAlertResponse: _TypeAlias = UpdateCustomerWalletAlertResponse  # noqa: Y015
-
-@_typing.final
-class UpdateSubscriptionAlertRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateSubscriptionAlertInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateSubscriptionAlertInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateSubscriptionAlertRequest: _TypeAlias = UpdateSubscriptionAlertRequest  # noqa: Y015
-
-@_typing.final
-class UpdateSubscriptionAlertResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ALERT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def alert(self) -> _models_pb2.BillingAlert: ...
-    def __init__(
-        self,
-        *,
-        alert: _models_pb2.BillingAlert | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateSubscriptionAlertResponse: _TypeAlias = UpdateSubscriptionAlertResponse  # noqa: Y015
-
-@_typing.final
-class UpdateSubscriptionAlertInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    BILLABLE_METRIC_ID_FIELD_NUMBER: _builtins.int
-    CODE_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    THRESHOLDS_FIELD_NUMBER: _builtins.int
-    billable_metric_id: _builtins.str
-    code: _builtins.str
-    id: _builtins.str
-    name: _builtins.str
-    @_builtins.property
-    def thresholds(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThresholdInput]: ...
-    def __init__(
-        self,
-        *,
-        billable_metric_id: _builtins.str | None = ...,
-        code: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        name: _builtins.str | None = ...,
-        thresholds: _abc.Iterable[Global___ThresholdInput] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_billable_metric_id", b"_billable_metric_id", "_code", b"_code", "_name", b"_name", "billable_metric_id", b"billable_metric_id", "code", b"code", "name", b"name"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_billable_metric_id", b"_billable_metric_id", "_code", b"_code", "_name", b"_name", "billable_metric_id", b"billable_metric_id", "code", b"code", "id", b"id", "name", b"name", "thresholds", b"thresholds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__billable_metric_id: _TypeAlias = _typing.Literal["billable_metric_id"]  # noqa: Y015
-    _WhichOneofArgType__billable_metric_id: _TypeAlias = _typing.Literal["_billable_metric_id", b"_billable_metric_id"]  # noqa: Y015
-    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
-    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__billable_metric_id) -> _WhichOneofReturnType__billable_metric_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-
-Global___UpdateSubscriptionAlertInput: _TypeAlias = UpdateSubscriptionAlertInput  # noqa: Y015
-
-@_typing.final
 class ThresholdInput(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -814,88 +304,7 @@ class ThresholdInput(_message.Message):
 Global___ThresholdInput: _TypeAlias = ThresholdInput  # noqa: Y015
 
 @_typing.final
-class UpdateCustomerWalletAlertInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    BILLABLE_METRIC_ID_FIELD_NUMBER: _builtins.int
-    CODE_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    THRESHOLDS_FIELD_NUMBER: _builtins.int
-    billable_metric_id: _builtins.str
-    code: _builtins.str
-    id: _builtins.str
-    name: _builtins.str
-    @_builtins.property
-    def thresholds(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThresholdInput]: ...
-    def __init__(
-        self,
-        *,
-        billable_metric_id: _builtins.str | None = ...,
-        code: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        name: _builtins.str | None = ...,
-        thresholds: _abc.Iterable[Global___ThresholdInput] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_billable_metric_id", b"_billable_metric_id", "_code", b"_code", "_name", b"_name", "billable_metric_id", b"billable_metric_id", "code", b"code", "name", b"name"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_billable_metric_id", b"_billable_metric_id", "_code", b"_code", "_name", b"_name", "billable_metric_id", b"billable_metric_id", "code", b"code", "id", b"id", "name", b"name", "thresholds", b"thresholds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__billable_metric_id: _TypeAlias = _typing.Literal["billable_metric_id"]  # noqa: Y015
-    _WhichOneofArgType__billable_metric_id: _TypeAlias = _typing.Literal["_billable_metric_id", b"_billable_metric_id"]  # noqa: Y015
-    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
-    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__billable_metric_id) -> _WhichOneofReturnType__billable_metric_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-
-Global___UpdateCustomerWalletAlertInput: _TypeAlias = UpdateCustomerWalletAlertInput  # noqa: Y015
-
-@_typing.final
-class DestroySubscriptionAlertInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DestroySubscriptionAlertInput: _TypeAlias = DestroySubscriptionAlertInput  # noqa: Y015
-
-@_typing.final
-class DestroyCustomerWalletAlertInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DestroyCustomerWalletAlertInput: _TypeAlias = DestroyCustomerWalletAlertInput  # noqa: Y015
-
-@_typing.final
-class CreateSubscriptionAlertInput(_message.Message):
+class CreateSubscriptionAlertRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ALERT_TYPE_FIELD_NUMBER: _builtins.int
@@ -905,7 +314,7 @@ class CreateSubscriptionAlertInput(_message.Message):
     SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
     THRESHOLDS_FIELD_NUMBER: _builtins.int
     WALLET_ID_FIELD_NUMBER: _builtins.int
-    alert_type: Global___AlertTypeEnum.ValueType
+    alert_type: Global___AlertType.ValueType
     billable_metric_id: _builtins.str
     code: _builtins.str
     name: _builtins.str
@@ -916,7 +325,7 @@ class CreateSubscriptionAlertInput(_message.Message):
     def __init__(
         self,
         *,
-        alert_type: Global___AlertTypeEnum.ValueType = ...,
+        alert_type: Global___AlertType.ValueType = ...,
         billable_metric_id: _builtins.str | None = ...,
         code: _builtins.str = ...,
         name: _builtins.str | None = ...,
@@ -941,10 +350,30 @@ class CreateSubscriptionAlertInput(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__wallet_id) -> _WhichOneofReturnType__wallet_id | None: ...
 
-Global___CreateSubscriptionAlertInput: _TypeAlias = CreateSubscriptionAlertInput  # noqa: Y015
+Global___CreateSubscriptionAlertRequest: _TypeAlias = CreateSubscriptionAlertRequest  # noqa: Y015
 
 @_typing.final
-class CreateCustomerWalletAlertInput(_message.Message):
+class CreateSubscriptionAlertResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alert(self) -> _models_pb2.BillingAlert: ...
+    def __init__(
+        self,
+        *,
+        alert: _models_pb2.BillingAlert | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSubscriptionAlertResponse: _TypeAlias = CreateSubscriptionAlertResponse  # noqa: Y015
+
+@_typing.final
+class CreateCustomerWalletAlertRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ALERT_TYPE_FIELD_NUMBER: _builtins.int
@@ -954,7 +383,7 @@ class CreateCustomerWalletAlertInput(_message.Message):
     SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
     THRESHOLDS_FIELD_NUMBER: _builtins.int
     WALLET_ID_FIELD_NUMBER: _builtins.int
-    alert_type: Global___AlertTypeEnum.ValueType
+    alert_type: Global___AlertType.ValueType
     billable_metric_id: _builtins.str
     code: _builtins.str
     name: _builtins.str
@@ -965,7 +394,7 @@ class CreateCustomerWalletAlertInput(_message.Message):
     def __init__(
         self,
         *,
-        alert_type: Global___AlertTypeEnum.ValueType = ...,
+        alert_type: Global___AlertType.ValueType = ...,
         billable_metric_id: _builtins.str | None = ...,
         code: _builtins.str = ...,
         name: _builtins.str | None = ...,
@@ -990,7 +419,195 @@ class CreateCustomerWalletAlertInput(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__subscription_id) -> _WhichOneofReturnType__subscription_id | None: ...
 
-Global___CreateCustomerWalletAlertInput: _TypeAlias = CreateCustomerWalletAlertInput  # noqa: Y015
+Global___CreateCustomerWalletAlertRequest: _TypeAlias = CreateCustomerWalletAlertRequest  # noqa: Y015
+
+@_typing.final
+class CreateCustomerWalletAlertResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alert(self) -> _models_pb2.BillingAlert: ...
+    def __init__(
+        self,
+        *,
+        alert: _models_pb2.BillingAlert | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCustomerWalletAlertResponse: _TypeAlias = CreateCustomerWalletAlertResponse  # noqa: Y015
+
+@_typing.final
+class UpdateSubscriptionAlertRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BILLABLE_METRIC_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    THRESHOLDS_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
+    billable_metric_id: _builtins.str
+    code: _builtins.str
+    id: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def thresholds(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThresholdInput]: ...
+    @_builtins.property
+    def mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        billable_metric_id: _builtins.str | None = ...,
+        code: _builtins.str | None = ...,
+        id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        thresholds: _abc.Iterable[Global___ThresholdInput] | None = ...,
+        mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_billable_metric_id", b"_billable_metric_id", "_code", b"_code", "_name", b"_name", "billable_metric_id", b"billable_metric_id", "code", b"code", "mask", b"mask", "name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_billable_metric_id", b"_billable_metric_id", "_code", b"_code", "_name", b"_name", "billable_metric_id", b"billable_metric_id", "code", b"code", "id", b"id", "mask", b"mask", "name", b"name", "thresholds", b"thresholds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__billable_metric_id: _TypeAlias = _typing.Literal["billable_metric_id"]  # noqa: Y015
+    _WhichOneofArgType__billable_metric_id: _TypeAlias = _typing.Literal["_billable_metric_id", b"_billable_metric_id"]  # noqa: Y015
+    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
+    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__billable_metric_id) -> _WhichOneofReturnType__billable_metric_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+
+Global___UpdateSubscriptionAlertRequest: _TypeAlias = UpdateSubscriptionAlertRequest  # noqa: Y015
+
+@_typing.final
+class UpdateSubscriptionAlertResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alert(self) -> _models_pb2.BillingAlert: ...
+    def __init__(
+        self,
+        *,
+        alert: _models_pb2.BillingAlert | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSubscriptionAlertResponse: _TypeAlias = UpdateSubscriptionAlertResponse  # noqa: Y015
+
+@_typing.final
+class UpdateCustomerWalletAlertRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BILLABLE_METRIC_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    THRESHOLDS_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
+    billable_metric_id: _builtins.str
+    code: _builtins.str
+    id: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def thresholds(self) -> _containers.RepeatedCompositeFieldContainer[Global___ThresholdInput]: ...
+    @_builtins.property
+    def mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        billable_metric_id: _builtins.str | None = ...,
+        code: _builtins.str | None = ...,
+        id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        thresholds: _abc.Iterable[Global___ThresholdInput] | None = ...,
+        mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_billable_metric_id", b"_billable_metric_id", "_code", b"_code", "_name", b"_name", "billable_metric_id", b"billable_metric_id", "code", b"code", "mask", b"mask", "name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_billable_metric_id", b"_billable_metric_id", "_code", b"_code", "_name", b"_name", "billable_metric_id", b"billable_metric_id", "code", b"code", "id", b"id", "mask", b"mask", "name", b"name", "thresholds", b"thresholds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__billable_metric_id: _TypeAlias = _typing.Literal["billable_metric_id"]  # noqa: Y015
+    _WhichOneofArgType__billable_metric_id: _TypeAlias = _typing.Literal["_billable_metric_id", b"_billable_metric_id"]  # noqa: Y015
+    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
+    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__billable_metric_id) -> _WhichOneofReturnType__billable_metric_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+
+Global___UpdateCustomerWalletAlertRequest: _TypeAlias = UpdateCustomerWalletAlertRequest  # noqa: Y015
+
+@_typing.final
+class UpdateCustomerWalletAlertResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alert(self) -> _models_pb2.BillingAlert: ...
+    def __init__(
+        self,
+        *,
+        alert: _models_pb2.BillingAlert | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert", b"alert"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCustomerWalletAlertResponse: _TypeAlias = UpdateCustomerWalletAlertResponse  # noqa: Y015
+
+@_typing.final
+class DeleteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
+
+@_typing.final
+class DeleteResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
 
 @_typing.final
 class AlertThreshold(_message.Message):

@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class AlertServiceStub:
+class AlertsServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,76 +34,45 @@ class AlertServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Get = channel.unary_unary(
-                '/invora.billing.alerts.v2.AlertService/Get',
-                request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.alerts.v2.AlertService/List',
+                '/invora.billing.alerts.v2.AlertsService/List',
                 request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
-        self.CreateCustomerWalletAlert = channel.unary_unary(
-                '/invora.billing.alerts.v2.AlertService/CreateCustomerWalletAlert',
-                request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateCustomerWalletAlertRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateCustomerWalletAlertResponse.FromString,
+        self.Get = channel.unary_unary(
+                '/invora.billing.alerts.v2.AlertsService/Get',
+                request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.GetResponse.FromString,
                 _registered_method=True)
         self.CreateSubscriptionAlert = channel.unary_unary(
-                '/invora.billing.alerts.v2.AlertService/CreateSubscriptionAlert',
+                '/invora.billing.alerts.v2.AlertsService/CreateSubscriptionAlert',
                 request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateSubscriptionAlertRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateSubscriptionAlertResponse.FromString,
                 _registered_method=True)
-        self.DeleteCustomerWalletAlert = channel.unary_unary(
-                '/invora.billing.alerts.v2.AlertService/DeleteCustomerWalletAlert',
-                request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteCustomerWalletAlertRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteCustomerWalletAlertResponse.FromString,
-                _registered_method=True)
-        self.DeleteSubscriptionAlert = channel.unary_unary(
-                '/invora.billing.alerts.v2.AlertService/DeleteSubscriptionAlert',
-                request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteSubscriptionAlertRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteSubscriptionAlertResponse.FromString,
-                _registered_method=True)
-        self.SubscriptionAlert = channel.unary_unary(
-                '/invora.billing.alerts.v2.AlertService/SubscriptionAlert',
-                request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.SubscriptionAlertRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.SubscriptionAlertResponse.FromString,
-                _registered_method=True)
-        self.SubscriptionAlerts = channel.unary_unary(
-                '/invora.billing.alerts.v2.AlertService/SubscriptionAlerts',
-                request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.SubscriptionAlertsRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.SubscriptionAlertsResponse.FromString,
-                _registered_method=True)
-        self.UpdateCustomerWalletAlert = channel.unary_unary(
-                '/invora.billing.alerts.v2.AlertService/UpdateCustomerWalletAlert',
-                request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateCustomerWalletAlertRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateCustomerWalletAlertResponse.FromString,
+        self.CreateCustomerWalletAlert = channel.unary_unary(
+                '/invora.billing.alerts.v2.AlertsService/CreateCustomerWalletAlert',
+                request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateCustomerWalletAlertRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateCustomerWalletAlertResponse.FromString,
                 _registered_method=True)
         self.UpdateSubscriptionAlert = channel.unary_unary(
-                '/invora.billing.alerts.v2.AlertService/UpdateSubscriptionAlert',
+                '/invora.billing.alerts.v2.AlertsService/UpdateSubscriptionAlert',
                 request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateSubscriptionAlertRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateSubscriptionAlertResponse.FromString,
                 _registered_method=True)
-        self.WalletAlert = channel.unary_unary(
-                '/invora.billing.alerts.v2.AlertService/WalletAlert',
-                request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.WalletAlertRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.WalletAlertResponse.FromString,
+        self.UpdateCustomerWalletAlert = channel.unary_unary(
+                '/invora.billing.alerts.v2.AlertsService/UpdateCustomerWalletAlert',
+                request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateCustomerWalletAlertRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateCustomerWalletAlertResponse.FromString,
                 _registered_method=True)
-        self.WalletAlerts = channel.unary_unary(
-                '/invora.billing.alerts.v2.AlertService/WalletAlerts',
-                request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.WalletAlertsRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.WalletAlertsResponse.FromString,
+        self.Delete = channel.unary_unary(
+                '/invora.billing.alerts.v2.AlertsService/Delete',
+                request_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteResponse.FromString,
                 _registered_method=True)
 
 
-class AlertServiceServicer:
+class AlertsServiceServicer:
     """Missing associated documentation comment in .proto file."""
-
-    def Get(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
 
     def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -111,7 +80,7 @@ class AlertServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CreateCustomerWalletAlert(self, request, context):
+    def Get(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,31 +92,7 @@ class AlertServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def DeleteCustomerWalletAlert(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DeleteSubscriptionAlert(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def SubscriptionAlert(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def SubscriptionAlerts(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def UpdateCustomerWalletAlert(self, request, context):
+    def CreateCustomerWalletAlert(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,118 +104,66 @@ class AlertServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def WalletAlert(self, request, context):
+    def UpdateCustomerWalletAlert(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def WalletAlerts(self, request, context):
+    def Delete(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_AlertServiceServicer_to_server(servicer, server):
+def add_AlertsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Get': grpc.unary_unary_rpc_method_handler(
-                    servicer.Get,
-                    request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.GetRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
-            ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
                     request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.ListRequest.FromString,
                     response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
             ),
-            'CreateCustomerWalletAlert': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateCustomerWalletAlert,
-                    request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateCustomerWalletAlertRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateCustomerWalletAlertResponse.SerializeToString,
+            'Get': grpc.unary_unary_rpc_method_handler(
+                    servicer.Get,
+                    request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.GetRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
             'CreateSubscriptionAlert': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSubscriptionAlert,
                     request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateSubscriptionAlertRequest.FromString,
                     response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateSubscriptionAlertResponse.SerializeToString,
             ),
-            'DeleteCustomerWalletAlert': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeleteCustomerWalletAlert,
-                    request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteCustomerWalletAlertRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteCustomerWalletAlertResponse.SerializeToString,
-            ),
-            'DeleteSubscriptionAlert': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeleteSubscriptionAlert,
-                    request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteSubscriptionAlertRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteSubscriptionAlertResponse.SerializeToString,
-            ),
-            'SubscriptionAlert': grpc.unary_unary_rpc_method_handler(
-                    servicer.SubscriptionAlert,
-                    request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.SubscriptionAlertRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.SubscriptionAlertResponse.SerializeToString,
-            ),
-            'SubscriptionAlerts': grpc.unary_unary_rpc_method_handler(
-                    servicer.SubscriptionAlerts,
-                    request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.SubscriptionAlertsRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.SubscriptionAlertsResponse.SerializeToString,
-            ),
-            'UpdateCustomerWalletAlert': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateCustomerWalletAlert,
-                    request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateCustomerWalletAlertRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateCustomerWalletAlertResponse.SerializeToString,
+            'CreateCustomerWalletAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCustomerWalletAlert,
+                    request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateCustomerWalletAlertRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateCustomerWalletAlertResponse.SerializeToString,
             ),
             'UpdateSubscriptionAlert': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateSubscriptionAlert,
                     request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateSubscriptionAlertRequest.FromString,
                     response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateSubscriptionAlertResponse.SerializeToString,
             ),
-            'WalletAlert': grpc.unary_unary_rpc_method_handler(
-                    servicer.WalletAlert,
-                    request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.WalletAlertRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.WalletAlertResponse.SerializeToString,
+            'UpdateCustomerWalletAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCustomerWalletAlert,
+                    request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateCustomerWalletAlertRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateCustomerWalletAlertResponse.SerializeToString,
             ),
-            'WalletAlerts': grpc.unary_unary_rpc_method_handler(
-                    servicer.WalletAlerts,
-                    request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.WalletAlertsRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.WalletAlertsResponse.SerializeToString,
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.alerts.v2.AlertService', rpc_method_handlers)
+            'invora.billing.alerts.v2.AlertsService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.alerts.v2.AlertService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.alerts.v2.AlertsService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class AlertService:
+class AlertsService:
     """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def Get(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.alerts.v2.AlertService/Get',
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.GetResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def List(request,
@@ -286,7 +179,7 @@ class AlertService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.alerts.v2.AlertService/List',
+            '/invora.billing.alerts.v2.AlertsService/List',
             invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
             invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.ListResponse.FromString,
             options,
@@ -300,7 +193,7 @@ class AlertService:
             _registered_method=True)
 
     @staticmethod
-    def CreateCustomerWalletAlert(request,
+    def Get(request,
             target,
             options=(),
             channel_credentials=None,
@@ -313,9 +206,9 @@ class AlertService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.alerts.v2.AlertService/CreateCustomerWalletAlert',
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateCustomerWalletAlertRequest.SerializeToString,
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateCustomerWalletAlertResponse.FromString,
+            '/invora.billing.alerts.v2.AlertsService/Get',
+            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -340,7 +233,7 @@ class AlertService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.alerts.v2.AlertService/CreateSubscriptionAlert',
+            '/invora.billing.alerts.v2.AlertsService/CreateSubscriptionAlert',
             invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateSubscriptionAlertRequest.SerializeToString,
             invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateSubscriptionAlertResponse.FromString,
             options,
@@ -354,7 +247,7 @@ class AlertService:
             _registered_method=True)
 
     @staticmethod
-    def DeleteCustomerWalletAlert(request,
+    def CreateCustomerWalletAlert(request,
             target,
             options=(),
             channel_credentials=None,
@@ -367,117 +260,9 @@ class AlertService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.alerts.v2.AlertService/DeleteCustomerWalletAlert',
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteCustomerWalletAlertRequest.SerializeToString,
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteCustomerWalletAlertResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DeleteSubscriptionAlert(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.alerts.v2.AlertService/DeleteSubscriptionAlert',
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteSubscriptionAlertRequest.SerializeToString,
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteSubscriptionAlertResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def SubscriptionAlert(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.alerts.v2.AlertService/SubscriptionAlert',
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.SubscriptionAlertRequest.SerializeToString,
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.SubscriptionAlertResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def SubscriptionAlerts(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.alerts.v2.AlertService/SubscriptionAlerts',
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.SubscriptionAlertsRequest.SerializeToString,
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.SubscriptionAlertsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def UpdateCustomerWalletAlert(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.alerts.v2.AlertService/UpdateCustomerWalletAlert',
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateCustomerWalletAlertRequest.SerializeToString,
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateCustomerWalletAlertResponse.FromString,
+            '/invora.billing.alerts.v2.AlertsService/CreateCustomerWalletAlert',
+            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateCustomerWalletAlertRequest.SerializeToString,
+            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.CreateCustomerWalletAlertResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -502,7 +287,7 @@ class AlertService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.alerts.v2.AlertService/UpdateSubscriptionAlert',
+            '/invora.billing.alerts.v2.AlertsService/UpdateSubscriptionAlert',
             invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateSubscriptionAlertRequest.SerializeToString,
             invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateSubscriptionAlertResponse.FromString,
             options,
@@ -516,7 +301,7 @@ class AlertService:
             _registered_method=True)
 
     @staticmethod
-    def WalletAlert(request,
+    def UpdateCustomerWalletAlert(request,
             target,
             options=(),
             channel_credentials=None,
@@ -529,9 +314,9 @@ class AlertService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.alerts.v2.AlertService/WalletAlert',
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.WalletAlertRequest.SerializeToString,
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.WalletAlertResponse.FromString,
+            '/invora.billing.alerts.v2.AlertsService/UpdateCustomerWalletAlert',
+            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateCustomerWalletAlertRequest.SerializeToString,
+            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.UpdateCustomerWalletAlertResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -543,7 +328,7 @@ class AlertService:
             _registered_method=True)
 
     @staticmethod
-    def WalletAlerts(request,
+    def Delete(request,
             target,
             options=(),
             channel_credentials=None,
@@ -556,9 +341,9 @@ class AlertService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.alerts.v2.AlertService/WalletAlerts',
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.WalletAlertsRequest.SerializeToString,
-            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.WalletAlertsResponse.FromString,
+            '/invora.billing.alerts.v2.AlertsService/Delete',
+            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
+            invora_dot_billing_dot_alerts_dot_v2_dot_service__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,48 +30,31 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class AlertServiceStub:
+class AlertsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> AlertServiceAsyncStub: ...
-    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    def __new__(cls, channel: _aio.Channel) -> AlertsServiceAsyncStub: ...
     List: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]
-    CreateCustomerWalletAlert: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateCustomerWalletAlertRequest, _service_pb2.CreateCustomerWalletAlertResponse]
+    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
     CreateSubscriptionAlert: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateSubscriptionAlertRequest, _service_pb2.CreateSubscriptionAlertResponse]
-    DeleteCustomerWalletAlert: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteCustomerWalletAlertRequest, _service_pb2.DeleteCustomerWalletAlertResponse]
-    DeleteSubscriptionAlert: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteSubscriptionAlertRequest, _service_pb2.DeleteSubscriptionAlertResponse]
-    SubscriptionAlert: _grpc.UnaryUnaryMultiCallable[_service_pb2.SubscriptionAlertRequest, _service_pb2.SubscriptionAlertResponse]
-    SubscriptionAlerts: _grpc.UnaryUnaryMultiCallable[_service_pb2.SubscriptionAlertsRequest, _service_pb2.SubscriptionAlertsResponse]
-    UpdateCustomerWalletAlert: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateCustomerWalletAlertRequest, _service_pb2.UpdateCustomerWalletAlertResponse]
+    CreateCustomerWalletAlert: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateCustomerWalletAlertRequest, _service_pb2.CreateCustomerWalletAlertResponse]
     UpdateSubscriptionAlert: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateSubscriptionAlertRequest, _service_pb2.UpdateSubscriptionAlertResponse]
-    WalletAlert: _grpc.UnaryUnaryMultiCallable[_service_pb2.WalletAlertRequest, _service_pb2.WalletAlertResponse]
-    WalletAlerts: _grpc.UnaryUnaryMultiCallable[_service_pb2.WalletAlertsRequest, _service_pb2.WalletAlertsResponse]
+    UpdateCustomerWalletAlert: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateCustomerWalletAlertRequest, _service_pb2.UpdateCustomerWalletAlertResponse]
+    Delete: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]
 
 @_typing.type_check_only
-class AlertServiceAsyncStub(AlertServiceStub):
+class AlertsServiceAsyncStub(AlertsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]  # type: ignore[assignment]
-    CreateCustomerWalletAlert: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateCustomerWalletAlertRequest, _service_pb2.CreateCustomerWalletAlertResponse]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     CreateSubscriptionAlert: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateSubscriptionAlertRequest, _service_pb2.CreateSubscriptionAlertResponse]  # type: ignore[assignment]
-    DeleteCustomerWalletAlert: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteCustomerWalletAlertRequest, _service_pb2.DeleteCustomerWalletAlertResponse]  # type: ignore[assignment]
-    DeleteSubscriptionAlert: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteSubscriptionAlertRequest, _service_pb2.DeleteSubscriptionAlertResponse]  # type: ignore[assignment]
-    SubscriptionAlert: _aio.UnaryUnaryMultiCallable[_service_pb2.SubscriptionAlertRequest, _service_pb2.SubscriptionAlertResponse]  # type: ignore[assignment]
-    SubscriptionAlerts: _aio.UnaryUnaryMultiCallable[_service_pb2.SubscriptionAlertsRequest, _service_pb2.SubscriptionAlertsResponse]  # type: ignore[assignment]
-    UpdateCustomerWalletAlert: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateCustomerWalletAlertRequest, _service_pb2.UpdateCustomerWalletAlertResponse]  # type: ignore[assignment]
+    CreateCustomerWalletAlert: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateCustomerWalletAlertRequest, _service_pb2.CreateCustomerWalletAlertResponse]  # type: ignore[assignment]
     UpdateSubscriptionAlert: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateSubscriptionAlertRequest, _service_pb2.UpdateSubscriptionAlertResponse]  # type: ignore[assignment]
-    WalletAlert: _aio.UnaryUnaryMultiCallable[_service_pb2.WalletAlertRequest, _service_pb2.WalletAlertResponse]  # type: ignore[assignment]
-    WalletAlerts: _aio.UnaryUnaryMultiCallable[_service_pb2.WalletAlertsRequest, _service_pb2.WalletAlertsResponse]  # type: ignore[assignment]
+    UpdateCustomerWalletAlert: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateCustomerWalletAlertRequest, _service_pb2.UpdateCustomerWalletAlertResponse]  # type: ignore[assignment]
+    Delete: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]  # type: ignore[assignment]
 
-class AlertServiceServicer(metaclass=_abc_1.ABCMeta):
-    @_abc_1.abstractmethod
-    def Get(
-        self,
-        request: _service_pb2.GetRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
-
+class AlertsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def List(
         self,
@@ -80,11 +63,11 @@ class AlertServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
 
     @_abc_1.abstractmethod
-    def CreateCustomerWalletAlert(
+    def Get(
         self,
-        request: _service_pb2.CreateCustomerWalletAlertRequest,
+        request: _service_pb2.GetRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateCustomerWalletAlertResponse, _abc.Awaitable[_service_pb2.CreateCustomerWalletAlertResponse]]: ...
+    ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
 
     @_abc_1.abstractmethod
     def CreateSubscriptionAlert(
@@ -94,39 +77,11 @@ class AlertServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.CreateSubscriptionAlertResponse, _abc.Awaitable[_service_pb2.CreateSubscriptionAlertResponse]]: ...
 
     @_abc_1.abstractmethod
-    def DeleteCustomerWalletAlert(
+    def CreateCustomerWalletAlert(
         self,
-        request: _service_pb2.DeleteCustomerWalletAlertRequest,
+        request: _service_pb2.CreateCustomerWalletAlertRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.DeleteCustomerWalletAlertResponse, _abc.Awaitable[_service_pb2.DeleteCustomerWalletAlertResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def DeleteSubscriptionAlert(
-        self,
-        request: _service_pb2.DeleteSubscriptionAlertRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.DeleteSubscriptionAlertResponse, _abc.Awaitable[_service_pb2.DeleteSubscriptionAlertResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def SubscriptionAlert(
-        self,
-        request: _service_pb2.SubscriptionAlertRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.SubscriptionAlertResponse, _abc.Awaitable[_service_pb2.SubscriptionAlertResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def SubscriptionAlerts(
-        self,
-        request: _service_pb2.SubscriptionAlertsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.SubscriptionAlertsResponse, _abc.Awaitable[_service_pb2.SubscriptionAlertsResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def UpdateCustomerWalletAlert(
-        self,
-        request: _service_pb2.UpdateCustomerWalletAlertRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateCustomerWalletAlertResponse, _abc.Awaitable[_service_pb2.UpdateCustomerWalletAlertResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateCustomerWalletAlertResponse, _abc.Awaitable[_service_pb2.CreateCustomerWalletAlertResponse]]: ...
 
     @_abc_1.abstractmethod
     def UpdateSubscriptionAlert(
@@ -136,17 +91,17 @@ class AlertServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.UpdateSubscriptionAlertResponse, _abc.Awaitable[_service_pb2.UpdateSubscriptionAlertResponse]]: ...
 
     @_abc_1.abstractmethod
-    def WalletAlert(
+    def UpdateCustomerWalletAlert(
         self,
-        request: _service_pb2.WalletAlertRequest,
+        request: _service_pb2.UpdateCustomerWalletAlertRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.WalletAlertResponse, _abc.Awaitable[_service_pb2.WalletAlertResponse]]: ...
+    ) -> _typing.Union[_service_pb2.UpdateCustomerWalletAlertResponse, _abc.Awaitable[_service_pb2.UpdateCustomerWalletAlertResponse]]: ...
 
     @_abc_1.abstractmethod
-    def WalletAlerts(
+    def Delete(
         self,
-        request: _service_pb2.WalletAlertsRequest,
+        request: _service_pb2.DeleteRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.WalletAlertsResponse, _abc.Awaitable[_service_pb2.WalletAlertsResponse]]: ...
+    ) -> _typing.Union[_service_pb2.DeleteResponse, _abc.Awaitable[_service_pb2.DeleteResponse]]: ...
 
-def add_AlertServiceServicer_to_server(servicer: AlertServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+def add_AlertsServiceServicer_to_server(servicer: AlertsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

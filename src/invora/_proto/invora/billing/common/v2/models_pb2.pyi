@@ -27,6 +27,23 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _View:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VIEW_UNSPECIFIED: _View.ValueType  # 0
+    VIEW_BASIC: _View.ValueType  # 1
+    VIEW_FULL: _View.ValueType  # 2
+
+class View(_View, metaclass=_ViewEnumTypeWrapper): ...
+
+VIEW_UNSPECIFIED: View.ValueType  # 0
+VIEW_BASIC: View.ValueType  # 1
+VIEW_FULL: View.ValueType  # 2
+Global___View: _TypeAlias = View  # noqa: Y015
+
 class _BillingOrgStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -47,25 +64,6 @@ BILLING_ORG_STATUS_ACTIVE: BillingOrgStatus.ValueType  # 2
 BILLING_ORG_STATUS_SUSPENDED: BillingOrgStatus.ValueType  # 3
 BILLING_ORG_STATUS_DEPROVISIONED: BillingOrgStatus.ValueType  # 4
 Global___BillingOrgStatus: _TypeAlias = BillingOrgStatus  # noqa: Y015
-
-class _AnalyticsPeriodEnum:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _AnalyticsPeriodEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AnalyticsPeriodEnum.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    ANALYTICS_PERIOD_ENUM_UNSPECIFIED: _AnalyticsPeriodEnum.ValueType  # 0
-    ANALYTICS_PERIOD_ENUM_MONTH: _AnalyticsPeriodEnum.ValueType  # 1
-    ANALYTICS_PERIOD_ENUM_QUARTER: _AnalyticsPeriodEnum.ValueType  # 2
-    ANALYTICS_PERIOD_ENUM_YEAR: _AnalyticsPeriodEnum.ValueType  # 3
-
-class AnalyticsPeriodEnum(_AnalyticsPeriodEnum, metaclass=_AnalyticsPeriodEnumEnumTypeWrapper): ...
-
-ANALYTICS_PERIOD_ENUM_UNSPECIFIED: AnalyticsPeriodEnum.ValueType  # 0
-ANALYTICS_PERIOD_ENUM_MONTH: AnalyticsPeriodEnum.ValueType  # 1
-ANALYTICS_PERIOD_ENUM_QUARTER: AnalyticsPeriodEnum.ValueType  # 2
-ANALYTICS_PERIOD_ENUM_YEAR: AnalyticsPeriodEnum.ValueType  # 3
-Global___AnalyticsPeriodEnum: _TypeAlias = AnalyticsPeriodEnum  # noqa: Y015
 
 class _ActivitySourceEnum:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -193,197 +191,197 @@ ACTIVITY_TYPE_ENUM_WALLET_TRANSACTION_UPDATED: ActivityTypeEnum.ValueType  # 46
 ACTIVITY_TYPE_ENUM_WALLET_UPDATED: ActivityTypeEnum.ValueType  # 47
 Global___ActivityTypeEnum: _TypeAlias = ActivityTypeEnum  # noqa: Y015
 
-class _AdjustedFeeTypeEnum:
+class _AdjustedFeeType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _AdjustedFeeTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AdjustedFeeTypeEnum.ValueType], _builtins.type):
+class _AdjustedFeeTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AdjustedFeeType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    ADJUSTED_FEE_TYPE_ENUM_UNSPECIFIED: _AdjustedFeeTypeEnum.ValueType  # 0
-    ADJUSTED_FEE_TYPE_ENUM_ADJUSTED_AMOUNT: _AdjustedFeeTypeEnum.ValueType  # 1
-    ADJUSTED_FEE_TYPE_ENUM_ADJUSTED_UNITS: _AdjustedFeeTypeEnum.ValueType  # 2
+    ADJUSTED_FEE_TYPE_UNSPECIFIED: _AdjustedFeeType.ValueType  # 0
+    ADJUSTED_FEE_TYPE_ADJUSTED_AMOUNT: _AdjustedFeeType.ValueType  # 1
+    ADJUSTED_FEE_TYPE_ADJUSTED_UNITS: _AdjustedFeeType.ValueType  # 2
 
-class AdjustedFeeTypeEnum(_AdjustedFeeTypeEnum, metaclass=_AdjustedFeeTypeEnumEnumTypeWrapper): ...
+class AdjustedFeeType(_AdjustedFeeType, metaclass=_AdjustedFeeTypeEnumTypeWrapper): ...
 
-ADJUSTED_FEE_TYPE_ENUM_UNSPECIFIED: AdjustedFeeTypeEnum.ValueType  # 0
-ADJUSTED_FEE_TYPE_ENUM_ADJUSTED_AMOUNT: AdjustedFeeTypeEnum.ValueType  # 1
-ADJUSTED_FEE_TYPE_ENUM_ADJUSTED_UNITS: AdjustedFeeTypeEnum.ValueType  # 2
-Global___AdjustedFeeTypeEnum: _TypeAlias = AdjustedFeeTypeEnum  # noqa: Y015
+ADJUSTED_FEE_TYPE_UNSPECIFIED: AdjustedFeeType.ValueType  # 0
+ADJUSTED_FEE_TYPE_ADJUSTED_AMOUNT: AdjustedFeeType.ValueType  # 1
+ADJUSTED_FEE_TYPE_ADJUSTED_UNITS: AdjustedFeeType.ValueType  # 2
+Global___AdjustedFeeType: _TypeAlias = AdjustedFeeType  # noqa: Y015
 
-class _AggregationTypeEnum:
+class _AggregationType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _AggregationTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AggregationTypeEnum.ValueType], _builtins.type):
+class _AggregationTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AggregationType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    AGGREGATION_TYPE_ENUM_UNSPECIFIED: _AggregationTypeEnum.ValueType  # 0
-    AGGREGATION_TYPE_ENUM_COUNT_AGG: _AggregationTypeEnum.ValueType  # 1
-    AGGREGATION_TYPE_ENUM_CUSTOM_AGG: _AggregationTypeEnum.ValueType  # 2
-    AGGREGATION_TYPE_ENUM_LATEST_AGG: _AggregationTypeEnum.ValueType  # 3
-    AGGREGATION_TYPE_ENUM_MAX_AGG: _AggregationTypeEnum.ValueType  # 4
-    AGGREGATION_TYPE_ENUM_SUM_AGG: _AggregationTypeEnum.ValueType  # 5
-    AGGREGATION_TYPE_ENUM_UNIQUE_COUNT_AGG: _AggregationTypeEnum.ValueType  # 6
-    AGGREGATION_TYPE_ENUM_WEIGHTED_SUM_AGG: _AggregationTypeEnum.ValueType  # 7
+    AGGREGATION_TYPE_UNSPECIFIED: _AggregationType.ValueType  # 0
+    AGGREGATION_TYPE_COUNT_AGG: _AggregationType.ValueType  # 1
+    AGGREGATION_TYPE_CUSTOM_AGG: _AggregationType.ValueType  # 2
+    AGGREGATION_TYPE_LATEST_AGG: _AggregationType.ValueType  # 3
+    AGGREGATION_TYPE_MAX_AGG: _AggregationType.ValueType  # 4
+    AGGREGATION_TYPE_SUM_AGG: _AggregationType.ValueType  # 5
+    AGGREGATION_TYPE_UNIQUE_COUNT_AGG: _AggregationType.ValueType  # 6
+    AGGREGATION_TYPE_WEIGHTED_SUM_AGG: _AggregationType.ValueType  # 7
 
-class AggregationTypeEnum(_AggregationTypeEnum, metaclass=_AggregationTypeEnumEnumTypeWrapper): ...
+class AggregationType(_AggregationType, metaclass=_AggregationTypeEnumTypeWrapper): ...
 
-AGGREGATION_TYPE_ENUM_UNSPECIFIED: AggregationTypeEnum.ValueType  # 0
-AGGREGATION_TYPE_ENUM_COUNT_AGG: AggregationTypeEnum.ValueType  # 1
-AGGREGATION_TYPE_ENUM_CUSTOM_AGG: AggregationTypeEnum.ValueType  # 2
-AGGREGATION_TYPE_ENUM_LATEST_AGG: AggregationTypeEnum.ValueType  # 3
-AGGREGATION_TYPE_ENUM_MAX_AGG: AggregationTypeEnum.ValueType  # 4
-AGGREGATION_TYPE_ENUM_SUM_AGG: AggregationTypeEnum.ValueType  # 5
-AGGREGATION_TYPE_ENUM_UNIQUE_COUNT_AGG: AggregationTypeEnum.ValueType  # 6
-AGGREGATION_TYPE_ENUM_WEIGHTED_SUM_AGG: AggregationTypeEnum.ValueType  # 7
-Global___AggregationTypeEnum: _TypeAlias = AggregationTypeEnum  # noqa: Y015
+AGGREGATION_TYPE_UNSPECIFIED: AggregationType.ValueType  # 0
+AGGREGATION_TYPE_COUNT_AGG: AggregationType.ValueType  # 1
+AGGREGATION_TYPE_CUSTOM_AGG: AggregationType.ValueType  # 2
+AGGREGATION_TYPE_LATEST_AGG: AggregationType.ValueType  # 3
+AGGREGATION_TYPE_MAX_AGG: AggregationType.ValueType  # 4
+AGGREGATION_TYPE_SUM_AGG: AggregationType.ValueType  # 5
+AGGREGATION_TYPE_UNIQUE_COUNT_AGG: AggregationType.ValueType  # 6
+AGGREGATION_TYPE_WEIGHTED_SUM_AGG: AggregationType.ValueType  # 7
+Global___AggregationType: _TypeAlias = AggregationType  # noqa: Y015
 
-class _AppliedCouponStatusEnum:
+class _AppliedCouponStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _AppliedCouponStatusEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AppliedCouponStatusEnum.ValueType], _builtins.type):
+class _AppliedCouponStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AppliedCouponStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    APPLIED_COUPON_STATUS_ENUM_UNSPECIFIED: _AppliedCouponStatusEnum.ValueType  # 0
-    APPLIED_COUPON_STATUS_ENUM_ACTIVE: _AppliedCouponStatusEnum.ValueType  # 1
-    APPLIED_COUPON_STATUS_ENUM_TERMINATED: _AppliedCouponStatusEnum.ValueType  # 2
+    APPLIED_COUPON_STATUS_UNSPECIFIED: _AppliedCouponStatus.ValueType  # 0
+    APPLIED_COUPON_STATUS_ACTIVE: _AppliedCouponStatus.ValueType  # 1
+    APPLIED_COUPON_STATUS_TERMINATED: _AppliedCouponStatus.ValueType  # 2
 
-class AppliedCouponStatusEnum(_AppliedCouponStatusEnum, metaclass=_AppliedCouponStatusEnumEnumTypeWrapper): ...
+class AppliedCouponStatus(_AppliedCouponStatus, metaclass=_AppliedCouponStatusEnumTypeWrapper): ...
 
-APPLIED_COUPON_STATUS_ENUM_UNSPECIFIED: AppliedCouponStatusEnum.ValueType  # 0
-APPLIED_COUPON_STATUS_ENUM_ACTIVE: AppliedCouponStatusEnum.ValueType  # 1
-APPLIED_COUPON_STATUS_ENUM_TERMINATED: AppliedCouponStatusEnum.ValueType  # 2
-Global___AppliedCouponStatusEnum: _TypeAlias = AppliedCouponStatusEnum  # noqa: Y015
+APPLIED_COUPON_STATUS_UNSPECIFIED: AppliedCouponStatus.ValueType  # 0
+APPLIED_COUPON_STATUS_ACTIVE: AppliedCouponStatus.ValueType  # 1
+APPLIED_COUPON_STATUS_TERMINATED: AppliedCouponStatus.ValueType  # 2
+Global___AppliedCouponStatus: _TypeAlias = AppliedCouponStatus  # noqa: Y015
 
-class _BillingEntityDocumentNumberingEnum:
+class _BillingEntityDocumentNumbering:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _BillingEntityDocumentNumberingEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BillingEntityDocumentNumberingEnum.ValueType], _builtins.type):
+class _BillingEntityDocumentNumberingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BillingEntityDocumentNumbering.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    BILLING_ENTITY_DOCUMENT_NUMBERING_ENUM_UNSPECIFIED: _BillingEntityDocumentNumberingEnum.ValueType  # 0
-    BILLING_ENTITY_DOCUMENT_NUMBERING_ENUM_PER_BILLING_ENTITY: _BillingEntityDocumentNumberingEnum.ValueType  # 1
-    BILLING_ENTITY_DOCUMENT_NUMBERING_ENUM_PER_CUSTOMER: _BillingEntityDocumentNumberingEnum.ValueType  # 2
+    BILLING_ENTITY_DOCUMENT_NUMBERING_UNSPECIFIED: _BillingEntityDocumentNumbering.ValueType  # 0
+    BILLING_ENTITY_DOCUMENT_NUMBERING_PER_BILLING_ENTITY: _BillingEntityDocumentNumbering.ValueType  # 1
+    BILLING_ENTITY_DOCUMENT_NUMBERING_PER_CUSTOMER: _BillingEntityDocumentNumbering.ValueType  # 2
 
-class BillingEntityDocumentNumberingEnum(_BillingEntityDocumentNumberingEnum, metaclass=_BillingEntityDocumentNumberingEnumEnumTypeWrapper): ...
+class BillingEntityDocumentNumbering(_BillingEntityDocumentNumbering, metaclass=_BillingEntityDocumentNumberingEnumTypeWrapper): ...
 
-BILLING_ENTITY_DOCUMENT_NUMBERING_ENUM_UNSPECIFIED: BillingEntityDocumentNumberingEnum.ValueType  # 0
-BILLING_ENTITY_DOCUMENT_NUMBERING_ENUM_PER_BILLING_ENTITY: BillingEntityDocumentNumberingEnum.ValueType  # 1
-BILLING_ENTITY_DOCUMENT_NUMBERING_ENUM_PER_CUSTOMER: BillingEntityDocumentNumberingEnum.ValueType  # 2
-Global___BillingEntityDocumentNumberingEnum: _TypeAlias = BillingEntityDocumentNumberingEnum  # noqa: Y015
+BILLING_ENTITY_DOCUMENT_NUMBERING_UNSPECIFIED: BillingEntityDocumentNumbering.ValueType  # 0
+BILLING_ENTITY_DOCUMENT_NUMBERING_PER_BILLING_ENTITY: BillingEntityDocumentNumbering.ValueType  # 1
+BILLING_ENTITY_DOCUMENT_NUMBERING_PER_CUSTOMER: BillingEntityDocumentNumbering.ValueType  # 2
+Global___BillingEntityDocumentNumbering: _TypeAlias = BillingEntityDocumentNumbering  # noqa: Y015
 
-class _BillingEntityEmailSettingsEnum:
+class _BillingEntityEmailSettings:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _BillingEntityEmailSettingsEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BillingEntityEmailSettingsEnum.ValueType], _builtins.type):
+class _BillingEntityEmailSettingsEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BillingEntityEmailSettings.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    BILLING_ENTITY_EMAIL_SETTINGS_ENUM_UNSPECIFIED: _BillingEntityEmailSettingsEnum.ValueType  # 0
-    BILLING_ENTITY_EMAIL_SETTINGS_ENUM_CREDIT_NOTE_CREATED: _BillingEntityEmailSettingsEnum.ValueType  # 1
-    BILLING_ENTITY_EMAIL_SETTINGS_ENUM_INVOICE_FINALIZED: _BillingEntityEmailSettingsEnum.ValueType  # 2
-    BILLING_ENTITY_EMAIL_SETTINGS_ENUM_PAYMENT_RECEIPT_CREATED: _BillingEntityEmailSettingsEnum.ValueType  # 3
+    BILLING_ENTITY_EMAIL_SETTINGS_UNSPECIFIED: _BillingEntityEmailSettings.ValueType  # 0
+    BILLING_ENTITY_EMAIL_SETTINGS_CREDIT_NOTE_CREATED: _BillingEntityEmailSettings.ValueType  # 1
+    BILLING_ENTITY_EMAIL_SETTINGS_INVOICE_FINALIZED: _BillingEntityEmailSettings.ValueType  # 2
+    BILLING_ENTITY_EMAIL_SETTINGS_PAYMENT_RECEIPT_CREATED: _BillingEntityEmailSettings.ValueType  # 3
 
-class BillingEntityEmailSettingsEnum(_BillingEntityEmailSettingsEnum, metaclass=_BillingEntityEmailSettingsEnumEnumTypeWrapper): ...
+class BillingEntityEmailSettings(_BillingEntityEmailSettings, metaclass=_BillingEntityEmailSettingsEnumTypeWrapper): ...
 
-BILLING_ENTITY_EMAIL_SETTINGS_ENUM_UNSPECIFIED: BillingEntityEmailSettingsEnum.ValueType  # 0
-BILLING_ENTITY_EMAIL_SETTINGS_ENUM_CREDIT_NOTE_CREATED: BillingEntityEmailSettingsEnum.ValueType  # 1
-BILLING_ENTITY_EMAIL_SETTINGS_ENUM_INVOICE_FINALIZED: BillingEntityEmailSettingsEnum.ValueType  # 2
-BILLING_ENTITY_EMAIL_SETTINGS_ENUM_PAYMENT_RECEIPT_CREATED: BillingEntityEmailSettingsEnum.ValueType  # 3
-Global___BillingEntityEmailSettingsEnum: _TypeAlias = BillingEntityEmailSettingsEnum  # noqa: Y015
+BILLING_ENTITY_EMAIL_SETTINGS_UNSPECIFIED: BillingEntityEmailSettings.ValueType  # 0
+BILLING_ENTITY_EMAIL_SETTINGS_CREDIT_NOTE_CREATED: BillingEntityEmailSettings.ValueType  # 1
+BILLING_ENTITY_EMAIL_SETTINGS_INVOICE_FINALIZED: BillingEntityEmailSettings.ValueType  # 2
+BILLING_ENTITY_EMAIL_SETTINGS_PAYMENT_RECEIPT_CREATED: BillingEntityEmailSettings.ValueType  # 3
+Global___BillingEntityEmailSettings: _TypeAlias = BillingEntityEmailSettings  # noqa: Y015
 
-class _BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum:
+class _BillingEntitySubscriptionInvoiceIssuingDateAdjustment:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType], _builtins.type):
+class _BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BillingEntitySubscriptionInvoiceIssuingDateAdjustment.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ENUM_UNSPECIFIED: _BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType  # 0
-    BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ENUM_ALIGN_WITH_FINALIZATION_DATE: _BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType  # 1
-    BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ENUM_KEEP_ANCHOR: _BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType  # 2
+    BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_UNSPECIFIED: _BillingEntitySubscriptionInvoiceIssuingDateAdjustment.ValueType  # 0
+    BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ALIGN_WITH_FINALIZATION_DATE: _BillingEntitySubscriptionInvoiceIssuingDateAdjustment.ValueType  # 1
+    BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_KEEP_ANCHOR: _BillingEntitySubscriptionInvoiceIssuingDateAdjustment.ValueType  # 2
 
-class BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum(_BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum, metaclass=_BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnumEnumTypeWrapper): ...
+class BillingEntitySubscriptionInvoiceIssuingDateAdjustment(_BillingEntitySubscriptionInvoiceIssuingDateAdjustment, metaclass=_BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnumTypeWrapper): ...
 
-BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ENUM_UNSPECIFIED: BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType  # 0
-BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ENUM_ALIGN_WITH_FINALIZATION_DATE: BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType  # 1
-BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ENUM_KEEP_ANCHOR: BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType  # 2
-Global___BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum: _TypeAlias = BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum  # noqa: Y015
+BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_UNSPECIFIED: BillingEntitySubscriptionInvoiceIssuingDateAdjustment.ValueType  # 0
+BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ALIGN_WITH_FINALIZATION_DATE: BillingEntitySubscriptionInvoiceIssuingDateAdjustment.ValueType  # 1
+BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_KEEP_ANCHOR: BillingEntitySubscriptionInvoiceIssuingDateAdjustment.ValueType  # 2
+Global___BillingEntitySubscriptionInvoiceIssuingDateAdjustment: _TypeAlias = BillingEntitySubscriptionInvoiceIssuingDateAdjustment  # noqa: Y015
 
-class _BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum:
+class _BillingEntitySubscriptionInvoiceIssuingDateAnchor:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _BillingEntitySubscriptionInvoiceIssuingDateAnchorEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum.ValueType], _builtins.type):
+class _BillingEntitySubscriptionInvoiceIssuingDateAnchorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BillingEntitySubscriptionInvoiceIssuingDateAnchor.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_ENUM_UNSPECIFIED: _BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum.ValueType  # 0
-    BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_ENUM_CURRENT_PERIOD_END: _BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum.ValueType  # 1
-    BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_ENUM_NEXT_PERIOD_START: _BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum.ValueType  # 2
+    BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_UNSPECIFIED: _BillingEntitySubscriptionInvoiceIssuingDateAnchor.ValueType  # 0
+    BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_CURRENT_PERIOD_END: _BillingEntitySubscriptionInvoiceIssuingDateAnchor.ValueType  # 1
+    BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_NEXT_PERIOD_START: _BillingEntitySubscriptionInvoiceIssuingDateAnchor.ValueType  # 2
 
-class BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum(_BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum, metaclass=_BillingEntitySubscriptionInvoiceIssuingDateAnchorEnumEnumTypeWrapper): ...
+class BillingEntitySubscriptionInvoiceIssuingDateAnchor(_BillingEntitySubscriptionInvoiceIssuingDateAnchor, metaclass=_BillingEntitySubscriptionInvoiceIssuingDateAnchorEnumTypeWrapper): ...
 
-BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_ENUM_UNSPECIFIED: BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum.ValueType  # 0
-BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_ENUM_CURRENT_PERIOD_END: BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum.ValueType  # 1
-BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_ENUM_NEXT_PERIOD_START: BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum.ValueType  # 2
-Global___BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum: _TypeAlias = BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum  # noqa: Y015
+BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_UNSPECIFIED: BillingEntitySubscriptionInvoiceIssuingDateAnchor.ValueType  # 0
+BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_CURRENT_PERIOD_END: BillingEntitySubscriptionInvoiceIssuingDateAnchor.ValueType  # 1
+BILLING_ENTITY_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_NEXT_PERIOD_START: BillingEntitySubscriptionInvoiceIssuingDateAnchor.ValueType  # 2
+Global___BillingEntitySubscriptionInvoiceIssuingDateAnchor: _TypeAlias = BillingEntitySubscriptionInvoiceIssuingDateAnchor  # noqa: Y015
 
-class _BillingTimeEnum:
+class _BillingTime:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _BillingTimeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BillingTimeEnum.ValueType], _builtins.type):
+class _BillingTimeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BillingTime.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    BILLING_TIME_ENUM_UNSPECIFIED: _BillingTimeEnum.ValueType  # 0
-    BILLING_TIME_ENUM_ANNIVERSARY: _BillingTimeEnum.ValueType  # 1
-    BILLING_TIME_ENUM_CALENDAR: _BillingTimeEnum.ValueType  # 2
+    BILLING_TIME_UNSPECIFIED: _BillingTime.ValueType  # 0
+    BILLING_TIME_ANNIVERSARY: _BillingTime.ValueType  # 1
+    BILLING_TIME_CALENDAR: _BillingTime.ValueType  # 2
 
-class BillingTimeEnum(_BillingTimeEnum, metaclass=_BillingTimeEnumEnumTypeWrapper): ...
+class BillingTime(_BillingTime, metaclass=_BillingTimeEnumTypeWrapper): ...
 
-BILLING_TIME_ENUM_UNSPECIFIED: BillingTimeEnum.ValueType  # 0
-BILLING_TIME_ENUM_ANNIVERSARY: BillingTimeEnum.ValueType  # 1
-BILLING_TIME_ENUM_CALENDAR: BillingTimeEnum.ValueType  # 2
-Global___BillingTimeEnum: _TypeAlias = BillingTimeEnum  # noqa: Y015
+BILLING_TIME_UNSPECIFIED: BillingTime.ValueType  # 0
+BILLING_TIME_ANNIVERSARY: BillingTime.ValueType  # 1
+BILLING_TIME_CALENDAR: BillingTime.ValueType  # 2
+Global___BillingTime: _TypeAlias = BillingTime  # noqa: Y015
 
-class _ChargeModelEnum:
+class _ChargeModel:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _ChargeModelEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChargeModelEnum.ValueType], _builtins.type):
+class _ChargeModelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChargeModel.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    CHARGE_MODEL_ENUM_UNSPECIFIED: _ChargeModelEnum.ValueType  # 0
-    CHARGE_MODEL_ENUM_CUSTOM: _ChargeModelEnum.ValueType  # 1
-    CHARGE_MODEL_ENUM_DYNAMIC: _ChargeModelEnum.ValueType  # 2
-    CHARGE_MODEL_ENUM_GRADUATED: _ChargeModelEnum.ValueType  # 3
-    CHARGE_MODEL_ENUM_GRADUATED_PERCENTAGE: _ChargeModelEnum.ValueType  # 4
-    CHARGE_MODEL_ENUM_PACKAGE: _ChargeModelEnum.ValueType  # 5
-    CHARGE_MODEL_ENUM_PERCENTAGE: _ChargeModelEnum.ValueType  # 6
-    CHARGE_MODEL_ENUM_STANDARD: _ChargeModelEnum.ValueType  # 7
-    CHARGE_MODEL_ENUM_VOLUME: _ChargeModelEnum.ValueType  # 8
+    CHARGE_MODEL_UNSPECIFIED: _ChargeModel.ValueType  # 0
+    CHARGE_MODEL_CUSTOM: _ChargeModel.ValueType  # 1
+    CHARGE_MODEL_DYNAMIC: _ChargeModel.ValueType  # 2
+    CHARGE_MODEL_GRADUATED: _ChargeModel.ValueType  # 3
+    CHARGE_MODEL_GRADUATED_PERCENTAGE: _ChargeModel.ValueType  # 4
+    CHARGE_MODEL_PACKAGE: _ChargeModel.ValueType  # 5
+    CHARGE_MODEL_PERCENTAGE: _ChargeModel.ValueType  # 6
+    CHARGE_MODEL_STANDARD: _ChargeModel.ValueType  # 7
+    CHARGE_MODEL_VOLUME: _ChargeModel.ValueType  # 8
 
-class ChargeModelEnum(_ChargeModelEnum, metaclass=_ChargeModelEnumEnumTypeWrapper): ...
+class ChargeModel(_ChargeModel, metaclass=_ChargeModelEnumTypeWrapper): ...
 
-CHARGE_MODEL_ENUM_UNSPECIFIED: ChargeModelEnum.ValueType  # 0
-CHARGE_MODEL_ENUM_CUSTOM: ChargeModelEnum.ValueType  # 1
-CHARGE_MODEL_ENUM_DYNAMIC: ChargeModelEnum.ValueType  # 2
-CHARGE_MODEL_ENUM_GRADUATED: ChargeModelEnum.ValueType  # 3
-CHARGE_MODEL_ENUM_GRADUATED_PERCENTAGE: ChargeModelEnum.ValueType  # 4
-CHARGE_MODEL_ENUM_PACKAGE: ChargeModelEnum.ValueType  # 5
-CHARGE_MODEL_ENUM_PERCENTAGE: ChargeModelEnum.ValueType  # 6
-CHARGE_MODEL_ENUM_STANDARD: ChargeModelEnum.ValueType  # 7
-CHARGE_MODEL_ENUM_VOLUME: ChargeModelEnum.ValueType  # 8
-Global___ChargeModelEnum: _TypeAlias = ChargeModelEnum  # noqa: Y015
+CHARGE_MODEL_UNSPECIFIED: ChargeModel.ValueType  # 0
+CHARGE_MODEL_CUSTOM: ChargeModel.ValueType  # 1
+CHARGE_MODEL_DYNAMIC: ChargeModel.ValueType  # 2
+CHARGE_MODEL_GRADUATED: ChargeModel.ValueType  # 3
+CHARGE_MODEL_GRADUATED_PERCENTAGE: ChargeModel.ValueType  # 4
+CHARGE_MODEL_PACKAGE: ChargeModel.ValueType  # 5
+CHARGE_MODEL_PERCENTAGE: ChargeModel.ValueType  # 6
+CHARGE_MODEL_STANDARD: ChargeModel.ValueType  # 7
+CHARGE_MODEL_VOLUME: ChargeModel.ValueType  # 8
+Global___ChargeModel: _TypeAlias = ChargeModel  # noqa: Y015
 
-class _CommitmentTypeEnum:
+class _CommitmentType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _CommitmentTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CommitmentTypeEnum.ValueType], _builtins.type):
+class _CommitmentTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CommitmentType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    COMMITMENT_TYPE_ENUM_UNSPECIFIED: _CommitmentTypeEnum.ValueType  # 0
-    COMMITMENT_TYPE_ENUM_MINIMUM_COMMITMENT: _CommitmentTypeEnum.ValueType  # 1
+    COMMITMENT_TYPE_UNSPECIFIED: _CommitmentType.ValueType  # 0
+    COMMITMENT_TYPE_MINIMUM_COMMITMENT: _CommitmentType.ValueType  # 1
 
-class CommitmentTypeEnum(_CommitmentTypeEnum, metaclass=_CommitmentTypeEnumEnumTypeWrapper): ...
+class CommitmentType(_CommitmentType, metaclass=_CommitmentTypeEnumTypeWrapper): ...
 
-COMMITMENT_TYPE_ENUM_UNSPECIFIED: CommitmentTypeEnum.ValueType  # 0
-COMMITMENT_TYPE_ENUM_MINIMUM_COMMITMENT: CommitmentTypeEnum.ValueType  # 1
-Global___CommitmentTypeEnum: _TypeAlias = CommitmentTypeEnum  # noqa: Y015
+COMMITMENT_TYPE_UNSPECIFIED: CommitmentType.ValueType  # 0
+COMMITMENT_TYPE_MINIMUM_COMMITMENT: CommitmentType.ValueType  # 1
+Global___CommitmentType: _TypeAlias = CommitmentType  # noqa: Y015
 
 class _CountryCode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -934,102 +932,102 @@ COUPON_FREQUENCY_ONCE: CouponFrequency.ValueType  # 2
 COUPON_FREQUENCY_RECURRING: CouponFrequency.ValueType  # 3
 Global___CouponFrequency: _TypeAlias = CouponFrequency  # noqa: Y015
 
-class _CouponStatusEnum:
+class _CouponStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _CouponStatusEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CouponStatusEnum.ValueType], _builtins.type):
+class _CouponStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CouponStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    COUPON_STATUS_ENUM_UNSPECIFIED: _CouponStatusEnum.ValueType  # 0
-    COUPON_STATUS_ENUM_ACTIVE: _CouponStatusEnum.ValueType  # 1
-    COUPON_STATUS_ENUM_TERMINATED: _CouponStatusEnum.ValueType  # 2
+    COUPON_STATUS_UNSPECIFIED: _CouponStatus.ValueType  # 0
+    COUPON_STATUS_ACTIVE: _CouponStatus.ValueType  # 1
+    COUPON_STATUS_TERMINATED: _CouponStatus.ValueType  # 2
 
-class CouponStatusEnum(_CouponStatusEnum, metaclass=_CouponStatusEnumEnumTypeWrapper): ...
+class CouponStatus(_CouponStatus, metaclass=_CouponStatusEnumTypeWrapper): ...
 
-COUPON_STATUS_ENUM_UNSPECIFIED: CouponStatusEnum.ValueType  # 0
-COUPON_STATUS_ENUM_ACTIVE: CouponStatusEnum.ValueType  # 1
-COUPON_STATUS_ENUM_TERMINATED: CouponStatusEnum.ValueType  # 2
-Global___CouponStatusEnum: _TypeAlias = CouponStatusEnum  # noqa: Y015
+COUPON_STATUS_UNSPECIFIED: CouponStatus.ValueType  # 0
+COUPON_STATUS_ACTIVE: CouponStatus.ValueType  # 1
+COUPON_STATUS_TERMINATED: CouponStatus.ValueType  # 2
+Global___CouponStatus: _TypeAlias = CouponStatus  # noqa: Y015
 
-class _CouponTypeEnum:
+class _CouponType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _CouponTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CouponTypeEnum.ValueType], _builtins.type):
+class _CouponTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CouponType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    COUPON_TYPE_ENUM_UNSPECIFIED: _CouponTypeEnum.ValueType  # 0
-    COUPON_TYPE_ENUM_FIXED_AMOUNT: _CouponTypeEnum.ValueType  # 1
-    COUPON_TYPE_ENUM_PERCENTAGE: _CouponTypeEnum.ValueType  # 2
+    COUPON_TYPE_UNSPECIFIED: _CouponType.ValueType  # 0
+    COUPON_TYPE_FIXED_AMOUNT: _CouponType.ValueType  # 1
+    COUPON_TYPE_PERCENTAGE: _CouponType.ValueType  # 2
 
-class CouponTypeEnum(_CouponTypeEnum, metaclass=_CouponTypeEnumEnumTypeWrapper): ...
+class CouponType(_CouponType, metaclass=_CouponTypeEnumTypeWrapper): ...
 
-COUPON_TYPE_ENUM_UNSPECIFIED: CouponTypeEnum.ValueType  # 0
-COUPON_TYPE_ENUM_FIXED_AMOUNT: CouponTypeEnum.ValueType  # 1
-COUPON_TYPE_ENUM_PERCENTAGE: CouponTypeEnum.ValueType  # 2
-Global___CouponTypeEnum: _TypeAlias = CouponTypeEnum  # noqa: Y015
+COUPON_TYPE_UNSPECIFIED: CouponType.ValueType  # 0
+COUPON_TYPE_FIXED_AMOUNT: CouponType.ValueType  # 1
+COUPON_TYPE_PERCENTAGE: CouponType.ValueType  # 2
+Global___CouponType: _TypeAlias = CouponType  # noqa: Y015
 
-class _CreditNoteCreditStatusEnum:
+class _CreditNoteCreditStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _CreditNoteCreditStatusEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreditNoteCreditStatusEnum.ValueType], _builtins.type):
+class _CreditNoteCreditStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreditNoteCreditStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    CREDIT_NOTE_CREDIT_STATUS_ENUM_UNSPECIFIED: _CreditNoteCreditStatusEnum.ValueType  # 0
-    CREDIT_NOTE_CREDIT_STATUS_ENUM_AVAILABLE: _CreditNoteCreditStatusEnum.ValueType  # 1
-    CREDIT_NOTE_CREDIT_STATUS_ENUM_CONSUMED: _CreditNoteCreditStatusEnum.ValueType  # 2
-    CREDIT_NOTE_CREDIT_STATUS_ENUM_VOIDED: _CreditNoteCreditStatusEnum.ValueType  # 3
+    CREDIT_NOTE_CREDIT_STATUS_UNSPECIFIED: _CreditNoteCreditStatus.ValueType  # 0
+    CREDIT_NOTE_CREDIT_STATUS_AVAILABLE: _CreditNoteCreditStatus.ValueType  # 1
+    CREDIT_NOTE_CREDIT_STATUS_CONSUMED: _CreditNoteCreditStatus.ValueType  # 2
+    CREDIT_NOTE_CREDIT_STATUS_VOIDED: _CreditNoteCreditStatus.ValueType  # 3
 
-class CreditNoteCreditStatusEnum(_CreditNoteCreditStatusEnum, metaclass=_CreditNoteCreditStatusEnumEnumTypeWrapper): ...
+class CreditNoteCreditStatus(_CreditNoteCreditStatus, metaclass=_CreditNoteCreditStatusEnumTypeWrapper): ...
 
-CREDIT_NOTE_CREDIT_STATUS_ENUM_UNSPECIFIED: CreditNoteCreditStatusEnum.ValueType  # 0
-CREDIT_NOTE_CREDIT_STATUS_ENUM_AVAILABLE: CreditNoteCreditStatusEnum.ValueType  # 1
-CREDIT_NOTE_CREDIT_STATUS_ENUM_CONSUMED: CreditNoteCreditStatusEnum.ValueType  # 2
-CREDIT_NOTE_CREDIT_STATUS_ENUM_VOIDED: CreditNoteCreditStatusEnum.ValueType  # 3
-Global___CreditNoteCreditStatusEnum: _TypeAlias = CreditNoteCreditStatusEnum  # noqa: Y015
+CREDIT_NOTE_CREDIT_STATUS_UNSPECIFIED: CreditNoteCreditStatus.ValueType  # 0
+CREDIT_NOTE_CREDIT_STATUS_AVAILABLE: CreditNoteCreditStatus.ValueType  # 1
+CREDIT_NOTE_CREDIT_STATUS_CONSUMED: CreditNoteCreditStatus.ValueType  # 2
+CREDIT_NOTE_CREDIT_STATUS_VOIDED: CreditNoteCreditStatus.ValueType  # 3
+Global___CreditNoteCreditStatus: _TypeAlias = CreditNoteCreditStatus  # noqa: Y015
 
-class _CreditNoteReasonEnum:
+class _CreditNoteReason:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _CreditNoteReasonEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreditNoteReasonEnum.ValueType], _builtins.type):
+class _CreditNoteReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreditNoteReason.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    CREDIT_NOTE_REASON_ENUM_UNSPECIFIED: _CreditNoteReasonEnum.ValueType  # 0
-    CREDIT_NOTE_REASON_ENUM_DUPLICATED_CHARGE: _CreditNoteReasonEnum.ValueType  # 1
-    CREDIT_NOTE_REASON_ENUM_FRAUDULENT_CHARGE: _CreditNoteReasonEnum.ValueType  # 2
-    CREDIT_NOTE_REASON_ENUM_ORDER_CANCELLATION: _CreditNoteReasonEnum.ValueType  # 3
-    CREDIT_NOTE_REASON_ENUM_ORDER_CHANGE: _CreditNoteReasonEnum.ValueType  # 4
-    CREDIT_NOTE_REASON_ENUM_OTHER: _CreditNoteReasonEnum.ValueType  # 5
-    CREDIT_NOTE_REASON_ENUM_PRODUCT_UNSATISFACTORY: _CreditNoteReasonEnum.ValueType  # 6
+    CREDIT_NOTE_REASON_UNSPECIFIED: _CreditNoteReason.ValueType  # 0
+    CREDIT_NOTE_REASON_DUPLICATED_CHARGE: _CreditNoteReason.ValueType  # 1
+    CREDIT_NOTE_REASON_FRAUDULENT_CHARGE: _CreditNoteReason.ValueType  # 2
+    CREDIT_NOTE_REASON_ORDER_CANCELLATION: _CreditNoteReason.ValueType  # 3
+    CREDIT_NOTE_REASON_ORDER_CHANGE: _CreditNoteReason.ValueType  # 4
+    CREDIT_NOTE_REASON_OTHER: _CreditNoteReason.ValueType  # 5
+    CREDIT_NOTE_REASON_PRODUCT_UNSATISFACTORY: _CreditNoteReason.ValueType  # 6
 
-class CreditNoteReasonEnum(_CreditNoteReasonEnum, metaclass=_CreditNoteReasonEnumEnumTypeWrapper): ...
+class CreditNoteReason(_CreditNoteReason, metaclass=_CreditNoteReasonEnumTypeWrapper): ...
 
-CREDIT_NOTE_REASON_ENUM_UNSPECIFIED: CreditNoteReasonEnum.ValueType  # 0
-CREDIT_NOTE_REASON_ENUM_DUPLICATED_CHARGE: CreditNoteReasonEnum.ValueType  # 1
-CREDIT_NOTE_REASON_ENUM_FRAUDULENT_CHARGE: CreditNoteReasonEnum.ValueType  # 2
-CREDIT_NOTE_REASON_ENUM_ORDER_CANCELLATION: CreditNoteReasonEnum.ValueType  # 3
-CREDIT_NOTE_REASON_ENUM_ORDER_CHANGE: CreditNoteReasonEnum.ValueType  # 4
-CREDIT_NOTE_REASON_ENUM_OTHER: CreditNoteReasonEnum.ValueType  # 5
-CREDIT_NOTE_REASON_ENUM_PRODUCT_UNSATISFACTORY: CreditNoteReasonEnum.ValueType  # 6
-Global___CreditNoteReasonEnum: _TypeAlias = CreditNoteReasonEnum  # noqa: Y015
+CREDIT_NOTE_REASON_UNSPECIFIED: CreditNoteReason.ValueType  # 0
+CREDIT_NOTE_REASON_DUPLICATED_CHARGE: CreditNoteReason.ValueType  # 1
+CREDIT_NOTE_REASON_FRAUDULENT_CHARGE: CreditNoteReason.ValueType  # 2
+CREDIT_NOTE_REASON_ORDER_CANCELLATION: CreditNoteReason.ValueType  # 3
+CREDIT_NOTE_REASON_ORDER_CHANGE: CreditNoteReason.ValueType  # 4
+CREDIT_NOTE_REASON_OTHER: CreditNoteReason.ValueType  # 5
+CREDIT_NOTE_REASON_PRODUCT_UNSATISFACTORY: CreditNoteReason.ValueType  # 6
+Global___CreditNoteReason: _TypeAlias = CreditNoteReason  # noqa: Y015
 
-class _CreditNoteRefundStatusEnum:
+class _CreditNoteRefundStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _CreditNoteRefundStatusEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreditNoteRefundStatusEnum.ValueType], _builtins.type):
+class _CreditNoteRefundStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreditNoteRefundStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    CREDIT_NOTE_REFUND_STATUS_ENUM_UNSPECIFIED: _CreditNoteRefundStatusEnum.ValueType  # 0
-    CREDIT_NOTE_REFUND_STATUS_ENUM_FAILED: _CreditNoteRefundStatusEnum.ValueType  # 1
-    CREDIT_NOTE_REFUND_STATUS_ENUM_PENDING: _CreditNoteRefundStatusEnum.ValueType  # 2
-    CREDIT_NOTE_REFUND_STATUS_ENUM_SUCCEEDED: _CreditNoteRefundStatusEnum.ValueType  # 3
+    CREDIT_NOTE_REFUND_STATUS_UNSPECIFIED: _CreditNoteRefundStatus.ValueType  # 0
+    CREDIT_NOTE_REFUND_STATUS_FAILED: _CreditNoteRefundStatus.ValueType  # 1
+    CREDIT_NOTE_REFUND_STATUS_PENDING: _CreditNoteRefundStatus.ValueType  # 2
+    CREDIT_NOTE_REFUND_STATUS_SUCCEEDED: _CreditNoteRefundStatus.ValueType  # 3
 
-class CreditNoteRefundStatusEnum(_CreditNoteRefundStatusEnum, metaclass=_CreditNoteRefundStatusEnumEnumTypeWrapper): ...
+class CreditNoteRefundStatus(_CreditNoteRefundStatus, metaclass=_CreditNoteRefundStatusEnumTypeWrapper): ...
 
-CREDIT_NOTE_REFUND_STATUS_ENUM_UNSPECIFIED: CreditNoteRefundStatusEnum.ValueType  # 0
-CREDIT_NOTE_REFUND_STATUS_ENUM_FAILED: CreditNoteRefundStatusEnum.ValueType  # 1
-CREDIT_NOTE_REFUND_STATUS_ENUM_PENDING: CreditNoteRefundStatusEnum.ValueType  # 2
-CREDIT_NOTE_REFUND_STATUS_ENUM_SUCCEEDED: CreditNoteRefundStatusEnum.ValueType  # 3
-Global___CreditNoteRefundStatusEnum: _TypeAlias = CreditNoteRefundStatusEnum  # noqa: Y015
+CREDIT_NOTE_REFUND_STATUS_UNSPECIFIED: CreditNoteRefundStatus.ValueType  # 0
+CREDIT_NOTE_REFUND_STATUS_FAILED: CreditNoteRefundStatus.ValueType  # 1
+CREDIT_NOTE_REFUND_STATUS_PENDING: CreditNoteRefundStatus.ValueType  # 2
+CREDIT_NOTE_REFUND_STATUS_SUCCEEDED: CreditNoteRefundStatus.ValueType  # 3
+Global___CreditNoteRefundStatus: _TypeAlias = CreditNoteRefundStatus  # noqa: Y015
 
 class _CurrencyEnum:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -1328,193 +1326,193 @@ CURRENCY_ENUM_ZAR: CurrencyEnum.ValueType  # 141
 CURRENCY_ENUM_ZMW: CurrencyEnum.ValueType  # 142
 Global___CurrencyEnum: _TypeAlias = CurrencyEnum  # noqa: Y015
 
-class _CustomerAccountTypeEnum:
+class _CustomerAccountType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _CustomerAccountTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CustomerAccountTypeEnum.ValueType], _builtins.type):
+class _CustomerAccountTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CustomerAccountType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    CUSTOMER_ACCOUNT_TYPE_ENUM_UNSPECIFIED: _CustomerAccountTypeEnum.ValueType  # 0
-    CUSTOMER_ACCOUNT_TYPE_ENUM_CUSTOMER: _CustomerAccountTypeEnum.ValueType  # 1
-    CUSTOMER_ACCOUNT_TYPE_ENUM_PARTNER: _CustomerAccountTypeEnum.ValueType  # 2
+    CUSTOMER_ACCOUNT_TYPE_UNSPECIFIED: _CustomerAccountType.ValueType  # 0
+    CUSTOMER_ACCOUNT_TYPE_CUSTOMER: _CustomerAccountType.ValueType  # 1
+    CUSTOMER_ACCOUNT_TYPE_PARTNER: _CustomerAccountType.ValueType  # 2
 
-class CustomerAccountTypeEnum(_CustomerAccountTypeEnum, metaclass=_CustomerAccountTypeEnumEnumTypeWrapper): ...
+class CustomerAccountType(_CustomerAccountType, metaclass=_CustomerAccountTypeEnumTypeWrapper): ...
 
-CUSTOMER_ACCOUNT_TYPE_ENUM_UNSPECIFIED: CustomerAccountTypeEnum.ValueType  # 0
-CUSTOMER_ACCOUNT_TYPE_ENUM_CUSTOMER: CustomerAccountTypeEnum.ValueType  # 1
-CUSTOMER_ACCOUNT_TYPE_ENUM_PARTNER: CustomerAccountTypeEnum.ValueType  # 2
-Global___CustomerAccountTypeEnum: _TypeAlias = CustomerAccountTypeEnum  # noqa: Y015
+CUSTOMER_ACCOUNT_TYPE_UNSPECIFIED: CustomerAccountType.ValueType  # 0
+CUSTOMER_ACCOUNT_TYPE_CUSTOMER: CustomerAccountType.ValueType  # 1
+CUSTOMER_ACCOUNT_TYPE_PARTNER: CustomerAccountType.ValueType  # 2
+Global___CustomerAccountType: _TypeAlias = CustomerAccountType  # noqa: Y015
 
-class _CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum:
+class _CustomerSubscriptionInvoiceIssuingDateAdjustment:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _CustomerSubscriptionInvoiceIssuingDateAdjustmentEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType], _builtins.type):
+class _CustomerSubscriptionInvoiceIssuingDateAdjustmentEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CustomerSubscriptionInvoiceIssuingDateAdjustment.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ENUM_UNSPECIFIED: _CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType  # 0
-    CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ENUM_ALIGN_WITH_FINALIZATION_DATE: _CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType  # 1
-    CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ENUM_KEEP_ANCHOR: _CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType  # 2
+    CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_UNSPECIFIED: _CustomerSubscriptionInvoiceIssuingDateAdjustment.ValueType  # 0
+    CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ALIGN_WITH_FINALIZATION_DATE: _CustomerSubscriptionInvoiceIssuingDateAdjustment.ValueType  # 1
+    CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_KEEP_ANCHOR: _CustomerSubscriptionInvoiceIssuingDateAdjustment.ValueType  # 2
 
-class CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum(_CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum, metaclass=_CustomerSubscriptionInvoiceIssuingDateAdjustmentEnumEnumTypeWrapper): ...
+class CustomerSubscriptionInvoiceIssuingDateAdjustment(_CustomerSubscriptionInvoiceIssuingDateAdjustment, metaclass=_CustomerSubscriptionInvoiceIssuingDateAdjustmentEnumTypeWrapper): ...
 
-CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ENUM_UNSPECIFIED: CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType  # 0
-CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ENUM_ALIGN_WITH_FINALIZATION_DATE: CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType  # 1
-CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ENUM_KEEP_ANCHOR: CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType  # 2
-Global___CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum: _TypeAlias = CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum  # noqa: Y015
+CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_UNSPECIFIED: CustomerSubscriptionInvoiceIssuingDateAdjustment.ValueType  # 0
+CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_ALIGN_WITH_FINALIZATION_DATE: CustomerSubscriptionInvoiceIssuingDateAdjustment.ValueType  # 1
+CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_KEEP_ANCHOR: CustomerSubscriptionInvoiceIssuingDateAdjustment.ValueType  # 2
+Global___CustomerSubscriptionInvoiceIssuingDateAdjustment: _TypeAlias = CustomerSubscriptionInvoiceIssuingDateAdjustment  # noqa: Y015
 
-class _CustomerSubscriptionInvoiceIssuingDateAnchorEnum:
+class _CustomerSubscriptionInvoiceIssuingDateAnchor:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _CustomerSubscriptionInvoiceIssuingDateAnchorEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CustomerSubscriptionInvoiceIssuingDateAnchorEnum.ValueType], _builtins.type):
+class _CustomerSubscriptionInvoiceIssuingDateAnchorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CustomerSubscriptionInvoiceIssuingDateAnchor.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_ENUM_UNSPECIFIED: _CustomerSubscriptionInvoiceIssuingDateAnchorEnum.ValueType  # 0
-    CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_ENUM_CURRENT_PERIOD_END: _CustomerSubscriptionInvoiceIssuingDateAnchorEnum.ValueType  # 1
-    CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_ENUM_NEXT_PERIOD_START: _CustomerSubscriptionInvoiceIssuingDateAnchorEnum.ValueType  # 2
+    CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_UNSPECIFIED: _CustomerSubscriptionInvoiceIssuingDateAnchor.ValueType  # 0
+    CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_CURRENT_PERIOD_END: _CustomerSubscriptionInvoiceIssuingDateAnchor.ValueType  # 1
+    CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_NEXT_PERIOD_START: _CustomerSubscriptionInvoiceIssuingDateAnchor.ValueType  # 2
 
-class CustomerSubscriptionInvoiceIssuingDateAnchorEnum(_CustomerSubscriptionInvoiceIssuingDateAnchorEnum, metaclass=_CustomerSubscriptionInvoiceIssuingDateAnchorEnumEnumTypeWrapper): ...
+class CustomerSubscriptionInvoiceIssuingDateAnchor(_CustomerSubscriptionInvoiceIssuingDateAnchor, metaclass=_CustomerSubscriptionInvoiceIssuingDateAnchorEnumTypeWrapper): ...
 
-CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_ENUM_UNSPECIFIED: CustomerSubscriptionInvoiceIssuingDateAnchorEnum.ValueType  # 0
-CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_ENUM_CURRENT_PERIOD_END: CustomerSubscriptionInvoiceIssuingDateAnchorEnum.ValueType  # 1
-CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_ENUM_NEXT_PERIOD_START: CustomerSubscriptionInvoiceIssuingDateAnchorEnum.ValueType  # 2
-Global___CustomerSubscriptionInvoiceIssuingDateAnchorEnum: _TypeAlias = CustomerSubscriptionInvoiceIssuingDateAnchorEnum  # noqa: Y015
+CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_UNSPECIFIED: CustomerSubscriptionInvoiceIssuingDateAnchor.ValueType  # 0
+CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_CURRENT_PERIOD_END: CustomerSubscriptionInvoiceIssuingDateAnchor.ValueType  # 1
+CUSTOMER_SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_NEXT_PERIOD_START: CustomerSubscriptionInvoiceIssuingDateAnchor.ValueType  # 2
+Global___CustomerSubscriptionInvoiceIssuingDateAnchor: _TypeAlias = CustomerSubscriptionInvoiceIssuingDateAnchor  # noqa: Y015
 
-class _CustomerTypeEnum:
+class _CustomerType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _CustomerTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CustomerTypeEnum.ValueType], _builtins.type):
+class _CustomerTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CustomerType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    CUSTOMER_TYPE_ENUM_UNSPECIFIED: _CustomerTypeEnum.ValueType  # 0
-    CUSTOMER_TYPE_ENUM_COMPANY: _CustomerTypeEnum.ValueType  # 1
-    CUSTOMER_TYPE_ENUM_INDIVIDUAL: _CustomerTypeEnum.ValueType  # 2
+    CUSTOMER_TYPE_UNSPECIFIED: _CustomerType.ValueType  # 0
+    CUSTOMER_TYPE_COMPANY: _CustomerType.ValueType  # 1
+    CUSTOMER_TYPE_INDIVIDUAL: _CustomerType.ValueType  # 2
 
-class CustomerTypeEnum(_CustomerTypeEnum, metaclass=_CustomerTypeEnumEnumTypeWrapper): ...
+class CustomerType(_CustomerType, metaclass=_CustomerTypeEnumTypeWrapper): ...
 
-CUSTOMER_TYPE_ENUM_UNSPECIFIED: CustomerTypeEnum.ValueType  # 0
-CUSTOMER_TYPE_ENUM_COMPANY: CustomerTypeEnum.ValueType  # 1
-CUSTOMER_TYPE_ENUM_INDIVIDUAL: CustomerTypeEnum.ValueType  # 2
-Global___CustomerTypeEnum: _TypeAlias = CustomerTypeEnum  # noqa: Y015
+CUSTOMER_TYPE_UNSPECIFIED: CustomerType.ValueType  # 0
+CUSTOMER_TYPE_COMPANY: CustomerType.ValueType  # 1
+CUSTOMER_TYPE_INDIVIDUAL: CustomerType.ValueType  # 2
+Global___CustomerType: _TypeAlias = CustomerType  # noqa: Y015
 
-class _DataExportFormatTypeEnum:
+class _DataExportFormatType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _DataExportFormatTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataExportFormatTypeEnum.ValueType], _builtins.type):
+class _DataExportFormatTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataExportFormatType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    DATA_EXPORT_FORMAT_TYPE_ENUM_UNSPECIFIED: _DataExportFormatTypeEnum.ValueType  # 0
-    DATA_EXPORT_FORMAT_TYPE_ENUM_CSV: _DataExportFormatTypeEnum.ValueType  # 1
+    DATA_EXPORT_FORMAT_TYPE_UNSPECIFIED: _DataExportFormatType.ValueType  # 0
+    DATA_EXPORT_FORMAT_TYPE_CSV: _DataExportFormatType.ValueType  # 1
 
-class DataExportFormatTypeEnum(_DataExportFormatTypeEnum, metaclass=_DataExportFormatTypeEnumEnumTypeWrapper): ...
+class DataExportFormatType(_DataExportFormatType, metaclass=_DataExportFormatTypeEnumTypeWrapper): ...
 
-DATA_EXPORT_FORMAT_TYPE_ENUM_UNSPECIFIED: DataExportFormatTypeEnum.ValueType  # 0
-DATA_EXPORT_FORMAT_TYPE_ENUM_CSV: DataExportFormatTypeEnum.ValueType  # 1
-Global___DataExportFormatTypeEnum: _TypeAlias = DataExportFormatTypeEnum  # noqa: Y015
+DATA_EXPORT_FORMAT_TYPE_UNSPECIFIED: DataExportFormatType.ValueType  # 0
+DATA_EXPORT_FORMAT_TYPE_CSV: DataExportFormatType.ValueType  # 1
+Global___DataExportFormatType: _TypeAlias = DataExportFormatType  # noqa: Y015
 
-class _DataExportStatusEnum:
+class _DataExportStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _DataExportStatusEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataExportStatusEnum.ValueType], _builtins.type):
+class _DataExportStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataExportStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    DATA_EXPORT_STATUS_ENUM_UNSPECIFIED: _DataExportStatusEnum.ValueType  # 0
-    DATA_EXPORT_STATUS_ENUM_COMPLETED: _DataExportStatusEnum.ValueType  # 1
-    DATA_EXPORT_STATUS_ENUM_FAILED: _DataExportStatusEnum.ValueType  # 2
-    DATA_EXPORT_STATUS_ENUM_PENDING: _DataExportStatusEnum.ValueType  # 3
-    DATA_EXPORT_STATUS_ENUM_PROCESSING: _DataExportStatusEnum.ValueType  # 4
+    DATA_EXPORT_STATUS_UNSPECIFIED: _DataExportStatus.ValueType  # 0
+    DATA_EXPORT_STATUS_COMPLETED: _DataExportStatus.ValueType  # 1
+    DATA_EXPORT_STATUS_FAILED: _DataExportStatus.ValueType  # 2
+    DATA_EXPORT_STATUS_PENDING: _DataExportStatus.ValueType  # 3
+    DATA_EXPORT_STATUS_PROCESSING: _DataExportStatus.ValueType  # 4
 
-class DataExportStatusEnum(_DataExportStatusEnum, metaclass=_DataExportStatusEnumEnumTypeWrapper): ...
+class DataExportStatus(_DataExportStatus, metaclass=_DataExportStatusEnumTypeWrapper): ...
 
-DATA_EXPORT_STATUS_ENUM_UNSPECIFIED: DataExportStatusEnum.ValueType  # 0
-DATA_EXPORT_STATUS_ENUM_COMPLETED: DataExportStatusEnum.ValueType  # 1
-DATA_EXPORT_STATUS_ENUM_FAILED: DataExportStatusEnum.ValueType  # 2
-DATA_EXPORT_STATUS_ENUM_PENDING: DataExportStatusEnum.ValueType  # 3
-DATA_EXPORT_STATUS_ENUM_PROCESSING: DataExportStatusEnum.ValueType  # 4
-Global___DataExportStatusEnum: _TypeAlias = DataExportStatusEnum  # noqa: Y015
+DATA_EXPORT_STATUS_UNSPECIFIED: DataExportStatus.ValueType  # 0
+DATA_EXPORT_STATUS_COMPLETED: DataExportStatus.ValueType  # 1
+DATA_EXPORT_STATUS_FAILED: DataExportStatus.ValueType  # 2
+DATA_EXPORT_STATUS_PENDING: DataExportStatus.ValueType  # 3
+DATA_EXPORT_STATUS_PROCESSING: DataExportStatus.ValueType  # 4
+Global___DataExportStatus: _TypeAlias = DataExportStatus  # noqa: Y015
 
-class _ErrorCodesEnum:
+class _ErrorCodes:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _ErrorCodesEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCodesEnum.ValueType], _builtins.type):
+class _ErrorCodesEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCodes.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    ERROR_CODES_ENUM_UNSPECIFIED: _ErrorCodesEnum.ValueType  # 0
-    ERROR_CODES_ENUM_INVOICE_GENERATION_ERROR: _ErrorCodesEnum.ValueType  # 1
-    ERROR_CODES_ENUM_NOT_PROVIDED: _ErrorCodesEnum.ValueType  # 2
-    ERROR_CODES_ENUM_TAX_ERROR: _ErrorCodesEnum.ValueType  # 3
-    ERROR_CODES_ENUM_TAX_VOIDING_ERROR: _ErrorCodesEnum.ValueType  # 4
+    ERROR_CODES_UNSPECIFIED: _ErrorCodes.ValueType  # 0
+    ERROR_CODES_INVOICE_GENERATION_ERROR: _ErrorCodes.ValueType  # 1
+    ERROR_CODES_NOT_PROVIDED: _ErrorCodes.ValueType  # 2
+    ERROR_CODES_TAX_ERROR: _ErrorCodes.ValueType  # 3
+    ERROR_CODES_TAX_VOIDING_ERROR: _ErrorCodes.ValueType  # 4
 
-class ErrorCodesEnum(_ErrorCodesEnum, metaclass=_ErrorCodesEnumEnumTypeWrapper): ...
+class ErrorCodes(_ErrorCodes, metaclass=_ErrorCodesEnumTypeWrapper): ...
 
-ERROR_CODES_ENUM_UNSPECIFIED: ErrorCodesEnum.ValueType  # 0
-ERROR_CODES_ENUM_INVOICE_GENERATION_ERROR: ErrorCodesEnum.ValueType  # 1
-ERROR_CODES_ENUM_NOT_PROVIDED: ErrorCodesEnum.ValueType  # 2
-ERROR_CODES_ENUM_TAX_ERROR: ErrorCodesEnum.ValueType  # 3
-ERROR_CODES_ENUM_TAX_VOIDING_ERROR: ErrorCodesEnum.ValueType  # 4
-Global___ErrorCodesEnum: _TypeAlias = ErrorCodesEnum  # noqa: Y015
+ERROR_CODES_UNSPECIFIED: ErrorCodes.ValueType  # 0
+ERROR_CODES_INVOICE_GENERATION_ERROR: ErrorCodes.ValueType  # 1
+ERROR_CODES_NOT_PROVIDED: ErrorCodes.ValueType  # 2
+ERROR_CODES_TAX_ERROR: ErrorCodes.ValueType  # 3
+ERROR_CODES_TAX_VOIDING_ERROR: ErrorCodes.ValueType  # 4
+Global___ErrorCodes: _TypeAlias = ErrorCodes  # noqa: Y015
 
-class _FeeTypesEnum:
+class _FeeTypes:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _FeeTypesEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeeTypesEnum.ValueType], _builtins.type):
+class _FeeTypesEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeeTypes.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    FEE_TYPES_ENUM_UNSPECIFIED: _FeeTypesEnum.ValueType  # 0
-    FEE_TYPES_ENUM_ADD_ON: _FeeTypesEnum.ValueType  # 1
-    FEE_TYPES_ENUM_CHARGE: _FeeTypesEnum.ValueType  # 2
-    FEE_TYPES_ENUM_COMMITMENT: _FeeTypesEnum.ValueType  # 3
-    FEE_TYPES_ENUM_CREDIT: _FeeTypesEnum.ValueType  # 4
-    FEE_TYPES_ENUM_FIXED_CHARGE: _FeeTypesEnum.ValueType  # 5
-    FEE_TYPES_ENUM_SUBSCRIPTION: _FeeTypesEnum.ValueType  # 6
+    FEE_TYPES_UNSPECIFIED: _FeeTypes.ValueType  # 0
+    FEE_TYPES_ADD_ON: _FeeTypes.ValueType  # 1
+    FEE_TYPES_CHARGE: _FeeTypes.ValueType  # 2
+    FEE_TYPES_COMMITMENT: _FeeTypes.ValueType  # 3
+    FEE_TYPES_CREDIT: _FeeTypes.ValueType  # 4
+    FEE_TYPES_FIXED_CHARGE: _FeeTypes.ValueType  # 5
+    FEE_TYPES_SUBSCRIPTION: _FeeTypes.ValueType  # 6
 
-class FeeTypesEnum(_FeeTypesEnum, metaclass=_FeeTypesEnumEnumTypeWrapper): ...
+class FeeTypes(_FeeTypes, metaclass=_FeeTypesEnumTypeWrapper): ...
 
-FEE_TYPES_ENUM_UNSPECIFIED: FeeTypesEnum.ValueType  # 0
-FEE_TYPES_ENUM_ADD_ON: FeeTypesEnum.ValueType  # 1
-FEE_TYPES_ENUM_CHARGE: FeeTypesEnum.ValueType  # 2
-FEE_TYPES_ENUM_COMMITMENT: FeeTypesEnum.ValueType  # 3
-FEE_TYPES_ENUM_CREDIT: FeeTypesEnum.ValueType  # 4
-FEE_TYPES_ENUM_FIXED_CHARGE: FeeTypesEnum.ValueType  # 5
-FEE_TYPES_ENUM_SUBSCRIPTION: FeeTypesEnum.ValueType  # 6
-Global___FeeTypesEnum: _TypeAlias = FeeTypesEnum  # noqa: Y015
+FEE_TYPES_UNSPECIFIED: FeeTypes.ValueType  # 0
+FEE_TYPES_ADD_ON: FeeTypes.ValueType  # 1
+FEE_TYPES_CHARGE: FeeTypes.ValueType  # 2
+FEE_TYPES_COMMITMENT: FeeTypes.ValueType  # 3
+FEE_TYPES_CREDIT: FeeTypes.ValueType  # 4
+FEE_TYPES_FIXED_CHARGE: FeeTypes.ValueType  # 5
+FEE_TYPES_SUBSCRIPTION: FeeTypes.ValueType  # 6
+Global___FeeTypes: _TypeAlias = FeeTypes  # noqa: Y015
 
-class _FinalizeZeroAmountInvoiceEnum:
+class _FinalizeZeroAmountInvoice:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _FinalizeZeroAmountInvoiceEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinalizeZeroAmountInvoiceEnum.ValueType], _builtins.type):
+class _FinalizeZeroAmountInvoiceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinalizeZeroAmountInvoice.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    FINALIZE_ZERO_AMOUNT_INVOICE_ENUM_UNSPECIFIED: _FinalizeZeroAmountInvoiceEnum.ValueType  # 0
-    FINALIZE_ZERO_AMOUNT_INVOICE_ENUM_FINALIZE: _FinalizeZeroAmountInvoiceEnum.ValueType  # 1
-    FINALIZE_ZERO_AMOUNT_INVOICE_ENUM_INHERIT: _FinalizeZeroAmountInvoiceEnum.ValueType  # 2
-    FINALIZE_ZERO_AMOUNT_INVOICE_ENUM_SKIP: _FinalizeZeroAmountInvoiceEnum.ValueType  # 3
+    FINALIZE_ZERO_AMOUNT_INVOICE_UNSPECIFIED: _FinalizeZeroAmountInvoice.ValueType  # 0
+    FINALIZE_ZERO_AMOUNT_INVOICE_FINALIZE: _FinalizeZeroAmountInvoice.ValueType  # 1
+    FINALIZE_ZERO_AMOUNT_INVOICE_INHERIT: _FinalizeZeroAmountInvoice.ValueType  # 2
+    FINALIZE_ZERO_AMOUNT_INVOICE_SKIP: _FinalizeZeroAmountInvoice.ValueType  # 3
 
-class FinalizeZeroAmountInvoiceEnum(_FinalizeZeroAmountInvoiceEnum, metaclass=_FinalizeZeroAmountInvoiceEnumEnumTypeWrapper): ...
+class FinalizeZeroAmountInvoice(_FinalizeZeroAmountInvoice, metaclass=_FinalizeZeroAmountInvoiceEnumTypeWrapper): ...
 
-FINALIZE_ZERO_AMOUNT_INVOICE_ENUM_UNSPECIFIED: FinalizeZeroAmountInvoiceEnum.ValueType  # 0
-FINALIZE_ZERO_AMOUNT_INVOICE_ENUM_FINALIZE: FinalizeZeroAmountInvoiceEnum.ValueType  # 1
-FINALIZE_ZERO_AMOUNT_INVOICE_ENUM_INHERIT: FinalizeZeroAmountInvoiceEnum.ValueType  # 2
-FINALIZE_ZERO_AMOUNT_INVOICE_ENUM_SKIP: FinalizeZeroAmountInvoiceEnum.ValueType  # 3
-Global___FinalizeZeroAmountInvoiceEnum: _TypeAlias = FinalizeZeroAmountInvoiceEnum  # noqa: Y015
+FINALIZE_ZERO_AMOUNT_INVOICE_UNSPECIFIED: FinalizeZeroAmountInvoice.ValueType  # 0
+FINALIZE_ZERO_AMOUNT_INVOICE_FINALIZE: FinalizeZeroAmountInvoice.ValueType  # 1
+FINALIZE_ZERO_AMOUNT_INVOICE_INHERIT: FinalizeZeroAmountInvoice.ValueType  # 2
+FINALIZE_ZERO_AMOUNT_INVOICE_SKIP: FinalizeZeroAmountInvoice.ValueType  # 3
+Global___FinalizeZeroAmountInvoice: _TypeAlias = FinalizeZeroAmountInvoice  # noqa: Y015
 
-class _FixedChargeChargeModelEnum:
+class _FixedChargeChargeModel:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _FixedChargeChargeModelEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FixedChargeChargeModelEnum.ValueType], _builtins.type):
+class _FixedChargeChargeModelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FixedChargeChargeModel.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    FIXED_CHARGE_CHARGE_MODEL_ENUM_UNSPECIFIED: _FixedChargeChargeModelEnum.ValueType  # 0
-    FIXED_CHARGE_CHARGE_MODEL_ENUM_GRADUATED: _FixedChargeChargeModelEnum.ValueType  # 1
-    FIXED_CHARGE_CHARGE_MODEL_ENUM_STANDARD: _FixedChargeChargeModelEnum.ValueType  # 2
-    FIXED_CHARGE_CHARGE_MODEL_ENUM_VOLUME: _FixedChargeChargeModelEnum.ValueType  # 3
+    FIXED_CHARGE_CHARGE_MODEL_UNSPECIFIED: _FixedChargeChargeModel.ValueType  # 0
+    FIXED_CHARGE_CHARGE_MODEL_GRADUATED: _FixedChargeChargeModel.ValueType  # 1
+    FIXED_CHARGE_CHARGE_MODEL_STANDARD: _FixedChargeChargeModel.ValueType  # 2
+    FIXED_CHARGE_CHARGE_MODEL_VOLUME: _FixedChargeChargeModel.ValueType  # 3
 
-class FixedChargeChargeModelEnum(_FixedChargeChargeModelEnum, metaclass=_FixedChargeChargeModelEnumEnumTypeWrapper): ...
+class FixedChargeChargeModel(_FixedChargeChargeModel, metaclass=_FixedChargeChargeModelEnumTypeWrapper): ...
 
-FIXED_CHARGE_CHARGE_MODEL_ENUM_UNSPECIFIED: FixedChargeChargeModelEnum.ValueType  # 0
-FIXED_CHARGE_CHARGE_MODEL_ENUM_GRADUATED: FixedChargeChargeModelEnum.ValueType  # 1
-FIXED_CHARGE_CHARGE_MODEL_ENUM_STANDARD: FixedChargeChargeModelEnum.ValueType  # 2
-FIXED_CHARGE_CHARGE_MODEL_ENUM_VOLUME: FixedChargeChargeModelEnum.ValueType  # 3
-Global___FixedChargeChargeModelEnum: _TypeAlias = FixedChargeChargeModelEnum  # noqa: Y015
+FIXED_CHARGE_CHARGE_MODEL_UNSPECIFIED: FixedChargeChargeModel.ValueType  # 0
+FIXED_CHARGE_CHARGE_MODEL_GRADUATED: FixedChargeChargeModel.ValueType  # 1
+FIXED_CHARGE_CHARGE_MODEL_STANDARD: FixedChargeChargeModel.ValueType  # 2
+FIXED_CHARGE_CHARGE_MODEL_VOLUME: FixedChargeChargeModel.ValueType  # 3
+Global___FixedChargeChargeModel: _TypeAlias = FixedChargeChargeModel  # noqa: Y015
 
 class _HubspotTargetedObjectsEnum:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -1552,195 +1550,195 @@ INTEGRATION_ITEM_TYPE_ENUM_STANDARD: IntegrationItemTypeEnum.ValueType  # 2
 INTEGRATION_ITEM_TYPE_ENUM_TAX: IntegrationItemTypeEnum.ValueType  # 3
 Global___IntegrationItemTypeEnum: _TypeAlias = IntegrationItemTypeEnum  # noqa: Y015
 
-class _IntegrationTypeEnum:
+class _IntegrationType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _IntegrationTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IntegrationTypeEnum.ValueType], _builtins.type):
+class _IntegrationTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IntegrationType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    INTEGRATION_TYPE_ENUM_UNSPECIFIED: _IntegrationTypeEnum.ValueType  # 0
-    INTEGRATION_TYPE_ENUM_ANALYTICS_DASHBOARDS: _IntegrationTypeEnum.ValueType  # 1
-    INTEGRATION_TYPE_ENUM_ANROK: _IntegrationTypeEnum.ValueType  # 2
-    INTEGRATION_TYPE_ENUM_API_PERMISSIONS: _IntegrationTypeEnum.ValueType  # 3
-    INTEGRATION_TYPE_ENUM_AUTO_DUNNING: _IntegrationTypeEnum.ValueType  # 4
-    INTEGRATION_TYPE_ENUM_AVALARA: _IntegrationTypeEnum.ValueType  # 5
-    INTEGRATION_TYPE_ENUM_BETA_PAYMENT_AUTHORIZATION: _IntegrationTypeEnum.ValueType  # 6
-    INTEGRATION_TYPE_ENUM_CUSTOM_ROLES: _IntegrationTypeEnum.ValueType  # 7
-    INTEGRATION_TYPE_ENUM_EVENTS_TARGETING_WALLETS: _IntegrationTypeEnum.ValueType  # 8
-    INTEGRATION_TYPE_ENUM_FORECASTED_USAGE: _IntegrationTypeEnum.ValueType  # 9
-    INTEGRATION_TYPE_ENUM_FROM_EMAIL: _IntegrationTypeEnum.ValueType  # 10
-    INTEGRATION_TYPE_ENUM_GRANULAR_LIFETIME_USAGE: _IntegrationTypeEnum.ValueType  # 11
-    INTEGRATION_TYPE_ENUM_HUBSPOT: _IntegrationTypeEnum.ValueType  # 12
-    INTEGRATION_TYPE_ENUM_INVORA: _IntegrationTypeEnum.ValueType  # 13
-    INTEGRATION_TYPE_ENUM_ISSUE_RECEIPTS: _IntegrationTypeEnum.ValueType  # 14
-    INTEGRATION_TYPE_ENUM_LIFETIME_USAGE: _IntegrationTypeEnum.ValueType  # 15
-    INTEGRATION_TYPE_ENUM_MANUAL_PAYMENTS: _IntegrationTypeEnum.ValueType  # 16
-    INTEGRATION_TYPE_ENUM_MULTI_ENTITIES_ENTERPRISE: _IntegrationTypeEnum.ValueType  # 17
-    INTEGRATION_TYPE_ENUM_MULTI_ENTITIES_PRO: _IntegrationTypeEnum.ValueType  # 18
-    INTEGRATION_TYPE_ENUM_NETSUITE: _IntegrationTypeEnum.ValueType  # 19
-    INTEGRATION_TYPE_ENUM_OKTA: _IntegrationTypeEnum.ValueType  # 20
-    INTEGRATION_TYPE_ENUM_PREVIEW: _IntegrationTypeEnum.ValueType  # 21
-    INTEGRATION_TYPE_ENUM_PROGRESSIVE_BILLING: _IntegrationTypeEnum.ValueType  # 22
-    INTEGRATION_TYPE_ENUM_PROJECTED_USAGE: _IntegrationTypeEnum.ValueType  # 23
-    INTEGRATION_TYPE_ENUM_REMOVE_BRANDING_WATERMARK: _IntegrationTypeEnum.ValueType  # 24
-    INTEGRATION_TYPE_ENUM_REVENUE_ANALYTICS: _IntegrationTypeEnum.ValueType  # 25
-    INTEGRATION_TYPE_ENUM_REVENUE_SHARE: _IntegrationTypeEnum.ValueType  # 26
-    INTEGRATION_TYPE_ENUM_SALESFORCE: _IntegrationTypeEnum.ValueType  # 27
-    INTEGRATION_TYPE_ENUM_SECURITY_LOGS: _IntegrationTypeEnum.ValueType  # 28
-    INTEGRATION_TYPE_ENUM_XERO: _IntegrationTypeEnum.ValueType  # 29
+    INTEGRATION_TYPE_UNSPECIFIED: _IntegrationType.ValueType  # 0
+    INTEGRATION_TYPE_ANALYTICS_DASHBOARDS: _IntegrationType.ValueType  # 1
+    INTEGRATION_TYPE_ANROK: _IntegrationType.ValueType  # 2
+    INTEGRATION_TYPE_API_PERMISSIONS: _IntegrationType.ValueType  # 3
+    INTEGRATION_TYPE_AUTO_DUNNING: _IntegrationType.ValueType  # 4
+    INTEGRATION_TYPE_AVALARA: _IntegrationType.ValueType  # 5
+    INTEGRATION_TYPE_BETA_PAYMENT_AUTHORIZATION: _IntegrationType.ValueType  # 6
+    INTEGRATION_TYPE_CUSTOM_ROLES: _IntegrationType.ValueType  # 7
+    INTEGRATION_TYPE_EVENTS_TARGETING_WALLETS: _IntegrationType.ValueType  # 8
+    INTEGRATION_TYPE_FORECASTED_USAGE: _IntegrationType.ValueType  # 9
+    INTEGRATION_TYPE_FROM_EMAIL: _IntegrationType.ValueType  # 10
+    INTEGRATION_TYPE_GRANULAR_LIFETIME_USAGE: _IntegrationType.ValueType  # 11
+    INTEGRATION_TYPE_HUBSPOT: _IntegrationType.ValueType  # 12
+    INTEGRATION_TYPE_INVORA: _IntegrationType.ValueType  # 13
+    INTEGRATION_TYPE_ISSUE_RECEIPTS: _IntegrationType.ValueType  # 14
+    INTEGRATION_TYPE_LIFETIME_USAGE: _IntegrationType.ValueType  # 15
+    INTEGRATION_TYPE_MANUAL_PAYMENTS: _IntegrationType.ValueType  # 16
+    INTEGRATION_TYPE_MULTI_ENTITIES_ENTERPRISE: _IntegrationType.ValueType  # 17
+    INTEGRATION_TYPE_MULTI_ENTITIES_PRO: _IntegrationType.ValueType  # 18
+    INTEGRATION_TYPE_NETSUITE: _IntegrationType.ValueType  # 19
+    INTEGRATION_TYPE_OKTA: _IntegrationType.ValueType  # 20
+    INTEGRATION_TYPE_PREVIEW: _IntegrationType.ValueType  # 21
+    INTEGRATION_TYPE_PROGRESSIVE_BILLING: _IntegrationType.ValueType  # 22
+    INTEGRATION_TYPE_PROJECTED_USAGE: _IntegrationType.ValueType  # 23
+    INTEGRATION_TYPE_REMOVE_BRANDING_WATERMARK: _IntegrationType.ValueType  # 24
+    INTEGRATION_TYPE_REVENUE_ANALYTICS: _IntegrationType.ValueType  # 25
+    INTEGRATION_TYPE_REVENUE_SHARE: _IntegrationType.ValueType  # 26
+    INTEGRATION_TYPE_SALESFORCE: _IntegrationType.ValueType  # 27
+    INTEGRATION_TYPE_SECURITY_LOGS: _IntegrationType.ValueType  # 28
+    INTEGRATION_TYPE_XERO: _IntegrationType.ValueType  # 29
 
-class IntegrationTypeEnum(_IntegrationTypeEnum, metaclass=_IntegrationTypeEnumEnumTypeWrapper): ...
+class IntegrationType(_IntegrationType, metaclass=_IntegrationTypeEnumTypeWrapper): ...
 
-INTEGRATION_TYPE_ENUM_UNSPECIFIED: IntegrationTypeEnum.ValueType  # 0
-INTEGRATION_TYPE_ENUM_ANALYTICS_DASHBOARDS: IntegrationTypeEnum.ValueType  # 1
-INTEGRATION_TYPE_ENUM_ANROK: IntegrationTypeEnum.ValueType  # 2
-INTEGRATION_TYPE_ENUM_API_PERMISSIONS: IntegrationTypeEnum.ValueType  # 3
-INTEGRATION_TYPE_ENUM_AUTO_DUNNING: IntegrationTypeEnum.ValueType  # 4
-INTEGRATION_TYPE_ENUM_AVALARA: IntegrationTypeEnum.ValueType  # 5
-INTEGRATION_TYPE_ENUM_BETA_PAYMENT_AUTHORIZATION: IntegrationTypeEnum.ValueType  # 6
-INTEGRATION_TYPE_ENUM_CUSTOM_ROLES: IntegrationTypeEnum.ValueType  # 7
-INTEGRATION_TYPE_ENUM_EVENTS_TARGETING_WALLETS: IntegrationTypeEnum.ValueType  # 8
-INTEGRATION_TYPE_ENUM_FORECASTED_USAGE: IntegrationTypeEnum.ValueType  # 9
-INTEGRATION_TYPE_ENUM_FROM_EMAIL: IntegrationTypeEnum.ValueType  # 10
-INTEGRATION_TYPE_ENUM_GRANULAR_LIFETIME_USAGE: IntegrationTypeEnum.ValueType  # 11
-INTEGRATION_TYPE_ENUM_HUBSPOT: IntegrationTypeEnum.ValueType  # 12
-INTEGRATION_TYPE_ENUM_INVORA: IntegrationTypeEnum.ValueType  # 13
-INTEGRATION_TYPE_ENUM_ISSUE_RECEIPTS: IntegrationTypeEnum.ValueType  # 14
-INTEGRATION_TYPE_ENUM_LIFETIME_USAGE: IntegrationTypeEnum.ValueType  # 15
-INTEGRATION_TYPE_ENUM_MANUAL_PAYMENTS: IntegrationTypeEnum.ValueType  # 16
-INTEGRATION_TYPE_ENUM_MULTI_ENTITIES_ENTERPRISE: IntegrationTypeEnum.ValueType  # 17
-INTEGRATION_TYPE_ENUM_MULTI_ENTITIES_PRO: IntegrationTypeEnum.ValueType  # 18
-INTEGRATION_TYPE_ENUM_NETSUITE: IntegrationTypeEnum.ValueType  # 19
-INTEGRATION_TYPE_ENUM_OKTA: IntegrationTypeEnum.ValueType  # 20
-INTEGRATION_TYPE_ENUM_PREVIEW: IntegrationTypeEnum.ValueType  # 21
-INTEGRATION_TYPE_ENUM_PROGRESSIVE_BILLING: IntegrationTypeEnum.ValueType  # 22
-INTEGRATION_TYPE_ENUM_PROJECTED_USAGE: IntegrationTypeEnum.ValueType  # 23
-INTEGRATION_TYPE_ENUM_REMOVE_BRANDING_WATERMARK: IntegrationTypeEnum.ValueType  # 24
-INTEGRATION_TYPE_ENUM_REVENUE_ANALYTICS: IntegrationTypeEnum.ValueType  # 25
-INTEGRATION_TYPE_ENUM_REVENUE_SHARE: IntegrationTypeEnum.ValueType  # 26
-INTEGRATION_TYPE_ENUM_SALESFORCE: IntegrationTypeEnum.ValueType  # 27
-INTEGRATION_TYPE_ENUM_SECURITY_LOGS: IntegrationTypeEnum.ValueType  # 28
-INTEGRATION_TYPE_ENUM_XERO: IntegrationTypeEnum.ValueType  # 29
-Global___IntegrationTypeEnum: _TypeAlias = IntegrationTypeEnum  # noqa: Y015
+INTEGRATION_TYPE_UNSPECIFIED: IntegrationType.ValueType  # 0
+INTEGRATION_TYPE_ANALYTICS_DASHBOARDS: IntegrationType.ValueType  # 1
+INTEGRATION_TYPE_ANROK: IntegrationType.ValueType  # 2
+INTEGRATION_TYPE_API_PERMISSIONS: IntegrationType.ValueType  # 3
+INTEGRATION_TYPE_AUTO_DUNNING: IntegrationType.ValueType  # 4
+INTEGRATION_TYPE_AVALARA: IntegrationType.ValueType  # 5
+INTEGRATION_TYPE_BETA_PAYMENT_AUTHORIZATION: IntegrationType.ValueType  # 6
+INTEGRATION_TYPE_CUSTOM_ROLES: IntegrationType.ValueType  # 7
+INTEGRATION_TYPE_EVENTS_TARGETING_WALLETS: IntegrationType.ValueType  # 8
+INTEGRATION_TYPE_FORECASTED_USAGE: IntegrationType.ValueType  # 9
+INTEGRATION_TYPE_FROM_EMAIL: IntegrationType.ValueType  # 10
+INTEGRATION_TYPE_GRANULAR_LIFETIME_USAGE: IntegrationType.ValueType  # 11
+INTEGRATION_TYPE_HUBSPOT: IntegrationType.ValueType  # 12
+INTEGRATION_TYPE_INVORA: IntegrationType.ValueType  # 13
+INTEGRATION_TYPE_ISSUE_RECEIPTS: IntegrationType.ValueType  # 14
+INTEGRATION_TYPE_LIFETIME_USAGE: IntegrationType.ValueType  # 15
+INTEGRATION_TYPE_MANUAL_PAYMENTS: IntegrationType.ValueType  # 16
+INTEGRATION_TYPE_MULTI_ENTITIES_ENTERPRISE: IntegrationType.ValueType  # 17
+INTEGRATION_TYPE_MULTI_ENTITIES_PRO: IntegrationType.ValueType  # 18
+INTEGRATION_TYPE_NETSUITE: IntegrationType.ValueType  # 19
+INTEGRATION_TYPE_OKTA: IntegrationType.ValueType  # 20
+INTEGRATION_TYPE_PREVIEW: IntegrationType.ValueType  # 21
+INTEGRATION_TYPE_PROGRESSIVE_BILLING: IntegrationType.ValueType  # 22
+INTEGRATION_TYPE_PROJECTED_USAGE: IntegrationType.ValueType  # 23
+INTEGRATION_TYPE_REMOVE_BRANDING_WATERMARK: IntegrationType.ValueType  # 24
+INTEGRATION_TYPE_REVENUE_ANALYTICS: IntegrationType.ValueType  # 25
+INTEGRATION_TYPE_REVENUE_SHARE: IntegrationType.ValueType  # 26
+INTEGRATION_TYPE_SALESFORCE: IntegrationType.ValueType  # 27
+INTEGRATION_TYPE_SECURITY_LOGS: IntegrationType.ValueType  # 28
+INTEGRATION_TYPE_XERO: IntegrationType.ValueType  # 29
+Global___IntegrationType: _TypeAlias = IntegrationType  # noqa: Y015
 
-class _InvoiceAppliedTaxOnWholeInvoiceCodeEnum:
+class _InvoiceAppliedTaxOnWholeInvoiceCode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _InvoiceAppliedTaxOnWholeInvoiceCodeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType], _builtins.type):
+class _InvoiceAppliedTaxOnWholeInvoiceCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoiceAppliedTaxOnWholeInvoiceCode.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_UNSPECIFIED: _InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 0
-    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_CUSTOMER_EXEMPT: _InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 1
-    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_JURIS_HAS_NO_TAX: _InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 2
-    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_JURIS_NOT_TAXED: _InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 3
-    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_NOT_COLLECTING: _InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 4
-    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_REVERSE_CHARGE: _InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 5
-    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_TRANSACTION_EXEMPT: _InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 6
-    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_UNKNOWN_TAXATION: _InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 7
+    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_UNSPECIFIED: _InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 0
+    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_CUSTOMER_EXEMPT: _InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 1
+    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_JURIS_HAS_NO_TAX: _InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 2
+    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_JURIS_NOT_TAXED: _InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 3
+    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_NOT_COLLECTING: _InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 4
+    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_REVERSE_CHARGE: _InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 5
+    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_TRANSACTION_EXEMPT: _InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 6
+    INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_UNKNOWN_TAXATION: _InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 7
 
-class InvoiceAppliedTaxOnWholeInvoiceCodeEnum(_InvoiceAppliedTaxOnWholeInvoiceCodeEnum, metaclass=_InvoiceAppliedTaxOnWholeInvoiceCodeEnumEnumTypeWrapper): ...
+class InvoiceAppliedTaxOnWholeInvoiceCode(_InvoiceAppliedTaxOnWholeInvoiceCode, metaclass=_InvoiceAppliedTaxOnWholeInvoiceCodeEnumTypeWrapper): ...
 
-INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_UNSPECIFIED: InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 0
-INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_CUSTOMER_EXEMPT: InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 1
-INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_JURIS_HAS_NO_TAX: InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 2
-INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_JURIS_NOT_TAXED: InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 3
-INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_NOT_COLLECTING: InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 4
-INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_REVERSE_CHARGE: InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 5
-INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_TRANSACTION_EXEMPT: InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 6
-INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_ENUM_UNKNOWN_TAXATION: InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType  # 7
-Global___InvoiceAppliedTaxOnWholeInvoiceCodeEnum: _TypeAlias = InvoiceAppliedTaxOnWholeInvoiceCodeEnum  # noqa: Y015
+INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_UNSPECIFIED: InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 0
+INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_CUSTOMER_EXEMPT: InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 1
+INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_JURIS_HAS_NO_TAX: InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 2
+INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_JURIS_NOT_TAXED: InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 3
+INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_NOT_COLLECTING: InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 4
+INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_REVERSE_CHARGE: InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 5
+INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_TRANSACTION_EXEMPT: InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 6
+INVOICE_APPLIED_TAX_ON_WHOLE_INVOICE_CODE_UNKNOWN_TAXATION: InvoiceAppliedTaxOnWholeInvoiceCode.ValueType  # 7
+Global___InvoiceAppliedTaxOnWholeInvoiceCode: _TypeAlias = InvoiceAppliedTaxOnWholeInvoiceCode  # noqa: Y015
 
-class _InvoicePaymentStatusTypeEnum:
+class _InvoicePaymentStatusType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _InvoicePaymentStatusTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoicePaymentStatusTypeEnum.ValueType], _builtins.type):
+class _InvoicePaymentStatusTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoicePaymentStatusType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    INVOICE_PAYMENT_STATUS_TYPE_ENUM_UNSPECIFIED: _InvoicePaymentStatusTypeEnum.ValueType  # 0
-    INVOICE_PAYMENT_STATUS_TYPE_ENUM_FAILED: _InvoicePaymentStatusTypeEnum.ValueType  # 1
-    INVOICE_PAYMENT_STATUS_TYPE_ENUM_PENDING: _InvoicePaymentStatusTypeEnum.ValueType  # 2
-    INVOICE_PAYMENT_STATUS_TYPE_ENUM_SUCCEEDED: _InvoicePaymentStatusTypeEnum.ValueType  # 3
+    INVOICE_PAYMENT_STATUS_TYPE_UNSPECIFIED: _InvoicePaymentStatusType.ValueType  # 0
+    INVOICE_PAYMENT_STATUS_TYPE_FAILED: _InvoicePaymentStatusType.ValueType  # 1
+    INVOICE_PAYMENT_STATUS_TYPE_PENDING: _InvoicePaymentStatusType.ValueType  # 2
+    INVOICE_PAYMENT_STATUS_TYPE_SUCCEEDED: _InvoicePaymentStatusType.ValueType  # 3
 
-class InvoicePaymentStatusTypeEnum(_InvoicePaymentStatusTypeEnum, metaclass=_InvoicePaymentStatusTypeEnumEnumTypeWrapper): ...
+class InvoicePaymentStatusType(_InvoicePaymentStatusType, metaclass=_InvoicePaymentStatusTypeEnumTypeWrapper): ...
 
-INVOICE_PAYMENT_STATUS_TYPE_ENUM_UNSPECIFIED: InvoicePaymentStatusTypeEnum.ValueType  # 0
-INVOICE_PAYMENT_STATUS_TYPE_ENUM_FAILED: InvoicePaymentStatusTypeEnum.ValueType  # 1
-INVOICE_PAYMENT_STATUS_TYPE_ENUM_PENDING: InvoicePaymentStatusTypeEnum.ValueType  # 2
-INVOICE_PAYMENT_STATUS_TYPE_ENUM_SUCCEEDED: InvoicePaymentStatusTypeEnum.ValueType  # 3
-Global___InvoicePaymentStatusTypeEnum: _TypeAlias = InvoicePaymentStatusTypeEnum  # noqa: Y015
+INVOICE_PAYMENT_STATUS_TYPE_UNSPECIFIED: InvoicePaymentStatusType.ValueType  # 0
+INVOICE_PAYMENT_STATUS_TYPE_FAILED: InvoicePaymentStatusType.ValueType  # 1
+INVOICE_PAYMENT_STATUS_TYPE_PENDING: InvoicePaymentStatusType.ValueType  # 2
+INVOICE_PAYMENT_STATUS_TYPE_SUCCEEDED: InvoicePaymentStatusType.ValueType  # 3
+Global___InvoicePaymentStatusType: _TypeAlias = InvoicePaymentStatusType  # noqa: Y015
 
-class _InvoiceStatusTypeEnum:
+class _InvoiceStatusType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _InvoiceStatusTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoiceStatusTypeEnum.ValueType], _builtins.type):
+class _InvoiceStatusTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoiceStatusType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    INVOICE_STATUS_TYPE_ENUM_UNSPECIFIED: _InvoiceStatusTypeEnum.ValueType  # 0
-    INVOICE_STATUS_TYPE_ENUM_CLOSED: _InvoiceStatusTypeEnum.ValueType  # 1
-    INVOICE_STATUS_TYPE_ENUM_DRAFT: _InvoiceStatusTypeEnum.ValueType  # 2
-    INVOICE_STATUS_TYPE_ENUM_FAILED: _InvoiceStatusTypeEnum.ValueType  # 3
-    INVOICE_STATUS_TYPE_ENUM_FINALIZED: _InvoiceStatusTypeEnum.ValueType  # 4
-    INVOICE_STATUS_TYPE_ENUM_GENERATING: _InvoiceStatusTypeEnum.ValueType  # 5
-    INVOICE_STATUS_TYPE_ENUM_OPEN: _InvoiceStatusTypeEnum.ValueType  # 6
-    INVOICE_STATUS_TYPE_ENUM_PENDING: _InvoiceStatusTypeEnum.ValueType  # 7
-    INVOICE_STATUS_TYPE_ENUM_VOIDED: _InvoiceStatusTypeEnum.ValueType  # 8
+    INVOICE_STATUS_TYPE_UNSPECIFIED: _InvoiceStatusType.ValueType  # 0
+    INVOICE_STATUS_TYPE_CLOSED: _InvoiceStatusType.ValueType  # 1
+    INVOICE_STATUS_TYPE_DRAFT: _InvoiceStatusType.ValueType  # 2
+    INVOICE_STATUS_TYPE_FAILED: _InvoiceStatusType.ValueType  # 3
+    INVOICE_STATUS_TYPE_FINALIZED: _InvoiceStatusType.ValueType  # 4
+    INVOICE_STATUS_TYPE_GENERATING: _InvoiceStatusType.ValueType  # 5
+    INVOICE_STATUS_TYPE_OPEN: _InvoiceStatusType.ValueType  # 6
+    INVOICE_STATUS_TYPE_PENDING: _InvoiceStatusType.ValueType  # 7
+    INVOICE_STATUS_TYPE_VOIDED: _InvoiceStatusType.ValueType  # 8
 
-class InvoiceStatusTypeEnum(_InvoiceStatusTypeEnum, metaclass=_InvoiceStatusTypeEnumEnumTypeWrapper): ...
+class InvoiceStatusType(_InvoiceStatusType, metaclass=_InvoiceStatusTypeEnumTypeWrapper): ...
 
-INVOICE_STATUS_TYPE_ENUM_UNSPECIFIED: InvoiceStatusTypeEnum.ValueType  # 0
-INVOICE_STATUS_TYPE_ENUM_CLOSED: InvoiceStatusTypeEnum.ValueType  # 1
-INVOICE_STATUS_TYPE_ENUM_DRAFT: InvoiceStatusTypeEnum.ValueType  # 2
-INVOICE_STATUS_TYPE_ENUM_FAILED: InvoiceStatusTypeEnum.ValueType  # 3
-INVOICE_STATUS_TYPE_ENUM_FINALIZED: InvoiceStatusTypeEnum.ValueType  # 4
-INVOICE_STATUS_TYPE_ENUM_GENERATING: InvoiceStatusTypeEnum.ValueType  # 5
-INVOICE_STATUS_TYPE_ENUM_OPEN: InvoiceStatusTypeEnum.ValueType  # 6
-INVOICE_STATUS_TYPE_ENUM_PENDING: InvoiceStatusTypeEnum.ValueType  # 7
-INVOICE_STATUS_TYPE_ENUM_VOIDED: InvoiceStatusTypeEnum.ValueType  # 8
-Global___InvoiceStatusTypeEnum: _TypeAlias = InvoiceStatusTypeEnum  # noqa: Y015
+INVOICE_STATUS_TYPE_UNSPECIFIED: InvoiceStatusType.ValueType  # 0
+INVOICE_STATUS_TYPE_CLOSED: InvoiceStatusType.ValueType  # 1
+INVOICE_STATUS_TYPE_DRAFT: InvoiceStatusType.ValueType  # 2
+INVOICE_STATUS_TYPE_FAILED: InvoiceStatusType.ValueType  # 3
+INVOICE_STATUS_TYPE_FINALIZED: InvoiceStatusType.ValueType  # 4
+INVOICE_STATUS_TYPE_GENERATING: InvoiceStatusType.ValueType  # 5
+INVOICE_STATUS_TYPE_OPEN: InvoiceStatusType.ValueType  # 6
+INVOICE_STATUS_TYPE_PENDING: InvoiceStatusType.ValueType  # 7
+INVOICE_STATUS_TYPE_VOIDED: InvoiceStatusType.ValueType  # 8
+Global___InvoiceStatusType: _TypeAlias = InvoiceStatusType  # noqa: Y015
 
-class _InvoiceTaxStatusTypeEnum:
+class _InvoiceTaxStatusType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _InvoiceTaxStatusTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoiceTaxStatusTypeEnum.ValueType], _builtins.type):
+class _InvoiceTaxStatusTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoiceTaxStatusType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    INVOICE_TAX_STATUS_TYPE_ENUM_UNSPECIFIED: _InvoiceTaxStatusTypeEnum.ValueType  # 0
-    INVOICE_TAX_STATUS_TYPE_ENUM_FAILED: _InvoiceTaxStatusTypeEnum.ValueType  # 1
-    INVOICE_TAX_STATUS_TYPE_ENUM_PENDING: _InvoiceTaxStatusTypeEnum.ValueType  # 2
-    INVOICE_TAX_STATUS_TYPE_ENUM_SUCCEEDED: _InvoiceTaxStatusTypeEnum.ValueType  # 3
+    INVOICE_TAX_STATUS_TYPE_UNSPECIFIED: _InvoiceTaxStatusType.ValueType  # 0
+    INVOICE_TAX_STATUS_TYPE_FAILED: _InvoiceTaxStatusType.ValueType  # 1
+    INVOICE_TAX_STATUS_TYPE_PENDING: _InvoiceTaxStatusType.ValueType  # 2
+    INVOICE_TAX_STATUS_TYPE_SUCCEEDED: _InvoiceTaxStatusType.ValueType  # 3
 
-class InvoiceTaxStatusTypeEnum(_InvoiceTaxStatusTypeEnum, metaclass=_InvoiceTaxStatusTypeEnumEnumTypeWrapper): ...
+class InvoiceTaxStatusType(_InvoiceTaxStatusType, metaclass=_InvoiceTaxStatusTypeEnumTypeWrapper): ...
 
-INVOICE_TAX_STATUS_TYPE_ENUM_UNSPECIFIED: InvoiceTaxStatusTypeEnum.ValueType  # 0
-INVOICE_TAX_STATUS_TYPE_ENUM_FAILED: InvoiceTaxStatusTypeEnum.ValueType  # 1
-INVOICE_TAX_STATUS_TYPE_ENUM_PENDING: InvoiceTaxStatusTypeEnum.ValueType  # 2
-INVOICE_TAX_STATUS_TYPE_ENUM_SUCCEEDED: InvoiceTaxStatusTypeEnum.ValueType  # 3
-Global___InvoiceTaxStatusTypeEnum: _TypeAlias = InvoiceTaxStatusTypeEnum  # noqa: Y015
+INVOICE_TAX_STATUS_TYPE_UNSPECIFIED: InvoiceTaxStatusType.ValueType  # 0
+INVOICE_TAX_STATUS_TYPE_FAILED: InvoiceTaxStatusType.ValueType  # 1
+INVOICE_TAX_STATUS_TYPE_PENDING: InvoiceTaxStatusType.ValueType  # 2
+INVOICE_TAX_STATUS_TYPE_SUCCEEDED: InvoiceTaxStatusType.ValueType  # 3
+Global___InvoiceTaxStatusType: _TypeAlias = InvoiceTaxStatusType  # noqa: Y015
 
-class _InvoiceTypeEnum:
+class _InvoiceType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _InvoiceTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoiceTypeEnum.ValueType], _builtins.type):
+class _InvoiceTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoiceType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    INVOICE_TYPE_ENUM_UNSPECIFIED: _InvoiceTypeEnum.ValueType  # 0
-    INVOICE_TYPE_ENUM_ADD_ON: _InvoiceTypeEnum.ValueType  # 1
-    INVOICE_TYPE_ENUM_ADVANCE_CHARGES: _InvoiceTypeEnum.ValueType  # 2
-    INVOICE_TYPE_ENUM_CREDIT: _InvoiceTypeEnum.ValueType  # 3
-    INVOICE_TYPE_ENUM_ONE_OFF: _InvoiceTypeEnum.ValueType  # 4
-    INVOICE_TYPE_ENUM_PROGRESSIVE_BILLING: _InvoiceTypeEnum.ValueType  # 5
-    INVOICE_TYPE_ENUM_SUBSCRIPTION: _InvoiceTypeEnum.ValueType  # 6
+    INVOICE_TYPE_UNSPECIFIED: _InvoiceType.ValueType  # 0
+    INVOICE_TYPE_ADD_ON: _InvoiceType.ValueType  # 1
+    INVOICE_TYPE_ADVANCE_CHARGES: _InvoiceType.ValueType  # 2
+    INVOICE_TYPE_CREDIT: _InvoiceType.ValueType  # 3
+    INVOICE_TYPE_ONE_OFF: _InvoiceType.ValueType  # 4
+    INVOICE_TYPE_PROGRESSIVE_BILLING: _InvoiceType.ValueType  # 5
+    INVOICE_TYPE_SUBSCRIPTION: _InvoiceType.ValueType  # 6
 
-class InvoiceTypeEnum(_InvoiceTypeEnum, metaclass=_InvoiceTypeEnumEnumTypeWrapper): ...
+class InvoiceType(_InvoiceType, metaclass=_InvoiceTypeEnumTypeWrapper): ...
 
-INVOICE_TYPE_ENUM_UNSPECIFIED: InvoiceTypeEnum.ValueType  # 0
-INVOICE_TYPE_ENUM_ADD_ON: InvoiceTypeEnum.ValueType  # 1
-INVOICE_TYPE_ENUM_ADVANCE_CHARGES: InvoiceTypeEnum.ValueType  # 2
-INVOICE_TYPE_ENUM_CREDIT: InvoiceTypeEnum.ValueType  # 3
-INVOICE_TYPE_ENUM_ONE_OFF: InvoiceTypeEnum.ValueType  # 4
-INVOICE_TYPE_ENUM_PROGRESSIVE_BILLING: InvoiceTypeEnum.ValueType  # 5
-INVOICE_TYPE_ENUM_SUBSCRIPTION: InvoiceTypeEnum.ValueType  # 6
-Global___InvoiceTypeEnum: _TypeAlias = InvoiceTypeEnum  # noqa: Y015
+INVOICE_TYPE_UNSPECIFIED: InvoiceType.ValueType  # 0
+INVOICE_TYPE_ADD_ON: InvoiceType.ValueType  # 1
+INVOICE_TYPE_ADVANCE_CHARGES: InvoiceType.ValueType  # 2
+INVOICE_TYPE_CREDIT: InvoiceType.ValueType  # 3
+INVOICE_TYPE_ONE_OFF: InvoiceType.ValueType  # 4
+INVOICE_TYPE_PROGRESSIVE_BILLING: InvoiceType.ValueType  # 5
+INVOICE_TYPE_SUBSCRIPTION: InvoiceType.ValueType  # 6
+Global___InvoiceType: _TypeAlias = InvoiceType  # noqa: Y015
 
 class _MappableTypeEnum:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -1790,115 +1788,115 @@ MAPPING_TYPE_ENUM_SUBSCRIPTION_FEE: MappingTypeEnum.ValueType  # 8
 MAPPING_TYPE_ENUM_TAX: MappingTypeEnum.ValueType  # 9
 Global___MappingTypeEnum: _TypeAlias = MappingTypeEnum  # noqa: Y015
 
-class _NextSubscriptionTypeEnum:
+class _NextSubscriptionType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _NextSubscriptionTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NextSubscriptionTypeEnum.ValueType], _builtins.type):
+class _NextSubscriptionTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NextSubscriptionType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    NEXT_SUBSCRIPTION_TYPE_ENUM_UNSPECIFIED: _NextSubscriptionTypeEnum.ValueType  # 0
-    NEXT_SUBSCRIPTION_TYPE_ENUM_DOWNGRADE: _NextSubscriptionTypeEnum.ValueType  # 1
-    NEXT_SUBSCRIPTION_TYPE_ENUM_UPGRADE: _NextSubscriptionTypeEnum.ValueType  # 2
+    NEXT_SUBSCRIPTION_TYPE_UNSPECIFIED: _NextSubscriptionType.ValueType  # 0
+    NEXT_SUBSCRIPTION_TYPE_DOWNGRADE: _NextSubscriptionType.ValueType  # 1
+    NEXT_SUBSCRIPTION_TYPE_UPGRADE: _NextSubscriptionType.ValueType  # 2
 
-class NextSubscriptionTypeEnum(_NextSubscriptionTypeEnum, metaclass=_NextSubscriptionTypeEnumEnumTypeWrapper): ...
+class NextSubscriptionType(_NextSubscriptionType, metaclass=_NextSubscriptionTypeEnumTypeWrapper): ...
 
-NEXT_SUBSCRIPTION_TYPE_ENUM_UNSPECIFIED: NextSubscriptionTypeEnum.ValueType  # 0
-NEXT_SUBSCRIPTION_TYPE_ENUM_DOWNGRADE: NextSubscriptionTypeEnum.ValueType  # 1
-NEXT_SUBSCRIPTION_TYPE_ENUM_UPGRADE: NextSubscriptionTypeEnum.ValueType  # 2
-Global___NextSubscriptionTypeEnum: _TypeAlias = NextSubscriptionTypeEnum  # noqa: Y015
+NEXT_SUBSCRIPTION_TYPE_UNSPECIFIED: NextSubscriptionType.ValueType  # 0
+NEXT_SUBSCRIPTION_TYPE_DOWNGRADE: NextSubscriptionType.ValueType  # 1
+NEXT_SUBSCRIPTION_TYPE_UPGRADE: NextSubscriptionType.ValueType  # 2
+Global___NextSubscriptionType: _TypeAlias = NextSubscriptionType  # noqa: Y015
 
-class _OnTerminationCreditNoteEnum:
+class _OnTerminationCreditNote:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _OnTerminationCreditNoteEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OnTerminationCreditNoteEnum.ValueType], _builtins.type):
+class _OnTerminationCreditNoteEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OnTerminationCreditNote.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    ON_TERMINATION_CREDIT_NOTE_ENUM_UNSPECIFIED: _OnTerminationCreditNoteEnum.ValueType  # 0
-    ON_TERMINATION_CREDIT_NOTE_ENUM_CREDIT: _OnTerminationCreditNoteEnum.ValueType  # 1
-    ON_TERMINATION_CREDIT_NOTE_ENUM_OFFSET: _OnTerminationCreditNoteEnum.ValueType  # 2
-    ON_TERMINATION_CREDIT_NOTE_ENUM_REFUND: _OnTerminationCreditNoteEnum.ValueType  # 3
-    ON_TERMINATION_CREDIT_NOTE_ENUM_SKIP: _OnTerminationCreditNoteEnum.ValueType  # 4
+    ON_TERMINATION_CREDIT_NOTE_UNSPECIFIED: _OnTerminationCreditNote.ValueType  # 0
+    ON_TERMINATION_CREDIT_NOTE_CREDIT: _OnTerminationCreditNote.ValueType  # 1
+    ON_TERMINATION_CREDIT_NOTE_OFFSET: _OnTerminationCreditNote.ValueType  # 2
+    ON_TERMINATION_CREDIT_NOTE_REFUND: _OnTerminationCreditNote.ValueType  # 3
+    ON_TERMINATION_CREDIT_NOTE_SKIP: _OnTerminationCreditNote.ValueType  # 4
 
-class OnTerminationCreditNoteEnum(_OnTerminationCreditNoteEnum, metaclass=_OnTerminationCreditNoteEnumEnumTypeWrapper): ...
+class OnTerminationCreditNote(_OnTerminationCreditNote, metaclass=_OnTerminationCreditNoteEnumTypeWrapper): ...
 
-ON_TERMINATION_CREDIT_NOTE_ENUM_UNSPECIFIED: OnTerminationCreditNoteEnum.ValueType  # 0
-ON_TERMINATION_CREDIT_NOTE_ENUM_CREDIT: OnTerminationCreditNoteEnum.ValueType  # 1
-ON_TERMINATION_CREDIT_NOTE_ENUM_OFFSET: OnTerminationCreditNoteEnum.ValueType  # 2
-ON_TERMINATION_CREDIT_NOTE_ENUM_REFUND: OnTerminationCreditNoteEnum.ValueType  # 3
-ON_TERMINATION_CREDIT_NOTE_ENUM_SKIP: OnTerminationCreditNoteEnum.ValueType  # 4
-Global___OnTerminationCreditNoteEnum: _TypeAlias = OnTerminationCreditNoteEnum  # noqa: Y015
+ON_TERMINATION_CREDIT_NOTE_UNSPECIFIED: OnTerminationCreditNote.ValueType  # 0
+ON_TERMINATION_CREDIT_NOTE_CREDIT: OnTerminationCreditNote.ValueType  # 1
+ON_TERMINATION_CREDIT_NOTE_OFFSET: OnTerminationCreditNote.ValueType  # 2
+ON_TERMINATION_CREDIT_NOTE_REFUND: OnTerminationCreditNote.ValueType  # 3
+ON_TERMINATION_CREDIT_NOTE_SKIP: OnTerminationCreditNote.ValueType  # 4
+Global___OnTerminationCreditNote: _TypeAlias = OnTerminationCreditNote  # noqa: Y015
 
-class _OnTerminationInvoiceEnum:
+class _OnTerminationInvoice:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _OnTerminationInvoiceEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OnTerminationInvoiceEnum.ValueType], _builtins.type):
+class _OnTerminationInvoiceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OnTerminationInvoice.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    ON_TERMINATION_INVOICE_ENUM_UNSPECIFIED: _OnTerminationInvoiceEnum.ValueType  # 0
-    ON_TERMINATION_INVOICE_ENUM_GENERATE: _OnTerminationInvoiceEnum.ValueType  # 1
-    ON_TERMINATION_INVOICE_ENUM_SKIP: _OnTerminationInvoiceEnum.ValueType  # 2
+    ON_TERMINATION_INVOICE_UNSPECIFIED: _OnTerminationInvoice.ValueType  # 0
+    ON_TERMINATION_INVOICE_GENERATE: _OnTerminationInvoice.ValueType  # 1
+    ON_TERMINATION_INVOICE_SKIP: _OnTerminationInvoice.ValueType  # 2
 
-class OnTerminationInvoiceEnum(_OnTerminationInvoiceEnum, metaclass=_OnTerminationInvoiceEnumEnumTypeWrapper): ...
+class OnTerminationInvoice(_OnTerminationInvoice, metaclass=_OnTerminationInvoiceEnumTypeWrapper): ...
 
-ON_TERMINATION_INVOICE_ENUM_UNSPECIFIED: OnTerminationInvoiceEnum.ValueType  # 0
-ON_TERMINATION_INVOICE_ENUM_GENERATE: OnTerminationInvoiceEnum.ValueType  # 1
-ON_TERMINATION_INVOICE_ENUM_SKIP: OnTerminationInvoiceEnum.ValueType  # 2
-Global___OnTerminationInvoiceEnum: _TypeAlias = OnTerminationInvoiceEnum  # noqa: Y015
+ON_TERMINATION_INVOICE_UNSPECIFIED: OnTerminationInvoice.ValueType  # 0
+ON_TERMINATION_INVOICE_GENERATE: OnTerminationInvoice.ValueType  # 1
+ON_TERMINATION_INVOICE_SKIP: OnTerminationInvoice.ValueType  # 2
+Global___OnTerminationInvoice: _TypeAlias = OnTerminationInvoice  # noqa: Y015
 
-class _PayablePaymentStatusEnum:
+class _PayablePaymentStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _PayablePaymentStatusEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PayablePaymentStatusEnum.ValueType], _builtins.type):
+class _PayablePaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PayablePaymentStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    PAYABLE_PAYMENT_STATUS_ENUM_UNSPECIFIED: _PayablePaymentStatusEnum.ValueType  # 0
-    PAYABLE_PAYMENT_STATUS_ENUM_FAILED: _PayablePaymentStatusEnum.ValueType  # 1
-    PAYABLE_PAYMENT_STATUS_ENUM_PENDING: _PayablePaymentStatusEnum.ValueType  # 2
-    PAYABLE_PAYMENT_STATUS_ENUM_PROCESSING: _PayablePaymentStatusEnum.ValueType  # 3
-    PAYABLE_PAYMENT_STATUS_ENUM_SUCCEEDED: _PayablePaymentStatusEnum.ValueType  # 4
+    PAYABLE_PAYMENT_STATUS_UNSPECIFIED: _PayablePaymentStatus.ValueType  # 0
+    PAYABLE_PAYMENT_STATUS_FAILED: _PayablePaymentStatus.ValueType  # 1
+    PAYABLE_PAYMENT_STATUS_PENDING: _PayablePaymentStatus.ValueType  # 2
+    PAYABLE_PAYMENT_STATUS_PROCESSING: _PayablePaymentStatus.ValueType  # 3
+    PAYABLE_PAYMENT_STATUS_SUCCEEDED: _PayablePaymentStatus.ValueType  # 4
 
-class PayablePaymentStatusEnum(_PayablePaymentStatusEnum, metaclass=_PayablePaymentStatusEnumEnumTypeWrapper): ...
+class PayablePaymentStatus(_PayablePaymentStatus, metaclass=_PayablePaymentStatusEnumTypeWrapper): ...
 
-PAYABLE_PAYMENT_STATUS_ENUM_UNSPECIFIED: PayablePaymentStatusEnum.ValueType  # 0
-PAYABLE_PAYMENT_STATUS_ENUM_FAILED: PayablePaymentStatusEnum.ValueType  # 1
-PAYABLE_PAYMENT_STATUS_ENUM_PENDING: PayablePaymentStatusEnum.ValueType  # 2
-PAYABLE_PAYMENT_STATUS_ENUM_PROCESSING: PayablePaymentStatusEnum.ValueType  # 3
-PAYABLE_PAYMENT_STATUS_ENUM_SUCCEEDED: PayablePaymentStatusEnum.ValueType  # 4
-Global___PayablePaymentStatusEnum: _TypeAlias = PayablePaymentStatusEnum  # noqa: Y015
+PAYABLE_PAYMENT_STATUS_UNSPECIFIED: PayablePaymentStatus.ValueType  # 0
+PAYABLE_PAYMENT_STATUS_FAILED: PayablePaymentStatus.ValueType  # 1
+PAYABLE_PAYMENT_STATUS_PENDING: PayablePaymentStatus.ValueType  # 2
+PAYABLE_PAYMENT_STATUS_PROCESSING: PayablePaymentStatus.ValueType  # 3
+PAYABLE_PAYMENT_STATUS_SUCCEEDED: PayablePaymentStatus.ValueType  # 4
+Global___PayablePaymentStatus: _TypeAlias = PayablePaymentStatus  # noqa: Y015
 
-class _PaymentMethodTypeEnum:
+class _PaymentMethodType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _PaymentMethodTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentMethodTypeEnum.ValueType], _builtins.type):
+class _PaymentMethodTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentMethodType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    PAYMENT_METHOD_TYPE_ENUM_UNSPECIFIED: _PaymentMethodTypeEnum.ValueType  # 0
-    PAYMENT_METHOD_TYPE_ENUM_MANUAL: _PaymentMethodTypeEnum.ValueType  # 1
-    PAYMENT_METHOD_TYPE_ENUM_PROVIDER: _PaymentMethodTypeEnum.ValueType  # 2
+    PAYMENT_METHOD_TYPE_UNSPECIFIED: _PaymentMethodType.ValueType  # 0
+    PAYMENT_METHOD_TYPE_MANUAL: _PaymentMethodType.ValueType  # 1
+    PAYMENT_METHOD_TYPE_PROVIDER: _PaymentMethodType.ValueType  # 2
 
-class PaymentMethodTypeEnum(_PaymentMethodTypeEnum, metaclass=_PaymentMethodTypeEnumEnumTypeWrapper): ...
+class PaymentMethodType(_PaymentMethodType, metaclass=_PaymentMethodTypeEnumTypeWrapper): ...
 
-PAYMENT_METHOD_TYPE_ENUM_UNSPECIFIED: PaymentMethodTypeEnum.ValueType  # 0
-PAYMENT_METHOD_TYPE_ENUM_MANUAL: PaymentMethodTypeEnum.ValueType  # 1
-PAYMENT_METHOD_TYPE_ENUM_PROVIDER: PaymentMethodTypeEnum.ValueType  # 2
-Global___PaymentMethodTypeEnum: _TypeAlias = PaymentMethodTypeEnum  # noqa: Y015
+PAYMENT_METHOD_TYPE_UNSPECIFIED: PaymentMethodType.ValueType  # 0
+PAYMENT_METHOD_TYPE_MANUAL: PaymentMethodType.ValueType  # 1
+PAYMENT_METHOD_TYPE_PROVIDER: PaymentMethodType.ValueType  # 2
+Global___PaymentMethodType: _TypeAlias = PaymentMethodType  # noqa: Y015
 
-class _PaymentTypeEnum:
+class _PaymentType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _PaymentTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentTypeEnum.ValueType], _builtins.type):
+class _PaymentTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    PAYMENT_TYPE_ENUM_UNSPECIFIED: _PaymentTypeEnum.ValueType  # 0
-    PAYMENT_TYPE_ENUM_MANUAL: _PaymentTypeEnum.ValueType  # 1
-    PAYMENT_TYPE_ENUM_PROVIDER: _PaymentTypeEnum.ValueType  # 2
+    PAYMENT_TYPE_UNSPECIFIED: _PaymentType.ValueType  # 0
+    PAYMENT_TYPE_MANUAL: _PaymentType.ValueType  # 1
+    PAYMENT_TYPE_PROVIDER: _PaymentType.ValueType  # 2
 
-class PaymentTypeEnum(_PaymentTypeEnum, metaclass=_PaymentTypeEnumEnumTypeWrapper): ...
+class PaymentType(_PaymentType, metaclass=_PaymentTypeEnumTypeWrapper): ...
 
-PAYMENT_TYPE_ENUM_UNSPECIFIED: PaymentTypeEnum.ValueType  # 0
-PAYMENT_TYPE_ENUM_MANUAL: PaymentTypeEnum.ValueType  # 1
-PAYMENT_TYPE_ENUM_PROVIDER: PaymentTypeEnum.ValueType  # 2
-Global___PaymentTypeEnum: _TypeAlias = PaymentTypeEnum  # noqa: Y015
+PAYMENT_TYPE_UNSPECIFIED: PaymentType.ValueType  # 0
+PAYMENT_TYPE_MANUAL: PaymentType.ValueType  # 1
+PAYMENT_TYPE_PROVIDER: PaymentType.ValueType  # 2
+Global___PaymentType: _TypeAlias = PaymentType  # noqa: Y015
 
 class _PlanInterval:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -1944,566 +1942,566 @@ PRIVILEGE_VALUE_TYPE_ENUM_SELECT: PrivilegeValueTypeEnum.ValueType  # 3
 PRIVILEGE_VALUE_TYPE_ENUM_STRING: PrivilegeValueTypeEnum.ValueType  # 4
 Global___PrivilegeValueTypeEnum: _TypeAlias = PrivilegeValueTypeEnum  # noqa: Y015
 
-class _ProviderPaymentMethodsEnum:
+class _ProviderPaymentMethods:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _ProviderPaymentMethodsEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProviderPaymentMethodsEnum.ValueType], _builtins.type):
+class _ProviderPaymentMethodsEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProviderPaymentMethods.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    PROVIDER_PAYMENT_METHODS_ENUM_UNSPECIFIED: _ProviderPaymentMethodsEnum.ValueType  # 0
-    PROVIDER_PAYMENT_METHODS_ENUM_BACS_DEBIT: _ProviderPaymentMethodsEnum.ValueType  # 1
-    PROVIDER_PAYMENT_METHODS_ENUM_BOLETO: _ProviderPaymentMethodsEnum.ValueType  # 2
-    PROVIDER_PAYMENT_METHODS_ENUM_CARD: _ProviderPaymentMethodsEnum.ValueType  # 3
-    PROVIDER_PAYMENT_METHODS_ENUM_CRYPTO: _ProviderPaymentMethodsEnum.ValueType  # 4
-    PROVIDER_PAYMENT_METHODS_ENUM_CUSTOMER_BALANCE: _ProviderPaymentMethodsEnum.ValueType  # 5
-    PROVIDER_PAYMENT_METHODS_ENUM_LINK: _ProviderPaymentMethodsEnum.ValueType  # 6
-    PROVIDER_PAYMENT_METHODS_ENUM_SEPA_DEBIT: _ProviderPaymentMethodsEnum.ValueType  # 7
-    PROVIDER_PAYMENT_METHODS_ENUM_US_BANK_ACCOUNT: _ProviderPaymentMethodsEnum.ValueType  # 8
+    PROVIDER_PAYMENT_METHODS_UNSPECIFIED: _ProviderPaymentMethods.ValueType  # 0
+    PROVIDER_PAYMENT_METHODS_BACS_DEBIT: _ProviderPaymentMethods.ValueType  # 1
+    PROVIDER_PAYMENT_METHODS_BOLETO: _ProviderPaymentMethods.ValueType  # 2
+    PROVIDER_PAYMENT_METHODS_CARD: _ProviderPaymentMethods.ValueType  # 3
+    PROVIDER_PAYMENT_METHODS_CRYPTO: _ProviderPaymentMethods.ValueType  # 4
+    PROVIDER_PAYMENT_METHODS_CUSTOMER_BALANCE: _ProviderPaymentMethods.ValueType  # 5
+    PROVIDER_PAYMENT_METHODS_LINK: _ProviderPaymentMethods.ValueType  # 6
+    PROVIDER_PAYMENT_METHODS_SEPA_DEBIT: _ProviderPaymentMethods.ValueType  # 7
+    PROVIDER_PAYMENT_METHODS_US_BANK_ACCOUNT: _ProviderPaymentMethods.ValueType  # 8
 
-class ProviderPaymentMethodsEnum(_ProviderPaymentMethodsEnum, metaclass=_ProviderPaymentMethodsEnumEnumTypeWrapper): ...
+class ProviderPaymentMethods(_ProviderPaymentMethods, metaclass=_ProviderPaymentMethodsEnumTypeWrapper): ...
 
-PROVIDER_PAYMENT_METHODS_ENUM_UNSPECIFIED: ProviderPaymentMethodsEnum.ValueType  # 0
-PROVIDER_PAYMENT_METHODS_ENUM_BACS_DEBIT: ProviderPaymentMethodsEnum.ValueType  # 1
-PROVIDER_PAYMENT_METHODS_ENUM_BOLETO: ProviderPaymentMethodsEnum.ValueType  # 2
-PROVIDER_PAYMENT_METHODS_ENUM_CARD: ProviderPaymentMethodsEnum.ValueType  # 3
-PROVIDER_PAYMENT_METHODS_ENUM_CRYPTO: ProviderPaymentMethodsEnum.ValueType  # 4
-PROVIDER_PAYMENT_METHODS_ENUM_CUSTOMER_BALANCE: ProviderPaymentMethodsEnum.ValueType  # 5
-PROVIDER_PAYMENT_METHODS_ENUM_LINK: ProviderPaymentMethodsEnum.ValueType  # 6
-PROVIDER_PAYMENT_METHODS_ENUM_SEPA_DEBIT: ProviderPaymentMethodsEnum.ValueType  # 7
-PROVIDER_PAYMENT_METHODS_ENUM_US_BANK_ACCOUNT: ProviderPaymentMethodsEnum.ValueType  # 8
-Global___ProviderPaymentMethodsEnum: _TypeAlias = ProviderPaymentMethodsEnum  # noqa: Y015
+PROVIDER_PAYMENT_METHODS_UNSPECIFIED: ProviderPaymentMethods.ValueType  # 0
+PROVIDER_PAYMENT_METHODS_BACS_DEBIT: ProviderPaymentMethods.ValueType  # 1
+PROVIDER_PAYMENT_METHODS_BOLETO: ProviderPaymentMethods.ValueType  # 2
+PROVIDER_PAYMENT_METHODS_CARD: ProviderPaymentMethods.ValueType  # 3
+PROVIDER_PAYMENT_METHODS_CRYPTO: ProviderPaymentMethods.ValueType  # 4
+PROVIDER_PAYMENT_METHODS_CUSTOMER_BALANCE: ProviderPaymentMethods.ValueType  # 5
+PROVIDER_PAYMENT_METHODS_LINK: ProviderPaymentMethods.ValueType  # 6
+PROVIDER_PAYMENT_METHODS_SEPA_DEBIT: ProviderPaymentMethods.ValueType  # 7
+PROVIDER_PAYMENT_METHODS_US_BANK_ACCOUNT: ProviderPaymentMethods.ValueType  # 8
+Global___ProviderPaymentMethods: _TypeAlias = ProviderPaymentMethods  # noqa: Y015
 
-class _ProviderTypeEnum:
+class _ProviderType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _ProviderTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProviderTypeEnum.ValueType], _builtins.type):
+class _ProviderTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProviderType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    PROVIDER_TYPE_ENUM_UNSPECIFIED: _ProviderTypeEnum.ValueType  # 0
-    PROVIDER_TYPE_ENUM_ADYEN: _ProviderTypeEnum.ValueType  # 1
-    PROVIDER_TYPE_ENUM_CASHFREE: _ProviderTypeEnum.ValueType  # 2
-    PROVIDER_TYPE_ENUM_FLUTTERWAVE: _ProviderTypeEnum.ValueType  # 3
-    PROVIDER_TYPE_ENUM_GOCARDLESS: _ProviderTypeEnum.ValueType  # 4
-    PROVIDER_TYPE_ENUM_MONEYHASH: _ProviderTypeEnum.ValueType  # 5
-    PROVIDER_TYPE_ENUM_STRIPE: _ProviderTypeEnum.ValueType  # 6
-    PROVIDER_TYPE_ENUM_TAP: _ProviderTypeEnum.ValueType  # 7
+    PROVIDER_TYPE_UNSPECIFIED: _ProviderType.ValueType  # 0
+    PROVIDER_TYPE_ADYEN: _ProviderType.ValueType  # 1
+    PROVIDER_TYPE_CASHFREE: _ProviderType.ValueType  # 2
+    PROVIDER_TYPE_FLUTTERWAVE: _ProviderType.ValueType  # 3
+    PROVIDER_TYPE_GOCARDLESS: _ProviderType.ValueType  # 4
+    PROVIDER_TYPE_MONEYHASH: _ProviderType.ValueType  # 5
+    PROVIDER_TYPE_STRIPE: _ProviderType.ValueType  # 6
+    PROVIDER_TYPE_TAP: _ProviderType.ValueType  # 7
 
-class ProviderTypeEnum(_ProviderTypeEnum, metaclass=_ProviderTypeEnumEnumTypeWrapper): ...
+class ProviderType(_ProviderType, metaclass=_ProviderTypeEnumTypeWrapper): ...
 
-PROVIDER_TYPE_ENUM_UNSPECIFIED: ProviderTypeEnum.ValueType  # 0
-PROVIDER_TYPE_ENUM_ADYEN: ProviderTypeEnum.ValueType  # 1
-PROVIDER_TYPE_ENUM_CASHFREE: ProviderTypeEnum.ValueType  # 2
-PROVIDER_TYPE_ENUM_FLUTTERWAVE: ProviderTypeEnum.ValueType  # 3
-PROVIDER_TYPE_ENUM_GOCARDLESS: ProviderTypeEnum.ValueType  # 4
-PROVIDER_TYPE_ENUM_MONEYHASH: ProviderTypeEnum.ValueType  # 5
-PROVIDER_TYPE_ENUM_STRIPE: ProviderTypeEnum.ValueType  # 6
-PROVIDER_TYPE_ENUM_TAP: ProviderTypeEnum.ValueType  # 7
-Global___ProviderTypeEnum: _TypeAlias = ProviderTypeEnum  # noqa: Y015
+PROVIDER_TYPE_UNSPECIFIED: ProviderType.ValueType  # 0
+PROVIDER_TYPE_ADYEN: ProviderType.ValueType  # 1
+PROVIDER_TYPE_CASHFREE: ProviderType.ValueType  # 2
+PROVIDER_TYPE_FLUTTERWAVE: ProviderType.ValueType  # 3
+PROVIDER_TYPE_GOCARDLESS: ProviderType.ValueType  # 4
+PROVIDER_TYPE_MONEYHASH: ProviderType.ValueType  # 5
+PROVIDER_TYPE_STRIPE: ProviderType.ValueType  # 6
+PROVIDER_TYPE_TAP: ProviderType.ValueType  # 7
+Global___ProviderType: _TypeAlias = ProviderType  # noqa: Y015
 
-class _RecurringTransactionIntervalEnum:
+class _RecurringTransactionInterval:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _RecurringTransactionIntervalEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecurringTransactionIntervalEnum.ValueType], _builtins.type):
+class _RecurringTransactionIntervalEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecurringTransactionInterval.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    RECURRING_TRANSACTION_INTERVAL_ENUM_UNSPECIFIED: _RecurringTransactionIntervalEnum.ValueType  # 0
-    RECURRING_TRANSACTION_INTERVAL_ENUM_MONTHLY: _RecurringTransactionIntervalEnum.ValueType  # 1
-    RECURRING_TRANSACTION_INTERVAL_ENUM_QUARTERLY: _RecurringTransactionIntervalEnum.ValueType  # 2
-    RECURRING_TRANSACTION_INTERVAL_ENUM_SEMIANNUAL: _RecurringTransactionIntervalEnum.ValueType  # 3
-    RECURRING_TRANSACTION_INTERVAL_ENUM_WEEKLY: _RecurringTransactionIntervalEnum.ValueType  # 4
-    RECURRING_TRANSACTION_INTERVAL_ENUM_YEARLY: _RecurringTransactionIntervalEnum.ValueType  # 5
+    RECURRING_TRANSACTION_INTERVAL_UNSPECIFIED: _RecurringTransactionInterval.ValueType  # 0
+    RECURRING_TRANSACTION_INTERVAL_MONTHLY: _RecurringTransactionInterval.ValueType  # 1
+    RECURRING_TRANSACTION_INTERVAL_QUARTERLY: _RecurringTransactionInterval.ValueType  # 2
+    RECURRING_TRANSACTION_INTERVAL_SEMIANNUAL: _RecurringTransactionInterval.ValueType  # 3
+    RECURRING_TRANSACTION_INTERVAL_WEEKLY: _RecurringTransactionInterval.ValueType  # 4
+    RECURRING_TRANSACTION_INTERVAL_YEARLY: _RecurringTransactionInterval.ValueType  # 5
 
-class RecurringTransactionIntervalEnum(_RecurringTransactionIntervalEnum, metaclass=_RecurringTransactionIntervalEnumEnumTypeWrapper): ...
+class RecurringTransactionInterval(_RecurringTransactionInterval, metaclass=_RecurringTransactionIntervalEnumTypeWrapper): ...
 
-RECURRING_TRANSACTION_INTERVAL_ENUM_UNSPECIFIED: RecurringTransactionIntervalEnum.ValueType  # 0
-RECURRING_TRANSACTION_INTERVAL_ENUM_MONTHLY: RecurringTransactionIntervalEnum.ValueType  # 1
-RECURRING_TRANSACTION_INTERVAL_ENUM_QUARTERLY: RecurringTransactionIntervalEnum.ValueType  # 2
-RECURRING_TRANSACTION_INTERVAL_ENUM_SEMIANNUAL: RecurringTransactionIntervalEnum.ValueType  # 3
-RECURRING_TRANSACTION_INTERVAL_ENUM_WEEKLY: RecurringTransactionIntervalEnum.ValueType  # 4
-RECURRING_TRANSACTION_INTERVAL_ENUM_YEARLY: RecurringTransactionIntervalEnum.ValueType  # 5
-Global___RecurringTransactionIntervalEnum: _TypeAlias = RecurringTransactionIntervalEnum  # noqa: Y015
+RECURRING_TRANSACTION_INTERVAL_UNSPECIFIED: RecurringTransactionInterval.ValueType  # 0
+RECURRING_TRANSACTION_INTERVAL_MONTHLY: RecurringTransactionInterval.ValueType  # 1
+RECURRING_TRANSACTION_INTERVAL_QUARTERLY: RecurringTransactionInterval.ValueType  # 2
+RECURRING_TRANSACTION_INTERVAL_SEMIANNUAL: RecurringTransactionInterval.ValueType  # 3
+RECURRING_TRANSACTION_INTERVAL_WEEKLY: RecurringTransactionInterval.ValueType  # 4
+RECURRING_TRANSACTION_INTERVAL_YEARLY: RecurringTransactionInterval.ValueType  # 5
+Global___RecurringTransactionInterval: _TypeAlias = RecurringTransactionInterval  # noqa: Y015
 
-class _RecurringTransactionMethodEnum:
+class _RecurringTransactionMethod:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _RecurringTransactionMethodEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecurringTransactionMethodEnum.ValueType], _builtins.type):
+class _RecurringTransactionMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecurringTransactionMethod.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    RECURRING_TRANSACTION_METHOD_ENUM_UNSPECIFIED: _RecurringTransactionMethodEnum.ValueType  # 0
-    RECURRING_TRANSACTION_METHOD_ENUM_FIXED: _RecurringTransactionMethodEnum.ValueType  # 1
-    RECURRING_TRANSACTION_METHOD_ENUM_TARGET: _RecurringTransactionMethodEnum.ValueType  # 2
+    RECURRING_TRANSACTION_METHOD_UNSPECIFIED: _RecurringTransactionMethod.ValueType  # 0
+    RECURRING_TRANSACTION_METHOD_FIXED: _RecurringTransactionMethod.ValueType  # 1
+    RECURRING_TRANSACTION_METHOD_TARGET: _RecurringTransactionMethod.ValueType  # 2
 
-class RecurringTransactionMethodEnum(_RecurringTransactionMethodEnum, metaclass=_RecurringTransactionMethodEnumEnumTypeWrapper): ...
+class RecurringTransactionMethod(_RecurringTransactionMethod, metaclass=_RecurringTransactionMethodEnumTypeWrapper): ...
 
-RECURRING_TRANSACTION_METHOD_ENUM_UNSPECIFIED: RecurringTransactionMethodEnum.ValueType  # 0
-RECURRING_TRANSACTION_METHOD_ENUM_FIXED: RecurringTransactionMethodEnum.ValueType  # 1
-RECURRING_TRANSACTION_METHOD_ENUM_TARGET: RecurringTransactionMethodEnum.ValueType  # 2
-Global___RecurringTransactionMethodEnum: _TypeAlias = RecurringTransactionMethodEnum  # noqa: Y015
+RECURRING_TRANSACTION_METHOD_UNSPECIFIED: RecurringTransactionMethod.ValueType  # 0
+RECURRING_TRANSACTION_METHOD_FIXED: RecurringTransactionMethod.ValueType  # 1
+RECURRING_TRANSACTION_METHOD_TARGET: RecurringTransactionMethod.ValueType  # 2
+Global___RecurringTransactionMethod: _TypeAlias = RecurringTransactionMethod  # noqa: Y015
 
-class _RecurringTransactionTriggerEnum:
+class _RecurringTransactionTrigger:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _RecurringTransactionTriggerEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecurringTransactionTriggerEnum.ValueType], _builtins.type):
+class _RecurringTransactionTriggerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RecurringTransactionTrigger.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    RECURRING_TRANSACTION_TRIGGER_ENUM_UNSPECIFIED: _RecurringTransactionTriggerEnum.ValueType  # 0
-    RECURRING_TRANSACTION_TRIGGER_ENUM_INTERVAL: _RecurringTransactionTriggerEnum.ValueType  # 1
-    RECURRING_TRANSACTION_TRIGGER_ENUM_THRESHOLD: _RecurringTransactionTriggerEnum.ValueType  # 2
+    RECURRING_TRANSACTION_TRIGGER_UNSPECIFIED: _RecurringTransactionTrigger.ValueType  # 0
+    RECURRING_TRANSACTION_TRIGGER_INTERVAL: _RecurringTransactionTrigger.ValueType  # 1
+    RECURRING_TRANSACTION_TRIGGER_THRESHOLD: _RecurringTransactionTrigger.ValueType  # 2
 
-class RecurringTransactionTriggerEnum(_RecurringTransactionTriggerEnum, metaclass=_RecurringTransactionTriggerEnumEnumTypeWrapper): ...
+class RecurringTransactionTrigger(_RecurringTransactionTrigger, metaclass=_RecurringTransactionTriggerEnumTypeWrapper): ...
 
-RECURRING_TRANSACTION_TRIGGER_ENUM_UNSPECIFIED: RecurringTransactionTriggerEnum.ValueType  # 0
-RECURRING_TRANSACTION_TRIGGER_ENUM_INTERVAL: RecurringTransactionTriggerEnum.ValueType  # 1
-RECURRING_TRANSACTION_TRIGGER_ENUM_THRESHOLD: RecurringTransactionTriggerEnum.ValueType  # 2
-Global___RecurringTransactionTriggerEnum: _TypeAlias = RecurringTransactionTriggerEnum  # noqa: Y015
+RECURRING_TRANSACTION_TRIGGER_UNSPECIFIED: RecurringTransactionTrigger.ValueType  # 0
+RECURRING_TRANSACTION_TRIGGER_INTERVAL: RecurringTransactionTrigger.ValueType  # 1
+RECURRING_TRANSACTION_TRIGGER_THRESHOLD: RecurringTransactionTrigger.ValueType  # 2
+Global___RecurringTransactionTrigger: _TypeAlias = RecurringTransactionTrigger  # noqa: Y015
 
-class _RegroupPaidFeesEnum:
+class _RegroupPaidFees:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _RegroupPaidFeesEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RegroupPaidFeesEnum.ValueType], _builtins.type):
+class _RegroupPaidFeesEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RegroupPaidFees.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    REGROUP_PAID_FEES_ENUM_UNSPECIFIED: _RegroupPaidFeesEnum.ValueType  # 0
-    REGROUP_PAID_FEES_ENUM_INVOICE: _RegroupPaidFeesEnum.ValueType  # 1
+    REGROUP_PAID_FEES_UNSPECIFIED: _RegroupPaidFees.ValueType  # 0
+    REGROUP_PAID_FEES_INVOICE: _RegroupPaidFees.ValueType  # 1
 
-class RegroupPaidFeesEnum(_RegroupPaidFeesEnum, metaclass=_RegroupPaidFeesEnumEnumTypeWrapper): ...
+class RegroupPaidFees(_RegroupPaidFees, metaclass=_RegroupPaidFeesEnumTypeWrapper): ...
 
-REGROUP_PAID_FEES_ENUM_UNSPECIFIED: RegroupPaidFeesEnum.ValueType  # 0
-REGROUP_PAID_FEES_ENUM_INVOICE: RegroupPaidFeesEnum.ValueType  # 1
-Global___RegroupPaidFeesEnum: _TypeAlias = RegroupPaidFeesEnum  # noqa: Y015
+REGROUP_PAID_FEES_UNSPECIFIED: RegroupPaidFees.ValueType  # 0
+REGROUP_PAID_FEES_INVOICE: RegroupPaidFees.ValueType  # 1
+Global___RegroupPaidFees: _TypeAlias = RegroupPaidFees  # noqa: Y015
 
-class _RoundingFunctionEnum:
+class _RoundingFunction:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _RoundingFunctionEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RoundingFunctionEnum.ValueType], _builtins.type):
+class _RoundingFunctionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RoundingFunction.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    ROUNDING_FUNCTION_ENUM_UNSPECIFIED: _RoundingFunctionEnum.ValueType  # 0
-    ROUNDING_FUNCTION_ENUM_CEIL: _RoundingFunctionEnum.ValueType  # 1
-    ROUNDING_FUNCTION_ENUM_FLOOR: _RoundingFunctionEnum.ValueType  # 2
-    ROUNDING_FUNCTION_ENUM_ROUND: _RoundingFunctionEnum.ValueType  # 3
+    ROUNDING_FUNCTION_UNSPECIFIED: _RoundingFunction.ValueType  # 0
+    ROUNDING_FUNCTION_CEIL: _RoundingFunction.ValueType  # 1
+    ROUNDING_FUNCTION_FLOOR: _RoundingFunction.ValueType  # 2
+    ROUNDING_FUNCTION_ROUND: _RoundingFunction.ValueType  # 3
 
-class RoundingFunctionEnum(_RoundingFunctionEnum, metaclass=_RoundingFunctionEnumEnumTypeWrapper): ...
+class RoundingFunction(_RoundingFunction, metaclass=_RoundingFunctionEnumTypeWrapper): ...
 
-ROUNDING_FUNCTION_ENUM_UNSPECIFIED: RoundingFunctionEnum.ValueType  # 0
-ROUNDING_FUNCTION_ENUM_CEIL: RoundingFunctionEnum.ValueType  # 1
-ROUNDING_FUNCTION_ENUM_FLOOR: RoundingFunctionEnum.ValueType  # 2
-ROUNDING_FUNCTION_ENUM_ROUND: RoundingFunctionEnum.ValueType  # 3
-Global___RoundingFunctionEnum: _TypeAlias = RoundingFunctionEnum  # noqa: Y015
+ROUNDING_FUNCTION_UNSPECIFIED: RoundingFunction.ValueType  # 0
+ROUNDING_FUNCTION_CEIL: RoundingFunction.ValueType  # 1
+ROUNDING_FUNCTION_FLOOR: RoundingFunction.ValueType  # 2
+ROUNDING_FUNCTION_ROUND: RoundingFunction.ValueType  # 3
+Global___RoundingFunction: _TypeAlias = RoundingFunction  # noqa: Y015
 
-class _StatusTypeEnum:
+class _StatusType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _StatusTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatusTypeEnum.ValueType], _builtins.type):
+class _StatusTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatusType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    STATUS_TYPE_ENUM_UNSPECIFIED: _StatusTypeEnum.ValueType  # 0
-    STATUS_TYPE_ENUM_ACTIVE: _StatusTypeEnum.ValueType  # 1
-    STATUS_TYPE_ENUM_CANCELED: _StatusTypeEnum.ValueType  # 2
-    STATUS_TYPE_ENUM_PENDING: _StatusTypeEnum.ValueType  # 3
-    STATUS_TYPE_ENUM_TERMINATED: _StatusTypeEnum.ValueType  # 4
+    STATUS_TYPE_UNSPECIFIED: _StatusType.ValueType  # 0
+    STATUS_TYPE_ACTIVE: _StatusType.ValueType  # 1
+    STATUS_TYPE_CANCELED: _StatusType.ValueType  # 2
+    STATUS_TYPE_PENDING: _StatusType.ValueType  # 3
+    STATUS_TYPE_TERMINATED: _StatusType.ValueType  # 4
 
-class StatusTypeEnum(_StatusTypeEnum, metaclass=_StatusTypeEnumEnumTypeWrapper): ...
+class StatusType(_StatusType, metaclass=_StatusTypeEnumTypeWrapper): ...
 
-STATUS_TYPE_ENUM_UNSPECIFIED: StatusTypeEnum.ValueType  # 0
-STATUS_TYPE_ENUM_ACTIVE: StatusTypeEnum.ValueType  # 1
-STATUS_TYPE_ENUM_CANCELED: StatusTypeEnum.ValueType  # 2
-STATUS_TYPE_ENUM_PENDING: StatusTypeEnum.ValueType  # 3
-STATUS_TYPE_ENUM_TERMINATED: StatusTypeEnum.ValueType  # 4
-Global___StatusTypeEnum: _TypeAlias = StatusTypeEnum  # noqa: Y015
+STATUS_TYPE_UNSPECIFIED: StatusType.ValueType  # 0
+STATUS_TYPE_ACTIVE: StatusType.ValueType  # 1
+STATUS_TYPE_CANCELED: StatusType.ValueType  # 2
+STATUS_TYPE_PENDING: StatusType.ValueType  # 3
+STATUS_TYPE_TERMINATED: StatusType.ValueType  # 4
+Global___StatusType: _TypeAlias = StatusType  # noqa: Y015
 
-class _TimezoneEnum:
+class _Timezone:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _TimezoneEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TimezoneEnum.ValueType], _builtins.type):
+class _TimezoneEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Timezone.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    TIMEZONE_ENUM_UNSPECIFIED: _TimezoneEnum.ValueType  # 0
-    TIMEZONE_ENUM_TZ_AFRICA_ALGIERS: _TimezoneEnum.ValueType  # 1
-    TIMEZONE_ENUM_TZ_AFRICA_CAIRO: _TimezoneEnum.ValueType  # 2
-    TIMEZONE_ENUM_TZ_AFRICA_CASABLANCA: _TimezoneEnum.ValueType  # 3
-    TIMEZONE_ENUM_TZ_AFRICA_HARARE: _TimezoneEnum.ValueType  # 4
-    TIMEZONE_ENUM_TZ_AFRICA_JOHANNESBURG: _TimezoneEnum.ValueType  # 5
-    TIMEZONE_ENUM_TZ_AFRICA_MONROVIA: _TimezoneEnum.ValueType  # 6
-    TIMEZONE_ENUM_TZ_AFRICA_NAIROBI: _TimezoneEnum.ValueType  # 7
-    TIMEZONE_ENUM_TZ_AMERICA_ARGENTINA_BUENOS_AIRES: _TimezoneEnum.ValueType  # 8
-    TIMEZONE_ENUM_TZ_AMERICA_BOGOTA: _TimezoneEnum.ValueType  # 9
-    TIMEZONE_ENUM_TZ_AMERICA_CARACAS: _TimezoneEnum.ValueType  # 10
-    TIMEZONE_ENUM_TZ_AMERICA_CHICAGO: _TimezoneEnum.ValueType  # 11
-    TIMEZONE_ENUM_TZ_AMERICA_CHIHUAHUA: _TimezoneEnum.ValueType  # 12
-    TIMEZONE_ENUM_TZ_AMERICA_DENVER: _TimezoneEnum.ValueType  # 13
-    TIMEZONE_ENUM_TZ_AMERICA_GUATEMALA: _TimezoneEnum.ValueType  # 14
-    TIMEZONE_ENUM_TZ_AMERICA_GUYANA: _TimezoneEnum.ValueType  # 15
-    TIMEZONE_ENUM_TZ_AMERICA_HALIFAX: _TimezoneEnum.ValueType  # 16
-    TIMEZONE_ENUM_TZ_AMERICA_INDIANA_INDIANAPOLIS: _TimezoneEnum.ValueType  # 17
-    TIMEZONE_ENUM_TZ_AMERICA_JUNEAU: _TimezoneEnum.ValueType  # 18
-    TIMEZONE_ENUM_TZ_AMERICA_LA_PAZ: _TimezoneEnum.ValueType  # 19
-    TIMEZONE_ENUM_TZ_AMERICA_LIMA: _TimezoneEnum.ValueType  # 20
-    TIMEZONE_ENUM_TZ_AMERICA_LOS_ANGELES: _TimezoneEnum.ValueType  # 21
-    TIMEZONE_ENUM_TZ_AMERICA_MAZATLAN: _TimezoneEnum.ValueType  # 22
-    TIMEZONE_ENUM_TZ_AMERICA_MEXICO_CITY: _TimezoneEnum.ValueType  # 23
-    TIMEZONE_ENUM_TZ_AMERICA_MONTERREY: _TimezoneEnum.ValueType  # 24
-    TIMEZONE_ENUM_TZ_AMERICA_MONTEVIDEO: _TimezoneEnum.ValueType  # 25
-    TIMEZONE_ENUM_TZ_AMERICA_NEW_YORK: _TimezoneEnum.ValueType  # 26
-    TIMEZONE_ENUM_TZ_AMERICA_NUUK: _TimezoneEnum.ValueType  # 27
-    TIMEZONE_ENUM_TZ_AMERICA_PHOENIX: _TimezoneEnum.ValueType  # 28
-    TIMEZONE_ENUM_TZ_AMERICA_PUERTO_RICO: _TimezoneEnum.ValueType  # 29
-    TIMEZONE_ENUM_TZ_AMERICA_REGINA: _TimezoneEnum.ValueType  # 30
-    TIMEZONE_ENUM_TZ_AMERICA_SANTIAGO: _TimezoneEnum.ValueType  # 31
-    TIMEZONE_ENUM_TZ_AMERICA_SAO_PAULO: _TimezoneEnum.ValueType  # 32
-    TIMEZONE_ENUM_TZ_AMERICA_ST_JOHNS: _TimezoneEnum.ValueType  # 33
-    TIMEZONE_ENUM_TZ_AMERICA_TIJUANA: _TimezoneEnum.ValueType  # 34
-    TIMEZONE_ENUM_TZ_ASIA_ALMATY: _TimezoneEnum.ValueType  # 35
-    TIMEZONE_ENUM_TZ_ASIA_BAGHDAD: _TimezoneEnum.ValueType  # 36
-    TIMEZONE_ENUM_TZ_ASIA_BAKU: _TimezoneEnum.ValueType  # 37
-    TIMEZONE_ENUM_TZ_ASIA_BANGKOK: _TimezoneEnum.ValueType  # 38
-    TIMEZONE_ENUM_TZ_ASIA_CHONGQING: _TimezoneEnum.ValueType  # 39
-    TIMEZONE_ENUM_TZ_ASIA_COLOMBO: _TimezoneEnum.ValueType  # 40
-    TIMEZONE_ENUM_TZ_ASIA_DHAKA: _TimezoneEnum.ValueType  # 41
-    TIMEZONE_ENUM_TZ_ASIA_HONG_KONG: _TimezoneEnum.ValueType  # 42
-    TIMEZONE_ENUM_TZ_ASIA_IRKUTSK: _TimezoneEnum.ValueType  # 43
-    TIMEZONE_ENUM_TZ_ASIA_JAKARTA: _TimezoneEnum.ValueType  # 44
-    TIMEZONE_ENUM_TZ_ASIA_JERUSALEM: _TimezoneEnum.ValueType  # 45
-    TIMEZONE_ENUM_TZ_ASIA_KABUL: _TimezoneEnum.ValueType  # 46
-    TIMEZONE_ENUM_TZ_ASIA_KAMCHATKA: _TimezoneEnum.ValueType  # 47
-    TIMEZONE_ENUM_TZ_ASIA_KARACHI: _TimezoneEnum.ValueType  # 48
-    TIMEZONE_ENUM_TZ_ASIA_KATHMANDU: _TimezoneEnum.ValueType  # 49
-    TIMEZONE_ENUM_TZ_ASIA_KOLKATA: _TimezoneEnum.ValueType  # 50
-    TIMEZONE_ENUM_TZ_ASIA_KRASNOYARSK: _TimezoneEnum.ValueType  # 51
-    TIMEZONE_ENUM_TZ_ASIA_KUALA_LUMPUR: _TimezoneEnum.ValueType  # 52
-    TIMEZONE_ENUM_TZ_ASIA_KUWAIT: _TimezoneEnum.ValueType  # 53
-    TIMEZONE_ENUM_TZ_ASIA_MAGADAN: _TimezoneEnum.ValueType  # 54
-    TIMEZONE_ENUM_TZ_ASIA_MUSCAT: _TimezoneEnum.ValueType  # 55
-    TIMEZONE_ENUM_TZ_ASIA_NOVOSIBIRSK: _TimezoneEnum.ValueType  # 56
-    TIMEZONE_ENUM_TZ_ASIA_RIYADH: _TimezoneEnum.ValueType  # 57
-    TIMEZONE_ENUM_TZ_ASIA_SEOUL: _TimezoneEnum.ValueType  # 58
-    TIMEZONE_ENUM_TZ_ASIA_SHANGHAI: _TimezoneEnum.ValueType  # 59
-    TIMEZONE_ENUM_TZ_ASIA_SINGAPORE: _TimezoneEnum.ValueType  # 60
-    TIMEZONE_ENUM_TZ_ASIA_SREDNEKOLYMSK: _TimezoneEnum.ValueType  # 61
-    TIMEZONE_ENUM_TZ_ASIA_TAIPEI: _TimezoneEnum.ValueType  # 62
-    TIMEZONE_ENUM_TZ_ASIA_TASHKENT: _TimezoneEnum.ValueType  # 63
-    TIMEZONE_ENUM_TZ_ASIA_TBILISI: _TimezoneEnum.ValueType  # 64
-    TIMEZONE_ENUM_TZ_ASIA_TEHRAN: _TimezoneEnum.ValueType  # 65
-    TIMEZONE_ENUM_TZ_ASIA_TOKYO: _TimezoneEnum.ValueType  # 66
-    TIMEZONE_ENUM_TZ_ASIA_ULAANBAATAR: _TimezoneEnum.ValueType  # 67
-    TIMEZONE_ENUM_TZ_ASIA_URUMQI: _TimezoneEnum.ValueType  # 68
-    TIMEZONE_ENUM_TZ_ASIA_VLADIVOSTOK: _TimezoneEnum.ValueType  # 69
-    TIMEZONE_ENUM_TZ_ASIA_YAKUTSK: _TimezoneEnum.ValueType  # 70
-    TIMEZONE_ENUM_TZ_ASIA_YANGON: _TimezoneEnum.ValueType  # 71
-    TIMEZONE_ENUM_TZ_ASIA_YEKATERINBURG: _TimezoneEnum.ValueType  # 72
-    TIMEZONE_ENUM_TZ_ASIA_YEREVAN: _TimezoneEnum.ValueType  # 73
-    TIMEZONE_ENUM_TZ_ATLANTIC_AZORES: _TimezoneEnum.ValueType  # 74
-    TIMEZONE_ENUM_TZ_ATLANTIC_CAPE_VERDE: _TimezoneEnum.ValueType  # 75
-    TIMEZONE_ENUM_TZ_ATLANTIC_SOUTH_GEORGIA: _TimezoneEnum.ValueType  # 76
-    TIMEZONE_ENUM_TZ_AUSTRALIA_ADELAIDE: _TimezoneEnum.ValueType  # 77
-    TIMEZONE_ENUM_TZ_AUSTRALIA_BRISBANE: _TimezoneEnum.ValueType  # 78
-    TIMEZONE_ENUM_TZ_AUSTRALIA_CANBERRA: _TimezoneEnum.ValueType  # 79
-    TIMEZONE_ENUM_TZ_AUSTRALIA_DARWIN: _TimezoneEnum.ValueType  # 80
-    TIMEZONE_ENUM_TZ_AUSTRALIA_HOBART: _TimezoneEnum.ValueType  # 81
-    TIMEZONE_ENUM_TZ_AUSTRALIA_MELBOURNE: _TimezoneEnum.ValueType  # 82
-    TIMEZONE_ENUM_TZ_AUSTRALIA_PERTH: _TimezoneEnum.ValueType  # 83
-    TIMEZONE_ENUM_TZ_AUSTRALIA_SYDNEY: _TimezoneEnum.ValueType  # 84
-    TIMEZONE_ENUM_TZ_ETC_GMT_12: _TimezoneEnum.ValueType  # 85
-    TIMEZONE_ENUM_TZ_EUROPE_AMSTERDAM: _TimezoneEnum.ValueType  # 86
-    TIMEZONE_ENUM_TZ_EUROPE_ATHENS: _TimezoneEnum.ValueType  # 87
-    TIMEZONE_ENUM_TZ_EUROPE_BELGRADE: _TimezoneEnum.ValueType  # 88
-    TIMEZONE_ENUM_TZ_EUROPE_BERLIN: _TimezoneEnum.ValueType  # 89
-    TIMEZONE_ENUM_TZ_EUROPE_BRATISLAVA: _TimezoneEnum.ValueType  # 90
-    TIMEZONE_ENUM_TZ_EUROPE_BRUSSELS: _TimezoneEnum.ValueType  # 91
-    TIMEZONE_ENUM_TZ_EUROPE_BUCHAREST: _TimezoneEnum.ValueType  # 92
-    TIMEZONE_ENUM_TZ_EUROPE_BUDAPEST: _TimezoneEnum.ValueType  # 93
-    TIMEZONE_ENUM_TZ_EUROPE_COPENHAGEN: _TimezoneEnum.ValueType  # 94
-    TIMEZONE_ENUM_TZ_EUROPE_DUBLIN: _TimezoneEnum.ValueType  # 95
-    TIMEZONE_ENUM_TZ_EUROPE_HELSINKI: _TimezoneEnum.ValueType  # 96
-    TIMEZONE_ENUM_TZ_EUROPE_ISTANBUL: _TimezoneEnum.ValueType  # 97
-    TIMEZONE_ENUM_TZ_EUROPE_KALININGRAD: _TimezoneEnum.ValueType  # 98
-    TIMEZONE_ENUM_TZ_EUROPE_KYIV: _TimezoneEnum.ValueType  # 99
-    TIMEZONE_ENUM_TZ_EUROPE_LISBON: _TimezoneEnum.ValueType  # 100
-    TIMEZONE_ENUM_TZ_EUROPE_LJUBLJANA: _TimezoneEnum.ValueType  # 101
-    TIMEZONE_ENUM_TZ_EUROPE_LONDON: _TimezoneEnum.ValueType  # 102
-    TIMEZONE_ENUM_TZ_EUROPE_MADRID: _TimezoneEnum.ValueType  # 103
-    TIMEZONE_ENUM_TZ_EUROPE_MINSK: _TimezoneEnum.ValueType  # 104
-    TIMEZONE_ENUM_TZ_EUROPE_MOSCOW: _TimezoneEnum.ValueType  # 105
-    TIMEZONE_ENUM_TZ_EUROPE_PARIS: _TimezoneEnum.ValueType  # 106
-    TIMEZONE_ENUM_TZ_EUROPE_PRAGUE: _TimezoneEnum.ValueType  # 107
-    TIMEZONE_ENUM_TZ_EUROPE_RIGA: _TimezoneEnum.ValueType  # 108
-    TIMEZONE_ENUM_TZ_EUROPE_ROME: _TimezoneEnum.ValueType  # 109
-    TIMEZONE_ENUM_TZ_EUROPE_SAMARA: _TimezoneEnum.ValueType  # 110
-    TIMEZONE_ENUM_TZ_EUROPE_SARAJEVO: _TimezoneEnum.ValueType  # 111
-    TIMEZONE_ENUM_TZ_EUROPE_SKOPJE: _TimezoneEnum.ValueType  # 112
-    TIMEZONE_ENUM_TZ_EUROPE_SOFIA: _TimezoneEnum.ValueType  # 113
-    TIMEZONE_ENUM_TZ_EUROPE_STOCKHOLM: _TimezoneEnum.ValueType  # 114
-    TIMEZONE_ENUM_TZ_EUROPE_TALLINN: _TimezoneEnum.ValueType  # 115
-    TIMEZONE_ENUM_TZ_EUROPE_VIENNA: _TimezoneEnum.ValueType  # 116
-    TIMEZONE_ENUM_TZ_EUROPE_VILNIUS: _TimezoneEnum.ValueType  # 117
-    TIMEZONE_ENUM_TZ_EUROPE_VOLGOGRAD: _TimezoneEnum.ValueType  # 118
-    TIMEZONE_ENUM_TZ_EUROPE_WARSAW: _TimezoneEnum.ValueType  # 119
-    TIMEZONE_ENUM_TZ_EUROPE_ZAGREB: _TimezoneEnum.ValueType  # 120
-    TIMEZONE_ENUM_TZ_EUROPE_ZURICH: _TimezoneEnum.ValueType  # 121
-    TIMEZONE_ENUM_TZ_PACIFIC_APIA: _TimezoneEnum.ValueType  # 122
-    TIMEZONE_ENUM_TZ_PACIFIC_AUCKLAND: _TimezoneEnum.ValueType  # 123
-    TIMEZONE_ENUM_TZ_PACIFIC_CHATHAM: _TimezoneEnum.ValueType  # 124
-    TIMEZONE_ENUM_TZ_PACIFIC_FAKAOFO: _TimezoneEnum.ValueType  # 125
-    TIMEZONE_ENUM_TZ_PACIFIC_FIJI: _TimezoneEnum.ValueType  # 126
-    TIMEZONE_ENUM_TZ_PACIFIC_GUADALCANAL: _TimezoneEnum.ValueType  # 127
-    TIMEZONE_ENUM_TZ_PACIFIC_GUAM: _TimezoneEnum.ValueType  # 128
-    TIMEZONE_ENUM_TZ_PACIFIC_HONOLULU: _TimezoneEnum.ValueType  # 129
-    TIMEZONE_ENUM_TZ_PACIFIC_MAJURO: _TimezoneEnum.ValueType  # 130
-    TIMEZONE_ENUM_TZ_PACIFIC_MIDWAY: _TimezoneEnum.ValueType  # 131
-    TIMEZONE_ENUM_TZ_PACIFIC_NOUMEA: _TimezoneEnum.ValueType  # 132
-    TIMEZONE_ENUM_TZ_PACIFIC_PAGO_PAGO: _TimezoneEnum.ValueType  # 133
-    TIMEZONE_ENUM_TZ_PACIFIC_PORT_MORESBY: _TimezoneEnum.ValueType  # 134
-    TIMEZONE_ENUM_TZ_PACIFIC_TONGATAPU: _TimezoneEnum.ValueType  # 135
-    TIMEZONE_ENUM_TZ_UTC: _TimezoneEnum.ValueType  # 136
+    TIMEZONE_UNSPECIFIED: _Timezone.ValueType  # 0
+    TIMEZONE_TZ_AFRICA_ALGIERS: _Timezone.ValueType  # 1
+    TIMEZONE_TZ_AFRICA_CAIRO: _Timezone.ValueType  # 2
+    TIMEZONE_TZ_AFRICA_CASABLANCA: _Timezone.ValueType  # 3
+    TIMEZONE_TZ_AFRICA_HARARE: _Timezone.ValueType  # 4
+    TIMEZONE_TZ_AFRICA_JOHANNESBURG: _Timezone.ValueType  # 5
+    TIMEZONE_TZ_AFRICA_MONROVIA: _Timezone.ValueType  # 6
+    TIMEZONE_TZ_AFRICA_NAIROBI: _Timezone.ValueType  # 7
+    TIMEZONE_TZ_AMERICA_ARGENTINA_BUENOS_AIRES: _Timezone.ValueType  # 8
+    TIMEZONE_TZ_AMERICA_BOGOTA: _Timezone.ValueType  # 9
+    TIMEZONE_TZ_AMERICA_CARACAS: _Timezone.ValueType  # 10
+    TIMEZONE_TZ_AMERICA_CHICAGO: _Timezone.ValueType  # 11
+    TIMEZONE_TZ_AMERICA_CHIHUAHUA: _Timezone.ValueType  # 12
+    TIMEZONE_TZ_AMERICA_DENVER: _Timezone.ValueType  # 13
+    TIMEZONE_TZ_AMERICA_GUATEMALA: _Timezone.ValueType  # 14
+    TIMEZONE_TZ_AMERICA_GUYANA: _Timezone.ValueType  # 15
+    TIMEZONE_TZ_AMERICA_HALIFAX: _Timezone.ValueType  # 16
+    TIMEZONE_TZ_AMERICA_INDIANA_INDIANAPOLIS: _Timezone.ValueType  # 17
+    TIMEZONE_TZ_AMERICA_JUNEAU: _Timezone.ValueType  # 18
+    TIMEZONE_TZ_AMERICA_LA_PAZ: _Timezone.ValueType  # 19
+    TIMEZONE_TZ_AMERICA_LIMA: _Timezone.ValueType  # 20
+    TIMEZONE_TZ_AMERICA_LOS_ANGELES: _Timezone.ValueType  # 21
+    TIMEZONE_TZ_AMERICA_MAZATLAN: _Timezone.ValueType  # 22
+    TIMEZONE_TZ_AMERICA_MEXICO_CITY: _Timezone.ValueType  # 23
+    TIMEZONE_TZ_AMERICA_MONTERREY: _Timezone.ValueType  # 24
+    TIMEZONE_TZ_AMERICA_MONTEVIDEO: _Timezone.ValueType  # 25
+    TIMEZONE_TZ_AMERICA_NEW_YORK: _Timezone.ValueType  # 26
+    TIMEZONE_TZ_AMERICA_NUUK: _Timezone.ValueType  # 27
+    TIMEZONE_TZ_AMERICA_PHOENIX: _Timezone.ValueType  # 28
+    TIMEZONE_TZ_AMERICA_PUERTO_RICO: _Timezone.ValueType  # 29
+    TIMEZONE_TZ_AMERICA_REGINA: _Timezone.ValueType  # 30
+    TIMEZONE_TZ_AMERICA_SANTIAGO: _Timezone.ValueType  # 31
+    TIMEZONE_TZ_AMERICA_SAO_PAULO: _Timezone.ValueType  # 32
+    TIMEZONE_TZ_AMERICA_ST_JOHNS: _Timezone.ValueType  # 33
+    TIMEZONE_TZ_AMERICA_TIJUANA: _Timezone.ValueType  # 34
+    TIMEZONE_TZ_ASIA_ALMATY: _Timezone.ValueType  # 35
+    TIMEZONE_TZ_ASIA_BAGHDAD: _Timezone.ValueType  # 36
+    TIMEZONE_TZ_ASIA_BAKU: _Timezone.ValueType  # 37
+    TIMEZONE_TZ_ASIA_BANGKOK: _Timezone.ValueType  # 38
+    TIMEZONE_TZ_ASIA_CHONGQING: _Timezone.ValueType  # 39
+    TIMEZONE_TZ_ASIA_COLOMBO: _Timezone.ValueType  # 40
+    TIMEZONE_TZ_ASIA_DHAKA: _Timezone.ValueType  # 41
+    TIMEZONE_TZ_ASIA_HONG_KONG: _Timezone.ValueType  # 42
+    TIMEZONE_TZ_ASIA_IRKUTSK: _Timezone.ValueType  # 43
+    TIMEZONE_TZ_ASIA_JAKARTA: _Timezone.ValueType  # 44
+    TIMEZONE_TZ_ASIA_JERUSALEM: _Timezone.ValueType  # 45
+    TIMEZONE_TZ_ASIA_KABUL: _Timezone.ValueType  # 46
+    TIMEZONE_TZ_ASIA_KAMCHATKA: _Timezone.ValueType  # 47
+    TIMEZONE_TZ_ASIA_KARACHI: _Timezone.ValueType  # 48
+    TIMEZONE_TZ_ASIA_KATHMANDU: _Timezone.ValueType  # 49
+    TIMEZONE_TZ_ASIA_KOLKATA: _Timezone.ValueType  # 50
+    TIMEZONE_TZ_ASIA_KRASNOYARSK: _Timezone.ValueType  # 51
+    TIMEZONE_TZ_ASIA_KUALA_LUMPUR: _Timezone.ValueType  # 52
+    TIMEZONE_TZ_ASIA_KUWAIT: _Timezone.ValueType  # 53
+    TIMEZONE_TZ_ASIA_MAGADAN: _Timezone.ValueType  # 54
+    TIMEZONE_TZ_ASIA_MUSCAT: _Timezone.ValueType  # 55
+    TIMEZONE_TZ_ASIA_NOVOSIBIRSK: _Timezone.ValueType  # 56
+    TIMEZONE_TZ_ASIA_RIYADH: _Timezone.ValueType  # 57
+    TIMEZONE_TZ_ASIA_SEOUL: _Timezone.ValueType  # 58
+    TIMEZONE_TZ_ASIA_SHANGHAI: _Timezone.ValueType  # 59
+    TIMEZONE_TZ_ASIA_SINGAPORE: _Timezone.ValueType  # 60
+    TIMEZONE_TZ_ASIA_SREDNEKOLYMSK: _Timezone.ValueType  # 61
+    TIMEZONE_TZ_ASIA_TAIPEI: _Timezone.ValueType  # 62
+    TIMEZONE_TZ_ASIA_TASHKENT: _Timezone.ValueType  # 63
+    TIMEZONE_TZ_ASIA_TBILISI: _Timezone.ValueType  # 64
+    TIMEZONE_TZ_ASIA_TEHRAN: _Timezone.ValueType  # 65
+    TIMEZONE_TZ_ASIA_TOKYO: _Timezone.ValueType  # 66
+    TIMEZONE_TZ_ASIA_ULAANBAATAR: _Timezone.ValueType  # 67
+    TIMEZONE_TZ_ASIA_URUMQI: _Timezone.ValueType  # 68
+    TIMEZONE_TZ_ASIA_VLADIVOSTOK: _Timezone.ValueType  # 69
+    TIMEZONE_TZ_ASIA_YAKUTSK: _Timezone.ValueType  # 70
+    TIMEZONE_TZ_ASIA_YANGON: _Timezone.ValueType  # 71
+    TIMEZONE_TZ_ASIA_YEKATERINBURG: _Timezone.ValueType  # 72
+    TIMEZONE_TZ_ASIA_YEREVAN: _Timezone.ValueType  # 73
+    TIMEZONE_TZ_ATLANTIC_AZORES: _Timezone.ValueType  # 74
+    TIMEZONE_TZ_ATLANTIC_CAPE_VERDE: _Timezone.ValueType  # 75
+    TIMEZONE_TZ_ATLANTIC_SOUTH_GEORGIA: _Timezone.ValueType  # 76
+    TIMEZONE_TZ_AUSTRALIA_ADELAIDE: _Timezone.ValueType  # 77
+    TIMEZONE_TZ_AUSTRALIA_BRISBANE: _Timezone.ValueType  # 78
+    TIMEZONE_TZ_AUSTRALIA_CANBERRA: _Timezone.ValueType  # 79
+    TIMEZONE_TZ_AUSTRALIA_DARWIN: _Timezone.ValueType  # 80
+    TIMEZONE_TZ_AUSTRALIA_HOBART: _Timezone.ValueType  # 81
+    TIMEZONE_TZ_AUSTRALIA_MELBOURNE: _Timezone.ValueType  # 82
+    TIMEZONE_TZ_AUSTRALIA_PERTH: _Timezone.ValueType  # 83
+    TIMEZONE_TZ_AUSTRALIA_SYDNEY: _Timezone.ValueType  # 84
+    TIMEZONE_TZ_ETC_GMT_12: _Timezone.ValueType  # 85
+    TIMEZONE_TZ_EUROPE_AMSTERDAM: _Timezone.ValueType  # 86
+    TIMEZONE_TZ_EUROPE_ATHENS: _Timezone.ValueType  # 87
+    TIMEZONE_TZ_EUROPE_BELGRADE: _Timezone.ValueType  # 88
+    TIMEZONE_TZ_EUROPE_BERLIN: _Timezone.ValueType  # 89
+    TIMEZONE_TZ_EUROPE_BRATISLAVA: _Timezone.ValueType  # 90
+    TIMEZONE_TZ_EUROPE_BRUSSELS: _Timezone.ValueType  # 91
+    TIMEZONE_TZ_EUROPE_BUCHAREST: _Timezone.ValueType  # 92
+    TIMEZONE_TZ_EUROPE_BUDAPEST: _Timezone.ValueType  # 93
+    TIMEZONE_TZ_EUROPE_COPENHAGEN: _Timezone.ValueType  # 94
+    TIMEZONE_TZ_EUROPE_DUBLIN: _Timezone.ValueType  # 95
+    TIMEZONE_TZ_EUROPE_HELSINKI: _Timezone.ValueType  # 96
+    TIMEZONE_TZ_EUROPE_ISTANBUL: _Timezone.ValueType  # 97
+    TIMEZONE_TZ_EUROPE_KALININGRAD: _Timezone.ValueType  # 98
+    TIMEZONE_TZ_EUROPE_KYIV: _Timezone.ValueType  # 99
+    TIMEZONE_TZ_EUROPE_LISBON: _Timezone.ValueType  # 100
+    TIMEZONE_TZ_EUROPE_LJUBLJANA: _Timezone.ValueType  # 101
+    TIMEZONE_TZ_EUROPE_LONDON: _Timezone.ValueType  # 102
+    TIMEZONE_TZ_EUROPE_MADRID: _Timezone.ValueType  # 103
+    TIMEZONE_TZ_EUROPE_MINSK: _Timezone.ValueType  # 104
+    TIMEZONE_TZ_EUROPE_MOSCOW: _Timezone.ValueType  # 105
+    TIMEZONE_TZ_EUROPE_PARIS: _Timezone.ValueType  # 106
+    TIMEZONE_TZ_EUROPE_PRAGUE: _Timezone.ValueType  # 107
+    TIMEZONE_TZ_EUROPE_RIGA: _Timezone.ValueType  # 108
+    TIMEZONE_TZ_EUROPE_ROME: _Timezone.ValueType  # 109
+    TIMEZONE_TZ_EUROPE_SAMARA: _Timezone.ValueType  # 110
+    TIMEZONE_TZ_EUROPE_SARAJEVO: _Timezone.ValueType  # 111
+    TIMEZONE_TZ_EUROPE_SKOPJE: _Timezone.ValueType  # 112
+    TIMEZONE_TZ_EUROPE_SOFIA: _Timezone.ValueType  # 113
+    TIMEZONE_TZ_EUROPE_STOCKHOLM: _Timezone.ValueType  # 114
+    TIMEZONE_TZ_EUROPE_TALLINN: _Timezone.ValueType  # 115
+    TIMEZONE_TZ_EUROPE_VIENNA: _Timezone.ValueType  # 116
+    TIMEZONE_TZ_EUROPE_VILNIUS: _Timezone.ValueType  # 117
+    TIMEZONE_TZ_EUROPE_VOLGOGRAD: _Timezone.ValueType  # 118
+    TIMEZONE_TZ_EUROPE_WARSAW: _Timezone.ValueType  # 119
+    TIMEZONE_TZ_EUROPE_ZAGREB: _Timezone.ValueType  # 120
+    TIMEZONE_TZ_EUROPE_ZURICH: _Timezone.ValueType  # 121
+    TIMEZONE_TZ_PACIFIC_APIA: _Timezone.ValueType  # 122
+    TIMEZONE_TZ_PACIFIC_AUCKLAND: _Timezone.ValueType  # 123
+    TIMEZONE_TZ_PACIFIC_CHATHAM: _Timezone.ValueType  # 124
+    TIMEZONE_TZ_PACIFIC_FAKAOFO: _Timezone.ValueType  # 125
+    TIMEZONE_TZ_PACIFIC_FIJI: _Timezone.ValueType  # 126
+    TIMEZONE_TZ_PACIFIC_GUADALCANAL: _Timezone.ValueType  # 127
+    TIMEZONE_TZ_PACIFIC_GUAM: _Timezone.ValueType  # 128
+    TIMEZONE_TZ_PACIFIC_HONOLULU: _Timezone.ValueType  # 129
+    TIMEZONE_TZ_PACIFIC_MAJURO: _Timezone.ValueType  # 130
+    TIMEZONE_TZ_PACIFIC_MIDWAY: _Timezone.ValueType  # 131
+    TIMEZONE_TZ_PACIFIC_NOUMEA: _Timezone.ValueType  # 132
+    TIMEZONE_TZ_PACIFIC_PAGO_PAGO: _Timezone.ValueType  # 133
+    TIMEZONE_TZ_PACIFIC_PORT_MORESBY: _Timezone.ValueType  # 134
+    TIMEZONE_TZ_PACIFIC_TONGATAPU: _Timezone.ValueType  # 135
+    TIMEZONE_TZ_UTC: _Timezone.ValueType  # 136
 
-class TimezoneEnum(_TimezoneEnum, metaclass=_TimezoneEnumEnumTypeWrapper): ...
+class Timezone(_Timezone, metaclass=_TimezoneEnumTypeWrapper): ...
 
-TIMEZONE_ENUM_UNSPECIFIED: TimezoneEnum.ValueType  # 0
-TIMEZONE_ENUM_TZ_AFRICA_ALGIERS: TimezoneEnum.ValueType  # 1
-TIMEZONE_ENUM_TZ_AFRICA_CAIRO: TimezoneEnum.ValueType  # 2
-TIMEZONE_ENUM_TZ_AFRICA_CASABLANCA: TimezoneEnum.ValueType  # 3
-TIMEZONE_ENUM_TZ_AFRICA_HARARE: TimezoneEnum.ValueType  # 4
-TIMEZONE_ENUM_TZ_AFRICA_JOHANNESBURG: TimezoneEnum.ValueType  # 5
-TIMEZONE_ENUM_TZ_AFRICA_MONROVIA: TimezoneEnum.ValueType  # 6
-TIMEZONE_ENUM_TZ_AFRICA_NAIROBI: TimezoneEnum.ValueType  # 7
-TIMEZONE_ENUM_TZ_AMERICA_ARGENTINA_BUENOS_AIRES: TimezoneEnum.ValueType  # 8
-TIMEZONE_ENUM_TZ_AMERICA_BOGOTA: TimezoneEnum.ValueType  # 9
-TIMEZONE_ENUM_TZ_AMERICA_CARACAS: TimezoneEnum.ValueType  # 10
-TIMEZONE_ENUM_TZ_AMERICA_CHICAGO: TimezoneEnum.ValueType  # 11
-TIMEZONE_ENUM_TZ_AMERICA_CHIHUAHUA: TimezoneEnum.ValueType  # 12
-TIMEZONE_ENUM_TZ_AMERICA_DENVER: TimezoneEnum.ValueType  # 13
-TIMEZONE_ENUM_TZ_AMERICA_GUATEMALA: TimezoneEnum.ValueType  # 14
-TIMEZONE_ENUM_TZ_AMERICA_GUYANA: TimezoneEnum.ValueType  # 15
-TIMEZONE_ENUM_TZ_AMERICA_HALIFAX: TimezoneEnum.ValueType  # 16
-TIMEZONE_ENUM_TZ_AMERICA_INDIANA_INDIANAPOLIS: TimezoneEnum.ValueType  # 17
-TIMEZONE_ENUM_TZ_AMERICA_JUNEAU: TimezoneEnum.ValueType  # 18
-TIMEZONE_ENUM_TZ_AMERICA_LA_PAZ: TimezoneEnum.ValueType  # 19
-TIMEZONE_ENUM_TZ_AMERICA_LIMA: TimezoneEnum.ValueType  # 20
-TIMEZONE_ENUM_TZ_AMERICA_LOS_ANGELES: TimezoneEnum.ValueType  # 21
-TIMEZONE_ENUM_TZ_AMERICA_MAZATLAN: TimezoneEnum.ValueType  # 22
-TIMEZONE_ENUM_TZ_AMERICA_MEXICO_CITY: TimezoneEnum.ValueType  # 23
-TIMEZONE_ENUM_TZ_AMERICA_MONTERREY: TimezoneEnum.ValueType  # 24
-TIMEZONE_ENUM_TZ_AMERICA_MONTEVIDEO: TimezoneEnum.ValueType  # 25
-TIMEZONE_ENUM_TZ_AMERICA_NEW_YORK: TimezoneEnum.ValueType  # 26
-TIMEZONE_ENUM_TZ_AMERICA_NUUK: TimezoneEnum.ValueType  # 27
-TIMEZONE_ENUM_TZ_AMERICA_PHOENIX: TimezoneEnum.ValueType  # 28
-TIMEZONE_ENUM_TZ_AMERICA_PUERTO_RICO: TimezoneEnum.ValueType  # 29
-TIMEZONE_ENUM_TZ_AMERICA_REGINA: TimezoneEnum.ValueType  # 30
-TIMEZONE_ENUM_TZ_AMERICA_SANTIAGO: TimezoneEnum.ValueType  # 31
-TIMEZONE_ENUM_TZ_AMERICA_SAO_PAULO: TimezoneEnum.ValueType  # 32
-TIMEZONE_ENUM_TZ_AMERICA_ST_JOHNS: TimezoneEnum.ValueType  # 33
-TIMEZONE_ENUM_TZ_AMERICA_TIJUANA: TimezoneEnum.ValueType  # 34
-TIMEZONE_ENUM_TZ_ASIA_ALMATY: TimezoneEnum.ValueType  # 35
-TIMEZONE_ENUM_TZ_ASIA_BAGHDAD: TimezoneEnum.ValueType  # 36
-TIMEZONE_ENUM_TZ_ASIA_BAKU: TimezoneEnum.ValueType  # 37
-TIMEZONE_ENUM_TZ_ASIA_BANGKOK: TimezoneEnum.ValueType  # 38
-TIMEZONE_ENUM_TZ_ASIA_CHONGQING: TimezoneEnum.ValueType  # 39
-TIMEZONE_ENUM_TZ_ASIA_COLOMBO: TimezoneEnum.ValueType  # 40
-TIMEZONE_ENUM_TZ_ASIA_DHAKA: TimezoneEnum.ValueType  # 41
-TIMEZONE_ENUM_TZ_ASIA_HONG_KONG: TimezoneEnum.ValueType  # 42
-TIMEZONE_ENUM_TZ_ASIA_IRKUTSK: TimezoneEnum.ValueType  # 43
-TIMEZONE_ENUM_TZ_ASIA_JAKARTA: TimezoneEnum.ValueType  # 44
-TIMEZONE_ENUM_TZ_ASIA_JERUSALEM: TimezoneEnum.ValueType  # 45
-TIMEZONE_ENUM_TZ_ASIA_KABUL: TimezoneEnum.ValueType  # 46
-TIMEZONE_ENUM_TZ_ASIA_KAMCHATKA: TimezoneEnum.ValueType  # 47
-TIMEZONE_ENUM_TZ_ASIA_KARACHI: TimezoneEnum.ValueType  # 48
-TIMEZONE_ENUM_TZ_ASIA_KATHMANDU: TimezoneEnum.ValueType  # 49
-TIMEZONE_ENUM_TZ_ASIA_KOLKATA: TimezoneEnum.ValueType  # 50
-TIMEZONE_ENUM_TZ_ASIA_KRASNOYARSK: TimezoneEnum.ValueType  # 51
-TIMEZONE_ENUM_TZ_ASIA_KUALA_LUMPUR: TimezoneEnum.ValueType  # 52
-TIMEZONE_ENUM_TZ_ASIA_KUWAIT: TimezoneEnum.ValueType  # 53
-TIMEZONE_ENUM_TZ_ASIA_MAGADAN: TimezoneEnum.ValueType  # 54
-TIMEZONE_ENUM_TZ_ASIA_MUSCAT: TimezoneEnum.ValueType  # 55
-TIMEZONE_ENUM_TZ_ASIA_NOVOSIBIRSK: TimezoneEnum.ValueType  # 56
-TIMEZONE_ENUM_TZ_ASIA_RIYADH: TimezoneEnum.ValueType  # 57
-TIMEZONE_ENUM_TZ_ASIA_SEOUL: TimezoneEnum.ValueType  # 58
-TIMEZONE_ENUM_TZ_ASIA_SHANGHAI: TimezoneEnum.ValueType  # 59
-TIMEZONE_ENUM_TZ_ASIA_SINGAPORE: TimezoneEnum.ValueType  # 60
-TIMEZONE_ENUM_TZ_ASIA_SREDNEKOLYMSK: TimezoneEnum.ValueType  # 61
-TIMEZONE_ENUM_TZ_ASIA_TAIPEI: TimezoneEnum.ValueType  # 62
-TIMEZONE_ENUM_TZ_ASIA_TASHKENT: TimezoneEnum.ValueType  # 63
-TIMEZONE_ENUM_TZ_ASIA_TBILISI: TimezoneEnum.ValueType  # 64
-TIMEZONE_ENUM_TZ_ASIA_TEHRAN: TimezoneEnum.ValueType  # 65
-TIMEZONE_ENUM_TZ_ASIA_TOKYO: TimezoneEnum.ValueType  # 66
-TIMEZONE_ENUM_TZ_ASIA_ULAANBAATAR: TimezoneEnum.ValueType  # 67
-TIMEZONE_ENUM_TZ_ASIA_URUMQI: TimezoneEnum.ValueType  # 68
-TIMEZONE_ENUM_TZ_ASIA_VLADIVOSTOK: TimezoneEnum.ValueType  # 69
-TIMEZONE_ENUM_TZ_ASIA_YAKUTSK: TimezoneEnum.ValueType  # 70
-TIMEZONE_ENUM_TZ_ASIA_YANGON: TimezoneEnum.ValueType  # 71
-TIMEZONE_ENUM_TZ_ASIA_YEKATERINBURG: TimezoneEnum.ValueType  # 72
-TIMEZONE_ENUM_TZ_ASIA_YEREVAN: TimezoneEnum.ValueType  # 73
-TIMEZONE_ENUM_TZ_ATLANTIC_AZORES: TimezoneEnum.ValueType  # 74
-TIMEZONE_ENUM_TZ_ATLANTIC_CAPE_VERDE: TimezoneEnum.ValueType  # 75
-TIMEZONE_ENUM_TZ_ATLANTIC_SOUTH_GEORGIA: TimezoneEnum.ValueType  # 76
-TIMEZONE_ENUM_TZ_AUSTRALIA_ADELAIDE: TimezoneEnum.ValueType  # 77
-TIMEZONE_ENUM_TZ_AUSTRALIA_BRISBANE: TimezoneEnum.ValueType  # 78
-TIMEZONE_ENUM_TZ_AUSTRALIA_CANBERRA: TimezoneEnum.ValueType  # 79
-TIMEZONE_ENUM_TZ_AUSTRALIA_DARWIN: TimezoneEnum.ValueType  # 80
-TIMEZONE_ENUM_TZ_AUSTRALIA_HOBART: TimezoneEnum.ValueType  # 81
-TIMEZONE_ENUM_TZ_AUSTRALIA_MELBOURNE: TimezoneEnum.ValueType  # 82
-TIMEZONE_ENUM_TZ_AUSTRALIA_PERTH: TimezoneEnum.ValueType  # 83
-TIMEZONE_ENUM_TZ_AUSTRALIA_SYDNEY: TimezoneEnum.ValueType  # 84
-TIMEZONE_ENUM_TZ_ETC_GMT_12: TimezoneEnum.ValueType  # 85
-TIMEZONE_ENUM_TZ_EUROPE_AMSTERDAM: TimezoneEnum.ValueType  # 86
-TIMEZONE_ENUM_TZ_EUROPE_ATHENS: TimezoneEnum.ValueType  # 87
-TIMEZONE_ENUM_TZ_EUROPE_BELGRADE: TimezoneEnum.ValueType  # 88
-TIMEZONE_ENUM_TZ_EUROPE_BERLIN: TimezoneEnum.ValueType  # 89
-TIMEZONE_ENUM_TZ_EUROPE_BRATISLAVA: TimezoneEnum.ValueType  # 90
-TIMEZONE_ENUM_TZ_EUROPE_BRUSSELS: TimezoneEnum.ValueType  # 91
-TIMEZONE_ENUM_TZ_EUROPE_BUCHAREST: TimezoneEnum.ValueType  # 92
-TIMEZONE_ENUM_TZ_EUROPE_BUDAPEST: TimezoneEnum.ValueType  # 93
-TIMEZONE_ENUM_TZ_EUROPE_COPENHAGEN: TimezoneEnum.ValueType  # 94
-TIMEZONE_ENUM_TZ_EUROPE_DUBLIN: TimezoneEnum.ValueType  # 95
-TIMEZONE_ENUM_TZ_EUROPE_HELSINKI: TimezoneEnum.ValueType  # 96
-TIMEZONE_ENUM_TZ_EUROPE_ISTANBUL: TimezoneEnum.ValueType  # 97
-TIMEZONE_ENUM_TZ_EUROPE_KALININGRAD: TimezoneEnum.ValueType  # 98
-TIMEZONE_ENUM_TZ_EUROPE_KYIV: TimezoneEnum.ValueType  # 99
-TIMEZONE_ENUM_TZ_EUROPE_LISBON: TimezoneEnum.ValueType  # 100
-TIMEZONE_ENUM_TZ_EUROPE_LJUBLJANA: TimezoneEnum.ValueType  # 101
-TIMEZONE_ENUM_TZ_EUROPE_LONDON: TimezoneEnum.ValueType  # 102
-TIMEZONE_ENUM_TZ_EUROPE_MADRID: TimezoneEnum.ValueType  # 103
-TIMEZONE_ENUM_TZ_EUROPE_MINSK: TimezoneEnum.ValueType  # 104
-TIMEZONE_ENUM_TZ_EUROPE_MOSCOW: TimezoneEnum.ValueType  # 105
-TIMEZONE_ENUM_TZ_EUROPE_PARIS: TimezoneEnum.ValueType  # 106
-TIMEZONE_ENUM_TZ_EUROPE_PRAGUE: TimezoneEnum.ValueType  # 107
-TIMEZONE_ENUM_TZ_EUROPE_RIGA: TimezoneEnum.ValueType  # 108
-TIMEZONE_ENUM_TZ_EUROPE_ROME: TimezoneEnum.ValueType  # 109
-TIMEZONE_ENUM_TZ_EUROPE_SAMARA: TimezoneEnum.ValueType  # 110
-TIMEZONE_ENUM_TZ_EUROPE_SARAJEVO: TimezoneEnum.ValueType  # 111
-TIMEZONE_ENUM_TZ_EUROPE_SKOPJE: TimezoneEnum.ValueType  # 112
-TIMEZONE_ENUM_TZ_EUROPE_SOFIA: TimezoneEnum.ValueType  # 113
-TIMEZONE_ENUM_TZ_EUROPE_STOCKHOLM: TimezoneEnum.ValueType  # 114
-TIMEZONE_ENUM_TZ_EUROPE_TALLINN: TimezoneEnum.ValueType  # 115
-TIMEZONE_ENUM_TZ_EUROPE_VIENNA: TimezoneEnum.ValueType  # 116
-TIMEZONE_ENUM_TZ_EUROPE_VILNIUS: TimezoneEnum.ValueType  # 117
-TIMEZONE_ENUM_TZ_EUROPE_VOLGOGRAD: TimezoneEnum.ValueType  # 118
-TIMEZONE_ENUM_TZ_EUROPE_WARSAW: TimezoneEnum.ValueType  # 119
-TIMEZONE_ENUM_TZ_EUROPE_ZAGREB: TimezoneEnum.ValueType  # 120
-TIMEZONE_ENUM_TZ_EUROPE_ZURICH: TimezoneEnum.ValueType  # 121
-TIMEZONE_ENUM_TZ_PACIFIC_APIA: TimezoneEnum.ValueType  # 122
-TIMEZONE_ENUM_TZ_PACIFIC_AUCKLAND: TimezoneEnum.ValueType  # 123
-TIMEZONE_ENUM_TZ_PACIFIC_CHATHAM: TimezoneEnum.ValueType  # 124
-TIMEZONE_ENUM_TZ_PACIFIC_FAKAOFO: TimezoneEnum.ValueType  # 125
-TIMEZONE_ENUM_TZ_PACIFIC_FIJI: TimezoneEnum.ValueType  # 126
-TIMEZONE_ENUM_TZ_PACIFIC_GUADALCANAL: TimezoneEnum.ValueType  # 127
-TIMEZONE_ENUM_TZ_PACIFIC_GUAM: TimezoneEnum.ValueType  # 128
-TIMEZONE_ENUM_TZ_PACIFIC_HONOLULU: TimezoneEnum.ValueType  # 129
-TIMEZONE_ENUM_TZ_PACIFIC_MAJURO: TimezoneEnum.ValueType  # 130
-TIMEZONE_ENUM_TZ_PACIFIC_MIDWAY: TimezoneEnum.ValueType  # 131
-TIMEZONE_ENUM_TZ_PACIFIC_NOUMEA: TimezoneEnum.ValueType  # 132
-TIMEZONE_ENUM_TZ_PACIFIC_PAGO_PAGO: TimezoneEnum.ValueType  # 133
-TIMEZONE_ENUM_TZ_PACIFIC_PORT_MORESBY: TimezoneEnum.ValueType  # 134
-TIMEZONE_ENUM_TZ_PACIFIC_TONGATAPU: TimezoneEnum.ValueType  # 135
-TIMEZONE_ENUM_TZ_UTC: TimezoneEnum.ValueType  # 136
-Global___TimezoneEnum: _TypeAlias = TimezoneEnum  # noqa: Y015
+TIMEZONE_UNSPECIFIED: Timezone.ValueType  # 0
+TIMEZONE_TZ_AFRICA_ALGIERS: Timezone.ValueType  # 1
+TIMEZONE_TZ_AFRICA_CAIRO: Timezone.ValueType  # 2
+TIMEZONE_TZ_AFRICA_CASABLANCA: Timezone.ValueType  # 3
+TIMEZONE_TZ_AFRICA_HARARE: Timezone.ValueType  # 4
+TIMEZONE_TZ_AFRICA_JOHANNESBURG: Timezone.ValueType  # 5
+TIMEZONE_TZ_AFRICA_MONROVIA: Timezone.ValueType  # 6
+TIMEZONE_TZ_AFRICA_NAIROBI: Timezone.ValueType  # 7
+TIMEZONE_TZ_AMERICA_ARGENTINA_BUENOS_AIRES: Timezone.ValueType  # 8
+TIMEZONE_TZ_AMERICA_BOGOTA: Timezone.ValueType  # 9
+TIMEZONE_TZ_AMERICA_CARACAS: Timezone.ValueType  # 10
+TIMEZONE_TZ_AMERICA_CHICAGO: Timezone.ValueType  # 11
+TIMEZONE_TZ_AMERICA_CHIHUAHUA: Timezone.ValueType  # 12
+TIMEZONE_TZ_AMERICA_DENVER: Timezone.ValueType  # 13
+TIMEZONE_TZ_AMERICA_GUATEMALA: Timezone.ValueType  # 14
+TIMEZONE_TZ_AMERICA_GUYANA: Timezone.ValueType  # 15
+TIMEZONE_TZ_AMERICA_HALIFAX: Timezone.ValueType  # 16
+TIMEZONE_TZ_AMERICA_INDIANA_INDIANAPOLIS: Timezone.ValueType  # 17
+TIMEZONE_TZ_AMERICA_JUNEAU: Timezone.ValueType  # 18
+TIMEZONE_TZ_AMERICA_LA_PAZ: Timezone.ValueType  # 19
+TIMEZONE_TZ_AMERICA_LIMA: Timezone.ValueType  # 20
+TIMEZONE_TZ_AMERICA_LOS_ANGELES: Timezone.ValueType  # 21
+TIMEZONE_TZ_AMERICA_MAZATLAN: Timezone.ValueType  # 22
+TIMEZONE_TZ_AMERICA_MEXICO_CITY: Timezone.ValueType  # 23
+TIMEZONE_TZ_AMERICA_MONTERREY: Timezone.ValueType  # 24
+TIMEZONE_TZ_AMERICA_MONTEVIDEO: Timezone.ValueType  # 25
+TIMEZONE_TZ_AMERICA_NEW_YORK: Timezone.ValueType  # 26
+TIMEZONE_TZ_AMERICA_NUUK: Timezone.ValueType  # 27
+TIMEZONE_TZ_AMERICA_PHOENIX: Timezone.ValueType  # 28
+TIMEZONE_TZ_AMERICA_PUERTO_RICO: Timezone.ValueType  # 29
+TIMEZONE_TZ_AMERICA_REGINA: Timezone.ValueType  # 30
+TIMEZONE_TZ_AMERICA_SANTIAGO: Timezone.ValueType  # 31
+TIMEZONE_TZ_AMERICA_SAO_PAULO: Timezone.ValueType  # 32
+TIMEZONE_TZ_AMERICA_ST_JOHNS: Timezone.ValueType  # 33
+TIMEZONE_TZ_AMERICA_TIJUANA: Timezone.ValueType  # 34
+TIMEZONE_TZ_ASIA_ALMATY: Timezone.ValueType  # 35
+TIMEZONE_TZ_ASIA_BAGHDAD: Timezone.ValueType  # 36
+TIMEZONE_TZ_ASIA_BAKU: Timezone.ValueType  # 37
+TIMEZONE_TZ_ASIA_BANGKOK: Timezone.ValueType  # 38
+TIMEZONE_TZ_ASIA_CHONGQING: Timezone.ValueType  # 39
+TIMEZONE_TZ_ASIA_COLOMBO: Timezone.ValueType  # 40
+TIMEZONE_TZ_ASIA_DHAKA: Timezone.ValueType  # 41
+TIMEZONE_TZ_ASIA_HONG_KONG: Timezone.ValueType  # 42
+TIMEZONE_TZ_ASIA_IRKUTSK: Timezone.ValueType  # 43
+TIMEZONE_TZ_ASIA_JAKARTA: Timezone.ValueType  # 44
+TIMEZONE_TZ_ASIA_JERUSALEM: Timezone.ValueType  # 45
+TIMEZONE_TZ_ASIA_KABUL: Timezone.ValueType  # 46
+TIMEZONE_TZ_ASIA_KAMCHATKA: Timezone.ValueType  # 47
+TIMEZONE_TZ_ASIA_KARACHI: Timezone.ValueType  # 48
+TIMEZONE_TZ_ASIA_KATHMANDU: Timezone.ValueType  # 49
+TIMEZONE_TZ_ASIA_KOLKATA: Timezone.ValueType  # 50
+TIMEZONE_TZ_ASIA_KRASNOYARSK: Timezone.ValueType  # 51
+TIMEZONE_TZ_ASIA_KUALA_LUMPUR: Timezone.ValueType  # 52
+TIMEZONE_TZ_ASIA_KUWAIT: Timezone.ValueType  # 53
+TIMEZONE_TZ_ASIA_MAGADAN: Timezone.ValueType  # 54
+TIMEZONE_TZ_ASIA_MUSCAT: Timezone.ValueType  # 55
+TIMEZONE_TZ_ASIA_NOVOSIBIRSK: Timezone.ValueType  # 56
+TIMEZONE_TZ_ASIA_RIYADH: Timezone.ValueType  # 57
+TIMEZONE_TZ_ASIA_SEOUL: Timezone.ValueType  # 58
+TIMEZONE_TZ_ASIA_SHANGHAI: Timezone.ValueType  # 59
+TIMEZONE_TZ_ASIA_SINGAPORE: Timezone.ValueType  # 60
+TIMEZONE_TZ_ASIA_SREDNEKOLYMSK: Timezone.ValueType  # 61
+TIMEZONE_TZ_ASIA_TAIPEI: Timezone.ValueType  # 62
+TIMEZONE_TZ_ASIA_TASHKENT: Timezone.ValueType  # 63
+TIMEZONE_TZ_ASIA_TBILISI: Timezone.ValueType  # 64
+TIMEZONE_TZ_ASIA_TEHRAN: Timezone.ValueType  # 65
+TIMEZONE_TZ_ASIA_TOKYO: Timezone.ValueType  # 66
+TIMEZONE_TZ_ASIA_ULAANBAATAR: Timezone.ValueType  # 67
+TIMEZONE_TZ_ASIA_URUMQI: Timezone.ValueType  # 68
+TIMEZONE_TZ_ASIA_VLADIVOSTOK: Timezone.ValueType  # 69
+TIMEZONE_TZ_ASIA_YAKUTSK: Timezone.ValueType  # 70
+TIMEZONE_TZ_ASIA_YANGON: Timezone.ValueType  # 71
+TIMEZONE_TZ_ASIA_YEKATERINBURG: Timezone.ValueType  # 72
+TIMEZONE_TZ_ASIA_YEREVAN: Timezone.ValueType  # 73
+TIMEZONE_TZ_ATLANTIC_AZORES: Timezone.ValueType  # 74
+TIMEZONE_TZ_ATLANTIC_CAPE_VERDE: Timezone.ValueType  # 75
+TIMEZONE_TZ_ATLANTIC_SOUTH_GEORGIA: Timezone.ValueType  # 76
+TIMEZONE_TZ_AUSTRALIA_ADELAIDE: Timezone.ValueType  # 77
+TIMEZONE_TZ_AUSTRALIA_BRISBANE: Timezone.ValueType  # 78
+TIMEZONE_TZ_AUSTRALIA_CANBERRA: Timezone.ValueType  # 79
+TIMEZONE_TZ_AUSTRALIA_DARWIN: Timezone.ValueType  # 80
+TIMEZONE_TZ_AUSTRALIA_HOBART: Timezone.ValueType  # 81
+TIMEZONE_TZ_AUSTRALIA_MELBOURNE: Timezone.ValueType  # 82
+TIMEZONE_TZ_AUSTRALIA_PERTH: Timezone.ValueType  # 83
+TIMEZONE_TZ_AUSTRALIA_SYDNEY: Timezone.ValueType  # 84
+TIMEZONE_TZ_ETC_GMT_12: Timezone.ValueType  # 85
+TIMEZONE_TZ_EUROPE_AMSTERDAM: Timezone.ValueType  # 86
+TIMEZONE_TZ_EUROPE_ATHENS: Timezone.ValueType  # 87
+TIMEZONE_TZ_EUROPE_BELGRADE: Timezone.ValueType  # 88
+TIMEZONE_TZ_EUROPE_BERLIN: Timezone.ValueType  # 89
+TIMEZONE_TZ_EUROPE_BRATISLAVA: Timezone.ValueType  # 90
+TIMEZONE_TZ_EUROPE_BRUSSELS: Timezone.ValueType  # 91
+TIMEZONE_TZ_EUROPE_BUCHAREST: Timezone.ValueType  # 92
+TIMEZONE_TZ_EUROPE_BUDAPEST: Timezone.ValueType  # 93
+TIMEZONE_TZ_EUROPE_COPENHAGEN: Timezone.ValueType  # 94
+TIMEZONE_TZ_EUROPE_DUBLIN: Timezone.ValueType  # 95
+TIMEZONE_TZ_EUROPE_HELSINKI: Timezone.ValueType  # 96
+TIMEZONE_TZ_EUROPE_ISTANBUL: Timezone.ValueType  # 97
+TIMEZONE_TZ_EUROPE_KALININGRAD: Timezone.ValueType  # 98
+TIMEZONE_TZ_EUROPE_KYIV: Timezone.ValueType  # 99
+TIMEZONE_TZ_EUROPE_LISBON: Timezone.ValueType  # 100
+TIMEZONE_TZ_EUROPE_LJUBLJANA: Timezone.ValueType  # 101
+TIMEZONE_TZ_EUROPE_LONDON: Timezone.ValueType  # 102
+TIMEZONE_TZ_EUROPE_MADRID: Timezone.ValueType  # 103
+TIMEZONE_TZ_EUROPE_MINSK: Timezone.ValueType  # 104
+TIMEZONE_TZ_EUROPE_MOSCOW: Timezone.ValueType  # 105
+TIMEZONE_TZ_EUROPE_PARIS: Timezone.ValueType  # 106
+TIMEZONE_TZ_EUROPE_PRAGUE: Timezone.ValueType  # 107
+TIMEZONE_TZ_EUROPE_RIGA: Timezone.ValueType  # 108
+TIMEZONE_TZ_EUROPE_ROME: Timezone.ValueType  # 109
+TIMEZONE_TZ_EUROPE_SAMARA: Timezone.ValueType  # 110
+TIMEZONE_TZ_EUROPE_SARAJEVO: Timezone.ValueType  # 111
+TIMEZONE_TZ_EUROPE_SKOPJE: Timezone.ValueType  # 112
+TIMEZONE_TZ_EUROPE_SOFIA: Timezone.ValueType  # 113
+TIMEZONE_TZ_EUROPE_STOCKHOLM: Timezone.ValueType  # 114
+TIMEZONE_TZ_EUROPE_TALLINN: Timezone.ValueType  # 115
+TIMEZONE_TZ_EUROPE_VIENNA: Timezone.ValueType  # 116
+TIMEZONE_TZ_EUROPE_VILNIUS: Timezone.ValueType  # 117
+TIMEZONE_TZ_EUROPE_VOLGOGRAD: Timezone.ValueType  # 118
+TIMEZONE_TZ_EUROPE_WARSAW: Timezone.ValueType  # 119
+TIMEZONE_TZ_EUROPE_ZAGREB: Timezone.ValueType  # 120
+TIMEZONE_TZ_EUROPE_ZURICH: Timezone.ValueType  # 121
+TIMEZONE_TZ_PACIFIC_APIA: Timezone.ValueType  # 122
+TIMEZONE_TZ_PACIFIC_AUCKLAND: Timezone.ValueType  # 123
+TIMEZONE_TZ_PACIFIC_CHATHAM: Timezone.ValueType  # 124
+TIMEZONE_TZ_PACIFIC_FAKAOFO: Timezone.ValueType  # 125
+TIMEZONE_TZ_PACIFIC_FIJI: Timezone.ValueType  # 126
+TIMEZONE_TZ_PACIFIC_GUADALCANAL: Timezone.ValueType  # 127
+TIMEZONE_TZ_PACIFIC_GUAM: Timezone.ValueType  # 128
+TIMEZONE_TZ_PACIFIC_HONOLULU: Timezone.ValueType  # 129
+TIMEZONE_TZ_PACIFIC_MAJURO: Timezone.ValueType  # 130
+TIMEZONE_TZ_PACIFIC_MIDWAY: Timezone.ValueType  # 131
+TIMEZONE_TZ_PACIFIC_NOUMEA: Timezone.ValueType  # 132
+TIMEZONE_TZ_PACIFIC_PAGO_PAGO: Timezone.ValueType  # 133
+TIMEZONE_TZ_PACIFIC_PORT_MORESBY: Timezone.ValueType  # 134
+TIMEZONE_TZ_PACIFIC_TONGATAPU: Timezone.ValueType  # 135
+TIMEZONE_TZ_UTC: Timezone.ValueType  # 136
+Global___Timezone: _TypeAlias = Timezone  # noqa: Y015
 
-class _WalletStatusEnum:
+class _WalletStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _WalletStatusEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WalletStatusEnum.ValueType], _builtins.type):
+class _WalletStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WalletStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    WALLET_STATUS_ENUM_UNSPECIFIED: _WalletStatusEnum.ValueType  # 0
-    WALLET_STATUS_ENUM_ACTIVE: _WalletStatusEnum.ValueType  # 1
-    WALLET_STATUS_ENUM_TERMINATED: _WalletStatusEnum.ValueType  # 2
+    WALLET_STATUS_UNSPECIFIED: _WalletStatus.ValueType  # 0
+    WALLET_STATUS_ACTIVE: _WalletStatus.ValueType  # 1
+    WALLET_STATUS_TERMINATED: _WalletStatus.ValueType  # 2
 
-class WalletStatusEnum(_WalletStatusEnum, metaclass=_WalletStatusEnumEnumTypeWrapper): ...
+class WalletStatus(_WalletStatus, metaclass=_WalletStatusEnumTypeWrapper): ...
 
-WALLET_STATUS_ENUM_UNSPECIFIED: WalletStatusEnum.ValueType  # 0
-WALLET_STATUS_ENUM_ACTIVE: WalletStatusEnum.ValueType  # 1
-WALLET_STATUS_ENUM_TERMINATED: WalletStatusEnum.ValueType  # 2
-Global___WalletStatusEnum: _TypeAlias = WalletStatusEnum  # noqa: Y015
+WALLET_STATUS_UNSPECIFIED: WalletStatus.ValueType  # 0
+WALLET_STATUS_ACTIVE: WalletStatus.ValueType  # 1
+WALLET_STATUS_TERMINATED: WalletStatus.ValueType  # 2
+Global___WalletStatus: _TypeAlias = WalletStatus  # noqa: Y015
 
-class _WalletTransactionSourceEnum:
+class _WalletTransactionSource:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _WalletTransactionSourceEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WalletTransactionSourceEnum.ValueType], _builtins.type):
+class _WalletTransactionSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WalletTransactionSource.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    WALLET_TRANSACTION_SOURCE_ENUM_UNSPECIFIED: _WalletTransactionSourceEnum.ValueType  # 0
-    WALLET_TRANSACTION_SOURCE_ENUM_INTERVAL: _WalletTransactionSourceEnum.ValueType  # 1
-    WALLET_TRANSACTION_SOURCE_ENUM_MANUAL: _WalletTransactionSourceEnum.ValueType  # 2
-    WALLET_TRANSACTION_SOURCE_ENUM_THRESHOLD: _WalletTransactionSourceEnum.ValueType  # 3
+    WALLET_TRANSACTION_SOURCE_UNSPECIFIED: _WalletTransactionSource.ValueType  # 0
+    WALLET_TRANSACTION_SOURCE_INTERVAL: _WalletTransactionSource.ValueType  # 1
+    WALLET_TRANSACTION_SOURCE_MANUAL: _WalletTransactionSource.ValueType  # 2
+    WALLET_TRANSACTION_SOURCE_THRESHOLD: _WalletTransactionSource.ValueType  # 3
 
-class WalletTransactionSourceEnum(_WalletTransactionSourceEnum, metaclass=_WalletTransactionSourceEnumEnumTypeWrapper): ...
+class WalletTransactionSource(_WalletTransactionSource, metaclass=_WalletTransactionSourceEnumTypeWrapper): ...
 
-WALLET_TRANSACTION_SOURCE_ENUM_UNSPECIFIED: WalletTransactionSourceEnum.ValueType  # 0
-WALLET_TRANSACTION_SOURCE_ENUM_INTERVAL: WalletTransactionSourceEnum.ValueType  # 1
-WALLET_TRANSACTION_SOURCE_ENUM_MANUAL: WalletTransactionSourceEnum.ValueType  # 2
-WALLET_TRANSACTION_SOURCE_ENUM_THRESHOLD: WalletTransactionSourceEnum.ValueType  # 3
-Global___WalletTransactionSourceEnum: _TypeAlias = WalletTransactionSourceEnum  # noqa: Y015
+WALLET_TRANSACTION_SOURCE_UNSPECIFIED: WalletTransactionSource.ValueType  # 0
+WALLET_TRANSACTION_SOURCE_INTERVAL: WalletTransactionSource.ValueType  # 1
+WALLET_TRANSACTION_SOURCE_MANUAL: WalletTransactionSource.ValueType  # 2
+WALLET_TRANSACTION_SOURCE_THRESHOLD: WalletTransactionSource.ValueType  # 3
+Global___WalletTransactionSource: _TypeAlias = WalletTransactionSource  # noqa: Y015
 
-class _WalletTransactionStatusEnum:
+class _WalletTransactionStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _WalletTransactionStatusEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WalletTransactionStatusEnum.ValueType], _builtins.type):
+class _WalletTransactionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WalletTransactionStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    WALLET_TRANSACTION_STATUS_ENUM_UNSPECIFIED: _WalletTransactionStatusEnum.ValueType  # 0
-    WALLET_TRANSACTION_STATUS_ENUM_FAILED: _WalletTransactionStatusEnum.ValueType  # 1
-    WALLET_TRANSACTION_STATUS_ENUM_PENDING: _WalletTransactionStatusEnum.ValueType  # 2
-    WALLET_TRANSACTION_STATUS_ENUM_SETTLED: _WalletTransactionStatusEnum.ValueType  # 3
+    WALLET_TRANSACTION_STATUS_UNSPECIFIED: _WalletTransactionStatus.ValueType  # 0
+    WALLET_TRANSACTION_STATUS_FAILED: _WalletTransactionStatus.ValueType  # 1
+    WALLET_TRANSACTION_STATUS_PENDING: _WalletTransactionStatus.ValueType  # 2
+    WALLET_TRANSACTION_STATUS_SETTLED: _WalletTransactionStatus.ValueType  # 3
 
-class WalletTransactionStatusEnum(_WalletTransactionStatusEnum, metaclass=_WalletTransactionStatusEnumEnumTypeWrapper): ...
+class WalletTransactionStatus(_WalletTransactionStatus, metaclass=_WalletTransactionStatusEnumTypeWrapper): ...
 
-WALLET_TRANSACTION_STATUS_ENUM_UNSPECIFIED: WalletTransactionStatusEnum.ValueType  # 0
-WALLET_TRANSACTION_STATUS_ENUM_FAILED: WalletTransactionStatusEnum.ValueType  # 1
-WALLET_TRANSACTION_STATUS_ENUM_PENDING: WalletTransactionStatusEnum.ValueType  # 2
-WALLET_TRANSACTION_STATUS_ENUM_SETTLED: WalletTransactionStatusEnum.ValueType  # 3
-Global___WalletTransactionStatusEnum: _TypeAlias = WalletTransactionStatusEnum  # noqa: Y015
+WALLET_TRANSACTION_STATUS_UNSPECIFIED: WalletTransactionStatus.ValueType  # 0
+WALLET_TRANSACTION_STATUS_FAILED: WalletTransactionStatus.ValueType  # 1
+WALLET_TRANSACTION_STATUS_PENDING: WalletTransactionStatus.ValueType  # 2
+WALLET_TRANSACTION_STATUS_SETTLED: WalletTransactionStatus.ValueType  # 3
+Global___WalletTransactionStatus: _TypeAlias = WalletTransactionStatus  # noqa: Y015
 
-class _WalletTransactionTransactionStatusEnum:
+class _WalletTransactionTransactionStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _WalletTransactionTransactionStatusEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WalletTransactionTransactionStatusEnum.ValueType], _builtins.type):
+class _WalletTransactionTransactionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WalletTransactionTransactionStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    WALLET_TRANSACTION_TRANSACTION_STATUS_ENUM_UNSPECIFIED: _WalletTransactionTransactionStatusEnum.ValueType  # 0
-    WALLET_TRANSACTION_TRANSACTION_STATUS_ENUM_GRANTED: _WalletTransactionTransactionStatusEnum.ValueType  # 1
-    WALLET_TRANSACTION_TRANSACTION_STATUS_ENUM_INVOICED: _WalletTransactionTransactionStatusEnum.ValueType  # 2
-    WALLET_TRANSACTION_TRANSACTION_STATUS_ENUM_PURCHASED: _WalletTransactionTransactionStatusEnum.ValueType  # 3
-    WALLET_TRANSACTION_TRANSACTION_STATUS_ENUM_VOIDED: _WalletTransactionTransactionStatusEnum.ValueType  # 4
+    WALLET_TRANSACTION_TRANSACTION_STATUS_UNSPECIFIED: _WalletTransactionTransactionStatus.ValueType  # 0
+    WALLET_TRANSACTION_TRANSACTION_STATUS_GRANTED: _WalletTransactionTransactionStatus.ValueType  # 1
+    WALLET_TRANSACTION_TRANSACTION_STATUS_INVOICED: _WalletTransactionTransactionStatus.ValueType  # 2
+    WALLET_TRANSACTION_TRANSACTION_STATUS_PURCHASED: _WalletTransactionTransactionStatus.ValueType  # 3
+    WALLET_TRANSACTION_TRANSACTION_STATUS_VOIDED: _WalletTransactionTransactionStatus.ValueType  # 4
 
-class WalletTransactionTransactionStatusEnum(_WalletTransactionTransactionStatusEnum, metaclass=_WalletTransactionTransactionStatusEnumEnumTypeWrapper): ...
+class WalletTransactionTransactionStatus(_WalletTransactionTransactionStatus, metaclass=_WalletTransactionTransactionStatusEnumTypeWrapper): ...
 
-WALLET_TRANSACTION_TRANSACTION_STATUS_ENUM_UNSPECIFIED: WalletTransactionTransactionStatusEnum.ValueType  # 0
-WALLET_TRANSACTION_TRANSACTION_STATUS_ENUM_GRANTED: WalletTransactionTransactionStatusEnum.ValueType  # 1
-WALLET_TRANSACTION_TRANSACTION_STATUS_ENUM_INVOICED: WalletTransactionTransactionStatusEnum.ValueType  # 2
-WALLET_TRANSACTION_TRANSACTION_STATUS_ENUM_PURCHASED: WalletTransactionTransactionStatusEnum.ValueType  # 3
-WALLET_TRANSACTION_TRANSACTION_STATUS_ENUM_VOIDED: WalletTransactionTransactionStatusEnum.ValueType  # 4
-Global___WalletTransactionTransactionStatusEnum: _TypeAlias = WalletTransactionTransactionStatusEnum  # noqa: Y015
+WALLET_TRANSACTION_TRANSACTION_STATUS_UNSPECIFIED: WalletTransactionTransactionStatus.ValueType  # 0
+WALLET_TRANSACTION_TRANSACTION_STATUS_GRANTED: WalletTransactionTransactionStatus.ValueType  # 1
+WALLET_TRANSACTION_TRANSACTION_STATUS_INVOICED: WalletTransactionTransactionStatus.ValueType  # 2
+WALLET_TRANSACTION_TRANSACTION_STATUS_PURCHASED: WalletTransactionTransactionStatus.ValueType  # 3
+WALLET_TRANSACTION_TRANSACTION_STATUS_VOIDED: WalletTransactionTransactionStatus.ValueType  # 4
+Global___WalletTransactionTransactionStatus: _TypeAlias = WalletTransactionTransactionStatus  # noqa: Y015
 
-class _WalletTransactionTransactionTypeEnum:
+class _WalletTransactionTransactionType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _WalletTransactionTransactionTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WalletTransactionTransactionTypeEnum.ValueType], _builtins.type):
+class _WalletTransactionTransactionTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WalletTransactionTransactionType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    WALLET_TRANSACTION_TRANSACTION_TYPE_ENUM_UNSPECIFIED: _WalletTransactionTransactionTypeEnum.ValueType  # 0
-    WALLET_TRANSACTION_TRANSACTION_TYPE_ENUM_INBOUND: _WalletTransactionTransactionTypeEnum.ValueType  # 1
-    WALLET_TRANSACTION_TRANSACTION_TYPE_ENUM_OUTBOUND: _WalletTransactionTransactionTypeEnum.ValueType  # 2
+    WALLET_TRANSACTION_TRANSACTION_TYPE_UNSPECIFIED: _WalletTransactionTransactionType.ValueType  # 0
+    WALLET_TRANSACTION_TRANSACTION_TYPE_INBOUND: _WalletTransactionTransactionType.ValueType  # 1
+    WALLET_TRANSACTION_TRANSACTION_TYPE_OUTBOUND: _WalletTransactionTransactionType.ValueType  # 2
 
-class WalletTransactionTransactionTypeEnum(_WalletTransactionTransactionTypeEnum, metaclass=_WalletTransactionTransactionTypeEnumEnumTypeWrapper): ...
+class WalletTransactionTransactionType(_WalletTransactionTransactionType, metaclass=_WalletTransactionTransactionTypeEnumTypeWrapper): ...
 
-WALLET_TRANSACTION_TRANSACTION_TYPE_ENUM_UNSPECIFIED: WalletTransactionTransactionTypeEnum.ValueType  # 0
-WALLET_TRANSACTION_TRANSACTION_TYPE_ENUM_INBOUND: WalletTransactionTransactionTypeEnum.ValueType  # 1
-WALLET_TRANSACTION_TRANSACTION_TYPE_ENUM_OUTBOUND: WalletTransactionTransactionTypeEnum.ValueType  # 2
-Global___WalletTransactionTransactionTypeEnum: _TypeAlias = WalletTransactionTransactionTypeEnum  # noqa: Y015
+WALLET_TRANSACTION_TRANSACTION_TYPE_UNSPECIFIED: WalletTransactionTransactionType.ValueType  # 0
+WALLET_TRANSACTION_TRANSACTION_TYPE_INBOUND: WalletTransactionTransactionType.ValueType  # 1
+WALLET_TRANSACTION_TRANSACTION_TYPE_OUTBOUND: WalletTransactionTransactionType.ValueType  # 2
+Global___WalletTransactionTransactionType: _TypeAlias = WalletTransactionTransactionType  # noqa: Y015
 
-class _WeightedIntervalEnum:
+class _WeightedInterval:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _WeightedIntervalEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WeightedIntervalEnum.ValueType], _builtins.type):
+class _WeightedIntervalEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WeightedInterval.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    WEIGHTED_INTERVAL_ENUM_UNSPECIFIED: _WeightedIntervalEnum.ValueType  # 0
-    WEIGHTED_INTERVAL_ENUM_SECONDS: _WeightedIntervalEnum.ValueType  # 1
+    WEIGHTED_INTERVAL_UNSPECIFIED: _WeightedInterval.ValueType  # 0
+    WEIGHTED_INTERVAL_SECONDS: _WeightedInterval.ValueType  # 1
 
-class WeightedIntervalEnum(_WeightedIntervalEnum, metaclass=_WeightedIntervalEnumEnumTypeWrapper): ...
+class WeightedInterval(_WeightedInterval, metaclass=_WeightedIntervalEnumTypeWrapper): ...
 
-WEIGHTED_INTERVAL_ENUM_UNSPECIFIED: WeightedIntervalEnum.ValueType  # 0
-WEIGHTED_INTERVAL_ENUM_SECONDS: WeightedIntervalEnum.ValueType  # 1
-Global___WeightedIntervalEnum: _TypeAlias = WeightedIntervalEnum  # noqa: Y015
+WEIGHTED_INTERVAL_UNSPECIFIED: WeightedInterval.ValueType  # 0
+WEIGHTED_INTERVAL_SECONDS: WeightedInterval.ValueType  # 1
+Global___WeightedInterval: _TypeAlias = WeightedInterval  # noqa: Y015
 
 @_typing.final
 class BillingCustomer(_message.Message):
@@ -2511,18 +2509,13 @@ class BillingCustomer(_message.Message):
 
     ACCOUNT_TYPE_FIELD_NUMBER: _builtins.int
     ACTIVE_SUBSCRIPTIONS_COUNT_FIELD_NUMBER: _builtins.int
-    ACTIVITY_LOGS_FIELD_NUMBER: _builtins.int
     ADDRESS_LINE1_FIELD_NUMBER: _builtins.int
     ADDRESS_LINE2_FIELD_NUMBER: _builtins.int
-    ANROK_CUSTOMER_FIELD_NUMBER: _builtins.int
     APPLICABLE_TIMEZONE_FIELD_NUMBER: _builtins.int
     APPLIED_ADD_ONS_FIELD_NUMBER: _builtins.int
     APPLIED_COUPONS_FIELD_NUMBER: _builtins.int
-    APPLIED_DUNNING_CAMPAIGN_FIELD_NUMBER: _builtins.int
-    AVALARA_CUSTOMER_FIELD_NUMBER: _builtins.int
     BILLING_CONFIGURATION_FIELD_NUMBER: _builtins.int
     BILLING_ENTITY_FIELD_NUMBER: _builtins.int
-    CAN_EDIT_ATTRIBUTES_FIELD_NUMBER: _builtins.int
     CITY_FIELD_NUMBER: _builtins.int
     CONFIGURABLE_INVOICE_CUSTOM_SECTIONS_FIELD_NUMBER: _builtins.int
     COUNTRY_FIELD_NUMBER: _builtins.int
@@ -2535,22 +2528,13 @@ class BillingCustomer(_message.Message):
     DELETED_AT_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
-    ERROR_DETAILS_FIELD_NUMBER: _builtins.int
-    EXCLUDE_FROM_DUNNING_CAMPAIGN_FIELD_NUMBER: _builtins.int
     EXTERNAL_ID_FIELD_NUMBER: _builtins.int
     EXTERNAL_SALESFORCE_ID_FIELD_NUMBER: _builtins.int
     FINALIZE_ZERO_AMOUNT_INVOICE_FIELD_NUMBER: _builtins.int
     FIRSTNAME_FIELD_NUMBER: _builtins.int
-    HAS_ACTIVE_WALLET_FIELD_NUMBER: _builtins.int
-    HAS_CREDIT_NOTES_FIELD_NUMBER: _builtins.int
-    HAS_OVERDUE_INVOICES_FIELD_NUMBER: _builtins.int
-    HAS_OVERWRITTEN_INVOICE_CUSTOM_SECTIONS_SELECTION_FIELD_NUMBER: _builtins.int
-    HUBSPOT_CUSTOMER_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     INVOICE_GRACE_PERIOD_FIELD_NUMBER: _builtins.int
     INVOICES_FIELD_NUMBER: _builtins.int
-    LAST_DUNNING_CAMPAIGN_ATTEMPT_FIELD_NUMBER: _builtins.int
-    LAST_DUNNING_CAMPAIGN_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
     LASTNAME_FIELD_NUMBER: _builtins.int
     LEGAL_NAME_FIELD_NUMBER: _builtins.int
     LEGAL_NUMBER_FIELD_NUMBER: _builtins.int
@@ -2558,12 +2542,9 @@ class BillingCustomer(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     NET_PAYMENT_TERM_FIELD_NUMBER: _builtins.int
-    NETSUITE_CUSTOMER_FIELD_NUMBER: _builtins.int
     PAYMENT_PROVIDER_FIELD_NUMBER: _builtins.int
     PAYMENT_PROVIDER_CODE_FIELD_NUMBER: _builtins.int
     PHONE_FIELD_NUMBER: _builtins.int
-    PROVIDER_CUSTOMER_FIELD_NUMBER: _builtins.int
-    SALESFORCE_CUSTOMER_FIELD_NUMBER: _builtins.int
     SEQUENTIAL_ID_FIELD_NUMBER: _builtins.int
     SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
     SKIP_INVOICE_CUSTOM_SECTIONS_FIELD_NUMBER: _builtins.int
@@ -2575,41 +2556,33 @@ class BillingCustomer(_message.Message):
     TIMEZONE_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
-    XERO_CUSTOMER_FIELD_NUMBER: _builtins.int
     ZIPCODE_FIELD_NUMBER: _builtins.int
-    account_type: Global___CustomerAccountTypeEnum.ValueType
+    account_type: Global___CustomerAccountType.ValueType
     active_subscriptions_count: _builtins.int
     address_line1: _builtins.str
     address_line2: _builtins.str
-    applicable_timezone: Global___TimezoneEnum.ValueType
-    can_edit_attributes: _builtins.bool
+    applicable_timezone: Global___Timezone.ValueType
     city: _builtins.str
     country: Global___CountryCode.ValueType
     credit_notes_balance_amount_cents: _builtins.int
     credit_notes_credits_available_count: _builtins.int
     currency: Global___CurrencyEnum.ValueType
-    customer_type: Global___CustomerTypeEnum.ValueType
+    customer_type: Global___CustomerType.ValueType
     display_name: _builtins.str
     email: _builtins.str
-    exclude_from_dunning_campaign: _builtins.bool
     external_id: _builtins.str
     external_salesforce_id: _builtins.str
-    finalize_zero_amount_invoice: Global___FinalizeZeroAmountInvoiceEnum.ValueType
+    finalize_zero_amount_invoice: Global___FinalizeZeroAmountInvoice.ValueType
     firstname: _builtins.str
-    has_active_wallet: _builtins.bool
-    has_credit_notes: _builtins.bool
-    has_overdue_invoices: _builtins.bool
-    has_overwritten_invoice_custom_sections_selection: _builtins.bool
     id: _builtins.str
     invoice_grace_period: _builtins.int
-    last_dunning_campaign_attempt: _builtins.int
     lastname: _builtins.str
     legal_name: _builtins.str
     legal_number: _builtins.str
     logo_url: _builtins.str
     name: _builtins.str
     net_payment_term: _builtins.int
-    payment_provider: Global___ProviderTypeEnum.ValueType
+    payment_provider: Global___ProviderType.ValueType
     payment_provider_code: _builtins.str
     phone: _builtins.str
     sequential_id: _builtins.str
@@ -2617,21 +2590,13 @@ class BillingCustomer(_message.Message):
     slug: _builtins.str
     state: _builtins.str
     tax_identification_number: _builtins.str
-    timezone: Global___TimezoneEnum.ValueType
+    timezone: Global___Timezone.ValueType
     url: _builtins.str
     zipcode: _builtins.str
-    @_builtins.property
-    def activity_logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityLog]: ...
-    @_builtins.property
-    def anrok_customer(self) -> Global___AnrokCustomer: ...
     @_builtins.property
     def applied_add_ons(self) -> _containers.RepeatedCompositeFieldContainer[Global___AppliedAddOn]: ...
     @_builtins.property
     def applied_coupons(self) -> _containers.RepeatedCompositeFieldContainer[Global___AppliedCoupon]: ...
-    @_builtins.property
-    def applied_dunning_campaign(self) -> Global___DunningCampaign: ...
-    @_builtins.property
-    def avalara_customer(self) -> Global___AvalaraCustomer: ...
     @_builtins.property
     def billing_configuration(self) -> Global___CustomerBillingConfiguration: ...
     @_builtins.property
@@ -2645,21 +2610,9 @@ class BillingCustomer(_message.Message):
     @_builtins.property
     def deleted_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def error_details(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErrorDetail]: ...
-    @_builtins.property
-    def hubspot_customer(self) -> Global___HubspotCustomer: ...
-    @_builtins.property
     def invoices(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillingInvoice]: ...
     @_builtins.property
-    def last_dunning_campaign_attempt_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
     def metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___CustomerMetadata]: ...
-    @_builtins.property
-    def netsuite_customer(self) -> Global___NetsuiteCustomer: ...
-    @_builtins.property
-    def provider_customer(self) -> Global___ProviderCustomer: ...
-    @_builtins.property
-    def salesforce_customer(self) -> Global___SalesforceCustomer: ...
     @_builtins.property
     def shipping_address(self) -> Global___CustomerAddress: ...
     @_builtins.property
@@ -2668,25 +2621,18 @@ class BillingCustomer(_message.Message):
     def taxes(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillingTax]: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def xero_customer(self) -> Global___XeroCustomer: ...
     def __init__(
         self,
         *,
-        account_type: Global___CustomerAccountTypeEnum.ValueType = ...,
+        account_type: Global___CustomerAccountType.ValueType = ...,
         active_subscriptions_count: _builtins.int = ...,
-        activity_logs: _abc.Iterable[Global___ActivityLog] | None = ...,
         address_line1: _builtins.str | None = ...,
         address_line2: _builtins.str | None = ...,
-        anrok_customer: Global___AnrokCustomer | None = ...,
-        applicable_timezone: Global___TimezoneEnum.ValueType = ...,
+        applicable_timezone: Global___Timezone.ValueType = ...,
         applied_add_ons: _abc.Iterable[Global___AppliedAddOn] | None = ...,
         applied_coupons: _abc.Iterable[Global___AppliedCoupon] | None = ...,
-        applied_dunning_campaign: Global___DunningCampaign | None = ...,
-        avalara_customer: Global___AvalaraCustomer | None = ...,
         billing_configuration: Global___CustomerBillingConfiguration | None = ...,
         billing_entity: Global___BillingEntity | None = ...,
-        can_edit_attributes: _builtins.bool = ...,
         city: _builtins.str | None = ...,
         configurable_invoice_custom_sections: _abc.Iterable[Global___InvoiceCustomSection] | None = ...,
         country: Global___CountryCode.ValueType | None = ...,
@@ -2695,26 +2641,17 @@ class BillingCustomer(_message.Message):
         credit_notes_balance_amount_cents: _builtins.int = ...,
         credit_notes_credits_available_count: _builtins.int = ...,
         currency: Global___CurrencyEnum.ValueType | None = ...,
-        customer_type: Global___CustomerTypeEnum.ValueType | None = ...,
+        customer_type: Global___CustomerType.ValueType | None = ...,
         deleted_at: _timestamp_pb2.Timestamp | None = ...,
         display_name: _builtins.str = ...,
         email: _builtins.str | None = ...,
-        error_details: _abc.Iterable[Global___ErrorDetail] | None = ...,
-        exclude_from_dunning_campaign: _builtins.bool = ...,
         external_id: _builtins.str = ...,
         external_salesforce_id: _builtins.str | None = ...,
-        finalize_zero_amount_invoice: Global___FinalizeZeroAmountInvoiceEnum.ValueType | None = ...,
+        finalize_zero_amount_invoice: Global___FinalizeZeroAmountInvoice.ValueType | None = ...,
         firstname: _builtins.str | None = ...,
-        has_active_wallet: _builtins.bool = ...,
-        has_credit_notes: _builtins.bool = ...,
-        has_overdue_invoices: _builtins.bool = ...,
-        has_overwritten_invoice_custom_sections_selection: _builtins.bool | None = ...,
-        hubspot_customer: Global___HubspotCustomer | None = ...,
         id: _builtins.str = ...,
         invoice_grace_period: _builtins.int | None = ...,
         invoices: _abc.Iterable[Global___BillingInvoice] | None = ...,
-        last_dunning_campaign_attempt: _builtins.int = ...,
-        last_dunning_campaign_attempt_at: _timestamp_pb2.Timestamp | None = ...,
         lastname: _builtins.str | None = ...,
         legal_name: _builtins.str | None = ...,
         legal_number: _builtins.str | None = ...,
@@ -2722,12 +2659,9 @@ class BillingCustomer(_message.Message):
         metadata: _abc.Iterable[Global___CustomerMetadata] | None = ...,
         name: _builtins.str | None = ...,
         net_payment_term: _builtins.int | None = ...,
-        netsuite_customer: Global___NetsuiteCustomer | None = ...,
-        payment_provider: Global___ProviderTypeEnum.ValueType | None = ...,
+        payment_provider: Global___ProviderType.ValueType | None = ...,
         payment_provider_code: _builtins.str | None = ...,
         phone: _builtins.str | None = ...,
-        provider_customer: Global___ProviderCustomer | None = ...,
-        salesforce_customer: Global___SalesforceCustomer | None = ...,
         sequential_id: _builtins.str = ...,
         shipping_address: Global___CustomerAddress | None = ...,
         skip_invoice_custom_sections: _builtins.bool | None = ...,
@@ -2736,26 +2670,19 @@ class BillingCustomer(_message.Message):
         subscriptions: _abc.Iterable[Global___BillingSubscription] | None = ...,
         tax_identification_number: _builtins.str | None = ...,
         taxes: _abc.Iterable[Global___BillingTax] | None = ...,
-        timezone: Global___TimezoneEnum.ValueType | None = ...,
+        timezone: Global___Timezone.ValueType | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         url: _builtins.str | None = ...,
-        xero_customer: Global___XeroCustomer | None = ...,
         zipcode: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_anrok_customer", b"_anrok_customer", "_applied_dunning_campaign", b"_applied_dunning_campaign", "_avalara_customer", b"_avalara_customer", "_billing_configuration", b"_billing_configuration", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_deleted_at", b"_deleted_at", "_email", b"_email", "_external_salesforce_id", b"_external_salesforce_id", "_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice", "_firstname", b"_firstname", "_has_overwritten_invoice_custom_sections_selection", b"_has_overwritten_invoice_custom_sections_selection", "_hubspot_customer", b"_hubspot_customer", "_invoice_grace_period", b"_invoice_grace_period", "_last_dunning_campaign_attempt_at", b"_last_dunning_campaign_attempt_at", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_name", b"_name", "_net_payment_term", b"_net_payment_term", "_netsuite_customer", b"_netsuite_customer", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_phone", b"_phone", "_provider_customer", b"_provider_customer", "_salesforce_customer", b"_salesforce_customer", "_shipping_address", b"_shipping_address", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_url", b"_url", "_xero_customer", b"_xero_customer", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "anrok_customer", b"anrok_customer", "applied_dunning_campaign", b"applied_dunning_campaign", "avalara_customer", b"avalara_customer", "billing_configuration", b"billing_configuration", "billing_entity", b"billing_entity", "city", b"city", "country", b"country", "created_at", b"created_at", "currency", b"currency", "customer_type", b"customer_type", "deleted_at", b"deleted_at", "email", b"email", "external_salesforce_id", b"external_salesforce_id", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "firstname", b"firstname", "has_overwritten_invoice_custom_sections_selection", b"has_overwritten_invoice_custom_sections_selection", "hubspot_customer", b"hubspot_customer", "invoice_grace_period", b"invoice_grace_period", "last_dunning_campaign_attempt_at", b"last_dunning_campaign_attempt_at", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "name", b"name", "net_payment_term", b"net_payment_term", "netsuite_customer", b"netsuite_customer", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "phone", b"phone", "provider_customer", b"provider_customer", "salesforce_customer", b"salesforce_customer", "shipping_address", b"shipping_address", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "state", b"state", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "updated_at", b"updated_at", "url", b"url", "xero_customer", b"xero_customer", "zipcode", b"zipcode"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_billing_configuration", b"_billing_configuration", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_deleted_at", b"_deleted_at", "_email", b"_email", "_external_salesforce_id", b"_external_salesforce_id", "_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice", "_firstname", b"_firstname", "_invoice_grace_period", b"_invoice_grace_period", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_name", b"_name", "_net_payment_term", b"_net_payment_term", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_phone", b"_phone", "_shipping_address", b"_shipping_address", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_url", b"_url", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "billing_configuration", b"billing_configuration", "billing_entity", b"billing_entity", "city", b"city", "country", b"country", "created_at", b"created_at", "currency", b"currency", "customer_type", b"customer_type", "deleted_at", b"deleted_at", "email", b"email", "external_salesforce_id", b"external_salesforce_id", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "firstname", b"firstname", "invoice_grace_period", b"invoice_grace_period", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "name", b"name", "net_payment_term", b"net_payment_term", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "phone", b"phone", "shipping_address", b"shipping_address", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "state", b"state", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "updated_at", b"updated_at", "url", b"url", "zipcode", b"zipcode"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_anrok_customer", b"_anrok_customer", "_applied_dunning_campaign", b"_applied_dunning_campaign", "_avalara_customer", b"_avalara_customer", "_billing_configuration", b"_billing_configuration", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_deleted_at", b"_deleted_at", "_email", b"_email", "_external_salesforce_id", b"_external_salesforce_id", "_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice", "_firstname", b"_firstname", "_has_overwritten_invoice_custom_sections_selection", b"_has_overwritten_invoice_custom_sections_selection", "_hubspot_customer", b"_hubspot_customer", "_invoice_grace_period", b"_invoice_grace_period", "_last_dunning_campaign_attempt_at", b"_last_dunning_campaign_attempt_at", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_name", b"_name", "_net_payment_term", b"_net_payment_term", "_netsuite_customer", b"_netsuite_customer", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_phone", b"_phone", "_provider_customer", b"_provider_customer", "_salesforce_customer", b"_salesforce_customer", "_shipping_address", b"_shipping_address", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_url", b"_url", "_xero_customer", b"_xero_customer", "_zipcode", b"_zipcode", "account_type", b"account_type", "active_subscriptions_count", b"active_subscriptions_count", "activity_logs", b"activity_logs", "address_line1", b"address_line1", "address_line2", b"address_line2", "anrok_customer", b"anrok_customer", "applicable_timezone", b"applicable_timezone", "applied_add_ons", b"applied_add_ons", "applied_coupons", b"applied_coupons", "applied_dunning_campaign", b"applied_dunning_campaign", "avalara_customer", b"avalara_customer", "billing_configuration", b"billing_configuration", "billing_entity", b"billing_entity", "can_edit_attributes", b"can_edit_attributes", "city", b"city", "configurable_invoice_custom_sections", b"configurable_invoice_custom_sections", "country", b"country", "created_at", b"created_at", "credit_notes", b"credit_notes", "credit_notes_balance_amount_cents", b"credit_notes_balance_amount_cents", "credit_notes_credits_available_count", b"credit_notes_credits_available_count", "currency", b"currency", "customer_type", b"customer_type", "deleted_at", b"deleted_at", "display_name", b"display_name", "email", b"email", "error_details", b"error_details", "exclude_from_dunning_campaign", b"exclude_from_dunning_campaign", "external_id", b"external_id", "external_salesforce_id", b"external_salesforce_id", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "firstname", b"firstname", "has_active_wallet", b"has_active_wallet", "has_credit_notes", b"has_credit_notes", "has_overdue_invoices", b"has_overdue_invoices", "has_overwritten_invoice_custom_sections_selection", b"has_overwritten_invoice_custom_sections_selection", "hubspot_customer", b"hubspot_customer", "id", b"id", "invoice_grace_period", b"invoice_grace_period", "invoices", b"invoices", "last_dunning_campaign_attempt", b"last_dunning_campaign_attempt", "last_dunning_campaign_attempt_at", b"last_dunning_campaign_attempt_at", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "metadata", b"metadata", "name", b"name", "net_payment_term", b"net_payment_term", "netsuite_customer", b"netsuite_customer", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "phone", b"phone", "provider_customer", b"provider_customer", "salesforce_customer", b"salesforce_customer", "sequential_id", b"sequential_id", "shipping_address", b"shipping_address", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "slug", b"slug", "state", b"state", "subscriptions", b"subscriptions", "tax_identification_number", b"tax_identification_number", "taxes", b"taxes", "timezone", b"timezone", "updated_at", b"updated_at", "url", b"url", "xero_customer", b"xero_customer", "zipcode", b"zipcode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_billing_configuration", b"_billing_configuration", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_deleted_at", b"_deleted_at", "_email", b"_email", "_external_salesforce_id", b"_external_salesforce_id", "_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice", "_firstname", b"_firstname", "_invoice_grace_period", b"_invoice_grace_period", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_name", b"_name", "_net_payment_term", b"_net_payment_term", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_phone", b"_phone", "_shipping_address", b"_shipping_address", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_url", b"_url", "_zipcode", b"_zipcode", "account_type", b"account_type", "active_subscriptions_count", b"active_subscriptions_count", "address_line1", b"address_line1", "address_line2", b"address_line2", "applicable_timezone", b"applicable_timezone", "applied_add_ons", b"applied_add_ons", "applied_coupons", b"applied_coupons", "billing_configuration", b"billing_configuration", "billing_entity", b"billing_entity", "city", b"city", "configurable_invoice_custom_sections", b"configurable_invoice_custom_sections", "country", b"country", "created_at", b"created_at", "credit_notes", b"credit_notes", "credit_notes_balance_amount_cents", b"credit_notes_balance_amount_cents", "credit_notes_credits_available_count", b"credit_notes_credits_available_count", "currency", b"currency", "customer_type", b"customer_type", "deleted_at", b"deleted_at", "display_name", b"display_name", "email", b"email", "external_id", b"external_id", "external_salesforce_id", b"external_salesforce_id", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "firstname", b"firstname", "id", b"id", "invoice_grace_period", b"invoice_grace_period", "invoices", b"invoices", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "metadata", b"metadata", "name", b"name", "net_payment_term", b"net_payment_term", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "phone", b"phone", "sequential_id", b"sequential_id", "shipping_address", b"shipping_address", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "slug", b"slug", "state", b"state", "subscriptions", b"subscriptions", "tax_identification_number", b"tax_identification_number", "taxes", b"taxes", "timezone", b"timezone", "updated_at", b"updated_at", "url", b"url", "zipcode", b"zipcode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__address_line1: _TypeAlias = _typing.Literal["address_line1"]  # noqa: Y015
     _WhichOneofArgType__address_line1: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1"]  # noqa: Y015
     _WhichOneofReturnType__address_line2: _TypeAlias = _typing.Literal["address_line2"]  # noqa: Y015
     _WhichOneofArgType__address_line2: _TypeAlias = _typing.Literal["_address_line2", b"_address_line2"]  # noqa: Y015
-    _WhichOneofReturnType__anrok_customer: _TypeAlias = _typing.Literal["anrok_customer"]  # noqa: Y015
-    _WhichOneofArgType__anrok_customer: _TypeAlias = _typing.Literal["_anrok_customer", b"_anrok_customer"]  # noqa: Y015
-    _WhichOneofReturnType__applied_dunning_campaign: _TypeAlias = _typing.Literal["applied_dunning_campaign"]  # noqa: Y015
-    _WhichOneofArgType__applied_dunning_campaign: _TypeAlias = _typing.Literal["_applied_dunning_campaign", b"_applied_dunning_campaign"]  # noqa: Y015
-    _WhichOneofReturnType__avalara_customer: _TypeAlias = _typing.Literal["avalara_customer"]  # noqa: Y015
-    _WhichOneofArgType__avalara_customer: _TypeAlias = _typing.Literal["_avalara_customer", b"_avalara_customer"]  # noqa: Y015
     _WhichOneofReturnType__billing_configuration: _TypeAlias = _typing.Literal["billing_configuration"]  # noqa: Y015
     _WhichOneofArgType__billing_configuration: _TypeAlias = _typing.Literal["_billing_configuration", b"_billing_configuration"]  # noqa: Y015
     _WhichOneofReturnType__city: _TypeAlias = _typing.Literal["city"]  # noqa: Y015
@@ -2776,14 +2703,8 @@ class BillingCustomer(_message.Message):
     _WhichOneofArgType__finalize_zero_amount_invoice: _TypeAlias = _typing.Literal["_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice"]  # noqa: Y015
     _WhichOneofReturnType__firstname: _TypeAlias = _typing.Literal["firstname"]  # noqa: Y015
     _WhichOneofArgType__firstname: _TypeAlias = _typing.Literal["_firstname", b"_firstname"]  # noqa: Y015
-    _WhichOneofReturnType__has_overwritten_invoice_custom_sections_selection: _TypeAlias = _typing.Literal["has_overwritten_invoice_custom_sections_selection"]  # noqa: Y015
-    _WhichOneofArgType__has_overwritten_invoice_custom_sections_selection: _TypeAlias = _typing.Literal["_has_overwritten_invoice_custom_sections_selection", b"_has_overwritten_invoice_custom_sections_selection"]  # noqa: Y015
-    _WhichOneofReturnType__hubspot_customer: _TypeAlias = _typing.Literal["hubspot_customer"]  # noqa: Y015
-    _WhichOneofArgType__hubspot_customer: _TypeAlias = _typing.Literal["_hubspot_customer", b"_hubspot_customer"]  # noqa: Y015
     _WhichOneofReturnType__invoice_grace_period: _TypeAlias = _typing.Literal["invoice_grace_period"]  # noqa: Y015
     _WhichOneofArgType__invoice_grace_period: _TypeAlias = _typing.Literal["_invoice_grace_period", b"_invoice_grace_period"]  # noqa: Y015
-    _WhichOneofReturnType__last_dunning_campaign_attempt_at: _TypeAlias = _typing.Literal["last_dunning_campaign_attempt_at"]  # noqa: Y015
-    _WhichOneofArgType__last_dunning_campaign_attempt_at: _TypeAlias = _typing.Literal["_last_dunning_campaign_attempt_at", b"_last_dunning_campaign_attempt_at"]  # noqa: Y015
     _WhichOneofReturnType__lastname: _TypeAlias = _typing.Literal["lastname"]  # noqa: Y015
     _WhichOneofArgType__lastname: _TypeAlias = _typing.Literal["_lastname", b"_lastname"]  # noqa: Y015
     _WhichOneofReturnType__legal_name: _TypeAlias = _typing.Literal["legal_name"]  # noqa: Y015
@@ -2796,18 +2717,12 @@ class BillingCustomer(_message.Message):
     _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
     _WhichOneofReturnType__net_payment_term: _TypeAlias = _typing.Literal["net_payment_term"]  # noqa: Y015
     _WhichOneofArgType__net_payment_term: _TypeAlias = _typing.Literal["_net_payment_term", b"_net_payment_term"]  # noqa: Y015
-    _WhichOneofReturnType__netsuite_customer: _TypeAlias = _typing.Literal["netsuite_customer"]  # noqa: Y015
-    _WhichOneofArgType__netsuite_customer: _TypeAlias = _typing.Literal["_netsuite_customer", b"_netsuite_customer"]  # noqa: Y015
     _WhichOneofReturnType__payment_provider: _TypeAlias = _typing.Literal["payment_provider"]  # noqa: Y015
     _WhichOneofArgType__payment_provider: _TypeAlias = _typing.Literal["_payment_provider", b"_payment_provider"]  # noqa: Y015
     _WhichOneofReturnType__payment_provider_code: _TypeAlias = _typing.Literal["payment_provider_code"]  # noqa: Y015
     _WhichOneofArgType__payment_provider_code: _TypeAlias = _typing.Literal["_payment_provider_code", b"_payment_provider_code"]  # noqa: Y015
     _WhichOneofReturnType__phone: _TypeAlias = _typing.Literal["phone"]  # noqa: Y015
     _WhichOneofArgType__phone: _TypeAlias = _typing.Literal["_phone", b"_phone"]  # noqa: Y015
-    _WhichOneofReturnType__provider_customer: _TypeAlias = _typing.Literal["provider_customer"]  # noqa: Y015
-    _WhichOneofArgType__provider_customer: _TypeAlias = _typing.Literal["_provider_customer", b"_provider_customer"]  # noqa: Y015
-    _WhichOneofReturnType__salesforce_customer: _TypeAlias = _typing.Literal["salesforce_customer"]  # noqa: Y015
-    _WhichOneofArgType__salesforce_customer: _TypeAlias = _typing.Literal["_salesforce_customer", b"_salesforce_customer"]  # noqa: Y015
     _WhichOneofReturnType__shipping_address: _TypeAlias = _typing.Literal["shipping_address"]  # noqa: Y015
     _WhichOneofArgType__shipping_address: _TypeAlias = _typing.Literal["_shipping_address", b"_shipping_address"]  # noqa: Y015
     _WhichOneofReturnType__skip_invoice_custom_sections: _TypeAlias = _typing.Literal["skip_invoice_custom_sections"]  # noqa: Y015
@@ -2820,20 +2735,12 @@ class BillingCustomer(_message.Message):
     _WhichOneofArgType__timezone: _TypeAlias = _typing.Literal["_timezone", b"_timezone"]  # noqa: Y015
     _WhichOneofReturnType__url: _TypeAlias = _typing.Literal["url"]  # noqa: Y015
     _WhichOneofArgType__url: _TypeAlias = _typing.Literal["_url", b"_url"]  # noqa: Y015
-    _WhichOneofReturnType__xero_customer: _TypeAlias = _typing.Literal["xero_customer"]  # noqa: Y015
-    _WhichOneofArgType__xero_customer: _TypeAlias = _typing.Literal["_xero_customer", b"_xero_customer"]  # noqa: Y015
     _WhichOneofReturnType__zipcode: _TypeAlias = _typing.Literal["zipcode"]  # noqa: Y015
     _WhichOneofArgType__zipcode: _TypeAlias = _typing.Literal["_zipcode", b"_zipcode"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line1) -> _WhichOneofReturnType__address_line1 | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line2) -> _WhichOneofReturnType__address_line2 | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__anrok_customer) -> _WhichOneofReturnType__anrok_customer | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__applied_dunning_campaign) -> _WhichOneofReturnType__applied_dunning_campaign | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__avalara_customer) -> _WhichOneofReturnType__avalara_customer | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__billing_configuration) -> _WhichOneofReturnType__billing_configuration | None: ...
     @_typing.overload
@@ -2855,13 +2762,7 @@ class BillingCustomer(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__firstname) -> _WhichOneofReturnType__firstname | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__has_overwritten_invoice_custom_sections_selection) -> _WhichOneofReturnType__has_overwritten_invoice_custom_sections_selection | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__hubspot_customer) -> _WhichOneofReturnType__hubspot_customer | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_grace_period) -> _WhichOneofReturnType__invoice_grace_period | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_dunning_campaign_attempt_at) -> _WhichOneofReturnType__last_dunning_campaign_attempt_at | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__lastname) -> _WhichOneofReturnType__lastname | None: ...
     @_typing.overload
@@ -2875,17 +2776,11 @@ class BillingCustomer(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__net_payment_term) -> _WhichOneofReturnType__net_payment_term | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__netsuite_customer) -> _WhichOneofReturnType__netsuite_customer | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_provider) -> _WhichOneofReturnType__payment_provider | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_provider_code) -> _WhichOneofReturnType__payment_provider_code | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__phone) -> _WhichOneofReturnType__phone | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__provider_customer) -> _WhichOneofReturnType__provider_customer | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__salesforce_customer) -> _WhichOneofReturnType__salesforce_customer | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__shipping_address) -> _WhichOneofReturnType__shipping_address | None: ...
     @_typing.overload
@@ -2899,8 +2794,6 @@ class BillingCustomer(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__url) -> _WhichOneofReturnType__url | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__xero_customer) -> _WhichOneofReturnType__xero_customer | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__zipcode) -> _WhichOneofReturnType__zipcode | None: ...
 
 Global___BillingCustomer: _TypeAlias = BillingCustomer  # noqa: Y015
@@ -2909,7 +2802,6 @@ Global___BillingCustomer: _TypeAlias = BillingCustomer  # noqa: Y015
 class BillingSubscription(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ACTIVITY_LOGS_FIELD_NUMBER: _builtins.int
     BILLING_TIME_FIELD_NUMBER: _builtins.int
     CANCELED_AT_FIELD_NUMBER: _builtins.int
     CHARGES_FIELD_NUMBER: _builtins.int
@@ -2944,20 +2836,18 @@ class BillingSubscription(_message.Message):
     TERMINATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     USAGE_THRESHOLDS_FIELD_NUMBER: _builtins.int
-    billing_time: Global___BillingTimeEnum.ValueType
+    billing_time: Global___BillingTime.ValueType
     external_id: _builtins.str
     id: _builtins.str
     name: _builtins.str
     next_name: _builtins.str
-    next_subscription_type: Global___NextSubscriptionTypeEnum.ValueType
-    on_termination_credit_note: Global___OnTerminationCreditNoteEnum.ValueType
-    on_termination_invoice: Global___OnTerminationInvoiceEnum.ValueType
-    payment_method_type: Global___PaymentMethodTypeEnum.ValueType
+    next_subscription_type: Global___NextSubscriptionType.ValueType
+    on_termination_credit_note: Global___OnTerminationCreditNote.ValueType
+    on_termination_invoice: Global___OnTerminationInvoice.ValueType
+    payment_method_type: Global___PaymentMethodType.ValueType
     progressive_billing_disabled: _builtins.bool
     skip_invoice_custom_sections: _builtins.bool
-    status: Global___StatusTypeEnum.ValueType
-    @_builtins.property
-    def activity_logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityLog]: ...
+    status: Global___StatusType.ValueType
     @_builtins.property
     def canceled_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -3005,8 +2895,7 @@ class BillingSubscription(_message.Message):
     def __init__(
         self,
         *,
-        activity_logs: _abc.Iterable[Global___ActivityLog] | None = ...,
-        billing_time: Global___BillingTimeEnum.ValueType | None = ...,
+        billing_time: Global___BillingTime.ValueType | None = ...,
         canceled_at: _timestamp_pb2.Timestamp | None = ...,
         charges: _abc.Iterable[Global___Charge] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
@@ -3024,18 +2913,18 @@ class BillingSubscription(_message.Message):
         next_plan: Global___BillingPlan | None = ...,
         next_subscription: Global___BillingSubscription | None = ...,
         next_subscription_at: _timestamp_pb2.Timestamp | None = ...,
-        next_subscription_type: Global___NextSubscriptionTypeEnum.ValueType | None = ...,
-        on_termination_credit_note: Global___OnTerminationCreditNoteEnum.ValueType | None = ...,
-        on_termination_invoice: Global___OnTerminationInvoiceEnum.ValueType = ...,
+        next_subscription_type: Global___NextSubscriptionType.ValueType | None = ...,
+        on_termination_credit_note: Global___OnTerminationCreditNote.ValueType | None = ...,
+        on_termination_invoice: Global___OnTerminationInvoice.ValueType = ...,
         payment_method: Global___PaymentMethod | None = ...,
-        payment_method_type: Global___PaymentMethodTypeEnum.ValueType | None = ...,
+        payment_method_type: Global___PaymentMethodType.ValueType | None = ...,
         period_end_date: _date_pb2.Date | None = ...,
         plan: Global___BillingPlan | None = ...,
         progressive_billing_disabled: _builtins.bool | None = ...,
         selected_invoice_custom_sections: _abc.Iterable[Global___InvoiceCustomSection] | None = ...,
         skip_invoice_custom_sections: _builtins.bool | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
-        status: Global___StatusTypeEnum.ValueType | None = ...,
+        status: Global___StatusType.ValueType | None = ...,
         subscription_at: _timestamp_pb2.Timestamp | None = ...,
         terminated_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
@@ -3043,7 +2932,7 @@ class BillingSubscription(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_billing_time", b"_billing_time", "_canceled_at", b"_canceled_at", "_current_billing_period_ending_at", b"_current_billing_period_ending_at", "_current_billing_period_started_at", b"_current_billing_period_started_at", "_ending_at", b"_ending_at", "_lifetime_usage", b"_lifetime_usage", "_name", b"_name", "_next_name", b"_next_name", "_next_plan", b"_next_plan", "_next_subscription", b"_next_subscription", "_next_subscription_at", b"_next_subscription_at", "_next_subscription_type", b"_next_subscription_type", "_on_termination_credit_note", b"_on_termination_credit_note", "_payment_method", b"_payment_method", "_payment_method_type", b"_payment_method_type", "_period_end_date", b"_period_end_date", "_progressive_billing_disabled", b"_progressive_billing_disabled", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_started_at", b"_started_at", "_status", b"_status", "_subscription_at", b"_subscription_at", "_terminated_at", b"_terminated_at", "billing_time", b"billing_time", "canceled_at", b"canceled_at", "created_at", b"created_at", "current_billing_period_ending_at", b"current_billing_period_ending_at", "current_billing_period_started_at", b"current_billing_period_started_at", "customer", b"customer", "ending_at", b"ending_at", "lifetime_usage", b"lifetime_usage", "name", b"name", "next_name", b"next_name", "next_plan", b"next_plan", "next_subscription", b"next_subscription", "next_subscription_at", b"next_subscription_at", "next_subscription_type", b"next_subscription_type", "on_termination_credit_note", b"on_termination_credit_note", "payment_method", b"payment_method", "payment_method_type", b"payment_method_type", "period_end_date", b"period_end_date", "plan", b"plan", "progressive_billing_disabled", b"progressive_billing_disabled", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "started_at", b"started_at", "status", b"status", "subscription_at", b"subscription_at", "terminated_at", b"terminated_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_billing_time", b"_billing_time", "_canceled_at", b"_canceled_at", "_current_billing_period_ending_at", b"_current_billing_period_ending_at", "_current_billing_period_started_at", b"_current_billing_period_started_at", "_ending_at", b"_ending_at", "_lifetime_usage", b"_lifetime_usage", "_name", b"_name", "_next_name", b"_next_name", "_next_plan", b"_next_plan", "_next_subscription", b"_next_subscription", "_next_subscription_at", b"_next_subscription_at", "_next_subscription_type", b"_next_subscription_type", "_on_termination_credit_note", b"_on_termination_credit_note", "_payment_method", b"_payment_method", "_payment_method_type", b"_payment_method_type", "_period_end_date", b"_period_end_date", "_progressive_billing_disabled", b"_progressive_billing_disabled", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_started_at", b"_started_at", "_status", b"_status", "_subscription_at", b"_subscription_at", "_terminated_at", b"_terminated_at", "activity_logs", b"activity_logs", "billing_time", b"billing_time", "canceled_at", b"canceled_at", "charges", b"charges", "created_at", b"created_at", "current_billing_period_ending_at", b"current_billing_period_ending_at", "current_billing_period_started_at", b"current_billing_period_started_at", "customer", b"customer", "ending_at", b"ending_at", "external_id", b"external_id", "fees", b"fees", "fixed_charges", b"fixed_charges", "id", b"id", "lifetime_usage", b"lifetime_usage", "name", b"name", "next_name", b"next_name", "next_plan", b"next_plan", "next_subscription", b"next_subscription", "next_subscription_at", b"next_subscription_at", "next_subscription_type", b"next_subscription_type", "on_termination_credit_note", b"on_termination_credit_note", "on_termination_invoice", b"on_termination_invoice", "payment_method", b"payment_method", "payment_method_type", b"payment_method_type", "period_end_date", b"period_end_date", "plan", b"plan", "progressive_billing_disabled", b"progressive_billing_disabled", "selected_invoice_custom_sections", b"selected_invoice_custom_sections", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "started_at", b"started_at", "status", b"status", "subscription_at", b"subscription_at", "terminated_at", b"terminated_at", "updated_at", b"updated_at", "usage_thresholds", b"usage_thresholds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_billing_time", b"_billing_time", "_canceled_at", b"_canceled_at", "_current_billing_period_ending_at", b"_current_billing_period_ending_at", "_current_billing_period_started_at", b"_current_billing_period_started_at", "_ending_at", b"_ending_at", "_lifetime_usage", b"_lifetime_usage", "_name", b"_name", "_next_name", b"_next_name", "_next_plan", b"_next_plan", "_next_subscription", b"_next_subscription", "_next_subscription_at", b"_next_subscription_at", "_next_subscription_type", b"_next_subscription_type", "_on_termination_credit_note", b"_on_termination_credit_note", "_payment_method", b"_payment_method", "_payment_method_type", b"_payment_method_type", "_period_end_date", b"_period_end_date", "_progressive_billing_disabled", b"_progressive_billing_disabled", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_started_at", b"_started_at", "_status", b"_status", "_subscription_at", b"_subscription_at", "_terminated_at", b"_terminated_at", "billing_time", b"billing_time", "canceled_at", b"canceled_at", "charges", b"charges", "created_at", b"created_at", "current_billing_period_ending_at", b"current_billing_period_ending_at", "current_billing_period_started_at", b"current_billing_period_started_at", "customer", b"customer", "ending_at", b"ending_at", "external_id", b"external_id", "fees", b"fees", "fixed_charges", b"fixed_charges", "id", b"id", "lifetime_usage", b"lifetime_usage", "name", b"name", "next_name", b"next_name", "next_plan", b"next_plan", "next_subscription", b"next_subscription", "next_subscription_at", b"next_subscription_at", "next_subscription_type", b"next_subscription_type", "on_termination_credit_note", b"on_termination_credit_note", "on_termination_invoice", b"on_termination_invoice", "payment_method", b"payment_method", "payment_method_type", b"payment_method_type", "period_end_date", b"period_end_date", "plan", b"plan", "progressive_billing_disabled", b"progressive_billing_disabled", "selected_invoice_custom_sections", b"selected_invoice_custom_sections", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "started_at", b"started_at", "status", b"status", "subscription_at", b"subscription_at", "terminated_at", b"terminated_at", "updated_at", b"updated_at", "usage_thresholds", b"usage_thresholds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__billing_time: _TypeAlias = _typing.Literal["billing_time"]  # noqa: Y015
     _WhichOneofArgType__billing_time: _TypeAlias = _typing.Literal["_billing_time", b"_billing_time"]  # noqa: Y015
@@ -3140,7 +3029,6 @@ Global___BillingSubscription: _TypeAlias = BillingSubscription  # noqa: Y015
 class BillingInvoice(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ACTIVITY_LOGS_FIELD_NUMBER: _builtins.int
     ALL_CHARGES_HAVE_FEES_FIELD_NUMBER: _builtins.int
     ALL_FIXED_CHARGES_HAVE_FEES_FIELD_NUMBER: _builtins.int
     APPLIED_TAXES_FIELD_NUMBER: _builtins.int
@@ -3155,7 +3043,6 @@ class BillingInvoice(_message.Message):
     CREDITABLE_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
     CUSTOMER_FIELD_NUMBER: _builtins.int
-    ERROR_DETAILS_FIELD_NUMBER: _builtins.int
     EXPECTED_FINALIZATION_DATE_FIELD_NUMBER: _builtins.int
     EXTERNAL_HUBSPOT_INTEGRATION_ID_FIELD_NUMBER: _builtins.int
     EXTERNAL_INTEGRATION_ID_FIELD_NUMBER: _builtins.int
@@ -3226,13 +3113,13 @@ class BillingInvoice(_message.Message):
     integration_hubspot_syncable: _builtins.bool
     integration_salesforce_syncable: _builtins.bool
     integration_syncable: _builtins.bool
-    invoice_type: Global___InvoiceTypeEnum.ValueType
+    invoice_type: Global___InvoiceType.ValueType
     number: _builtins.str
     offsettable_amount_cents: _builtins.int
     payable_type: _builtins.str
     payment_dispute_losable: _builtins.bool
     payment_overdue: _builtins.bool
-    payment_status: Global___InvoicePaymentStatusTypeEnum.ValueType
+    payment_status: Global___InvoicePaymentStatusType.ValueType
     prepaid_credit_amount_cents: _builtins.int
     prepaid_granted_credit_amount_cents: _builtins.int
     prepaid_purchased_credit_amount_cents: _builtins.int
@@ -3242,14 +3129,13 @@ class BillingInvoice(_message.Message):
     regenerated_invoice_id: _builtins.str
     self_billed: _builtins.bool
     sequential_id: _builtins.str
-    status: Global___InvoiceStatusTypeEnum.ValueType
+    status: Global___InvoiceStatusType.ValueType
     sub_total_excluding_taxes_amount_cents: _builtins.int
     sub_total_including_taxes_amount_cents: _builtins.int
     tax_provider_id: _builtins.str
     tax_provider_voidable: _builtins.bool
-    tax_status: Global___InvoiceTaxStatusTypeEnum.ValueType
+    tax_status: Global___InvoiceTaxStatusType.ValueType
     taxes_amount_cents: _builtins.int
-    taxes_rate: _builtins.float
     total_amount_cents: _builtins.int
     total_due_amount_cents: _builtins.int
     total_paid_amount_cents: _builtins.int
@@ -3258,8 +3144,6 @@ class BillingInvoice(_message.Message):
     voidable: _builtins.bool
     voided_invoice_id: _builtins.str
     xml_url: _builtins.str
-    @_builtins.property
-    def activity_logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityLog]: ...
     @_builtins.property
     def applied_taxes(self) -> _containers.RepeatedCompositeFieldContainer[Global___InvoiceAppliedTax]: ...
     @_builtins.property
@@ -3270,8 +3154,6 @@ class BillingInvoice(_message.Message):
     def credit_notes(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillingCreditNote]: ...
     @_builtins.property
     def customer(self) -> Global___BillingCustomer: ...
-    @_builtins.property
-    def error_details(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErrorDetail]: ...
     @_builtins.property
     def expected_finalization_date(self) -> _date_pb2.Date: ...
     @_builtins.property
@@ -3291,13 +3173,14 @@ class BillingInvoice(_message.Message):
     @_builtins.property
     def subscriptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillingSubscription]: ...
     @_builtins.property
+    def taxes_rate(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def voided_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
-        activity_logs: _abc.Iterable[Global___ActivityLog] | None = ...,
         all_charges_have_fees: _builtins.bool = ...,
         all_fixed_charges_have_fees: _builtins.bool = ...,
         applied_taxes: _abc.Iterable[Global___InvoiceAppliedTax] | None = ...,
@@ -3312,7 +3195,6 @@ class BillingInvoice(_message.Message):
         creditable_amount_cents: _builtins.int = ...,
         currency: Global___CurrencyEnum.ValueType | None = ...,
         customer: Global___BillingCustomer | None = ...,
-        error_details: _abc.Iterable[Global___ErrorDetail] | None = ...,
         expected_finalization_date: _date_pb2.Date | None = ...,
         external_hubspot_integration_id: _builtins.str | None = ...,
         external_integration_id: _builtins.str | None = ...,
@@ -3325,7 +3207,7 @@ class BillingInvoice(_message.Message):
         integration_salesforce_syncable: _builtins.bool = ...,
         integration_syncable: _builtins.bool = ...,
         invoice_subscriptions: _abc.Iterable[Global___InvoiceSubscription] | None = ...,
-        invoice_type: Global___InvoiceTypeEnum.ValueType = ...,
+        invoice_type: Global___InvoiceType.ValueType = ...,
         issuing_date: _date_pb2.Date | None = ...,
         metadata: _abc.Iterable[Global___InvoiceMetadata] | None = ...,
         number: _builtins.str = ...,
@@ -3335,7 +3217,7 @@ class BillingInvoice(_message.Message):
         payment_dispute_lost_at: _timestamp_pb2.Timestamp | None = ...,
         payment_due_date: _date_pb2.Date | None = ...,
         payment_overdue: _builtins.bool = ...,
-        payment_status: Global___InvoicePaymentStatusTypeEnum.ValueType = ...,
+        payment_status: Global___InvoicePaymentStatusType.ValueType = ...,
         payments: _abc.Iterable[Global___BillingPayment] | None = ...,
         prepaid_credit_amount_cents: _builtins.int = ...,
         prepaid_granted_credit_amount_cents: _builtins.int | None = ...,
@@ -3346,15 +3228,15 @@ class BillingInvoice(_message.Message):
         regenerated_invoice_id: _builtins.str | None = ...,
         self_billed: _builtins.bool = ...,
         sequential_id: _builtins.str = ...,
-        status: Global___InvoiceStatusTypeEnum.ValueType = ...,
+        status: Global___InvoiceStatusType.ValueType = ...,
         sub_total_excluding_taxes_amount_cents: _builtins.int = ...,
         sub_total_including_taxes_amount_cents: _builtins.int = ...,
         subscriptions: _abc.Iterable[Global___BillingSubscription] | None = ...,
         tax_provider_id: _builtins.str | None = ...,
         tax_provider_voidable: _builtins.bool = ...,
-        tax_status: Global___InvoiceTaxStatusTypeEnum.ValueType | None = ...,
+        tax_status: Global___InvoiceTaxStatusType.ValueType | None = ...,
         taxes_amount_cents: _builtins.int = ...,
-        taxes_rate: _builtins.float = ...,
+        taxes_rate: _decimal_pb2.DecimalValue | None = ...,
         total_amount_cents: _builtins.int = ...,
         total_due_amount_cents: _builtins.int = ...,
         total_paid_amount_cents: _builtins.int = ...,
@@ -3366,9 +3248,9 @@ class BillingInvoice(_message.Message):
         voided_invoice_id: _builtins.str | None = ...,
         xml_url: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_currency", b"_currency", "_external_hubspot_integration_id", b"_external_hubspot_integration_id", "_external_integration_id", b"_external_integration_id", "_external_salesforce_integration_id", b"_external_salesforce_integration_id", "_file_url", b"_file_url", "_payment_dispute_lost_at", b"_payment_dispute_lost_at", "_prepaid_granted_credit_amount_cents", b"_prepaid_granted_credit_amount_cents", "_prepaid_purchased_credit_amount_cents", b"_prepaid_purchased_credit_amount_cents", "_regenerated_invoice_id", b"_regenerated_invoice_id", "_tax_provider_id", b"_tax_provider_id", "_tax_status", b"_tax_status", "_voided_at", b"_voided_at", "_voided_invoice_id", b"_voided_invoice_id", "_xml_url", b"_xml_url", "billing_entity", b"billing_entity", "created_at", b"created_at", "currency", b"currency", "customer", b"customer", "expected_finalization_date", b"expected_finalization_date", "external_hubspot_integration_id", b"external_hubspot_integration_id", "external_integration_id", b"external_integration_id", "external_salesforce_integration_id", b"external_salesforce_integration_id", "file_url", b"file_url", "issuing_date", b"issuing_date", "payment_dispute_lost_at", b"payment_dispute_lost_at", "payment_due_date", b"payment_due_date", "prepaid_granted_credit_amount_cents", b"prepaid_granted_credit_amount_cents", "prepaid_purchased_credit_amount_cents", b"prepaid_purchased_credit_amount_cents", "regenerated_invoice_id", b"regenerated_invoice_id", "tax_provider_id", b"tax_provider_id", "tax_status", b"tax_status", "updated_at", b"updated_at", "voided_at", b"voided_at", "voided_invoice_id", b"voided_invoice_id", "xml_url", b"xml_url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_currency", b"_currency", "_external_hubspot_integration_id", b"_external_hubspot_integration_id", "_external_integration_id", b"_external_integration_id", "_external_salesforce_integration_id", b"_external_salesforce_integration_id", "_file_url", b"_file_url", "_payment_dispute_lost_at", b"_payment_dispute_lost_at", "_prepaid_granted_credit_amount_cents", b"_prepaid_granted_credit_amount_cents", "_prepaid_purchased_credit_amount_cents", b"_prepaid_purchased_credit_amount_cents", "_regenerated_invoice_id", b"_regenerated_invoice_id", "_tax_provider_id", b"_tax_provider_id", "_tax_status", b"_tax_status", "_voided_at", b"_voided_at", "_voided_invoice_id", b"_voided_invoice_id", "_xml_url", b"_xml_url", "billing_entity", b"billing_entity", "created_at", b"created_at", "currency", b"currency", "customer", b"customer", "expected_finalization_date", b"expected_finalization_date", "external_hubspot_integration_id", b"external_hubspot_integration_id", "external_integration_id", b"external_integration_id", "external_salesforce_integration_id", b"external_salesforce_integration_id", "file_url", b"file_url", "issuing_date", b"issuing_date", "payment_dispute_lost_at", b"payment_dispute_lost_at", "payment_due_date", b"payment_due_date", "prepaid_granted_credit_amount_cents", b"prepaid_granted_credit_amount_cents", "prepaid_purchased_credit_amount_cents", b"prepaid_purchased_credit_amount_cents", "regenerated_invoice_id", b"regenerated_invoice_id", "tax_provider_id", b"tax_provider_id", "tax_status", b"tax_status", "taxes_rate", b"taxes_rate", "updated_at", b"updated_at", "voided_at", b"voided_at", "voided_invoice_id", b"voided_invoice_id", "xml_url", b"xml_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_currency", b"_currency", "_external_hubspot_integration_id", b"_external_hubspot_integration_id", "_external_integration_id", b"_external_integration_id", "_external_salesforce_integration_id", b"_external_salesforce_integration_id", "_file_url", b"_file_url", "_payment_dispute_lost_at", b"_payment_dispute_lost_at", "_prepaid_granted_credit_amount_cents", b"_prepaid_granted_credit_amount_cents", "_prepaid_purchased_credit_amount_cents", b"_prepaid_purchased_credit_amount_cents", "_regenerated_invoice_id", b"_regenerated_invoice_id", "_tax_provider_id", b"_tax_provider_id", "_tax_status", b"_tax_status", "_voided_at", b"_voided_at", "_voided_invoice_id", b"_voided_invoice_id", "_xml_url", b"_xml_url", "activity_logs", b"activity_logs", "all_charges_have_fees", b"all_charges_have_fees", "all_fixed_charges_have_fees", b"all_fixed_charges_have_fees", "applied_taxes", b"applied_taxes", "associated_active_wallet_present", b"associated_active_wallet_present", "available_to_credit_amount_cents", b"available_to_credit_amount_cents", "billing_entity", b"billing_entity", "charge_amount_cents", b"charge_amount_cents", "coupons_amount_cents", b"coupons_amount_cents", "created_at", b"created_at", "credit_notes", b"credit_notes", "credit_notes_amount_cents", b"credit_notes_amount_cents", "creditable_amount_cents", b"creditable_amount_cents", "currency", b"currency", "customer", b"customer", "error_details", b"error_details", "expected_finalization_date", b"expected_finalization_date", "external_hubspot_integration_id", b"external_hubspot_integration_id", "external_integration_id", b"external_integration_id", "external_salesforce_integration_id", b"external_salesforce_integration_id", "fees", b"fees", "fees_amount_cents", b"fees_amount_cents", "file_url", b"file_url", "id", b"id", "integration_hubspot_syncable", b"integration_hubspot_syncable", "integration_salesforce_syncable", b"integration_salesforce_syncable", "integration_syncable", b"integration_syncable", "invoice_subscriptions", b"invoice_subscriptions", "invoice_type", b"invoice_type", "issuing_date", b"issuing_date", "metadata", b"metadata", "number", b"number", "offsettable_amount_cents", b"offsettable_amount_cents", "payable_type", b"payable_type", "payment_dispute_losable", b"payment_dispute_losable", "payment_dispute_lost_at", b"payment_dispute_lost_at", "payment_due_date", b"payment_due_date", "payment_overdue", b"payment_overdue", "payment_status", b"payment_status", "payments", b"payments", "prepaid_credit_amount_cents", b"prepaid_credit_amount_cents", "prepaid_granted_credit_amount_cents", b"prepaid_granted_credit_amount_cents", "prepaid_purchased_credit_amount_cents", b"prepaid_purchased_credit_amount_cents", "progressive_billing_credit_amount_cents", b"progressive_billing_credit_amount_cents", "ready_for_payment_processing", b"ready_for_payment_processing", "refundable_amount_cents", b"refundable_amount_cents", "regenerated_invoice_id", b"regenerated_invoice_id", "self_billed", b"self_billed", "sequential_id", b"sequential_id", "status", b"status", "sub_total_excluding_taxes_amount_cents", b"sub_total_excluding_taxes_amount_cents", "sub_total_including_taxes_amount_cents", b"sub_total_including_taxes_amount_cents", "subscriptions", b"subscriptions", "tax_provider_id", b"tax_provider_id", "tax_provider_voidable", b"tax_provider_voidable", "tax_status", b"tax_status", "taxes_amount_cents", b"taxes_amount_cents", "taxes_rate", b"taxes_rate", "total_amount_cents", b"total_amount_cents", "total_due_amount_cents", b"total_due_amount_cents", "total_paid_amount_cents", b"total_paid_amount_cents", "total_settled_amount_cents", b"total_settled_amount_cents", "updated_at", b"updated_at", "version_number", b"version_number", "voidable", b"voidable", "voided_at", b"voided_at", "voided_invoice_id", b"voided_invoice_id", "xml_url", b"xml_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_currency", b"_currency", "_external_hubspot_integration_id", b"_external_hubspot_integration_id", "_external_integration_id", b"_external_integration_id", "_external_salesforce_integration_id", b"_external_salesforce_integration_id", "_file_url", b"_file_url", "_payment_dispute_lost_at", b"_payment_dispute_lost_at", "_prepaid_granted_credit_amount_cents", b"_prepaid_granted_credit_amount_cents", "_prepaid_purchased_credit_amount_cents", b"_prepaid_purchased_credit_amount_cents", "_regenerated_invoice_id", b"_regenerated_invoice_id", "_tax_provider_id", b"_tax_provider_id", "_tax_status", b"_tax_status", "_voided_at", b"_voided_at", "_voided_invoice_id", b"_voided_invoice_id", "_xml_url", b"_xml_url", "all_charges_have_fees", b"all_charges_have_fees", "all_fixed_charges_have_fees", b"all_fixed_charges_have_fees", "applied_taxes", b"applied_taxes", "associated_active_wallet_present", b"associated_active_wallet_present", "available_to_credit_amount_cents", b"available_to_credit_amount_cents", "billing_entity", b"billing_entity", "charge_amount_cents", b"charge_amount_cents", "coupons_amount_cents", b"coupons_amount_cents", "created_at", b"created_at", "credit_notes", b"credit_notes", "credit_notes_amount_cents", b"credit_notes_amount_cents", "creditable_amount_cents", b"creditable_amount_cents", "currency", b"currency", "customer", b"customer", "expected_finalization_date", b"expected_finalization_date", "external_hubspot_integration_id", b"external_hubspot_integration_id", "external_integration_id", b"external_integration_id", "external_salesforce_integration_id", b"external_salesforce_integration_id", "fees", b"fees", "fees_amount_cents", b"fees_amount_cents", "file_url", b"file_url", "id", b"id", "integration_hubspot_syncable", b"integration_hubspot_syncable", "integration_salesforce_syncable", b"integration_salesforce_syncable", "integration_syncable", b"integration_syncable", "invoice_subscriptions", b"invoice_subscriptions", "invoice_type", b"invoice_type", "issuing_date", b"issuing_date", "metadata", b"metadata", "number", b"number", "offsettable_amount_cents", b"offsettable_amount_cents", "payable_type", b"payable_type", "payment_dispute_losable", b"payment_dispute_losable", "payment_dispute_lost_at", b"payment_dispute_lost_at", "payment_due_date", b"payment_due_date", "payment_overdue", b"payment_overdue", "payment_status", b"payment_status", "payments", b"payments", "prepaid_credit_amount_cents", b"prepaid_credit_amount_cents", "prepaid_granted_credit_amount_cents", b"prepaid_granted_credit_amount_cents", "prepaid_purchased_credit_amount_cents", b"prepaid_purchased_credit_amount_cents", "progressive_billing_credit_amount_cents", b"progressive_billing_credit_amount_cents", "ready_for_payment_processing", b"ready_for_payment_processing", "refundable_amount_cents", b"refundable_amount_cents", "regenerated_invoice_id", b"regenerated_invoice_id", "self_billed", b"self_billed", "sequential_id", b"sequential_id", "status", b"status", "sub_total_excluding_taxes_amount_cents", b"sub_total_excluding_taxes_amount_cents", "sub_total_including_taxes_amount_cents", b"sub_total_including_taxes_amount_cents", "subscriptions", b"subscriptions", "tax_provider_id", b"tax_provider_id", "tax_provider_voidable", b"tax_provider_voidable", "tax_status", b"tax_status", "taxes_amount_cents", b"taxes_amount_cents", "taxes_rate", b"taxes_rate", "total_amount_cents", b"total_amount_cents", "total_due_amount_cents", b"total_due_amount_cents", "total_paid_amount_cents", b"total_paid_amount_cents", "total_settled_amount_cents", b"total_settled_amount_cents", "updated_at", b"updated_at", "version_number", b"version_number", "voidable", b"voidable", "voided_at", b"voided_at", "voided_invoice_id", b"voided_invoice_id", "xml_url", b"xml_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__currency: _TypeAlias = _typing.Literal["currency"]  # noqa: Y015
     _WhichOneofArgType__currency: _TypeAlias = _typing.Literal["_currency", b"_currency"]  # noqa: Y015
@@ -3433,7 +3315,6 @@ Global___BillingInvoice: _TypeAlias = BillingInvoice  # noqa: Y015
 class BillingCreditNote(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ACTIVITY_LOGS_FIELD_NUMBER: _builtins.int
     APPLIED_TAXES_FIELD_NUMBER: _builtins.int
     BALANCE_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
     BILLING_ENTITY_FIELD_NUMBER: _builtins.int
@@ -3445,7 +3326,6 @@ class BillingCreditNote(_message.Message):
     CURRENCY_FIELD_NUMBER: _builtins.int
     CUSTOMER_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
-    ERROR_DETAILS_FIELD_NUMBER: _builtins.int
     EXTERNAL_INTEGRATION_ID_FIELD_NUMBER: _builtins.int
     FILE_URL_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
@@ -3474,7 +3354,7 @@ class BillingCreditNote(_message.Message):
     can_be_voided: _builtins.bool
     coupons_adjustment_amount_cents: _builtins.int
     credit_amount_cents: _builtins.int
-    credit_status: Global___CreditNoteCreditStatusEnum.ValueType
+    credit_status: Global___CreditNoteCreditStatus.ValueType
     currency: Global___CurrencyEnum.ValueType
     description: _builtins.str
     external_integration_id: _builtins.str
@@ -3483,19 +3363,16 @@ class BillingCreditNote(_message.Message):
     integration_syncable: _builtins.bool
     number: _builtins.str
     offset_amount_cents: _builtins.int
-    reason: Global___CreditNoteReasonEnum.ValueType
+    reason: Global___CreditNoteReason.ValueType
     refund_amount_cents: _builtins.int
-    refund_status: Global___CreditNoteRefundStatusEnum.ValueType
+    refund_status: Global___CreditNoteRefundStatus.ValueType
     sequential_id: _builtins.str
     sub_total_excluding_taxes_amount_cents: _builtins.int
     tax_provider_id: _builtins.str
     tax_provider_syncable: _builtins.bool
     taxes_amount_cents: _builtins.int
-    taxes_rate: _builtins.float
     total_amount_cents: _builtins.int
     xml_url: _builtins.str
-    @_builtins.property
-    def activity_logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityLog]: ...
     @_builtins.property
     def applied_taxes(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreditNoteAppliedTax]: ...
     @_builtins.property
@@ -3504,8 +3381,6 @@ class BillingCreditNote(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def customer(self) -> Global___BillingCustomer: ...
-    @_builtins.property
-    def error_details(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErrorDetail]: ...
     @_builtins.property
     def invoice(self) -> Global___BillingInvoice: ...
     @_builtins.property
@@ -3517,13 +3392,14 @@ class BillingCreditNote(_message.Message):
     @_builtins.property
     def refunded_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
+    def taxes_rate(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def voided_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
-        activity_logs: _abc.Iterable[Global___ActivityLog] | None = ...,
         applied_taxes: _abc.Iterable[Global___CreditNoteAppliedTax] | None = ...,
         balance_amount_cents: _builtins.int = ...,
         billing_entity: Global___BillingEntity | None = ...,
@@ -3531,11 +3407,10 @@ class BillingCreditNote(_message.Message):
         coupons_adjustment_amount_cents: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         credit_amount_cents: _builtins.int = ...,
-        credit_status: Global___CreditNoteCreditStatusEnum.ValueType | None = ...,
+        credit_status: Global___CreditNoteCreditStatus.ValueType | None = ...,
         currency: Global___CurrencyEnum.ValueType = ...,
         customer: Global___BillingCustomer | None = ...,
         description: _builtins.str | None = ...,
-        error_details: _abc.Iterable[Global___ErrorDetail] | None = ...,
         external_integration_id: _builtins.str | None = ...,
         file_url: _builtins.str | None = ...,
         id: _builtins.str = ...,
@@ -3546,24 +3421,24 @@ class BillingCreditNote(_message.Message):
         metadata: _abc.Iterable[Global___ItemMetadata] | None = ...,
         number: _builtins.str = ...,
         offset_amount_cents: _builtins.int = ...,
-        reason: Global___CreditNoteReasonEnum.ValueType = ...,
+        reason: Global___CreditNoteReason.ValueType = ...,
         refund_amount_cents: _builtins.int = ...,
-        refund_status: Global___CreditNoteRefundStatusEnum.ValueType | None = ...,
+        refund_status: Global___CreditNoteRefundStatus.ValueType | None = ...,
         refunded_at: _timestamp_pb2.Timestamp | None = ...,
         sequential_id: _builtins.str = ...,
         sub_total_excluding_taxes_amount_cents: _builtins.int = ...,
         tax_provider_id: _builtins.str | None = ...,
         tax_provider_syncable: _builtins.bool = ...,
         taxes_amount_cents: _builtins.int = ...,
-        taxes_rate: _builtins.float = ...,
+        taxes_rate: _decimal_pb2.DecimalValue | None = ...,
         total_amount_cents: _builtins.int = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         voided_at: _timestamp_pb2.Timestamp | None = ...,
         xml_url: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_credit_status", b"_credit_status", "_description", b"_description", "_external_integration_id", b"_external_integration_id", "_file_url", b"_file_url", "_invoice", b"_invoice", "_refund_status", b"_refund_status", "_refunded_at", b"_refunded_at", "_tax_provider_id", b"_tax_provider_id", "_voided_at", b"_voided_at", "_xml_url", b"_xml_url", "billing_entity", b"billing_entity", "created_at", b"created_at", "credit_status", b"credit_status", "customer", b"customer", "description", b"description", "external_integration_id", b"external_integration_id", "file_url", b"file_url", "invoice", b"invoice", "issuing_date", b"issuing_date", "refund_status", b"refund_status", "refunded_at", b"refunded_at", "tax_provider_id", b"tax_provider_id", "updated_at", b"updated_at", "voided_at", b"voided_at", "xml_url", b"xml_url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_credit_status", b"_credit_status", "_description", b"_description", "_external_integration_id", b"_external_integration_id", "_file_url", b"_file_url", "_invoice", b"_invoice", "_refund_status", b"_refund_status", "_refunded_at", b"_refunded_at", "_tax_provider_id", b"_tax_provider_id", "_voided_at", b"_voided_at", "_xml_url", b"_xml_url", "billing_entity", b"billing_entity", "created_at", b"created_at", "credit_status", b"credit_status", "customer", b"customer", "description", b"description", "external_integration_id", b"external_integration_id", "file_url", b"file_url", "invoice", b"invoice", "issuing_date", b"issuing_date", "refund_status", b"refund_status", "refunded_at", b"refunded_at", "tax_provider_id", b"tax_provider_id", "taxes_rate", b"taxes_rate", "updated_at", b"updated_at", "voided_at", b"voided_at", "xml_url", b"xml_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_status", b"_credit_status", "_description", b"_description", "_external_integration_id", b"_external_integration_id", "_file_url", b"_file_url", "_invoice", b"_invoice", "_refund_status", b"_refund_status", "_refunded_at", b"_refunded_at", "_tax_provider_id", b"_tax_provider_id", "_voided_at", b"_voided_at", "_xml_url", b"_xml_url", "activity_logs", b"activity_logs", "applied_taxes", b"applied_taxes", "balance_amount_cents", b"balance_amount_cents", "billing_entity", b"billing_entity", "can_be_voided", b"can_be_voided", "coupons_adjustment_amount_cents", b"coupons_adjustment_amount_cents", "created_at", b"created_at", "credit_amount_cents", b"credit_amount_cents", "credit_status", b"credit_status", "currency", b"currency", "customer", b"customer", "description", b"description", "error_details", b"error_details", "external_integration_id", b"external_integration_id", "file_url", b"file_url", "id", b"id", "integration_syncable", b"integration_syncable", "invoice", b"invoice", "issuing_date", b"issuing_date", "items", b"items", "metadata", b"metadata", "number", b"number", "offset_amount_cents", b"offset_amount_cents", "reason", b"reason", "refund_amount_cents", b"refund_amount_cents", "refund_status", b"refund_status", "refunded_at", b"refunded_at", "sequential_id", b"sequential_id", "sub_total_excluding_taxes_amount_cents", b"sub_total_excluding_taxes_amount_cents", "tax_provider_id", b"tax_provider_id", "tax_provider_syncable", b"tax_provider_syncable", "taxes_amount_cents", b"taxes_amount_cents", "taxes_rate", b"taxes_rate", "total_amount_cents", b"total_amount_cents", "updated_at", b"updated_at", "voided_at", b"voided_at", "xml_url", b"xml_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_status", b"_credit_status", "_description", b"_description", "_external_integration_id", b"_external_integration_id", "_file_url", b"_file_url", "_invoice", b"_invoice", "_refund_status", b"_refund_status", "_refunded_at", b"_refunded_at", "_tax_provider_id", b"_tax_provider_id", "_voided_at", b"_voided_at", "_xml_url", b"_xml_url", "applied_taxes", b"applied_taxes", "balance_amount_cents", b"balance_amount_cents", "billing_entity", b"billing_entity", "can_be_voided", b"can_be_voided", "coupons_adjustment_amount_cents", b"coupons_adjustment_amount_cents", "created_at", b"created_at", "credit_amount_cents", b"credit_amount_cents", "credit_status", b"credit_status", "currency", b"currency", "customer", b"customer", "description", b"description", "external_integration_id", b"external_integration_id", "file_url", b"file_url", "id", b"id", "integration_syncable", b"integration_syncable", "invoice", b"invoice", "issuing_date", b"issuing_date", "items", b"items", "metadata", b"metadata", "number", b"number", "offset_amount_cents", b"offset_amount_cents", "reason", b"reason", "refund_amount_cents", b"refund_amount_cents", "refund_status", b"refund_status", "refunded_at", b"refunded_at", "sequential_id", b"sequential_id", "sub_total_excluding_taxes_amount_cents", b"sub_total_excluding_taxes_amount_cents", "tax_provider_id", b"tax_provider_id", "tax_provider_syncable", b"tax_provider_syncable", "taxes_amount_cents", b"taxes_amount_cents", "taxes_rate", b"taxes_rate", "total_amount_cents", b"total_amount_cents", "updated_at", b"updated_at", "voided_at", b"voided_at", "xml_url", b"xml_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__credit_status: _TypeAlias = _typing.Literal["credit_status"]  # noqa: Y015
     _WhichOneofArgType__credit_status: _TypeAlias = _typing.Literal["_credit_status", b"_credit_status"]  # noqa: Y015
@@ -3613,7 +3488,6 @@ class BillingPlan(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ACTIVE_SUBSCRIPTIONS_COUNT_FIELD_NUMBER: _builtins.int
-    ACTIVITY_LOGS_FIELD_NUMBER: _builtins.int
     AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
     AMOUNT_CURRENCY_FIELD_NUMBER: _builtins.int
     APPLICABLE_USAGE_THRESHOLDS_FIELD_NUMBER: _builtins.int
@@ -3679,8 +3553,6 @@ class BillingPlan(_message.Message):
     subscriptions_count: _builtins.int
     trial_period: _builtins.float
     @_builtins.property
-    def activity_logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityLog]: ...
-    @_builtins.property
     def applicable_usage_thresholds(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageThreshold]: ...
     @_builtins.property
     def charges(self) -> _containers.RepeatedCompositeFieldContainer[Global___Charge]: ...
@@ -3710,7 +3582,6 @@ class BillingPlan(_message.Message):
         self,
         *,
         active_subscriptions_count: _builtins.int = ...,
-        activity_logs: _abc.Iterable[Global___ActivityLog] | None = ...,
         amount_cents: _builtins.int = ...,
         amount_currency: Global___CurrencyEnum.ValueType = ...,
         applicable_usage_thresholds: _abc.Iterable[Global___UsageThreshold] | None = ...,
@@ -3752,7 +3623,7 @@ class BillingPlan(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_bill_charges_monthly", b"_bill_charges_monthly", "_bill_fixed_charges_monthly", b"_bill_fixed_charges_monthly", "_deleted_at", b"_deleted_at", "_description", b"_description", "_has_overridden_plans", b"_has_overridden_plans", "_invoice_display_name", b"_invoice_display_name", "_minimum_commitment", b"_minimum_commitment", "_organization", b"_organization", "_parent", b"_parent", "_trial_period", b"_trial_period", "bill_charges_monthly", b"bill_charges_monthly", "bill_fixed_charges_monthly", b"bill_fixed_charges_monthly", "created_at", b"created_at", "deleted_at", b"deleted_at", "description", b"description", "has_overridden_plans", b"has_overridden_plans", "invoice_display_name", b"invoice_display_name", "minimum_commitment", b"minimum_commitment", "organization", b"organization", "parent", b"parent", "trial_period", b"trial_period", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bill_charges_monthly", b"_bill_charges_monthly", "_bill_fixed_charges_monthly", b"_bill_fixed_charges_monthly", "_deleted_at", b"_deleted_at", "_description", b"_description", "_has_overridden_plans", b"_has_overridden_plans", "_invoice_display_name", b"_invoice_display_name", "_minimum_commitment", b"_minimum_commitment", "_organization", b"_organization", "_parent", b"_parent", "_trial_period", b"_trial_period", "active_subscriptions_count", b"active_subscriptions_count", "activity_logs", b"activity_logs", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "applicable_usage_thresholds", b"applicable_usage_thresholds", "bill_charges_monthly", b"bill_charges_monthly", "bill_fixed_charges_monthly", b"bill_fixed_charges_monthly", "charges", b"charges", "charges_count", b"charges_count", "code", b"code", "created_at", b"created_at", "customers_count", b"customers_count", "deleted_at", b"deleted_at", "description", b"description", "draft_invoices_count", b"draft_invoices_count", "entitlements", b"entitlements", "fixed_charges", b"fixed_charges", "fixed_charges_count", b"fixed_charges_count", "has_active_subscriptions", b"has_active_subscriptions", "has_charges", b"has_charges", "has_customers", b"has_customers", "has_draft_invoices", b"has_draft_invoices", "has_fixed_charges", b"has_fixed_charges", "has_overridden_plans", b"has_overridden_plans", "has_subscriptions", b"has_subscriptions", "id", b"id", "interval", b"interval", "invoice_display_name", b"invoice_display_name", "is_overridden", b"is_overridden", "metadata", b"metadata", "minimum_commitment", b"minimum_commitment", "name", b"name", "organization", b"organization", "parent", b"parent", "pay_in_advance", b"pay_in_advance", "subscriptions_count", b"subscriptions_count", "taxes", b"taxes", "trial_period", b"trial_period", "updated_at", b"updated_at", "usage_thresholds", b"usage_thresholds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bill_charges_monthly", b"_bill_charges_monthly", "_bill_fixed_charges_monthly", b"_bill_fixed_charges_monthly", "_deleted_at", b"_deleted_at", "_description", b"_description", "_has_overridden_plans", b"_has_overridden_plans", "_invoice_display_name", b"_invoice_display_name", "_minimum_commitment", b"_minimum_commitment", "_organization", b"_organization", "_parent", b"_parent", "_trial_period", b"_trial_period", "active_subscriptions_count", b"active_subscriptions_count", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "applicable_usage_thresholds", b"applicable_usage_thresholds", "bill_charges_monthly", b"bill_charges_monthly", "bill_fixed_charges_monthly", b"bill_fixed_charges_monthly", "charges", b"charges", "charges_count", b"charges_count", "code", b"code", "created_at", b"created_at", "customers_count", b"customers_count", "deleted_at", b"deleted_at", "description", b"description", "draft_invoices_count", b"draft_invoices_count", "entitlements", b"entitlements", "fixed_charges", b"fixed_charges", "fixed_charges_count", b"fixed_charges_count", "has_active_subscriptions", b"has_active_subscriptions", "has_charges", b"has_charges", "has_customers", b"has_customers", "has_draft_invoices", b"has_draft_invoices", "has_fixed_charges", b"has_fixed_charges", "has_overridden_plans", b"has_overridden_plans", "has_subscriptions", b"has_subscriptions", "id", b"id", "interval", b"interval", "invoice_display_name", b"invoice_display_name", "is_overridden", b"is_overridden", "metadata", b"metadata", "minimum_commitment", b"minimum_commitment", "name", b"name", "organization", b"organization", "parent", b"parent", "pay_in_advance", b"pay_in_advance", "subscriptions_count", b"subscriptions_count", "taxes", b"taxes", "trial_period", b"trial_period", "updated_at", b"updated_at", "usage_thresholds", b"usage_thresholds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__bill_charges_monthly: _TypeAlias = _typing.Literal["bill_charges_monthly"]  # noqa: Y015
     _WhichOneofArgType__bill_charges_monthly: _TypeAlias = _typing.Literal["_bill_charges_monthly", b"_bill_charges_monthly"]  # noqa: Y015
@@ -3801,7 +3672,6 @@ Global___BillingPlan: _TypeAlias = BillingPlan  # noqa: Y015
 class BillingWallet(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ACTIVITY_LOGS_FIELD_NUMBER: _builtins.int
     APPLIES_TO_FIELD_NUMBER: _builtins.int
     BALANCE_CENTS_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
@@ -3841,10 +3711,6 @@ class BillingWallet(_message.Message):
     balance_cents: _builtins.int
     code: _builtins.str
     consumed_amount_cents: _builtins.int
-    consumed_credits: _builtins.float
-    credits_balance: _builtins.float
-    credits_ongoing_balance: _builtins.float
-    credits_ongoing_usage_balance: _builtins.float
     currency: Global___CurrencyEnum.ValueType
     id: _builtins.str
     invoice_requires_successful_payment: _builtins.bool
@@ -3855,18 +3721,23 @@ class BillingWallet(_message.Message):
     paid_top_up_max_credits: _builtins.int
     paid_top_up_min_amount_cents: _builtins.int
     paid_top_up_min_credits: _builtins.int
-    payment_method_type: Global___PaymentMethodTypeEnum.ValueType
+    payment_method_type: Global___PaymentMethodType.ValueType
     priority: _builtins.int
-    rate_amount: _builtins.float
     skip_invoice_custom_sections: _builtins.bool
-    status: Global___WalletStatusEnum.ValueType
+    status: Global___WalletStatus.ValueType
     traceable: _builtins.bool
-    @_builtins.property
-    def activity_logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityLog]: ...
     @_builtins.property
     def applies_to(self) -> Global___WalletAppliesTo: ...
     @_builtins.property
+    def consumed_credits(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def credits_balance(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def credits_ongoing_balance(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def credits_ongoing_usage_balance(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def customer(self) -> Global___BillingCustomer: ...
     @_builtins.property
@@ -3882,6 +3753,8 @@ class BillingWallet(_message.Message):
     @_builtins.property
     def payment_method(self) -> Global___PaymentMethod: ...
     @_builtins.property
+    def rate_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
     def recurring_transaction_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecurringTransactionRule]: ...
     @_builtins.property
     def selected_invoice_custom_sections(self) -> _containers.RepeatedCompositeFieldContainer[Global___InvoiceCustomSection]: ...
@@ -3892,16 +3765,15 @@ class BillingWallet(_message.Message):
     def __init__(
         self,
         *,
-        activity_logs: _abc.Iterable[Global___ActivityLog] | None = ...,
         applies_to: Global___WalletAppliesTo | None = ...,
         balance_cents: _builtins.int = ...,
         code: _builtins.str | None = ...,
         consumed_amount_cents: _builtins.int = ...,
-        consumed_credits: _builtins.float = ...,
+        consumed_credits: _decimal_pb2.DecimalValue | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
-        credits_balance: _builtins.float = ...,
-        credits_ongoing_balance: _builtins.float = ...,
-        credits_ongoing_usage_balance: _builtins.float = ...,
+        credits_balance: _decimal_pb2.DecimalValue | None = ...,
+        credits_ongoing_balance: _decimal_pb2.DecimalValue | None = ...,
+        credits_ongoing_usage_balance: _decimal_pb2.DecimalValue | None = ...,
         currency: Global___CurrencyEnum.ValueType = ...,
         customer: Global___BillingCustomer | None = ...,
         expiration_at: _timestamp_pb2.Timestamp | None = ...,
@@ -3919,20 +3791,20 @@ class BillingWallet(_message.Message):
         paid_top_up_min_amount_cents: _builtins.int | None = ...,
         paid_top_up_min_credits: _builtins.int | None = ...,
         payment_method: Global___PaymentMethod | None = ...,
-        payment_method_type: Global___PaymentMethodTypeEnum.ValueType | None = ...,
+        payment_method_type: Global___PaymentMethodType.ValueType | None = ...,
         priority: _builtins.int = ...,
-        rate_amount: _builtins.float = ...,
+        rate_amount: _decimal_pb2.DecimalValue | None = ...,
         recurring_transaction_rules: _abc.Iterable[Global___RecurringTransactionRule] | None = ...,
         selected_invoice_custom_sections: _abc.Iterable[Global___InvoiceCustomSection] | None = ...,
         skip_invoice_custom_sections: _builtins.bool | None = ...,
-        status: Global___WalletStatusEnum.ValueType = ...,
+        status: Global___WalletStatus.ValueType = ...,
         terminated_at: _timestamp_pb2.Timestamp | None = ...,
         traceable: _builtins.bool = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_applies_to", b"_applies_to", "_code", b"_code", "_customer", b"_customer", "_expiration_at", b"_expiration_at", "_last_balance_sync_at", b"_last_balance_sync_at", "_last_consumed_credit_at", b"_last_consumed_credit_at", "_last_ongoing_balance_sync_at", b"_last_ongoing_balance_sync_at", "_name", b"_name", "_paid_top_up_max_amount_cents", b"_paid_top_up_max_amount_cents", "_paid_top_up_max_credits", b"_paid_top_up_max_credits", "_paid_top_up_min_amount_cents", b"_paid_top_up_min_amount_cents", "_paid_top_up_min_credits", b"_paid_top_up_min_credits", "_payment_method", b"_payment_method", "_payment_method_type", b"_payment_method_type", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_terminated_at", b"_terminated_at", "applies_to", b"applies_to", "code", b"code", "created_at", b"created_at", "customer", b"customer", "expiration_at", b"expiration_at", "last_balance_sync_at", b"last_balance_sync_at", "last_consumed_credit_at", b"last_consumed_credit_at", "last_ongoing_balance_sync_at", b"last_ongoing_balance_sync_at", "name", b"name", "paid_top_up_max_amount_cents", b"paid_top_up_max_amount_cents", "paid_top_up_max_credits", b"paid_top_up_max_credits", "paid_top_up_min_amount_cents", b"paid_top_up_min_amount_cents", "paid_top_up_min_credits", b"paid_top_up_min_credits", "payment_method", b"payment_method", "payment_method_type", b"payment_method_type", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "terminated_at", b"terminated_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_applies_to", b"_applies_to", "_code", b"_code", "_customer", b"_customer", "_expiration_at", b"_expiration_at", "_last_balance_sync_at", b"_last_balance_sync_at", "_last_consumed_credit_at", b"_last_consumed_credit_at", "_last_ongoing_balance_sync_at", b"_last_ongoing_balance_sync_at", "_name", b"_name", "_paid_top_up_max_amount_cents", b"_paid_top_up_max_amount_cents", "_paid_top_up_max_credits", b"_paid_top_up_max_credits", "_paid_top_up_min_amount_cents", b"_paid_top_up_min_amount_cents", "_paid_top_up_min_credits", b"_paid_top_up_min_credits", "_payment_method", b"_payment_method", "_payment_method_type", b"_payment_method_type", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_terminated_at", b"_terminated_at", "applies_to", b"applies_to", "code", b"code", "consumed_credits", b"consumed_credits", "created_at", b"created_at", "credits_balance", b"credits_balance", "credits_ongoing_balance", b"credits_ongoing_balance", "credits_ongoing_usage_balance", b"credits_ongoing_usage_balance", "customer", b"customer", "expiration_at", b"expiration_at", "last_balance_sync_at", b"last_balance_sync_at", "last_consumed_credit_at", b"last_consumed_credit_at", "last_ongoing_balance_sync_at", b"last_ongoing_balance_sync_at", "name", b"name", "paid_top_up_max_amount_cents", b"paid_top_up_max_amount_cents", "paid_top_up_max_credits", b"paid_top_up_max_credits", "paid_top_up_min_amount_cents", b"paid_top_up_min_amount_cents", "paid_top_up_min_credits", b"paid_top_up_min_credits", "payment_method", b"payment_method", "payment_method_type", b"payment_method_type", "rate_amount", b"rate_amount", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "terminated_at", b"terminated_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_applies_to", b"_applies_to", "_code", b"_code", "_customer", b"_customer", "_expiration_at", b"_expiration_at", "_last_balance_sync_at", b"_last_balance_sync_at", "_last_consumed_credit_at", b"_last_consumed_credit_at", "_last_ongoing_balance_sync_at", b"_last_ongoing_balance_sync_at", "_name", b"_name", "_paid_top_up_max_amount_cents", b"_paid_top_up_max_amount_cents", "_paid_top_up_max_credits", b"_paid_top_up_max_credits", "_paid_top_up_min_amount_cents", b"_paid_top_up_min_amount_cents", "_paid_top_up_min_credits", b"_paid_top_up_min_credits", "_payment_method", b"_payment_method", "_payment_method_type", b"_payment_method_type", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_terminated_at", b"_terminated_at", "activity_logs", b"activity_logs", "applies_to", b"applies_to", "balance_cents", b"balance_cents", "code", b"code", "consumed_amount_cents", b"consumed_amount_cents", "consumed_credits", b"consumed_credits", "created_at", b"created_at", "credits_balance", b"credits_balance", "credits_ongoing_balance", b"credits_ongoing_balance", "credits_ongoing_usage_balance", b"credits_ongoing_usage_balance", "currency", b"currency", "customer", b"customer", "expiration_at", b"expiration_at", "id", b"id", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "last_balance_sync_at", b"last_balance_sync_at", "last_consumed_credit_at", b"last_consumed_credit_at", "last_ongoing_balance_sync_at", b"last_ongoing_balance_sync_at", "metadata", b"metadata", "name", b"name", "ongoing_balance_cents", b"ongoing_balance_cents", "ongoing_usage_balance_cents", b"ongoing_usage_balance_cents", "paid_top_up_max_amount_cents", b"paid_top_up_max_amount_cents", "paid_top_up_max_credits", b"paid_top_up_max_credits", "paid_top_up_min_amount_cents", b"paid_top_up_min_amount_cents", "paid_top_up_min_credits", b"paid_top_up_min_credits", "payment_method", b"payment_method", "payment_method_type", b"payment_method_type", "priority", b"priority", "rate_amount", b"rate_amount", "recurring_transaction_rules", b"recurring_transaction_rules", "selected_invoice_custom_sections", b"selected_invoice_custom_sections", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "status", b"status", "terminated_at", b"terminated_at", "traceable", b"traceable", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_applies_to", b"_applies_to", "_code", b"_code", "_customer", b"_customer", "_expiration_at", b"_expiration_at", "_last_balance_sync_at", b"_last_balance_sync_at", "_last_consumed_credit_at", b"_last_consumed_credit_at", "_last_ongoing_balance_sync_at", b"_last_ongoing_balance_sync_at", "_name", b"_name", "_paid_top_up_max_amount_cents", b"_paid_top_up_max_amount_cents", "_paid_top_up_max_credits", b"_paid_top_up_max_credits", "_paid_top_up_min_amount_cents", b"_paid_top_up_min_amount_cents", "_paid_top_up_min_credits", b"_paid_top_up_min_credits", "_payment_method", b"_payment_method", "_payment_method_type", b"_payment_method_type", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_terminated_at", b"_terminated_at", "applies_to", b"applies_to", "balance_cents", b"balance_cents", "code", b"code", "consumed_amount_cents", b"consumed_amount_cents", "consumed_credits", b"consumed_credits", "created_at", b"created_at", "credits_balance", b"credits_balance", "credits_ongoing_balance", b"credits_ongoing_balance", "credits_ongoing_usage_balance", b"credits_ongoing_usage_balance", "currency", b"currency", "customer", b"customer", "expiration_at", b"expiration_at", "id", b"id", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "last_balance_sync_at", b"last_balance_sync_at", "last_consumed_credit_at", b"last_consumed_credit_at", "last_ongoing_balance_sync_at", b"last_ongoing_balance_sync_at", "metadata", b"metadata", "name", b"name", "ongoing_balance_cents", b"ongoing_balance_cents", "ongoing_usage_balance_cents", b"ongoing_usage_balance_cents", "paid_top_up_max_amount_cents", b"paid_top_up_max_amount_cents", "paid_top_up_max_credits", b"paid_top_up_max_credits", "paid_top_up_min_amount_cents", b"paid_top_up_min_amount_cents", "paid_top_up_min_credits", b"paid_top_up_min_credits", "payment_method", b"payment_method", "payment_method_type", b"payment_method_type", "priority", b"priority", "rate_amount", b"rate_amount", "recurring_transaction_rules", b"recurring_transaction_rules", "selected_invoice_custom_sections", b"selected_invoice_custom_sections", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "status", b"status", "terminated_at", b"terminated_at", "traceable", b"traceable", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__applies_to: _TypeAlias = _typing.Literal["applies_to"]  # noqa: Y015
     _WhichOneofArgType__applies_to: _TypeAlias = _typing.Literal["_applies_to", b"_applies_to"]  # noqa: Y015
@@ -4028,28 +3900,31 @@ class BillingWalletTransaction(_message.Message):
     VOIDED_INVOICE_FIELD_NUMBER: _builtins.int
     WALLET_FIELD_NUMBER: _builtins.int
     WALLET_NAME_FIELD_NUMBER: _builtins.int
-    amount: _builtins.str
-    credit_amount: _builtins.str
     id: _builtins.str
     invoice_requires_successful_payment: _builtins.bool
     name: _builtins.str
     priority: _builtins.int
     remaining_amount_cents: _builtins.int
-    remaining_credit_amount: _builtins.str
     skip_invoice_custom_sections: _builtins.bool
-    source: Global___WalletTransactionSourceEnum.ValueType
-    status: Global___WalletTransactionStatusEnum.ValueType
-    transaction_status: Global___WalletTransactionTransactionStatusEnum.ValueType
-    transaction_type: Global___WalletTransactionTransactionTypeEnum.ValueType
+    source: Global___WalletTransactionSource.ValueType
+    status: Global___WalletTransactionStatus.ValueType
+    transaction_status: Global___WalletTransactionTransactionStatus.ValueType
+    transaction_type: Global___WalletTransactionTransactionType.ValueType
     wallet_name: _builtins.str
     @_builtins.property
+    def amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def credit_amount(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def failed_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def invoice(self) -> Global___BillingInvoice: ...
     @_builtins.property
     def metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___WalletTransactionMetadataObject]: ...
+    @_builtins.property
+    def remaining_credit_amount(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def selected_invoice_custom_sections(self) -> _containers.RepeatedCompositeFieldContainer[Global___InvoiceCustomSection]: ...
     @_builtins.property
@@ -4063,9 +3938,9 @@ class BillingWalletTransaction(_message.Message):
     def __init__(
         self,
         *,
-        amount: _builtins.str = ...,
+        amount: _decimal_pb2.DecimalValue | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
-        credit_amount: _builtins.str = ...,
+        credit_amount: _decimal_pb2.DecimalValue | None = ...,
         failed_at: _timestamp_pb2.Timestamp | None = ...,
         id: _builtins.str = ...,
         invoice: Global___BillingInvoice | None = ...,
@@ -4074,20 +3949,20 @@ class BillingWalletTransaction(_message.Message):
         name: _builtins.str | None = ...,
         priority: _builtins.int = ...,
         remaining_amount_cents: _builtins.int | None = ...,
-        remaining_credit_amount: _builtins.str | None = ...,
+        remaining_credit_amount: _decimal_pb2.DecimalValue | None = ...,
         selected_invoice_custom_sections: _abc.Iterable[Global___InvoiceCustomSection] | None = ...,
         settled_at: _timestamp_pb2.Timestamp | None = ...,
         skip_invoice_custom_sections: _builtins.bool | None = ...,
-        source: Global___WalletTransactionSourceEnum.ValueType = ...,
-        status: Global___WalletTransactionStatusEnum.ValueType = ...,
-        transaction_status: Global___WalletTransactionTransactionStatusEnum.ValueType = ...,
-        transaction_type: Global___WalletTransactionTransactionTypeEnum.ValueType = ...,
+        source: Global___WalletTransactionSource.ValueType = ...,
+        status: Global___WalletTransactionStatus.ValueType = ...,
+        transaction_status: Global___WalletTransactionTransactionStatus.ValueType = ...,
+        transaction_type: Global___WalletTransactionTransactionType.ValueType = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         voided_invoice: Global___BillingInvoice | None = ...,
         wallet: Global___BillingWallet | None = ...,
         wallet_name: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_failed_at", b"_failed_at", "_invoice", b"_invoice", "_name", b"_name", "_remaining_amount_cents", b"_remaining_amount_cents", "_remaining_credit_amount", b"_remaining_credit_amount", "_settled_at", b"_settled_at", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_voided_invoice", b"_voided_invoice", "_wallet", b"_wallet", "_wallet_name", b"_wallet_name", "created_at", b"created_at", "failed_at", b"failed_at", "invoice", b"invoice", "name", b"name", "remaining_amount_cents", b"remaining_amount_cents", "remaining_credit_amount", b"remaining_credit_amount", "settled_at", b"settled_at", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "updated_at", b"updated_at", "voided_invoice", b"voided_invoice", "wallet", b"wallet", "wallet_name", b"wallet_name"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_failed_at", b"_failed_at", "_invoice", b"_invoice", "_name", b"_name", "_remaining_amount_cents", b"_remaining_amount_cents", "_remaining_credit_amount", b"_remaining_credit_amount", "_settled_at", b"_settled_at", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_voided_invoice", b"_voided_invoice", "_wallet", b"_wallet", "_wallet_name", b"_wallet_name", "amount", b"amount", "created_at", b"created_at", "credit_amount", b"credit_amount", "failed_at", b"failed_at", "invoice", b"invoice", "name", b"name", "remaining_amount_cents", b"remaining_amount_cents", "remaining_credit_amount", b"remaining_credit_amount", "settled_at", b"settled_at", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "updated_at", b"updated_at", "voided_invoice", b"voided_invoice", "wallet", b"wallet", "wallet_name", b"wallet_name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_failed_at", b"_failed_at", "_invoice", b"_invoice", "_name", b"_name", "_remaining_amount_cents", b"_remaining_amount_cents", "_remaining_credit_amount", b"_remaining_credit_amount", "_settled_at", b"_settled_at", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_voided_invoice", b"_voided_invoice", "_wallet", b"_wallet", "_wallet_name", b"_wallet_name", "amount", b"amount", "created_at", b"created_at", "credit_amount", b"credit_amount", "failed_at", b"failed_at", "id", b"id", "invoice", b"invoice", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "metadata", b"metadata", "name", b"name", "priority", b"priority", "remaining_amount_cents", b"remaining_amount_cents", "remaining_credit_amount", b"remaining_credit_amount", "selected_invoice_custom_sections", b"selected_invoice_custom_sections", "settled_at", b"settled_at", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "source", b"source", "status", b"status", "transaction_status", b"transaction_status", "transaction_type", b"transaction_type", "updated_at", b"updated_at", "voided_invoice", b"voided_invoice", "wallet", b"wallet", "wallet_name", b"wallet_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -4174,14 +4049,14 @@ class BillingFee(_message.Message):
     UNITS_FIELD_NUMBER: _builtins.int
     WALLET_TRANSACTION_FIELD_NUMBER: _builtins.int
     adjusted_fee: _builtins.bool
-    adjusted_fee_type: Global___AdjustedFeeTypeEnum.ValueType
+    adjusted_fee_type: Global___AdjustedFeeType.ValueType
     amount_cents: _builtins.int
     amount_currency: Global___CurrencyEnum.ValueType
     creditable_amount_cents: _builtins.int
     currency: Global___CurrencyEnum.ValueType
     description: _builtins.str
     events_count: _builtins.int
-    fee_type: Global___FeeTypesEnum.ValueType
+    fee_type: Global___FeeTypes.ValueType
     id: _builtins.str
     invoice_display_name: _builtins.str
     invoice_id: _builtins.str
@@ -4190,10 +4065,7 @@ class BillingFee(_message.Message):
     item_name: _builtins.str
     item_type: _builtins.str
     offsettable_amount_cents: _builtins.int
-    precise_unit_amount: _builtins.float
     taxes_amount_cents: _builtins.int
-    taxes_rate: _builtins.float
-    units: _builtins.float
     @_builtins.property
     def add_on(self) -> Global___BillingAddOn: ...
     @_builtins.property
@@ -4209,6 +4081,8 @@ class BillingFee(_message.Message):
     @_builtins.property
     def grouped_by(self) -> _struct_pb2.Struct: ...
     @_builtins.property
+    def precise_unit_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
     def pricing_unit_usage(self) -> Global___PricingUnitUsage: ...
     @_builtins.property
     def properties(self) -> Global___FeeProperties: ...
@@ -4217,9 +4091,13 @@ class BillingFee(_message.Message):
     @_builtins.property
     def succeeded_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
+    def taxes_rate(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
     def true_up_fee(self) -> Global___BillingFee: ...
     @_builtins.property
     def true_up_parent_fee(self) -> Global___BillingFee: ...
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def wallet_transaction(self) -> Global___BillingWalletTransaction: ...
     def __init__(
@@ -4227,7 +4105,7 @@ class BillingFee(_message.Message):
         *,
         add_on: Global___BillingAddOn | None = ...,
         adjusted_fee: _builtins.bool = ...,
-        adjusted_fee_type: Global___AdjustedFeeTypeEnum.ValueType | None = ...,
+        adjusted_fee_type: Global___AdjustedFeeType.ValueType | None = ...,
         amount_cents: _builtins.int = ...,
         amount_currency: Global___CurrencyEnum.ValueType = ...,
         amount_details: Global___FeeAmountDetails | None = ...,
@@ -4238,7 +4116,7 @@ class BillingFee(_message.Message):
         currency: Global___CurrencyEnum.ValueType = ...,
         description: _builtins.str | None = ...,
         events_count: _builtins.int | None = ...,
-        fee_type: Global___FeeTypesEnum.ValueType = ...,
+        fee_type: Global___FeeTypes.ValueType = ...,
         fixed_charge: Global___FixedCharge | None = ...,
         grouped_by: _struct_pb2.Struct | None = ...,
         id: _builtins.str = ...,
@@ -4249,19 +4127,19 @@ class BillingFee(_message.Message):
         item_name: _builtins.str = ...,
         item_type: _builtins.str = ...,
         offsettable_amount_cents: _builtins.int = ...,
-        precise_unit_amount: _builtins.float = ...,
+        precise_unit_amount: _decimal_pb2.DecimalValue | None = ...,
         pricing_unit_usage: Global___PricingUnitUsage | None = ...,
         properties: Global___FeeProperties | None = ...,
         subscription: Global___BillingSubscription | None = ...,
         succeeded_at: _timestamp_pb2.Timestamp | None = ...,
         taxes_amount_cents: _builtins.int = ...,
-        taxes_rate: _builtins.float | None = ...,
+        taxes_rate: _decimal_pb2.DecimalValue | None = ...,
         true_up_fee: Global___BillingFee | None = ...,
         true_up_parent_fee: Global___BillingFee | None = ...,
-        units: _builtins.float = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
         wallet_transaction: Global___BillingWalletTransaction | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_add_on", b"_add_on", "_adjusted_fee_type", b"_adjusted_fee_type", "_amount_details", b"_amount_details", "_charge", b"_charge", "_charge_filter", b"_charge_filter", "_description", b"_description", "_events_count", b"_events_count", "_fixed_charge", b"_fixed_charge", "_invoice_display_name", b"_invoice_display_name", "_invoice_id", b"_invoice_id", "_invoice_name", b"_invoice_name", "_pricing_unit_usage", b"_pricing_unit_usage", "_properties", b"_properties", "_subscription", b"_subscription", "_succeeded_at", b"_succeeded_at", "_taxes_rate", b"_taxes_rate", "_true_up_fee", b"_true_up_fee", "_true_up_parent_fee", b"_true_up_parent_fee", "_wallet_transaction", b"_wallet_transaction", "add_on", b"add_on", "adjusted_fee_type", b"adjusted_fee_type", "amount_details", b"amount_details", "charge", b"charge", "charge_filter", b"charge_filter", "description", b"description", "events_count", b"events_count", "fixed_charge", b"fixed_charge", "grouped_by", b"grouped_by", "invoice_display_name", b"invoice_display_name", "invoice_id", b"invoice_id", "invoice_name", b"invoice_name", "pricing_unit_usage", b"pricing_unit_usage", "properties", b"properties", "subscription", b"subscription", "succeeded_at", b"succeeded_at", "taxes_rate", b"taxes_rate", "true_up_fee", b"true_up_fee", "true_up_parent_fee", b"true_up_parent_fee", "wallet_transaction", b"wallet_transaction"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_add_on", b"_add_on", "_adjusted_fee_type", b"_adjusted_fee_type", "_amount_details", b"_amount_details", "_charge", b"_charge", "_charge_filter", b"_charge_filter", "_description", b"_description", "_events_count", b"_events_count", "_fixed_charge", b"_fixed_charge", "_invoice_display_name", b"_invoice_display_name", "_invoice_id", b"_invoice_id", "_invoice_name", b"_invoice_name", "_pricing_unit_usage", b"_pricing_unit_usage", "_properties", b"_properties", "_subscription", b"_subscription", "_succeeded_at", b"_succeeded_at", "_taxes_rate", b"_taxes_rate", "_true_up_fee", b"_true_up_fee", "_true_up_parent_fee", b"_true_up_parent_fee", "_wallet_transaction", b"_wallet_transaction", "add_on", b"add_on", "adjusted_fee_type", b"adjusted_fee_type", "amount_details", b"amount_details", "charge", b"charge", "charge_filter", b"charge_filter", "description", b"description", "events_count", b"events_count", "fixed_charge", b"fixed_charge", "grouped_by", b"grouped_by", "invoice_display_name", b"invoice_display_name", "invoice_id", b"invoice_id", "invoice_name", b"invoice_name", "precise_unit_amount", b"precise_unit_amount", "pricing_unit_usage", b"pricing_unit_usage", "properties", b"properties", "subscription", b"subscription", "succeeded_at", b"succeeded_at", "taxes_rate", b"taxes_rate", "true_up_fee", b"true_up_fee", "true_up_parent_fee", b"true_up_parent_fee", "units", b"units", "wallet_transaction", b"wallet_transaction"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_add_on", b"_add_on", "_adjusted_fee_type", b"_adjusted_fee_type", "_amount_details", b"_amount_details", "_charge", b"_charge", "_charge_filter", b"_charge_filter", "_description", b"_description", "_events_count", b"_events_count", "_fixed_charge", b"_fixed_charge", "_invoice_display_name", b"_invoice_display_name", "_invoice_id", b"_invoice_id", "_invoice_name", b"_invoice_name", "_pricing_unit_usage", b"_pricing_unit_usage", "_properties", b"_properties", "_subscription", b"_subscription", "_succeeded_at", b"_succeeded_at", "_taxes_rate", b"_taxes_rate", "_true_up_fee", b"_true_up_fee", "_true_up_parent_fee", b"_true_up_parent_fee", "_wallet_transaction", b"_wallet_transaction", "add_on", b"add_on", "adjusted_fee", b"adjusted_fee", "adjusted_fee_type", b"adjusted_fee_type", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "amount_details", b"amount_details", "applied_taxes", b"applied_taxes", "charge", b"charge", "charge_filter", b"charge_filter", "creditable_amount_cents", b"creditable_amount_cents", "currency", b"currency", "description", b"description", "events_count", b"events_count", "fee_type", b"fee_type", "fixed_charge", b"fixed_charge", "grouped_by", b"grouped_by", "id", b"id", "invoice_display_name", b"invoice_display_name", "invoice_id", b"invoice_id", "invoice_name", b"invoice_name", "item_code", b"item_code", "item_name", b"item_name", "item_type", b"item_type", "offsettable_amount_cents", b"offsettable_amount_cents", "precise_unit_amount", b"precise_unit_amount", "pricing_unit_usage", b"pricing_unit_usage", "properties", b"properties", "subscription", b"subscription", "succeeded_at", b"succeeded_at", "taxes_amount_cents", b"taxes_amount_cents", "taxes_rate", b"taxes_rate", "true_up_fee", b"true_up_fee", "true_up_parent_fee", b"true_up_parent_fee", "units", b"units", "wallet_transaction", b"wallet_transaction"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -4372,11 +4250,12 @@ class BillingTax(_message.Message):
     id: _builtins.str
     name: _builtins.str
     plans_count: _builtins.int
-    rate: _builtins.float
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def organization(self) -> Global___Organization: ...
+    @_builtins.property
+    def rate(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -4394,10 +4273,10 @@ class BillingTax(_message.Message):
         name: _builtins.str = ...,
         organization: Global___Organization | None = ...,
         plans_count: _builtins.int = ...,
-        rate: _builtins.float = ...,
+        rate: _decimal_pb2.DecimalValue | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_organization", b"_organization", "created_at", b"created_at", "description", b"description", "organization", b"organization", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_organization", b"_organization", "created_at", b"created_at", "description", b"description", "organization", b"organization", "rate", b"rate", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_organization", b"_organization", "add_ons_count", b"add_ons_count", "applied_to_organization", b"applied_to_organization", "auto_generated", b"auto_generated", "charges_count", b"charges_count", "code", b"code", "created_at", b"created_at", "customers_count", b"customers_count", "description", b"description", "id", b"id", "name", b"name", "organization", b"organization", "plans_count", b"plans_count", "rate", b"rate", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -4416,7 +4295,6 @@ Global___BillingTax: _TypeAlias = BillingTax  # noqa: Y015
 class BillingCoupon(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ACTIVITY_LOGS_FIELD_NUMBER: _builtins.int
     AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
     AMOUNT_CURRENCY_FIELD_NUMBER: _builtins.int
     APPLIED_COUPONS_COUNT_FIELD_NUMBER: _builtins.int
@@ -4445,7 +4323,7 @@ class BillingCoupon(_message.Message):
     amount_currency: Global___CurrencyEnum.ValueType
     applied_coupons_count: _builtins.int
     code: _builtins.str
-    coupon_type: Global___CouponTypeEnum.ValueType
+    coupon_type: Global___CouponType.ValueType
     customers_count: _builtins.int
     description: _builtins.str
     expiration: Global___CouponExpiration.ValueType
@@ -4455,11 +4333,8 @@ class BillingCoupon(_message.Message):
     limited_billable_metrics: _builtins.bool
     limited_plans: _builtins.bool
     name: _builtins.str
-    percentage_rate: _builtins.float
     reusable: _builtins.bool
-    status: Global___CouponStatusEnum.ValueType
-    @_builtins.property
-    def activity_logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityLog]: ...
+    status: Global___CouponStatus.ValueType
     @_builtins.property
     def billable_metrics(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillingBillableMetric]: ...
     @_builtins.property
@@ -4469,6 +4344,8 @@ class BillingCoupon(_message.Message):
     @_builtins.property
     def organization(self) -> Global___Organization: ...
     @_builtins.property
+    def percentage_rate(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
     def plans(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillingPlan]: ...
     @_builtins.property
     def terminated_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -4477,13 +4354,12 @@ class BillingCoupon(_message.Message):
     def __init__(
         self,
         *,
-        activity_logs: _abc.Iterable[Global___ActivityLog] | None = ...,
         amount_cents: _builtins.int | None = ...,
         amount_currency: Global___CurrencyEnum.ValueType | None = ...,
         applied_coupons_count: _builtins.int = ...,
         billable_metrics: _abc.Iterable[Global___BillingBillableMetric] | None = ...,
         code: _builtins.str | None = ...,
-        coupon_type: Global___CouponTypeEnum.ValueType = ...,
+        coupon_type: Global___CouponType.ValueType = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         customers_count: _builtins.int = ...,
         description: _builtins.str | None = ...,
@@ -4496,16 +4372,16 @@ class BillingCoupon(_message.Message):
         limited_plans: _builtins.bool = ...,
         name: _builtins.str = ...,
         organization: Global___Organization | None = ...,
-        percentage_rate: _builtins.float | None = ...,
+        percentage_rate: _decimal_pb2.DecimalValue | None = ...,
         plans: _abc.Iterable[Global___BillingPlan] | None = ...,
         reusable: _builtins.bool = ...,
-        status: Global___CouponStatusEnum.ValueType = ...,
+        status: Global___CouponStatus.ValueType = ...,
         terminated_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_cents", b"_amount_cents", "_amount_currency", b"_amount_currency", "_code", b"_code", "_description", b"_description", "_expiration_at", b"_expiration_at", "_frequency_duration", b"_frequency_duration", "_organization", b"_organization", "_percentage_rate", b"_percentage_rate", "_terminated_at", b"_terminated_at", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "code", b"code", "created_at", b"created_at", "description", b"description", "expiration_at", b"expiration_at", "frequency_duration", b"frequency_duration", "organization", b"organization", "percentage_rate", b"percentage_rate", "terminated_at", b"terminated_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_cents", b"_amount_cents", "_amount_currency", b"_amount_currency", "_code", b"_code", "_description", b"_description", "_expiration_at", b"_expiration_at", "_frequency_duration", b"_frequency_duration", "_organization", b"_organization", "_percentage_rate", b"_percentage_rate", "_terminated_at", b"_terminated_at", "activity_logs", b"activity_logs", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "applied_coupons_count", b"applied_coupons_count", "billable_metrics", b"billable_metrics", "code", b"code", "coupon_type", b"coupon_type", "created_at", b"created_at", "customers_count", b"customers_count", "description", b"description", "expiration", b"expiration", "expiration_at", b"expiration_at", "frequency", b"frequency", "frequency_duration", b"frequency_duration", "id", b"id", "limited_billable_metrics", b"limited_billable_metrics", "limited_plans", b"limited_plans", "name", b"name", "organization", b"organization", "percentage_rate", b"percentage_rate", "plans", b"plans", "reusable", b"reusable", "status", b"status", "terminated_at", b"terminated_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_cents", b"_amount_cents", "_amount_currency", b"_amount_currency", "_code", b"_code", "_description", b"_description", "_expiration_at", b"_expiration_at", "_frequency_duration", b"_frequency_duration", "_organization", b"_organization", "_percentage_rate", b"_percentage_rate", "_terminated_at", b"_terminated_at", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "applied_coupons_count", b"applied_coupons_count", "billable_metrics", b"billable_metrics", "code", b"code", "coupon_type", b"coupon_type", "created_at", b"created_at", "customers_count", b"customers_count", "description", b"description", "expiration", b"expiration", "expiration_at", b"expiration_at", "frequency", b"frequency", "frequency_duration", b"frequency_duration", "id", b"id", "limited_billable_metrics", b"limited_billable_metrics", "limited_plans", b"limited_plans", "name", b"name", "organization", b"organization", "percentage_rate", b"percentage_rate", "plans", b"plans", "reusable", b"reusable", "status", b"status", "terminated_at", b"terminated_at", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__amount_cents: _TypeAlias = _typing.Literal["amount_cents"]  # noqa: Y015
     _WhichOneofArgType__amount_cents: _TypeAlias = _typing.Literal["_amount_cents", b"_amount_cents"]  # noqa: Y015
@@ -4632,7 +4508,6 @@ Global___BillingAddOn: _TypeAlias = BillingAddOn  # noqa: Y015
 class BillingBillableMetric(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ACTIVITY_LOGS_FIELD_NUMBER: _builtins.int
     AGGREGATION_TYPE_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
@@ -4654,7 +4529,7 @@ class BillingBillableMetric(_message.Message):
     ROUNDING_PRECISION_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     WEIGHTED_INTERVAL_FIELD_NUMBER: _builtins.int
-    aggregation_type: Global___AggregationTypeEnum.ValueType
+    aggregation_type: Global___AggregationType.ValueType
     code: _builtins.str
     description: _builtins.str
     expression: _builtins.str
@@ -4666,11 +4541,9 @@ class BillingBillableMetric(_message.Message):
     id: _builtins.str
     name: _builtins.str
     recurring: _builtins.bool
-    rounding_function: Global___RoundingFunctionEnum.ValueType
+    rounding_function: Global___RoundingFunction.ValueType
     rounding_precision: _builtins.int
-    weighted_interval: Global___WeightedIntervalEnum.ValueType
-    @_builtins.property
-    def activity_logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityLog]: ...
+    weighted_interval: Global___WeightedInterval.ValueType
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -4686,8 +4559,7 @@ class BillingBillableMetric(_message.Message):
     def __init__(
         self,
         *,
-        activity_logs: _abc.Iterable[Global___ActivityLog] | None = ...,
-        aggregation_type: Global___AggregationTypeEnum.ValueType = ...,
+        aggregation_type: Global___AggregationType.ValueType = ...,
         code: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         deleted_at: _timestamp_pb2.Timestamp | None = ...,
@@ -4704,14 +4576,14 @@ class BillingBillableMetric(_message.Message):
         name: _builtins.str = ...,
         organization: Global___Organization | None = ...,
         recurring: _builtins.bool = ...,
-        rounding_function: Global___RoundingFunctionEnum.ValueType | None = ...,
+        rounding_function: Global___RoundingFunction.ValueType | None = ...,
         rounding_precision: _builtins.int | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
-        weighted_interval: Global___WeightedIntervalEnum.ValueType | None = ...,
+        weighted_interval: Global___WeightedInterval.ValueType | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at", "_description", b"_description", "_expression", b"_expression", "_field_name", b"_field_name", "_organization", b"_organization", "_rounding_function", b"_rounding_function", "_rounding_precision", b"_rounding_precision", "_weighted_interval", b"_weighted_interval", "created_at", b"created_at", "deleted_at", b"deleted_at", "description", b"description", "expression", b"expression", "field_name", b"field_name", "organization", b"organization", "rounding_function", b"rounding_function", "rounding_precision", b"rounding_precision", "updated_at", b"updated_at", "weighted_interval", b"weighted_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at", "_description", b"_description", "_expression", b"_expression", "_field_name", b"_field_name", "_organization", b"_organization", "_rounding_function", b"_rounding_function", "_rounding_precision", b"_rounding_precision", "_weighted_interval", b"_weighted_interval", "activity_logs", b"activity_logs", "aggregation_type", b"aggregation_type", "code", b"code", "created_at", b"created_at", "deleted_at", b"deleted_at", "description", b"description", "expression", b"expression", "field_name", b"field_name", "filters", b"filters", "has_active_subscriptions", b"has_active_subscriptions", "has_draft_invoices", b"has_draft_invoices", "has_plans", b"has_plans", "has_subscriptions", b"has_subscriptions", "id", b"id", "integration_mappings", b"integration_mappings", "name", b"name", "organization", b"organization", "recurring", b"recurring", "rounding_function", b"rounding_function", "rounding_precision", b"rounding_precision", "updated_at", b"updated_at", "weighted_interval", b"weighted_interval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at", "_description", b"_description", "_expression", b"_expression", "_field_name", b"_field_name", "_organization", b"_organization", "_rounding_function", b"_rounding_function", "_rounding_precision", b"_rounding_precision", "_weighted_interval", b"_weighted_interval", "aggregation_type", b"aggregation_type", "code", b"code", "created_at", b"created_at", "deleted_at", b"deleted_at", "description", b"description", "expression", b"expression", "field_name", b"field_name", "filters", b"filters", "has_active_subscriptions", b"has_active_subscriptions", "has_draft_invoices", b"has_draft_invoices", "has_plans", b"has_plans", "has_subscriptions", b"has_subscriptions", "id", b"id", "integration_mappings", b"integration_mappings", "name", b"name", "organization", b"organization", "recurring", b"recurring", "rounding_function", b"rounding_function", "rounding_precision", b"rounding_precision", "updated_at", b"updated_at", "weighted_interval", b"weighted_interval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__deleted_at: _TypeAlias = _typing.Literal["deleted_at"]  # noqa: Y015
     _WhichOneofArgType__deleted_at: _TypeAlias = _typing.Literal["_deleted_at", b"_deleted_at"]  # noqa: Y015
@@ -4767,7 +4639,7 @@ class BillingPaymentRequest(_message.Message):
     email: _builtins.str
     id: _builtins.str
     payable_type: _builtins.str
-    payment_status: Global___InvoicePaymentStatusTypeEnum.ValueType
+    payment_status: Global___InvoicePaymentStatusType.ValueType
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -4787,7 +4659,7 @@ class BillingPaymentRequest(_message.Message):
         id: _builtins.str = ...,
         invoices: _abc.Iterable[Global___BillingInvoice] | None = ...,
         payable_type: _builtins.str = ...,
-        payment_status: Global___InvoicePaymentStatusTypeEnum.ValueType = ...,
+        payment_status: Global___InvoicePaymentStatusType.ValueType = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "customer", b"customer", "updated_at", b"updated_at"]  # noqa: Y015
@@ -4867,10 +4739,10 @@ class BillingPayment(_message.Message):
     amount_cents: _builtins.int
     amount_currency: Global___CurrencyEnum.ValueType
     id: _builtins.str
-    payable_payment_status: Global___PayablePaymentStatusEnum.ValueType
+    payable_payment_status: Global___PayablePaymentStatus.ValueType
     payment_method_id: _builtins.str
-    payment_provider_type: Global___ProviderTypeEnum.ValueType
-    payment_type: Global___PaymentTypeEnum.ValueType
+    payment_provider_type: Global___ProviderType.ValueType
+    payment_type: Global___PaymentType.ValueType
     provider_payment_id: _builtins.str
     reference: _builtins.str
     @_builtins.property
@@ -4894,12 +4766,12 @@ class BillingPayment(_message.Message):
         customer: Global___BillingCustomer | None = ...,
         id: _builtins.str = ...,
         payable: Global___Payable | None = ...,
-        payable_payment_status: Global___PayablePaymentStatusEnum.ValueType | None = ...,
+        payable_payment_status: Global___PayablePaymentStatus.ValueType | None = ...,
         payment_method_id: _builtins.str | None = ...,
         payment_provider: Global___PaymentProvider | None = ...,
-        payment_provider_type: Global___ProviderTypeEnum.ValueType | None = ...,
+        payment_provider_type: Global___ProviderType.ValueType | None = ...,
         payment_receipt: Global___BillingPaymentReceipt | None = ...,
-        payment_type: Global___PaymentTypeEnum.ValueType = ...,
+        payment_type: Global___PaymentType.ValueType = ...,
         provider_payment_id: _builtins.str | None = ...,
         reference: _builtins.str | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
@@ -5371,17 +5243,13 @@ Global___ActivityLogResourceObject: _TypeAlias = ActivityLogResourceObject  # no
 class AdyenProvider(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    API_KEY_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
-    HMAC_KEY_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     LIVE_PREFIX_FIELD_NUMBER: _builtins.int
     MERCHANT_ACCOUNT_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    api_key: _builtins.str
     code: _builtins.str
-    hmac_key: _builtins.str
     id: _builtins.str
     live_prefix: _builtins.str
     merchant_account: _builtins.str
@@ -5390,33 +5258,23 @@ class AdyenProvider(_message.Message):
     def __init__(
         self,
         *,
-        api_key: _builtins.str | None = ...,
         code: _builtins.str = ...,
-        hmac_key: _builtins.str | None = ...,
         id: _builtins.str = ...,
         live_prefix: _builtins.str | None = ...,
         merchant_account: _builtins.str | None = ...,
         name: _builtins.str = ...,
         success_redirect_url: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_api_key", b"_api_key", "_hmac_key", b"_hmac_key", "_live_prefix", b"_live_prefix", "_merchant_account", b"_merchant_account", "_success_redirect_url", b"_success_redirect_url", "api_key", b"api_key", "hmac_key", b"hmac_key", "live_prefix", b"live_prefix", "merchant_account", b"merchant_account", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_live_prefix", b"_live_prefix", "_merchant_account", b"_merchant_account", "_success_redirect_url", b"_success_redirect_url", "live_prefix", b"live_prefix", "merchant_account", b"merchant_account", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_api_key", b"_api_key", "_hmac_key", b"_hmac_key", "_live_prefix", b"_live_prefix", "_merchant_account", b"_merchant_account", "_success_redirect_url", b"_success_redirect_url", "api_key", b"api_key", "code", b"code", "hmac_key", b"hmac_key", "id", b"id", "live_prefix", b"live_prefix", "merchant_account", b"merchant_account", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_live_prefix", b"_live_prefix", "_merchant_account", b"_merchant_account", "_success_redirect_url", b"_success_redirect_url", "code", b"code", "id", b"id", "live_prefix", b"live_prefix", "merchant_account", b"merchant_account", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__api_key: _TypeAlias = _typing.Literal["api_key"]  # noqa: Y015
-    _WhichOneofArgType__api_key: _TypeAlias = _typing.Literal["_api_key", b"_api_key"]  # noqa: Y015
-    _WhichOneofReturnType__hmac_key: _TypeAlias = _typing.Literal["hmac_key"]  # noqa: Y015
-    _WhichOneofArgType__hmac_key: _TypeAlias = _typing.Literal["_hmac_key", b"_hmac_key"]  # noqa: Y015
     _WhichOneofReturnType__live_prefix: _TypeAlias = _typing.Literal["live_prefix"]  # noqa: Y015
     _WhichOneofArgType__live_prefix: _TypeAlias = _typing.Literal["_live_prefix", b"_live_prefix"]  # noqa: Y015
     _WhichOneofReturnType__merchant_account: _TypeAlias = _typing.Literal["merchant_account"]  # noqa: Y015
     _WhichOneofArgType__merchant_account: _TypeAlias = _typing.Literal["_merchant_account", b"_merchant_account"]  # noqa: Y015
     _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
     _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__api_key) -> _WhichOneofReturnType__api_key | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__hmac_key) -> _WhichOneofReturnType__hmac_key | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__live_prefix) -> _WhichOneofReturnType__live_prefix | None: ...
     @_typing.overload
@@ -5425,66 +5283,6 @@ class AdyenProvider(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
 
 Global___AdyenProvider: _TypeAlias = AdyenProvider  # noqa: Y015
-
-@_typing.final
-class AnrokCustomer(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EXTERNAL_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
-    EXTERNAL_CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    INTEGRATION_CODE_FIELD_NUMBER: _builtins.int
-    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
-    INTEGRATION_TYPE_FIELD_NUMBER: _builtins.int
-    SYNC_WITH_PROVIDER_FIELD_NUMBER: _builtins.int
-    external_account_id: _builtins.str
-    external_customer_id: _builtins.str
-    id: _builtins.str
-    integration_code: _builtins.str
-    integration_id: _builtins.str
-    integration_type: Global___IntegrationTypeEnum.ValueType
-    sync_with_provider: _builtins.bool
-    def __init__(
-        self,
-        *,
-        external_account_id: _builtins.str | None = ...,
-        external_customer_id: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        integration_code: _builtins.str | None = ...,
-        integration_id: _builtins.str | None = ...,
-        integration_type: Global___IntegrationTypeEnum.ValueType | None = ...,
-        sync_with_provider: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_external_account_id", b"_external_account_id", "_external_customer_id", b"_external_customer_id", "_integration_code", b"_integration_code", "_integration_id", b"_integration_id", "_integration_type", b"_integration_type", "_sync_with_provider", b"_sync_with_provider", "external_account_id", b"external_account_id", "external_customer_id", b"external_customer_id", "integration_code", b"integration_code", "integration_id", b"integration_id", "integration_type", b"integration_type", "sync_with_provider", b"sync_with_provider"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_external_account_id", b"_external_account_id", "_external_customer_id", b"_external_customer_id", "_integration_code", b"_integration_code", "_integration_id", b"_integration_id", "_integration_type", b"_integration_type", "_sync_with_provider", b"_sync_with_provider", "external_account_id", b"external_account_id", "external_customer_id", b"external_customer_id", "id", b"id", "integration_code", b"integration_code", "integration_id", b"integration_id", "integration_type", b"integration_type", "sync_with_provider", b"sync_with_provider"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__external_account_id: _TypeAlias = _typing.Literal["external_account_id"]  # noqa: Y015
-    _WhichOneofArgType__external_account_id: _TypeAlias = _typing.Literal["_external_account_id", b"_external_account_id"]  # noqa: Y015
-    _WhichOneofReturnType__external_customer_id: _TypeAlias = _typing.Literal["external_customer_id"]  # noqa: Y015
-    _WhichOneofArgType__external_customer_id: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id"]  # noqa: Y015
-    _WhichOneofReturnType__integration_code: _TypeAlias = _typing.Literal["integration_code"]  # noqa: Y015
-    _WhichOneofArgType__integration_code: _TypeAlias = _typing.Literal["_integration_code", b"_integration_code"]  # noqa: Y015
-    _WhichOneofReturnType__integration_id: _TypeAlias = _typing.Literal["integration_id"]  # noqa: Y015
-    _WhichOneofArgType__integration_id: _TypeAlias = _typing.Literal["_integration_id", b"_integration_id"]  # noqa: Y015
-    _WhichOneofReturnType__integration_type: _TypeAlias = _typing.Literal["integration_type"]  # noqa: Y015
-    _WhichOneofArgType__integration_type: _TypeAlias = _typing.Literal["_integration_type", b"_integration_type"]  # noqa: Y015
-    _WhichOneofReturnType__sync_with_provider: _TypeAlias = _typing.Literal["sync_with_provider"]  # noqa: Y015
-    _WhichOneofArgType__sync_with_provider: _TypeAlias = _typing.Literal["_sync_with_provider", b"_sync_with_provider"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__external_account_id) -> _WhichOneofReturnType__external_account_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__external_customer_id) -> _WhichOneofReturnType__external_customer_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_code) -> _WhichOneofReturnType__integration_code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_id) -> _WhichOneofReturnType__integration_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_type) -> _WhichOneofReturnType__integration_type | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__sync_with_provider) -> _WhichOneofReturnType__sync_with_provider | None: ...
-
-Global___AnrokCustomer: _TypeAlias = AnrokCustomer  # noqa: Y015
 
 @_typing.final
 class AppliedAddOn(_message.Message):
@@ -5543,14 +5341,15 @@ class AppliedCoupon(_message.Message):
     frequency_duration: _builtins.int
     frequency_duration_remaining: _builtins.int
     id: _builtins.str
-    percentage_rate: _builtins.float
-    status: Global___AppliedCouponStatusEnum.ValueType
+    status: Global___AppliedCouponStatus.ValueType
     @_builtins.property
     def coupon(self) -> Global___BillingCoupon: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def customer(self) -> Global___BillingCustomer: ...
+    @_builtins.property
+    def percentage_rate(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def terminated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -5566,8 +5365,8 @@ class AppliedCoupon(_message.Message):
         frequency_duration: _builtins.int | None = ...,
         frequency_duration_remaining: _builtins.int | None = ...,
         id: _builtins.str = ...,
-        percentage_rate: _builtins.float | None = ...,
-        status: Global___AppliedCouponStatusEnum.ValueType = ...,
+        percentage_rate: _decimal_pb2.DecimalValue | None = ...,
+        status: Global___AppliedCouponStatus.ValueType = ...,
         terminated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_cents", b"_amount_cents", "_amount_cents_remaining", b"_amount_cents_remaining", "_amount_currency", b"_amount_currency", "_frequency_duration", b"_frequency_duration", "_frequency_duration_remaining", b"_frequency_duration_remaining", "_percentage_rate", b"_percentage_rate", "_terminated_at", b"_terminated_at", "amount_cents", b"amount_cents", "amount_cents_remaining", b"amount_cents_remaining", "amount_currency", b"amount_currency", "coupon", b"coupon", "created_at", b"created_at", "customer", b"customer", "frequency_duration", b"frequency_duration", "frequency_duration_remaining", b"frequency_duration_remaining", "percentage_rate", b"percentage_rate", "terminated_at", b"terminated_at"]  # noqa: Y015
@@ -5614,8 +5413,9 @@ class AppliedPricingUnit(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     PRICING_UNIT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
-    conversion_rate: _builtins.float
     id: _builtins.str
+    @_builtins.property
+    def conversion_rate(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -5625,72 +5425,19 @@ class AppliedPricingUnit(_message.Message):
     def __init__(
         self,
         *,
-        conversion_rate: _builtins.float = ...,
+        conversion_rate: _decimal_pb2.DecimalValue | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         id: _builtins.str = ...,
         pricing_unit: Global___PricingUnit | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "pricing_unit", b"pricing_unit", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversion_rate", b"conversion_rate", "created_at", b"created_at", "pricing_unit", b"pricing_unit", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["conversion_rate", b"conversion_rate", "created_at", b"created_at", "id", b"id", "pricing_unit", b"pricing_unit", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AppliedPricingUnit: _TypeAlias = AppliedPricingUnit  # noqa: Y015
-
-@_typing.final
-class AvalaraCustomer(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EXTERNAL_CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    INTEGRATION_CODE_FIELD_NUMBER: _builtins.int
-    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
-    INTEGRATION_TYPE_FIELD_NUMBER: _builtins.int
-    SYNC_WITH_PROVIDER_FIELD_NUMBER: _builtins.int
-    external_customer_id: _builtins.str
-    id: _builtins.str
-    integration_code: _builtins.str
-    integration_id: _builtins.str
-    integration_type: Global___IntegrationTypeEnum.ValueType
-    sync_with_provider: _builtins.bool
-    def __init__(
-        self,
-        *,
-        external_customer_id: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        integration_code: _builtins.str | None = ...,
-        integration_id: _builtins.str | None = ...,
-        integration_type: Global___IntegrationTypeEnum.ValueType | None = ...,
-        sync_with_provider: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id", "_integration_code", b"_integration_code", "_integration_id", b"_integration_id", "_integration_type", b"_integration_type", "_sync_with_provider", b"_sync_with_provider", "external_customer_id", b"external_customer_id", "integration_code", b"integration_code", "integration_id", b"integration_id", "integration_type", b"integration_type", "sync_with_provider", b"sync_with_provider"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id", "_integration_code", b"_integration_code", "_integration_id", b"_integration_id", "_integration_type", b"_integration_type", "_sync_with_provider", b"_sync_with_provider", "external_customer_id", b"external_customer_id", "id", b"id", "integration_code", b"integration_code", "integration_id", b"integration_id", "integration_type", b"integration_type", "sync_with_provider", b"sync_with_provider"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__external_customer_id: _TypeAlias = _typing.Literal["external_customer_id"]  # noqa: Y015
-    _WhichOneofArgType__external_customer_id: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id"]  # noqa: Y015
-    _WhichOneofReturnType__integration_code: _TypeAlias = _typing.Literal["integration_code"]  # noqa: Y015
-    _WhichOneofArgType__integration_code: _TypeAlias = _typing.Literal["_integration_code", b"_integration_code"]  # noqa: Y015
-    _WhichOneofReturnType__integration_id: _TypeAlias = _typing.Literal["integration_id"]  # noqa: Y015
-    _WhichOneofArgType__integration_id: _TypeAlias = _typing.Literal["_integration_id", b"_integration_id"]  # noqa: Y015
-    _WhichOneofReturnType__integration_type: _TypeAlias = _typing.Literal["integration_type"]  # noqa: Y015
-    _WhichOneofArgType__integration_type: _TypeAlias = _typing.Literal["_integration_type", b"_integration_type"]  # noqa: Y015
-    _WhichOneofReturnType__sync_with_provider: _TypeAlias = _typing.Literal["sync_with_provider"]  # noqa: Y015
-    _WhichOneofArgType__sync_with_provider: _TypeAlias = _typing.Literal["_sync_with_provider", b"_sync_with_provider"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__external_customer_id) -> _WhichOneofReturnType__external_customer_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_code) -> _WhichOneofReturnType__integration_code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_id) -> _WhichOneofReturnType__integration_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_type) -> _WhichOneofReturnType__integration_type | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__sync_with_provider) -> _WhichOneofReturnType__sync_with_provider | None: ...
-
-Global___AvalaraCustomer: _TypeAlias = AvalaraCustomer  # noqa: Y015
 
 @_typing.final
 class BillableMetricFilter(_message.Message):
@@ -5724,7 +5471,6 @@ class BillingEntity(_message.Message):
 
     ADDRESS_LINE1_FIELD_NUMBER: _builtins.int
     ADDRESS_LINE2_FIELD_NUMBER: _builtins.int
-    APPLIED_DUNNING_CAMPAIGN_FIELD_NUMBER: _builtins.int
     BILLING_CONFIGURATION_FIELD_NUMBER: _builtins.int
     CITY_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
@@ -5759,7 +5505,7 @@ class BillingEntity(_message.Message):
     country: Global___CountryCode.ValueType
     default_currency: Global___CurrencyEnum.ValueType
     document_number_prefix: _builtins.str
-    document_numbering: Global___BillingEntityDocumentNumberingEnum.ValueType
+    document_numbering: Global___BillingEntityDocumentNumbering.ValueType
     einvoicing: _builtins.bool
     email: _builtins.str
     eu_tax_management: _builtins.bool
@@ -5773,16 +5519,14 @@ class BillingEntity(_message.Message):
     net_payment_term: _builtins.int
     state: _builtins.str
     tax_identification_number: _builtins.str
-    timezone: Global___TimezoneEnum.ValueType
+    timezone: Global___Timezone.ValueType
     zipcode: _builtins.str
-    @_builtins.property
-    def applied_dunning_campaign(self) -> Global___DunningCampaign: ...
     @_builtins.property
     def billing_configuration(self) -> Global___BillingEntityBillingConfiguration: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def email_settings(self) -> _containers.RepeatedScalarFieldContainer[Global___BillingEntityEmailSettingsEnum.ValueType]: ...
+    def email_settings(self) -> _containers.RepeatedScalarFieldContainer[Global___BillingEntityEmailSettings.ValueType]: ...
     @_builtins.property
     def organization(self) -> Global___Organization: ...
     @_builtins.property
@@ -5794,7 +5538,6 @@ class BillingEntity(_message.Message):
         *,
         address_line1: _builtins.str | None = ...,
         address_line2: _builtins.str | None = ...,
-        applied_dunning_campaign: Global___DunningCampaign | None = ...,
         billing_configuration: Global___BillingEntityBillingConfiguration | None = ...,
         city: _builtins.str | None = ...,
         code: _builtins.str = ...,
@@ -5802,10 +5545,10 @@ class BillingEntity(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         default_currency: Global___CurrencyEnum.ValueType = ...,
         document_number_prefix: _builtins.str = ...,
-        document_numbering: Global___BillingEntityDocumentNumberingEnum.ValueType = ...,
+        document_numbering: Global___BillingEntityDocumentNumbering.ValueType = ...,
         einvoicing: _builtins.bool = ...,
         email: _builtins.str | None = ...,
-        email_settings: _abc.Iterable[Global___BillingEntityEmailSettingsEnum.ValueType] | None = ...,
+        email_settings: _abc.Iterable[Global___BillingEntityEmailSettings.ValueType] | None = ...,
         eu_tax_management: _builtins.bool = ...,
         finalize_zero_amount_invoice: _builtins.bool = ...,
         id: _builtins.str = ...,
@@ -5819,20 +5562,18 @@ class BillingEntity(_message.Message):
         selected_invoice_custom_sections: _abc.Iterable[Global___InvoiceCustomSection] | None = ...,
         state: _builtins.str | None = ...,
         tax_identification_number: _builtins.str | None = ...,
-        timezone: Global___TimezoneEnum.ValueType | None = ...,
+        timezone: Global___Timezone.ValueType | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         zipcode: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_applied_dunning_campaign", b"_applied_dunning_campaign", "_billing_configuration", b"_billing_configuration", "_city", b"_city", "_country", b"_country", "_email", b"_email", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "applied_dunning_campaign", b"applied_dunning_campaign", "billing_configuration", b"billing_configuration", "city", b"city", "country", b"country", "created_at", b"created_at", "email", b"email", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "organization", b"organization", "state", b"state", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "updated_at", b"updated_at", "zipcode", b"zipcode"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_billing_configuration", b"_billing_configuration", "_city", b"_city", "_country", b"_country", "_email", b"_email", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "billing_configuration", b"billing_configuration", "city", b"city", "country", b"country", "created_at", b"created_at", "email", b"email", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "organization", b"organization", "state", b"state", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "updated_at", b"updated_at", "zipcode", b"zipcode"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_applied_dunning_campaign", b"_applied_dunning_campaign", "_billing_configuration", b"_billing_configuration", "_city", b"_city", "_country", b"_country", "_email", b"_email", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "applied_dunning_campaign", b"applied_dunning_campaign", "billing_configuration", b"billing_configuration", "city", b"city", "code", b"code", "country", b"country", "created_at", b"created_at", "default_currency", b"default_currency", "document_number_prefix", b"document_number_prefix", "document_numbering", b"document_numbering", "einvoicing", b"einvoicing", "email", b"email", "email_settings", b"email_settings", "eu_tax_management", b"eu_tax_management", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "id", b"id", "is_default", b"is_default", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "name", b"name", "net_payment_term", b"net_payment_term", "organization", b"organization", "selected_invoice_custom_sections", b"selected_invoice_custom_sections", "state", b"state", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "updated_at", b"updated_at", "zipcode", b"zipcode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_billing_configuration", b"_billing_configuration", "_city", b"_city", "_country", b"_country", "_email", b"_email", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "billing_configuration", b"billing_configuration", "city", b"city", "code", b"code", "country", b"country", "created_at", b"created_at", "default_currency", b"default_currency", "document_number_prefix", b"document_number_prefix", "document_numbering", b"document_numbering", "einvoicing", b"einvoicing", "email", b"email", "email_settings", b"email_settings", "eu_tax_management", b"eu_tax_management", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "id", b"id", "is_default", b"is_default", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "name", b"name", "net_payment_term", b"net_payment_term", "organization", b"organization", "selected_invoice_custom_sections", b"selected_invoice_custom_sections", "state", b"state", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "updated_at", b"updated_at", "zipcode", b"zipcode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__address_line1: _TypeAlias = _typing.Literal["address_line1"]  # noqa: Y015
     _WhichOneofArgType__address_line1: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1"]  # noqa: Y015
     _WhichOneofReturnType__address_line2: _TypeAlias = _typing.Literal["address_line2"]  # noqa: Y015
     _WhichOneofArgType__address_line2: _TypeAlias = _typing.Literal["_address_line2", b"_address_line2"]  # noqa: Y015
-    _WhichOneofReturnType__applied_dunning_campaign: _TypeAlias = _typing.Literal["applied_dunning_campaign"]  # noqa: Y015
-    _WhichOneofArgType__applied_dunning_campaign: _TypeAlias = _typing.Literal["_applied_dunning_campaign", b"_applied_dunning_campaign"]  # noqa: Y015
     _WhichOneofReturnType__billing_configuration: _TypeAlias = _typing.Literal["billing_configuration"]  # noqa: Y015
     _WhichOneofArgType__billing_configuration: _TypeAlias = _typing.Literal["_billing_configuration", b"_billing_configuration"]  # noqa: Y015
     _WhichOneofReturnType__city: _TypeAlias = _typing.Literal["city"]  # noqa: Y015
@@ -5859,8 +5600,6 @@ class BillingEntity(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line1) -> _WhichOneofReturnType__address_line1 | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line2) -> _WhichOneofReturnType__address_line2 | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__applied_dunning_campaign) -> _WhichOneofReturnType__applied_dunning_campaign | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__billing_configuration) -> _WhichOneofReturnType__billing_configuration | None: ...
     @_typing.overload
@@ -5900,8 +5639,8 @@ class BillingEntityBillingConfiguration(_message.Message):
     id: _builtins.str
     invoice_footer: _builtins.str
     invoice_grace_period: _builtins.int
-    subscription_invoice_issuing_date_adjustment: Global___BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType
-    subscription_invoice_issuing_date_anchor: Global___BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum.ValueType
+    subscription_invoice_issuing_date_adjustment: Global___BillingEntitySubscriptionInvoiceIssuingDateAdjustment.ValueType
+    subscription_invoice_issuing_date_anchor: Global___BillingEntitySubscriptionInvoiceIssuingDateAnchor.ValueType
     def __init__(
         self,
         *,
@@ -5909,8 +5648,8 @@ class BillingEntityBillingConfiguration(_message.Message):
         id: _builtins.str = ...,
         invoice_footer: _builtins.str | None = ...,
         invoice_grace_period: _builtins.int = ...,
-        subscription_invoice_issuing_date_adjustment: Global___BillingEntitySubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType = ...,
-        subscription_invoice_issuing_date_anchor: Global___BillingEntitySubscriptionInvoiceIssuingDateAnchorEnum.ValueType = ...,
+        subscription_invoice_issuing_date_adjustment: Global___BillingEntitySubscriptionInvoiceIssuingDateAdjustment.ValueType = ...,
+        subscription_invoice_issuing_date_anchor: Global___BillingEntitySubscriptionInvoiceIssuingDateAnchor.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_document_locale", b"_document_locale", "_invoice_footer", b"_invoice_footer", "document_locale", b"document_locale", "invoice_footer", b"invoice_footer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -5932,13 +5671,11 @@ class CashfreeProvider(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CLIENT_ID_FIELD_NUMBER: _builtins.int
-    CLIENT_SECRET_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
     client_id: _builtins.str
-    client_secret: _builtins.str
     code: _builtins.str
     id: _builtins.str
     name: _builtins.str
@@ -5947,26 +5684,21 @@ class CashfreeProvider(_message.Message):
         self,
         *,
         client_id: _builtins.str | None = ...,
-        client_secret: _builtins.str | None = ...,
         code: _builtins.str = ...,
         id: _builtins.str = ...,
         name: _builtins.str = ...,
         success_redirect_url: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_client_id", b"_client_id", "_client_secret", b"_client_secret", "_success_redirect_url", b"_success_redirect_url", "client_id", b"client_id", "client_secret", b"client_secret", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_client_id", b"_client_id", "_success_redirect_url", b"_success_redirect_url", "client_id", b"client_id", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_client_id", b"_client_id", "_client_secret", b"_client_secret", "_success_redirect_url", b"_success_redirect_url", "client_id", b"client_id", "client_secret", b"client_secret", "code", b"code", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_client_id", b"_client_id", "_success_redirect_url", b"_success_redirect_url", "client_id", b"client_id", "code", b"code", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__client_id: _TypeAlias = _typing.Literal["client_id"]  # noqa: Y015
     _WhichOneofArgType__client_id: _TypeAlias = _typing.Literal["_client_id", b"_client_id"]  # noqa: Y015
-    _WhichOneofReturnType__client_secret: _TypeAlias = _typing.Literal["client_secret"]  # noqa: Y015
-    _WhichOneofArgType__client_secret: _TypeAlias = _typing.Literal["_client_secret", b"_client_secret"]  # noqa: Y015
     _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
     _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__client_id) -> _WhichOneofReturnType__client_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__client_secret) -> _WhichOneofReturnType__client_secret | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
 
@@ -5994,7 +5726,7 @@ class Charge(_message.Message):
     REGROUP_PAID_FEES_FIELD_NUMBER: _builtins.int
     TAXES_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
-    charge_model: Global___ChargeModelEnum.ValueType
+    charge_model: Global___ChargeModel.ValueType
     code: _builtins.str
     id: _builtins.str
     invoice_display_name: _builtins.str
@@ -6003,7 +5735,7 @@ class Charge(_message.Message):
     parent_id: _builtins.str
     pay_in_advance: _builtins.bool
     prorated: _builtins.bool
-    regroup_paid_fees: Global___RegroupPaidFeesEnum.ValueType
+    regroup_paid_fees: Global___RegroupPaidFees.ValueType
     @_builtins.property
     def applied_pricing_unit(self) -> Global___AppliedPricingUnit: ...
     @_builtins.property
@@ -6025,7 +5757,7 @@ class Charge(_message.Message):
         *,
         applied_pricing_unit: Global___AppliedPricingUnit | None = ...,
         billable_metric: Global___BillingBillableMetric | None = ...,
-        charge_model: Global___ChargeModelEnum.ValueType = ...,
+        charge_model: Global___ChargeModel.ValueType = ...,
         code: _builtins.str | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         deleted_at: _timestamp_pb2.Timestamp | None = ...,
@@ -6038,7 +5770,7 @@ class Charge(_message.Message):
         pay_in_advance: _builtins.bool = ...,
         properties: Global___Properties | None = ...,
         prorated: _builtins.bool = ...,
-        regroup_paid_fees: Global___RegroupPaidFeesEnum.ValueType | None = ...,
+        regroup_paid_fees: Global___RegroupPaidFees.ValueType | None = ...,
         taxes: _abc.Iterable[Global___BillingTax] | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
@@ -6162,7 +5894,8 @@ class ChargeFilterUsage(_message.Message):
     id: _builtins.str
     invoice_display_name: _builtins.str
     pricing_unit_amount_cents: _builtins.int
-    units: _builtins.float
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def values(self) -> _struct_pb2.Struct: ...
     def __init__(
@@ -6173,10 +5906,10 @@ class ChargeFilterUsage(_message.Message):
         id: _builtins.str | None = ...,
         invoice_display_name: _builtins.str | None = ...,
         pricing_unit_amount_cents: _builtins.int | None = ...,
-        units: _builtins.float = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
         values: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "id", b"id", "invoice_display_name", b"invoice_display_name", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "values", b"values"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "id", b"id", "invoice_display_name", b"invoice_display_name", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "units", b"units", "values", b"values"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "amount_cents", b"amount_cents", "events_count", b"events_count", "id", b"id", "invoice_display_name", b"invoice_display_name", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "units", b"units", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -6212,7 +5945,6 @@ class ChargeUsage(_message.Message):
     events_count: _builtins.int
     id: _builtins.str
     pricing_unit_amount_cents: _builtins.int
-    units: _builtins.float
     @_builtins.property
     def billable_metric(self) -> Global___BillingBillableMetric: ...
     @_builtins.property
@@ -6221,6 +5953,8 @@ class ChargeUsage(_message.Message):
     def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChargeFilterUsage]: ...
     @_builtins.property
     def grouped_usage(self) -> _containers.RepeatedCompositeFieldContainer[Global___GroupedChargeUsage]: ...
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
@@ -6232,9 +5966,9 @@ class ChargeUsage(_message.Message):
         grouped_usage: _abc.Iterable[Global___GroupedChargeUsage] | None = ...,
         id: _builtins.str = ...,
         pricing_unit_amount_cents: _builtins.int | None = ...,
-        units: _builtins.float = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "billable_metric", b"billable_metric", "charge", b"charge", "pricing_unit_amount_cents", b"pricing_unit_amount_cents"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "billable_metric", b"billable_metric", "charge", b"charge", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "units", b"units"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "amount_cents", b"amount_cents", "billable_metric", b"billable_metric", "charge", b"charge", "events_count", b"events_count", "filters", b"filters", "grouped_usage", b"grouped_usage", "id", b"id", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "units", b"units"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -6322,34 +6056,6 @@ class CollectionMapping(_message.Message):
 Global___CollectionMapping: _TypeAlias = CollectionMapping  # noqa: Y015
 
 @_typing.final
-class CollectionMetadata(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CURRENT_PAGE_FIELD_NUMBER: _builtins.int
-    LIMIT_VALUE_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    TOTAL_PAGES_FIELD_NUMBER: _builtins.int
-    current_page: _builtins.int
-    limit_value: _builtins.int
-    total_count: _builtins.int
-    total_pages: _builtins.int
-    def __init__(
-        self,
-        *,
-        current_page: _builtins.int = ...,
-        limit_value: _builtins.int = ...,
-        total_count: _builtins.int = ...,
-        total_pages: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_page", b"current_page", "limit_value", b"limit_value", "total_count", b"total_count", "total_pages", b"total_pages"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CollectionMetadata: _TypeAlias = CollectionMetadata  # noqa: Y015
-
-@_typing.final
 class Commitment(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -6362,7 +6068,7 @@ class Commitment(_message.Message):
     TAXES_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     amount_cents: _builtins.int
-    commitment_type: Global___CommitmentTypeEnum.ValueType
+    commitment_type: Global___CommitmentType.ValueType
     id: _builtins.str
     invoice_display_name: _builtins.str
     @_builtins.property
@@ -6377,7 +6083,7 @@ class Commitment(_message.Message):
         self,
         *,
         amount_cents: _builtins.int = ...,
-        commitment_type: Global___CommitmentTypeEnum.ValueType = ...,
+        commitment_type: Global___CommitmentType.ValueType = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         id: _builtins.str = ...,
         invoice_display_name: _builtins.str | None = ...,
@@ -6405,7 +6111,7 @@ class CommitmentInput(_message.Message):
     INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     TAX_CODES_FIELD_NUMBER: _builtins.int
     amount_cents: _builtins.int
-    commitment_type: Global___CommitmentTypeEnum.ValueType
+    commitment_type: Global___CommitmentType.ValueType
     id: _builtins.str
     invoice_display_name: _builtins.str
     @_builtins.property
@@ -6414,7 +6120,7 @@ class CommitmentInput(_message.Message):
         self,
         *,
         amount_cents: _builtins.int | None = ...,
-        commitment_type: Global___CommitmentTypeEnum.ValueType | None = ...,
+        commitment_type: Global___CommitmentType.ValueType | None = ...,
         id: _builtins.str | None = ...,
         invoice_display_name: _builtins.str | None = ...,
         tax_codes: _abc.Iterable[_builtins.str] | None = ...,
@@ -6465,13 +6171,14 @@ class CreditNoteAppliedTax(_message.Message):
     tax_code: _builtins.str
     tax_description: _builtins.str
     tax_name: _builtins.str
-    tax_rate: _builtins.float
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def credit_note(self) -> Global___BillingCreditNote: ...
     @_builtins.property
     def tax(self) -> Global___BillingTax: ...
+    @_builtins.property
+    def tax_rate(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -6487,10 +6194,10 @@ class CreditNoteAppliedTax(_message.Message):
         tax_code: _builtins.str = ...,
         tax_description: _builtins.str | None = ...,
         tax_name: _builtins.str = ...,
-        tax_rate: _builtins.float = ...,
+        tax_rate: _decimal_pb2.DecimalValue | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_tax", b"_tax", "_tax_description", b"_tax_description", "created_at", b"created_at", "credit_note", b"credit_note", "tax", b"tax", "tax_description", b"tax_description", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_tax", b"_tax", "_tax_description", b"_tax_description", "created_at", b"created_at", "credit_note", b"credit_note", "tax", b"tax", "tax_description", b"tax_description", "tax_rate", b"tax_rate", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_tax", b"_tax", "_tax_description", b"_tax_description", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "base_amount_cents", b"base_amount_cents", "created_at", b"created_at", "credit_note", b"credit_note", "id", b"id", "tax", b"tax", "tax_code", b"tax_code", "tax_description", b"tax_description", "tax_name", b"tax_name", "tax_rate", b"tax_rate", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -6669,15 +6376,15 @@ class CustomerBillingConfiguration(_message.Message):
     SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_FIELD_NUMBER: _builtins.int
     document_locale: _builtins.str
     id: _builtins.str
-    subscription_invoice_issuing_date_adjustment: Global___CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType
-    subscription_invoice_issuing_date_anchor: Global___CustomerSubscriptionInvoiceIssuingDateAnchorEnum.ValueType
+    subscription_invoice_issuing_date_adjustment: Global___CustomerSubscriptionInvoiceIssuingDateAdjustment.ValueType
+    subscription_invoice_issuing_date_anchor: Global___CustomerSubscriptionInvoiceIssuingDateAnchor.ValueType
     def __init__(
         self,
         *,
         document_locale: _builtins.str | None = ...,
         id: _builtins.str = ...,
-        subscription_invoice_issuing_date_adjustment: Global___CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType | None = ...,
-        subscription_invoice_issuing_date_anchor: Global___CustomerSubscriptionInvoiceIssuingDateAnchorEnum.ValueType | None = ...,
+        subscription_invoice_issuing_date_adjustment: Global___CustomerSubscriptionInvoiceIssuingDateAdjustment.ValueType | None = ...,
+        subscription_invoice_issuing_date_anchor: Global___CustomerSubscriptionInvoiceIssuingDateAnchor.ValueType | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_document_locale", b"_document_locale", "_subscription_invoice_issuing_date_adjustment", b"_subscription_invoice_issuing_date_adjustment", "_subscription_invoice_issuing_date_anchor", b"_subscription_invoice_issuing_date_anchor", "document_locale", b"document_locale", "subscription_invoice_issuing_date_adjustment", b"subscription_invoice_issuing_date_adjustment", "subscription_invoice_issuing_date_anchor", b"subscription_invoice_issuing_date_anchor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -6756,19 +6463,18 @@ class CustomerPortalCustomer(_message.Message):
     LEGAL_NAME_FIELD_NUMBER: _builtins.int
     LEGAL_NUMBER_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
-    PREMIUM_FIELD_NUMBER: _builtins.int
     SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     TAX_IDENTIFICATION_NUMBER_FIELD_NUMBER: _builtins.int
     ZIPCODE_FIELD_NUMBER: _builtins.int
-    account_type: Global___CustomerAccountTypeEnum.ValueType
+    account_type: Global___CustomerAccountType.ValueType
     address_line1: _builtins.str
     address_line2: _builtins.str
-    applicable_timezone: Global___TimezoneEnum.ValueType
+    applicable_timezone: Global___Timezone.ValueType
     city: _builtins.str
     country: Global___CountryCode.ValueType
     currency: Global___CurrencyEnum.ValueType
-    customer_type: Global___CustomerTypeEnum.ValueType
+    customer_type: Global___CustomerType.ValueType
     display_name: _builtins.str
     email: _builtins.str
     firstname: _builtins.str
@@ -6777,7 +6483,6 @@ class CustomerPortalCustomer(_message.Message):
     legal_name: _builtins.str
     legal_number: _builtins.str
     name: _builtins.str
-    premium: _builtins.bool
     state: _builtins.str
     tax_identification_number: _builtins.str
     zipcode: _builtins.str
@@ -6790,16 +6495,16 @@ class CustomerPortalCustomer(_message.Message):
     def __init__(
         self,
         *,
-        account_type: Global___CustomerAccountTypeEnum.ValueType = ...,
+        account_type: Global___CustomerAccountType.ValueType = ...,
         address_line1: _builtins.str | None = ...,
         address_line2: _builtins.str | None = ...,
-        applicable_timezone: Global___TimezoneEnum.ValueType = ...,
+        applicable_timezone: Global___Timezone.ValueType = ...,
         billing_configuration: Global___CustomerBillingConfiguration | None = ...,
         billing_entity_billing_configuration: Global___BillingEntityBillingConfiguration | None = ...,
         city: _builtins.str | None = ...,
         country: Global___CountryCode.ValueType | None = ...,
         currency: Global___CurrencyEnum.ValueType | None = ...,
-        customer_type: Global___CustomerTypeEnum.ValueType | None = ...,
+        customer_type: Global___CustomerType.ValueType | None = ...,
         display_name: _builtins.str = ...,
         email: _builtins.str | None = ...,
         firstname: _builtins.str | None = ...,
@@ -6808,7 +6513,6 @@ class CustomerPortalCustomer(_message.Message):
         legal_name: _builtins.str | None = ...,
         legal_number: _builtins.str | None = ...,
         name: _builtins.str | None = ...,
-        premium: _builtins.bool = ...,
         shipping_address: Global___CustomerAddress | None = ...,
         state: _builtins.str | None = ...,
         tax_identification_number: _builtins.str | None = ...,
@@ -6816,7 +6520,7 @@ class CustomerPortalCustomer(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_billing_configuration", b"_billing_configuration", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_email", b"_email", "_firstname", b"_firstname", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_name", b"_name", "_shipping_address", b"_shipping_address", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "billing_configuration", b"billing_configuration", "billing_entity_billing_configuration", b"billing_entity_billing_configuration", "city", b"city", "country", b"country", "currency", b"currency", "customer_type", b"customer_type", "email", b"email", "firstname", b"firstname", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "name", b"name", "shipping_address", b"shipping_address", "state", b"state", "tax_identification_number", b"tax_identification_number", "zipcode", b"zipcode"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_billing_configuration", b"_billing_configuration", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_email", b"_email", "_firstname", b"_firstname", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_name", b"_name", "_shipping_address", b"_shipping_address", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_zipcode", b"_zipcode", "account_type", b"account_type", "address_line1", b"address_line1", "address_line2", b"address_line2", "applicable_timezone", b"applicable_timezone", "billing_configuration", b"billing_configuration", "billing_entity_billing_configuration", b"billing_entity_billing_configuration", "city", b"city", "country", b"country", "currency", b"currency", "customer_type", b"customer_type", "display_name", b"display_name", "email", b"email", "firstname", b"firstname", "id", b"id", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "name", b"name", "premium", b"premium", "shipping_address", b"shipping_address", "state", b"state", "tax_identification_number", b"tax_identification_number", "zipcode", b"zipcode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_billing_configuration", b"_billing_configuration", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_email", b"_email", "_firstname", b"_firstname", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_name", b"_name", "_shipping_address", b"_shipping_address", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_zipcode", b"_zipcode", "account_type", b"account_type", "address_line1", b"address_line1", "address_line2", b"address_line2", "applicable_timezone", b"applicable_timezone", "billing_configuration", b"billing_configuration", "billing_entity_billing_configuration", b"billing_entity_billing_configuration", "city", b"city", "country", b"country", "currency", b"currency", "customer_type", b"customer_type", "display_name", b"display_name", "email", b"email", "firstname", b"firstname", "id", b"id", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "name", b"name", "shipping_address", b"shipping_address", "state", b"state", "tax_identification_number", b"tax_identification_number", "zipcode", b"zipcode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__address_line1: _TypeAlias = _typing.Literal["address_line1"]  # noqa: Y015
     _WhichOneofArgType__address_line1: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1"]  # noqa: Y015
@@ -6916,9 +6620,6 @@ class CustomerPortalWallet(_message.Message):
     balance_cents: _builtins.int
     code: _builtins.str
     consumed_amount_cents: _builtins.int
-    consumed_credits: _builtins.float
-    credits_balance: _builtins.float
-    credits_ongoing_balance: _builtins.float
     currency: Global___CurrencyEnum.ValueType
     id: _builtins.str
     name: _builtins.str
@@ -6929,21 +6630,28 @@ class CustomerPortalWallet(_message.Message):
     paid_top_up_min_amount_cents: _builtins.int
     paid_top_up_min_credits: _builtins.int
     priority: _builtins.int
-    rate_amount: _builtins.float
-    status: Global___WalletStatusEnum.ValueType
+    status: Global___WalletStatus.ValueType
+    @_builtins.property
+    def consumed_credits(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def credits_balance(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def credits_ongoing_balance(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def expiration_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def last_balance_sync_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def rate_amount(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
         balance_cents: _builtins.int = ...,
         code: _builtins.str | None = ...,
         consumed_amount_cents: _builtins.int = ...,
-        consumed_credits: _builtins.float = ...,
-        credits_balance: _builtins.float = ...,
-        credits_ongoing_balance: _builtins.float = ...,
+        consumed_credits: _decimal_pb2.DecimalValue | None = ...,
+        credits_balance: _decimal_pb2.DecimalValue | None = ...,
+        credits_ongoing_balance: _decimal_pb2.DecimalValue | None = ...,
         currency: Global___CurrencyEnum.ValueType = ...,
         expiration_at: _timestamp_pb2.Timestamp | None = ...,
         id: _builtins.str = ...,
@@ -6956,10 +6664,10 @@ class CustomerPortalWallet(_message.Message):
         paid_top_up_min_amount_cents: _builtins.int | None = ...,
         paid_top_up_min_credits: _builtins.int | None = ...,
         priority: _builtins.int = ...,
-        rate_amount: _builtins.float = ...,
-        status: Global___WalletStatusEnum.ValueType = ...,
+        rate_amount: _decimal_pb2.DecimalValue | None = ...,
+        status: Global___WalletStatus.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_expiration_at", b"_expiration_at", "_last_balance_sync_at", b"_last_balance_sync_at", "_name", b"_name", "_paid_top_up_max_amount_cents", b"_paid_top_up_max_amount_cents", "_paid_top_up_max_credits", b"_paid_top_up_max_credits", "_paid_top_up_min_amount_cents", b"_paid_top_up_min_amount_cents", "_paid_top_up_min_credits", b"_paid_top_up_min_credits", "code", b"code", "expiration_at", b"expiration_at", "last_balance_sync_at", b"last_balance_sync_at", "name", b"name", "paid_top_up_max_amount_cents", b"paid_top_up_max_amount_cents", "paid_top_up_max_credits", b"paid_top_up_max_credits", "paid_top_up_min_amount_cents", b"paid_top_up_min_amount_cents", "paid_top_up_min_credits", b"paid_top_up_min_credits"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_expiration_at", b"_expiration_at", "_last_balance_sync_at", b"_last_balance_sync_at", "_name", b"_name", "_paid_top_up_max_amount_cents", b"_paid_top_up_max_amount_cents", "_paid_top_up_max_credits", b"_paid_top_up_max_credits", "_paid_top_up_min_amount_cents", b"_paid_top_up_min_amount_cents", "_paid_top_up_min_credits", b"_paid_top_up_min_credits", "code", b"code", "consumed_credits", b"consumed_credits", "credits_balance", b"credits_balance", "credits_ongoing_balance", b"credits_ongoing_balance", "expiration_at", b"expiration_at", "last_balance_sync_at", b"last_balance_sync_at", "name", b"name", "paid_top_up_max_amount_cents", b"paid_top_up_max_amount_cents", "paid_top_up_max_credits", b"paid_top_up_max_credits", "paid_top_up_min_amount_cents", b"paid_top_up_min_amount_cents", "paid_top_up_min_credits", b"paid_top_up_min_credits", "rate_amount", b"rate_amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_expiration_at", b"_expiration_at", "_last_balance_sync_at", b"_last_balance_sync_at", "_name", b"_name", "_paid_top_up_max_amount_cents", b"_paid_top_up_max_amount_cents", "_paid_top_up_max_credits", b"_paid_top_up_max_credits", "_paid_top_up_min_amount_cents", b"_paid_top_up_min_amount_cents", "_paid_top_up_min_credits", b"_paid_top_up_min_credits", "balance_cents", b"balance_cents", "code", b"code", "consumed_amount_cents", b"consumed_amount_cents", "consumed_credits", b"consumed_credits", "credits_balance", b"credits_balance", "credits_ongoing_balance", b"credits_ongoing_balance", "currency", b"currency", "expiration_at", b"expiration_at", "id", b"id", "last_balance_sync_at", b"last_balance_sync_at", "name", b"name", "ongoing_balance_cents", b"ongoing_balance_cents", "ongoing_usage_balance_cents", b"ongoing_usage_balance_cents", "paid_top_up_max_amount_cents", b"paid_top_up_max_amount_cents", "paid_top_up_max_credits", b"paid_top_up_max_credits", "paid_top_up_min_amount_cents", b"paid_top_up_min_amount_cents", "paid_top_up_min_credits", b"paid_top_up_min_credits", "priority", b"priority", "rate_amount", b"rate_amount", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -7096,12 +6804,12 @@ class DataExport(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    status: Global___DataExportStatusEnum.ValueType
+    status: Global___DataExportStatus.ValueType
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
-        status: Global___DataExportStatusEnum.ValueType = ...,
+        status: Global___DataExportStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -7110,89 +6818,6 @@ class DataExport(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DataExport: _TypeAlias = DataExport  # noqa: Y015
-
-@_typing.final
-class DunningCampaign(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    APPLIED_TO_ORGANIZATION_FIELD_NUMBER: _builtins.int
-    BCC_EMAILS_FIELD_NUMBER: _builtins.int
-    CODE_FIELD_NUMBER: _builtins.int
-    CREATED_AT_FIELD_NUMBER: _builtins.int
-    CUSTOMERS_COUNT_FIELD_NUMBER: _builtins.int
-    DAYS_BETWEEN_ATTEMPTS_FIELD_NUMBER: _builtins.int
-    DESCRIPTION_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    THRESHOLDS_FIELD_NUMBER: _builtins.int
-    UPDATED_AT_FIELD_NUMBER: _builtins.int
-    applied_to_organization: _builtins.bool
-    code: _builtins.str
-    customers_count: _builtins.int
-    days_between_attempts: _builtins.int
-    description: _builtins.str
-    id: _builtins.str
-    max_attempts: _builtins.int
-    name: _builtins.str
-    @_builtins.property
-    def bcc_emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def thresholds(self) -> _containers.RepeatedCompositeFieldContainer[Global___DunningCampaignThreshold]: ...
-    @_builtins.property
-    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        applied_to_organization: _builtins.bool = ...,
-        bcc_emails: _abc.Iterable[_builtins.str] | None = ...,
-        code: _builtins.str = ...,
-        created_at: _timestamp_pb2.Timestamp | None = ...,
-        customers_count: _builtins.int = ...,
-        days_between_attempts: _builtins.int = ...,
-        description: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        max_attempts: _builtins.int = ...,
-        name: _builtins.str = ...,
-        thresholds: _abc.Iterable[Global___DunningCampaignThreshold] | None = ...,
-        updated_at: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "created_at", b"created_at", "description", b"description", "updated_at", b"updated_at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "applied_to_organization", b"applied_to_organization", "bcc_emails", b"bcc_emails", "code", b"code", "created_at", b"created_at", "customers_count", b"customers_count", "days_between_attempts", b"days_between_attempts", "description", b"description", "id", b"id", "max_attempts", b"max_attempts", "name", b"name", "thresholds", b"thresholds", "updated_at", b"updated_at"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
-    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
-
-Global___DunningCampaign: _TypeAlias = DunningCampaign  # noqa: Y015
-
-@_typing.final
-class DunningCampaignThreshold(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
-    CURRENCY_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    amount_cents: _builtins.int
-    currency: Global___CurrencyEnum.ValueType
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        amount_cents: _builtins.int = ...,
-        currency: Global___CurrencyEnum.ValueType = ...,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "currency", b"currency", "id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DunningCampaignThreshold: _TypeAlias = DunningCampaignThreshold  # noqa: Y015
 
 @_typing.final
 class EntitlementInput(_message.Message):
@@ -7238,33 +6863,6 @@ class EntitlementPrivilegeInput(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EntitlementPrivilegeInput: _TypeAlias = EntitlementPrivilegeInput  # noqa: Y015
-
-@_typing.final
-class ErrorDetail(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ERROR_CODE_FIELD_NUMBER: _builtins.int
-    ERROR_DETAILS_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    error_code: Global___ErrorCodesEnum.ValueType
-    error_details: _builtins.str
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        error_code: Global___ErrorCodesEnum.ValueType = ...,
-        error_details: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_error_details", b"_error_details", "error_details", b"error_details"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error_details", b"_error_details", "error_code", b"error_code", "error_details", b"error_details", "id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__error_details: _TypeAlias = _typing.Literal["error_details"]  # noqa: Y015
-    _WhichOneofArgType__error_details: _TypeAlias = _typing.Literal["_error_details", b"_error_details"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__error_details) -> _WhichOneofReturnType__error_details | None: ...
-
-Global___ErrorDetail: _TypeAlias = ErrorDetail  # noqa: Y015
 
 @_typing.final
 class FeatureObject(_message.Message):
@@ -7336,43 +6934,54 @@ class FeeAmountDetails(_message.Message):
     PER_UNIT_TOTAL_AMOUNT_FIELD_NUMBER: _builtins.int
     RATE_FIELD_NUMBER: _builtins.int
     UNITS_FIELD_NUMBER: _builtins.int
-    fixed_fee_total_amount: _builtins.str
-    fixed_fee_unit_amount: _builtins.str
-    flat_unit_amount: _builtins.str
     free_events: _builtins.int
-    free_units: _builtins.str
-    min_max_adjustment_total_amount: _builtins.str
     paid_events: _builtins.int
-    paid_units: _builtins.str
     per_package_size: _builtins.int
-    per_package_unit_amount: _builtins.str
-    per_unit_amount: _builtins.str
-    per_unit_total_amount: _builtins.str
-    rate: _builtins.str
-    units: _builtins.str
+    @_builtins.property
+    def fixed_fee_total_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def fixed_fee_unit_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def flat_unit_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def free_units(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def graduated_percentage_ranges(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeeAmountDetailsGraduatedPercentageRange]: ...
     @_builtins.property
     def graduated_ranges(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeeAmountDetailsGraduatedRange]: ...
+    @_builtins.property
+    def min_max_adjustment_total_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def paid_units(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def per_package_unit_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def per_unit_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def per_unit_total_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def rate(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
-        fixed_fee_total_amount: _builtins.str | None = ...,
-        fixed_fee_unit_amount: _builtins.str | None = ...,
-        flat_unit_amount: _builtins.str | None = ...,
+        fixed_fee_total_amount: _decimal_pb2.DecimalValue | None = ...,
+        fixed_fee_unit_amount: _decimal_pb2.DecimalValue | None = ...,
+        flat_unit_amount: _decimal_pb2.DecimalValue | None = ...,
         free_events: _builtins.int | None = ...,
-        free_units: _builtins.str | None = ...,
+        free_units: _decimal_pb2.DecimalValue | None = ...,
         graduated_percentage_ranges: _abc.Iterable[Global___FeeAmountDetailsGraduatedPercentageRange] | None = ...,
         graduated_ranges: _abc.Iterable[Global___FeeAmountDetailsGraduatedRange] | None = ...,
-        min_max_adjustment_total_amount: _builtins.str | None = ...,
+        min_max_adjustment_total_amount: _decimal_pb2.DecimalValue | None = ...,
         paid_events: _builtins.int | None = ...,
-        paid_units: _builtins.str | None = ...,
+        paid_units: _decimal_pb2.DecimalValue | None = ...,
         per_package_size: _builtins.int | None = ...,
-        per_package_unit_amount: _builtins.str | None = ...,
-        per_unit_amount: _builtins.str | None = ...,
-        per_unit_total_amount: _builtins.str | None = ...,
-        rate: _builtins.str | None = ...,
-        units: _builtins.str | None = ...,
+        per_package_unit_amount: _decimal_pb2.DecimalValue | None = ...,
+        per_unit_amount: _decimal_pb2.DecimalValue | None = ...,
+        per_unit_total_amount: _decimal_pb2.DecimalValue | None = ...,
+        rate: _decimal_pb2.DecimalValue | None = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_fixed_fee_total_amount", b"_fixed_fee_total_amount", "_fixed_fee_unit_amount", b"_fixed_fee_unit_amount", "_flat_unit_amount", b"_flat_unit_amount", "_free_events", b"_free_events", "_free_units", b"_free_units", "_min_max_adjustment_total_amount", b"_min_max_adjustment_total_amount", "_paid_events", b"_paid_events", "_paid_units", b"_paid_units", "_per_package_size", b"_per_package_size", "_per_package_unit_amount", b"_per_package_unit_amount", "_per_unit_amount", b"_per_unit_amount", "_per_unit_total_amount", b"_per_unit_total_amount", "_rate", b"_rate", "_units", b"_units", "fixed_fee_total_amount", b"fixed_fee_total_amount", "fixed_fee_unit_amount", b"fixed_fee_unit_amount", "flat_unit_amount", b"flat_unit_amount", "free_events", b"free_events", "free_units", b"free_units", "min_max_adjustment_total_amount", b"min_max_adjustment_total_amount", "paid_events", b"paid_events", "paid_units", b"paid_units", "per_package_size", b"per_package_size", "per_package_unit_amount", b"per_package_unit_amount", "per_unit_amount", b"per_unit_amount", "per_unit_total_amount", b"per_unit_total_amount", "rate", b"rate", "units", b"units"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -7448,23 +7057,28 @@ class FeeAmountDetailsGraduatedPercentageRange(_message.Message):
     TO_VALUE_FIELD_NUMBER: _builtins.int
     TOTAL_WITH_FLAT_AMOUNT_FIELD_NUMBER: _builtins.int
     UNITS_FIELD_NUMBER: _builtins.int
-    flat_unit_amount: _builtins.str
     from_value: _builtins.int
-    per_unit_total_amount: _builtins.str
-    rate: _builtins.str
     to_value: _builtins.int
-    total_with_flat_amount: _builtins.str
-    units: _builtins.str
+    @_builtins.property
+    def flat_unit_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def per_unit_total_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def rate(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def total_with_flat_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
-        flat_unit_amount: _builtins.str | None = ...,
+        flat_unit_amount: _decimal_pb2.DecimalValue | None = ...,
         from_value: _builtins.int | None = ...,
-        per_unit_total_amount: _builtins.str | None = ...,
-        rate: _builtins.str | None = ...,
+        per_unit_total_amount: _decimal_pb2.DecimalValue | None = ...,
+        rate: _decimal_pb2.DecimalValue | None = ...,
         to_value: _builtins.int | None = ...,
-        total_with_flat_amount: _builtins.str | None = ...,
-        units: _builtins.str | None = ...,
+        total_with_flat_amount: _decimal_pb2.DecimalValue | None = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_flat_unit_amount", b"_flat_unit_amount", "_from_value", b"_from_value", "_per_unit_total_amount", b"_per_unit_total_amount", "_rate", b"_rate", "_to_value", b"_to_value", "_total_with_flat_amount", b"_total_with_flat_amount", "_units", b"_units", "flat_unit_amount", b"flat_unit_amount", "from_value", b"from_value", "per_unit_total_amount", b"per_unit_total_amount", "rate", b"rate", "to_value", b"to_value", "total_with_flat_amount", b"total_with_flat_amount", "units", b"units"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -7512,23 +7126,30 @@ class FeeAmountDetailsGraduatedRange(_message.Message):
     TO_VALUE_FIELD_NUMBER: _builtins.int
     TOTAL_WITH_FLAT_AMOUNT_FIELD_NUMBER: _builtins.int
     UNITS_FIELD_NUMBER: _builtins.int
-    flat_unit_amount: _builtins.str
-    from_value: _builtins.float
-    per_unit_amount: _builtins.str
-    per_unit_total_amount: _builtins.str
-    to_value: _builtins.float
-    total_with_flat_amount: _builtins.str
-    units: _builtins.str
+    @_builtins.property
+    def flat_unit_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def from_value(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def per_unit_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def per_unit_total_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def to_value(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def total_with_flat_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
-        flat_unit_amount: _builtins.str | None = ...,
-        from_value: _builtins.float | None = ...,
-        per_unit_amount: _builtins.str | None = ...,
-        per_unit_total_amount: _builtins.str | None = ...,
-        to_value: _builtins.float | None = ...,
-        total_with_flat_amount: _builtins.str | None = ...,
-        units: _builtins.str | None = ...,
+        flat_unit_amount: _decimal_pb2.DecimalValue | None = ...,
+        from_value: _decimal_pb2.DecimalValue | None = ...,
+        per_unit_amount: _decimal_pb2.DecimalValue | None = ...,
+        per_unit_total_amount: _decimal_pb2.DecimalValue | None = ...,
+        to_value: _decimal_pb2.DecimalValue | None = ...,
+        total_with_flat_amount: _decimal_pb2.DecimalValue | None = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_flat_unit_amount", b"_flat_unit_amount", "_from_value", b"_from_value", "_per_unit_amount", b"_per_unit_amount", "_per_unit_total_amount", b"_per_unit_total_amount", "_to_value", b"_to_value", "_total_with_flat_amount", b"_total_with_flat_amount", "_units", b"_units", "flat_unit_amount", b"flat_unit_amount", "from_value", b"from_value", "per_unit_amount", b"per_unit_amount", "per_unit_total_amount", b"per_unit_total_amount", "to_value", b"to_value", "total_with_flat_amount", b"total_with_flat_amount", "units", b"units"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -7586,13 +7207,14 @@ class FeeAppliedTax(_message.Message):
     tax_code: _builtins.str
     tax_description: _builtins.str
     tax_name: _builtins.str
-    tax_rate: _builtins.float
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def fee(self) -> Global___BillingFee: ...
     @_builtins.property
     def tax(self) -> Global___BillingTax: ...
+    @_builtins.property
+    def tax_rate(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -7607,10 +7229,10 @@ class FeeAppliedTax(_message.Message):
         tax_code: _builtins.str = ...,
         tax_description: _builtins.str | None = ...,
         tax_name: _builtins.str = ...,
-        tax_rate: _builtins.float = ...,
+        tax_rate: _decimal_pb2.DecimalValue | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_tax", b"_tax", "_tax_description", b"_tax_description", "created_at", b"created_at", "fee", b"fee", "tax", b"tax", "tax_description", b"tax_description", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_tax", b"_tax", "_tax_description", b"_tax_description", "created_at", b"created_at", "fee", b"fee", "tax", b"tax", "tax_description", b"tax_description", "tax_rate", b"tax_rate", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_tax", b"_tax", "_tax_description", b"_tax_description", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "created_at", b"created_at", "fee", b"fee", "id", b"id", "tax", b"tax", "tax_code", b"tax_code", "tax_description", b"tax_description", "tax_name", b"tax_name", "tax_rate", b"tax_rate", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -7668,7 +7290,7 @@ class FinalizedInvoiceCollection(_message.Message):
     amount_cents: _builtins.int
     currency: Global___CurrencyEnum.ValueType
     invoices_count: _builtins.int
-    payment_status: Global___InvoicePaymentStatusTypeEnum.ValueType
+    payment_status: Global___InvoicePaymentStatusType.ValueType
     @_builtins.property
     def month(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -7678,7 +7300,7 @@ class FinalizedInvoiceCollection(_message.Message):
         currency: Global___CurrencyEnum.ValueType | None = ...,
         invoices_count: _builtins.int = ...,
         month: _timestamp_pb2.Timestamp | None = ...,
-        payment_status: Global___InvoicePaymentStatusTypeEnum.ValueType | None = ...,
+        payment_status: Global___InvoicePaymentStatusType.ValueType | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_currency", b"_currency", "_payment_status", b"_payment_status", "currency", b"currency", "month", b"month", "payment_status", b"payment_status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -7713,14 +7335,13 @@ class FixedCharge(_message.Message):
     TAXES_FIELD_NUMBER: _builtins.int
     UNITS_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
-    charge_model: Global___FixedChargeChargeModelEnum.ValueType
+    charge_model: Global___FixedChargeChargeModel.ValueType
     code: _builtins.str
     id: _builtins.str
     invoice_display_name: _builtins.str
     parent_id: _builtins.str
     pay_in_advance: _builtins.bool
     prorated: _builtins.bool
-    units: _builtins.str
     @_builtins.property
     def add_on(self) -> Global___BillingAddOn: ...
     @_builtins.property
@@ -7732,12 +7353,14 @@ class FixedCharge(_message.Message):
     @_builtins.property
     def taxes(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillingTax]: ...
     @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         add_on: Global___BillingAddOn | None = ...,
-        charge_model: Global___FixedChargeChargeModelEnum.ValueType = ...,
+        charge_model: Global___FixedChargeChargeModel.ValueType = ...,
         code: _builtins.str | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         deleted_at: _timestamp_pb2.Timestamp | None = ...,
@@ -7748,10 +7371,10 @@ class FixedCharge(_message.Message):
         properties: Global___FixedChargeProperties | None = ...,
         prorated: _builtins.bool = ...,
         taxes: _abc.Iterable[Global___BillingTax] | None = ...,
-        units: _builtins.str = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_deleted_at", b"_deleted_at", "_invoice_display_name", b"_invoice_display_name", "_parent_id", b"_parent_id", "_properties", b"_properties", "add_on", b"add_on", "code", b"code", "created_at", b"created_at", "deleted_at", b"deleted_at", "invoice_display_name", b"invoice_display_name", "parent_id", b"parent_id", "properties", b"properties", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_deleted_at", b"_deleted_at", "_invoice_display_name", b"_invoice_display_name", "_parent_id", b"_parent_id", "_properties", b"_properties", "add_on", b"add_on", "code", b"code", "created_at", b"created_at", "deleted_at", b"deleted_at", "invoice_display_name", b"invoice_display_name", "parent_id", b"parent_id", "properties", b"properties", "units", b"units", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_deleted_at", b"_deleted_at", "_invoice_display_name", b"_invoice_display_name", "_parent_id", b"_parent_id", "_properties", b"_properties", "add_on", b"add_on", "charge_model", b"charge_model", "code", b"code", "created_at", b"created_at", "deleted_at", b"deleted_at", "id", b"id", "invoice_display_name", b"invoice_display_name", "parent_id", b"parent_id", "pay_in_advance", b"pay_in_advance", "properties", b"properties", "prorated", b"prorated", "taxes", b"taxes", "units", b"units", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -7785,7 +7408,8 @@ class FixedChargeProperties(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     GRADUATED_RANGES_FIELD_NUMBER: _builtins.int
     VOLUME_RANGES_FIELD_NUMBER: _builtins.int
-    amount: _builtins.str
+    @_builtins.property
+    def amount(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def graduated_ranges(self) -> _containers.RepeatedCompositeFieldContainer[Global___GraduatedRange]: ...
     @_builtins.property
@@ -7793,7 +7417,7 @@ class FixedChargeProperties(_message.Message):
     def __init__(
         self,
         *,
-        amount: _builtins.str | None = ...,
+        amount: _decimal_pb2.DecimalValue | None = ...,
         graduated_ranges: _abc.Iterable[Global___GraduatedRange] | None = ...,
         volume_ranges: _abc.Iterable[Global___VolumeRange] | None = ...,
     ) -> None: ...
@@ -7814,7 +7438,8 @@ class FixedChargePropertiesInput(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     GRADUATED_RANGES_FIELD_NUMBER: _builtins.int
     VOLUME_RANGES_FIELD_NUMBER: _builtins.int
-    amount: _builtins.str
+    @_builtins.property
+    def amount(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def graduated_ranges(self) -> _containers.RepeatedCompositeFieldContainer[Global___GraduatedRangeInput]: ...
     @_builtins.property
@@ -7822,7 +7447,7 @@ class FixedChargePropertiesInput(_message.Message):
     def __init__(
         self,
         *,
-        amount: _builtins.str | None = ...,
+        amount: _decimal_pb2.DecimalValue | None = ...,
         graduated_ranges: _abc.Iterable[Global___GraduatedRangeInput] | None = ...,
         volume_ranges: _abc.Iterable[Global___VolumeRangeInput] | None = ...,
     ) -> None: ...
@@ -7843,41 +7468,26 @@ class FlutterwaveProvider(_message.Message):
     CODE_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
-    SECRET_KEY_FIELD_NUMBER: _builtins.int
     SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    WEBHOOK_SECRET_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     id: _builtins.str
     name: _builtins.str
-    secret_key: _builtins.str
     success_redirect_url: _builtins.str
-    webhook_secret: _builtins.str
     def __init__(
         self,
         *,
         code: _builtins.str = ...,
         id: _builtins.str = ...,
         name: _builtins.str = ...,
-        secret_key: _builtins.str | None = ...,
         success_redirect_url: _builtins.str | None = ...,
-        webhook_secret: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_secret_key", b"_secret_key", "_success_redirect_url", b"_success_redirect_url", "_webhook_secret", b"_webhook_secret", "secret_key", b"secret_key", "success_redirect_url", b"success_redirect_url", "webhook_secret", b"webhook_secret"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_secret_key", b"_secret_key", "_success_redirect_url", b"_success_redirect_url", "_webhook_secret", b"_webhook_secret", "code", b"code", "id", b"id", "name", b"name", "secret_key", b"secret_key", "success_redirect_url", b"success_redirect_url", "webhook_secret", b"webhook_secret"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "code", b"code", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__secret_key: _TypeAlias = _typing.Literal["secret_key"]  # noqa: Y015
-    _WhichOneofArgType__secret_key: _TypeAlias = _typing.Literal["_secret_key", b"_secret_key"]  # noqa: Y015
     _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
     _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    _WhichOneofReturnType__webhook_secret: _TypeAlias = _typing.Literal["webhook_secret"]  # noqa: Y015
-    _WhichOneofArgType__webhook_secret: _TypeAlias = _typing.Literal["_webhook_secret", b"_webhook_secret"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__secret_key) -> _WhichOneofReturnType__secret_key | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__webhook_secret) -> _WhichOneofReturnType__webhook_secret | None: ...
 
 Global___FlutterwaveProvider: _TypeAlias = FlutterwaveProvider  # noqa: Y015
 
@@ -7890,13 +7500,11 @@ class GocardlessProvider(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    WEBHOOK_SECRET_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     has_access_token: _builtins.bool
     id: _builtins.str
     name: _builtins.str
     success_redirect_url: _builtins.str
-    webhook_secret: _builtins.str
     def __init__(
         self,
         *,
@@ -7905,24 +7513,19 @@ class GocardlessProvider(_message.Message):
         id: _builtins.str = ...,
         name: _builtins.str = ...,
         success_redirect_url: _builtins.str | None = ...,
-        webhook_secret: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_has_access_token", b"_has_access_token", "_success_redirect_url", b"_success_redirect_url", "_webhook_secret", b"_webhook_secret", "has_access_token", b"has_access_token", "success_redirect_url", b"success_redirect_url", "webhook_secret", b"webhook_secret"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_has_access_token", b"_has_access_token", "_success_redirect_url", b"_success_redirect_url", "has_access_token", b"has_access_token", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_has_access_token", b"_has_access_token", "_success_redirect_url", b"_success_redirect_url", "_webhook_secret", b"_webhook_secret", "code", b"code", "has_access_token", b"has_access_token", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "webhook_secret", b"webhook_secret"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_has_access_token", b"_has_access_token", "_success_redirect_url", b"_success_redirect_url", "code", b"code", "has_access_token", b"has_access_token", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__has_access_token: _TypeAlias = _typing.Literal["has_access_token"]  # noqa: Y015
     _WhichOneofArgType__has_access_token: _TypeAlias = _typing.Literal["_has_access_token", b"_has_access_token"]  # noqa: Y015
     _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
     _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    _WhichOneofReturnType__webhook_secret: _TypeAlias = _typing.Literal["webhook_secret"]  # noqa: Y015
-    _WhichOneofArgType__webhook_secret: _TypeAlias = _typing.Literal["_webhook_secret", b"_webhook_secret"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__has_access_token) -> _WhichOneofReturnType__has_access_token | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__webhook_secret) -> _WhichOneofReturnType__webhook_secret | None: ...
 
 Global___GocardlessProvider: _TypeAlias = GocardlessProvider  # noqa: Y015
 
@@ -7934,19 +7537,23 @@ class GraduatedPercentageRange(_message.Message):
     FROM_VALUE_FIELD_NUMBER: _builtins.int
     RATE_FIELD_NUMBER: _builtins.int
     TO_VALUE_FIELD_NUMBER: _builtins.int
-    flat_amount: _builtins.str
-    from_value: _builtins.float
-    rate: _builtins.str
-    to_value: _builtins.float
+    @_builtins.property
+    def flat_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def from_value(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def rate(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def to_value(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
-        flat_amount: _builtins.str = ...,
-        from_value: _builtins.float = ...,
-        rate: _builtins.str = ...,
-        to_value: _builtins.float | None = ...,
+        flat_amount: _decimal_pb2.DecimalValue | None = ...,
+        from_value: _decimal_pb2.DecimalValue | None = ...,
+        rate: _decimal_pb2.DecimalValue | None = ...,
+        to_value: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "to_value", b"to_value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "flat_amount", b"flat_amount", "from_value", b"from_value", "rate", b"rate", "to_value", b"to_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "flat_amount", b"flat_amount", "from_value", b"from_value", "rate", b"rate", "to_value", b"to_value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -7964,19 +7571,23 @@ class GraduatedPercentageRangeInput(_message.Message):
     FROM_VALUE_FIELD_NUMBER: _builtins.int
     RATE_FIELD_NUMBER: _builtins.int
     TO_VALUE_FIELD_NUMBER: _builtins.int
-    flat_amount: _builtins.str
-    from_value: _builtins.float
-    rate: _builtins.str
-    to_value: _builtins.float
+    @_builtins.property
+    def flat_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def from_value(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def rate(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def to_value(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
-        flat_amount: _builtins.str = ...,
-        from_value: _builtins.float = ...,
-        rate: _builtins.str = ...,
-        to_value: _builtins.float | None = ...,
+        flat_amount: _decimal_pb2.DecimalValue | None = ...,
+        from_value: _decimal_pb2.DecimalValue | None = ...,
+        rate: _decimal_pb2.DecimalValue | None = ...,
+        to_value: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "to_value", b"to_value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "flat_amount", b"flat_amount", "from_value", b"from_value", "rate", b"rate", "to_value", b"to_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "flat_amount", b"flat_amount", "from_value", b"from_value", "rate", b"rate", "to_value", b"to_value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -7994,19 +7605,23 @@ class GraduatedRange(_message.Message):
     FROM_VALUE_FIELD_NUMBER: _builtins.int
     PER_UNIT_AMOUNT_FIELD_NUMBER: _builtins.int
     TO_VALUE_FIELD_NUMBER: _builtins.int
-    flat_amount: _builtins.str
-    from_value: _builtins.float
-    per_unit_amount: _builtins.str
-    to_value: _builtins.float
+    @_builtins.property
+    def flat_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def from_value(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def per_unit_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def to_value(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
-        flat_amount: _builtins.str = ...,
-        from_value: _builtins.float = ...,
-        per_unit_amount: _builtins.str = ...,
-        to_value: _builtins.float | None = ...,
+        flat_amount: _decimal_pb2.DecimalValue | None = ...,
+        from_value: _decimal_pb2.DecimalValue | None = ...,
+        per_unit_amount: _decimal_pb2.DecimalValue | None = ...,
+        to_value: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "to_value", b"to_value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "flat_amount", b"flat_amount", "from_value", b"from_value", "per_unit_amount", b"per_unit_amount", "to_value", b"to_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "flat_amount", b"flat_amount", "from_value", b"from_value", "per_unit_amount", b"per_unit_amount", "to_value", b"to_value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -8024,19 +7639,23 @@ class GraduatedRangeInput(_message.Message):
     FROM_VALUE_FIELD_NUMBER: _builtins.int
     PER_UNIT_AMOUNT_FIELD_NUMBER: _builtins.int
     TO_VALUE_FIELD_NUMBER: _builtins.int
-    flat_amount: _builtins.str
-    from_value: _builtins.float
-    per_unit_amount: _builtins.str
-    to_value: _builtins.float
+    @_builtins.property
+    def flat_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def from_value(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def per_unit_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def to_value(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
-        flat_amount: _builtins.str = ...,
-        from_value: _builtins.float = ...,
-        per_unit_amount: _builtins.str = ...,
-        to_value: _builtins.float | None = ...,
+        flat_amount: _decimal_pb2.DecimalValue | None = ...,
+        from_value: _decimal_pb2.DecimalValue | None = ...,
+        per_unit_amount: _decimal_pb2.DecimalValue | None = ...,
+        to_value: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "to_value", b"to_value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "flat_amount", b"flat_amount", "from_value", b"from_value", "per_unit_amount", b"per_unit_amount", "to_value", b"to_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "flat_amount", b"flat_amount", "from_value", b"from_value", "per_unit_amount", b"per_unit_amount", "to_value", b"to_value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -8061,11 +7680,12 @@ class GroupedChargeUsage(_message.Message):
     events_count: _builtins.int
     id: _builtins.str
     pricing_unit_amount_cents: _builtins.int
-    units: _builtins.float
     @_builtins.property
     def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChargeFilterUsage]: ...
     @_builtins.property
     def grouped_by(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
@@ -8075,9 +7695,9 @@ class GroupedChargeUsage(_message.Message):
         grouped_by: _struct_pb2.Struct | None = ...,
         id: _builtins.str = ...,
         pricing_unit_amount_cents: _builtins.int | None = ...,
-        units: _builtins.float = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_grouped_by", b"_grouped_by", "_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "grouped_by", b"grouped_by", "pricing_unit_amount_cents", b"pricing_unit_amount_cents"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_grouped_by", b"_grouped_by", "_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "grouped_by", b"grouped_by", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "units", b"units"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_grouped_by", b"_grouped_by", "_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "amount_cents", b"amount_cents", "events_count", b"events_count", "filters", b"filters", "grouped_by", b"grouped_by", "id", b"id", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "units", b"units"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -8091,66 +7711,6 @@ class GroupedChargeUsage(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__pricing_unit_amount_cents) -> _WhichOneofReturnType__pricing_unit_amount_cents | None: ...
 
 Global___GroupedChargeUsage: _TypeAlias = GroupedChargeUsage  # noqa: Y015
-
-@_typing.final
-class HubspotCustomer(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EXTERNAL_CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    INTEGRATION_CODE_FIELD_NUMBER: _builtins.int
-    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
-    INTEGRATION_TYPE_FIELD_NUMBER: _builtins.int
-    SYNC_WITH_PROVIDER_FIELD_NUMBER: _builtins.int
-    TARGETED_OBJECT_FIELD_NUMBER: _builtins.int
-    external_customer_id: _builtins.str
-    id: _builtins.str
-    integration_code: _builtins.str
-    integration_id: _builtins.str
-    integration_type: Global___IntegrationTypeEnum.ValueType
-    sync_with_provider: _builtins.bool
-    targeted_object: Global___HubspotTargetedObjectsEnum.ValueType
-    def __init__(
-        self,
-        *,
-        external_customer_id: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        integration_code: _builtins.str | None = ...,
-        integration_id: _builtins.str | None = ...,
-        integration_type: Global___IntegrationTypeEnum.ValueType | None = ...,
-        sync_with_provider: _builtins.bool | None = ...,
-        targeted_object: Global___HubspotTargetedObjectsEnum.ValueType | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id", "_integration_code", b"_integration_code", "_integration_id", b"_integration_id", "_integration_type", b"_integration_type", "_sync_with_provider", b"_sync_with_provider", "_targeted_object", b"_targeted_object", "external_customer_id", b"external_customer_id", "integration_code", b"integration_code", "integration_id", b"integration_id", "integration_type", b"integration_type", "sync_with_provider", b"sync_with_provider", "targeted_object", b"targeted_object"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id", "_integration_code", b"_integration_code", "_integration_id", b"_integration_id", "_integration_type", b"_integration_type", "_sync_with_provider", b"_sync_with_provider", "_targeted_object", b"_targeted_object", "external_customer_id", b"external_customer_id", "id", b"id", "integration_code", b"integration_code", "integration_id", b"integration_id", "integration_type", b"integration_type", "sync_with_provider", b"sync_with_provider", "targeted_object", b"targeted_object"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__external_customer_id: _TypeAlias = _typing.Literal["external_customer_id"]  # noqa: Y015
-    _WhichOneofArgType__external_customer_id: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id"]  # noqa: Y015
-    _WhichOneofReturnType__integration_code: _TypeAlias = _typing.Literal["integration_code"]  # noqa: Y015
-    _WhichOneofArgType__integration_code: _TypeAlias = _typing.Literal["_integration_code", b"_integration_code"]  # noqa: Y015
-    _WhichOneofReturnType__integration_id: _TypeAlias = _typing.Literal["integration_id"]  # noqa: Y015
-    _WhichOneofArgType__integration_id: _TypeAlias = _typing.Literal["_integration_id", b"_integration_id"]  # noqa: Y015
-    _WhichOneofReturnType__integration_type: _TypeAlias = _typing.Literal["integration_type"]  # noqa: Y015
-    _WhichOneofArgType__integration_type: _TypeAlias = _typing.Literal["_integration_type", b"_integration_type"]  # noqa: Y015
-    _WhichOneofReturnType__sync_with_provider: _TypeAlias = _typing.Literal["sync_with_provider"]  # noqa: Y015
-    _WhichOneofArgType__sync_with_provider: _TypeAlias = _typing.Literal["_sync_with_provider", b"_sync_with_provider"]  # noqa: Y015
-    _WhichOneofReturnType__targeted_object: _TypeAlias = _typing.Literal["targeted_object"]  # noqa: Y015
-    _WhichOneofArgType__targeted_object: _TypeAlias = _typing.Literal["_targeted_object", b"_targeted_object"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__external_customer_id) -> _WhichOneofReturnType__external_customer_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_code) -> _WhichOneofReturnType__integration_code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_id) -> _WhichOneofReturnType__integration_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_type) -> _WhichOneofReturnType__integration_type | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__sync_with_provider) -> _WhichOneofReturnType__sync_with_provider | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__targeted_object) -> _WhichOneofReturnType__targeted_object | None: ...
-
-Global___HubspotCustomer: _TypeAlias = HubspotCustomer  # noqa: Y015
 
 @_typing.final
 class IntegrationItem(_message.Message):
@@ -8215,13 +7775,12 @@ class InvoiceAppliedTax(_message.Message):
     amount_cents: _builtins.int
     amount_currency: Global___CurrencyEnum.ValueType
     applied_on_whole_invoice: _builtins.bool
-    enumed_tax_code: Global___InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType
+    enumed_tax_code: Global___InvoiceAppliedTaxOnWholeInvoiceCode.ValueType
     fees_amount_cents: _builtins.int
     id: _builtins.str
     tax_code: _builtins.str
     tax_description: _builtins.str
     tax_name: _builtins.str
-    tax_rate: _builtins.float
     taxable_amount_cents: _builtins.int
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -8229,6 +7788,8 @@ class InvoiceAppliedTax(_message.Message):
     def invoice(self) -> Global___BillingInvoice: ...
     @_builtins.property
     def tax(self) -> Global___BillingTax: ...
+    @_builtins.property
+    def tax_rate(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -8238,7 +7799,7 @@ class InvoiceAppliedTax(_message.Message):
         amount_currency: Global___CurrencyEnum.ValueType = ...,
         applied_on_whole_invoice: _builtins.bool = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
-        enumed_tax_code: Global___InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType | None = ...,
+        enumed_tax_code: Global___InvoiceAppliedTaxOnWholeInvoiceCode.ValueType | None = ...,
         fees_amount_cents: _builtins.int = ...,
         id: _builtins.str = ...,
         invoice: Global___BillingInvoice | None = ...,
@@ -8246,11 +7807,11 @@ class InvoiceAppliedTax(_message.Message):
         tax_code: _builtins.str = ...,
         tax_description: _builtins.str | None = ...,
         tax_name: _builtins.str = ...,
-        tax_rate: _builtins.float = ...,
+        tax_rate: _decimal_pb2.DecimalValue | None = ...,
         taxable_amount_cents: _builtins.int = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_enumed_tax_code", b"_enumed_tax_code", "_tax", b"_tax", "_tax_description", b"_tax_description", "created_at", b"created_at", "enumed_tax_code", b"enumed_tax_code", "invoice", b"invoice", "tax", b"tax", "tax_description", b"tax_description", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_enumed_tax_code", b"_enumed_tax_code", "_tax", b"_tax", "_tax_description", b"_tax_description", "created_at", b"created_at", "enumed_tax_code", b"enumed_tax_code", "invoice", b"invoice", "tax", b"tax", "tax_description", b"tax_description", "tax_rate", b"tax_rate", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_enumed_tax_code", b"_enumed_tax_code", "_tax", b"_tax", "_tax_description", b"_tax_description", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "applied_on_whole_invoice", b"applied_on_whole_invoice", "created_at", b"created_at", "enumed_tax_code", b"enumed_tax_code", "fees_amount_cents", b"fees_amount_cents", "id", b"id", "invoice", b"invoice", "tax", b"tax", "tax_code", b"tax_code", "tax_description", b"tax_description", "tax_name", b"tax_name", "tax_rate", b"tax_rate", "taxable_amount_cents", b"taxable_amount_cents", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -8570,13 +8131,11 @@ Global___MetadataInput: _TypeAlias = MetadataInput  # noqa: Y015
 class MoneyhashProvider(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    API_KEY_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     FLOW_ID_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    api_key: _builtins.str
     code: _builtins.str
     flow_id: _builtins.str
     id: _builtins.str
@@ -8585,91 +8144,26 @@ class MoneyhashProvider(_message.Message):
     def __init__(
         self,
         *,
-        api_key: _builtins.str | None = ...,
         code: _builtins.str = ...,
         flow_id: _builtins.str | None = ...,
         id: _builtins.str = ...,
         name: _builtins.str = ...,
         success_redirect_url: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_api_key", b"_api_key", "_flow_id", b"_flow_id", "_success_redirect_url", b"_success_redirect_url", "api_key", b"api_key", "flow_id", b"flow_id", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id", "_success_redirect_url", b"_success_redirect_url", "flow_id", b"flow_id", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_api_key", b"_api_key", "_flow_id", b"_flow_id", "_success_redirect_url", b"_success_redirect_url", "api_key", b"api_key", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id", "_success_redirect_url", b"_success_redirect_url", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__api_key: _TypeAlias = _typing.Literal["api_key"]  # noqa: Y015
-    _WhichOneofArgType__api_key: _TypeAlias = _typing.Literal["_api_key", b"_api_key"]  # noqa: Y015
     _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
     _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
     _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
     _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__api_key) -> _WhichOneofReturnType__api_key | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
 
 Global___MoneyhashProvider: _TypeAlias = MoneyhashProvider  # noqa: Y015
-
-@_typing.final
-class NetsuiteCustomer(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EXTERNAL_CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    INTEGRATION_CODE_FIELD_NUMBER: _builtins.int
-    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
-    INTEGRATION_TYPE_FIELD_NUMBER: _builtins.int
-    SUBSIDIARY_ID_FIELD_NUMBER: _builtins.int
-    SYNC_WITH_PROVIDER_FIELD_NUMBER: _builtins.int
-    external_customer_id: _builtins.str
-    id: _builtins.str
-    integration_code: _builtins.str
-    integration_id: _builtins.str
-    integration_type: Global___IntegrationTypeEnum.ValueType
-    subsidiary_id: _builtins.str
-    sync_with_provider: _builtins.bool
-    def __init__(
-        self,
-        *,
-        external_customer_id: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        integration_code: _builtins.str | None = ...,
-        integration_id: _builtins.str | None = ...,
-        integration_type: Global___IntegrationTypeEnum.ValueType | None = ...,
-        subsidiary_id: _builtins.str | None = ...,
-        sync_with_provider: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id", "_integration_code", b"_integration_code", "_integration_id", b"_integration_id", "_integration_type", b"_integration_type", "_subsidiary_id", b"_subsidiary_id", "_sync_with_provider", b"_sync_with_provider", "external_customer_id", b"external_customer_id", "integration_code", b"integration_code", "integration_id", b"integration_id", "integration_type", b"integration_type", "subsidiary_id", b"subsidiary_id", "sync_with_provider", b"sync_with_provider"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id", "_integration_code", b"_integration_code", "_integration_id", b"_integration_id", "_integration_type", b"_integration_type", "_subsidiary_id", b"_subsidiary_id", "_sync_with_provider", b"_sync_with_provider", "external_customer_id", b"external_customer_id", "id", b"id", "integration_code", b"integration_code", "integration_id", b"integration_id", "integration_type", b"integration_type", "subsidiary_id", b"subsidiary_id", "sync_with_provider", b"sync_with_provider"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__external_customer_id: _TypeAlias = _typing.Literal["external_customer_id"]  # noqa: Y015
-    _WhichOneofArgType__external_customer_id: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id"]  # noqa: Y015
-    _WhichOneofReturnType__integration_code: _TypeAlias = _typing.Literal["integration_code"]  # noqa: Y015
-    _WhichOneofArgType__integration_code: _TypeAlias = _typing.Literal["_integration_code", b"_integration_code"]  # noqa: Y015
-    _WhichOneofReturnType__integration_id: _TypeAlias = _typing.Literal["integration_id"]  # noqa: Y015
-    _WhichOneofArgType__integration_id: _TypeAlias = _typing.Literal["_integration_id", b"_integration_id"]  # noqa: Y015
-    _WhichOneofReturnType__integration_type: _TypeAlias = _typing.Literal["integration_type"]  # noqa: Y015
-    _WhichOneofArgType__integration_type: _TypeAlias = _typing.Literal["_integration_type", b"_integration_type"]  # noqa: Y015
-    _WhichOneofReturnType__subsidiary_id: _TypeAlias = _typing.Literal["subsidiary_id"]  # noqa: Y015
-    _WhichOneofArgType__subsidiary_id: _TypeAlias = _typing.Literal["_subsidiary_id", b"_subsidiary_id"]  # noqa: Y015
-    _WhichOneofReturnType__sync_with_provider: _TypeAlias = _typing.Literal["sync_with_provider"]  # noqa: Y015
-    _WhichOneofArgType__sync_with_provider: _TypeAlias = _typing.Literal["_sync_with_provider", b"_sync_with_provider"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__external_customer_id) -> _WhichOneofReturnType__external_customer_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_code) -> _WhichOneofReturnType__integration_code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_id) -> _WhichOneofReturnType__integration_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_type) -> _WhichOneofReturnType__integration_type | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__subsidiary_id) -> _WhichOneofReturnType__subsidiary_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__sync_with_provider) -> _WhichOneofReturnType__sync_with_provider | None: ...
-
-Global___NetsuiteCustomer: _TypeAlias = NetsuiteCustomer  # noqa: Y015
 
 @_typing.final
 class Organization(_message.Message):
@@ -8689,7 +8183,7 @@ class Organization(_message.Message):
     id: _builtins.str
     logo_url: _builtins.str
     name: _builtins.str
-    timezone: Global___TimezoneEnum.ValueType
+    timezone: Global___Timezone.ValueType
     @_builtins.property
     def billing_configuration(self) -> Global___OrganizationBillingConfiguration: ...
     def __init__(
@@ -8702,7 +8196,7 @@ class Organization(_message.Message):
         id: _builtins.str = ...,
         logo_url: _builtins.str | None = ...,
         name: _builtins.str = ...,
-        timezone: Global___TimezoneEnum.ValueType | None = ...,
+        timezone: Global___Timezone.ValueType | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_billing_configuration", b"_billing_configuration", "_logo_url", b"_logo_url", "_timezone", b"_timezone", "billing_configuration", b"billing_configuration", "logo_url", b"logo_url", "timezone", b"timezone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -8835,7 +8329,7 @@ class PaymentMethod(_message.Message):
     payment_provider_code: _builtins.str
     payment_provider_customer_id: _builtins.str
     payment_provider_name: _builtins.str
-    payment_provider_type: Global___ProviderTypeEnum.ValueType
+    payment_provider_type: Global___ProviderType.ValueType
     provider_method_id: _builtins.str
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -8859,7 +8353,7 @@ class PaymentMethod(_message.Message):
         payment_provider_code: _builtins.str | None = ...,
         payment_provider_customer_id: _builtins.str | None = ...,
         payment_provider_name: _builtins.str | None = ...,
-        payment_provider_type: Global___ProviderTypeEnum.ValueType | None = ...,
+        payment_provider_type: Global___ProviderType.ValueType | None = ...,
         provider_method_id: _builtins.str = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
@@ -8955,12 +8449,12 @@ class PaymentMethodReferenceInput(_message.Message):
     PAYMENT_METHOD_ID_FIELD_NUMBER: _builtins.int
     PAYMENT_METHOD_TYPE_FIELD_NUMBER: _builtins.int
     payment_method_id: _builtins.str
-    payment_method_type: Global___PaymentMethodTypeEnum.ValueType
+    payment_method_type: Global___PaymentMethodType.ValueType
     def __init__(
         self,
         *,
         payment_method_id: _builtins.str | None = ...,
-        payment_method_type: Global___PaymentMethodTypeEnum.ValueType | None = ...,
+        payment_method_type: Global___PaymentMethodType.ValueType | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_payment_method_id", b"_payment_method_id", "_payment_method_type", b"_payment_method_type", "payment_method_id", b"payment_method_id", "payment_method_type", b"payment_method_type"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -9144,14 +8638,17 @@ class PricingUnitUsage(_message.Message):
     UNIT_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     amount_cents: _builtins.int
-    conversion_rate: _builtins.float
     id: _builtins.str
-    precise_amount_cents: _builtins.float
-    precise_unit_amount: _builtins.float
     short_name: _builtins.str
     unit_amount_cents: _builtins.int
     @_builtins.property
+    def conversion_rate(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def precise_amount_cents(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def precise_unit_amount(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def pricing_unit(self) -> Global___PricingUnit: ...
     @_builtins.property
@@ -9160,17 +8657,17 @@ class PricingUnitUsage(_message.Message):
         self,
         *,
         amount_cents: _builtins.int = ...,
-        conversion_rate: _builtins.float = ...,
+        conversion_rate: _decimal_pb2.DecimalValue | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         id: _builtins.str = ...,
-        precise_amount_cents: _builtins.float = ...,
-        precise_unit_amount: _builtins.float = ...,
+        precise_amount_cents: _decimal_pb2.DecimalValue | None = ...,
+        precise_unit_amount: _decimal_pb2.DecimalValue | None = ...,
         pricing_unit: Global___PricingUnit | None = ...,
         short_name: _builtins.str = ...,
         unit_amount_cents: _builtins.int = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "pricing_unit", b"pricing_unit", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversion_rate", b"conversion_rate", "created_at", b"created_at", "precise_amount_cents", b"precise_amount_cents", "precise_unit_amount", b"precise_unit_amount", "pricing_unit", b"pricing_unit", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "conversion_rate", b"conversion_rate", "created_at", b"created_at", "id", b"id", "precise_amount_cents", b"precise_amount_cents", "precise_unit_amount", b"precise_unit_amount", "pricing_unit", b"pricing_unit", "short_name", b"short_name", "unit_amount_cents", b"unit_amount_cents", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -9253,8 +8750,10 @@ class ProjectedChargeFilterUsage(_message.Message):
     pricing_unit_amount_cents: _builtins.int
     pricing_unit_projected_amount_cents: _builtins.int
     projected_amount_cents: _builtins.int
-    projected_units: _builtins.float
-    units: _builtins.float
+    @_builtins.property
+    def projected_units(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def values(self) -> _struct_pb2.Struct: ...
     def __init__(
@@ -9267,11 +8766,11 @@ class ProjectedChargeFilterUsage(_message.Message):
         pricing_unit_amount_cents: _builtins.int | None = ...,
         pricing_unit_projected_amount_cents: _builtins.int | None = ...,
         projected_amount_cents: _builtins.int = ...,
-        projected_units: _builtins.float = ...,
-        units: _builtins.float = ...,
+        projected_units: _decimal_pb2.DecimalValue | None = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
         values: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "_pricing_unit_projected_amount_cents", b"_pricing_unit_projected_amount_cents", "id", b"id", "invoice_display_name", b"invoice_display_name", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "pricing_unit_projected_amount_cents", b"pricing_unit_projected_amount_cents", "values", b"values"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "_pricing_unit_projected_amount_cents", b"_pricing_unit_projected_amount_cents", "id", b"id", "invoice_display_name", b"invoice_display_name", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "pricing_unit_projected_amount_cents", b"pricing_unit_projected_amount_cents", "projected_units", b"projected_units", "units", b"units", "values", b"values"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "_pricing_unit_projected_amount_cents", b"_pricing_unit_projected_amount_cents", "amount_cents", b"amount_cents", "events_count", b"events_count", "id", b"id", "invoice_display_name", b"invoice_display_name", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "pricing_unit_projected_amount_cents", b"pricing_unit_projected_amount_cents", "projected_amount_cents", b"projected_amount_cents", "projected_units", b"projected_units", "units", b"units", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -9316,8 +8815,6 @@ class ProjectedChargeUsage(_message.Message):
     pricing_unit_amount_cents: _builtins.int
     pricing_unit_projected_amount_cents: _builtins.int
     projected_amount_cents: _builtins.int
-    projected_units: _builtins.float
-    units: _builtins.float
     @_builtins.property
     def billable_metric(self) -> Global___BillingBillableMetric: ...
     @_builtins.property
@@ -9326,6 +8823,10 @@ class ProjectedChargeUsage(_message.Message):
     def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProjectedChargeFilterUsage]: ...
     @_builtins.property
     def grouped_usage(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProjectedGroupedChargeUsage]: ...
+    @_builtins.property
+    def projected_units(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
@@ -9339,10 +8840,10 @@ class ProjectedChargeUsage(_message.Message):
         pricing_unit_amount_cents: _builtins.int | None = ...,
         pricing_unit_projected_amount_cents: _builtins.int | None = ...,
         projected_amount_cents: _builtins.int = ...,
-        projected_units: _builtins.float = ...,
-        units: _builtins.float = ...,
+        projected_units: _decimal_pb2.DecimalValue | None = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "_pricing_unit_projected_amount_cents", b"_pricing_unit_projected_amount_cents", "billable_metric", b"billable_metric", "charge", b"charge", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "pricing_unit_projected_amount_cents", b"pricing_unit_projected_amount_cents"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "_pricing_unit_projected_amount_cents", b"_pricing_unit_projected_amount_cents", "billable_metric", b"billable_metric", "charge", b"charge", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "pricing_unit_projected_amount_cents", b"pricing_unit_projected_amount_cents", "projected_units", b"projected_units", "units", b"units"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "_pricing_unit_projected_amount_cents", b"_pricing_unit_projected_amount_cents", "amount_cents", b"amount_cents", "billable_metric", b"billable_metric", "charge", b"charge", "events_count", b"events_count", "filters", b"filters", "grouped_usage", b"grouped_usage", "id", b"id", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "pricing_unit_projected_amount_cents", b"pricing_unit_projected_amount_cents", "projected_amount_cents", b"projected_amount_cents", "projected_units", b"projected_units", "units", b"units"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -9377,12 +8878,14 @@ class ProjectedGroupedChargeUsage(_message.Message):
     pricing_unit_amount_cents: _builtins.int
     pricing_unit_projected_amount_cents: _builtins.int
     projected_amount_cents: _builtins.int
-    projected_units: _builtins.float
-    units: _builtins.float
     @_builtins.property
     def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProjectedChargeFilterUsage]: ...
     @_builtins.property
     def grouped_by(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def projected_units(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
@@ -9394,10 +8897,10 @@ class ProjectedGroupedChargeUsage(_message.Message):
         pricing_unit_amount_cents: _builtins.int | None = ...,
         pricing_unit_projected_amount_cents: _builtins.int | None = ...,
         projected_amount_cents: _builtins.int = ...,
-        projected_units: _builtins.float = ...,
-        units: _builtins.float = ...,
+        projected_units: _decimal_pb2.DecimalValue | None = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_grouped_by", b"_grouped_by", "_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "_pricing_unit_projected_amount_cents", b"_pricing_unit_projected_amount_cents", "grouped_by", b"grouped_by", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "pricing_unit_projected_amount_cents", b"pricing_unit_projected_amount_cents"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_grouped_by", b"_grouped_by", "_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "_pricing_unit_projected_amount_cents", b"_pricing_unit_projected_amount_cents", "grouped_by", b"grouped_by", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "pricing_unit_projected_amount_cents", b"pricing_unit_projected_amount_cents", "projected_units", b"projected_units", "units", b"units"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_grouped_by", b"_grouped_by", "_pricing_unit_amount_cents", b"_pricing_unit_amount_cents", "_pricing_unit_projected_amount_cents", b"_pricing_unit_projected_amount_cents", "amount_cents", b"amount_cents", "events_count", b"events_count", "filters", b"filters", "grouped_by", b"grouped_by", "id", b"id", "pricing_unit_amount_cents", b"pricing_unit_amount_cents", "pricing_unit_projected_amount_cents", b"pricing_unit_projected_amount_cents", "projected_amount_cents", b"projected_amount_cents", "projected_units", b"projected_units", "units", b"units"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -9434,17 +8937,18 @@ class Properties(_message.Message):
     PRICING_GROUP_KEYS_FIELD_NUMBER: _builtins.int
     RATE_FIELD_NUMBER: _builtins.int
     VOLUME_RANGES_FIELD_NUMBER: _builtins.int
-    amount: _builtins.str
     fixed_amount: _builtins.str
     free_units: _builtins.int
     free_units_per_events: _builtins.int
-    free_units_per_total_aggregation: _builtins.str
     package_size: _builtins.int
     per_transaction_max_amount: _builtins.str
     per_transaction_min_amount: _builtins.str
-    rate: _builtins.str
+    @_builtins.property
+    def amount(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def custom_properties(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def free_units_per_total_aggregation(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def graduated_percentage_ranges(self) -> _containers.RepeatedCompositeFieldContainer[Global___GraduatedPercentageRange]: ...
     @_builtins.property
@@ -9452,23 +8956,25 @@ class Properties(_message.Message):
     @_builtins.property
     def pricing_group_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
+    def rate(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
     def volume_ranges(self) -> _containers.RepeatedCompositeFieldContainer[Global___VolumeRange]: ...
     def __init__(
         self,
         *,
-        amount: _builtins.str | None = ...,
+        amount: _decimal_pb2.DecimalValue | None = ...,
         custom_properties: _struct_pb2.Struct | None = ...,
         fixed_amount: _builtins.str | None = ...,
         free_units: _builtins.int | None = ...,
         free_units_per_events: _builtins.int | None = ...,
-        free_units_per_total_aggregation: _builtins.str | None = ...,
+        free_units_per_total_aggregation: _decimal_pb2.DecimalValue | None = ...,
         graduated_percentage_ranges: _abc.Iterable[Global___GraduatedPercentageRange] | None = ...,
         graduated_ranges: _abc.Iterable[Global___GraduatedRange] | None = ...,
         package_size: _builtins.int | None = ...,
         per_transaction_max_amount: _builtins.str | None = ...,
         per_transaction_min_amount: _builtins.str | None = ...,
         pricing_group_keys: _abc.Iterable[_builtins.str] | None = ...,
-        rate: _builtins.str | None = ...,
+        rate: _decimal_pb2.DecimalValue | None = ...,
         volume_ranges: _abc.Iterable[Global___VolumeRange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_amount", b"_amount", "_custom_properties", b"_custom_properties", "_fixed_amount", b"_fixed_amount", "_free_units", b"_free_units", "_free_units_per_events", b"_free_units_per_events", "_free_units_per_total_aggregation", b"_free_units_per_total_aggregation", "_package_size", b"_package_size", "_per_transaction_max_amount", b"_per_transaction_max_amount", "_per_transaction_min_amount", b"_per_transaction_min_amount", "_rate", b"_rate", "amount", b"amount", "custom_properties", b"custom_properties", "fixed_amount", b"fixed_amount", "free_units", b"free_units", "free_units_per_events", b"free_units_per_events", "free_units_per_total_aggregation", b"free_units_per_total_aggregation", "package_size", b"package_size", "per_transaction_max_amount", b"per_transaction_max_amount", "per_transaction_min_amount", b"per_transaction_min_amount", "rate", b"rate"]  # noqa: Y015
@@ -9536,17 +9042,18 @@ class PropertiesInput(_message.Message):
     PRICING_GROUP_KEYS_FIELD_NUMBER: _builtins.int
     RATE_FIELD_NUMBER: _builtins.int
     VOLUME_RANGES_FIELD_NUMBER: _builtins.int
-    amount: _builtins.str
     fixed_amount: _builtins.str
     free_units: _builtins.int
     free_units_per_events: _builtins.int
-    free_units_per_total_aggregation: _builtins.str
     package_size: _builtins.int
     per_transaction_max_amount: _builtins.str
     per_transaction_min_amount: _builtins.str
-    rate: _builtins.str
+    @_builtins.property
+    def amount(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def custom_properties(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def free_units_per_total_aggregation(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def graduated_percentage_ranges(self) -> _containers.RepeatedCompositeFieldContainer[Global___GraduatedPercentageRangeInput]: ...
     @_builtins.property
@@ -9554,23 +9061,25 @@ class PropertiesInput(_message.Message):
     @_builtins.property
     def pricing_group_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
+    def rate(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
     def volume_ranges(self) -> _containers.RepeatedCompositeFieldContainer[Global___VolumeRangeInput]: ...
     def __init__(
         self,
         *,
-        amount: _builtins.str | None = ...,
+        amount: _decimal_pb2.DecimalValue | None = ...,
         custom_properties: _struct_pb2.Struct | None = ...,
         fixed_amount: _builtins.str | None = ...,
         free_units: _builtins.int | None = ...,
         free_units_per_events: _builtins.int | None = ...,
-        free_units_per_total_aggregation: _builtins.str | None = ...,
+        free_units_per_total_aggregation: _decimal_pb2.DecimalValue | None = ...,
         graduated_percentage_ranges: _abc.Iterable[Global___GraduatedPercentageRangeInput] | None = ...,
         graduated_ranges: _abc.Iterable[Global___GraduatedRangeInput] | None = ...,
         package_size: _builtins.int | None = ...,
         per_transaction_max_amount: _builtins.str | None = ...,
         per_transaction_min_amount: _builtins.str | None = ...,
         pricing_group_keys: _abc.Iterable[_builtins.str] | None = ...,
-        rate: _builtins.str | None = ...,
+        rate: _decimal_pb2.DecimalValue | None = ...,
         volume_ranges: _abc.Iterable[Global___VolumeRangeInput] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_amount", b"_amount", "_custom_properties", b"_custom_properties", "_fixed_amount", b"_fixed_amount", "_free_units", b"_free_units", "_free_units_per_events", b"_free_units_per_events", "_free_units_per_total_aggregation", b"_free_units_per_total_aggregation", "_package_size", b"_package_size", "_per_transaction_max_amount", b"_per_transaction_max_amount", "_per_transaction_min_amount", b"_per_transaction_min_amount", "_rate", b"_rate", "amount", b"amount", "custom_properties", b"custom_properties", "fixed_amount", b"fixed_amount", "free_units", b"free_units", "free_units_per_events", b"free_units_per_events", "free_units_per_total_aggregation", b"free_units_per_total_aggregation", "package_size", b"package_size", "per_transaction_max_amount", b"per_transaction_max_amount", "per_transaction_min_amount", b"per_transaction_min_amount", "rate", b"rate"]  # noqa: Y015
@@ -9621,42 +9130,6 @@ class PropertiesInput(_message.Message):
 Global___PropertiesInput: _TypeAlias = PropertiesInput  # noqa: Y015
 
 @_typing.final
-class ProviderCustomer(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    PROVIDER_CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    PROVIDER_PAYMENT_METHODS_FIELD_NUMBER: _builtins.int
-    SYNC_WITH_PROVIDER_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    provider_customer_id: _builtins.str
-    sync_with_provider: _builtins.bool
-    @_builtins.property
-    def provider_payment_methods(self) -> _containers.RepeatedScalarFieldContainer[Global___ProviderPaymentMethodsEnum.ValueType]: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        provider_customer_id: _builtins.str | None = ...,
-        provider_payment_methods: _abc.Iterable[Global___ProviderPaymentMethodsEnum.ValueType] | None = ...,
-        sync_with_provider: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_provider_customer_id", b"_provider_customer_id", "_sync_with_provider", b"_sync_with_provider", "provider_customer_id", b"provider_customer_id", "sync_with_provider", b"sync_with_provider"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_provider_customer_id", b"_provider_customer_id", "_sync_with_provider", b"_sync_with_provider", "id", b"id", "provider_customer_id", b"provider_customer_id", "provider_payment_methods", b"provider_payment_methods", "sync_with_provider", b"sync_with_provider"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__provider_customer_id: _TypeAlias = _typing.Literal["provider_customer_id"]  # noqa: Y015
-    _WhichOneofArgType__provider_customer_id: _TypeAlias = _typing.Literal["_provider_customer_id", b"_provider_customer_id"]  # noqa: Y015
-    _WhichOneofReturnType__sync_with_provider: _TypeAlias = _typing.Literal["sync_with_provider"]  # noqa: Y015
-    _WhichOneofArgType__sync_with_provider: _TypeAlias = _typing.Literal["_sync_with_provider", b"_sync_with_provider"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__provider_customer_id) -> _WhichOneofReturnType__provider_customer_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__sync_with_provider) -> _WhichOneofReturnType__sync_with_provider | None: ...
-
-Global___ProviderCustomer: _TypeAlias = ProviderCustomer  # noqa: Y015
-
-@_typing.final
 class RecurringTransactionRule(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -9679,23 +9152,25 @@ class RecurringTransactionRule(_message.Message):
     TRANSACTION_METADATA_FIELD_NUMBER: _builtins.int
     TRANSACTION_NAME_FIELD_NUMBER: _builtins.int
     TRIGGER_FIELD_NUMBER: _builtins.int
-    granted_credits: _builtins.str
     ignore_paid_top_up_limits: _builtins.bool
-    interval: Global___RecurringTransactionIntervalEnum.ValueType
+    interval: Global___RecurringTransactionInterval.ValueType
     invoice_requires_successful_payment: _builtins.bool
     billing_provider_id: _builtins.str
-    method: Global___RecurringTransactionMethodEnum.ValueType
-    paid_credits: _builtins.str
-    payment_method_type: Global___PaymentMethodTypeEnum.ValueType
+    method: Global___RecurringTransactionMethod.ValueType
+    payment_method_type: Global___PaymentMethodType.ValueType
     skip_invoice_custom_sections: _builtins.bool
     target_ongoing_balance: _builtins.str
     threshold_credits: _builtins.str
     transaction_name: _builtins.str
-    trigger: Global___RecurringTransactionTriggerEnum.ValueType
+    trigger: Global___RecurringTransactionTrigger.ValueType
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def expiration_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def granted_credits(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def paid_credits(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def payment_method(self) -> Global___PaymentMethod: ...
     @_builtins.property
@@ -9709,15 +9184,15 @@ class RecurringTransactionRule(_message.Message):
         *,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         expiration_at: _timestamp_pb2.Timestamp | None = ...,
-        granted_credits: _builtins.str = ...,
+        granted_credits: _decimal_pb2.DecimalValue | None = ...,
         ignore_paid_top_up_limits: _builtins.bool = ...,
-        interval: Global___RecurringTransactionIntervalEnum.ValueType | None = ...,
+        interval: Global___RecurringTransactionInterval.ValueType | None = ...,
         invoice_requires_successful_payment: _builtins.bool = ...,
         billing_provider_id: _builtins.str = ...,
-        method: Global___RecurringTransactionMethodEnum.ValueType = ...,
-        paid_credits: _builtins.str = ...,
+        method: Global___RecurringTransactionMethod.ValueType = ...,
+        paid_credits: _decimal_pb2.DecimalValue | None = ...,
         payment_method: Global___PaymentMethod | None = ...,
-        payment_method_type: Global___PaymentMethodTypeEnum.ValueType | None = ...,
+        payment_method_type: Global___PaymentMethodType.ValueType | None = ...,
         selected_invoice_custom_sections: _abc.Iterable[Global___InvoiceCustomSection] | None = ...,
         skip_invoice_custom_sections: _builtins.bool | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
@@ -9725,9 +9200,9 @@ class RecurringTransactionRule(_message.Message):
         threshold_credits: _builtins.str | None = ...,
         transaction_metadata: _abc.Iterable[Global___TransactionMetadata] | None = ...,
         transaction_name: _builtins.str | None = ...,
-        trigger: Global___RecurringTransactionTriggerEnum.ValueType = ...,
+        trigger: Global___RecurringTransactionTrigger.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_expiration_at", b"_expiration_at", "_interval", b"_interval", "_payment_method", b"_payment_method", "_payment_method_type", b"_payment_method_type", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_started_at", b"_started_at", "_target_ongoing_balance", b"_target_ongoing_balance", "_threshold_credits", b"_threshold_credits", "_transaction_name", b"_transaction_name", "created_at", b"created_at", "expiration_at", b"expiration_at", "interval", b"interval", "payment_method", b"payment_method", "payment_method_type", b"payment_method_type", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "started_at", b"started_at", "target_ongoing_balance", b"target_ongoing_balance", "threshold_credits", b"threshold_credits", "transaction_name", b"transaction_name"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expiration_at", b"_expiration_at", "_interval", b"_interval", "_payment_method", b"_payment_method", "_payment_method_type", b"_payment_method_type", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_started_at", b"_started_at", "_target_ongoing_balance", b"_target_ongoing_balance", "_threshold_credits", b"_threshold_credits", "_transaction_name", b"_transaction_name", "created_at", b"created_at", "expiration_at", b"expiration_at", "granted_credits", b"granted_credits", "interval", b"interval", "paid_credits", b"paid_credits", "payment_method", b"payment_method", "payment_method_type", b"payment_method_type", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "started_at", b"started_at", "target_ongoing_balance", b"target_ongoing_balance", "threshold_credits", b"threshold_credits", "transaction_name", b"transaction_name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_expiration_at", b"_expiration_at", "_interval", b"_interval", "_payment_method", b"_payment_method", "_payment_method_type", b"_payment_method_type", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_started_at", b"_started_at", "_target_ongoing_balance", b"_target_ongoing_balance", "_threshold_credits", b"_threshold_credits", "_transaction_name", b"_transaction_name", "billing_provider_id", b"billing_provider_id", "created_at", b"created_at", "expiration_at", b"expiration_at", "granted_credits", b"granted_credits", "ignore_paid_top_up_limits", b"ignore_paid_top_up_limits", "interval", b"interval", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "method", b"method", "paid_credits", b"paid_credits", "payment_method", b"payment_method", "payment_method_type", b"payment_method_type", "selected_invoice_custom_sections", b"selected_invoice_custom_sections", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "started_at", b"started_at", "target_ongoing_balance", b"target_ongoing_balance", "threshold_credits", b"threshold_credits", "transaction_metadata", b"transaction_metadata", "transaction_name", b"transaction_name", "trigger", b"trigger"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -9771,59 +9246,6 @@ class RecurringTransactionRule(_message.Message):
 Global___RecurringTransactionRule: _TypeAlias = RecurringTransactionRule  # noqa: Y015
 
 @_typing.final
-class SalesforceCustomer(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EXTERNAL_CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    INTEGRATION_CODE_FIELD_NUMBER: _builtins.int
-    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
-    INTEGRATION_TYPE_FIELD_NUMBER: _builtins.int
-    SYNC_WITH_PROVIDER_FIELD_NUMBER: _builtins.int
-    external_customer_id: _builtins.str
-    id: _builtins.str
-    integration_code: _builtins.str
-    integration_id: _builtins.str
-    integration_type: Global___IntegrationTypeEnum.ValueType
-    sync_with_provider: _builtins.bool
-    def __init__(
-        self,
-        *,
-        external_customer_id: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        integration_code: _builtins.str | None = ...,
-        integration_id: _builtins.str | None = ...,
-        integration_type: Global___IntegrationTypeEnum.ValueType | None = ...,
-        sync_with_provider: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id", "_integration_code", b"_integration_code", "_integration_id", b"_integration_id", "_integration_type", b"_integration_type", "_sync_with_provider", b"_sync_with_provider", "external_customer_id", b"external_customer_id", "integration_code", b"integration_code", "integration_id", b"integration_id", "integration_type", b"integration_type", "sync_with_provider", b"sync_with_provider"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id", "_integration_code", b"_integration_code", "_integration_id", b"_integration_id", "_integration_type", b"_integration_type", "_sync_with_provider", b"_sync_with_provider", "external_customer_id", b"external_customer_id", "id", b"id", "integration_code", b"integration_code", "integration_id", b"integration_id", "integration_type", b"integration_type", "sync_with_provider", b"sync_with_provider"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__external_customer_id: _TypeAlias = _typing.Literal["external_customer_id"]  # noqa: Y015
-    _WhichOneofArgType__external_customer_id: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id"]  # noqa: Y015
-    _WhichOneofReturnType__integration_code: _TypeAlias = _typing.Literal["integration_code"]  # noqa: Y015
-    _WhichOneofArgType__integration_code: _TypeAlias = _typing.Literal["_integration_code", b"_integration_code"]  # noqa: Y015
-    _WhichOneofReturnType__integration_id: _TypeAlias = _typing.Literal["integration_id"]  # noqa: Y015
-    _WhichOneofArgType__integration_id: _TypeAlias = _typing.Literal["_integration_id", b"_integration_id"]  # noqa: Y015
-    _WhichOneofReturnType__integration_type: _TypeAlias = _typing.Literal["integration_type"]  # noqa: Y015
-    _WhichOneofArgType__integration_type: _TypeAlias = _typing.Literal["_integration_type", b"_integration_type"]  # noqa: Y015
-    _WhichOneofReturnType__sync_with_provider: _TypeAlias = _typing.Literal["sync_with_provider"]  # noqa: Y015
-    _WhichOneofArgType__sync_with_provider: _TypeAlias = _typing.Literal["_sync_with_provider", b"_sync_with_provider"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__external_customer_id) -> _WhichOneofReturnType__external_customer_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_code) -> _WhichOneofReturnType__integration_code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_id) -> _WhichOneofReturnType__integration_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_type) -> _WhichOneofReturnType__integration_type | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__sync_with_provider) -> _WhichOneofReturnType__sync_with_provider | None: ...
-
-Global___SalesforceCustomer: _TypeAlias = SalesforceCustomer  # noqa: Y015
-
-@_typing.final
 class SanitizedApiKey(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -9833,10 +9255,10 @@ class SanitizedApiKey(_message.Message):
     LAST_USED_AT_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     PERMISSIONS_FIELD_NUMBER: _builtins.int
-    VALUE_FIELD_NUMBER: _builtins.int
+    MASKED_VALUE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
-    value: _builtins.str
+    masked_value: _builtins.str
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -9854,11 +9276,11 @@ class SanitizedApiKey(_message.Message):
         last_used_at: _timestamp_pb2.Timestamp | None = ...,
         name: _builtins.str | None = ...,
         permissions: _struct_pb2.Struct | None = ...,
-        value: _builtins.str = ...,
+        masked_value: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at", "_last_used_at", b"_last_used_at", "_name", b"_name", "created_at", b"created_at", "expires_at", b"expires_at", "last_used_at", b"last_used_at", "name", b"name", "permissions", b"permissions"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at", "_last_used_at", b"_last_used_at", "_name", b"_name", "created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "last_used_at", b"last_used_at", "name", b"name", "permissions", b"permissions", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at", "_last_used_at", b"_last_used_at", "_name", b"_name", "created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "last_used_at", b"last_used_at", "masked_value", b"masked_value", "name", b"name", "permissions", b"permissions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__expires_at: _TypeAlias = _typing.Literal["expires_at"]  # noqa: Y015
     _WhichOneofArgType__expires_at: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at"]  # noqa: Y015
@@ -9882,13 +9304,11 @@ class StripeProvider(_message.Message):
     CODE_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
-    SECRET_KEY_FIELD_NUMBER: _builtins.int
     SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
     SUPPORTS3DS_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     id: _builtins.str
     name: _builtins.str
-    secret_key: _builtins.str
     success_redirect_url: _builtins.str
     supports3ds: _builtins.bool
     def __init__(
@@ -9897,22 +9317,17 @@ class StripeProvider(_message.Message):
         code: _builtins.str = ...,
         id: _builtins.str = ...,
         name: _builtins.str = ...,
-        secret_key: _builtins.str | None = ...,
         success_redirect_url: _builtins.str | None = ...,
         supports3ds: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_secret_key", b"_secret_key", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "secret_key", b"secret_key", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_secret_key", b"_secret_key", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "id", b"id", "name", b"name", "secret_key", b"secret_key", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__secret_key: _TypeAlias = _typing.Literal["secret_key"]  # noqa: Y015
-    _WhichOneofArgType__secret_key: _TypeAlias = _typing.Literal["_secret_key", b"_secret_key"]  # noqa: Y015
     _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
     _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
     _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
     _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__secret_key) -> _WhichOneofReturnType__secret_key | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
     @_typing.overload
@@ -9932,8 +9347,9 @@ class SubscriptionLifetimeUsage(_message.Message):
     TOTAL_USAGE_TO_DATETIME_FIELD_NUMBER: _builtins.int
     last_threshold_amount_cents: _builtins.int
     next_threshold_amount_cents: _builtins.int
-    next_threshold_ratio: _builtins.float
     total_usage_amount_cents: _builtins.int
+    @_builtins.property
+    def next_threshold_ratio(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
     def total_usage_from_datetime(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -9943,7 +9359,7 @@ class SubscriptionLifetimeUsage(_message.Message):
         *,
         last_threshold_amount_cents: _builtins.int | None = ...,
         next_threshold_amount_cents: _builtins.int | None = ...,
-        next_threshold_ratio: _builtins.float | None = ...,
+        next_threshold_ratio: _decimal_pb2.DecimalValue | None = ...,
         total_usage_amount_cents: _builtins.int = ...,
         total_usage_from_datetime: _timestamp_pb2.Timestamp | None = ...,
         total_usage_to_datetime: _timestamp_pb2.Timestamp | None = ...,
@@ -9971,14 +9387,12 @@ Global___SubscriptionLifetimeUsage: _TypeAlias = SubscriptionLifetimeUsage  # no
 class TapProvider(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    API_KEY_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     SAVE_CARD_ENABLED_FIELD_NUMBER: _builtins.int
     SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
     SUPPORTS3DS_FIELD_NUMBER: _builtins.int
-    api_key: _builtins.str
     code: _builtins.str
     id: _builtins.str
     name: _builtins.str
@@ -9988,7 +9402,6 @@ class TapProvider(_message.Message):
     def __init__(
         self,
         *,
-        api_key: _builtins.str | None = ...,
         code: _builtins.str = ...,
         id: _builtins.str = ...,
         name: _builtins.str = ...,
@@ -9996,20 +9409,16 @@ class TapProvider(_message.Message):
         success_redirect_url: _builtins.str | None = ...,
         supports3ds: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_api_key", b"_api_key", "_save_card_enabled", b"_save_card_enabled", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "api_key", b"api_key", "save_card_enabled", b"save_card_enabled", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_save_card_enabled", b"_save_card_enabled", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "save_card_enabled", b"save_card_enabled", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_api_key", b"_api_key", "_save_card_enabled", b"_save_card_enabled", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "api_key", b"api_key", "code", b"code", "id", b"id", "name", b"name", "save_card_enabled", b"save_card_enabled", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_save_card_enabled", b"_save_card_enabled", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "id", b"id", "name", b"name", "save_card_enabled", b"save_card_enabled", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__api_key: _TypeAlias = _typing.Literal["api_key"]  # noqa: Y015
-    _WhichOneofArgType__api_key: _TypeAlias = _typing.Literal["_api_key", b"_api_key"]  # noqa: Y015
     _WhichOneofReturnType__save_card_enabled: _TypeAlias = _typing.Literal["save_card_enabled"]  # noqa: Y015
     _WhichOneofArgType__save_card_enabled: _TypeAlias = _typing.Literal["_save_card_enabled", b"_save_card_enabled"]  # noqa: Y015
     _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
     _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
     _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
     _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__api_key) -> _WhichOneofReturnType__api_key | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__save_card_enabled) -> _WhichOneofReturnType__save_card_enabled | None: ...
     @_typing.overload
@@ -10111,19 +9520,21 @@ class VolumeRange(_message.Message):
     FROM_VALUE_FIELD_NUMBER: _builtins.int
     PER_UNIT_AMOUNT_FIELD_NUMBER: _builtins.int
     TO_VALUE_FIELD_NUMBER: _builtins.int
-    flat_amount: _builtins.str
     from_value: _builtins.int
-    per_unit_amount: _builtins.str
     to_value: _builtins.int
+    @_builtins.property
+    def flat_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def per_unit_amount(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
-        flat_amount: _builtins.str = ...,
+        flat_amount: _decimal_pb2.DecimalValue | None = ...,
         from_value: _builtins.int = ...,
-        per_unit_amount: _builtins.str = ...,
+        per_unit_amount: _decimal_pb2.DecimalValue | None = ...,
         to_value: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "to_value", b"to_value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "flat_amount", b"flat_amount", "per_unit_amount", b"per_unit_amount", "to_value", b"to_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "flat_amount", b"flat_amount", "from_value", b"from_value", "per_unit_amount", b"per_unit_amount", "to_value", b"to_value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -10141,19 +9552,21 @@ class VolumeRangeInput(_message.Message):
     FROM_VALUE_FIELD_NUMBER: _builtins.int
     PER_UNIT_AMOUNT_FIELD_NUMBER: _builtins.int
     TO_VALUE_FIELD_NUMBER: _builtins.int
-    flat_amount: _builtins.str
     from_value: _builtins.int
-    per_unit_amount: _builtins.str
     to_value: _builtins.int
+    @_builtins.property
+    def flat_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def per_unit_amount(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
-        flat_amount: _builtins.str = ...,
+        flat_amount: _decimal_pb2.DecimalValue | None = ...,
         from_value: _builtins.int = ...,
-        per_unit_amount: _builtins.str = ...,
+        per_unit_amount: _decimal_pb2.DecimalValue | None = ...,
         to_value: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "to_value", b"to_value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "flat_amount", b"flat_amount", "per_unit_amount", b"per_unit_amount", "to_value", b"to_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["_to_value", b"_to_value", "flat_amount", b"flat_amount", "from_value", b"from_value", "per_unit_amount", b"per_unit_amount", "to_value", b"to_value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
@@ -10172,12 +9585,12 @@ class WalletAppliesTo(_message.Message):
     @_builtins.property
     def billable_metrics(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillingBillableMetric]: ...
     @_builtins.property
-    def fee_types(self) -> _containers.RepeatedScalarFieldContainer[Global___FeeTypesEnum.ValueType]: ...
+    def fee_types(self) -> _containers.RepeatedScalarFieldContainer[Global___FeeTypes.ValueType]: ...
     def __init__(
         self,
         *,
         billable_metrics: _abc.Iterable[Global___BillingBillableMetric] | None = ...,
-        fee_types: _abc.Iterable[Global___FeeTypesEnum.ValueType] | None = ...,
+        fee_types: _abc.Iterable[Global___FeeTypes.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -10208,56 +9621,3 @@ class WalletTransactionMetadataObject(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WalletTransactionMetadataObject: _TypeAlias = WalletTransactionMetadataObject  # noqa: Y015
-
-@_typing.final
-class XeroCustomer(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EXTERNAL_CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    INTEGRATION_CODE_FIELD_NUMBER: _builtins.int
-    INTEGRATION_ID_FIELD_NUMBER: _builtins.int
-    INTEGRATION_TYPE_FIELD_NUMBER: _builtins.int
-    SYNC_WITH_PROVIDER_FIELD_NUMBER: _builtins.int
-    external_customer_id: _builtins.str
-    id: _builtins.str
-    integration_code: _builtins.str
-    integration_id: _builtins.str
-    integration_type: Global___IntegrationTypeEnum.ValueType
-    sync_with_provider: _builtins.bool
-    def __init__(
-        self,
-        *,
-        external_customer_id: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        integration_code: _builtins.str | None = ...,
-        integration_id: _builtins.str | None = ...,
-        integration_type: Global___IntegrationTypeEnum.ValueType | None = ...,
-        sync_with_provider: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id", "_integration_code", b"_integration_code", "_integration_id", b"_integration_id", "_integration_type", b"_integration_type", "_sync_with_provider", b"_sync_with_provider", "external_customer_id", b"external_customer_id", "integration_code", b"integration_code", "integration_id", b"integration_id", "integration_type", b"integration_type", "sync_with_provider", b"sync_with_provider"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id", "_integration_code", b"_integration_code", "_integration_id", b"_integration_id", "_integration_type", b"_integration_type", "_sync_with_provider", b"_sync_with_provider", "external_customer_id", b"external_customer_id", "id", b"id", "integration_code", b"integration_code", "integration_id", b"integration_id", "integration_type", b"integration_type", "sync_with_provider", b"sync_with_provider"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__external_customer_id: _TypeAlias = _typing.Literal["external_customer_id"]  # noqa: Y015
-    _WhichOneofArgType__external_customer_id: _TypeAlias = _typing.Literal["_external_customer_id", b"_external_customer_id"]  # noqa: Y015
-    _WhichOneofReturnType__integration_code: _TypeAlias = _typing.Literal["integration_code"]  # noqa: Y015
-    _WhichOneofArgType__integration_code: _TypeAlias = _typing.Literal["_integration_code", b"_integration_code"]  # noqa: Y015
-    _WhichOneofReturnType__integration_id: _TypeAlias = _typing.Literal["integration_id"]  # noqa: Y015
-    _WhichOneofArgType__integration_id: _TypeAlias = _typing.Literal["_integration_id", b"_integration_id"]  # noqa: Y015
-    _WhichOneofReturnType__integration_type: _TypeAlias = _typing.Literal["integration_type"]  # noqa: Y015
-    _WhichOneofArgType__integration_type: _TypeAlias = _typing.Literal["_integration_type", b"_integration_type"]  # noqa: Y015
-    _WhichOneofReturnType__sync_with_provider: _TypeAlias = _typing.Literal["sync_with_provider"]  # noqa: Y015
-    _WhichOneofArgType__sync_with_provider: _TypeAlias = _typing.Literal["_sync_with_provider", b"_sync_with_provider"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__external_customer_id) -> _WhichOneofReturnType__external_customer_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_code) -> _WhichOneofReturnType__integration_code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_id) -> _WhichOneofReturnType__integration_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__integration_type) -> _WhichOneofReturnType__integration_type | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__sync_with_provider) -> _WhichOneofReturnType__sync_with_provider | None: ...
-
-Global___XeroCustomer: _TypeAlias = XeroCustomer  # noqa: Y015

@@ -12,10 +12,9 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from invora._proto.invora.billing.common.v2 import models_pb2 as _models_pb2
+from invora._proto.kernel import decimal_pb2 as _decimal_pb2
 from invora._proto.kernel import query_pb2 as _query_pb2
 import builtins as _builtins
 import sys
@@ -28,25 +27,54 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _View:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
+@_typing.final
+class GetRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    VIEW_UNSPECIFIED: _View.ValueType  # 0
-    VIEW_BASIC: _View.ValueType  # 1
-    VIEW_FULL: _View.ValueType  # 2
+    ID_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-class View(_View, metaclass=_ViewEnumTypeWrapper): ...
-
-VIEW_UNSPECIFIED: View.ValueType  # 0
-VIEW_BASIC: View.ValueType  # 1
-VIEW_FULL: View.ValueType  # 2
-Global___View: _TypeAlias = View  # noqa: Y015
+Global___GetRequest: _TypeAlias = GetRequest  # noqa: Y015
 
 @_typing.final
-class AppliedCouponsRequest(_message.Message):
+class GetResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coupon(self) -> _models_pb2.BillingCoupon: ...
+    def __init__(
+        self,
+        *,
+        coupon: _models_pb2.BillingCoupon | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetResponse: _TypeAlias = GetResponse  # noqa: Y015
+
+@_typing.final
+class ListRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FILTER_FIELD_NUMBER: _builtins.int
@@ -54,7 +82,7 @@ class AppliedCouponsRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -70,7 +98,7 @@ class AppliedCouponsRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -78,34 +106,35 @@ class AppliedCouponsRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AppliedCouponsRequest: _TypeAlias = AppliedCouponsRequest  # noqa: Y015
+Global___ListRequest: _TypeAlias = ListRequest  # noqa: Y015
 
 @_typing.final
-class AppliedCouponsResponse(_message.Message):
+class ListResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEMS_FIELD_NUMBER: _builtins.int
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.AppliedCoupon]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingCoupon]: ...
     def __init__(
         self,
         *,
-        items: _abc.Iterable[_models_pb2.AppliedCoupon] | None = ...,
+        items: _abc.Iterable[_models_pb2.BillingCoupon] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
-Global___AppliedCouponsResponse: _TypeAlias = AppliedCouponsResponse  # noqa: Y015
+Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
 
 @_typing.final
 class ListFilter(_message.Message):
@@ -155,7 +184,7 @@ class ListFilterPart(_message.Message):
     EXTERNAL_CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     external_customer_id: _builtins.str
-    status: _models_pb2.AppliedCouponStatusEnum.ValueType
+    status: _models_pb2.AppliedCouponStatus.ValueType
     @_builtins.property
     def coupon_code(self) -> Global___ListCouponCodeFilter: ...
     def __init__(
@@ -163,7 +192,7 @@ class ListFilterPart(_message.Message):
         *,
         coupon_code: Global___ListCouponCodeFilter | None = ...,
         external_customer_id: _builtins.str = ...,
-        status: _models_pb2.AppliedCouponStatusEnum.ValueType = ...,
+        status: _models_pb2.AppliedCouponStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["coupon_code", b"coupon_code", "external_customer_id", b"external_customer_id", "status", b"status", "type", b"type"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -217,549 +246,9 @@ class ListSortRule(_message.Message):
 Global___ListSortRule: _TypeAlias = ListSortRule  # noqa: Y015
 
 @_typing.final
-class GetRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    view: Global___View.ValueType
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetRequest: _TypeAlias = GetRequest  # noqa: Y015
-
-@_typing.final
-class GetResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    COUPON_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def coupon(self) -> _models_pb2.BillingCoupon: ...
-    def __init__(
-        self,
-        *,
-        coupon: _models_pb2.BillingCoupon | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetResponse: _TypeAlias = GetResponse  # noqa: Y015
-
-@_typing.final
-class ListRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListRequest: _TypeAlias = ListRequest  # noqa: Y015
-
-@_typing.final
-class ListResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingCoupon]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[_models_pb2.BillingCoupon] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
-
-@_typing.final
-class CreateAppliedCouponRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___CreateAppliedCouponInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___CreateAppliedCouponInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateAppliedCouponRequest: _TypeAlias = CreateAppliedCouponRequest  # noqa: Y015
-
-@_typing.final
-class CreateAppliedCouponResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    APPLIED_COUPON_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def applied_coupon(self) -> _models_pb2.AppliedCoupon: ...
-    def __init__(
-        self,
-        *,
-        applied_coupon: _models_pb2.AppliedCoupon | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["applied_coupon", b"applied_coupon"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_coupon", b"applied_coupon"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateAppliedCouponResponse: _TypeAlias = CreateAppliedCouponResponse  # noqa: Y015
-
-@_typing.final
 class CreateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___CreateCouponInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___CreateCouponInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
-
-@_typing.final
-class CreateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    COUPON_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def coupon(self) -> _models_pb2.BillingCoupon: ...
-    def __init__(
-        self,
-        *,
-        coupon: _models_pb2.BillingCoupon | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
-
-@_typing.final
-class DeleteRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DestroyCouponInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DestroyCouponInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
-
-@_typing.final
-class DeleteResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
-
-@_typing.final
-class TerminateAppliedCouponRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___TerminateAppliedCouponInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___TerminateAppliedCouponInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TerminateAppliedCouponRequest: _TypeAlias = TerminateAppliedCouponRequest  # noqa: Y015
-
-@_typing.final
-class TerminateAppliedCouponResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    APPLIED_COUPON_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def applied_coupon(self) -> _models_pb2.AppliedCoupon: ...
-    def __init__(
-        self,
-        *,
-        applied_coupon: _models_pb2.AppliedCoupon | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["applied_coupon", b"applied_coupon"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_coupon", b"applied_coupon"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TerminateAppliedCouponResponse: _TypeAlias = TerminateAppliedCouponResponse  # noqa: Y015
-
-@_typing.final
-class TerminateRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___TerminateCouponInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___TerminateCouponInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TerminateRequest: _TypeAlias = TerminateRequest  # noqa: Y015
-
-@_typing.final
-class TerminateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    COUPON_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def coupon(self) -> _models_pb2.BillingCoupon: ...
-    def __init__(
-        self,
-        *,
-        coupon: _models_pb2.BillingCoupon | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TerminateResponse: _TypeAlias = TerminateResponse  # noqa: Y015
-
-@_typing.final
-class UpdateRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateCouponInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateCouponInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
-
-@_typing.final
-class UpdateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    COUPON_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def coupon(self) -> _models_pb2.BillingCoupon: ...
-    def __init__(
-        self,
-        *,
-        coupon: _models_pb2.BillingCoupon | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
-
-@_typing.final
-class UpdateCouponInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
-    AMOUNT_CURRENCY_FIELD_NUMBER: _builtins.int
-    APPLIES_TO_FIELD_NUMBER: _builtins.int
-    CODE_FIELD_NUMBER: _builtins.int
-    COUPON_TYPE_FIELD_NUMBER: _builtins.int
-    DESCRIPTION_FIELD_NUMBER: _builtins.int
-    EXPIRATION_FIELD_NUMBER: _builtins.int
-    EXPIRATION_AT_FIELD_NUMBER: _builtins.int
-    FREQUENCY_FIELD_NUMBER: _builtins.int
-    FREQUENCY_DURATION_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    PERCENTAGE_RATE_FIELD_NUMBER: _builtins.int
-    REUSABLE_FIELD_NUMBER: _builtins.int
-    amount_cents: _builtins.int
-    amount_currency: _models_pb2.CurrencyEnum.ValueType
-    code: _builtins.str
-    coupon_type: _models_pb2.CouponTypeEnum.ValueType
-    description: _builtins.str
-    expiration: _models_pb2.CouponExpiration.ValueType
-    frequency: _models_pb2.CouponFrequency.ValueType
-    frequency_duration: _builtins.int
-    id: _builtins.str
-    name: _builtins.str
-    percentage_rate: _builtins.float
-    reusable: _builtins.bool
-    @_builtins.property
-    def applies_to(self) -> Global___LimitationInput: ...
-    @_builtins.property
-    def expiration_at(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        amount_cents: _builtins.int | None = ...,
-        amount_currency: _models_pb2.CurrencyEnum.ValueType | None = ...,
-        applies_to: Global___LimitationInput | None = ...,
-        code: _builtins.str | None = ...,
-        coupon_type: _models_pb2.CouponTypeEnum.ValueType = ...,
-        description: _builtins.str | None = ...,
-        expiration: _models_pb2.CouponExpiration.ValueType = ...,
-        expiration_at: _timestamp_pb2.Timestamp | None = ...,
-        frequency: _models_pb2.CouponFrequency.ValueType = ...,
-        frequency_duration: _builtins.int | None = ...,
-        id: _builtins.str = ...,
-        name: _builtins.str = ...,
-        percentage_rate: _builtins.float | None = ...,
-        reusable: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_cents", b"_amount_cents", "_amount_currency", b"_amount_currency", "_applies_to", b"_applies_to", "_code", b"_code", "_description", b"_description", "_expiration_at", b"_expiration_at", "_frequency_duration", b"_frequency_duration", "_percentage_rate", b"_percentage_rate", "_reusable", b"_reusable", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "applies_to", b"applies_to", "code", b"code", "description", b"description", "expiration_at", b"expiration_at", "frequency_duration", b"frequency_duration", "percentage_rate", b"percentage_rate", "reusable", b"reusable"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_cents", b"_amount_cents", "_amount_currency", b"_amount_currency", "_applies_to", b"_applies_to", "_code", b"_code", "_description", b"_description", "_expiration_at", b"_expiration_at", "_frequency_duration", b"_frequency_duration", "_percentage_rate", b"_percentage_rate", "_reusable", b"_reusable", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "applies_to", b"applies_to", "code", b"code", "coupon_type", b"coupon_type", "description", b"description", "expiration", b"expiration", "expiration_at", b"expiration_at", "frequency", b"frequency", "frequency_duration", b"frequency_duration", "id", b"id", "name", b"name", "percentage_rate", b"percentage_rate", "reusable", b"reusable"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__amount_cents: _TypeAlias = _typing.Literal["amount_cents"]  # noqa: Y015
-    _WhichOneofArgType__amount_cents: _TypeAlias = _typing.Literal["_amount_cents", b"_amount_cents"]  # noqa: Y015
-    _WhichOneofReturnType__amount_currency: _TypeAlias = _typing.Literal["amount_currency"]  # noqa: Y015
-    _WhichOneofArgType__amount_currency: _TypeAlias = _typing.Literal["_amount_currency", b"_amount_currency"]  # noqa: Y015
-    _WhichOneofReturnType__applies_to: _TypeAlias = _typing.Literal["applies_to"]  # noqa: Y015
-    _WhichOneofArgType__applies_to: _TypeAlias = _typing.Literal["_applies_to", b"_applies_to"]  # noqa: Y015
-    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
-    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
-    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
-    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
-    _WhichOneofReturnType__expiration_at: _TypeAlias = _typing.Literal["expiration_at"]  # noqa: Y015
-    _WhichOneofArgType__expiration_at: _TypeAlias = _typing.Literal["_expiration_at", b"_expiration_at"]  # noqa: Y015
-    _WhichOneofReturnType__frequency_duration: _TypeAlias = _typing.Literal["frequency_duration"]  # noqa: Y015
-    _WhichOneofArgType__frequency_duration: _TypeAlias = _typing.Literal["_frequency_duration", b"_frequency_duration"]  # noqa: Y015
-    _WhichOneofReturnType__percentage_rate: _TypeAlias = _typing.Literal["percentage_rate"]  # noqa: Y015
-    _WhichOneofArgType__percentage_rate: _TypeAlias = _typing.Literal["_percentage_rate", b"_percentage_rate"]  # noqa: Y015
-    _WhichOneofReturnType__reusable: _TypeAlias = _typing.Literal["reusable"]  # noqa: Y015
-    _WhichOneofArgType__reusable: _TypeAlias = _typing.Literal["_reusable", b"_reusable"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__amount_cents) -> _WhichOneofReturnType__amount_cents | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__amount_currency) -> _WhichOneofReturnType__amount_currency | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__applies_to) -> _WhichOneofReturnType__applies_to | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__expiration_at) -> _WhichOneofReturnType__expiration_at | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__frequency_duration) -> _WhichOneofReturnType__frequency_duration | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__percentage_rate) -> _WhichOneofReturnType__percentage_rate | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__reusable) -> _WhichOneofReturnType__reusable | None: ...
-
-Global___UpdateCouponInput: _TypeAlias = UpdateCouponInput  # noqa: Y015
-
-@_typing.final
-class LimitationInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    BILLABLE_METRIC_IDS_FIELD_NUMBER: _builtins.int
-    PLAN_IDS_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def billable_metric_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def plan_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    def __init__(
-        self,
-        *,
-        billable_metric_ids: _abc.Iterable[_builtins.str] | None = ...,
-        plan_ids: _abc.Iterable[_builtins.str] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["billable_metric_ids", b"billable_metric_ids", "plan_ids", b"plan_ids"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___LimitationInput: _TypeAlias = LimitationInput  # noqa: Y015
-
-@_typing.final
-class TerminateCouponInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TerminateCouponInput: _TypeAlias = TerminateCouponInput  # noqa: Y015
-
-@_typing.final
-class TerminateAppliedCouponInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TerminateAppliedCouponInput: _TypeAlias = TerminateAppliedCouponInput  # noqa: Y015
-
-@_typing.final
-class DestroyCouponInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DestroyCouponInput: _TypeAlias = DestroyCouponInput  # noqa: Y015
-
-@_typing.final
-class DestroyCouponPayload(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
-    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
-
-Global___DestroyCouponPayload: _TypeAlias = DestroyCouponPayload  # noqa: Y015
-
-@_typing.final
-class CreateCouponInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
     AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
     AMOUNT_CURRENCY_FIELD_NUMBER: _builtins.int
     APPLIES_TO_FIELD_NUMBER: _builtins.int
@@ -776,18 +265,19 @@ class CreateCouponInput(_message.Message):
     amount_cents: _builtins.int
     amount_currency: _models_pb2.CurrencyEnum.ValueType
     code: _builtins.str
-    coupon_type: _models_pb2.CouponTypeEnum.ValueType
+    coupon_type: _models_pb2.CouponType.ValueType
     description: _builtins.str
     expiration: _models_pb2.CouponExpiration.ValueType
     frequency: _models_pb2.CouponFrequency.ValueType
     frequency_duration: _builtins.int
     name: _builtins.str
-    percentage_rate: _builtins.float
     reusable: _builtins.bool
     @_builtins.property
     def applies_to(self) -> Global___LimitationInput: ...
     @_builtins.property
     def expiration_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def percentage_rate(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
@@ -795,14 +285,14 @@ class CreateCouponInput(_message.Message):
         amount_currency: _models_pb2.CurrencyEnum.ValueType | None = ...,
         applies_to: Global___LimitationInput | None = ...,
         code: _builtins.str | None = ...,
-        coupon_type: _models_pb2.CouponTypeEnum.ValueType = ...,
+        coupon_type: _models_pb2.CouponType.ValueType = ...,
         description: _builtins.str | None = ...,
         expiration: _models_pb2.CouponExpiration.ValueType = ...,
         expiration_at: _timestamp_pb2.Timestamp | None = ...,
         frequency: _models_pb2.CouponFrequency.ValueType = ...,
         frequency_duration: _builtins.int | None = ...,
         name: _builtins.str = ...,
-        percentage_rate: _builtins.float | None = ...,
+        percentage_rate: _decimal_pb2.DecimalValue | None = ...,
         reusable: _builtins.bool | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_cents", b"_amount_cents", "_amount_currency", b"_amount_currency", "_applies_to", b"_applies_to", "_code", b"_code", "_description", b"_description", "_expiration_at", b"_expiration_at", "_frequency_duration", b"_frequency_duration", "_percentage_rate", b"_percentage_rate", "_reusable", b"_reusable", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "applies_to", b"applies_to", "code", b"code", "description", b"description", "expiration_at", b"expiration_at", "frequency_duration", b"frequency_duration", "percentage_rate", b"percentage_rate", "reusable", b"reusable"]  # noqa: Y015
@@ -846,10 +336,310 @@ class CreateCouponInput(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__reusable) -> _WhichOneofReturnType__reusable | None: ...
 
-Global___CreateCouponInput: _TypeAlias = CreateCouponInput  # noqa: Y015
+Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
 
 @_typing.final
-class CreateAppliedCouponInput(_message.Message):
+class CreateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coupon(self) -> _models_pb2.BillingCoupon: ...
+    def __init__(
+        self,
+        *,
+        coupon: _models_pb2.BillingCoupon | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
+
+@_typing.final
+class UpdateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    AMOUNT_CURRENCY_FIELD_NUMBER: _builtins.int
+    APPLIES_TO_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    COUPON_TYPE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    EXPIRATION_FIELD_NUMBER: _builtins.int
+    EXPIRATION_AT_FIELD_NUMBER: _builtins.int
+    FREQUENCY_FIELD_NUMBER: _builtins.int
+    FREQUENCY_DURATION_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PERCENTAGE_RATE_FIELD_NUMBER: _builtins.int
+    REUSABLE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    amount_cents: _builtins.int
+    amount_currency: _models_pb2.CurrencyEnum.ValueType
+    code: _builtins.str
+    coupon_type: _models_pb2.CouponType.ValueType
+    description: _builtins.str
+    expiration: _models_pb2.CouponExpiration.ValueType
+    frequency: _models_pb2.CouponFrequency.ValueType
+    frequency_duration: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    reusable: _builtins.bool
+    @_builtins.property
+    def applies_to(self) -> Global___LimitationInput: ...
+    @_builtins.property
+    def expiration_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def percentage_rate(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        amount_cents: _builtins.int | None = ...,
+        amount_currency: _models_pb2.CurrencyEnum.ValueType | None = ...,
+        applies_to: Global___LimitationInput | None = ...,
+        code: _builtins.str | None = ...,
+        coupon_type: _models_pb2.CouponType.ValueType = ...,
+        description: _builtins.str | None = ...,
+        expiration: _models_pb2.CouponExpiration.ValueType = ...,
+        expiration_at: _timestamp_pb2.Timestamp | None = ...,
+        frequency: _models_pb2.CouponFrequency.ValueType = ...,
+        frequency_duration: _builtins.int | None = ...,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        percentage_rate: _decimal_pb2.DecimalValue | None = ...,
+        reusable: _builtins.bool | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_cents", b"_amount_cents", "_amount_currency", b"_amount_currency", "_applies_to", b"_applies_to", "_code", b"_code", "_description", b"_description", "_expiration_at", b"_expiration_at", "_frequency_duration", b"_frequency_duration", "_percentage_rate", b"_percentage_rate", "_reusable", b"_reusable", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "applies_to", b"applies_to", "code", b"code", "description", b"description", "expiration_at", b"expiration_at", "frequency_duration", b"frequency_duration", "percentage_rate", b"percentage_rate", "reusable", b"reusable", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_amount_cents", b"_amount_cents", "_amount_currency", b"_amount_currency", "_applies_to", b"_applies_to", "_code", b"_code", "_description", b"_description", "_expiration_at", b"_expiration_at", "_frequency_duration", b"_frequency_duration", "_percentage_rate", b"_percentage_rate", "_reusable", b"_reusable", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "applies_to", b"applies_to", "code", b"code", "coupon_type", b"coupon_type", "description", b"description", "expiration", b"expiration", "expiration_at", b"expiration_at", "frequency", b"frequency", "frequency_duration", b"frequency_duration", "id", b"id", "name", b"name", "percentage_rate", b"percentage_rate", "reusable", b"reusable", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__amount_cents: _TypeAlias = _typing.Literal["amount_cents"]  # noqa: Y015
+    _WhichOneofArgType__amount_cents: _TypeAlias = _typing.Literal["_amount_cents", b"_amount_cents"]  # noqa: Y015
+    _WhichOneofReturnType__amount_currency: _TypeAlias = _typing.Literal["amount_currency"]  # noqa: Y015
+    _WhichOneofArgType__amount_currency: _TypeAlias = _typing.Literal["_amount_currency", b"_amount_currency"]  # noqa: Y015
+    _WhichOneofReturnType__applies_to: _TypeAlias = _typing.Literal["applies_to"]  # noqa: Y015
+    _WhichOneofArgType__applies_to: _TypeAlias = _typing.Literal["_applies_to", b"_applies_to"]  # noqa: Y015
+    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
+    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__expiration_at: _TypeAlias = _typing.Literal["expiration_at"]  # noqa: Y015
+    _WhichOneofArgType__expiration_at: _TypeAlias = _typing.Literal["_expiration_at", b"_expiration_at"]  # noqa: Y015
+    _WhichOneofReturnType__frequency_duration: _TypeAlias = _typing.Literal["frequency_duration"]  # noqa: Y015
+    _WhichOneofArgType__frequency_duration: _TypeAlias = _typing.Literal["_frequency_duration", b"_frequency_duration"]  # noqa: Y015
+    _WhichOneofReturnType__percentage_rate: _TypeAlias = _typing.Literal["percentage_rate"]  # noqa: Y015
+    _WhichOneofArgType__percentage_rate: _TypeAlias = _typing.Literal["_percentage_rate", b"_percentage_rate"]  # noqa: Y015
+    _WhichOneofReturnType__reusable: _TypeAlias = _typing.Literal["reusable"]  # noqa: Y015
+    _WhichOneofArgType__reusable: _TypeAlias = _typing.Literal["_reusable", b"_reusable"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__amount_cents) -> _WhichOneofReturnType__amount_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__amount_currency) -> _WhichOneofReturnType__amount_currency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__applies_to) -> _WhichOneofReturnType__applies_to | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expiration_at) -> _WhichOneofReturnType__expiration_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__frequency_duration) -> _WhichOneofReturnType__frequency_duration | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__percentage_rate) -> _WhichOneofReturnType__percentage_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reusable) -> _WhichOneofReturnType__reusable | None: ...
+
+Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coupon(self) -> _models_pb2.BillingCoupon: ...
+    def __init__(
+        self,
+        *,
+        coupon: _models_pb2.BillingCoupon | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
+
+@_typing.final
+class DeleteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
+
+@_typing.final
+class DeleteResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
+
+@_typing.final
+class TerminateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminateRequest: _TypeAlias = TerminateRequest  # noqa: Y015
+
+@_typing.final
+class TerminateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUPON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def coupon(self) -> _models_pb2.BillingCoupon: ...
+    def __init__(
+        self,
+        *,
+        coupon: _models_pb2.BillingCoupon | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminateResponse: _TypeAlias = TerminateResponse  # noqa: Y015
+
+@_typing.final
+class LimitationInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BILLABLE_METRIC_IDS_FIELD_NUMBER: _builtins.int
+    PLAN_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def billable_metric_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def plan_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        billable_metric_ids: _abc.Iterable[_builtins.str] | None = ...,
+        plan_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["billable_metric_ids", b"billable_metric_ids", "plan_ids", b"plan_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LimitationInput: _TypeAlias = LimitationInput  # noqa: Y015
+
+@_typing.final
+class ListAppliedCouponsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def filter(self) -> Global___ListFilter: ...
+    @_builtins.property
+    def sort(self) -> Global___ListSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___ListFilter | None = ...,
+        sort: Global___ListSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAppliedCouponsRequest: _TypeAlias = ListAppliedCouponsRequest  # noqa: Y015
+
+@_typing.final
+class ListAppliedCouponsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.AppliedCoupon]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.AppliedCoupon] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListAppliedCouponsResponse: _TypeAlias = ListAppliedCouponsResponse  # noqa: Y015
+
+@_typing.final
+class CreateAppliedCouponRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
@@ -865,7 +655,8 @@ class CreateAppliedCouponInput(_message.Message):
     customer_id: _builtins.str
     frequency: _models_pb2.CouponFrequency.ValueType
     frequency_duration: _builtins.int
-    percentage_rate: _builtins.float
+    @_builtins.property
+    def percentage_rate(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
@@ -875,7 +666,7 @@ class CreateAppliedCouponInput(_message.Message):
         customer_id: _builtins.str = ...,
         frequency: _models_pb2.CouponFrequency.ValueType | None = ...,
         frequency_duration: _builtins.int | None = ...,
-        percentage_rate: _builtins.float | None = ...,
+        percentage_rate: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_cents", b"_amount_cents", "_amount_currency", b"_amount_currency", "_frequency", b"_frequency", "_frequency_duration", b"_frequency_duration", "_percentage_rate", b"_percentage_rate", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "frequency", b"frequency", "frequency_duration", b"frequency_duration", "percentage_rate", b"percentage_rate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -902,4 +693,63 @@ class CreateAppliedCouponInput(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__percentage_rate) -> _WhichOneofReturnType__percentage_rate | None: ...
 
-Global___CreateAppliedCouponInput: _TypeAlias = CreateAppliedCouponInput  # noqa: Y015
+Global___CreateAppliedCouponRequest: _TypeAlias = CreateAppliedCouponRequest  # noqa: Y015
+
+@_typing.final
+class CreateAppliedCouponResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLIED_COUPON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def applied_coupon(self) -> _models_pb2.AppliedCoupon: ...
+    def __init__(
+        self,
+        *,
+        applied_coupon: _models_pb2.AppliedCoupon | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["applied_coupon", b"applied_coupon"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_coupon", b"applied_coupon"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAppliedCouponResponse: _TypeAlias = CreateAppliedCouponResponse  # noqa: Y015
+
+@_typing.final
+class TerminateAppliedCouponRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminateAppliedCouponRequest: _TypeAlias = TerminateAppliedCouponRequest  # noqa: Y015
+
+@_typing.final
+class TerminateAppliedCouponResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLIED_COUPON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def applied_coupon(self) -> _models_pb2.AppliedCoupon: ...
+    def __init__(
+        self,
+        *,
+        applied_coupon: _models_pb2.AppliedCoupon | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["applied_coupon", b"applied_coupon"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_coupon", b"applied_coupon"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminateAppliedCouponResponse: _TypeAlias = TerminateAppliedCouponResponse  # noqa: Y015

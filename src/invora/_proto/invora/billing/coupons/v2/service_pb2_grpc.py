@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class CouponServiceStub:
+class CouponsServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,57 +34,57 @@ class CouponServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Create = channel.unary_unary(
-                '/invora.billing.coupons.v2.CouponService/Create',
-                request_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateResponse.FromString,
-                _registered_method=True)
-        self.Get = channel.unary_unary(
-                '/invora.billing.coupons.v2.CouponService/Get',
-                request_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.coupons.v2.CouponService/List',
+                '/invora.billing.coupons.v2.CouponsService/List',
                 request_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/invora.billing.coupons.v2.CouponsService/Get',
+                request_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.GetResponse.FromString,
+                _registered_method=True)
+        self.Create = channel.unary_unary(
+                '/invora.billing.coupons.v2.CouponsService/Create',
+                request_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateResponse.FromString,
+                _registered_method=True)
         self.Update = channel.unary_unary(
-                '/invora.billing.coupons.v2.CouponService/Update',
+                '/invora.billing.coupons.v2.CouponsService/Update',
                 request_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.UpdateResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
-                '/invora.billing.coupons.v2.CouponService/Delete',
+                '/invora.billing.coupons.v2.CouponsService/Delete',
                 request_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.DeleteResponse.FromString,
                 _registered_method=True)
         self.Terminate = channel.unary_unary(
-                '/invora.billing.coupons.v2.CouponService/Terminate',
+                '/invora.billing.coupons.v2.CouponsService/Terminate',
                 request_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.TerminateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.TerminateResponse.FromString,
                 _registered_method=True)
-        self.AppliedCoupons = channel.unary_unary(
-                '/invora.billing.coupons.v2.CouponService/AppliedCoupons',
-                request_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.AppliedCouponsRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.AppliedCouponsResponse.FromString,
+        self.ListAppliedCoupons = channel.unary_unary(
+                '/invora.billing.coupons.v2.CouponsService/ListAppliedCoupons',
+                request_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListAppliedCouponsRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListAppliedCouponsResponse.FromString,
                 _registered_method=True)
         self.CreateAppliedCoupon = channel.unary_unary(
-                '/invora.billing.coupons.v2.CouponService/CreateAppliedCoupon',
+                '/invora.billing.coupons.v2.CouponsService/CreateAppliedCoupon',
                 request_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateAppliedCouponRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateAppliedCouponResponse.FromString,
                 _registered_method=True)
         self.TerminateAppliedCoupon = channel.unary_unary(
-                '/invora.billing.coupons.v2.CouponService/TerminateAppliedCoupon',
+                '/invora.billing.coupons.v2.CouponsService/TerminateAppliedCoupon',
                 request_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.TerminateAppliedCouponRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.TerminateAppliedCouponResponse.FromString,
                 _registered_method=True)
 
 
-class CouponServiceServicer:
+class CouponsServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Create(self, request, context):
+    def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,7 +96,7 @@ class CouponServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def List(self, request, context):
+    def Create(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -120,7 +120,7 @@ class CouponServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def AppliedCoupons(self, request, context):
+    def ListAppliedCoupons(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -139,22 +139,22 @@ class CouponServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_CouponServiceServicer_to_server(servicer, server):
+def add_CouponsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Create': grpc.unary_unary_rpc_method_handler(
-                    servicer.Create,
-                    request_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.GetRequest.FromString,
                     response_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
-            'List': grpc.unary_unary_rpc_method_handler(
-                    servicer.List,
-                    request_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
             ),
             'Update': grpc.unary_unary_rpc_method_handler(
                     servicer.Update,
@@ -171,10 +171,10 @@ def add_CouponServiceServicer_to_server(servicer, server):
                     request_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.TerminateRequest.FromString,
                     response_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.TerminateResponse.SerializeToString,
             ),
-            'AppliedCoupons': grpc.unary_unary_rpc_method_handler(
-                    servicer.AppliedCoupons,
-                    request_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.AppliedCouponsRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.AppliedCouponsResponse.SerializeToString,
+            'ListAppliedCoupons': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAppliedCoupons,
+                    request_deserializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListAppliedCouponsRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListAppliedCouponsResponse.SerializeToString,
             ),
             'CreateAppliedCoupon': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateAppliedCoupon,
@@ -188,17 +188,17 @@ def add_CouponServiceServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.coupons.v2.CouponService', rpc_method_handlers)
+            'invora.billing.coupons.v2.CouponsService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.coupons.v2.CouponService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.coupons.v2.CouponsService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class CouponService:
+class CouponsService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Create(request,
+    def List(request,
             target,
             options=(),
             channel_credentials=None,
@@ -211,9 +211,9 @@ class CouponService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.coupons.v2.CouponService/Create',
-            invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-            invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateResponse.FromString,
+            '/invora.billing.coupons.v2.CouponsService/List',
+            invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
+            invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -238,7 +238,7 @@ class CouponService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.coupons.v2.CouponService/Get',
+            '/invora.billing.coupons.v2.CouponsService/Get',
             invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
             invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
@@ -252,7 +252,7 @@ class CouponService:
             _registered_method=True)
 
     @staticmethod
-    def List(request,
+    def Create(request,
             target,
             options=(),
             channel_credentials=None,
@@ -265,9 +265,9 @@ class CouponService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.coupons.v2.CouponService/List',
-            invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
-            invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListResponse.FromString,
+            '/invora.billing.coupons.v2.CouponsService/Create',
+            invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+            invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -292,7 +292,7 @@ class CouponService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.coupons.v2.CouponService/Update',
+            '/invora.billing.coupons.v2.CouponsService/Update',
             invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
             invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.UpdateResponse.FromString,
             options,
@@ -319,7 +319,7 @@ class CouponService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.coupons.v2.CouponService/Delete',
+            '/invora.billing.coupons.v2.CouponsService/Delete',
             invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
             invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.DeleteResponse.FromString,
             options,
@@ -346,7 +346,7 @@ class CouponService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.coupons.v2.CouponService/Terminate',
+            '/invora.billing.coupons.v2.CouponsService/Terminate',
             invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.TerminateRequest.SerializeToString,
             invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.TerminateResponse.FromString,
             options,
@@ -360,7 +360,7 @@ class CouponService:
             _registered_method=True)
 
     @staticmethod
-    def AppliedCoupons(request,
+    def ListAppliedCoupons(request,
             target,
             options=(),
             channel_credentials=None,
@@ -373,9 +373,9 @@ class CouponService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.coupons.v2.CouponService/AppliedCoupons',
-            invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.AppliedCouponsRequest.SerializeToString,
-            invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.AppliedCouponsResponse.FromString,
+            '/invora.billing.coupons.v2.CouponsService/ListAppliedCoupons',
+            invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListAppliedCouponsRequest.SerializeToString,
+            invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.ListAppliedCouponsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -400,7 +400,7 @@ class CouponService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.coupons.v2.CouponService/CreateAppliedCoupon',
+            '/invora.billing.coupons.v2.CouponsService/CreateAppliedCoupon',
             invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateAppliedCouponRequest.SerializeToString,
             invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.CreateAppliedCouponResponse.FromString,
             options,
@@ -427,7 +427,7 @@ class CouponService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.coupons.v2.CouponService/TerminateAppliedCoupon',
+            '/invora.billing.coupons.v2.CouponsService/TerminateAppliedCoupon',
             invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.TerminateAppliedCouponRequest.SerializeToString,
             invora_dot_billing_dot_coupons_dot_v2_dot_service__pb2.TerminateAppliedCouponResponse.FromString,
             options,

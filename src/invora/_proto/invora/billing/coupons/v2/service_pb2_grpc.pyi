@@ -30,41 +30,41 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class CouponServiceStub:
+class CouponsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> CouponServiceAsyncStub: ...
-    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
-    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    def __new__(cls, channel: _aio.Channel) -> CouponsServiceAsyncStub: ...
     List: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]
+    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
     Update: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]
     Delete: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]
     Terminate: _grpc.UnaryUnaryMultiCallable[_service_pb2.TerminateRequest, _service_pb2.TerminateResponse]
-    AppliedCoupons: _grpc.UnaryUnaryMultiCallable[_service_pb2.AppliedCouponsRequest, _service_pb2.AppliedCouponsResponse]
+    ListAppliedCoupons: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListAppliedCouponsRequest, _service_pb2.ListAppliedCouponsResponse]
     CreateAppliedCoupon: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateAppliedCouponRequest, _service_pb2.CreateAppliedCouponResponse]
     TerminateAppliedCoupon: _grpc.UnaryUnaryMultiCallable[_service_pb2.TerminateAppliedCouponRequest, _service_pb2.TerminateAppliedCouponResponse]
 
 @_typing.type_check_only
-class CouponServiceAsyncStub(CouponServiceStub):
+class CouponsServiceAsyncStub(CouponsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
-    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
+    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
     Update: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]  # type: ignore[assignment]
     Terminate: _aio.UnaryUnaryMultiCallable[_service_pb2.TerminateRequest, _service_pb2.TerminateResponse]  # type: ignore[assignment]
-    AppliedCoupons: _aio.UnaryUnaryMultiCallable[_service_pb2.AppliedCouponsRequest, _service_pb2.AppliedCouponsResponse]  # type: ignore[assignment]
+    ListAppliedCoupons: _aio.UnaryUnaryMultiCallable[_service_pb2.ListAppliedCouponsRequest, _service_pb2.ListAppliedCouponsResponse]  # type: ignore[assignment]
     CreateAppliedCoupon: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateAppliedCouponRequest, _service_pb2.CreateAppliedCouponResponse]  # type: ignore[assignment]
     TerminateAppliedCoupon: _aio.UnaryUnaryMultiCallable[_service_pb2.TerminateAppliedCouponRequest, _service_pb2.TerminateAppliedCouponResponse]  # type: ignore[assignment]
 
-class CouponServiceServicer(metaclass=_abc_1.ABCMeta):
+class CouponsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
-    def Create(
+    def List(
         self,
-        request: _service_pb2.CreateRequest,
+        request: _service_pb2.ListRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
 
     @_abc_1.abstractmethod
     def Get(
@@ -74,11 +74,11 @@ class CouponServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
 
     @_abc_1.abstractmethod
-    def List(
+    def Create(
         self,
-        request: _service_pb2.ListRequest,
+        request: _service_pb2.CreateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
 
     @_abc_1.abstractmethod
     def Update(
@@ -102,11 +102,11 @@ class CouponServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.TerminateResponse, _abc.Awaitable[_service_pb2.TerminateResponse]]: ...
 
     @_abc_1.abstractmethod
-    def AppliedCoupons(
+    def ListAppliedCoupons(
         self,
-        request: _service_pb2.AppliedCouponsRequest,
+        request: _service_pb2.ListAppliedCouponsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.AppliedCouponsResponse, _abc.Awaitable[_service_pb2.AppliedCouponsResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListAppliedCouponsResponse, _abc.Awaitable[_service_pb2.ListAppliedCouponsResponse]]: ...
 
     @_abc_1.abstractmethod
     def CreateAppliedCoupon(
@@ -122,4 +122,4 @@ class CouponServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.TerminateAppliedCouponResponse, _abc.Awaitable[_service_pb2.TerminateAppliedCouponResponse]]: ...
 
-def add_CouponServiceServicer_to_server(servicer: CouponServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+def add_CouponsServiceServicer_to_server(servicer: CouponsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

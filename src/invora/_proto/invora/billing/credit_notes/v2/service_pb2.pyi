@@ -11,11 +11,11 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
-from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.type import date_pb2 as _date_pb2
 from invora._proto.invora.billing.common.v2 import models_pb2 as _models_pb2
+from invora._proto.kernel import decimal_pb2 as _decimal_pb2
 from invora._proto.kernel import query_pb2 as _query_pb2
 import builtins as _builtins
 import sys
@@ -28,154 +28,41 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _View:
+class _CreditNoteExportType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
+class _CreditNoteExportTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreditNoteExportType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    VIEW_UNSPECIFIED: _View.ValueType  # 0
-    VIEW_BASIC: _View.ValueType  # 1
-    VIEW_FULL: _View.ValueType  # 2
+    CREDIT_NOTE_EXPORT_TYPE_UNSPECIFIED: _CreditNoteExportType.ValueType  # 0
+    CREDIT_NOTE_EXPORT_TYPE_CREDIT_NOTE_ITEMS: _CreditNoteExportType.ValueType  # 1
+    CREDIT_NOTE_EXPORT_TYPE_CREDIT_NOTES: _CreditNoteExportType.ValueType  # 2
 
-class View(_View, metaclass=_ViewEnumTypeWrapper): ...
+class CreditNoteExportType(_CreditNoteExportType, metaclass=_CreditNoteExportTypeEnumTypeWrapper): ...
 
-VIEW_UNSPECIFIED: View.ValueType  # 0
-VIEW_BASIC: View.ValueType  # 1
-VIEW_FULL: View.ValueType  # 2
-Global___View: _TypeAlias = View  # noqa: Y015
+CREDIT_NOTE_EXPORT_TYPE_UNSPECIFIED: CreditNoteExportType.ValueType  # 0
+CREDIT_NOTE_EXPORT_TYPE_CREDIT_NOTE_ITEMS: CreditNoteExportType.ValueType  # 1
+CREDIT_NOTE_EXPORT_TYPE_CREDIT_NOTES: CreditNoteExportType.ValueType  # 2
+Global___CreditNoteExportType: _TypeAlias = CreditNoteExportType  # noqa: Y015
 
-class _CreditNoteExportTypeEnum:
+class _CreditNoteType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _CreditNoteExportTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreditNoteExportTypeEnum.ValueType], _builtins.type):
+class _CreditNoteTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreditNoteType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    CREDIT_NOTE_EXPORT_TYPE_ENUM_UNSPECIFIED: _CreditNoteExportTypeEnum.ValueType  # 0
-    CREDIT_NOTE_EXPORT_TYPE_ENUM_CREDIT_NOTE_ITEMS: _CreditNoteExportTypeEnum.ValueType  # 1
-    CREDIT_NOTE_EXPORT_TYPE_ENUM_CREDIT_NOTES: _CreditNoteExportTypeEnum.ValueType  # 2
+    CREDIT_NOTE_TYPE_UNSPECIFIED: _CreditNoteType.ValueType  # 0
+    CREDIT_NOTE_TYPE_CREDIT: _CreditNoteType.ValueType  # 1
+    CREDIT_NOTE_TYPE_OFFSET: _CreditNoteType.ValueType  # 2
+    CREDIT_NOTE_TYPE_REFUND: _CreditNoteType.ValueType  # 3
 
-class CreditNoteExportTypeEnum(_CreditNoteExportTypeEnum, metaclass=_CreditNoteExportTypeEnumEnumTypeWrapper): ...
+class CreditNoteType(_CreditNoteType, metaclass=_CreditNoteTypeEnumTypeWrapper): ...
 
-CREDIT_NOTE_EXPORT_TYPE_ENUM_UNSPECIFIED: CreditNoteExportTypeEnum.ValueType  # 0
-CREDIT_NOTE_EXPORT_TYPE_ENUM_CREDIT_NOTE_ITEMS: CreditNoteExportTypeEnum.ValueType  # 1
-CREDIT_NOTE_EXPORT_TYPE_ENUM_CREDIT_NOTES: CreditNoteExportTypeEnum.ValueType  # 2
-Global___CreditNoteExportTypeEnum: _TypeAlias = CreditNoteExportTypeEnum  # noqa: Y015
-
-class _CreditNoteTypeEnum:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _CreditNoteTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreditNoteTypeEnum.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    CREDIT_NOTE_TYPE_ENUM_UNSPECIFIED: _CreditNoteTypeEnum.ValueType  # 0
-    CREDIT_NOTE_TYPE_ENUM_CREDIT: _CreditNoteTypeEnum.ValueType  # 1
-    CREDIT_NOTE_TYPE_ENUM_OFFSET: _CreditNoteTypeEnum.ValueType  # 2
-    CREDIT_NOTE_TYPE_ENUM_REFUND: _CreditNoteTypeEnum.ValueType  # 3
-
-class CreditNoteTypeEnum(_CreditNoteTypeEnum, metaclass=_CreditNoteTypeEnumEnumTypeWrapper): ...
-
-CREDIT_NOTE_TYPE_ENUM_UNSPECIFIED: CreditNoteTypeEnum.ValueType  # 0
-CREDIT_NOTE_TYPE_ENUM_CREDIT: CreditNoteTypeEnum.ValueType  # 1
-CREDIT_NOTE_TYPE_ENUM_OFFSET: CreditNoteTypeEnum.ValueType  # 2
-CREDIT_NOTE_TYPE_ENUM_REFUND: CreditNoteTypeEnum.ValueType  # 3
-Global___CreditNoteTypeEnum: _TypeAlias = CreditNoteTypeEnum  # noqa: Y015
-
-@_typing.final
-class GetRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    view: Global___View.ValueType
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetRequest: _TypeAlias = GetRequest  # noqa: Y015
-
-@_typing.final
-class GetResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CREDIT_NOTE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def credit_note(self) -> _models_pb2.BillingCreditNote: ...
-    def __init__(
-        self,
-        *,
-        credit_note: _models_pb2.BillingCreditNote | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetResponse: _TypeAlias = GetResponse  # noqa: Y015
-
-@_typing.final
-class GetEstimateRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    ITEMS_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    invoice_id: _builtins.str
-    view: Global___View.ValueType
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreditNoteItemInput]: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        invoice_id: _builtins.str = ...,
-        items: _abc.Iterable[Global___CreditNoteItemInput] | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id", "items", b"items", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetEstimateRequest: _TypeAlias = GetEstimateRequest  # noqa: Y015
-
-@_typing.final
-class GetEstimateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CREDIT_NOTE_ESTIMATE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def credit_note_estimate(self) -> Global___CreditNoteEstimate: ...
-    def __init__(
-        self,
-        *,
-        credit_note_estimate: Global___CreditNoteEstimate | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["credit_note_estimate", b"credit_note_estimate"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_note_estimate", b"credit_note_estimate"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetEstimateResponse: _TypeAlias = GetEstimateResponse  # noqa: Y015
+CREDIT_NOTE_TYPE_UNSPECIFIED: CreditNoteType.ValueType  # 0
+CREDIT_NOTE_TYPE_CREDIT: CreditNoteType.ValueType  # 1
+CREDIT_NOTE_TYPE_OFFSET: CreditNoteType.ValueType  # 2
+CREDIT_NOTE_TYPE_REFUND: CreditNoteType.ValueType  # 3
+Global___CreditNoteType: _TypeAlias = CreditNoteType  # noqa: Y015
 
 @_typing.final
 class ListRequest(_message.Message):
@@ -186,7 +73,7 @@ class ListRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -202,7 +89,7 @@ class ListRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -220,22 +107,23 @@ class ListResponse(_message.Message):
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingCreditNote]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.BillingCreditNote] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
 Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
 
@@ -268,11 +156,11 @@ class ListCreditStatusFilter(_message.Message):
 
     IN_VALUES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CreditNoteCreditStatusEnum.ValueType]: ...
+    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CreditNoteCreditStatus.ValueType]: ...
     def __init__(
         self,
         *,
-        in_values: _abc.Iterable[_models_pb2.CreditNoteCreditStatusEnum.ValueType] | None = ...,
+        in_values: _abc.Iterable[_models_pb2.CreditNoteCreditStatus.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -288,11 +176,11 @@ class ListReasonFilter(_message.Message):
 
     IN_VALUES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CreditNoteReasonEnum.ValueType]: ...
+    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CreditNoteReason.ValueType]: ...
     def __init__(
         self,
         *,
-        in_values: _abc.Iterable[_models_pb2.CreditNoteReasonEnum.ValueType] | None = ...,
+        in_values: _abc.Iterable[_models_pb2.CreditNoteReason.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -308,11 +196,11 @@ class ListRefundStatusFilter(_message.Message):
 
     IN_VALUES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CreditNoteRefundStatusEnum.ValueType]: ...
+    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CreditNoteRefundStatus.ValueType]: ...
     def __init__(
         self,
         *,
-        in_values: _abc.Iterable[_models_pb2.CreditNoteRefundStatusEnum.ValueType] | None = ...,
+        in_values: _abc.Iterable[_models_pb2.CreditNoteRefundStatus.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -328,11 +216,11 @@ class ListTypesFilter(_message.Message):
 
     IN_VALUES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def in_values(self) -> _containers.RepeatedScalarFieldContainer[Global___CreditNoteTypeEnum.ValueType]: ...
+    def in_values(self) -> _containers.RepeatedScalarFieldContainer[Global___CreditNoteType.ValueType]: ...
     def __init__(
         self,
         *,
-        in_values: _abc.Iterable[Global___CreditNoteTypeEnum.ValueType] | None = ...,
+        in_values: _abc.Iterable[Global___CreditNoteType.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -450,84 +338,105 @@ class ListSortRule(_message.Message):
 Global___ListSortRule: _TypeAlias = ListSortRule  # noqa: Y015
 
 @_typing.final
-class InvoiceCreditNotesRequest(_message.Message):
+class GetRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    id: _builtins.str
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
+        id: _builtins.str = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___InvoiceCreditNotesRequest: _TypeAlias = InvoiceCreditNotesRequest  # noqa: Y015
+Global___GetRequest: _TypeAlias = GetRequest  # noqa: Y015
 
 @_typing.final
-class InvoiceCreditNotesResponse(_message.Message):
+class GetResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
+    CREDIT_NOTE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingCreditNote]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
+    def credit_note(self) -> _models_pb2.BillingCreditNote: ...
     def __init__(
         self,
         *,
-        items: _abc.Iterable[_models_pb2.BillingCreditNote] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        credit_note: _models_pb2.BillingCreditNote | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___InvoiceCreditNotesResponse: _TypeAlias = InvoiceCreditNotesResponse  # noqa: Y015
+Global___GetResponse: _TypeAlias = GetResponse  # noqa: Y015
 
 @_typing.final
 class CreateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
+    CREDIT_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    OFFSET_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REFUND_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    credit_amount_cents: _builtins.int
+    description: _builtins.str
+    invoice_id: _builtins.str
+    offset_amount_cents: _builtins.int
+    reason: _models_pb2.CreditNoteReason.ValueType
+    refund_amount_cents: _builtins.int
     @_builtins.property
-    def input(self) -> Global___CreateCreditNoteInput: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreditNoteItemInput]: ...
+    @_builtins.property
+    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.MetadataInput]: ...
     def __init__(
         self,
         *,
-        input: Global___CreateCreditNoteInput | None = ...,
+        credit_amount_cents: _builtins.int | None = ...,
+        description: _builtins.str | None = ...,
+        invoice_id: _builtins.str = ...,
+        items: _abc.Iterable[Global___CreditNoteItemInput] | None = ...,
+        metadata: _abc.Iterable[_models_pb2.MetadataInput] | None = ...,
+        offset_amount_cents: _builtins.int | None = ...,
+        reason: _models_pb2.CreditNoteReason.ValueType = ...,
+        refund_amount_cents: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_credit_amount_cents", b"_credit_amount_cents", "_description", b"_description", "_offset_amount_cents", b"_offset_amount_cents", "_refund_amount_cents", b"_refund_amount_cents", "credit_amount_cents", b"credit_amount_cents", "description", b"description", "offset_amount_cents", b"offset_amount_cents", "refund_amount_cents", b"refund_amount_cents"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_amount_cents", b"_credit_amount_cents", "_description", b"_description", "_offset_amount_cents", b"_offset_amount_cents", "_refund_amount_cents", b"_refund_amount_cents", "credit_amount_cents", b"credit_amount_cents", "description", b"description", "invoice_id", b"invoice_id", "items", b"items", "metadata", b"metadata", "offset_amount_cents", b"offset_amount_cents", "reason", b"reason", "refund_amount_cents", b"refund_amount_cents"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__credit_amount_cents: _TypeAlias = _typing.Literal["credit_amount_cents"]  # noqa: Y015
+    _WhichOneofArgType__credit_amount_cents: _TypeAlias = _typing.Literal["_credit_amount_cents", b"_credit_amount_cents"]  # noqa: Y015
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__offset_amount_cents: _TypeAlias = _typing.Literal["offset_amount_cents"]  # noqa: Y015
+    _WhichOneofArgType__offset_amount_cents: _TypeAlias = _typing.Literal["_offset_amount_cents", b"_offset_amount_cents"]  # noqa: Y015
+    _WhichOneofReturnType__refund_amount_cents: _TypeAlias = _typing.Literal["refund_amount_cents"]  # noqa: Y015
+    _WhichOneofArgType__refund_amount_cents: _TypeAlias = _typing.Literal["_refund_amount_cents", b"_refund_amount_cents"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__credit_amount_cents) -> _WhichOneofReturnType__credit_amount_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__offset_amount_cents) -> _WhichOneofReturnType__offset_amount_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__refund_amount_cents) -> _WhichOneofReturnType__refund_amount_cents | None: ...
 
 Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
 
@@ -552,262 +461,34 @@ class CreateResponse(_message.Message):
 Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
 
 @_typing.final
-class CreatesDataExportRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___CreateDataExportsCreditNotesInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___CreateDataExportsCreditNotesInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreatesDataExportRequest: _TypeAlias = CreatesDataExportRequest  # noqa: Y015
-
-@_typing.final
-class CreatesDataExportResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    DATA_EXPORT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def data_export(self) -> _models_pb2.DataExport: ...
-    def __init__(
-        self,
-        *,
-        data_export: _models_pb2.DataExport | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data_export", b"data_export"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_export", b"data_export"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreatesDataExportResponse: _TypeAlias = CreatesDataExportResponse  # noqa: Y015
-
-@_typing.final
-class DownloadCreditNoteRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DownloadCreditNoteInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DownloadCreditNoteInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DownloadCreditNoteRequest: _TypeAlias = DownloadCreditNoteRequest  # noqa: Y015
-
-@_typing.final
-class DownloadCreditNoteResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CREDIT_NOTE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def credit_note(self) -> _models_pb2.BillingCreditNote: ...
-    def __init__(
-        self,
-        *,
-        credit_note: _models_pb2.BillingCreditNote | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DownloadCreditNoteResponse: _TypeAlias = DownloadCreditNoteResponse  # noqa: Y015
-
-@_typing.final
-class DownloadXmlCreditNoteRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DownloadXmlCreditNoteInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DownloadXmlCreditNoteInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DownloadXmlCreditNoteRequest: _TypeAlias = DownloadXmlCreditNoteRequest  # noqa: Y015
-
-@_typing.final
-class DownloadXmlCreditNoteResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CREDIT_NOTE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def credit_note(self) -> _models_pb2.BillingCreditNote: ...
-    def __init__(
-        self,
-        *,
-        credit_note: _models_pb2.BillingCreditNote | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DownloadXmlCreditNoteResponse: _TypeAlias = DownloadXmlCreditNoteResponse  # noqa: Y015
-
-@_typing.final
-class ResendCreditNoteEmailRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___ResendCreditNoteEmailInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___ResendCreditNoteEmailInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ResendCreditNoteEmailRequest: _TypeAlias = ResendCreditNoteEmailRequest  # noqa: Y015
-
-@_typing.final
-class ResendCreditNoteEmailResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CREDIT_NOTE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def credit_note(self) -> _models_pb2.BillingCreditNote: ...
-    def __init__(
-        self,
-        *,
-        credit_note: _models_pb2.BillingCreditNote | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ResendCreditNoteEmailResponse: _TypeAlias = ResendCreditNoteEmailResponse  # noqa: Y015
-
-@_typing.final
-class RetryTaxReportingRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___RetryTaxReportingInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___RetryTaxReportingInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryTaxReportingRequest: _TypeAlias = RetryTaxReportingRequest  # noqa: Y015
-
-@_typing.final
-class RetryTaxReportingResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CREDIT_NOTE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def credit_note(self) -> _models_pb2.BillingCreditNote: ...
-    def __init__(
-        self,
-        *,
-        credit_note: _models_pb2.BillingCreditNote | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryTaxReportingResponse: _TypeAlias = RetryTaxReportingResponse  # noqa: Y015
-
-@_typing.final
-class SyncIntegrationCreditNoteRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___SyncIntegrationCreditNoteInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___SyncIntegrationCreditNoteInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SyncIntegrationCreditNoteRequest: _TypeAlias = SyncIntegrationCreditNoteRequest  # noqa: Y015
-
-@_typing.final
-class SyncIntegrationCreditNoteResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    SYNC_INTEGRATION_CREDIT_NOTE_PAYLOAD_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def sync_integration_credit_note_payload(self) -> Global___SyncIntegrationCreditNotePayload: ...
-    def __init__(
-        self,
-        *,
-        sync_integration_credit_note_payload: Global___SyncIntegrationCreditNotePayload | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["sync_integration_credit_note_payload", b"sync_integration_credit_note_payload"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sync_integration_credit_note_payload", b"sync_integration_credit_note_payload"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SyncIntegrationCreditNoteResponse: _TypeAlias = SyncIntegrationCreditNoteResponse  # noqa: Y015
-
-@_typing.final
 class UpdateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    REFUND_STATUS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    refund_status: _models_pb2.CreditNoteRefundStatus.ValueType
     @_builtins.property
-    def input(self) -> Global___UpdateCreditNoteInput: ...
+    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.MetadataInput]: ...
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
-        input: Global___UpdateCreditNoteInput | None = ...,
+        id: _builtins.str = ...,
+        metadata: _abc.Iterable[_models_pb2.MetadataInput] | None = ...,
+        refund_status: _models_pb2.CreditNoteRefundStatus.ValueType | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_refund_status", b"_refund_status", "refund_status", b"refund_status", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_refund_status", b"_refund_status", "id", b"id", "metadata", b"metadata", "refund_status", b"refund_status", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__refund_status: _TypeAlias = _typing.Literal["refund_status"]  # noqa: Y015
+    _WhichOneofArgType__refund_status: _TypeAlias = _typing.Literal["_refund_status", b"_refund_status"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__refund_status) -> _WhichOneofReturnType__refund_status | None: ...
 
 Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
 
@@ -832,20 +513,213 @@ class UpdateResponse(_message.Message):
 Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
 
 @_typing.final
-class VoidCreditNoteRequest(_message.Message):
+class GetEstimateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    view: _models_pb2.View.ValueType
     @_builtins.property
-    def input(self) -> Global___VoidCreditNoteInput: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreditNoteItemInput]: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
-        input: Global___VoidCreditNoteInput | None = ...,
+        invoice_id: _builtins.str = ...,
+        items: _abc.Iterable[Global___CreditNoteItemInput] | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id", "items", b"items", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEstimateRequest: _TypeAlias = GetEstimateRequest  # noqa: Y015
+
+@_typing.final
+class GetEstimateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDIT_NOTE_ESTIMATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def credit_note_estimate(self) -> Global___CreditNoteEstimate: ...
+    def __init__(
+        self,
+        *,
+        credit_note_estimate: Global___CreditNoteEstimate | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credit_note_estimate", b"credit_note_estimate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_note_estimate", b"credit_note_estimate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEstimateResponse: _TypeAlias = GetEstimateResponse  # noqa: Y015
+
+@_typing.final
+class ListInvoiceCreditNotesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def filter(self) -> Global___ListFilter: ...
+    @_builtins.property
+    def sort(self) -> Global___ListSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+        filter: Global___ListFilter | None = ...,
+        sort: Global___ListSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "invoice_id", b"invoice_id", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInvoiceCreditNotesRequest: _TypeAlias = ListInvoiceCreditNotesRequest  # noqa: Y015
+
+@_typing.final
+class ListInvoiceCreditNotesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingCreditNote]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.BillingCreditNote] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListInvoiceCreditNotesResponse: _TypeAlias = ListInvoiceCreditNotesResponse  # noqa: Y015
+
+@_typing.final
+class DownloadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadRequest: _TypeAlias = DownloadRequest  # noqa: Y015
+
+@_typing.final
+class DownloadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDIT_NOTE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def credit_note(self) -> _models_pb2.BillingCreditNote: ...
+    def __init__(
+        self,
+        *,
+        credit_note: _models_pb2.BillingCreditNote | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadResponse: _TypeAlias = DownloadResponse  # noqa: Y015
+
+@_typing.final
+class DownloadXmlRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadXmlRequest: _TypeAlias = DownloadXmlRequest  # noqa: Y015
+
+@_typing.final
+class DownloadXmlResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDIT_NOTE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def credit_note(self) -> _models_pb2.BillingCreditNote: ...
+    def __init__(
+        self,
+        *,
+        credit_note: _models_pb2.BillingCreditNote | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadXmlResponse: _TypeAlias = DownloadXmlResponse  # noqa: Y015
+
+@_typing.final
+class VoidCreditNoteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -872,7 +746,58 @@ class VoidCreditNoteResponse(_message.Message):
 Global___VoidCreditNoteResponse: _TypeAlias = VoidCreditNoteResponse  # noqa: Y015
 
 @_typing.final
-class VoidCreditNoteInput(_message.Message):
+class ResendEmailRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    CC_FIELD_NUMBER: _builtins.int
+    BCC_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    @_builtins.property
+    def to(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def cc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def bcc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        to: _abc.Iterable[_builtins.str] | None = ...,
+        cc: _abc.Iterable[_builtins.str] | None = ...,
+        bcc: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bcc", b"bcc", "cc", b"cc", "id", b"id", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendEmailRequest: _TypeAlias = ResendEmailRequest  # noqa: Y015
+
+@_typing.final
+class ResendEmailResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDIT_NOTE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def credit_note(self) -> _models_pb2.BillingCreditNote: ...
+    def __init__(
+        self,
+        *,
+        credit_note: _models_pb2.BillingCreditNote | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendEmailResponse: _TypeAlias = ResendEmailResponse  # noqa: Y015
+
+@_typing.final
+class RetryTaxReportingRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -888,57 +813,49 @@ class VoidCreditNoteInput(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___VoidCreditNoteInput: _TypeAlias = VoidCreditNoteInput  # noqa: Y015
+Global___RetryTaxReportingRequest: _TypeAlias = RetryTaxReportingRequest  # noqa: Y015
 
 @_typing.final
-class UpdateCreditNoteInput(_message.Message):
+class RetryTaxReportingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDIT_NOTE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def credit_note(self) -> _models_pb2.BillingCreditNote: ...
+    def __init__(
+        self,
+        *,
+        credit_note: _models_pb2.BillingCreditNote | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_note", b"credit_note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryTaxReportingResponse: _TypeAlias = RetryTaxReportingResponse  # noqa: Y015
+
+@_typing.final
+class SyncIntegrationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
-    REFUND_STATUS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    refund_status: _models_pb2.CreditNoteRefundStatusEnum.ValueType
-    @_builtins.property
-    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.MetadataInput]: ...
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
-        metadata: _abc.Iterable[_models_pb2.MetadataInput] | None = ...,
-        refund_status: _models_pb2.CreditNoteRefundStatusEnum.ValueType | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_refund_status", b"_refund_status", "refund_status", b"refund_status"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_refund_status", b"_refund_status", "id", b"id", "metadata", b"metadata", "refund_status", b"refund_status"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__refund_status: _TypeAlias = _typing.Literal["refund_status"]  # noqa: Y015
-    _WhichOneofArgType__refund_status: _TypeAlias = _typing.Literal["_refund_status", b"_refund_status"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__refund_status) -> _WhichOneofReturnType__refund_status | None: ...
-
-Global___UpdateCreditNoteInput: _TypeAlias = UpdateCreditNoteInput  # noqa: Y015
-
-@_typing.final
-class SyncIntegrationCreditNoteInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CREDIT_NOTE_ID_FIELD_NUMBER: _builtins.int
-    credit_note_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        credit_note_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_note_id", b"credit_note_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SyncIntegrationCreditNoteInput: _TypeAlias = SyncIntegrationCreditNoteInput  # noqa: Y015
+Global___SyncIntegrationRequest: _TypeAlias = SyncIntegrationRequest  # noqa: Y015
 
 @_typing.final
-class SyncIntegrationCreditNotePayload(_message.Message):
+class SyncIntegrationResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CREDIT_NOTE_ID_FIELD_NUMBER: _builtins.int
@@ -956,113 +873,25 @@ class SyncIntegrationCreditNotePayload(_message.Message):
     _WhichOneofArgType__credit_note_id: _TypeAlias = _typing.Literal["_credit_note_id", b"_credit_note_id"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__credit_note_id) -> _WhichOneofReturnType__credit_note_id | None: ...
 
-Global___SyncIntegrationCreditNotePayload: _TypeAlias = SyncIntegrationCreditNotePayload  # noqa: Y015
+Global___SyncIntegrationResponse: _TypeAlias = SyncIntegrationResponse  # noqa: Y015
 
 @_typing.final
-class RetryTaxReportingInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryTaxReportingInput: _TypeAlias = RetryTaxReportingInput  # noqa: Y015
-
-@_typing.final
-class ResendCreditNoteEmailInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    BCC_FIELD_NUMBER: _builtins.int
-    CC_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    TO_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    @_builtins.property
-    def bcc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def cc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def to(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    def __init__(
-        self,
-        *,
-        bcc: _abc.Iterable[_builtins.str] | None = ...,
-        cc: _abc.Iterable[_builtins.str] | None = ...,
-        id: _builtins.str = ...,
-        to: _abc.Iterable[_builtins.str] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bcc", b"bcc", "cc", b"cc", "id", b"id", "to", b"to"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ResendCreditNoteEmailInput: _TypeAlias = ResendCreditNoteEmailInput  # noqa: Y015
-
-@_typing.final
-class DownloadXmlCreditNoteInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DownloadXmlCreditNoteInput: _TypeAlias = DownloadXmlCreditNoteInput  # noqa: Y015
-
-@_typing.final
-class DownloadCreditNoteInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DownloadCreditNoteInput: _TypeAlias = DownloadCreditNoteInput  # noqa: Y015
-
-@_typing.final
-class CreateDataExportsCreditNotesInput(_message.Message):
+class CreateDataExportRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FILTERS_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     RESOURCE_TYPE_FIELD_NUMBER: _builtins.int
-    format: _models_pb2.DataExportFormatTypeEnum.ValueType
-    resource_type: Global___CreditNoteExportTypeEnum.ValueType
+    format: _models_pb2.DataExportFormatType.ValueType
+    resource_type: Global___CreditNoteExportType.ValueType
     @_builtins.property
     def filters(self) -> Global___DataExportCreditNoteFiltersInput: ...
     def __init__(
         self,
         *,
         filters: Global___DataExportCreditNoteFiltersInput | None = ...,
-        format: _models_pb2.DataExportFormatTypeEnum.ValueType = ...,
-        resource_type: Global___CreditNoteExportTypeEnum.ValueType = ...,
+        format: _models_pb2.DataExportFormatType.ValueType = ...,
+        resource_type: Global___CreditNoteExportType.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -1070,7 +899,27 @@ class CreateDataExportsCreditNotesInput(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___CreateDataExportsCreditNotesInput: _TypeAlias = CreateDataExportsCreditNotesInput  # noqa: Y015
+Global___CreateDataExportRequest: _TypeAlias = CreateDataExportRequest  # noqa: Y015
+
+@_typing.final
+class CreateDataExportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_EXPORT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def data_export(self) -> _models_pb2.DataExport: ...
+    def __init__(
+        self,
+        *,
+        data_export: _models_pb2.DataExport | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data_export", b"data_export"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_export", b"data_export"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDataExportResponse: _TypeAlias = CreateDataExportResponse  # noqa: Y015
 
 @_typing.final
 class DataExportCreditNoteFiltersInput(_message.Message):
@@ -1102,35 +951,35 @@ class DataExportCreditNoteFiltersInput(_message.Message):
     @_builtins.property
     def billing_entity_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
-    def credit_status(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CreditNoteCreditStatusEnum.ValueType]: ...
+    def credit_status(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CreditNoteCreditStatus.ValueType]: ...
     @_builtins.property
     def issuing_date_from(self) -> _date_pb2.Date: ...
     @_builtins.property
     def issuing_date_to(self) -> _date_pb2.Date: ...
     @_builtins.property
-    def reason(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CreditNoteReasonEnum.ValueType]: ...
+    def reason(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CreditNoteReason.ValueType]: ...
     @_builtins.property
-    def refund_status(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CreditNoteRefundStatusEnum.ValueType]: ...
+    def refund_status(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CreditNoteRefundStatus.ValueType]: ...
     @_builtins.property
-    def types(self) -> _containers.RepeatedScalarFieldContainer[Global___CreditNoteTypeEnum.ValueType]: ...
+    def types(self) -> _containers.RepeatedScalarFieldContainer[Global___CreditNoteType.ValueType]: ...
     def __init__(
         self,
         *,
         amount_from: _builtins.int | None = ...,
         amount_to: _builtins.int | None = ...,
         billing_entity_ids: _abc.Iterable[_builtins.str] | None = ...,
-        credit_status: _abc.Iterable[_models_pb2.CreditNoteCreditStatusEnum.ValueType] | None = ...,
+        credit_status: _abc.Iterable[_models_pb2.CreditNoteCreditStatus.ValueType] | None = ...,
         currency: _models_pb2.CurrencyEnum.ValueType | None = ...,
         customer_external_id: _builtins.str | None = ...,
         customer_id: _builtins.str | None = ...,
         invoice_number: _builtins.str | None = ...,
         issuing_date_from: _date_pb2.Date | None = ...,
         issuing_date_to: _date_pb2.Date | None = ...,
-        reason: _abc.Iterable[_models_pb2.CreditNoteReasonEnum.ValueType] | None = ...,
-        refund_status: _abc.Iterable[_models_pb2.CreditNoteRefundStatusEnum.ValueType] | None = ...,
+        reason: _abc.Iterable[_models_pb2.CreditNoteReason.ValueType] | None = ...,
+        refund_status: _abc.Iterable[_models_pb2.CreditNoteRefundStatus.ValueType] | None = ...,
         search_term: _builtins.str | None = ...,
         self_billed: _builtins.bool | None = ...,
-        types: _abc.Iterable[Global___CreditNoteTypeEnum.ValueType] | None = ...,
+        types: _abc.Iterable[Global___CreditNoteType.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_from", b"_amount_from", "_amount_to", b"_amount_to", "_currency", b"_currency", "_customer_external_id", b"_customer_external_id", "_customer_id", b"_customer_id", "_invoice_number", b"_invoice_number", "_issuing_date_from", b"_issuing_date_from", "_issuing_date_to", b"_issuing_date_to", "_search_term", b"_search_term", "_self_billed", b"_self_billed", "amount_from", b"amount_from", "amount_to", b"amount_to", "currency", b"currency", "customer_external_id", b"customer_external_id", "customer_id", b"customer_id", "invoice_number", b"invoice_number", "issuing_date_from", b"issuing_date_from", "issuing_date_to", b"issuing_date_to", "search_term", b"search_term", "self_billed", b"self_billed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -1180,63 +1029,6 @@ class DataExportCreditNoteFiltersInput(_message.Message):
 Global___DataExportCreditNoteFiltersInput: _TypeAlias = DataExportCreditNoteFiltersInput  # noqa: Y015
 
 @_typing.final
-class CreateCreditNoteInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CREDIT_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
-    DESCRIPTION_FIELD_NUMBER: _builtins.int
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    ITEMS_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
-    OFFSET_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
-    REASON_FIELD_NUMBER: _builtins.int
-    REFUND_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
-    credit_amount_cents: _builtins.int
-    description: _builtins.str
-    invoice_id: _builtins.str
-    offset_amount_cents: _builtins.int
-    reason: _models_pb2.CreditNoteReasonEnum.ValueType
-    refund_amount_cents: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreditNoteItemInput]: ...
-    @_builtins.property
-    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.MetadataInput]: ...
-    def __init__(
-        self,
-        *,
-        credit_amount_cents: _builtins.int | None = ...,
-        description: _builtins.str | None = ...,
-        invoice_id: _builtins.str = ...,
-        items: _abc.Iterable[Global___CreditNoteItemInput] | None = ...,
-        metadata: _abc.Iterable[_models_pb2.MetadataInput] | None = ...,
-        offset_amount_cents: _builtins.int | None = ...,
-        reason: _models_pb2.CreditNoteReasonEnum.ValueType = ...,
-        refund_amount_cents: _builtins.int | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_credit_amount_cents", b"_credit_amount_cents", "_description", b"_description", "_offset_amount_cents", b"_offset_amount_cents", "_refund_amount_cents", b"_refund_amount_cents", "credit_amount_cents", b"credit_amount_cents", "description", b"description", "offset_amount_cents", b"offset_amount_cents", "refund_amount_cents", b"refund_amount_cents"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_amount_cents", b"_credit_amount_cents", "_description", b"_description", "_offset_amount_cents", b"_offset_amount_cents", "_refund_amount_cents", b"_refund_amount_cents", "credit_amount_cents", b"credit_amount_cents", "description", b"description", "invoice_id", b"invoice_id", "items", b"items", "metadata", b"metadata", "offset_amount_cents", b"offset_amount_cents", "reason", b"reason", "refund_amount_cents", b"refund_amount_cents"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__credit_amount_cents: _TypeAlias = _typing.Literal["credit_amount_cents"]  # noqa: Y015
-    _WhichOneofArgType__credit_amount_cents: _TypeAlias = _typing.Literal["_credit_amount_cents", b"_credit_amount_cents"]  # noqa: Y015
-    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
-    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
-    _WhichOneofReturnType__offset_amount_cents: _TypeAlias = _typing.Literal["offset_amount_cents"]  # noqa: Y015
-    _WhichOneofArgType__offset_amount_cents: _TypeAlias = _typing.Literal["_offset_amount_cents", b"_offset_amount_cents"]  # noqa: Y015
-    _WhichOneofReturnType__refund_amount_cents: _TypeAlias = _typing.Literal["refund_amount_cents"]  # noqa: Y015
-    _WhichOneofArgType__refund_amount_cents: _TypeAlias = _typing.Literal["_refund_amount_cents", b"_refund_amount_cents"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__credit_amount_cents) -> _WhichOneofReturnType__credit_amount_cents | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__offset_amount_cents) -> _WhichOneofReturnType__offset_amount_cents | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__refund_amount_cents) -> _WhichOneofReturnType__refund_amount_cents | None: ...
-
-Global___CreateCreditNoteInput: _TypeAlias = CreateCreditNoteInput  # noqa: Y015
-
-@_typing.final
 class CreditNoteItemInput(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1279,15 +1071,18 @@ class CreditNoteEstimate(_message.Message):
     max_creditable_amount_cents: _builtins.int
     max_offsettable_amount_cents: _builtins.int
     max_refundable_amount_cents: _builtins.int
-    precise_coupons_adjustment_amount_cents: _builtins.float
-    precise_taxes_amount_cents: _builtins.float
     sub_total_excluding_taxes_amount_cents: _builtins.int
     taxes_amount_cents: _builtins.int
-    taxes_rate: _builtins.float
     @_builtins.property
     def applied_taxes(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.CreditNoteAppliedTax]: ...
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreditNoteItemEstimate]: ...
+    @_builtins.property
+    def precise_coupons_adjustment_amount_cents(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def precise_taxes_amount_cents(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def taxes_rate(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
@@ -1298,13 +1093,13 @@ class CreditNoteEstimate(_message.Message):
         max_creditable_amount_cents: _builtins.int = ...,
         max_offsettable_amount_cents: _builtins.int = ...,
         max_refundable_amount_cents: _builtins.int = ...,
-        precise_coupons_adjustment_amount_cents: _builtins.float = ...,
-        precise_taxes_amount_cents: _builtins.float = ...,
+        precise_coupons_adjustment_amount_cents: _decimal_pb2.DecimalValue | None = ...,
+        precise_taxes_amount_cents: _decimal_pb2.DecimalValue | None = ...,
         sub_total_excluding_taxes_amount_cents: _builtins.int = ...,
         taxes_amount_cents: _builtins.int = ...,
-        taxes_rate: _builtins.float = ...,
+        taxes_rate: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["precise_coupons_adjustment_amount_cents", b"precise_coupons_adjustment_amount_cents", "precise_taxes_amount_cents", b"precise_taxes_amount_cents", "taxes_rate", b"taxes_rate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_taxes", b"applied_taxes", "coupons_adjustment_amount_cents", b"coupons_adjustment_amount_cents", "currency", b"currency", "items", b"items", "max_creditable_amount_cents", b"max_creditable_amount_cents", "max_offsettable_amount_cents", b"max_offsettable_amount_cents", "max_refundable_amount_cents", b"max_refundable_amount_cents", "precise_coupons_adjustment_amount_cents", b"precise_coupons_adjustment_amount_cents", "precise_taxes_amount_cents", b"precise_taxes_amount_cents", "sub_total_excluding_taxes_amount_cents", b"sub_total_excluding_taxes_amount_cents", "taxes_amount_cents", b"taxes_amount_cents", "taxes_rate", b"taxes_rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...

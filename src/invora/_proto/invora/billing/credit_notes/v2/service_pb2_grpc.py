@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class CreditNoteServiceStub:
+class CreditNotesServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,77 +34,77 @@ class CreditNoteServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Create = channel.unary_unary(
-                '/invora.billing.credit_notes.v2.CreditNoteService/Create',
-                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateResponse.FromString,
-                _registered_method=True)
-        self.Get = channel.unary_unary(
-                '/invora.billing.credit_notes.v2.CreditNoteService/Get',
-                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.credit_notes.v2.CreditNoteService/List',
+                '/invora.billing.credit_notes.v2.CreditNotesService/List',
                 request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/invora.billing.credit_notes.v2.CreditNotesService/Get',
+                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetResponse.FromString,
+                _registered_method=True)
+        self.Create = channel.unary_unary(
+                '/invora.billing.credit_notes.v2.CreditNotesService/Create',
+                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateResponse.FromString,
+                _registered_method=True)
         self.Update = channel.unary_unary(
-                '/invora.billing.credit_notes.v2.CreditNoteService/Update',
+                '/invora.billing.credit_notes.v2.CreditNotesService/Update',
                 request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.UpdateResponse.FromString,
                 _registered_method=True)
-        self.CreatesDataExport = channel.unary_unary(
-                '/invora.billing.credit_notes.v2.CreditNoteService/CreatesDataExport',
-                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreatesDataExportRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreatesDataExportResponse.FromString,
-                _registered_method=True)
-        self.DownloadCreditNote = channel.unary_unary(
-                '/invora.billing.credit_notes.v2.CreditNoteService/DownloadCreditNote',
-                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadCreditNoteRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadCreditNoteResponse.FromString,
-                _registered_method=True)
-        self.DownloadXmlCreditNote = channel.unary_unary(
-                '/invora.billing.credit_notes.v2.CreditNoteService/DownloadXmlCreditNote',
-                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadXmlCreditNoteRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadXmlCreditNoteResponse.FromString,
-                _registered_method=True)
         self.GetEstimate = channel.unary_unary(
-                '/invora.billing.credit_notes.v2.CreditNoteService/GetEstimate',
+                '/invora.billing.credit_notes.v2.CreditNotesService/GetEstimate',
                 request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetEstimateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetEstimateResponse.FromString,
                 _registered_method=True)
-        self.InvoiceCreditNotes = channel.unary_unary(
-                '/invora.billing.credit_notes.v2.CreditNoteService/InvoiceCreditNotes',
-                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.InvoiceCreditNotesRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.InvoiceCreditNotesResponse.FromString,
+        self.ListInvoiceCreditNotes = channel.unary_unary(
+                '/invora.billing.credit_notes.v2.CreditNotesService/ListInvoiceCreditNotes',
+                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListInvoiceCreditNotesRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListInvoiceCreditNotesResponse.FromString,
                 _registered_method=True)
-        self.ResendCreditNoteEmail = channel.unary_unary(
-                '/invora.billing.credit_notes.v2.CreditNoteService/ResendCreditNoteEmail',
-                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ResendCreditNoteEmailRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ResendCreditNoteEmailResponse.FromString,
+        self.Download = channel.unary_unary(
+                '/invora.billing.credit_notes.v2.CreditNotesService/Download',
+                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadResponse.FromString,
                 _registered_method=True)
-        self.RetryTaxReporting = channel.unary_unary(
-                '/invora.billing.credit_notes.v2.CreditNoteService/RetryTaxReporting',
-                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.RetryTaxReportingRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.RetryTaxReportingResponse.FromString,
-                _registered_method=True)
-        self.SyncIntegrationCreditNote = channel.unary_unary(
-                '/invora.billing.credit_notes.v2.CreditNoteService/SyncIntegrationCreditNote',
-                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.SyncIntegrationCreditNoteRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.SyncIntegrationCreditNoteResponse.FromString,
+        self.DownloadXml = channel.unary_unary(
+                '/invora.billing.credit_notes.v2.CreditNotesService/DownloadXml',
+                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadXmlRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadXmlResponse.FromString,
                 _registered_method=True)
         self.VoidCreditNote = channel.unary_unary(
-                '/invora.billing.credit_notes.v2.CreditNoteService/VoidCreditNote',
+                '/invora.billing.credit_notes.v2.CreditNotesService/VoidCreditNote',
                 request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.VoidCreditNoteRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.VoidCreditNoteResponse.FromString,
                 _registered_method=True)
+        self.ResendEmail = channel.unary_unary(
+                '/invora.billing.credit_notes.v2.CreditNotesService/ResendEmail',
+                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ResendEmailRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ResendEmailResponse.FromString,
+                _registered_method=True)
+        self.RetryTaxReporting = channel.unary_unary(
+                '/invora.billing.credit_notes.v2.CreditNotesService/RetryTaxReporting',
+                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.RetryTaxReportingRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.RetryTaxReportingResponse.FromString,
+                _registered_method=True)
+        self.SyncIntegration = channel.unary_unary(
+                '/invora.billing.credit_notes.v2.CreditNotesService/SyncIntegration',
+                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.SyncIntegrationRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.SyncIntegrationResponse.FromString,
+                _registered_method=True)
+        self.CreateDataExport = channel.unary_unary(
+                '/invora.billing.credit_notes.v2.CreditNotesService/CreateDataExport',
+                request_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateDataExportRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateDataExportResponse.FromString,
+                _registered_method=True)
 
 
-class CreditNoteServiceServicer:
+class CreditNotesServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Create(self, request, context):
+    def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,7 +116,7 @@ class CreditNoteServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def List(self, request, context):
+    def Create(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,49 +128,25 @@ class CreditNoteServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CreatesDataExport(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DownloadCreditNote(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DownloadXmlCreditNote(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def GetEstimate(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def InvoiceCreditNotes(self, request, context):
+    def ListInvoiceCreditNotes(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ResendCreditNoteEmail(self, request, context):
+    def Download(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def RetryTaxReporting(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def SyncIntegrationCreditNote(self, request, context):
+    def DownloadXml(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,87 +158,111 @@ class CreditNoteServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResendEmail(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
-def add_CreditNoteServiceServicer_to_server(servicer, server):
+    def RetryTaxReporting(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SyncIntegration(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDataExport(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CreditNotesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Create': grpc.unary_unary_rpc_method_handler(
-                    servicer.Create,
-                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetRequest.FromString,
                     response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
-            'List': grpc.unary_unary_rpc_method_handler(
-                    servicer.List,
-                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
             ),
             'Update': grpc.unary_unary_rpc_method_handler(
                     servicer.Update,
                     request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.UpdateRequest.FromString,
                     response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.UpdateResponse.SerializeToString,
             ),
-            'CreatesDataExport': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreatesDataExport,
-                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreatesDataExportRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreatesDataExportResponse.SerializeToString,
-            ),
-            'DownloadCreditNote': grpc.unary_unary_rpc_method_handler(
-                    servicer.DownloadCreditNote,
-                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadCreditNoteRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadCreditNoteResponse.SerializeToString,
-            ),
-            'DownloadXmlCreditNote': grpc.unary_unary_rpc_method_handler(
-                    servicer.DownloadXmlCreditNote,
-                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadXmlCreditNoteRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadXmlCreditNoteResponse.SerializeToString,
-            ),
             'GetEstimate': grpc.unary_unary_rpc_method_handler(
                     servicer.GetEstimate,
                     request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetEstimateRequest.FromString,
                     response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetEstimateResponse.SerializeToString,
             ),
-            'InvoiceCreditNotes': grpc.unary_unary_rpc_method_handler(
-                    servicer.InvoiceCreditNotes,
-                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.InvoiceCreditNotesRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.InvoiceCreditNotesResponse.SerializeToString,
+            'ListInvoiceCreditNotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInvoiceCreditNotes,
+                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListInvoiceCreditNotesRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListInvoiceCreditNotesResponse.SerializeToString,
             ),
-            'ResendCreditNoteEmail': grpc.unary_unary_rpc_method_handler(
-                    servicer.ResendCreditNoteEmail,
-                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ResendCreditNoteEmailRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ResendCreditNoteEmailResponse.SerializeToString,
+            'Download': grpc.unary_unary_rpc_method_handler(
+                    servicer.Download,
+                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadResponse.SerializeToString,
             ),
-            'RetryTaxReporting': grpc.unary_unary_rpc_method_handler(
-                    servicer.RetryTaxReporting,
-                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.RetryTaxReportingRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.RetryTaxReportingResponse.SerializeToString,
-            ),
-            'SyncIntegrationCreditNote': grpc.unary_unary_rpc_method_handler(
-                    servicer.SyncIntegrationCreditNote,
-                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.SyncIntegrationCreditNoteRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.SyncIntegrationCreditNoteResponse.SerializeToString,
+            'DownloadXml': grpc.unary_unary_rpc_method_handler(
+                    servicer.DownloadXml,
+                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadXmlRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadXmlResponse.SerializeToString,
             ),
             'VoidCreditNote': grpc.unary_unary_rpc_method_handler(
                     servicer.VoidCreditNote,
                     request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.VoidCreditNoteRequest.FromString,
                     response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.VoidCreditNoteResponse.SerializeToString,
             ),
+            'ResendEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResendEmail,
+                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ResendEmailRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ResendEmailResponse.SerializeToString,
+            ),
+            'RetryTaxReporting': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryTaxReporting,
+                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.RetryTaxReportingRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.RetryTaxReportingResponse.SerializeToString,
+            ),
+            'SyncIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncIntegration,
+                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.SyncIntegrationRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.SyncIntegrationResponse.SerializeToString,
+            ),
+            'CreateDataExport': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDataExport,
+                    request_deserializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateDataExportRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateDataExportResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.credit_notes.v2.CreditNoteService', rpc_method_handlers)
+            'invora.billing.credit_notes.v2.CreditNotesService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.credit_notes.v2.CreditNoteService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.credit_notes.v2.CreditNotesService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class CreditNoteService:
+class CreditNotesService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Create(request,
+    def List(request,
             target,
             options=(),
             channel_credentials=None,
@@ -275,9 +275,9 @@ class CreditNoteService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.credit_notes.v2.CreditNoteService/Create',
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateResponse.FromString,
+            '/invora.billing.credit_notes.v2.CreditNotesService/List',
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -302,7 +302,7 @@ class CreditNoteService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.credit_notes.v2.CreditNoteService/Get',
+            '/invora.billing.credit_notes.v2.CreditNotesService/Get',
             invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
             invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
@@ -316,7 +316,7 @@ class CreditNoteService:
             _registered_method=True)
 
     @staticmethod
-    def List(request,
+    def Create(request,
             target,
             options=(),
             channel_credentials=None,
@@ -329,9 +329,9 @@ class CreditNoteService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.credit_notes.v2.CreditNoteService/List',
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListResponse.FromString,
+            '/invora.billing.credit_notes.v2.CreditNotesService/Create',
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -356,90 +356,9 @@ class CreditNoteService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.credit_notes.v2.CreditNoteService/Update',
+            '/invora.billing.credit_notes.v2.CreditNotesService/Update',
             invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
             invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.UpdateResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def CreatesDataExport(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.credit_notes.v2.CreditNoteService/CreatesDataExport',
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreatesDataExportRequest.SerializeToString,
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreatesDataExportResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DownloadCreditNote(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.credit_notes.v2.CreditNoteService/DownloadCreditNote',
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadCreditNoteRequest.SerializeToString,
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadCreditNoteResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DownloadXmlCreditNote(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.credit_notes.v2.CreditNoteService/DownloadXmlCreditNote',
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadXmlCreditNoteRequest.SerializeToString,
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadXmlCreditNoteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -464,7 +383,7 @@ class CreditNoteService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.credit_notes.v2.CreditNoteService/GetEstimate',
+            '/invora.billing.credit_notes.v2.CreditNotesService/GetEstimate',
             invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetEstimateRequest.SerializeToString,
             invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.GetEstimateResponse.FromString,
             options,
@@ -478,7 +397,7 @@ class CreditNoteService:
             _registered_method=True)
 
     @staticmethod
-    def InvoiceCreditNotes(request,
+    def ListInvoiceCreditNotes(request,
             target,
             options=(),
             channel_credentials=None,
@@ -491,9 +410,9 @@ class CreditNoteService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.credit_notes.v2.CreditNoteService/InvoiceCreditNotes',
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.InvoiceCreditNotesRequest.SerializeToString,
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.InvoiceCreditNotesResponse.FromString,
+            '/invora.billing.credit_notes.v2.CreditNotesService/ListInvoiceCreditNotes',
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListInvoiceCreditNotesRequest.SerializeToString,
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ListInvoiceCreditNotesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -505,7 +424,7 @@ class CreditNoteService:
             _registered_method=True)
 
     @staticmethod
-    def ResendCreditNoteEmail(request,
+    def Download(request,
             target,
             options=(),
             channel_credentials=None,
@@ -518,9 +437,9 @@ class CreditNoteService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.credit_notes.v2.CreditNoteService/ResendCreditNoteEmail',
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ResendCreditNoteEmailRequest.SerializeToString,
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ResendCreditNoteEmailResponse.FromString,
+            '/invora.billing.credit_notes.v2.CreditNotesService/Download',
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadRequest.SerializeToString,
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -532,7 +451,7 @@ class CreditNoteService:
             _registered_method=True)
 
     @staticmethod
-    def RetryTaxReporting(request,
+    def DownloadXml(request,
             target,
             options=(),
             channel_credentials=None,
@@ -545,36 +464,9 @@ class CreditNoteService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.credit_notes.v2.CreditNoteService/RetryTaxReporting',
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.RetryTaxReportingRequest.SerializeToString,
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.RetryTaxReportingResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def SyncIntegrationCreditNote(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.credit_notes.v2.CreditNoteService/SyncIntegrationCreditNote',
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.SyncIntegrationCreditNoteRequest.SerializeToString,
-            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.SyncIntegrationCreditNoteResponse.FromString,
+            '/invora.billing.credit_notes.v2.CreditNotesService/DownloadXml',
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadXmlRequest.SerializeToString,
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.DownloadXmlResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -599,9 +491,117 @@ class CreditNoteService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.credit_notes.v2.CreditNoteService/VoidCreditNote',
+            '/invora.billing.credit_notes.v2.CreditNotesService/VoidCreditNote',
             invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.VoidCreditNoteRequest.SerializeToString,
             invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.VoidCreditNoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResendEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.credit_notes.v2.CreditNotesService/ResendEmail',
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ResendEmailRequest.SerializeToString,
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.ResendEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryTaxReporting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.credit_notes.v2.CreditNotesService/RetryTaxReporting',
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.RetryTaxReportingRequest.SerializeToString,
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.RetryTaxReportingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.credit_notes.v2.CreditNotesService/SyncIntegration',
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.SyncIntegrationRequest.SerializeToString,
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.SyncIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDataExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.credit_notes.v2.CreditNotesService/CreateDataExport',
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateDataExportRequest.SerializeToString,
+            invora_dot_billing_dot_credit__notes_dot_v2_dot_service__pb2.CreateDataExportResponse.FromString,
             options,
             channel_credentials,
             insecure,

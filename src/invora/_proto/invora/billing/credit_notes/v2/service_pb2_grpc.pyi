@@ -30,49 +30,49 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class CreditNoteServiceStub:
+class CreditNotesServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> CreditNoteServiceAsyncStub: ...
-    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
-    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    def __new__(cls, channel: _aio.Channel) -> CreditNotesServiceAsyncStub: ...
     List: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]
+    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
     Update: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]
-    CreatesDataExport: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreatesDataExportRequest, _service_pb2.CreatesDataExportResponse]
-    DownloadCreditNote: _grpc.UnaryUnaryMultiCallable[_service_pb2.DownloadCreditNoteRequest, _service_pb2.DownloadCreditNoteResponse]
-    DownloadXmlCreditNote: _grpc.UnaryUnaryMultiCallable[_service_pb2.DownloadXmlCreditNoteRequest, _service_pb2.DownloadXmlCreditNoteResponse]
     GetEstimate: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetEstimateRequest, _service_pb2.GetEstimateResponse]
-    InvoiceCreditNotes: _grpc.UnaryUnaryMultiCallable[_service_pb2.InvoiceCreditNotesRequest, _service_pb2.InvoiceCreditNotesResponse]
-    ResendCreditNoteEmail: _grpc.UnaryUnaryMultiCallable[_service_pb2.ResendCreditNoteEmailRequest, _service_pb2.ResendCreditNoteEmailResponse]
-    RetryTaxReporting: _grpc.UnaryUnaryMultiCallable[_service_pb2.RetryTaxReportingRequest, _service_pb2.RetryTaxReportingResponse]
-    SyncIntegrationCreditNote: _grpc.UnaryUnaryMultiCallable[_service_pb2.SyncIntegrationCreditNoteRequest, _service_pb2.SyncIntegrationCreditNoteResponse]
+    ListInvoiceCreditNotes: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListInvoiceCreditNotesRequest, _service_pb2.ListInvoiceCreditNotesResponse]
+    Download: _grpc.UnaryUnaryMultiCallable[_service_pb2.DownloadRequest, _service_pb2.DownloadResponse]
+    DownloadXml: _grpc.UnaryUnaryMultiCallable[_service_pb2.DownloadXmlRequest, _service_pb2.DownloadXmlResponse]
     VoidCreditNote: _grpc.UnaryUnaryMultiCallable[_service_pb2.VoidCreditNoteRequest, _service_pb2.VoidCreditNoteResponse]
+    ResendEmail: _grpc.UnaryUnaryMultiCallable[_service_pb2.ResendEmailRequest, _service_pb2.ResendEmailResponse]
+    RetryTaxReporting: _grpc.UnaryUnaryMultiCallable[_service_pb2.RetryTaxReportingRequest, _service_pb2.RetryTaxReportingResponse]
+    SyncIntegration: _grpc.UnaryUnaryMultiCallable[_service_pb2.SyncIntegrationRequest, _service_pb2.SyncIntegrationResponse]
+    CreateDataExport: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateDataExportRequest, _service_pb2.CreateDataExportResponse]
 
 @_typing.type_check_only
-class CreditNoteServiceAsyncStub(CreditNoteServiceStub):
+class CreditNotesServiceAsyncStub(CreditNotesServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
-    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
+    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
     Update: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]  # type: ignore[assignment]
-    CreatesDataExport: _aio.UnaryUnaryMultiCallable[_service_pb2.CreatesDataExportRequest, _service_pb2.CreatesDataExportResponse]  # type: ignore[assignment]
-    DownloadCreditNote: _aio.UnaryUnaryMultiCallable[_service_pb2.DownloadCreditNoteRequest, _service_pb2.DownloadCreditNoteResponse]  # type: ignore[assignment]
-    DownloadXmlCreditNote: _aio.UnaryUnaryMultiCallable[_service_pb2.DownloadXmlCreditNoteRequest, _service_pb2.DownloadXmlCreditNoteResponse]  # type: ignore[assignment]
     GetEstimate: _aio.UnaryUnaryMultiCallable[_service_pb2.GetEstimateRequest, _service_pb2.GetEstimateResponse]  # type: ignore[assignment]
-    InvoiceCreditNotes: _aio.UnaryUnaryMultiCallable[_service_pb2.InvoiceCreditNotesRequest, _service_pb2.InvoiceCreditNotesResponse]  # type: ignore[assignment]
-    ResendCreditNoteEmail: _aio.UnaryUnaryMultiCallable[_service_pb2.ResendCreditNoteEmailRequest, _service_pb2.ResendCreditNoteEmailResponse]  # type: ignore[assignment]
-    RetryTaxReporting: _aio.UnaryUnaryMultiCallable[_service_pb2.RetryTaxReportingRequest, _service_pb2.RetryTaxReportingResponse]  # type: ignore[assignment]
-    SyncIntegrationCreditNote: _aio.UnaryUnaryMultiCallable[_service_pb2.SyncIntegrationCreditNoteRequest, _service_pb2.SyncIntegrationCreditNoteResponse]  # type: ignore[assignment]
+    ListInvoiceCreditNotes: _aio.UnaryUnaryMultiCallable[_service_pb2.ListInvoiceCreditNotesRequest, _service_pb2.ListInvoiceCreditNotesResponse]  # type: ignore[assignment]
+    Download: _aio.UnaryUnaryMultiCallable[_service_pb2.DownloadRequest, _service_pb2.DownloadResponse]  # type: ignore[assignment]
+    DownloadXml: _aio.UnaryUnaryMultiCallable[_service_pb2.DownloadXmlRequest, _service_pb2.DownloadXmlResponse]  # type: ignore[assignment]
     VoidCreditNote: _aio.UnaryUnaryMultiCallable[_service_pb2.VoidCreditNoteRequest, _service_pb2.VoidCreditNoteResponse]  # type: ignore[assignment]
+    ResendEmail: _aio.UnaryUnaryMultiCallable[_service_pb2.ResendEmailRequest, _service_pb2.ResendEmailResponse]  # type: ignore[assignment]
+    RetryTaxReporting: _aio.UnaryUnaryMultiCallable[_service_pb2.RetryTaxReportingRequest, _service_pb2.RetryTaxReportingResponse]  # type: ignore[assignment]
+    SyncIntegration: _aio.UnaryUnaryMultiCallable[_service_pb2.SyncIntegrationRequest, _service_pb2.SyncIntegrationResponse]  # type: ignore[assignment]
+    CreateDataExport: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateDataExportRequest, _service_pb2.CreateDataExportResponse]  # type: ignore[assignment]
 
-class CreditNoteServiceServicer(metaclass=_abc_1.ABCMeta):
+class CreditNotesServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
-    def Create(
+    def List(
         self,
-        request: _service_pb2.CreateRequest,
+        request: _service_pb2.ListRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
 
     @_abc_1.abstractmethod
     def Get(
@@ -82,11 +82,11 @@ class CreditNoteServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
 
     @_abc_1.abstractmethod
-    def List(
+    def Create(
         self,
-        request: _service_pb2.ListRequest,
+        request: _service_pb2.CreateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
 
     @_abc_1.abstractmethod
     def Update(
@@ -96,27 +96,6 @@ class CreditNoteServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.UpdateResponse, _abc.Awaitable[_service_pb2.UpdateResponse]]: ...
 
     @_abc_1.abstractmethod
-    def CreatesDataExport(
-        self,
-        request: _service_pb2.CreatesDataExportRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreatesDataExportResponse, _abc.Awaitable[_service_pb2.CreatesDataExportResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def DownloadCreditNote(
-        self,
-        request: _service_pb2.DownloadCreditNoteRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.DownloadCreditNoteResponse, _abc.Awaitable[_service_pb2.DownloadCreditNoteResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def DownloadXmlCreditNote(
-        self,
-        request: _service_pb2.DownloadXmlCreditNoteRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.DownloadXmlCreditNoteResponse, _abc.Awaitable[_service_pb2.DownloadXmlCreditNoteResponse]]: ...
-
-    @_abc_1.abstractmethod
     def GetEstimate(
         self,
         request: _service_pb2.GetEstimateRequest,
@@ -124,18 +103,39 @@ class CreditNoteServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetEstimateResponse, _abc.Awaitable[_service_pb2.GetEstimateResponse]]: ...
 
     @_abc_1.abstractmethod
-    def InvoiceCreditNotes(
+    def ListInvoiceCreditNotes(
         self,
-        request: _service_pb2.InvoiceCreditNotesRequest,
+        request: _service_pb2.ListInvoiceCreditNotesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.InvoiceCreditNotesResponse, _abc.Awaitable[_service_pb2.InvoiceCreditNotesResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListInvoiceCreditNotesResponse, _abc.Awaitable[_service_pb2.ListInvoiceCreditNotesResponse]]: ...
 
     @_abc_1.abstractmethod
-    def ResendCreditNoteEmail(
+    def Download(
         self,
-        request: _service_pb2.ResendCreditNoteEmailRequest,
+        request: _service_pb2.DownloadRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.ResendCreditNoteEmailResponse, _abc.Awaitable[_service_pb2.ResendCreditNoteEmailResponse]]: ...
+    ) -> _typing.Union[_service_pb2.DownloadResponse, _abc.Awaitable[_service_pb2.DownloadResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DownloadXml(
+        self,
+        request: _service_pb2.DownloadXmlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.DownloadXmlResponse, _abc.Awaitable[_service_pb2.DownloadXmlResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def VoidCreditNote(
+        self,
+        request: _service_pb2.VoidCreditNoteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.VoidCreditNoteResponse, _abc.Awaitable[_service_pb2.VoidCreditNoteResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ResendEmail(
+        self,
+        request: _service_pb2.ResendEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ResendEmailResponse, _abc.Awaitable[_service_pb2.ResendEmailResponse]]: ...
 
     @_abc_1.abstractmethod
     def RetryTaxReporting(
@@ -145,17 +145,17 @@ class CreditNoteServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.RetryTaxReportingResponse, _abc.Awaitable[_service_pb2.RetryTaxReportingResponse]]: ...
 
     @_abc_1.abstractmethod
-    def SyncIntegrationCreditNote(
+    def SyncIntegration(
         self,
-        request: _service_pb2.SyncIntegrationCreditNoteRequest,
+        request: _service_pb2.SyncIntegrationRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.SyncIntegrationCreditNoteResponse, _abc.Awaitable[_service_pb2.SyncIntegrationCreditNoteResponse]]: ...
+    ) -> _typing.Union[_service_pb2.SyncIntegrationResponse, _abc.Awaitable[_service_pb2.SyncIntegrationResponse]]: ...
 
     @_abc_1.abstractmethod
-    def VoidCreditNote(
+    def CreateDataExport(
         self,
-        request: _service_pb2.VoidCreditNoteRequest,
+        request: _service_pb2.CreateDataExportRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.VoidCreditNoteResponse, _abc.Awaitable[_service_pb2.VoidCreditNoteResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateDataExportResponse, _abc.Awaitable[_service_pb2.CreateDataExportResponse]]: ...
 
-def add_CreditNoteServiceServicer_to_server(servicer: CreditNoteServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+def add_CreditNotesServiceServicer_to_server(servicer: CreditNotesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -12,9 +12,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from invora._proto.invora.billing.common.v2 import models_pb2 as _models_pb2
 from invora._proto.kernel import query_pb2 as _query_pb2
 import builtins as _builtins
@@ -28,56 +26,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _View:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    VIEW_UNSPECIFIED: _View.ValueType  # 0
-    VIEW_BASIC: _View.ValueType  # 1
-    VIEW_FULL: _View.ValueType  # 2
-
-class View(_View, metaclass=_ViewEnumTypeWrapper): ...
-
-VIEW_UNSPECIFIED: View.ValueType  # 0
-VIEW_BASIC: View.ValueType  # 1
-VIEW_FULL: View.ValueType  # 2
-Global___View: _TypeAlias = View  # noqa: Y015
-
 @_typing.final
 class GetRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    external_id: _builtins.str
     id: _builtins.str
-    view: Global___View.ValueType
+    external_id: _builtins.str
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
+        id: _builtins.str = ...,
         external_id: _builtins.str | None = ...,
-        id: _builtins.str | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_external_id", b"_external_id", "_id", b"_id", "external_id", b"external_id", "id", b"id", "read_mask", b"read_mask"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_external_id", b"_external_id", "external_id", b"external_id", "read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_external_id", b"_external_id", "_id", b"_id", "external_id", b"external_id", "id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_external_id", b"_external_id", "external_id", b"external_id", "id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__external_id: _TypeAlias = _typing.Literal["external_id"]  # noqa: Y015
     _WhichOneofArgType__external_id: _TypeAlias = _typing.Literal["_external_id", b"_external_id"]  # noqa: Y015
-    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
-    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__external_id) -> _WhichOneofReturnType__external_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
 
 Global___GetRequest: _TypeAlias = GetRequest  # noqa: Y015
 
@@ -102,108 +78,6 @@ class GetResponse(_message.Message):
 Global___GetResponse: _TypeAlias = GetResponse  # noqa: Y015
 
 @_typing.final
-class GetProjectedUsageRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    customer_id: _builtins.str
-    subscription_id: _builtins.str
-    view: Global___View.ValueType
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        customer_id: _builtins.str | None = ...,
-        subscription_id: _builtins.str = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_customer_id", b"_customer_id", "customer_id", b"customer_id", "read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_customer_id", b"_customer_id", "customer_id", b"customer_id", "read_mask", b"read_mask", "subscription_id", b"subscription_id", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__customer_id: _TypeAlias = _typing.Literal["customer_id"]  # noqa: Y015
-    _WhichOneofArgType__customer_id: _TypeAlias = _typing.Literal["_customer_id", b"_customer_id"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__customer_id) -> _WhichOneofReturnType__customer_id | None: ...
-
-Global___GetProjectedUsageRequest: _TypeAlias = GetProjectedUsageRequest  # noqa: Y015
-
-@_typing.final
-class GetProjectedUsageResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CUSTOMER_PROJECTED_USAGE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def customer_projected_usage(self) -> _models_pb2.CustomerProjectedUsage: ...
-    def __init__(
-        self,
-        *,
-        customer_projected_usage: _models_pb2.CustomerProjectedUsage | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_projected_usage", b"customer_projected_usage"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_projected_usage", b"customer_projected_usage"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetProjectedUsageResponse: _TypeAlias = GetProjectedUsageResponse  # noqa: Y015
-
-@_typing.final
-class GetUsageRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    customer_id: _builtins.str
-    subscription_id: _builtins.str
-    view: Global___View.ValueType
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        customer_id: _builtins.str | None = ...,
-        subscription_id: _builtins.str = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_customer_id", b"_customer_id", "customer_id", b"customer_id", "read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_customer_id", b"_customer_id", "customer_id", b"customer_id", "read_mask", b"read_mask", "subscription_id", b"subscription_id", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__customer_id: _TypeAlias = _typing.Literal["customer_id"]  # noqa: Y015
-    _WhichOneofArgType__customer_id: _TypeAlias = _typing.Literal["_customer_id", b"_customer_id"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__customer_id) -> _WhichOneofReturnType__customer_id | None: ...
-
-Global___GetUsageRequest: _TypeAlias = GetUsageRequest  # noqa: Y015
-
-@_typing.final
-class GetUsageResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CUSTOMER_USAGE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def customer_usage(self) -> _models_pb2.CustomerUsage: ...
-    def __init__(
-        self,
-        *,
-        customer_usage: _models_pb2.CustomerUsage | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_usage", b"customer_usage"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_usage", b"customer_usage"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetUsageResponse: _TypeAlias = GetUsageResponse  # noqa: Y015
-
-@_typing.final
 class ListRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -212,7 +86,7 @@ class ListRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -228,7 +102,7 @@ class ListRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -246,22 +120,23 @@ class ListResponse(_message.Message):
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingCustomer]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.BillingCustomer] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
 Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
 
@@ -289,16 +164,80 @@ class ListFilter(_message.Message):
 Global___ListFilter: _TypeAlias = ListFilter  # noqa: Y015
 
 @_typing.final
+class ListFilterPart(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_TYPE_FIELD_NUMBER: _builtins.int
+    ACTIVE_SUBSCRIPTIONS_COUNT_FROM_FIELD_NUMBER: _builtins.int
+    ACTIVE_SUBSCRIPTIONS_COUNT_TO_FIELD_NUMBER: _builtins.int
+    BILLING_ENTITY_ID_FIELD_NUMBER: _builtins.int
+    COUNTRIES_FIELD_NUMBER: _builtins.int
+    CURRENCIES_FIELD_NUMBER: _builtins.int
+    CUSTOMER_TYPE_FIELD_NUMBER: _builtins.int
+    HAS_CUSTOMER_TYPE_FILTER_FIELD_NUMBER: _builtins.int
+    HAS_TAX_IDENTIFICATION_NUMBER_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    WITH_DELETED_FIELD_NUMBER: _builtins.int
+    ZIPCODES_FIELD_NUMBER: _builtins.int
+    active_subscriptions_count_from: _builtins.int
+    active_subscriptions_count_to: _builtins.int
+    customer_type: _models_pb2.CustomerType.ValueType
+    has_customer_type_filter: _builtins.bool
+    has_tax_identification_number: _builtins.bool
+    with_deleted: _builtins.bool
+    @_builtins.property
+    def account_type(self) -> Global___ListAccountTypeFilter: ...
+    @_builtins.property
+    def billing_entity_id(self) -> _query_pb2.ListRequestFilterPartId: ...
+    @_builtins.property
+    def countries(self) -> Global___ListCountriesFilter: ...
+    @_builtins.property
+    def currencies(self) -> Global___ListCurrenciesFilter: ...
+    @_builtins.property
+    def metadata(self) -> Global___ListMetadataFilter: ...
+    @_builtins.property
+    def states(self) -> Global___ListStatesFilter: ...
+    @_builtins.property
+    def zipcodes(self) -> Global___ListZipcodesFilter: ...
+    def __init__(
+        self,
+        *,
+        account_type: Global___ListAccountTypeFilter | None = ...,
+        active_subscriptions_count_from: _builtins.int = ...,
+        active_subscriptions_count_to: _builtins.int = ...,
+        billing_entity_id: _query_pb2.ListRequestFilterPartId | None = ...,
+        countries: Global___ListCountriesFilter | None = ...,
+        currencies: Global___ListCurrenciesFilter | None = ...,
+        customer_type: _models_pb2.CustomerType.ValueType = ...,
+        has_customer_type_filter: _builtins.bool = ...,
+        has_tax_identification_number: _builtins.bool = ...,
+        metadata: Global___ListMetadataFilter | None = ...,
+        states: Global___ListStatesFilter | None = ...,
+        with_deleted: _builtins.bool = ...,
+        zipcodes: Global___ListZipcodesFilter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "active_subscriptions_count_from", b"active_subscriptions_count_from", "active_subscriptions_count_to", b"active_subscriptions_count_to", "billing_entity_id", b"billing_entity_id", "countries", b"countries", "currencies", b"currencies", "customer_type", b"customer_type", "has_customer_type_filter", b"has_customer_type_filter", "has_tax_identification_number", b"has_tax_identification_number", "metadata", b"metadata", "states", b"states", "type", b"type", "with_deleted", b"with_deleted", "zipcodes", b"zipcodes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "active_subscriptions_count_from", b"active_subscriptions_count_from", "active_subscriptions_count_to", b"active_subscriptions_count_to", "billing_entity_id", b"billing_entity_id", "countries", b"countries", "currencies", b"currencies", "customer_type", b"customer_type", "has_customer_type_filter", b"has_customer_type_filter", "has_tax_identification_number", b"has_tax_identification_number", "metadata", b"metadata", "states", b"states", "type", b"type", "with_deleted", b"with_deleted", "zipcodes", b"zipcodes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["account_type", "active_subscriptions_count_from", "active_subscriptions_count_to", "billing_entity_id", "countries", "currencies", "customer_type", "has_customer_type_filter", "has_tax_identification_number", "metadata", "states", "with_deleted", "zipcodes"]  # noqa: Y015
+    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
+
+Global___ListFilterPart: _TypeAlias = ListFilterPart  # noqa: Y015
+
+@_typing.final
 class ListAccountTypeFilter(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     IN_VALUES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CustomerAccountTypeEnum.ValueType]: ...
+    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.CustomerAccountType.ValueType]: ...
     def __init__(
         self,
         *,
-        in_values: _abc.Iterable[_models_pb2.CustomerAccountTypeEnum.ValueType] | None = ...,
+        in_values: _abc.Iterable[_models_pb2.CustomerAccountType.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -409,68 +348,26 @@ class ListZipcodesFilter(_message.Message):
 Global___ListZipcodesFilter: _TypeAlias = ListZipcodesFilter  # noqa: Y015
 
 @_typing.final
-class ListFilterPart(_message.Message):
+class CustomerMetadataFilter(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ACCOUNT_TYPE_FIELD_NUMBER: _builtins.int
-    ACTIVE_SUBSCRIPTIONS_COUNT_FROM_FIELD_NUMBER: _builtins.int
-    ACTIVE_SUBSCRIPTIONS_COUNT_TO_FIELD_NUMBER: _builtins.int
-    BILLING_ENTITY_ID_FIELD_NUMBER: _builtins.int
-    COUNTRIES_FIELD_NUMBER: _builtins.int
-    CURRENCIES_FIELD_NUMBER: _builtins.int
-    CUSTOMER_TYPE_FIELD_NUMBER: _builtins.int
-    HAS_CUSTOMER_TYPE_FILTER_FIELD_NUMBER: _builtins.int
-    HAS_TAX_IDENTIFICATION_NUMBER_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
-    STATES_FIELD_NUMBER: _builtins.int
-    WITH_DELETED_FIELD_NUMBER: _builtins.int
-    ZIPCODES_FIELD_NUMBER: _builtins.int
-    active_subscriptions_count_from: _builtins.int
-    active_subscriptions_count_to: _builtins.int
-    customer_type: _models_pb2.CustomerTypeEnum.ValueType
-    has_customer_type_filter: _builtins.bool
-    has_tax_identification_number: _builtins.bool
-    with_deleted: _builtins.bool
-    @_builtins.property
-    def account_type(self) -> Global___ListAccountTypeFilter: ...
-    @_builtins.property
-    def billing_entity_id(self) -> _query_pb2.ListRequestFilterPartId: ...
-    @_builtins.property
-    def countries(self) -> Global___ListCountriesFilter: ...
-    @_builtins.property
-    def currencies(self) -> Global___ListCurrenciesFilter: ...
-    @_builtins.property
-    def metadata(self) -> Global___ListMetadataFilter: ...
-    @_builtins.property
-    def states(self) -> Global___ListStatesFilter: ...
-    @_builtins.property
-    def zipcodes(self) -> Global___ListZipcodesFilter: ...
+    KEY_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    value: _builtins.str
     def __init__(
         self,
         *,
-        account_type: Global___ListAccountTypeFilter | None = ...,
-        active_subscriptions_count_from: _builtins.int = ...,
-        active_subscriptions_count_to: _builtins.int = ...,
-        billing_entity_id: _query_pb2.ListRequestFilterPartId | None = ...,
-        countries: Global___ListCountriesFilter | None = ...,
-        currencies: Global___ListCurrenciesFilter | None = ...,
-        customer_type: _models_pb2.CustomerTypeEnum.ValueType = ...,
-        has_customer_type_filter: _builtins.bool = ...,
-        has_tax_identification_number: _builtins.bool = ...,
-        metadata: Global___ListMetadataFilter | None = ...,
-        states: Global___ListStatesFilter | None = ...,
-        with_deleted: _builtins.bool = ...,
-        zipcodes: Global___ListZipcodesFilter | None = ...,
+        key: _builtins.str = ...,
+        value: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "active_subscriptions_count_from", b"active_subscriptions_count_from", "active_subscriptions_count_to", b"active_subscriptions_count_to", "billing_entity_id", b"billing_entity_id", "countries", b"countries", "currencies", b"currencies", "customer_type", b"customer_type", "has_customer_type_filter", b"has_customer_type_filter", "has_tax_identification_number", b"has_tax_identification_number", "metadata", b"metadata", "states", b"states", "type", b"type", "with_deleted", b"with_deleted", "zipcodes", b"zipcodes"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "active_subscriptions_count_from", b"active_subscriptions_count_from", "active_subscriptions_count_to", b"active_subscriptions_count_to", "billing_entity_id", b"billing_entity_id", "countries", b"countries", "currencies", b"currencies", "customer_type", b"customer_type", "has_customer_type_filter", b"has_customer_type_filter", "has_tax_identification_number", b"has_tax_identification_number", "metadata", b"metadata", "states", b"states", "type", b"type", "with_deleted", b"with_deleted", "zipcodes", b"zipcodes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["account_type", "active_subscriptions_count_from", "active_subscriptions_count_to", "billing_entity_id", "countries", "currencies", "customer_type", "has_customer_type_filter", "has_tax_identification_number", "metadata", "states", "with_deleted", "zipcodes"]  # noqa: Y015
-    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListFilterPart: _TypeAlias = ListFilterPart  # noqa: Y015
+Global___CustomerMetadataFilter: _TypeAlias = CustomerMetadataFilter  # noqa: Y015
 
 @_typing.final
 class ListSort(_message.Message):
@@ -517,19 +414,242 @@ Global___ListSortRule: _TypeAlias = ListSortRule  # noqa: Y015
 class CreateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
+    ACCOUNT_TYPE_FIELD_NUMBER: _builtins.int
+    ADDRESS_LINE1_FIELD_NUMBER: _builtins.int
+    ADDRESS_LINE2_FIELD_NUMBER: _builtins.int
+    BILLING_CONFIGURATION_FIELD_NUMBER: _builtins.int
+    BILLING_ENTITY_CODE_FIELD_NUMBER: _builtins.int
+    CITY_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    CUSTOMER_TYPE_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    EXTERNAL_SALESFORCE_ID_FIELD_NUMBER: _builtins.int
+    FINALIZE_ZERO_AMOUNT_INVOICE_FIELD_NUMBER: _builtins.int
+    FIRSTNAME_FIELD_NUMBER: _builtins.int
+    INTEGRATION_CUSTOMERS_FIELD_NUMBER: _builtins.int
+    INVOICE_GRACE_PERIOD_FIELD_NUMBER: _builtins.int
+    LASTNAME_FIELD_NUMBER: _builtins.int
+    LEGAL_NAME_FIELD_NUMBER: _builtins.int
+    LEGAL_NUMBER_FIELD_NUMBER: _builtins.int
+    LOGO_URL_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    NET_PAYMENT_TERM_FIELD_NUMBER: _builtins.int
+    PAYMENT_PROVIDER_FIELD_NUMBER: _builtins.int
+    PAYMENT_PROVIDER_CODE_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    PROVIDER_CUSTOMER_FIELD_NUMBER: _builtins.int
+    SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    TAX_CODES_FIELD_NUMBER: _builtins.int
+    TAX_IDENTIFICATION_NUMBER_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    ZIPCODE_FIELD_NUMBER: _builtins.int
+    account_type: _models_pb2.CustomerAccountType.ValueType
+    address_line1: _builtins.str
+    address_line2: _builtins.str
+    billing_entity_code: _builtins.str
+    city: _builtins.str
+    country: _models_pb2.CountryCode.ValueType
+    currency: _models_pb2.CurrencyEnum.ValueType
+    customer_type: _models_pb2.CustomerType.ValueType
+    email: _builtins.str
+    external_id: _builtins.str
+    external_salesforce_id: _builtins.str
+    finalize_zero_amount_invoice: _models_pb2.FinalizeZeroAmountInvoice.ValueType
+    firstname: _builtins.str
+    invoice_grace_period: _builtins.int
+    lastname: _builtins.str
+    legal_name: _builtins.str
+    legal_number: _builtins.str
+    logo_url: _builtins.str
+    name: _builtins.str
+    net_payment_term: _builtins.int
+    payment_provider: _models_pb2.ProviderType.ValueType
+    payment_provider_code: _builtins.str
+    phone: _builtins.str
+    state: _builtins.str
+    tax_identification_number: _builtins.str
+    timezone: _models_pb2.Timezone.ValueType
+    url: _builtins.str
+    zipcode: _builtins.str
     @_builtins.property
-    def input(self) -> Global___CreateCustomerInput: ...
+    def billing_configuration(self) -> Global___CustomerBillingConfigurationInput: ...
+    @_builtins.property
+    def integration_customers(self) -> _containers.RepeatedCompositeFieldContainer[Global___IntegrationCustomerInput]: ...
+    @_builtins.property
+    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___CustomerMetadataInput]: ...
+    @_builtins.property
+    def provider_customer(self) -> Global___ProviderCustomerInput: ...
+    @_builtins.property
+    def shipping_address(self) -> Global___CustomerAddressInput: ...
+    @_builtins.property
+    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
-        input: Global___CreateCustomerInput | None = ...,
+        account_type: _models_pb2.CustomerAccountType.ValueType | None = ...,
+        address_line1: _builtins.str | None = ...,
+        address_line2: _builtins.str | None = ...,
+        billing_configuration: Global___CustomerBillingConfigurationInput | None = ...,
+        billing_entity_code: _builtins.str | None = ...,
+        city: _builtins.str | None = ...,
+        country: _models_pb2.CountryCode.ValueType | None = ...,
+        currency: _models_pb2.CurrencyEnum.ValueType | None = ...,
+        customer_type: _models_pb2.CustomerType.ValueType | None = ...,
+        email: _builtins.str | None = ...,
+        external_id: _builtins.str = ...,
+        external_salesforce_id: _builtins.str | None = ...,
+        finalize_zero_amount_invoice: _models_pb2.FinalizeZeroAmountInvoice.ValueType | None = ...,
+        firstname: _builtins.str | None = ...,
+        integration_customers: _abc.Iterable[Global___IntegrationCustomerInput] | None = ...,
+        invoice_grace_period: _builtins.int | None = ...,
+        lastname: _builtins.str | None = ...,
+        legal_name: _builtins.str | None = ...,
+        legal_number: _builtins.str | None = ...,
+        logo_url: _builtins.str | None = ...,
+        metadata: _abc.Iterable[Global___CustomerMetadataInput] | None = ...,
+        name: _builtins.str | None = ...,
+        net_payment_term: _builtins.int | None = ...,
+        payment_provider: _models_pb2.ProviderType.ValueType | None = ...,
+        payment_provider_code: _builtins.str | None = ...,
+        phone: _builtins.str | None = ...,
+        provider_customer: Global___ProviderCustomerInput | None = ...,
+        shipping_address: Global___CustomerAddressInput | None = ...,
+        state: _builtins.str | None = ...,
+        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
+        tax_identification_number: _builtins.str | None = ...,
+        timezone: _models_pb2.Timezone.ValueType | None = ...,
+        url: _builtins.str | None = ...,
+        zipcode: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_account_type", b"_account_type", "_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_billing_configuration", b"_billing_configuration", "_billing_entity_code", b"_billing_entity_code", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_email", b"_email", "_external_salesforce_id", b"_external_salesforce_id", "_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice", "_firstname", b"_firstname", "_invoice_grace_period", b"_invoice_grace_period", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_name", b"_name", "_net_payment_term", b"_net_payment_term", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_phone", b"_phone", "_provider_customer", b"_provider_customer", "_shipping_address", b"_shipping_address", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_url", b"_url", "_zipcode", b"_zipcode", "account_type", b"account_type", "address_line1", b"address_line1", "address_line2", b"address_line2", "billing_configuration", b"billing_configuration", "billing_entity_code", b"billing_entity_code", "city", b"city", "country", b"country", "currency", b"currency", "customer_type", b"customer_type", "email", b"email", "external_salesforce_id", b"external_salesforce_id", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "firstname", b"firstname", "invoice_grace_period", b"invoice_grace_period", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "name", b"name", "net_payment_term", b"net_payment_term", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "phone", b"phone", "provider_customer", b"provider_customer", "shipping_address", b"shipping_address", "state", b"state", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "url", b"url", "zipcode", b"zipcode"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_account_type", b"_account_type", "_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_billing_configuration", b"_billing_configuration", "_billing_entity_code", b"_billing_entity_code", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_email", b"_email", "_external_salesforce_id", b"_external_salesforce_id", "_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice", "_firstname", b"_firstname", "_invoice_grace_period", b"_invoice_grace_period", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_name", b"_name", "_net_payment_term", b"_net_payment_term", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_phone", b"_phone", "_provider_customer", b"_provider_customer", "_shipping_address", b"_shipping_address", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_url", b"_url", "_zipcode", b"_zipcode", "account_type", b"account_type", "address_line1", b"address_line1", "address_line2", b"address_line2", "billing_configuration", b"billing_configuration", "billing_entity_code", b"billing_entity_code", "city", b"city", "country", b"country", "currency", b"currency", "customer_type", b"customer_type", "email", b"email", "external_id", b"external_id", "external_salesforce_id", b"external_salesforce_id", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "firstname", b"firstname", "integration_customers", b"integration_customers", "invoice_grace_period", b"invoice_grace_period", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "metadata", b"metadata", "name", b"name", "net_payment_term", b"net_payment_term", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "phone", b"phone", "provider_customer", b"provider_customer", "shipping_address", b"shipping_address", "state", b"state", "tax_codes", b"tax_codes", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "url", b"url", "zipcode", b"zipcode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__account_type: _TypeAlias = _typing.Literal["account_type"]  # noqa: Y015
+    _WhichOneofArgType__account_type: _TypeAlias = _typing.Literal["_account_type", b"_account_type"]  # noqa: Y015
+    _WhichOneofReturnType__address_line1: _TypeAlias = _typing.Literal["address_line1"]  # noqa: Y015
+    _WhichOneofArgType__address_line1: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1"]  # noqa: Y015
+    _WhichOneofReturnType__address_line2: _TypeAlias = _typing.Literal["address_line2"]  # noqa: Y015
+    _WhichOneofArgType__address_line2: _TypeAlias = _typing.Literal["_address_line2", b"_address_line2"]  # noqa: Y015
+    _WhichOneofReturnType__billing_configuration: _TypeAlias = _typing.Literal["billing_configuration"]  # noqa: Y015
+    _WhichOneofArgType__billing_configuration: _TypeAlias = _typing.Literal["_billing_configuration", b"_billing_configuration"]  # noqa: Y015
+    _WhichOneofReturnType__billing_entity_code: _TypeAlias = _typing.Literal["billing_entity_code"]  # noqa: Y015
+    _WhichOneofArgType__billing_entity_code: _TypeAlias = _typing.Literal["_billing_entity_code", b"_billing_entity_code"]  # noqa: Y015
+    _WhichOneofReturnType__city: _TypeAlias = _typing.Literal["city"]  # noqa: Y015
+    _WhichOneofArgType__city: _TypeAlias = _typing.Literal["_city", b"_city"]  # noqa: Y015
+    _WhichOneofReturnType__country: _TypeAlias = _typing.Literal["country"]  # noqa: Y015
+    _WhichOneofArgType__country: _TypeAlias = _typing.Literal["_country", b"_country"]  # noqa: Y015
+    _WhichOneofReturnType__currency: _TypeAlias = _typing.Literal["currency"]  # noqa: Y015
+    _WhichOneofArgType__currency: _TypeAlias = _typing.Literal["_currency", b"_currency"]  # noqa: Y015
+    _WhichOneofReturnType__customer_type: _TypeAlias = _typing.Literal["customer_type"]  # noqa: Y015
+    _WhichOneofArgType__customer_type: _TypeAlias = _typing.Literal["_customer_type", b"_customer_type"]  # noqa: Y015
+    _WhichOneofReturnType__email: _TypeAlias = _typing.Literal["email"]  # noqa: Y015
+    _WhichOneofArgType__email: _TypeAlias = _typing.Literal["_email", b"_email"]  # noqa: Y015
+    _WhichOneofReturnType__external_salesforce_id: _TypeAlias = _typing.Literal["external_salesforce_id"]  # noqa: Y015
+    _WhichOneofArgType__external_salesforce_id: _TypeAlias = _typing.Literal["_external_salesforce_id", b"_external_salesforce_id"]  # noqa: Y015
+    _WhichOneofReturnType__finalize_zero_amount_invoice: _TypeAlias = _typing.Literal["finalize_zero_amount_invoice"]  # noqa: Y015
+    _WhichOneofArgType__finalize_zero_amount_invoice: _TypeAlias = _typing.Literal["_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice"]  # noqa: Y015
+    _WhichOneofReturnType__firstname: _TypeAlias = _typing.Literal["firstname"]  # noqa: Y015
+    _WhichOneofArgType__firstname: _TypeAlias = _typing.Literal["_firstname", b"_firstname"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_grace_period: _TypeAlias = _typing.Literal["invoice_grace_period"]  # noqa: Y015
+    _WhichOneofArgType__invoice_grace_period: _TypeAlias = _typing.Literal["_invoice_grace_period", b"_invoice_grace_period"]  # noqa: Y015
+    _WhichOneofReturnType__lastname: _TypeAlias = _typing.Literal["lastname"]  # noqa: Y015
+    _WhichOneofArgType__lastname: _TypeAlias = _typing.Literal["_lastname", b"_lastname"]  # noqa: Y015
+    _WhichOneofReturnType__legal_name: _TypeAlias = _typing.Literal["legal_name"]  # noqa: Y015
+    _WhichOneofArgType__legal_name: _TypeAlias = _typing.Literal["_legal_name", b"_legal_name"]  # noqa: Y015
+    _WhichOneofReturnType__legal_number: _TypeAlias = _typing.Literal["legal_number"]  # noqa: Y015
+    _WhichOneofArgType__legal_number: _TypeAlias = _typing.Literal["_legal_number", b"_legal_number"]  # noqa: Y015
+    _WhichOneofReturnType__logo_url: _TypeAlias = _typing.Literal["logo_url"]  # noqa: Y015
+    _WhichOneofArgType__logo_url: _TypeAlias = _typing.Literal["_logo_url", b"_logo_url"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__net_payment_term: _TypeAlias = _typing.Literal["net_payment_term"]  # noqa: Y015
+    _WhichOneofArgType__net_payment_term: _TypeAlias = _typing.Literal["_net_payment_term", b"_net_payment_term"]  # noqa: Y015
+    _WhichOneofReturnType__payment_provider: _TypeAlias = _typing.Literal["payment_provider"]  # noqa: Y015
+    _WhichOneofArgType__payment_provider: _TypeAlias = _typing.Literal["_payment_provider", b"_payment_provider"]  # noqa: Y015
+    _WhichOneofReturnType__payment_provider_code: _TypeAlias = _typing.Literal["payment_provider_code"]  # noqa: Y015
+    _WhichOneofArgType__payment_provider_code: _TypeAlias = _typing.Literal["_payment_provider_code", b"_payment_provider_code"]  # noqa: Y015
+    _WhichOneofReturnType__phone: _TypeAlias = _typing.Literal["phone"]  # noqa: Y015
+    _WhichOneofArgType__phone: _TypeAlias = _typing.Literal["_phone", b"_phone"]  # noqa: Y015
+    _WhichOneofReturnType__provider_customer: _TypeAlias = _typing.Literal["provider_customer"]  # noqa: Y015
+    _WhichOneofArgType__provider_customer: _TypeAlias = _typing.Literal["_provider_customer", b"_provider_customer"]  # noqa: Y015
+    _WhichOneofReturnType__shipping_address: _TypeAlias = _typing.Literal["shipping_address"]  # noqa: Y015
+    _WhichOneofArgType__shipping_address: _TypeAlias = _typing.Literal["_shipping_address", b"_shipping_address"]  # noqa: Y015
+    _WhichOneofReturnType__state: _TypeAlias = _typing.Literal["state"]  # noqa: Y015
+    _WhichOneofArgType__state: _TypeAlias = _typing.Literal["_state", b"_state"]  # noqa: Y015
+    _WhichOneofReturnType__tax_identification_number: _TypeAlias = _typing.Literal["tax_identification_number"]  # noqa: Y015
+    _WhichOneofArgType__tax_identification_number: _TypeAlias = _typing.Literal["_tax_identification_number", b"_tax_identification_number"]  # noqa: Y015
+    _WhichOneofReturnType__timezone: _TypeAlias = _typing.Literal["timezone"]  # noqa: Y015
+    _WhichOneofArgType__timezone: _TypeAlias = _typing.Literal["_timezone", b"_timezone"]  # noqa: Y015
+    _WhichOneofReturnType__url: _TypeAlias = _typing.Literal["url"]  # noqa: Y015
+    _WhichOneofArgType__url: _TypeAlias = _typing.Literal["_url", b"_url"]  # noqa: Y015
+    _WhichOneofReturnType__zipcode: _TypeAlias = _typing.Literal["zipcode"]  # noqa: Y015
+    _WhichOneofArgType__zipcode: _TypeAlias = _typing.Literal["_zipcode", b"_zipcode"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__account_type) -> _WhichOneofReturnType__account_type | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line1) -> _WhichOneofReturnType__address_line1 | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line2) -> _WhichOneofReturnType__address_line2 | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__billing_configuration) -> _WhichOneofReturnType__billing_configuration | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__billing_entity_code) -> _WhichOneofReturnType__billing_entity_code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__city) -> _WhichOneofReturnType__city | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__country) -> _WhichOneofReturnType__country | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__currency) -> _WhichOneofReturnType__currency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__customer_type) -> _WhichOneofReturnType__customer_type | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__email) -> _WhichOneofReturnType__email | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__external_salesforce_id) -> _WhichOneofReturnType__external_salesforce_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__finalize_zero_amount_invoice) -> _WhichOneofReturnType__finalize_zero_amount_invoice | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__firstname) -> _WhichOneofReturnType__firstname | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_grace_period) -> _WhichOneofReturnType__invoice_grace_period | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lastname) -> _WhichOneofReturnType__lastname | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__legal_name) -> _WhichOneofReturnType__legal_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__legal_number) -> _WhichOneofReturnType__legal_number | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__logo_url) -> _WhichOneofReturnType__logo_url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__net_payment_term) -> _WhichOneofReturnType__net_payment_term | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_provider) -> _WhichOneofReturnType__payment_provider | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_provider_code) -> _WhichOneofReturnType__payment_provider_code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__phone) -> _WhichOneofReturnType__phone | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__provider_customer) -> _WhichOneofReturnType__provider_customer | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__shipping_address) -> _WhichOneofReturnType__shipping_address | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__state) -> _WhichOneofReturnType__state | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tax_identification_number) -> _WhichOneofReturnType__tax_identification_number | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timezone) -> _WhichOneofReturnType__timezone | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__url) -> _WhichOneofReturnType__url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__zipcode) -> _WhichOneofReturnType__zipcode | None: ...
 
 Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
 
@@ -554,506 +674,7 @@ class CreateResponse(_message.Message):
 Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
 
 @_typing.final
-class CreatePortalWalletTransactionRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreatePortalWalletTransactionRequest: _TypeAlias = CreatePortalWalletTransactionRequest  # noqa: Y015
-
-@_typing.final
-class CreatePortalWalletTransactionResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CustomerPortalWalletTransaction]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[Global___CustomerPortalWalletTransaction] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreatePortalWalletTransactionResponse: _TypeAlias = CreatePortalWalletTransactionResponse  # noqa: Y015
-
-@_typing.final
-class DeleteRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DestroyCustomerInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DestroyCustomerInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
-
-@_typing.final
-class DeleteResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
-
-@_typing.final
-class GetCheckoutUrlRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___GenerateCheckoutUrlInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___GenerateCheckoutUrlInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetCheckoutUrlRequest: _TypeAlias = GetCheckoutUrlRequest  # noqa: Y015
-
-@_typing.final
-class GetCheckoutUrlResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    GENERATE_CHECKOUT_URL_PAYLOAD_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def generate_checkout_url_payload(self) -> Global___GenerateCheckoutUrlPayload: ...
-    def __init__(
-        self,
-        *,
-        generate_checkout_url_payload: Global___GenerateCheckoutUrlPayload | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["generate_checkout_url_payload", b"generate_checkout_url_payload"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generate_checkout_url_payload", b"generate_checkout_url_payload"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetCheckoutUrlResponse: _TypeAlias = GetCheckoutUrlResponse  # noqa: Y015
-
-@_typing.final
-class GetCustomerPortalUrlRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___GenerateCustomerPortalUrlInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___GenerateCustomerPortalUrlInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetCustomerPortalUrlRequest: _TypeAlias = GetCustomerPortalUrlRequest  # noqa: Y015
-
-@_typing.final
-class GetCustomerPortalUrlResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    GENERATE_CUSTOMER_PORTAL_URL_PAYLOAD_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def generate_customer_portal_url_payload(self) -> Global___GenerateCustomerPortalUrlPayload: ...
-    def __init__(
-        self,
-        *,
-        generate_customer_portal_url_payload: Global___GenerateCustomerPortalUrlPayload | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["generate_customer_portal_url_payload", b"generate_customer_portal_url_payload"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generate_customer_portal_url_payload", b"generate_customer_portal_url_payload"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetCustomerPortalUrlResponse: _TypeAlias = GetCustomerPortalUrlResponse  # noqa: Y015
-
-@_typing.final
 class UpdateRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateCustomerInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateCustomerInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
-
-@_typing.final
-class UpdateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CUSTOMER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def customer(self) -> _models_pb2.BillingCustomer: ...
-    def __init__(
-        self,
-        *,
-        customer: _models_pb2.BillingCustomer | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
-
-@_typing.final
-class UpdateCustomerInvoiceGracePeriodRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateCustomerInvoiceGracePeriodInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateCustomerInvoiceGracePeriodInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateCustomerInvoiceGracePeriodRequest: _TypeAlias = UpdateCustomerInvoiceGracePeriodRequest  # noqa: Y015
-
-@_typing.final
-class UpdateCustomerInvoiceGracePeriodResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CUSTOMER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def customer(self) -> _models_pb2.BillingCustomer: ...
-    def __init__(
-        self,
-        *,
-        customer: _models_pb2.BillingCustomer | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateCustomerInvoiceGracePeriodResponse: _TypeAlias = UpdateCustomerInvoiceGracePeriodResponse  # noqa: Y015
-
-@_typing.final
-class UpdateCustomerPortalCustomerRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateCustomerPortalCustomerInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateCustomerPortalCustomerInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateCustomerPortalCustomerRequest: _TypeAlias = UpdateCustomerPortalCustomerRequest  # noqa: Y015
-
-@_typing.final
-class UpdateCustomerPortalCustomerResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CUSTOMER_PORTAL_CUSTOMER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def customer_portal_customer(self) -> _models_pb2.CustomerPortalCustomer: ...
-    def __init__(
-        self,
-        *,
-        customer_portal_customer: _models_pb2.CustomerPortalCustomer | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_portal_customer", b"customer_portal_customer"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_portal_customer", b"customer_portal_customer"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateCustomerPortalCustomerResponse: _TypeAlias = UpdateCustomerPortalCustomerResponse  # noqa: Y015
-
-@_typing.final
-class UpdateCustomerPortalCustomerInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ADDRESS_LINE1_FIELD_NUMBER: _builtins.int
-    ADDRESS_LINE2_FIELD_NUMBER: _builtins.int
-    CITY_FIELD_NUMBER: _builtins.int
-    COUNTRY_FIELD_NUMBER: _builtins.int
-    CUSTOMER_TYPE_FIELD_NUMBER: _builtins.int
-    DOCUMENT_LOCALE_FIELD_NUMBER: _builtins.int
-    EMAIL_FIELD_NUMBER: _builtins.int
-    FIRSTNAME_FIELD_NUMBER: _builtins.int
-    LASTNAME_FIELD_NUMBER: _builtins.int
-    LEGAL_NAME_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
-    STATE_FIELD_NUMBER: _builtins.int
-    TAX_IDENTIFICATION_NUMBER_FIELD_NUMBER: _builtins.int
-    ZIPCODE_FIELD_NUMBER: _builtins.int
-    address_line1: _builtins.str
-    address_line2: _builtins.str
-    city: _builtins.str
-    country: _models_pb2.CountryCode.ValueType
-    customer_type: _models_pb2.CustomerTypeEnum.ValueType
-    document_locale: _builtins.str
-    email: _builtins.str
-    firstname: _builtins.str
-    lastname: _builtins.str
-    legal_name: _builtins.str
-    name: _builtins.str
-    state: _builtins.str
-    tax_identification_number: _builtins.str
-    zipcode: _builtins.str
-    @_builtins.property
-    def shipping_address(self) -> Global___CustomerAddressInput: ...
-    def __init__(
-        self,
-        *,
-        address_line1: _builtins.str | None = ...,
-        address_line2: _builtins.str | None = ...,
-        city: _builtins.str | None = ...,
-        country: _models_pb2.CountryCode.ValueType | None = ...,
-        customer_type: _models_pb2.CustomerTypeEnum.ValueType | None = ...,
-        document_locale: _builtins.str | None = ...,
-        email: _builtins.str | None = ...,
-        firstname: _builtins.str | None = ...,
-        lastname: _builtins.str | None = ...,
-        legal_name: _builtins.str | None = ...,
-        name: _builtins.str | None = ...,
-        shipping_address: Global___CustomerAddressInput | None = ...,
-        state: _builtins.str | None = ...,
-        tax_identification_number: _builtins.str | None = ...,
-        zipcode: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_city", b"_city", "_country", b"_country", "_customer_type", b"_customer_type", "_document_locale", b"_document_locale", "_email", b"_email", "_firstname", b"_firstname", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_name", b"_name", "_shipping_address", b"_shipping_address", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "city", b"city", "country", b"country", "customer_type", b"customer_type", "document_locale", b"document_locale", "email", b"email", "firstname", b"firstname", "lastname", b"lastname", "legal_name", b"legal_name", "name", b"name", "shipping_address", b"shipping_address", "state", b"state", "tax_identification_number", b"tax_identification_number", "zipcode", b"zipcode"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_city", b"_city", "_country", b"_country", "_customer_type", b"_customer_type", "_document_locale", b"_document_locale", "_email", b"_email", "_firstname", b"_firstname", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_name", b"_name", "_shipping_address", b"_shipping_address", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "city", b"city", "country", b"country", "customer_type", b"customer_type", "document_locale", b"document_locale", "email", b"email", "firstname", b"firstname", "lastname", b"lastname", "legal_name", b"legal_name", "name", b"name", "shipping_address", b"shipping_address", "state", b"state", "tax_identification_number", b"tax_identification_number", "zipcode", b"zipcode"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__address_line1: _TypeAlias = _typing.Literal["address_line1"]  # noqa: Y015
-    _WhichOneofArgType__address_line1: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1"]  # noqa: Y015
-    _WhichOneofReturnType__address_line2: _TypeAlias = _typing.Literal["address_line2"]  # noqa: Y015
-    _WhichOneofArgType__address_line2: _TypeAlias = _typing.Literal["_address_line2", b"_address_line2"]  # noqa: Y015
-    _WhichOneofReturnType__city: _TypeAlias = _typing.Literal["city"]  # noqa: Y015
-    _WhichOneofArgType__city: _TypeAlias = _typing.Literal["_city", b"_city"]  # noqa: Y015
-    _WhichOneofReturnType__country: _TypeAlias = _typing.Literal["country"]  # noqa: Y015
-    _WhichOneofArgType__country: _TypeAlias = _typing.Literal["_country", b"_country"]  # noqa: Y015
-    _WhichOneofReturnType__customer_type: _TypeAlias = _typing.Literal["customer_type"]  # noqa: Y015
-    _WhichOneofArgType__customer_type: _TypeAlias = _typing.Literal["_customer_type", b"_customer_type"]  # noqa: Y015
-    _WhichOneofReturnType__document_locale: _TypeAlias = _typing.Literal["document_locale"]  # noqa: Y015
-    _WhichOneofArgType__document_locale: _TypeAlias = _typing.Literal["_document_locale", b"_document_locale"]  # noqa: Y015
-    _WhichOneofReturnType__email: _TypeAlias = _typing.Literal["email"]  # noqa: Y015
-    _WhichOneofArgType__email: _TypeAlias = _typing.Literal["_email", b"_email"]  # noqa: Y015
-    _WhichOneofReturnType__firstname: _TypeAlias = _typing.Literal["firstname"]  # noqa: Y015
-    _WhichOneofArgType__firstname: _TypeAlias = _typing.Literal["_firstname", b"_firstname"]  # noqa: Y015
-    _WhichOneofReturnType__lastname: _TypeAlias = _typing.Literal["lastname"]  # noqa: Y015
-    _WhichOneofArgType__lastname: _TypeAlias = _typing.Literal["_lastname", b"_lastname"]  # noqa: Y015
-    _WhichOneofReturnType__legal_name: _TypeAlias = _typing.Literal["legal_name"]  # noqa: Y015
-    _WhichOneofArgType__legal_name: _TypeAlias = _typing.Literal["_legal_name", b"_legal_name"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__shipping_address: _TypeAlias = _typing.Literal["shipping_address"]  # noqa: Y015
-    _WhichOneofArgType__shipping_address: _TypeAlias = _typing.Literal["_shipping_address", b"_shipping_address"]  # noqa: Y015
-    _WhichOneofReturnType__state: _TypeAlias = _typing.Literal["state"]  # noqa: Y015
-    _WhichOneofArgType__state: _TypeAlias = _typing.Literal["_state", b"_state"]  # noqa: Y015
-    _WhichOneofReturnType__tax_identification_number: _TypeAlias = _typing.Literal["tax_identification_number"]  # noqa: Y015
-    _WhichOneofArgType__tax_identification_number: _TypeAlias = _typing.Literal["_tax_identification_number", b"_tax_identification_number"]  # noqa: Y015
-    _WhichOneofReturnType__zipcode: _TypeAlias = _typing.Literal["zipcode"]  # noqa: Y015
-    _WhichOneofArgType__zipcode: _TypeAlias = _typing.Literal["_zipcode", b"_zipcode"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line1) -> _WhichOneofReturnType__address_line1 | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line2) -> _WhichOneofReturnType__address_line2 | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__city) -> _WhichOneofReturnType__city | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__country) -> _WhichOneofReturnType__country | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__customer_type) -> _WhichOneofReturnType__customer_type | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__document_locale) -> _WhichOneofReturnType__document_locale | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__email) -> _WhichOneofReturnType__email | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__firstname) -> _WhichOneofReturnType__firstname | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__lastname) -> _WhichOneofReturnType__lastname | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__legal_name) -> _WhichOneofReturnType__legal_name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__shipping_address) -> _WhichOneofReturnType__shipping_address | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__state) -> _WhichOneofReturnType__state | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__tax_identification_number) -> _WhichOneofReturnType__tax_identification_number | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__zipcode) -> _WhichOneofReturnType__zipcode | None: ...
-
-Global___UpdateCustomerPortalCustomerInput: _TypeAlias = UpdateCustomerPortalCustomerInput  # noqa: Y015
-
-@_typing.final
-class CustomerAddressInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ADDRESS_LINE1_FIELD_NUMBER: _builtins.int
-    ADDRESS_LINE2_FIELD_NUMBER: _builtins.int
-    CITY_FIELD_NUMBER: _builtins.int
-    COUNTRY_FIELD_NUMBER: _builtins.int
-    STATE_FIELD_NUMBER: _builtins.int
-    ZIPCODE_FIELD_NUMBER: _builtins.int
-    address_line1: _builtins.str
-    address_line2: _builtins.str
-    city: _builtins.str
-    country: _models_pb2.CountryCode.ValueType
-    state: _builtins.str
-    zipcode: _builtins.str
-    def __init__(
-        self,
-        *,
-        address_line1: _builtins.str | None = ...,
-        address_line2: _builtins.str | None = ...,
-        city: _builtins.str | None = ...,
-        country: _models_pb2.CountryCode.ValueType | None = ...,
-        state: _builtins.str | None = ...,
-        zipcode: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_city", b"_city", "_country", b"_country", "_state", b"_state", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "city", b"city", "country", b"country", "state", b"state", "zipcode", b"zipcode"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_city", b"_city", "_country", b"_country", "_state", b"_state", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "city", b"city", "country", b"country", "state", b"state", "zipcode", b"zipcode"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__address_line1: _TypeAlias = _typing.Literal["address_line1"]  # noqa: Y015
-    _WhichOneofArgType__address_line1: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1"]  # noqa: Y015
-    _WhichOneofReturnType__address_line2: _TypeAlias = _typing.Literal["address_line2"]  # noqa: Y015
-    _WhichOneofArgType__address_line2: _TypeAlias = _typing.Literal["_address_line2", b"_address_line2"]  # noqa: Y015
-    _WhichOneofReturnType__city: _TypeAlias = _typing.Literal["city"]  # noqa: Y015
-    _WhichOneofArgType__city: _TypeAlias = _typing.Literal["_city", b"_city"]  # noqa: Y015
-    _WhichOneofReturnType__country: _TypeAlias = _typing.Literal["country"]  # noqa: Y015
-    _WhichOneofArgType__country: _TypeAlias = _typing.Literal["_country", b"_country"]  # noqa: Y015
-    _WhichOneofReturnType__state: _TypeAlias = _typing.Literal["state"]  # noqa: Y015
-    _WhichOneofArgType__state: _TypeAlias = _typing.Literal["_state", b"_state"]  # noqa: Y015
-    _WhichOneofReturnType__zipcode: _TypeAlias = _typing.Literal["zipcode"]  # noqa: Y015
-    _WhichOneofArgType__zipcode: _TypeAlias = _typing.Literal["_zipcode", b"_zipcode"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line1) -> _WhichOneofReturnType__address_line1 | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line2) -> _WhichOneofReturnType__address_line2 | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__city) -> _WhichOneofReturnType__city | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__country) -> _WhichOneofReturnType__country | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__state) -> _WhichOneofReturnType__state | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__zipcode) -> _WhichOneofReturnType__zipcode | None: ...
-
-Global___CustomerAddressInput: _TypeAlias = CustomerAddressInput  # noqa: Y015
-
-@_typing.final
-class UpdateCustomerInvoiceGracePeriodInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    INVOICE_GRACE_PERIOD_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    invoice_grace_period: _builtins.int
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        invoice_grace_period: _builtins.int | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_invoice_grace_period", b"_invoice_grace_period", "invoice_grace_period", b"invoice_grace_period"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_invoice_grace_period", b"_invoice_grace_period", "id", b"id", "invoice_grace_period", b"invoice_grace_period"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__invoice_grace_period: _TypeAlias = _typing.Literal["invoice_grace_period"]  # noqa: Y015
-    _WhichOneofArgType__invoice_grace_period: _TypeAlias = _typing.Literal["_invoice_grace_period", b"_invoice_grace_period"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_grace_period) -> _WhichOneofReturnType__invoice_grace_period | None: ...
-
-Global___UpdateCustomerInvoiceGracePeriodInput: _TypeAlias = UpdateCustomerInvoiceGracePeriodInput  # noqa: Y015
-
-@_typing.final
-class UpdateCustomerInput(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCOUNT_TYPE_FIELD_NUMBER: _builtins.int
@@ -1095,7 +716,8 @@ class UpdateCustomerInput(_message.Message):
     TIMEZONE_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
     ZIPCODE_FIELD_NUMBER: _builtins.int
-    account_type: _models_pb2.CustomerAccountTypeEnum.ValueType
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    account_type: _models_pb2.CustomerAccountType.ValueType
     address_line1: _builtins.str
     address_line2: _builtins.str
     applied_dunning_campaign_id: _builtins.str
@@ -1103,12 +725,12 @@ class UpdateCustomerInput(_message.Message):
     city: _builtins.str
     country: _models_pb2.CountryCode.ValueType
     currency: _models_pb2.CurrencyEnum.ValueType
-    customer_type: _models_pb2.CustomerTypeEnum.ValueType
+    customer_type: _models_pb2.CustomerType.ValueType
     email: _builtins.str
     exclude_from_dunning_campaign: _builtins.bool
     external_id: _builtins.str
     external_salesforce_id: _builtins.str
-    finalize_zero_amount_invoice: _models_pb2.FinalizeZeroAmountInvoiceEnum.ValueType
+    finalize_zero_amount_invoice: _models_pb2.FinalizeZeroAmountInvoice.ValueType
     firstname: _builtins.str
     id: _builtins.str
     invoice_grace_period: _builtins.int
@@ -1118,13 +740,13 @@ class UpdateCustomerInput(_message.Message):
     logo_url: _builtins.str
     name: _builtins.str
     net_payment_term: _builtins.int
-    payment_provider: _models_pb2.ProviderTypeEnum.ValueType
+    payment_provider: _models_pb2.ProviderType.ValueType
     payment_provider_code: _builtins.str
     phone: _builtins.str
     skip_invoice_custom_sections: _builtins.bool
     state: _builtins.str
     tax_identification_number: _builtins.str
-    timezone: _models_pb2.TimezoneEnum.ValueType
+    timezone: _models_pb2.Timezone.ValueType
     url: _builtins.str
     zipcode: _builtins.str
     @_builtins.property
@@ -1141,10 +763,12 @@ class UpdateCustomerInput(_message.Message):
     def shipping_address(self) -> Global___CustomerAddressInput: ...
     @_builtins.property
     def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
-        account_type: _models_pb2.CustomerAccountTypeEnum.ValueType | None = ...,
+        account_type: _models_pb2.CustomerAccountType.ValueType | None = ...,
         address_line1: _builtins.str | None = ...,
         address_line2: _builtins.str | None = ...,
         applied_dunning_campaign_id: _builtins.str | None = ...,
@@ -1154,12 +778,12 @@ class UpdateCustomerInput(_message.Message):
         configurable_invoice_custom_section_ids: _abc.Iterable[_builtins.str] | None = ...,
         country: _models_pb2.CountryCode.ValueType | None = ...,
         currency: _models_pb2.CurrencyEnum.ValueType | None = ...,
-        customer_type: _models_pb2.CustomerTypeEnum.ValueType | None = ...,
+        customer_type: _models_pb2.CustomerType.ValueType | None = ...,
         email: _builtins.str | None = ...,
         exclude_from_dunning_campaign: _builtins.bool | None = ...,
         external_id: _builtins.str = ...,
         external_salesforce_id: _builtins.str | None = ...,
-        finalize_zero_amount_invoice: _models_pb2.FinalizeZeroAmountInvoiceEnum.ValueType | None = ...,
+        finalize_zero_amount_invoice: _models_pb2.FinalizeZeroAmountInvoice.ValueType | None = ...,
         firstname: _builtins.str | None = ...,
         id: _builtins.str = ...,
         integration_customers: _abc.Iterable[Global___IntegrationCustomerInput] | None = ...,
@@ -1171,7 +795,7 @@ class UpdateCustomerInput(_message.Message):
         metadata: _abc.Iterable[Global___CustomerMetadataInput] | None = ...,
         name: _builtins.str | None = ...,
         net_payment_term: _builtins.int | None = ...,
-        payment_provider: _models_pb2.ProviderTypeEnum.ValueType | None = ...,
+        payment_provider: _models_pb2.ProviderType.ValueType | None = ...,
         payment_provider_code: _builtins.str | None = ...,
         phone: _builtins.str | None = ...,
         provider_customer: Global___ProviderCustomerInput | None = ...,
@@ -1180,13 +804,14 @@ class UpdateCustomerInput(_message.Message):
         state: _builtins.str | None = ...,
         tax_codes: _abc.Iterable[_builtins.str] | None = ...,
         tax_identification_number: _builtins.str | None = ...,
-        timezone: _models_pb2.TimezoneEnum.ValueType | None = ...,
+        timezone: _models_pb2.Timezone.ValueType | None = ...,
         url: _builtins.str | None = ...,
         zipcode: _builtins.str | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_account_type", b"_account_type", "_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_applied_dunning_campaign_id", b"_applied_dunning_campaign_id", "_billing_configuration", b"_billing_configuration", "_billing_entity_code", b"_billing_entity_code", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_email", b"_email", "_exclude_from_dunning_campaign", b"_exclude_from_dunning_campaign", "_external_salesforce_id", b"_external_salesforce_id", "_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice", "_firstname", b"_firstname", "_invoice_grace_period", b"_invoice_grace_period", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_name", b"_name", "_net_payment_term", b"_net_payment_term", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_phone", b"_phone", "_provider_customer", b"_provider_customer", "_shipping_address", b"_shipping_address", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_url", b"_url", "_zipcode", b"_zipcode", "account_type", b"account_type", "address_line1", b"address_line1", "address_line2", b"address_line2", "applied_dunning_campaign_id", b"applied_dunning_campaign_id", "billing_configuration", b"billing_configuration", "billing_entity_code", b"billing_entity_code", "city", b"city", "country", b"country", "currency", b"currency", "customer_type", b"customer_type", "email", b"email", "exclude_from_dunning_campaign", b"exclude_from_dunning_campaign", "external_salesforce_id", b"external_salesforce_id", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "firstname", b"firstname", "invoice_grace_period", b"invoice_grace_period", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "name", b"name", "net_payment_term", b"net_payment_term", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "phone", b"phone", "provider_customer", b"provider_customer", "shipping_address", b"shipping_address", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "state", b"state", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "url", b"url", "zipcode", b"zipcode"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_account_type", b"_account_type", "_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_applied_dunning_campaign_id", b"_applied_dunning_campaign_id", "_billing_configuration", b"_billing_configuration", "_billing_entity_code", b"_billing_entity_code", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_email", b"_email", "_exclude_from_dunning_campaign", b"_exclude_from_dunning_campaign", "_external_salesforce_id", b"_external_salesforce_id", "_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice", "_firstname", b"_firstname", "_invoice_grace_period", b"_invoice_grace_period", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_name", b"_name", "_net_payment_term", b"_net_payment_term", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_phone", b"_phone", "_provider_customer", b"_provider_customer", "_shipping_address", b"_shipping_address", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_url", b"_url", "_zipcode", b"_zipcode", "account_type", b"account_type", "address_line1", b"address_line1", "address_line2", b"address_line2", "applied_dunning_campaign_id", b"applied_dunning_campaign_id", "billing_configuration", b"billing_configuration", "billing_entity_code", b"billing_entity_code", "city", b"city", "country", b"country", "currency", b"currency", "customer_type", b"customer_type", "email", b"email", "exclude_from_dunning_campaign", b"exclude_from_dunning_campaign", "external_salesforce_id", b"external_salesforce_id", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "firstname", b"firstname", "invoice_grace_period", b"invoice_grace_period", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "name", b"name", "net_payment_term", b"net_payment_term", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "phone", b"phone", "provider_customer", b"provider_customer", "shipping_address", b"shipping_address", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "state", b"state", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "update_mask", b"update_mask", "url", b"url", "zipcode", b"zipcode"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_account_type", b"_account_type", "_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_applied_dunning_campaign_id", b"_applied_dunning_campaign_id", "_billing_configuration", b"_billing_configuration", "_billing_entity_code", b"_billing_entity_code", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_email", b"_email", "_exclude_from_dunning_campaign", b"_exclude_from_dunning_campaign", "_external_salesforce_id", b"_external_salesforce_id", "_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice", "_firstname", b"_firstname", "_invoice_grace_period", b"_invoice_grace_period", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_name", b"_name", "_net_payment_term", b"_net_payment_term", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_phone", b"_phone", "_provider_customer", b"_provider_customer", "_shipping_address", b"_shipping_address", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_url", b"_url", "_zipcode", b"_zipcode", "account_type", b"account_type", "address_line1", b"address_line1", "address_line2", b"address_line2", "applied_dunning_campaign_id", b"applied_dunning_campaign_id", "billing_configuration", b"billing_configuration", "billing_entity_code", b"billing_entity_code", "city", b"city", "configurable_invoice_custom_section_ids", b"configurable_invoice_custom_section_ids", "country", b"country", "currency", b"currency", "customer_type", b"customer_type", "email", b"email", "exclude_from_dunning_campaign", b"exclude_from_dunning_campaign", "external_id", b"external_id", "external_salesforce_id", b"external_salesforce_id", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "firstname", b"firstname", "id", b"id", "integration_customers", b"integration_customers", "invoice_grace_period", b"invoice_grace_period", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "metadata", b"metadata", "name", b"name", "net_payment_term", b"net_payment_term", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "phone", b"phone", "provider_customer", b"provider_customer", "shipping_address", b"shipping_address", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "state", b"state", "tax_codes", b"tax_codes", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "url", b"url", "zipcode", b"zipcode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_account_type", b"_account_type", "_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_applied_dunning_campaign_id", b"_applied_dunning_campaign_id", "_billing_configuration", b"_billing_configuration", "_billing_entity_code", b"_billing_entity_code", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_email", b"_email", "_exclude_from_dunning_campaign", b"_exclude_from_dunning_campaign", "_external_salesforce_id", b"_external_salesforce_id", "_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice", "_firstname", b"_firstname", "_invoice_grace_period", b"_invoice_grace_period", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_name", b"_name", "_net_payment_term", b"_net_payment_term", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_phone", b"_phone", "_provider_customer", b"_provider_customer", "_shipping_address", b"_shipping_address", "_skip_invoice_custom_sections", b"_skip_invoice_custom_sections", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_url", b"_url", "_zipcode", b"_zipcode", "account_type", b"account_type", "address_line1", b"address_line1", "address_line2", b"address_line2", "applied_dunning_campaign_id", b"applied_dunning_campaign_id", "billing_configuration", b"billing_configuration", "billing_entity_code", b"billing_entity_code", "city", b"city", "configurable_invoice_custom_section_ids", b"configurable_invoice_custom_section_ids", "country", b"country", "currency", b"currency", "customer_type", b"customer_type", "email", b"email", "exclude_from_dunning_campaign", b"exclude_from_dunning_campaign", "external_id", b"external_id", "external_salesforce_id", b"external_salesforce_id", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "firstname", b"firstname", "id", b"id", "integration_customers", b"integration_customers", "invoice_grace_period", b"invoice_grace_period", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "metadata", b"metadata", "name", b"name", "net_payment_term", b"net_payment_term", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "phone", b"phone", "provider_customer", b"provider_customer", "shipping_address", b"shipping_address", "skip_invoice_custom_sections", b"skip_invoice_custom_sections", "state", b"state", "tax_codes", b"tax_codes", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "update_mask", b"update_mask", "url", b"url", "zipcode", b"zipcode"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__account_type: _TypeAlias = _typing.Literal["account_type"]  # noqa: Y015
     _WhichOneofArgType__account_type: _TypeAlias = _typing.Literal["_account_type", b"_account_type"]  # noqa: Y015
@@ -1321,7 +946,592 @@ class UpdateCustomerInput(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__zipcode) -> _WhichOneofReturnType__zipcode | None: ...
 
-Global___UpdateCustomerInput: _TypeAlias = UpdateCustomerInput  # noqa: Y015
+Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def customer(self) -> _models_pb2.BillingCustomer: ...
+    def __init__(
+        self,
+        *,
+        customer: _models_pb2.BillingCustomer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
+
+@_typing.final
+class DeleteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
+
+@_typing.final
+class DeleteResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
+
+@_typing.final
+class CreatePortalWalletTransactionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    WALLET_ID_FIELD_NUMBER: _builtins.int
+    PAID_CREDITS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    wallet_id: _builtins.str
+    paid_credits: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        wallet_id: _builtins.str = ...,
+        paid_credits: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_paid_credits", b"_paid_credits", "paid_credits", b"paid_credits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_paid_credits", b"_paid_credits", "id", b"id", "paid_credits", b"paid_credits", "wallet_id", b"wallet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__paid_credits: _TypeAlias = _typing.Literal["paid_credits"]  # noqa: Y015
+    _WhichOneofArgType__paid_credits: _TypeAlias = _typing.Literal["_paid_credits", b"_paid_credits"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__paid_credits) -> _WhichOneofReturnType__paid_credits | None: ...
+
+Global___CreatePortalWalletTransactionRequest: _TypeAlias = CreatePortalWalletTransactionRequest  # noqa: Y015
+
+@_typing.final
+class CreatePortalWalletTransactionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSACTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def transaction(self) -> Global___CustomerPortalWalletTransaction: ...
+    def __init__(
+        self,
+        *,
+        transaction: Global___CustomerPortalWalletTransaction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["transaction", b"transaction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["transaction", b"transaction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePortalWalletTransactionResponse: _TypeAlias = CreatePortalWalletTransactionResponse  # noqa: Y015
+
+@_typing.final
+class CustomerPortalWalletTransaction(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    CREDIT_AMOUNT_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    SETTLED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    TRANSACTION_STATUS_FIELD_NUMBER: _builtins.int
+    TRANSACTION_TYPE_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    WALLET_FIELD_NUMBER: _builtins.int
+    amount: _builtins.str
+    credit_amount: _builtins.str
+    id: _builtins.str
+    status: _models_pb2.WalletTransactionStatus.ValueType
+    transaction_status: _models_pb2.WalletTransactionTransactionStatus.ValueType
+    transaction_type: _models_pb2.WalletTransactionTransactionType.ValueType
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def settled_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def wallet(self) -> _models_pb2.CustomerPortalWallet: ...
+    def __init__(
+        self,
+        *,
+        amount: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        credit_amount: _builtins.str = ...,
+        id: _builtins.str = ...,
+        settled_at: _timestamp_pb2.Timestamp | None = ...,
+        status: _models_pb2.WalletTransactionStatus.ValueType = ...,
+        transaction_status: _models_pb2.WalletTransactionTransactionStatus.ValueType = ...,
+        transaction_type: _models_pb2.WalletTransactionTransactionType.ValueType = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        wallet: _models_pb2.CustomerPortalWallet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_settled_at", b"_settled_at", "_wallet", b"_wallet", "created_at", b"created_at", "settled_at", b"settled_at", "updated_at", b"updated_at", "wallet", b"wallet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_settled_at", b"_settled_at", "_wallet", b"_wallet", "amount", b"amount", "created_at", b"created_at", "credit_amount", b"credit_amount", "id", b"id", "settled_at", b"settled_at", "status", b"status", "transaction_status", b"transaction_status", "transaction_type", b"transaction_type", "updated_at", b"updated_at", "wallet", b"wallet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__settled_at: _TypeAlias = _typing.Literal["settled_at"]  # noqa: Y015
+    _WhichOneofArgType__settled_at: _TypeAlias = _typing.Literal["_settled_at", b"_settled_at"]  # noqa: Y015
+    _WhichOneofReturnType__wallet: _TypeAlias = _typing.Literal["wallet"]  # noqa: Y015
+    _WhichOneofArgType__wallet: _TypeAlias = _typing.Literal["_wallet", b"_wallet"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__settled_at) -> _WhichOneofReturnType__settled_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__wallet) -> _WhichOneofReturnType__wallet | None: ...
+
+Global___CustomerPortalWalletTransaction: _TypeAlias = CustomerPortalWalletTransaction  # noqa: Y015
+
+@_typing.final
+class GetCheckoutUrlRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCheckoutUrlRequest: _TypeAlias = GetCheckoutUrlRequest  # noqa: Y015
+
+@_typing.final
+class GetCheckoutUrlResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKOUT_URL_FIELD_NUMBER: _builtins.int
+    checkout_url: _builtins.str
+    def __init__(
+        self,
+        *,
+        checkout_url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout_url", b"checkout_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCheckoutUrlResponse: _TypeAlias = GetCheckoutUrlResponse  # noqa: Y015
+
+@_typing.final
+class GetCustomerPortalUrlRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCustomerPortalUrlRequest: _TypeAlias = GetCustomerPortalUrlRequest  # noqa: Y015
+
+@_typing.final
+class GetCustomerPortalUrlResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCustomerPortalUrlResponse: _TypeAlias = GetCustomerPortalUrlResponse  # noqa: Y015
+
+@_typing.final
+class GetProjectedUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    subscription_id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        subscription_id: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "read_mask", b"read_mask", "subscription_id", b"subscription_id", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProjectedUsageRequest: _TypeAlias = GetProjectedUsageRequest  # noqa: Y015
+
+@_typing.final
+class GetProjectedUsageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_PROJECTED_USAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def customer_projected_usage(self) -> _models_pb2.CustomerProjectedUsage: ...
+    def __init__(
+        self,
+        *,
+        customer_projected_usage: _models_pb2.CustomerProjectedUsage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_projected_usage", b"customer_projected_usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_projected_usage", b"customer_projected_usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProjectedUsageResponse: _TypeAlias = GetProjectedUsageResponse  # noqa: Y015
+
+@_typing.final
+class GetUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    subscription_id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        subscription_id: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "read_mask", b"read_mask", "subscription_id", b"subscription_id", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageRequest: _TypeAlias = GetUsageRequest  # noqa: Y015
+
+@_typing.final
+class GetUsageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_USAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def customer_usage(self) -> _models_pb2.CustomerUsage: ...
+    def __init__(
+        self,
+        *,
+        customer_usage: _models_pb2.CustomerUsage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_usage", b"customer_usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_usage", b"customer_usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageResponse: _TypeAlias = GetUsageResponse  # noqa: Y015
+
+@_typing.final
+class UpdateInvoiceGracePeriodRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    INVOICE_GRACE_PERIOD_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    invoice_grace_period: _builtins.int
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        invoice_grace_period: _builtins.int | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_invoice_grace_period", b"_invoice_grace_period", "invoice_grace_period", b"invoice_grace_period", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_invoice_grace_period", b"_invoice_grace_period", "id", b"id", "invoice_grace_period", b"invoice_grace_period", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__invoice_grace_period: _TypeAlias = _typing.Literal["invoice_grace_period"]  # noqa: Y015
+    _WhichOneofArgType__invoice_grace_period: _TypeAlias = _typing.Literal["_invoice_grace_period", b"_invoice_grace_period"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_grace_period) -> _WhichOneofReturnType__invoice_grace_period | None: ...
+
+Global___UpdateInvoiceGracePeriodRequest: _TypeAlias = UpdateInvoiceGracePeriodRequest  # noqa: Y015
+
+@_typing.final
+class UpdateInvoiceGracePeriodResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def customer(self) -> _models_pb2.BillingCustomer: ...
+    def __init__(
+        self,
+        *,
+        customer: _models_pb2.BillingCustomer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateInvoiceGracePeriodResponse: _TypeAlias = UpdateInvoiceGracePeriodResponse  # noqa: Y015
+
+@_typing.final
+class UpdatePortalCustomerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ADDRESS_LINE1_FIELD_NUMBER: _builtins.int
+    ADDRESS_LINE2_FIELD_NUMBER: _builtins.int
+    CITY_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    CUSTOMER_TYPE_FIELD_NUMBER: _builtins.int
+    DOCUMENT_LOCALE_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    FIRSTNAME_FIELD_NUMBER: _builtins.int
+    LASTNAME_FIELD_NUMBER: _builtins.int
+    LEGAL_NAME_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    TAX_IDENTIFICATION_NUMBER_FIELD_NUMBER: _builtins.int
+    ZIPCODE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    address_line1: _builtins.str
+    address_line2: _builtins.str
+    city: _builtins.str
+    country: _models_pb2.CountryCode.ValueType
+    customer_type: _models_pb2.CustomerType.ValueType
+    document_locale: _builtins.str
+    email: _builtins.str
+    firstname: _builtins.str
+    lastname: _builtins.str
+    legal_name: _builtins.str
+    name: _builtins.str
+    state: _builtins.str
+    tax_identification_number: _builtins.str
+    zipcode: _builtins.str
+    @_builtins.property
+    def shipping_address(self) -> Global___CustomerAddressInput: ...
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        address_line1: _builtins.str | None = ...,
+        address_line2: _builtins.str | None = ...,
+        city: _builtins.str | None = ...,
+        country: _models_pb2.CountryCode.ValueType | None = ...,
+        customer_type: _models_pb2.CustomerType.ValueType | None = ...,
+        document_locale: _builtins.str | None = ...,
+        email: _builtins.str | None = ...,
+        firstname: _builtins.str | None = ...,
+        lastname: _builtins.str | None = ...,
+        legal_name: _builtins.str | None = ...,
+        name: _builtins.str | None = ...,
+        shipping_address: Global___CustomerAddressInput | None = ...,
+        state: _builtins.str | None = ...,
+        tax_identification_number: _builtins.str | None = ...,
+        zipcode: _builtins.str | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_city", b"_city", "_country", b"_country", "_customer_type", b"_customer_type", "_document_locale", b"_document_locale", "_email", b"_email", "_firstname", b"_firstname", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_name", b"_name", "_shipping_address", b"_shipping_address", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "city", b"city", "country", b"country", "customer_type", b"customer_type", "document_locale", b"document_locale", "email", b"email", "firstname", b"firstname", "lastname", b"lastname", "legal_name", b"legal_name", "name", b"name", "shipping_address", b"shipping_address", "state", b"state", "tax_identification_number", b"tax_identification_number", "update_mask", b"update_mask", "zipcode", b"zipcode"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_city", b"_city", "_country", b"_country", "_customer_type", b"_customer_type", "_document_locale", b"_document_locale", "_email", b"_email", "_firstname", b"_firstname", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_name", b"_name", "_shipping_address", b"_shipping_address", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "city", b"city", "country", b"country", "customer_type", b"customer_type", "document_locale", b"document_locale", "email", b"email", "firstname", b"firstname", "id", b"id", "lastname", b"lastname", "legal_name", b"legal_name", "name", b"name", "shipping_address", b"shipping_address", "state", b"state", "tax_identification_number", b"tax_identification_number", "update_mask", b"update_mask", "zipcode", b"zipcode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__address_line1: _TypeAlias = _typing.Literal["address_line1"]  # noqa: Y015
+    _WhichOneofArgType__address_line1: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1"]  # noqa: Y015
+    _WhichOneofReturnType__address_line2: _TypeAlias = _typing.Literal["address_line2"]  # noqa: Y015
+    _WhichOneofArgType__address_line2: _TypeAlias = _typing.Literal["_address_line2", b"_address_line2"]  # noqa: Y015
+    _WhichOneofReturnType__city: _TypeAlias = _typing.Literal["city"]  # noqa: Y015
+    _WhichOneofArgType__city: _TypeAlias = _typing.Literal["_city", b"_city"]  # noqa: Y015
+    _WhichOneofReturnType__country: _TypeAlias = _typing.Literal["country"]  # noqa: Y015
+    _WhichOneofArgType__country: _TypeAlias = _typing.Literal["_country", b"_country"]  # noqa: Y015
+    _WhichOneofReturnType__customer_type: _TypeAlias = _typing.Literal["customer_type"]  # noqa: Y015
+    _WhichOneofArgType__customer_type: _TypeAlias = _typing.Literal["_customer_type", b"_customer_type"]  # noqa: Y015
+    _WhichOneofReturnType__document_locale: _TypeAlias = _typing.Literal["document_locale"]  # noqa: Y015
+    _WhichOneofArgType__document_locale: _TypeAlias = _typing.Literal["_document_locale", b"_document_locale"]  # noqa: Y015
+    _WhichOneofReturnType__email: _TypeAlias = _typing.Literal["email"]  # noqa: Y015
+    _WhichOneofArgType__email: _TypeAlias = _typing.Literal["_email", b"_email"]  # noqa: Y015
+    _WhichOneofReturnType__firstname: _TypeAlias = _typing.Literal["firstname"]  # noqa: Y015
+    _WhichOneofArgType__firstname: _TypeAlias = _typing.Literal["_firstname", b"_firstname"]  # noqa: Y015
+    _WhichOneofReturnType__lastname: _TypeAlias = _typing.Literal["lastname"]  # noqa: Y015
+    _WhichOneofArgType__lastname: _TypeAlias = _typing.Literal["_lastname", b"_lastname"]  # noqa: Y015
+    _WhichOneofReturnType__legal_name: _TypeAlias = _typing.Literal["legal_name"]  # noqa: Y015
+    _WhichOneofArgType__legal_name: _TypeAlias = _typing.Literal["_legal_name", b"_legal_name"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__shipping_address: _TypeAlias = _typing.Literal["shipping_address"]  # noqa: Y015
+    _WhichOneofArgType__shipping_address: _TypeAlias = _typing.Literal["_shipping_address", b"_shipping_address"]  # noqa: Y015
+    _WhichOneofReturnType__state: _TypeAlias = _typing.Literal["state"]  # noqa: Y015
+    _WhichOneofArgType__state: _TypeAlias = _typing.Literal["_state", b"_state"]  # noqa: Y015
+    _WhichOneofReturnType__tax_identification_number: _TypeAlias = _typing.Literal["tax_identification_number"]  # noqa: Y015
+    _WhichOneofArgType__tax_identification_number: _TypeAlias = _typing.Literal["_tax_identification_number", b"_tax_identification_number"]  # noqa: Y015
+    _WhichOneofReturnType__zipcode: _TypeAlias = _typing.Literal["zipcode"]  # noqa: Y015
+    _WhichOneofArgType__zipcode: _TypeAlias = _typing.Literal["_zipcode", b"_zipcode"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line1) -> _WhichOneofReturnType__address_line1 | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line2) -> _WhichOneofReturnType__address_line2 | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__city) -> _WhichOneofReturnType__city | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__country) -> _WhichOneofReturnType__country | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__customer_type) -> _WhichOneofReturnType__customer_type | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__document_locale) -> _WhichOneofReturnType__document_locale | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__email) -> _WhichOneofReturnType__email | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__firstname) -> _WhichOneofReturnType__firstname | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lastname) -> _WhichOneofReturnType__lastname | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__legal_name) -> _WhichOneofReturnType__legal_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__shipping_address) -> _WhichOneofReturnType__shipping_address | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__state) -> _WhichOneofReturnType__state | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tax_identification_number) -> _WhichOneofReturnType__tax_identification_number | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__zipcode) -> _WhichOneofReturnType__zipcode | None: ...
+
+Global___UpdatePortalCustomerRequest: _TypeAlias = UpdatePortalCustomerRequest  # noqa: Y015
+
+@_typing.final
+class UpdatePortalCustomerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_PORTAL_CUSTOMER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def customer_portal_customer(self) -> _models_pb2.CustomerPortalCustomer: ...
+    def __init__(
+        self,
+        *,
+        customer_portal_customer: _models_pb2.CustomerPortalCustomer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer_portal_customer", b"customer_portal_customer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_portal_customer", b"customer_portal_customer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePortalCustomerResponse: _TypeAlias = UpdatePortalCustomerResponse  # noqa: Y015
+
+@_typing.final
+class CustomerAddressInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDRESS_LINE1_FIELD_NUMBER: _builtins.int
+    ADDRESS_LINE2_FIELD_NUMBER: _builtins.int
+    CITY_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ZIPCODE_FIELD_NUMBER: _builtins.int
+    address_line1: _builtins.str
+    address_line2: _builtins.str
+    city: _builtins.str
+    country: _models_pb2.CountryCode.ValueType
+    state: _builtins.str
+    zipcode: _builtins.str
+    def __init__(
+        self,
+        *,
+        address_line1: _builtins.str | None = ...,
+        address_line2: _builtins.str | None = ...,
+        city: _builtins.str | None = ...,
+        country: _models_pb2.CountryCode.ValueType | None = ...,
+        state: _builtins.str | None = ...,
+        zipcode: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_city", b"_city", "_country", b"_country", "_state", b"_state", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "city", b"city", "country", b"country", "state", b"state", "zipcode", b"zipcode"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_city", b"_city", "_country", b"_country", "_state", b"_state", "_zipcode", b"_zipcode", "address_line1", b"address_line1", "address_line2", b"address_line2", "city", b"city", "country", b"country", "state", b"state", "zipcode", b"zipcode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__address_line1: _TypeAlias = _typing.Literal["address_line1"]  # noqa: Y015
+    _WhichOneofArgType__address_line1: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1"]  # noqa: Y015
+    _WhichOneofReturnType__address_line2: _TypeAlias = _typing.Literal["address_line2"]  # noqa: Y015
+    _WhichOneofArgType__address_line2: _TypeAlias = _typing.Literal["_address_line2", b"_address_line2"]  # noqa: Y015
+    _WhichOneofReturnType__city: _TypeAlias = _typing.Literal["city"]  # noqa: Y015
+    _WhichOneofArgType__city: _TypeAlias = _typing.Literal["_city", b"_city"]  # noqa: Y015
+    _WhichOneofReturnType__country: _TypeAlias = _typing.Literal["country"]  # noqa: Y015
+    _WhichOneofArgType__country: _TypeAlias = _typing.Literal["_country", b"_country"]  # noqa: Y015
+    _WhichOneofReturnType__state: _TypeAlias = _typing.Literal["state"]  # noqa: Y015
+    _WhichOneofArgType__state: _TypeAlias = _typing.Literal["_state", b"_state"]  # noqa: Y015
+    _WhichOneofReturnType__zipcode: _TypeAlias = _typing.Literal["zipcode"]  # noqa: Y015
+    _WhichOneofArgType__zipcode: _TypeAlias = _typing.Literal["_zipcode", b"_zipcode"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line1) -> _WhichOneofReturnType__address_line1 | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line2) -> _WhichOneofReturnType__address_line2 | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__city) -> _WhichOneofReturnType__city | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__country) -> _WhichOneofReturnType__country | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__state) -> _WhichOneofReturnType__state | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__zipcode) -> _WhichOneofReturnType__zipcode | None: ...
+
+Global___CustomerAddressInput: _TypeAlias = CustomerAddressInput  # noqa: Y015
 
 @_typing.final
 class ProviderCustomerInput(_message.Message):
@@ -1333,12 +1543,12 @@ class ProviderCustomerInput(_message.Message):
     provider_customer_id: _builtins.str
     sync_with_provider: _builtins.bool
     @_builtins.property
-    def provider_payment_methods(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.ProviderPaymentMethodsEnum.ValueType]: ...
+    def provider_payment_methods(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.ProviderPaymentMethods.ValueType]: ...
     def __init__(
         self,
         *,
         provider_customer_id: _builtins.str | None = ...,
-        provider_payment_methods: _abc.Iterable[_models_pb2.ProviderPaymentMethodsEnum.ValueType] | None = ...,
+        provider_payment_methods: _abc.Iterable[_models_pb2.ProviderPaymentMethods.ValueType] | None = ...,
         sync_with_provider: _builtins.bool | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_provider_customer_id", b"_provider_customer_id", "_sync_with_provider", b"_sync_with_provider", "provider_customer_id", b"provider_customer_id", "sync_with_provider", b"sync_with_provider"]  # noqa: Y015
@@ -1402,7 +1612,7 @@ class IntegrationCustomerInput(_message.Message):
     id: _builtins.str
     integration_code: _builtins.str
     integration_id: _builtins.str
-    integration_type: _models_pb2.IntegrationTypeEnum.ValueType
+    integration_type: _models_pb2.IntegrationType.ValueType
     subsidiary_id: _builtins.str
     sync_with_provider: _builtins.bool
     targeted_object: _models_pb2.HubspotTargetedObjectsEnum.ValueType
@@ -1413,7 +1623,7 @@ class IntegrationCustomerInput(_message.Message):
         id: _builtins.str | None = ...,
         integration_code: _builtins.str | None = ...,
         integration_id: _builtins.str | None = ...,
-        integration_type: _models_pb2.IntegrationTypeEnum.ValueType | None = ...,
+        integration_type: _models_pb2.IntegrationType.ValueType | None = ...,
         subsidiary_id: _builtins.str | None = ...,
         sync_with_provider: _builtins.bool | None = ...,
         targeted_object: _models_pb2.HubspotTargetedObjectsEnum.ValueType | None = ...,
@@ -1465,14 +1675,14 @@ class CustomerBillingConfigurationInput(_message.Message):
     SUBSCRIPTION_INVOICE_ISSUING_DATE_ADJUSTMENT_FIELD_NUMBER: _builtins.int
     SUBSCRIPTION_INVOICE_ISSUING_DATE_ANCHOR_FIELD_NUMBER: _builtins.int
     document_locale: _builtins.str
-    subscription_invoice_issuing_date_adjustment: _models_pb2.CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType
-    subscription_invoice_issuing_date_anchor: _models_pb2.CustomerSubscriptionInvoiceIssuingDateAnchorEnum.ValueType
+    subscription_invoice_issuing_date_adjustment: _models_pb2.CustomerSubscriptionInvoiceIssuingDateAdjustment.ValueType
+    subscription_invoice_issuing_date_anchor: _models_pb2.CustomerSubscriptionInvoiceIssuingDateAnchor.ValueType
     def __init__(
         self,
         *,
         document_locale: _builtins.str | None = ...,
-        subscription_invoice_issuing_date_adjustment: _models_pb2.CustomerSubscriptionInvoiceIssuingDateAdjustmentEnum.ValueType | None = ...,
-        subscription_invoice_issuing_date_anchor: _models_pb2.CustomerSubscriptionInvoiceIssuingDateAnchorEnum.ValueType | None = ...,
+        subscription_invoice_issuing_date_adjustment: _models_pb2.CustomerSubscriptionInvoiceIssuingDateAdjustment.ValueType | None = ...,
+        subscription_invoice_issuing_date_anchor: _models_pb2.CustomerSubscriptionInvoiceIssuingDateAnchor.ValueType | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_document_locale", b"_document_locale", "_subscription_invoice_issuing_date_adjustment", b"_subscription_invoice_issuing_date_adjustment", "_subscription_invoice_issuing_date_anchor", b"_subscription_invoice_issuing_date_anchor", "document_locale", b"document_locale", "subscription_invoice_issuing_date_adjustment", b"subscription_invoice_issuing_date_adjustment", "subscription_invoice_issuing_date_anchor", b"subscription_invoice_issuing_date_anchor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -1492,489 +1702,3 @@ class CustomerBillingConfigurationInput(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__subscription_invoice_issuing_date_anchor) -> _WhichOneofReturnType__subscription_invoice_issuing_date_anchor | None: ...
 
 Global___CustomerBillingConfigurationInput: _TypeAlias = CustomerBillingConfigurationInput  # noqa: Y015
-
-@_typing.final
-class GenerateCustomerPortalUrlInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GenerateCustomerPortalUrlInput: _TypeAlias = GenerateCustomerPortalUrlInput  # noqa: Y015
-
-@_typing.final
-class GenerateCustomerPortalUrlPayload(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    URL_FIELD_NUMBER: _builtins.int
-    url: _builtins.str
-    def __init__(
-        self,
-        *,
-        url: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["url", b"url"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GenerateCustomerPortalUrlPayload: _TypeAlias = GenerateCustomerPortalUrlPayload  # noqa: Y015
-
-@_typing.final
-class GenerateCheckoutUrlInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    customer_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        customer_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GenerateCheckoutUrlInput: _TypeAlias = GenerateCheckoutUrlInput  # noqa: Y015
-
-@_typing.final
-class GenerateCheckoutUrlPayload(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CHECKOUT_URL_FIELD_NUMBER: _builtins.int
-    checkout_url: _builtins.str
-    def __init__(
-        self,
-        *,
-        checkout_url: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout_url", b"checkout_url"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GenerateCheckoutUrlPayload: _TypeAlias = GenerateCheckoutUrlPayload  # noqa: Y015
-
-@_typing.final
-class DestroyCustomerInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DestroyCustomerInput: _TypeAlias = DestroyCustomerInput  # noqa: Y015
-
-@_typing.final
-class DestroyCustomerPayload(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
-    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
-
-Global___DestroyCustomerPayload: _TypeAlias = DestroyCustomerPayload  # noqa: Y015
-
-@_typing.final
-class CreateCustomerPortalWalletTransactionInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    PAID_CREDITS_FIELD_NUMBER: _builtins.int
-    WALLET_ID_FIELD_NUMBER: _builtins.int
-    paid_credits: _builtins.str
-    wallet_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        paid_credits: _builtins.str | None = ...,
-        wallet_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_paid_credits", b"_paid_credits", "paid_credits", b"paid_credits"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_paid_credits", b"_paid_credits", "paid_credits", b"paid_credits", "wallet_id", b"wallet_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__paid_credits: _TypeAlias = _typing.Literal["paid_credits"]  # noqa: Y015
-    _WhichOneofArgType__paid_credits: _TypeAlias = _typing.Literal["_paid_credits", b"_paid_credits"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__paid_credits) -> _WhichOneofReturnType__paid_credits | None: ...
-
-Global___CreateCustomerPortalWalletTransactionInput: _TypeAlias = CreateCustomerPortalWalletTransactionInput  # noqa: Y015
-
-@_typing.final
-class CustomerPortalWalletTransactionCollection(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    COLLECTION_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def collection(self) -> _containers.RepeatedCompositeFieldContainer[Global___CustomerPortalWalletTransaction]: ...
-    @_builtins.property
-    def metadata(self) -> _models_pb2.CollectionMetadata: ...
-    def __init__(
-        self,
-        *,
-        collection: _abc.Iterable[Global___CustomerPortalWalletTransaction] | None = ...,
-        metadata: _models_pb2.CollectionMetadata | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "metadata", b"metadata"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CustomerPortalWalletTransactionCollection: _TypeAlias = CustomerPortalWalletTransactionCollection  # noqa: Y015
-
-@_typing.final
-class CustomerPortalWalletTransaction(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    AMOUNT_FIELD_NUMBER: _builtins.int
-    CREATED_AT_FIELD_NUMBER: _builtins.int
-    CREDIT_AMOUNT_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    SETTLED_AT_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    TRANSACTION_STATUS_FIELD_NUMBER: _builtins.int
-    TRANSACTION_TYPE_FIELD_NUMBER: _builtins.int
-    UPDATED_AT_FIELD_NUMBER: _builtins.int
-    WALLET_FIELD_NUMBER: _builtins.int
-    amount: _builtins.str
-    credit_amount: _builtins.str
-    id: _builtins.str
-    status: _models_pb2.WalletTransactionStatusEnum.ValueType
-    transaction_status: _models_pb2.WalletTransactionTransactionStatusEnum.ValueType
-    transaction_type: _models_pb2.WalletTransactionTransactionTypeEnum.ValueType
-    @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def settled_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def wallet(self) -> _models_pb2.CustomerPortalWallet: ...
-    def __init__(
-        self,
-        *,
-        amount: _builtins.str = ...,
-        created_at: _timestamp_pb2.Timestamp | None = ...,
-        credit_amount: _builtins.str = ...,
-        id: _builtins.str = ...,
-        settled_at: _timestamp_pb2.Timestamp | None = ...,
-        status: _models_pb2.WalletTransactionStatusEnum.ValueType = ...,
-        transaction_status: _models_pb2.WalletTransactionTransactionStatusEnum.ValueType = ...,
-        transaction_type: _models_pb2.WalletTransactionTransactionTypeEnum.ValueType = ...,
-        updated_at: _timestamp_pb2.Timestamp | None = ...,
-        wallet: _models_pb2.CustomerPortalWallet | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_settled_at", b"_settled_at", "_wallet", b"_wallet", "created_at", b"created_at", "settled_at", b"settled_at", "updated_at", b"updated_at", "wallet", b"wallet"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_settled_at", b"_settled_at", "_wallet", b"_wallet", "amount", b"amount", "created_at", b"created_at", "credit_amount", b"credit_amount", "id", b"id", "settled_at", b"settled_at", "status", b"status", "transaction_status", b"transaction_status", "transaction_type", b"transaction_type", "updated_at", b"updated_at", "wallet", b"wallet"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__settled_at: _TypeAlias = _typing.Literal["settled_at"]  # noqa: Y015
-    _WhichOneofArgType__settled_at: _TypeAlias = _typing.Literal["_settled_at", b"_settled_at"]  # noqa: Y015
-    _WhichOneofReturnType__wallet: _TypeAlias = _typing.Literal["wallet"]  # noqa: Y015
-    _WhichOneofArgType__wallet: _TypeAlias = _typing.Literal["_wallet", b"_wallet"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__settled_at) -> _WhichOneofReturnType__settled_at | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__wallet) -> _WhichOneofReturnType__wallet | None: ...
-
-Global___CustomerPortalWalletTransaction: _TypeAlias = CustomerPortalWalletTransaction  # noqa: Y015
-
-@_typing.final
-class CreateCustomerInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ACCOUNT_TYPE_FIELD_NUMBER: _builtins.int
-    ADDRESS_LINE1_FIELD_NUMBER: _builtins.int
-    ADDRESS_LINE2_FIELD_NUMBER: _builtins.int
-    BILLING_CONFIGURATION_FIELD_NUMBER: _builtins.int
-    BILLING_ENTITY_CODE_FIELD_NUMBER: _builtins.int
-    CITY_FIELD_NUMBER: _builtins.int
-    COUNTRY_FIELD_NUMBER: _builtins.int
-    CURRENCY_FIELD_NUMBER: _builtins.int
-    CUSTOMER_TYPE_FIELD_NUMBER: _builtins.int
-    EMAIL_FIELD_NUMBER: _builtins.int
-    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
-    EXTERNAL_SALESFORCE_ID_FIELD_NUMBER: _builtins.int
-    FINALIZE_ZERO_AMOUNT_INVOICE_FIELD_NUMBER: _builtins.int
-    FIRSTNAME_FIELD_NUMBER: _builtins.int
-    INTEGRATION_CUSTOMERS_FIELD_NUMBER: _builtins.int
-    INVOICE_GRACE_PERIOD_FIELD_NUMBER: _builtins.int
-    LASTNAME_FIELD_NUMBER: _builtins.int
-    LEGAL_NAME_FIELD_NUMBER: _builtins.int
-    LEGAL_NUMBER_FIELD_NUMBER: _builtins.int
-    LOGO_URL_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    NET_PAYMENT_TERM_FIELD_NUMBER: _builtins.int
-    PAYMENT_PROVIDER_FIELD_NUMBER: _builtins.int
-    PAYMENT_PROVIDER_CODE_FIELD_NUMBER: _builtins.int
-    PHONE_FIELD_NUMBER: _builtins.int
-    PROVIDER_CUSTOMER_FIELD_NUMBER: _builtins.int
-    SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
-    STATE_FIELD_NUMBER: _builtins.int
-    TAX_CODES_FIELD_NUMBER: _builtins.int
-    TAX_IDENTIFICATION_NUMBER_FIELD_NUMBER: _builtins.int
-    TIMEZONE_FIELD_NUMBER: _builtins.int
-    URL_FIELD_NUMBER: _builtins.int
-    ZIPCODE_FIELD_NUMBER: _builtins.int
-    account_type: _models_pb2.CustomerAccountTypeEnum.ValueType
-    address_line1: _builtins.str
-    address_line2: _builtins.str
-    billing_entity_code: _builtins.str
-    city: _builtins.str
-    country: _models_pb2.CountryCode.ValueType
-    currency: _models_pb2.CurrencyEnum.ValueType
-    customer_type: _models_pb2.CustomerTypeEnum.ValueType
-    email: _builtins.str
-    external_id: _builtins.str
-    external_salesforce_id: _builtins.str
-    finalize_zero_amount_invoice: _models_pb2.FinalizeZeroAmountInvoiceEnum.ValueType
-    firstname: _builtins.str
-    invoice_grace_period: _builtins.int
-    lastname: _builtins.str
-    legal_name: _builtins.str
-    legal_number: _builtins.str
-    logo_url: _builtins.str
-    name: _builtins.str
-    net_payment_term: _builtins.int
-    payment_provider: _models_pb2.ProviderTypeEnum.ValueType
-    payment_provider_code: _builtins.str
-    phone: _builtins.str
-    state: _builtins.str
-    tax_identification_number: _builtins.str
-    timezone: _models_pb2.TimezoneEnum.ValueType
-    url: _builtins.str
-    zipcode: _builtins.str
-    @_builtins.property
-    def billing_configuration(self) -> Global___CustomerBillingConfigurationInput: ...
-    @_builtins.property
-    def integration_customers(self) -> _containers.RepeatedCompositeFieldContainer[Global___IntegrationCustomerInput]: ...
-    @_builtins.property
-    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___CustomerMetadataInput]: ...
-    @_builtins.property
-    def provider_customer(self) -> Global___ProviderCustomerInput: ...
-    @_builtins.property
-    def shipping_address(self) -> Global___CustomerAddressInput: ...
-    @_builtins.property
-    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    def __init__(
-        self,
-        *,
-        account_type: _models_pb2.CustomerAccountTypeEnum.ValueType | None = ...,
-        address_line1: _builtins.str | None = ...,
-        address_line2: _builtins.str | None = ...,
-        billing_configuration: Global___CustomerBillingConfigurationInput | None = ...,
-        billing_entity_code: _builtins.str | None = ...,
-        city: _builtins.str | None = ...,
-        country: _models_pb2.CountryCode.ValueType | None = ...,
-        currency: _models_pb2.CurrencyEnum.ValueType | None = ...,
-        customer_type: _models_pb2.CustomerTypeEnum.ValueType | None = ...,
-        email: _builtins.str | None = ...,
-        external_id: _builtins.str = ...,
-        external_salesforce_id: _builtins.str | None = ...,
-        finalize_zero_amount_invoice: _models_pb2.FinalizeZeroAmountInvoiceEnum.ValueType | None = ...,
-        firstname: _builtins.str | None = ...,
-        integration_customers: _abc.Iterable[Global___IntegrationCustomerInput] | None = ...,
-        invoice_grace_period: _builtins.int | None = ...,
-        lastname: _builtins.str | None = ...,
-        legal_name: _builtins.str | None = ...,
-        legal_number: _builtins.str | None = ...,
-        logo_url: _builtins.str | None = ...,
-        metadata: _abc.Iterable[Global___CustomerMetadataInput] | None = ...,
-        name: _builtins.str | None = ...,
-        net_payment_term: _builtins.int | None = ...,
-        payment_provider: _models_pb2.ProviderTypeEnum.ValueType | None = ...,
-        payment_provider_code: _builtins.str | None = ...,
-        phone: _builtins.str | None = ...,
-        provider_customer: Global___ProviderCustomerInput | None = ...,
-        shipping_address: Global___CustomerAddressInput | None = ...,
-        state: _builtins.str | None = ...,
-        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
-        tax_identification_number: _builtins.str | None = ...,
-        timezone: _models_pb2.TimezoneEnum.ValueType | None = ...,
-        url: _builtins.str | None = ...,
-        zipcode: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_account_type", b"_account_type", "_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_billing_configuration", b"_billing_configuration", "_billing_entity_code", b"_billing_entity_code", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_email", b"_email", "_external_salesforce_id", b"_external_salesforce_id", "_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice", "_firstname", b"_firstname", "_invoice_grace_period", b"_invoice_grace_period", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_name", b"_name", "_net_payment_term", b"_net_payment_term", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_phone", b"_phone", "_provider_customer", b"_provider_customer", "_shipping_address", b"_shipping_address", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_url", b"_url", "_zipcode", b"_zipcode", "account_type", b"account_type", "address_line1", b"address_line1", "address_line2", b"address_line2", "billing_configuration", b"billing_configuration", "billing_entity_code", b"billing_entity_code", "city", b"city", "country", b"country", "currency", b"currency", "customer_type", b"customer_type", "email", b"email", "external_salesforce_id", b"external_salesforce_id", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "firstname", b"firstname", "invoice_grace_period", b"invoice_grace_period", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "name", b"name", "net_payment_term", b"net_payment_term", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "phone", b"phone", "provider_customer", b"provider_customer", "shipping_address", b"shipping_address", "state", b"state", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "url", b"url", "zipcode", b"zipcode"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_account_type", b"_account_type", "_address_line1", b"_address_line1", "_address_line2", b"_address_line2", "_billing_configuration", b"_billing_configuration", "_billing_entity_code", b"_billing_entity_code", "_city", b"_city", "_country", b"_country", "_currency", b"_currency", "_customer_type", b"_customer_type", "_email", b"_email", "_external_salesforce_id", b"_external_salesforce_id", "_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice", "_firstname", b"_firstname", "_invoice_grace_period", b"_invoice_grace_period", "_lastname", b"_lastname", "_legal_name", b"_legal_name", "_legal_number", b"_legal_number", "_logo_url", b"_logo_url", "_name", b"_name", "_net_payment_term", b"_net_payment_term", "_payment_provider", b"_payment_provider", "_payment_provider_code", b"_payment_provider_code", "_phone", b"_phone", "_provider_customer", b"_provider_customer", "_shipping_address", b"_shipping_address", "_state", b"_state", "_tax_identification_number", b"_tax_identification_number", "_timezone", b"_timezone", "_url", b"_url", "_zipcode", b"_zipcode", "account_type", b"account_type", "address_line1", b"address_line1", "address_line2", b"address_line2", "billing_configuration", b"billing_configuration", "billing_entity_code", b"billing_entity_code", "city", b"city", "country", b"country", "currency", b"currency", "customer_type", b"customer_type", "email", b"email", "external_id", b"external_id", "external_salesforce_id", b"external_salesforce_id", "finalize_zero_amount_invoice", b"finalize_zero_amount_invoice", "firstname", b"firstname", "integration_customers", b"integration_customers", "invoice_grace_period", b"invoice_grace_period", "lastname", b"lastname", "legal_name", b"legal_name", "legal_number", b"legal_number", "logo_url", b"logo_url", "metadata", b"metadata", "name", b"name", "net_payment_term", b"net_payment_term", "payment_provider", b"payment_provider", "payment_provider_code", b"payment_provider_code", "phone", b"phone", "provider_customer", b"provider_customer", "shipping_address", b"shipping_address", "state", b"state", "tax_codes", b"tax_codes", "tax_identification_number", b"tax_identification_number", "timezone", b"timezone", "url", b"url", "zipcode", b"zipcode"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__account_type: _TypeAlias = _typing.Literal["account_type"]  # noqa: Y015
-    _WhichOneofArgType__account_type: _TypeAlias = _typing.Literal["_account_type", b"_account_type"]  # noqa: Y015
-    _WhichOneofReturnType__address_line1: _TypeAlias = _typing.Literal["address_line1"]  # noqa: Y015
-    _WhichOneofArgType__address_line1: _TypeAlias = _typing.Literal["_address_line1", b"_address_line1"]  # noqa: Y015
-    _WhichOneofReturnType__address_line2: _TypeAlias = _typing.Literal["address_line2"]  # noqa: Y015
-    _WhichOneofArgType__address_line2: _TypeAlias = _typing.Literal["_address_line2", b"_address_line2"]  # noqa: Y015
-    _WhichOneofReturnType__billing_configuration: _TypeAlias = _typing.Literal["billing_configuration"]  # noqa: Y015
-    _WhichOneofArgType__billing_configuration: _TypeAlias = _typing.Literal["_billing_configuration", b"_billing_configuration"]  # noqa: Y015
-    _WhichOneofReturnType__billing_entity_code: _TypeAlias = _typing.Literal["billing_entity_code"]  # noqa: Y015
-    _WhichOneofArgType__billing_entity_code: _TypeAlias = _typing.Literal["_billing_entity_code", b"_billing_entity_code"]  # noqa: Y015
-    _WhichOneofReturnType__city: _TypeAlias = _typing.Literal["city"]  # noqa: Y015
-    _WhichOneofArgType__city: _TypeAlias = _typing.Literal["_city", b"_city"]  # noqa: Y015
-    _WhichOneofReturnType__country: _TypeAlias = _typing.Literal["country"]  # noqa: Y015
-    _WhichOneofArgType__country: _TypeAlias = _typing.Literal["_country", b"_country"]  # noqa: Y015
-    _WhichOneofReturnType__currency: _TypeAlias = _typing.Literal["currency"]  # noqa: Y015
-    _WhichOneofArgType__currency: _TypeAlias = _typing.Literal["_currency", b"_currency"]  # noqa: Y015
-    _WhichOneofReturnType__customer_type: _TypeAlias = _typing.Literal["customer_type"]  # noqa: Y015
-    _WhichOneofArgType__customer_type: _TypeAlias = _typing.Literal["_customer_type", b"_customer_type"]  # noqa: Y015
-    _WhichOneofReturnType__email: _TypeAlias = _typing.Literal["email"]  # noqa: Y015
-    _WhichOneofArgType__email: _TypeAlias = _typing.Literal["_email", b"_email"]  # noqa: Y015
-    _WhichOneofReturnType__external_salesforce_id: _TypeAlias = _typing.Literal["external_salesforce_id"]  # noqa: Y015
-    _WhichOneofArgType__external_salesforce_id: _TypeAlias = _typing.Literal["_external_salesforce_id", b"_external_salesforce_id"]  # noqa: Y015
-    _WhichOneofReturnType__finalize_zero_amount_invoice: _TypeAlias = _typing.Literal["finalize_zero_amount_invoice"]  # noqa: Y015
-    _WhichOneofArgType__finalize_zero_amount_invoice: _TypeAlias = _typing.Literal["_finalize_zero_amount_invoice", b"_finalize_zero_amount_invoice"]  # noqa: Y015
-    _WhichOneofReturnType__firstname: _TypeAlias = _typing.Literal["firstname"]  # noqa: Y015
-    _WhichOneofArgType__firstname: _TypeAlias = _typing.Literal["_firstname", b"_firstname"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_grace_period: _TypeAlias = _typing.Literal["invoice_grace_period"]  # noqa: Y015
-    _WhichOneofArgType__invoice_grace_period: _TypeAlias = _typing.Literal["_invoice_grace_period", b"_invoice_grace_period"]  # noqa: Y015
-    _WhichOneofReturnType__lastname: _TypeAlias = _typing.Literal["lastname"]  # noqa: Y015
-    _WhichOneofArgType__lastname: _TypeAlias = _typing.Literal["_lastname", b"_lastname"]  # noqa: Y015
-    _WhichOneofReturnType__legal_name: _TypeAlias = _typing.Literal["legal_name"]  # noqa: Y015
-    _WhichOneofArgType__legal_name: _TypeAlias = _typing.Literal["_legal_name", b"_legal_name"]  # noqa: Y015
-    _WhichOneofReturnType__legal_number: _TypeAlias = _typing.Literal["legal_number"]  # noqa: Y015
-    _WhichOneofArgType__legal_number: _TypeAlias = _typing.Literal["_legal_number", b"_legal_number"]  # noqa: Y015
-    _WhichOneofReturnType__logo_url: _TypeAlias = _typing.Literal["logo_url"]  # noqa: Y015
-    _WhichOneofArgType__logo_url: _TypeAlias = _typing.Literal["_logo_url", b"_logo_url"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__net_payment_term: _TypeAlias = _typing.Literal["net_payment_term"]  # noqa: Y015
-    _WhichOneofArgType__net_payment_term: _TypeAlias = _typing.Literal["_net_payment_term", b"_net_payment_term"]  # noqa: Y015
-    _WhichOneofReturnType__payment_provider: _TypeAlias = _typing.Literal["payment_provider"]  # noqa: Y015
-    _WhichOneofArgType__payment_provider: _TypeAlias = _typing.Literal["_payment_provider", b"_payment_provider"]  # noqa: Y015
-    _WhichOneofReturnType__payment_provider_code: _TypeAlias = _typing.Literal["payment_provider_code"]  # noqa: Y015
-    _WhichOneofArgType__payment_provider_code: _TypeAlias = _typing.Literal["_payment_provider_code", b"_payment_provider_code"]  # noqa: Y015
-    _WhichOneofReturnType__phone: _TypeAlias = _typing.Literal["phone"]  # noqa: Y015
-    _WhichOneofArgType__phone: _TypeAlias = _typing.Literal["_phone", b"_phone"]  # noqa: Y015
-    _WhichOneofReturnType__provider_customer: _TypeAlias = _typing.Literal["provider_customer"]  # noqa: Y015
-    _WhichOneofArgType__provider_customer: _TypeAlias = _typing.Literal["_provider_customer", b"_provider_customer"]  # noqa: Y015
-    _WhichOneofReturnType__shipping_address: _TypeAlias = _typing.Literal["shipping_address"]  # noqa: Y015
-    _WhichOneofArgType__shipping_address: _TypeAlias = _typing.Literal["_shipping_address", b"_shipping_address"]  # noqa: Y015
-    _WhichOneofReturnType__state: _TypeAlias = _typing.Literal["state"]  # noqa: Y015
-    _WhichOneofArgType__state: _TypeAlias = _typing.Literal["_state", b"_state"]  # noqa: Y015
-    _WhichOneofReturnType__tax_identification_number: _TypeAlias = _typing.Literal["tax_identification_number"]  # noqa: Y015
-    _WhichOneofArgType__tax_identification_number: _TypeAlias = _typing.Literal["_tax_identification_number", b"_tax_identification_number"]  # noqa: Y015
-    _WhichOneofReturnType__timezone: _TypeAlias = _typing.Literal["timezone"]  # noqa: Y015
-    _WhichOneofArgType__timezone: _TypeAlias = _typing.Literal["_timezone", b"_timezone"]  # noqa: Y015
-    _WhichOneofReturnType__url: _TypeAlias = _typing.Literal["url"]  # noqa: Y015
-    _WhichOneofArgType__url: _TypeAlias = _typing.Literal["_url", b"_url"]  # noqa: Y015
-    _WhichOneofReturnType__zipcode: _TypeAlias = _typing.Literal["zipcode"]  # noqa: Y015
-    _WhichOneofArgType__zipcode: _TypeAlias = _typing.Literal["_zipcode", b"_zipcode"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__account_type) -> _WhichOneofReturnType__account_type | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line1) -> _WhichOneofReturnType__address_line1 | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__address_line2) -> _WhichOneofReturnType__address_line2 | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__billing_configuration) -> _WhichOneofReturnType__billing_configuration | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__billing_entity_code) -> _WhichOneofReturnType__billing_entity_code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__city) -> _WhichOneofReturnType__city | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__country) -> _WhichOneofReturnType__country | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__currency) -> _WhichOneofReturnType__currency | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__customer_type) -> _WhichOneofReturnType__customer_type | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__email) -> _WhichOneofReturnType__email | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__external_salesforce_id) -> _WhichOneofReturnType__external_salesforce_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__finalize_zero_amount_invoice) -> _WhichOneofReturnType__finalize_zero_amount_invoice | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__firstname) -> _WhichOneofReturnType__firstname | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_grace_period) -> _WhichOneofReturnType__invoice_grace_period | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__lastname) -> _WhichOneofReturnType__lastname | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__legal_name) -> _WhichOneofReturnType__legal_name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__legal_number) -> _WhichOneofReturnType__legal_number | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__logo_url) -> _WhichOneofReturnType__logo_url | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__net_payment_term) -> _WhichOneofReturnType__net_payment_term | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_provider) -> _WhichOneofReturnType__payment_provider | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_provider_code) -> _WhichOneofReturnType__payment_provider_code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__phone) -> _WhichOneofReturnType__phone | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__provider_customer) -> _WhichOneofReturnType__provider_customer | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__shipping_address) -> _WhichOneofReturnType__shipping_address | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__state) -> _WhichOneofReturnType__state | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__tax_identification_number) -> _WhichOneofReturnType__tax_identification_number | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__timezone) -> _WhichOneofReturnType__timezone | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__url) -> _WhichOneofReturnType__url | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__zipcode) -> _WhichOneofReturnType__zipcode | None: ...
-
-Global___CreateCustomerInput: _TypeAlias = CreateCustomerInput  # noqa: Y015
-
-@_typing.final
-class CustomerMetadataFilter(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    KEY_FIELD_NUMBER: _builtins.int
-    VALUE_FIELD_NUMBER: _builtins.int
-    key: _builtins.str
-    value: _builtins.str
-    def __init__(
-        self,
-        *,
-        key: _builtins.str = ...,
-        value: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CustomerMetadataFilter: _TypeAlias = CustomerMetadataFilter  # noqa: Y015

@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class CustomerServiceStub:
+class CustomersServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,72 +34,72 @@ class CustomerServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Create = channel.unary_unary(
-                '/invora.billing.customers.v2.CustomerService/Create',
-                request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreateResponse.FromString,
-                _registered_method=True)
-        self.Get = channel.unary_unary(
-                '/invora.billing.customers.v2.CustomerService/Get',
-                request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.customers.v2.CustomerService/List',
+                '/invora.billing.customers.v2.CustomersService/List',
                 request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/invora.billing.customers.v2.CustomersService/Get',
+                request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetResponse.FromString,
+                _registered_method=True)
+        self.Create = channel.unary_unary(
+                '/invora.billing.customers.v2.CustomersService/Create',
+                request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreateResponse.FromString,
+                _registered_method=True)
         self.Update = channel.unary_unary(
-                '/invora.billing.customers.v2.CustomerService/Update',
+                '/invora.billing.customers.v2.CustomersService/Update',
                 request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
-                '/invora.billing.customers.v2.CustomerService/Delete',
+                '/invora.billing.customers.v2.CustomersService/Delete',
                 request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.DeleteResponse.FromString,
                 _registered_method=True)
         self.CreatePortalWalletTransaction = channel.unary_unary(
-                '/invora.billing.customers.v2.CustomerService/CreatePortalWalletTransaction',
+                '/invora.billing.customers.v2.CustomersService/CreatePortalWalletTransaction',
                 request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreatePortalWalletTransactionRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreatePortalWalletTransactionResponse.FromString,
                 _registered_method=True)
         self.GetCheckoutUrl = channel.unary_unary(
-                '/invora.billing.customers.v2.CustomerService/GetCheckoutUrl',
+                '/invora.billing.customers.v2.CustomersService/GetCheckoutUrl',
                 request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetCheckoutUrlRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetCheckoutUrlResponse.FromString,
                 _registered_method=True)
         self.GetCustomerPortalUrl = channel.unary_unary(
-                '/invora.billing.customers.v2.CustomerService/GetCustomerPortalUrl',
+                '/invora.billing.customers.v2.CustomersService/GetCustomerPortalUrl',
                 request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetCustomerPortalUrlRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetCustomerPortalUrlResponse.FromString,
                 _registered_method=True)
         self.GetProjectedUsage = channel.unary_unary(
-                '/invora.billing.customers.v2.CustomerService/GetProjectedUsage',
+                '/invora.billing.customers.v2.CustomersService/GetProjectedUsage',
                 request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetProjectedUsageRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetProjectedUsageResponse.FromString,
                 _registered_method=True)
         self.GetUsage = channel.unary_unary(
-                '/invora.billing.customers.v2.CustomerService/GetUsage',
+                '/invora.billing.customers.v2.CustomersService/GetUsage',
                 request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetUsageResponse.FromString,
                 _registered_method=True)
-        self.UpdateCustomerInvoiceGracePeriod = channel.unary_unary(
-                '/invora.billing.customers.v2.CustomerService/UpdateCustomerInvoiceGracePeriod',
-                request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateCustomerInvoiceGracePeriodRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateCustomerInvoiceGracePeriodResponse.FromString,
+        self.UpdateInvoiceGracePeriod = channel.unary_unary(
+                '/invora.billing.customers.v2.CustomersService/UpdateInvoiceGracePeriod',
+                request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateInvoiceGracePeriodRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateInvoiceGracePeriodResponse.FromString,
                 _registered_method=True)
-        self.UpdateCustomerPortalCustomer = channel.unary_unary(
-                '/invora.billing.customers.v2.CustomerService/UpdateCustomerPortalCustomer',
-                request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateCustomerPortalCustomerRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateCustomerPortalCustomerResponse.FromString,
+        self.UpdatePortalCustomer = channel.unary_unary(
+                '/invora.billing.customers.v2.CustomersService/UpdatePortalCustomer',
+                request_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdatePortalCustomerRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdatePortalCustomerResponse.FromString,
                 _registered_method=True)
 
 
-class CustomerServiceServicer:
+class CustomersServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Create(self, request, context):
+    def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,7 +111,7 @@ class CustomerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def List(self, request, context):
+    def Create(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,35 +159,35 @@ class CustomerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateCustomerInvoiceGracePeriod(self, request, context):
+    def UpdateInvoiceGracePeriod(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateCustomerPortalCustomer(self, request, context):
+    def UpdatePortalCustomer(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_CustomerServiceServicer_to_server(servicer, server):
+def add_CustomersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Create': grpc.unary_unary_rpc_method_handler(
-                    servicer.Create,
-                    request_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreateRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.ListRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetRequest.FromString,
                     response_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
-            'List': grpc.unary_unary_rpc_method_handler(
-                    servicer.List,
-                    request_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.ListRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreateRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
             ),
             'Update': grpc.unary_unary_rpc_method_handler(
                     servicer.Update,
@@ -224,29 +224,29 @@ def add_CustomerServiceServicer_to_server(servicer, server):
                     request_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetUsageRequest.FromString,
                     response_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetUsageResponse.SerializeToString,
             ),
-            'UpdateCustomerInvoiceGracePeriod': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateCustomerInvoiceGracePeriod,
-                    request_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateCustomerInvoiceGracePeriodRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateCustomerInvoiceGracePeriodResponse.SerializeToString,
+            'UpdateInvoiceGracePeriod': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateInvoiceGracePeriod,
+                    request_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateInvoiceGracePeriodRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateInvoiceGracePeriodResponse.SerializeToString,
             ),
-            'UpdateCustomerPortalCustomer': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateCustomerPortalCustomer,
-                    request_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateCustomerPortalCustomerRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateCustomerPortalCustomerResponse.SerializeToString,
+            'UpdatePortalCustomer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePortalCustomer,
+                    request_deserializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdatePortalCustomerRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdatePortalCustomerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.customers.v2.CustomerService', rpc_method_handlers)
+            'invora.billing.customers.v2.CustomersService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.customers.v2.CustomerService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.customers.v2.CustomersService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class CustomerService:
+class CustomersService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Create(request,
+    def List(request,
             target,
             options=(),
             channel_credentials=None,
@@ -259,9 +259,9 @@ class CustomerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.customers.v2.CustomerService/Create',
-            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreateResponse.FromString,
+            '/invora.billing.customers.v2.CustomersService/List',
+            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
+            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.ListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -286,7 +286,7 @@ class CustomerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.customers.v2.CustomerService/Get',
+            '/invora.billing.customers.v2.CustomersService/Get',
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
@@ -300,7 +300,7 @@ class CustomerService:
             _registered_method=True)
 
     @staticmethod
-    def List(request,
+    def Create(request,
             target,
             options=(),
             channel_credentials=None,
@@ -313,9 +313,9 @@ class CustomerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.customers.v2.CustomerService/List',
-            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
-            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.ListResponse.FromString,
+            '/invora.billing.customers.v2.CustomersService/Create',
+            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -340,7 +340,7 @@ class CustomerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.customers.v2.CustomerService/Update',
+            '/invora.billing.customers.v2.CustomersService/Update',
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateResponse.FromString,
             options,
@@ -367,7 +367,7 @@ class CustomerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.customers.v2.CustomerService/Delete',
+            '/invora.billing.customers.v2.CustomersService/Delete',
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.DeleteResponse.FromString,
             options,
@@ -394,7 +394,7 @@ class CustomerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.customers.v2.CustomerService/CreatePortalWalletTransaction',
+            '/invora.billing.customers.v2.CustomersService/CreatePortalWalletTransaction',
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreatePortalWalletTransactionRequest.SerializeToString,
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.CreatePortalWalletTransactionResponse.FromString,
             options,
@@ -421,7 +421,7 @@ class CustomerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.customers.v2.CustomerService/GetCheckoutUrl',
+            '/invora.billing.customers.v2.CustomersService/GetCheckoutUrl',
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetCheckoutUrlRequest.SerializeToString,
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetCheckoutUrlResponse.FromString,
             options,
@@ -448,7 +448,7 @@ class CustomerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.customers.v2.CustomerService/GetCustomerPortalUrl',
+            '/invora.billing.customers.v2.CustomersService/GetCustomerPortalUrl',
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetCustomerPortalUrlRequest.SerializeToString,
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetCustomerPortalUrlResponse.FromString,
             options,
@@ -475,7 +475,7 @@ class CustomerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.customers.v2.CustomerService/GetProjectedUsage',
+            '/invora.billing.customers.v2.CustomersService/GetProjectedUsage',
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetProjectedUsageRequest.SerializeToString,
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetProjectedUsageResponse.FromString,
             options,
@@ -502,7 +502,7 @@ class CustomerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.customers.v2.CustomerService/GetUsage',
+            '/invora.billing.customers.v2.CustomersService/GetUsage',
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetUsageRequest.SerializeToString,
             invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.GetUsageResponse.FromString,
             options,
@@ -516,7 +516,7 @@ class CustomerService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateCustomerInvoiceGracePeriod(request,
+    def UpdateInvoiceGracePeriod(request,
             target,
             options=(),
             channel_credentials=None,
@@ -529,9 +529,9 @@ class CustomerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.customers.v2.CustomerService/UpdateCustomerInvoiceGracePeriod',
-            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateCustomerInvoiceGracePeriodRequest.SerializeToString,
-            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateCustomerInvoiceGracePeriodResponse.FromString,
+            '/invora.billing.customers.v2.CustomersService/UpdateInvoiceGracePeriod',
+            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateInvoiceGracePeriodRequest.SerializeToString,
+            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateInvoiceGracePeriodResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -543,7 +543,7 @@ class CustomerService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateCustomerPortalCustomer(request,
+    def UpdatePortalCustomer(request,
             target,
             options=(),
             channel_credentials=None,
@@ -556,9 +556,9 @@ class CustomerService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.customers.v2.CustomerService/UpdateCustomerPortalCustomer',
-            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateCustomerPortalCustomerRequest.SerializeToString,
-            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdateCustomerPortalCustomerResponse.FromString,
+            '/invora.billing.customers.v2.CustomersService/UpdatePortalCustomer',
+            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdatePortalCustomerRequest.SerializeToString,
+            invora_dot_billing_dot_customers_dot_v2_dot_service__pb2.UpdatePortalCustomerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,14 +30,14 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class CustomerServiceStub:
+class CustomersServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> CustomerServiceAsyncStub: ...
-    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
-    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    def __new__(cls, channel: _aio.Channel) -> CustomersServiceAsyncStub: ...
     List: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]
+    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
     Update: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]
     Delete: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]
     CreatePortalWalletTransaction: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreatePortalWalletTransactionRequest, _service_pb2.CreatePortalWalletTransactionResponse]
@@ -45,15 +45,15 @@ class CustomerServiceStub:
     GetCustomerPortalUrl: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetCustomerPortalUrlRequest, _service_pb2.GetCustomerPortalUrlResponse]
     GetProjectedUsage: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetProjectedUsageRequest, _service_pb2.GetProjectedUsageResponse]
     GetUsage: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetUsageRequest, _service_pb2.GetUsageResponse]
-    UpdateCustomerInvoiceGracePeriod: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateCustomerInvoiceGracePeriodRequest, _service_pb2.UpdateCustomerInvoiceGracePeriodResponse]
-    UpdateCustomerPortalCustomer: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateCustomerPortalCustomerRequest, _service_pb2.UpdateCustomerPortalCustomerResponse]
+    UpdateInvoiceGracePeriod: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateInvoiceGracePeriodRequest, _service_pb2.UpdateInvoiceGracePeriodResponse]
+    UpdatePortalCustomer: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdatePortalCustomerRequest, _service_pb2.UpdatePortalCustomerResponse]
 
 @_typing.type_check_only
-class CustomerServiceAsyncStub(CustomerServiceStub):
+class CustomersServiceAsyncStub(CustomersServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
-    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
+    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
     Update: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]  # type: ignore[assignment]
     CreatePortalWalletTransaction: _aio.UnaryUnaryMultiCallable[_service_pb2.CreatePortalWalletTransactionRequest, _service_pb2.CreatePortalWalletTransactionResponse]  # type: ignore[assignment]
@@ -61,16 +61,16 @@ class CustomerServiceAsyncStub(CustomerServiceStub):
     GetCustomerPortalUrl: _aio.UnaryUnaryMultiCallable[_service_pb2.GetCustomerPortalUrlRequest, _service_pb2.GetCustomerPortalUrlResponse]  # type: ignore[assignment]
     GetProjectedUsage: _aio.UnaryUnaryMultiCallable[_service_pb2.GetProjectedUsageRequest, _service_pb2.GetProjectedUsageResponse]  # type: ignore[assignment]
     GetUsage: _aio.UnaryUnaryMultiCallable[_service_pb2.GetUsageRequest, _service_pb2.GetUsageResponse]  # type: ignore[assignment]
-    UpdateCustomerInvoiceGracePeriod: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateCustomerInvoiceGracePeriodRequest, _service_pb2.UpdateCustomerInvoiceGracePeriodResponse]  # type: ignore[assignment]
-    UpdateCustomerPortalCustomer: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateCustomerPortalCustomerRequest, _service_pb2.UpdateCustomerPortalCustomerResponse]  # type: ignore[assignment]
+    UpdateInvoiceGracePeriod: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateInvoiceGracePeriodRequest, _service_pb2.UpdateInvoiceGracePeriodResponse]  # type: ignore[assignment]
+    UpdatePortalCustomer: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdatePortalCustomerRequest, _service_pb2.UpdatePortalCustomerResponse]  # type: ignore[assignment]
 
-class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
+class CustomersServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
-    def Create(
+    def List(
         self,
-        request: _service_pb2.CreateRequest,
+        request: _service_pb2.ListRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
 
     @_abc_1.abstractmethod
     def Get(
@@ -80,11 +80,11 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
 
     @_abc_1.abstractmethod
-    def List(
+    def Create(
         self,
-        request: _service_pb2.ListRequest,
+        request: _service_pb2.CreateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
 
     @_abc_1.abstractmethod
     def Update(
@@ -136,17 +136,17 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetUsageResponse, _abc.Awaitable[_service_pb2.GetUsageResponse]]: ...
 
     @_abc_1.abstractmethod
-    def UpdateCustomerInvoiceGracePeriod(
+    def UpdateInvoiceGracePeriod(
         self,
-        request: _service_pb2.UpdateCustomerInvoiceGracePeriodRequest,
+        request: _service_pb2.UpdateInvoiceGracePeriodRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateCustomerInvoiceGracePeriodResponse, _abc.Awaitable[_service_pb2.UpdateCustomerInvoiceGracePeriodResponse]]: ...
+    ) -> _typing.Union[_service_pb2.UpdateInvoiceGracePeriodResponse, _abc.Awaitable[_service_pb2.UpdateInvoiceGracePeriodResponse]]: ...
 
     @_abc_1.abstractmethod
-    def UpdateCustomerPortalCustomer(
+    def UpdatePortalCustomer(
         self,
-        request: _service_pb2.UpdateCustomerPortalCustomerRequest,
+        request: _service_pb2.UpdatePortalCustomerRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateCustomerPortalCustomerResponse, _abc.Awaitable[_service_pb2.UpdateCustomerPortalCustomerResponse]]: ...
+    ) -> _typing.Union[_service_pb2.UpdatePortalCustomerResponse, _abc.Awaitable[_service_pb2.UpdatePortalCustomerResponse]]: ...
 
-def add_CustomerServiceServicer_to_server(servicer: CustomerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+def add_CustomersServiceServicer_to_server(servicer: CustomersServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

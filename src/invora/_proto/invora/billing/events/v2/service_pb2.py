@@ -26,48 +26,54 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
-from google.protobuf import wrappers_pb2 as google_dot_protobuf_dot_wrappers__pb2
 from invora._proto.invora.billing.common.v2 import models_pb2 as invora_dot_billing_dot_common_dot_v2_dot_models__pb2
 from invora._proto.kernel import options_pb2 as kernel_dot_options__pb2
+from invora._proto.kernel import query_pb2 as kernel_dot_query__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&invora/billing/events/v2/service.proto\x12\x18invora.billing.events.v2\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a%invora/billing/common/v2/models.proto\x1a\x14kernel/options.proto\"\x81\x01\n\nGetRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12,\n\x04view\x18\x0b \x01(\x0e\x32\x1e.invora.billing.events.v2.View\"=\n\x0bGetResponse\x12.\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1f.invora.billing.events.v2.Event\"\r\n\x0bListRequest\"\x8b\x01\n\x0cListResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.invora.billing.events.v2.Event\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x36\n\x10next_page_cursor\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.StringValue\"I\n\rCreateRequest\x12\x38\n\x05\x65vent\x18\x01 \x01(\x0b\x32).invora.billing.events.v2.UsageEventInput\"\x10\n\x0e\x43reateResponse\"O\n\x12\x42\x61tchCreateRequest\x12\x39\n\x06\x65vents\x18\x01 \x03(\x0b\x32).invora.billing.events.v2.UsageEventInput\"\x15\n\x13\x42\x61tchCreateResponse\"\xc8\x01\n\x0fUsageEventInput\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12 \n\x18\x65xternal_subscription_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12+\n\nproperties\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x32\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x42\x0c\n\n_timestamp\"\xb8\x06\n\x05\x45vent\x12\x17\n\napi_client\x18\x01 \x01(\tH\x00\x88\x01\x01\x12!\n\x14\x62illable_metric_name\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x41\n\x11\x63ustomer_timezone\x18\x04 \x01(\x0e\x32&.invora.billing.common.v2.TimezoneEnum\x12\x33\n\ndeleted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12%\n\x18\x65xternal_subscription_id\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\n\n\x02id\x18\x07 \x01(\t\x12\x17\n\nip_address\x18\x08 \x01(\tH\x04\x88\x01\x01\x12\"\n\x15match_billable_metric\x18\t \x01(\x08H\x05\x88\x01\x01\x12\x1f\n\x12match_custom_field\x18\n \x01(\x08H\x06\x88\x01\x01\x12\x1b\n\x0ematch_customer\x18\x0b \x01(\x08H\x07\x88\x01\x01\x12\x1f\n\x12match_subscription\x18\x0c \x01(\x08H\x08\x88\x01\x01\x12(\n\x07payload\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x34\n\x0breceived_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampH\t\x88\x01\x01\x12\x32\n\ttimestamp\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampH\n\x88\x01\x01\x12\x1b\n\x0etransaction_id\x18\x10 \x01(\tH\x0b\x88\x01\x01\x42\r\n\x0b_api_clientB\x17\n\x15_billable_metric_nameB\r\n\x0b_deleted_atB\x1b\n\x19_external_subscription_idB\r\n\x0b_ip_addressB\x18\n\x16_match_billable_metricB\x15\n\x13_match_custom_fieldB\x11\n\x0f_match_customerB\x15\n\x13_match_subscriptionB\x0e\n\x0c_received_atB\x0c\n\n_timestampB\x11\n\x0f_transaction_id*;\n\x04View\x12\x14\n\x10VIEW_UNSPECIFIED\x10\x00\x12\x0e\n\nVIEW_BASIC\x10\x01\x12\r\n\tVIEW_FULL\x10\x02\x32\xbd\x05\n\x0c\x45ventService\x12\xa5\x01\n\x03Get\x12$.invora.billing.events.v2.GetRequest\x1a%.invora.billing.events.v2.GetResponse\"Q\xe2\xf2\x19\x1e\n\x1cInvora.Billing.Events.v2.Get\x82\xd3\xe4\x93\x02)\x12\'/api/v2/billing/events/{transaction_id}\x12\x98\x01\n\x04List\x12%.invora.billing.events.v2.ListRequest\x1a&.invora.billing.events.v2.ListResponse\"A\xe2\xf2\x19\x1f\n\x1dInvora.Billing.Events.v2.List\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v2/billing/events\x12\xa3\x01\n\x06\x43reate\x12\'.invora.billing.events.v2.CreateRequest\x1a(.invora.billing.events.v2.CreateResponse\"F\xe2\xf2\x19!\n\x1fInvora.Billing.Events.v2.Create\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v2/billing/events:\x01*\x12\xc3\x01\n\x0b\x42\x61tchCreate\x12,.invora.billing.events.v2.BatchCreateRequest\x1a-.invora.billing.events.v2.BatchCreateResponse\"W\xe2\xf2\x19&\n$Invora.Billing.Events.v2.BatchCreate\x82\xd3\xe4\x93\x02\'\"\"/api/v2/billing/events:batchCreate:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&invora/billing/events/v2/service.proto\x12\x18invora.billing.events.v2\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%invora/billing/common/v2/models.proto\x1a\x14kernel/options.proto\x1a\x12kernel/query.proto\"u\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12,\n\x04view\x18\x0b \x01(\x0e\x32\x1e.invora.billing.common.v2.View\"=\n\x0bGetResponse\x12.\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1f.invora.billing.events.v2.Event\"Y\n\nListFilter\x12\x36\n\x04part\x18\x01 \x01(\x0b\x32(.invora.billing.events.v2.ListFilterPart\x12\x13\n\x0btext_search\x18\x02 \x01(\t\"\xbe\x01\n\x0eListFilterPart\x12\x0e\n\x04\x63ode\x18\x01 \x01(\tH\x00\x12\"\n\x18\x65xternal_subscription_id\x18\x02 \x01(\tH\x00\x12\x36\n\ttimestamp\x18\x03 \x01(\x0b\x32!.kernel.ListRequestFilterPartDateH\x00\x12\x38\n\x0breceived_at\x18\x04 \x01(\x0b\x32!.kernel.ListRequestFilterPartDateH\x00\x42\x06\n\x04type\"A\n\x08ListSort\x12\x35\n\x05rules\x18\x01 \x03(\x0b\x32&.invora.billing.events.v2.ListSortRule\"p\n\x0cListSortRule\x12*\n\ttimestamp\x18\x01 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x12,\n\x0breceived_at\x18\x02 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x42\x06\n\x04type\"\xfe\x01\n\x0bListRequest\x12\x34\n\x06\x66ilter\x18\x01 \x01(\x0b\x32$.invora.billing.events.v2.ListFilter\x12\x30\n\x04sort\x18\x02 \x01(\x0b\x32\".invora.billing.events.v2.ListSort\x12*\n\npagination\x18\x03 \x01(\x0b\x32\x16.kernel.PaginationInfo\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12,\n\x04view\x18\x0b \x01(\x0e\x32\x1e.invora.billing.common.v2.View\"\x87\x01\n\x0cListResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.invora.billing.events.v2.Event\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x1d\n\x10next_page_cursor\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x13\n\x11_next_page_cursor\"\xc6\x01\n\rCreateRequest\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12 \n\x18\x65xternal_subscription_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12+\n\nproperties\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x32\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x42\x0c\n\n_timestamp\"\x10\n\x0e\x43reateResponse\"P\n\x12\x42\x61tchCreateRequest\x12:\n\x06\x65vents\x18\x01 \x03(\x0b\x32*.invora.billing.events.v2.BatchCreateEvent\"\xc9\x01\n\x10\x42\x61tchCreateEvent\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12 \n\x18\x65xternal_subscription_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12+\n\nproperties\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x32\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x42\x0c\n\n_timestamp\"\x15\n\x13\x42\x61tchCreateResponse\"\xb4\x06\n\x05\x45vent\x12\x17\n\napi_client\x18\x01 \x01(\tH\x00\x88\x01\x01\x12!\n\x14\x62illable_metric_name\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12=\n\x11\x63ustomer_timezone\x18\x04 \x01(\x0e\x32\".invora.billing.common.v2.Timezone\x12\x33\n\ndeleted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12%\n\x18\x65xternal_subscription_id\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\n\n\x02id\x18\x07 \x01(\t\x12\x17\n\nip_address\x18\x08 \x01(\tH\x04\x88\x01\x01\x12\"\n\x15match_billable_metric\x18\t \x01(\x08H\x05\x88\x01\x01\x12\x1f\n\x12match_custom_field\x18\n \x01(\x08H\x06\x88\x01\x01\x12\x1b\n\x0ematch_customer\x18\x0b \x01(\x08H\x07\x88\x01\x01\x12\x1f\n\x12match_subscription\x18\x0c \x01(\x08H\x08\x88\x01\x01\x12(\n\x07payload\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x34\n\x0breceived_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampH\t\x88\x01\x01\x12\x32\n\ttimestamp\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampH\n\x88\x01\x01\x12\x1b\n\x0etransaction_id\x18\x10 \x01(\tH\x0b\x88\x01\x01\x42\r\n\x0b_api_clientB\x17\n\x15_billable_metric_nameB\r\n\x0b_deleted_atB\x1b\n\x19_external_subscription_idB\r\n\x0b_ip_addressB\x18\n\x16_match_billable_metricB\x15\n\x13_match_custom_fieldB\x11\n\x0f_match_customerB\x15\n\x13_match_subscriptionB\x0e\n\x0c_received_atB\x0c\n\n_timestampB\x11\n\x0f_transaction_id2\xc9\x05\n\rEventsService\x12\xa0\x01\n\x04List\x12%.invora.billing.events.v2.ListRequest\x1a&.invora.billing.events.v2.ListResponse\"I\xe2\xf2\x19\x1f\n\x1dInvora.Billing.Events.v2.List\x82\xd3\xe4\x93\x02 \"\x1b/api/billing/v2/events/list:\x01*\x12\x99\x01\n\x03Get\x12$.invora.billing.events.v2.GetRequest\x1a%.invora.billing.events.v2.GetResponse\"E\xe2\xf2\x19\x1e\n\x1cInvora.Billing.Events.v2.Get\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/billing/v2/events/{id}\x12\xaa\x01\n\x06\x43reate\x12\'.invora.billing.events.v2.CreateRequest\x1a(.invora.billing.events.v2.CreateResponse\"M\xe2\xf2\x19(\n&Invora.Billing.Events.v2.Modify.Create\x82\xd3\xe4\x93\x02\x1b\"\x16/api/billing/v2/events:\x01*\x12\xcb\x01\n\x0b\x42\x61tchCreate\x12,.invora.billing.events.v2.BatchCreateRequest\x1a-.invora.billing.events.v2.BatchCreateResponse\"_\xe2\xf2\x19-\n+Invora.Billing.Events.v2.Modify.BatchCreate\x82\xd3\xe4\x93\x02(\"#/api/billing/v2/events/batch-create:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'invora.billing.events.v2.service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['Get']._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['Get']._serialized_options = b'\342\362\031\036\n\034Invora.Billing.Events.v2.Get\202\323\344\223\002)\022\'/api/v2/billing/events/{transaction_id}'
-  _globals['_EVENTSERVICE'].methods_by_name['List']._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['List']._serialized_options = b'\342\362\031\037\n\035Invora.Billing.Events.v2.List\202\323\344\223\002\030\022\026/api/v2/billing/events'
-  _globals['_EVENTSERVICE'].methods_by_name['Create']._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['Create']._serialized_options = b'\342\362\031!\n\037Invora.Billing.Events.v2.Create\202\323\344\223\002\033\"\026/api/v2/billing/events:\001*'
-  _globals['_EVENTSERVICE'].methods_by_name['BatchCreate']._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['BatchCreate']._serialized_options = b'\342\362\031&\n$Invora.Billing.Events.v2.BatchCreate\202\323\344\223\002\'\"\"/api/v2/billing/events:batchCreate:\001*'
-  _globals['_VIEW']._serialized_start=1867
-  _globals['_VIEW']._serialized_end=1926
-  _globals['_GETREQUEST']._serialized_start=289
-  _globals['_GETREQUEST']._serialized_end=418
-  _globals['_GETRESPONSE']._serialized_start=420
-  _globals['_GETRESPONSE']._serialized_end=481
-  _globals['_LISTREQUEST']._serialized_start=483
-  _globals['_LISTREQUEST']._serialized_end=496
-  _globals['_LISTRESPONSE']._serialized_start=499
-  _globals['_LISTRESPONSE']._serialized_end=638
-  _globals['_CREATEREQUEST']._serialized_start=640
-  _globals['_CREATEREQUEST']._serialized_end=713
-  _globals['_CREATERESPONSE']._serialized_start=715
-  _globals['_CREATERESPONSE']._serialized_end=731
-  _globals['_BATCHCREATEREQUEST']._serialized_start=733
-  _globals['_BATCHCREATEREQUEST']._serialized_end=812
-  _globals['_BATCHCREATERESPONSE']._serialized_start=814
-  _globals['_BATCHCREATERESPONSE']._serialized_end=835
-  _globals['_USAGEEVENTINPUT']._serialized_start=838
-  _globals['_USAGEEVENTINPUT']._serialized_end=1038
-  _globals['_EVENT']._serialized_start=1041
-  _globals['_EVENT']._serialized_end=1865
-  _globals['_EVENTSERVICE']._serialized_start=1929
-  _globals['_EVENTSERVICE']._serialized_end=2630
+  _globals['_EVENTSSERVICE'].methods_by_name['List']._loaded_options = None
+  _globals['_EVENTSSERVICE'].methods_by_name['List']._serialized_options = b'\342\362\031\037\n\035Invora.Billing.Events.v2.List\202\323\344\223\002 \"\033/api/billing/v2/events/list:\001*'
+  _globals['_EVENTSSERVICE'].methods_by_name['Get']._loaded_options = None
+  _globals['_EVENTSSERVICE'].methods_by_name['Get']._serialized_options = b'\342\362\031\036\n\034Invora.Billing.Events.v2.Get\202\323\344\223\002\035\022\033/api/billing/v2/events/{id}'
+  _globals['_EVENTSSERVICE'].methods_by_name['Create']._loaded_options = None
+  _globals['_EVENTSSERVICE'].methods_by_name['Create']._serialized_options = b'\342\362\031(\n&Invora.Billing.Events.v2.Modify.Create\202\323\344\223\002\033\"\026/api/billing/v2/events:\001*'
+  _globals['_EVENTSSERVICE'].methods_by_name['BatchCreate']._loaded_options = None
+  _globals['_EVENTSSERVICE'].methods_by_name['BatchCreate']._serialized_options = b'\342\362\031-\n+Invora.Billing.Events.v2.Modify.BatchCreate\202\323\344\223\002(\"#/api/billing/v2/events/batch-create:\001*'
+  _globals['_GETREQUEST']._serialized_start=276
+  _globals['_GETREQUEST']._serialized_end=393
+  _globals['_GETRESPONSE']._serialized_start=395
+  _globals['_GETRESPONSE']._serialized_end=456
+  _globals['_LISTFILTER']._serialized_start=458
+  _globals['_LISTFILTER']._serialized_end=547
+  _globals['_LISTFILTERPART']._serialized_start=550
+  _globals['_LISTFILTERPART']._serialized_end=740
+  _globals['_LISTSORT']._serialized_start=742
+  _globals['_LISTSORT']._serialized_end=807
+  _globals['_LISTSORTRULE']._serialized_start=809
+  _globals['_LISTSORTRULE']._serialized_end=921
+  _globals['_LISTREQUEST']._serialized_start=924
+  _globals['_LISTREQUEST']._serialized_end=1178
+  _globals['_LISTRESPONSE']._serialized_start=1181
+  _globals['_LISTRESPONSE']._serialized_end=1316
+  _globals['_CREATEREQUEST']._serialized_start=1319
+  _globals['_CREATEREQUEST']._serialized_end=1517
+  _globals['_CREATERESPONSE']._serialized_start=1519
+  _globals['_CREATERESPONSE']._serialized_end=1535
+  _globals['_BATCHCREATEREQUEST']._serialized_start=1537
+  _globals['_BATCHCREATEREQUEST']._serialized_end=1617
+  _globals['_BATCHCREATEEVENT']._serialized_start=1620
+  _globals['_BATCHCREATEEVENT']._serialized_end=1821
+  _globals['_BATCHCREATERESPONSE']._serialized_start=1823
+  _globals['_BATCHCREATERESPONSE']._serialized_end=1844
+  _globals['_EVENT']._serialized_start=1847
+  _globals['_EVENT']._serialized_end=2667
+  _globals['_EVENTSSERVICE']._serialized_start=2670
+  _globals['_EVENTSSERVICE']._serialized_end=3383
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class EventServiceStub:
+class EventsServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,38 +34,38 @@ class EventServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Get = channel.unary_unary(
-                '/invora.billing.events.v2.EventService/Get',
-                request_serializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.events.v2.EventService/List',
+                '/invora.billing.events.v2.EventsService/List',
                 request_serializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/invora.billing.events.v2.EventsService/Get',
+                request_serializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.GetResponse.FromString,
+                _registered_method=True)
         self.Create = channel.unary_unary(
-                '/invora.billing.events.v2.EventService/Create',
+                '/invora.billing.events.v2.EventsService/Create',
                 request_serializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.CreateResponse.FromString,
                 _registered_method=True)
         self.BatchCreate = channel.unary_unary(
-                '/invora.billing.events.v2.EventService/BatchCreate',
+                '/invora.billing.events.v2.EventsService/BatchCreate',
                 request_serializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.BatchCreateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.BatchCreateResponse.FromString,
                 _registered_method=True)
 
 
-class EventServiceServicer:
+class EventsServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Get(self, request, context):
+    def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def List(self, request, context):
+    def Get(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,17 +84,17 @@ class EventServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_EventServiceServicer_to_server(servicer, server):
+def add_EventsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Get': grpc.unary_unary_rpc_method_handler(
-                    servicer.Get,
-                    request_deserializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.GetRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
-            ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
                     request_deserializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.ListRequest.FromString,
                     response_serializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
+            ),
+            'Get': grpc.unary_unary_rpc_method_handler(
+                    servicer.Get,
+                    request_deserializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.GetRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_events_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
             'Create': grpc.unary_unary_rpc_method_handler(
                     servicer.Create,
@@ -108,41 +108,14 @@ def add_EventServiceServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.events.v2.EventService', rpc_method_handlers)
+            'invora.billing.events.v2.EventsService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.events.v2.EventService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.events.v2.EventsService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class EventService:
+class EventsService:
     """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def Get(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.events.v2.EventService/Get',
-            invora_dot_billing_dot_events_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-            invora_dot_billing_dot_events_dot_v2_dot_service__pb2.GetResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def List(request,
@@ -158,9 +131,36 @@ class EventService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.events.v2.EventService/List',
+            '/invora.billing.events.v2.EventsService/List',
             invora_dot_billing_dot_events_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
             invora_dot_billing_dot_events_dot_v2_dot_service__pb2.ListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Get(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.events.v2.EventsService/Get',
+            invora_dot_billing_dot_events_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+            invora_dot_billing_dot_events_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -185,7 +185,7 @@ class EventService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.events.v2.EventService/Create',
+            '/invora.billing.events.v2.EventsService/Create',
             invora_dot_billing_dot_events_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
             invora_dot_billing_dot_events_dot_v2_dot_service__pb2.CreateResponse.FromString,
             options,
@@ -212,7 +212,7 @@ class EventService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.events.v2.EventService/BatchCreate',
+            '/invora.billing.events.v2.EventsService/BatchCreate',
             invora_dot_billing_dot_events_dot_v2_dot_service__pb2.BatchCreateRequest.SerializeToString,
             invora_dot_billing_dot_events_dot_v2_dot_service__pb2.BatchCreateResponse.FromString,
             options,

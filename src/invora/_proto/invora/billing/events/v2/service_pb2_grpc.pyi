@@ -30,38 +30,38 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class EventServiceStub:
+class EventsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> EventServiceAsyncStub: ...
-    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    def __new__(cls, channel: _aio.Channel) -> EventsServiceAsyncStub: ...
     List: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]
+    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
     Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
     BatchCreate: _grpc.UnaryUnaryMultiCallable[_service_pb2.BatchCreateRequest, _service_pb2.BatchCreateResponse]
 
 @_typing.type_check_only
-class EventServiceAsyncStub(EventServiceStub):
+class EventsServiceAsyncStub(EventsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
     BatchCreate: _aio.UnaryUnaryMultiCallable[_service_pb2.BatchCreateRequest, _service_pb2.BatchCreateResponse]  # type: ignore[assignment]
 
-class EventServiceServicer(metaclass=_abc_1.ABCMeta):
-    @_abc_1.abstractmethod
-    def Get(
-        self,
-        request: _service_pb2.GetRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
-
+class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def List(
         self,
         request: _service_pb2.ListRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Get(
+        self,
+        request: _service_pb2.GetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
 
     @_abc_1.abstractmethod
     def Create(
@@ -77,4 +77,4 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.BatchCreateResponse, _abc.Awaitable[_service_pb2.BatchCreateResponse]]: ...
 
-def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+def add_EventsServiceServicer_to_server(servicer: EventsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

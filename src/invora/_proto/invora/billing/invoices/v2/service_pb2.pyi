@@ -12,11 +12,11 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.type import date_pb2 as _date_pb2
 from invora._proto.invora.billing.common.v2 import models_pb2 as _models_pb2
+from invora._proto.kernel import decimal_pb2 as _decimal_pb2
 from invora._proto.kernel import query_pb2 as _query_pb2
 import builtins as _builtins
 import sys
@@ -29,116 +29,37 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _View:
+class _InvoiceExportType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
+class _InvoiceExportTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoiceExportType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    VIEW_UNSPECIFIED: _View.ValueType  # 0
-    VIEW_BASIC: _View.ValueType  # 1
-    VIEW_FULL: _View.ValueType  # 2
+    INVOICE_EXPORT_TYPE_UNSPECIFIED: _InvoiceExportType.ValueType  # 0
+    INVOICE_EXPORT_TYPE_INVOICE_FEES: _InvoiceExportType.ValueType  # 1
+    INVOICE_EXPORT_TYPE_INVOICES: _InvoiceExportType.ValueType  # 2
 
-class View(_View, metaclass=_ViewEnumTypeWrapper): ...
+class InvoiceExportType(_InvoiceExportType, metaclass=_InvoiceExportTypeEnumTypeWrapper): ...
 
-VIEW_UNSPECIFIED: View.ValueType  # 0
-VIEW_BASIC: View.ValueType  # 1
-VIEW_FULL: View.ValueType  # 2
-Global___View: _TypeAlias = View  # noqa: Y015
+INVOICE_EXPORT_TYPE_UNSPECIFIED: InvoiceExportType.ValueType  # 0
+INVOICE_EXPORT_TYPE_INVOICE_FEES: InvoiceExportType.ValueType  # 1
+INVOICE_EXPORT_TYPE_INVOICES: InvoiceExportType.ValueType  # 2
+Global___InvoiceExportType: _TypeAlias = InvoiceExportType  # noqa: Y015
 
-class _InvoiceExportTypeEnum:
+class _InvoiceSettlementType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _InvoiceExportTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoiceExportTypeEnum.ValueType], _builtins.type):
+class _InvoiceSettlementTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoiceSettlementType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    INVOICE_EXPORT_TYPE_ENUM_UNSPECIFIED: _InvoiceExportTypeEnum.ValueType  # 0
-    INVOICE_EXPORT_TYPE_ENUM_INVOICE_FEES: _InvoiceExportTypeEnum.ValueType  # 1
-    INVOICE_EXPORT_TYPE_ENUM_INVOICES: _InvoiceExportTypeEnum.ValueType  # 2
+    INVOICE_SETTLEMENT_TYPE_UNSPECIFIED: _InvoiceSettlementType.ValueType  # 0
+    INVOICE_SETTLEMENT_TYPE_CREDIT_NOTE: _InvoiceSettlementType.ValueType  # 1
 
-class InvoiceExportTypeEnum(_InvoiceExportTypeEnum, metaclass=_InvoiceExportTypeEnumEnumTypeWrapper): ...
+class InvoiceSettlementType(_InvoiceSettlementType, metaclass=_InvoiceSettlementTypeEnumTypeWrapper): ...
 
-INVOICE_EXPORT_TYPE_ENUM_UNSPECIFIED: InvoiceExportTypeEnum.ValueType  # 0
-INVOICE_EXPORT_TYPE_ENUM_INVOICE_FEES: InvoiceExportTypeEnum.ValueType  # 1
-INVOICE_EXPORT_TYPE_ENUM_INVOICES: InvoiceExportTypeEnum.ValueType  # 2
-Global___InvoiceExportTypeEnum: _TypeAlias = InvoiceExportTypeEnum  # noqa: Y015
-
-class _InvoiceSettlementTypeEnum:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _InvoiceSettlementTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InvoiceSettlementTypeEnum.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    INVOICE_SETTLEMENT_TYPE_ENUM_UNSPECIFIED: _InvoiceSettlementTypeEnum.ValueType  # 0
-    INVOICE_SETTLEMENT_TYPE_ENUM_CREDIT_NOTE: _InvoiceSettlementTypeEnum.ValueType  # 1
-
-class InvoiceSettlementTypeEnum(_InvoiceSettlementTypeEnum, metaclass=_InvoiceSettlementTypeEnumEnumTypeWrapper): ...
-
-INVOICE_SETTLEMENT_TYPE_ENUM_UNSPECIFIED: InvoiceSettlementTypeEnum.ValueType  # 0
-INVOICE_SETTLEMENT_TYPE_ENUM_CREDIT_NOTE: InvoiceSettlementTypeEnum.ValueType  # 1
-Global___InvoiceSettlementTypeEnum: _TypeAlias = InvoiceSettlementTypeEnum  # noqa: Y015
-
-@_typing.final
-class CustomerInvoicesRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CustomerInvoicesRequest: _TypeAlias = CustomerInvoicesRequest  # noqa: Y015
-
-@_typing.final
-class CustomerInvoicesResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingInvoice]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[_models_pb2.BillingInvoice] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CustomerInvoicesResponse: _TypeAlias = CustomerInvoicesResponse  # noqa: Y015
+INVOICE_SETTLEMENT_TYPE_UNSPECIFIED: InvoiceSettlementType.ValueType  # 0
+INVOICE_SETTLEMENT_TYPE_CREDIT_NOTE: InvoiceSettlementType.ValueType  # 1
+Global___InvoiceSettlementType: _TypeAlias = InvoiceSettlementType  # noqa: Y015
 
 @_typing.final
 class ListFilter(_message.Message):
@@ -164,26 +85,6 @@ class ListFilter(_message.Message):
 Global___ListFilter: _TypeAlias = ListFilter  # noqa: Y015
 
 @_typing.final
-class ListStatusFilter(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    IN_VALUES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.InvoiceStatusTypeEnum.ValueType]: ...
-    def __init__(
-        self,
-        *,
-        in_values: _abc.Iterable[_models_pb2.InvoiceStatusTypeEnum.ValueType] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["in_values", b"in_values"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListStatusFilter: _TypeAlias = ListStatusFilter  # noqa: Y015
-
-@_typing.final
 class ListFilterPart(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -207,6 +108,86 @@ class ListFilterPart(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
 
 Global___ListFilterPart: _TypeAlias = ListFilterPart  # noqa: Y015
+
+@_typing.final
+class ListStatusFilter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IN_VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.InvoiceStatusType.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        in_values: _abc.Iterable[_models_pb2.InvoiceStatusType.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["in_values", b"in_values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStatusFilter: _TypeAlias = ListStatusFilter  # noqa: Y015
+
+@_typing.final
+class ListInvoiceTypeFilter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IN_VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.InvoiceType.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        in_values: _abc.Iterable[_models_pb2.InvoiceType.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["in_values", b"in_values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInvoiceTypeFilter: _TypeAlias = ListInvoiceTypeFilter  # noqa: Y015
+
+@_typing.final
+class ListPaymentStatusFilter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IN_VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.InvoicePaymentStatusType.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        in_values: _abc.Iterable[_models_pb2.InvoicePaymentStatusType.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["in_values", b"in_values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPaymentStatusFilter: _TypeAlias = ListPaymentStatusFilter  # noqa: Y015
+
+@_typing.final
+class ListSettlementsFilter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IN_VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def in_values(self) -> _containers.RepeatedScalarFieldContainer[Global___InvoiceSettlementType.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        in_values: _abc.Iterable[Global___InvoiceSettlementType.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["in_values", b"in_values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSettlementsFilter: _TypeAlias = ListSettlementsFilter  # noqa: Y015
 
 @_typing.final
 class ListSort(_message.Message):
@@ -250,6 +231,69 @@ class ListSortRule(_message.Message):
 Global___ListSortRule: _TypeAlias = ListSortRule  # noqa: Y015
 
 @_typing.final
+class ListRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def filter(self) -> Global___ListFilter: ...
+    @_builtins.property
+    def sort(self) -> Global___ListSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___ListFilter | None = ...,
+        sort: Global___ListSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRequest: _TypeAlias = ListRequest  # noqa: Y015
+
+@_typing.final
+class ListResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingInvoice]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.BillingInvoice] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
+
+@_typing.final
 class GetRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -257,7 +301,7 @@ class GetRequest(_message.Message):
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
@@ -265,7 +309,7 @@ class GetRequest(_message.Message):
         *,
         id: _builtins.str = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -296,95 +340,7 @@ class GetResponse(_message.Message):
 Global___GetResponse: _TypeAlias = GetResponse  # noqa: Y015
 
 @_typing.final
-class GetCustomSectionRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    view: Global___View.ValueType
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetCustomSectionRequest: _TypeAlias = GetCustomSectionRequest  # noqa: Y015
-
-@_typing.final
-class GetCustomSectionResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSection: ...
-    def __init__(
-        self,
-        *,
-        invoice_custom_section: _models_pb2.InvoiceCustomSection | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice_custom_section", b"invoice_custom_section"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_custom_section", b"invoice_custom_section"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetCustomSectionResponse: _TypeAlias = GetCustomSectionResponse  # noqa: Y015
-
-@_typing.final
-class ListCustomSectionsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListCustomSectionsRequest: _TypeAlias = ListCustomSectionsRequest  # noqa: Y015
-
-@_typing.final
-class ListCustomSectionsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.InvoiceCustomSection]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[_models_pb2.InvoiceCustomSection] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListCustomSectionsResponse: _TypeAlias = ListCustomSectionsResponse  # noqa: Y015
-
-@_typing.final
-class ListRequest(_message.Message):
+class CustomerInvoicesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FILTER_FIELD_NUMBER: _builtins.int
@@ -392,7 +348,7 @@ class ListRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -408,7 +364,7 @@ class ListRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -416,1775 +372,38 @@ class ListRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListRequest: _TypeAlias = ListRequest  # noqa: Y015
+Global___CustomerInvoicesRequest: _TypeAlias = CustomerInvoicesRequest  # noqa: Y015
 
 @_typing.final
-class ListResponse(_message.Message):
+class CustomerInvoicesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEMS_FIELD_NUMBER: _builtins.int
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingInvoice]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.BillingInvoice] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
-Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
-
-@_typing.final
-class ListInvoiceTypeFilter(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    IN_VALUES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.InvoiceTypeEnum.ValueType]: ...
-    def __init__(
-        self,
-        *,
-        in_values: _abc.Iterable[_models_pb2.InvoiceTypeEnum.ValueType] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["in_values", b"in_values"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListInvoiceTypeFilter: _TypeAlias = ListInvoiceTypeFilter  # noqa: Y015
-
-@_typing.final
-class ListPaymentStatusFilter(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    IN_VALUES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.InvoicePaymentStatusTypeEnum.ValueType]: ...
-    def __init__(
-        self,
-        *,
-        in_values: _abc.Iterable[_models_pb2.InvoicePaymentStatusTypeEnum.ValueType] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["in_values", b"in_values"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListPaymentStatusFilter: _TypeAlias = ListPaymentStatusFilter  # noqa: Y015
-
-@_typing.final
-class ListSettlementsFilter(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    IN_VALUES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def in_values(self) -> _containers.RepeatedScalarFieldContainer[Global___InvoiceSettlementTypeEnum.ValueType]: ...
-    def __init__(
-        self,
-        *,
-        in_values: _abc.Iterable[Global___InvoiceSettlementTypeEnum.ValueType] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["in_values", b"in_values"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListSettlementsFilter: _TypeAlias = ListSettlementsFilter  # noqa: Y015
+Global___CustomerInvoicesResponse: _TypeAlias = CustomerInvoicesResponse  # noqa: Y015
 
 @_typing.final
 class CreateRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___CreateInvoiceInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___CreateInvoiceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
-
-@_typing.final
-class CreateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
-
-@_typing.final
-class CreateCustomSectionRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___CreateInvoiceCustomSectionInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___CreateInvoiceCustomSectionInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateCustomSectionRequest: _TypeAlias = CreateCustomSectionRequest  # noqa: Y015
-
-@_typing.final
-class CreateCustomSectionResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSection: ...
-    def __init__(
-        self,
-        *,
-        invoice_custom_section: _models_pb2.InvoiceCustomSection | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice_custom_section", b"invoice_custom_section"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_custom_section", b"invoice_custom_section"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateCustomSectionResponse: _TypeAlias = CreateCustomSectionResponse  # noqa: Y015
-
-@_typing.final
-class CreatesDataExportRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___CreateDataExportsInvoicesInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___CreateDataExportsInvoicesInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreatesDataExportRequest: _TypeAlias = CreatesDataExportRequest  # noqa: Y015
-
-@_typing.final
-class CreatesDataExportResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    DATA_EXPORT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def data_export(self) -> _models_pb2.DataExport: ...
-    def __init__(
-        self,
-        *,
-        data_export: _models_pb2.DataExport | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data_export", b"data_export"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_export", b"data_export"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreatesDataExportResponse: _TypeAlias = CreatesDataExportResponse  # noqa: Y015
-
-@_typing.final
-class DeleteInvoiceCustomSectionRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DestroyInvoiceCustomSectionInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DestroyInvoiceCustomSectionInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteInvoiceCustomSectionRequest: _TypeAlias = DeleteInvoiceCustomSectionRequest  # noqa: Y015
-
-@_typing.final
-class DeleteInvoiceCustomSectionResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteInvoiceCustomSectionResponse: _TypeAlias = DeleteInvoiceCustomSectionResponse  # noqa: Y015
-
-@_typing.final
-class DownloadCustomerPortalInvoiceRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DownloadCustomerPortalInvoiceInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DownloadCustomerPortalInvoiceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DownloadCustomerPortalInvoiceRequest: _TypeAlias = DownloadCustomerPortalInvoiceRequest  # noqa: Y015
-
-@_typing.final
-class DownloadCustomerPortalInvoiceResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DownloadCustomerPortalInvoiceResponse: _TypeAlias = DownloadCustomerPortalInvoiceResponse  # noqa: Y015
-
-@_typing.final
-class DownloadInvoiceRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DownloadInvoiceInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DownloadInvoiceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DownloadInvoiceRequest: _TypeAlias = DownloadInvoiceRequest  # noqa: Y015
-
-@_typing.final
-class DownloadInvoiceResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DownloadInvoiceResponse: _TypeAlias = DownloadInvoiceResponse  # noqa: Y015
-
-@_typing.final
-class DownloadInvoiceXmlRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DownloadXmlInvoiceInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DownloadXmlInvoiceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DownloadInvoiceXmlRequest: _TypeAlias = DownloadInvoiceXmlRequest  # noqa: Y015
-
-@_typing.final
-class DownloadInvoiceXmlResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DownloadInvoiceXmlResponse: _TypeAlias = DownloadInvoiceXmlResponse  # noqa: Y015
-
-@_typing.final
-class FetchDraftInvoiceTaxesRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___FetchDraftInvoiceTaxesRequest: _TypeAlias = FetchDraftInvoiceTaxesRequest  # noqa: Y015
-
-@_typing.final
-class FetchDraftInvoiceTaxesResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaxFeeObject]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[Global___TaxFeeObject] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___FetchDraftInvoiceTaxesResponse: _TypeAlias = FetchDraftInvoiceTaxesResponse  # noqa: Y015
-
-@_typing.final
-class FinalizeAllInvoicesRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___FinalizeAllInvoicesRequest: _TypeAlias = FinalizeAllInvoicesRequest  # noqa: Y015
-
-@_typing.final
-class FinalizeAllInvoicesResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingInvoice]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[_models_pb2.BillingInvoice] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___FinalizeAllInvoicesResponse: _TypeAlias = FinalizeAllInvoicesResponse  # noqa: Y015
-
-@_typing.final
-class FinalizeRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___FinalizeInvoiceInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___FinalizeInvoiceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___FinalizeRequest: _TypeAlias = FinalizeRequest  # noqa: Y015
-
-@_typing.final
-class FinalizeResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___FinalizeResponse: _TypeAlias = FinalizeResponse  # noqa: Y015
-
-@_typing.final
-class LoseInvoiceDisputeRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___LoseInvoiceDisputeInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___LoseInvoiceDisputeInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___LoseInvoiceDisputeRequest: _TypeAlias = LoseInvoiceDisputeRequest  # noqa: Y015
-
-@_typing.final
-class LoseInvoiceDisputeResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___LoseInvoiceDisputeResponse: _TypeAlias = LoseInvoiceDisputeResponse  # noqa: Y015
-
-@_typing.final
-class RefreshInvoiceRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___RefreshInvoiceInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___RefreshInvoiceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RefreshInvoiceRequest: _TypeAlias = RefreshInvoiceRequest  # noqa: Y015
-
-@_typing.final
-class RefreshInvoiceResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RefreshInvoiceResponse: _TypeAlias = RefreshInvoiceResponse  # noqa: Y015
-
-@_typing.final
-class RegenerateFromVoidedRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___RegenerateInvoiceInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___RegenerateInvoiceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RegenerateFromVoidedRequest: _TypeAlias = RegenerateFromVoidedRequest  # noqa: Y015
-
-@_typing.final
-class RegenerateFromVoidedResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RegenerateFromVoidedResponse: _TypeAlias = RegenerateFromVoidedResponse  # noqa: Y015
-
-@_typing.final
-class ResendInvoiceEmailRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___ResendInvoiceEmailInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___ResendInvoiceEmailInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ResendInvoiceEmailRequest: _TypeAlias = ResendInvoiceEmailRequest  # noqa: Y015
-
-@_typing.final
-class ResendInvoiceEmailResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ResendInvoiceEmailResponse: _TypeAlias = ResendInvoiceEmailResponse  # noqa: Y015
-
-@_typing.final
-class RetryAllInvoicePaymentsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryAllInvoicePaymentsRequest: _TypeAlias = RetryAllInvoicePaymentsRequest  # noqa: Y015
-
-@_typing.final
-class RetryAllInvoicePaymentsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingInvoice]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[_models_pb2.BillingInvoice] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryAllInvoicePaymentsResponse: _TypeAlias = RetryAllInvoicePaymentsResponse  # noqa: Y015
-
-@_typing.final
-class RetryAllInvoicesRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryAllInvoicesRequest: _TypeAlias = RetryAllInvoicesRequest  # noqa: Y015
-
-@_typing.final
-class RetryAllInvoicesResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingInvoice]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[_models_pb2.BillingInvoice] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryAllInvoicesResponse: _TypeAlias = RetryAllInvoicesResponse  # noqa: Y015
-
-@_typing.final
-class RetryInvoiceRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___RetryInvoiceInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___RetryInvoiceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryInvoiceRequest: _TypeAlias = RetryInvoiceRequest  # noqa: Y015
-
-@_typing.final
-class RetryInvoiceResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryInvoiceResponse: _TypeAlias = RetryInvoiceResponse  # noqa: Y015
-
-@_typing.final
-class RetryInvoicePaymentRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___RetryInvoicePaymentInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___RetryInvoicePaymentInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryInvoicePaymentRequest: _TypeAlias = RetryInvoicePaymentRequest  # noqa: Y015
-
-@_typing.final
-class RetryInvoicePaymentResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryInvoicePaymentResponse: _TypeAlias = RetryInvoicePaymentResponse  # noqa: Y015
-
-@_typing.final
-class RetryTaxProviderVoidingRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___RetryTaxProviderVoidingInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___RetryTaxProviderVoidingInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryTaxProviderVoidingRequest: _TypeAlias = RetryTaxProviderVoidingRequest  # noqa: Y015
-
-@_typing.final
-class RetryTaxProviderVoidingResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryTaxProviderVoidingResponse: _TypeAlias = RetryTaxProviderVoidingResponse  # noqa: Y015
-
-@_typing.final
-class SyncHubspotIntegrationInvoiceRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___SyncHubspotIntegrationInvoiceInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___SyncHubspotIntegrationInvoiceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SyncHubspotIntegrationInvoiceRequest: _TypeAlias = SyncHubspotIntegrationInvoiceRequest  # noqa: Y015
-
-@_typing.final
-class SyncHubspotIntegrationInvoiceResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    SYNC_HUBSPOT_INVOICE_PAYLOAD_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def sync_hubspot_invoice_payload(self) -> Global___SyncHubspotInvoicePayload: ...
-    def __init__(
-        self,
-        *,
-        sync_hubspot_invoice_payload: Global___SyncHubspotInvoicePayload | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["sync_hubspot_invoice_payload", b"sync_hubspot_invoice_payload"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sync_hubspot_invoice_payload", b"sync_hubspot_invoice_payload"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SyncHubspotIntegrationInvoiceResponse: _TypeAlias = SyncHubspotIntegrationInvoiceResponse  # noqa: Y015
-
-@_typing.final
-class SyncIntegrationInvoiceRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___SyncIntegrationInvoiceInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___SyncIntegrationInvoiceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SyncIntegrationInvoiceRequest: _TypeAlias = SyncIntegrationInvoiceRequest  # noqa: Y015
-
-@_typing.final
-class SyncIntegrationInvoiceResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    SYNC_INTEGRATION_INVOICE_PAYLOAD_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def sync_integration_invoice_payload(self) -> Global___SyncIntegrationInvoicePayload: ...
-    def __init__(
-        self,
-        *,
-        sync_integration_invoice_payload: Global___SyncIntegrationInvoicePayload | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["sync_integration_invoice_payload", b"sync_integration_invoice_payload"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sync_integration_invoice_payload", b"sync_integration_invoice_payload"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SyncIntegrationInvoiceResponse: _TypeAlias = SyncIntegrationInvoiceResponse  # noqa: Y015
-
-@_typing.final
-class SyncSalesforceInvoiceRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___SyncSalesforceInvoiceInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___SyncSalesforceInvoiceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SyncSalesforceInvoiceRequest: _TypeAlias = SyncSalesforceInvoiceRequest  # noqa: Y015
-
-@_typing.final
-class SyncSalesforceInvoiceResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    SYNC_SALESFORCE_INVOICE_PAYLOAD_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def sync_salesforce_invoice_payload(self) -> Global___SyncSalesforceInvoicePayload: ...
-    def __init__(
-        self,
-        *,
-        sync_salesforce_invoice_payload: Global___SyncSalesforceInvoicePayload | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["sync_salesforce_invoice_payload", b"sync_salesforce_invoice_payload"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sync_salesforce_invoice_payload", b"sync_salesforce_invoice_payload"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SyncSalesforceInvoiceResponse: _TypeAlias = SyncSalesforceInvoiceResponse  # noqa: Y015
-
-@_typing.final
-class UpdateRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateInvoiceInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateInvoiceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
-
-@_typing.final
-class UpdateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
-
-@_typing.final
-class UpdateInvoiceCustomSectionRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateInvoiceCustomSectionInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateInvoiceCustomSectionInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateInvoiceCustomSectionRequest: _TypeAlias = UpdateInvoiceCustomSectionRequest  # noqa: Y015
-
-@_typing.final
-class UpdateInvoiceCustomSectionResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSection: ...
-    def __init__(
-        self,
-        *,
-        invoice_custom_section: _models_pb2.InvoiceCustomSection | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice_custom_section", b"invoice_custom_section"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_custom_section", b"invoice_custom_section"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateInvoiceCustomSectionResponse: _TypeAlias = UpdateInvoiceCustomSectionResponse  # noqa: Y015
-
-@_typing.final
-class VoidInvoiceRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___VoidInvoiceInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___VoidInvoiceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___VoidInvoiceRequest: _TypeAlias = VoidInvoiceRequest  # noqa: Y015
-
-@_typing.final
-class VoidInvoiceResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def invoice(self) -> _models_pb2.BillingInvoice: ...
-    def __init__(
-        self,
-        *,
-        invoice: _models_pb2.BillingInvoice | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___VoidInvoiceResponse: _TypeAlias = VoidInvoiceResponse  # noqa: Y015
-
-@_typing.final
-class VoidInvoiceInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CREDIT_AMOUNT_FIELD_NUMBER: _builtins.int
-    GENERATE_CREDIT_NOTE_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    REFUND_AMOUNT_FIELD_NUMBER: _builtins.int
-    credit_amount: _builtins.int
-    generate_credit_note: _builtins.bool
-    id: _builtins.str
-    refund_amount: _builtins.int
-    def __init__(
-        self,
-        *,
-        credit_amount: _builtins.int | None = ...,
-        generate_credit_note: _builtins.bool | None = ...,
-        id: _builtins.str = ...,
-        refund_amount: _builtins.int | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_credit_amount", b"_credit_amount", "_generate_credit_note", b"_generate_credit_note", "_refund_amount", b"_refund_amount", "credit_amount", b"credit_amount", "generate_credit_note", b"generate_credit_note", "refund_amount", b"refund_amount"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_amount", b"_credit_amount", "_generate_credit_note", b"_generate_credit_note", "_refund_amount", b"_refund_amount", "credit_amount", b"credit_amount", "generate_credit_note", b"generate_credit_note", "id", b"id", "refund_amount", b"refund_amount"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__credit_amount: _TypeAlias = _typing.Literal["credit_amount"]  # noqa: Y015
-    _WhichOneofArgType__credit_amount: _TypeAlias = _typing.Literal["_credit_amount", b"_credit_amount"]  # noqa: Y015
-    _WhichOneofReturnType__generate_credit_note: _TypeAlias = _typing.Literal["generate_credit_note"]  # noqa: Y015
-    _WhichOneofArgType__generate_credit_note: _TypeAlias = _typing.Literal["_generate_credit_note", b"_generate_credit_note"]  # noqa: Y015
-    _WhichOneofReturnType__refund_amount: _TypeAlias = _typing.Literal["refund_amount"]  # noqa: Y015
-    _WhichOneofArgType__refund_amount: _TypeAlias = _typing.Literal["_refund_amount", b"_refund_amount"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__credit_amount) -> _WhichOneofReturnType__credit_amount | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__generate_credit_note) -> _WhichOneofReturnType__generate_credit_note | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__refund_amount) -> _WhichOneofReturnType__refund_amount | None: ...
-
-Global___VoidInvoiceInput: _TypeAlias = VoidInvoiceInput  # noqa: Y015
-
-@_typing.final
-class UpdateInvoiceCustomSectionInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CODE_FIELD_NUMBER: _builtins.int
-    DESCRIPTION_FIELD_NUMBER: _builtins.int
-    DETAILS_FIELD_NUMBER: _builtins.int
-    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    code: _builtins.str
-    description: _builtins.str
-    details: _builtins.str
-    display_name: _builtins.str
-    id: _builtins.str
-    name: _builtins.str
-    def __init__(
-        self,
-        *,
-        code: _builtins.str | None = ...,
-        description: _builtins.str | None = ...,
-        details: _builtins.str | None = ...,
-        display_name: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        name: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_description", b"_description", "_details", b"_details", "_display_name", b"_display_name", "_name", b"_name", "code", b"code", "description", b"description", "details", b"details", "display_name", b"display_name", "name", b"name"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_description", b"_description", "_details", b"_details", "_display_name", b"_display_name", "_name", b"_name", "code", b"code", "description", b"description", "details", b"details", "display_name", b"display_name", "id", b"id", "name", b"name"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
-    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
-    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
-    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
-    _WhichOneofReturnType__details: _TypeAlias = _typing.Literal["details"]  # noqa: Y015
-    _WhichOneofArgType__details: _TypeAlias = _typing.Literal["_details", b"_details"]  # noqa: Y015
-    _WhichOneofReturnType__display_name: _TypeAlias = _typing.Literal["display_name"]  # noqa: Y015
-    _WhichOneofArgType__display_name: _TypeAlias = _typing.Literal["_display_name", b"_display_name"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__details) -> _WhichOneofReturnType__details | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__display_name) -> _WhichOneofReturnType__display_name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-
-Global___UpdateInvoiceCustomSectionInput: _TypeAlias = UpdateInvoiceCustomSectionInput  # noqa: Y015
-
-@_typing.final
-class UpdateInvoiceInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
-    PAYMENT_STATUS_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    payment_status: _models_pb2.InvoicePaymentStatusTypeEnum.ValueType
-    @_builtins.property
-    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___InvoiceMetadataInput]: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        metadata: _abc.Iterable[Global___InvoiceMetadataInput] | None = ...,
-        payment_status: _models_pb2.InvoicePaymentStatusTypeEnum.ValueType | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_payment_status", b"_payment_status", "payment_status", b"payment_status"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_payment_status", b"_payment_status", "id", b"id", "metadata", b"metadata", "payment_status", b"payment_status"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__payment_status: _TypeAlias = _typing.Literal["payment_status"]  # noqa: Y015
-    _WhichOneofArgType__payment_status: _TypeAlias = _typing.Literal["_payment_status", b"_payment_status"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_status) -> _WhichOneofReturnType__payment_status | None: ...
-
-Global___UpdateInvoiceInput: _TypeAlias = UpdateInvoiceInput  # noqa: Y015
-
-@_typing.final
-class InvoiceMetadataInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    KEY_FIELD_NUMBER: _builtins.int
-    VALUE_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    key: _builtins.str
-    value: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str | None = ...,
-        key: _builtins.str = ...,
-        value: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id", "key", b"key", "value", b"value"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
-    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
-
-Global___InvoiceMetadataInput: _TypeAlias = InvoiceMetadataInput  # noqa: Y015
-
-@_typing.final
-class SyncSalesforceInvoiceInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    invoice_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        invoice_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SyncSalesforceInvoiceInput: _TypeAlias = SyncSalesforceInvoiceInput  # noqa: Y015
-
-@_typing.final
-class SyncSalesforceInvoicePayload(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    invoice_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        invoice_id: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id", "invoice_id", b"invoice_id"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id", "invoice_id", b"invoice_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__invoice_id: _TypeAlias = _typing.Literal["invoice_id"]  # noqa: Y015
-    _WhichOneofArgType__invoice_id: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_id) -> _WhichOneofReturnType__invoice_id | None: ...
-
-Global___SyncSalesforceInvoicePayload: _TypeAlias = SyncSalesforceInvoicePayload  # noqa: Y015
-
-@_typing.final
-class SyncIntegrationInvoiceInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    invoice_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        invoice_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SyncIntegrationInvoiceInput: _TypeAlias = SyncIntegrationInvoiceInput  # noqa: Y015
-
-@_typing.final
-class SyncIntegrationInvoicePayload(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    invoice_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        invoice_id: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id", "invoice_id", b"invoice_id"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id", "invoice_id", b"invoice_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__invoice_id: _TypeAlias = _typing.Literal["invoice_id"]  # noqa: Y015
-    _WhichOneofArgType__invoice_id: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_id) -> _WhichOneofReturnType__invoice_id | None: ...
-
-Global___SyncIntegrationInvoicePayload: _TypeAlias = SyncIntegrationInvoicePayload  # noqa: Y015
-
-@_typing.final
-class SyncHubspotIntegrationInvoiceInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    invoice_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        invoice_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SyncHubspotIntegrationInvoiceInput: _TypeAlias = SyncHubspotIntegrationInvoiceInput  # noqa: Y015
-
-@_typing.final
-class SyncHubspotInvoicePayload(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    invoice_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        invoice_id: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id", "invoice_id", b"invoice_id"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id", "invoice_id", b"invoice_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__invoice_id: _TypeAlias = _typing.Literal["invoice_id"]  # noqa: Y015
-    _WhichOneofArgType__invoice_id: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_id) -> _WhichOneofReturnType__invoice_id | None: ...
-
-Global___SyncHubspotInvoicePayload: _TypeAlias = SyncHubspotInvoicePayload  # noqa: Y015
-
-@_typing.final
-class RetryTaxProviderVoidingInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryTaxProviderVoidingInput: _TypeAlias = RetryTaxProviderVoidingInput  # noqa: Y015
-
-@_typing.final
-class RetryInvoicePaymentInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    @_builtins.property
-    def payment_method(self) -> _models_pb2.PaymentMethodReferenceInput: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method", "payment_method", b"payment_method"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method", "id", b"id", "payment_method", b"payment_method"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__payment_method: _TypeAlias = _typing.Literal["payment_method"]  # noqa: Y015
-    _WhichOneofArgType__payment_method: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_method) -> _WhichOneofReturnType__payment_method | None: ...
-
-Global___RetryInvoicePaymentInput: _TypeAlias = RetryInvoicePaymentInput  # noqa: Y015
-
-@_typing.final
-class RetryInvoiceInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryInvoiceInput: _TypeAlias = RetryInvoiceInput  # noqa: Y015
-
-@_typing.final
-class RetryAllInvoicesInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryAllInvoicesInput: _TypeAlias = RetryAllInvoicesInput  # noqa: Y015
-
-@_typing.final
-class RetryAllInvoicePaymentsInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryAllInvoicePaymentsInput: _TypeAlias = RetryAllInvoicePaymentsInput  # noqa: Y015
-
-@_typing.final
-class ResendInvoiceEmailInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    BCC_FIELD_NUMBER: _builtins.int
-    CC_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    TO_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    @_builtins.property
-    def bcc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def cc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def to(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    def __init__(
-        self,
-        *,
-        bcc: _abc.Iterable[_builtins.str] | None = ...,
-        cc: _abc.Iterable[_builtins.str] | None = ...,
-        id: _builtins.str = ...,
-        to: _abc.Iterable[_builtins.str] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bcc", b"bcc", "cc", b"cc", "id", b"id", "to", b"to"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ResendInvoiceEmailInput: _TypeAlias = ResendInvoiceEmailInput  # noqa: Y015
-
-@_typing.final
-class RegenerateInvoiceInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FEES_FIELD_NUMBER: _builtins.int
-    VOIDED_INVOICE_ID_FIELD_NUMBER: _builtins.int
-    voided_invoice_id: _builtins.str
-    @_builtins.property
-    def fees(self) -> _containers.RepeatedCompositeFieldContainer[Global___VoidedInvoiceFeeInput]: ...
-    def __init__(
-        self,
-        *,
-        fees: _abc.Iterable[Global___VoidedInvoiceFeeInput] | None = ...,
-        voided_invoice_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fees", b"fees", "voided_invoice_id", b"voided_invoice_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RegenerateInvoiceInput: _TypeAlias = RegenerateInvoiceInput  # noqa: Y015
-
-@_typing.final
-class VoidedInvoiceFeeInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ADD_ON_ID_FIELD_NUMBER: _builtins.int
-    CHARGE_FILTER_ID_FIELD_NUMBER: _builtins.int
-    CHARGE_ID_FIELD_NUMBER: _builtins.int
-    DESCRIPTION_FIELD_NUMBER: _builtins.int
-    FIXED_CHARGE_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
-    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
-    UNIT_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
-    UNITS_FIELD_NUMBER: _builtins.int
-    add_on_id: _builtins.str
-    charge_filter_id: _builtins.str
-    charge_id: _builtins.str
-    description: _builtins.str
-    fixed_charge_id: _builtins.str
-    id: _builtins.str
-    invoice_display_name: _builtins.str
-    subscription_id: _builtins.str
-    unit_amount_cents: _builtins.int
-    units: _builtins.float
-    def __init__(
-        self,
-        *,
-        add_on_id: _builtins.str | None = ...,
-        charge_filter_id: _builtins.str | None = ...,
-        charge_id: _builtins.str | None = ...,
-        description: _builtins.str | None = ...,
-        fixed_charge_id: _builtins.str | None = ...,
-        id: _builtins.str | None = ...,
-        invoice_display_name: _builtins.str | None = ...,
-        subscription_id: _builtins.str | None = ...,
-        unit_amount_cents: _builtins.int | None = ...,
-        units: _builtins.float | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_add_on_id", b"_add_on_id", "_charge_filter_id", b"_charge_filter_id", "_charge_id", b"_charge_id", "_description", b"_description", "_fixed_charge_id", b"_fixed_charge_id", "_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_subscription_id", b"_subscription_id", "_unit_amount_cents", b"_unit_amount_cents", "_units", b"_units", "add_on_id", b"add_on_id", "charge_filter_id", b"charge_filter_id", "charge_id", b"charge_id", "description", b"description", "fixed_charge_id", b"fixed_charge_id", "id", b"id", "invoice_display_name", b"invoice_display_name", "subscription_id", b"subscription_id", "unit_amount_cents", b"unit_amount_cents", "units", b"units"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_add_on_id", b"_add_on_id", "_charge_filter_id", b"_charge_filter_id", "_charge_id", b"_charge_id", "_description", b"_description", "_fixed_charge_id", b"_fixed_charge_id", "_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_subscription_id", b"_subscription_id", "_unit_amount_cents", b"_unit_amount_cents", "_units", b"_units", "add_on_id", b"add_on_id", "charge_filter_id", b"charge_filter_id", "charge_id", b"charge_id", "description", b"description", "fixed_charge_id", b"fixed_charge_id", "id", b"id", "invoice_display_name", b"invoice_display_name", "subscription_id", b"subscription_id", "unit_amount_cents", b"unit_amount_cents", "units", b"units"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__add_on_id: _TypeAlias = _typing.Literal["add_on_id"]  # noqa: Y015
-    _WhichOneofArgType__add_on_id: _TypeAlias = _typing.Literal["_add_on_id", b"_add_on_id"]  # noqa: Y015
-    _WhichOneofReturnType__charge_filter_id: _TypeAlias = _typing.Literal["charge_filter_id"]  # noqa: Y015
-    _WhichOneofArgType__charge_filter_id: _TypeAlias = _typing.Literal["_charge_filter_id", b"_charge_filter_id"]  # noqa: Y015
-    _WhichOneofReturnType__charge_id: _TypeAlias = _typing.Literal["charge_id"]  # noqa: Y015
-    _WhichOneofArgType__charge_id: _TypeAlias = _typing.Literal["_charge_id", b"_charge_id"]  # noqa: Y015
-    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
-    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
-    _WhichOneofReturnType__fixed_charge_id: _TypeAlias = _typing.Literal["fixed_charge_id"]  # noqa: Y015
-    _WhichOneofArgType__fixed_charge_id: _TypeAlias = _typing.Literal["_fixed_charge_id", b"_fixed_charge_id"]  # noqa: Y015
-    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
-    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
-    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
-    _WhichOneofReturnType__subscription_id: _TypeAlias = _typing.Literal["subscription_id"]  # noqa: Y015
-    _WhichOneofArgType__subscription_id: _TypeAlias = _typing.Literal["_subscription_id", b"_subscription_id"]  # noqa: Y015
-    _WhichOneofReturnType__unit_amount_cents: _TypeAlias = _typing.Literal["unit_amount_cents"]  # noqa: Y015
-    _WhichOneofArgType__unit_amount_cents: _TypeAlias = _typing.Literal["_unit_amount_cents", b"_unit_amount_cents"]  # noqa: Y015
-    _WhichOneofReturnType__units: _TypeAlias = _typing.Literal["units"]  # noqa: Y015
-    _WhichOneofArgType__units: _TypeAlias = _typing.Literal["_units", b"_units"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__add_on_id) -> _WhichOneofReturnType__add_on_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__charge_filter_id) -> _WhichOneofReturnType__charge_filter_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__charge_id) -> _WhichOneofReturnType__charge_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__fixed_charge_id) -> _WhichOneofReturnType__fixed_charge_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__subscription_id) -> _WhichOneofReturnType__subscription_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__unit_amount_cents) -> _WhichOneofReturnType__unit_amount_cents | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__units) -> _WhichOneofReturnType__units | None: ...
-
-Global___VoidedInvoiceFeeInput: _TypeAlias = VoidedInvoiceFeeInput  # noqa: Y015
-
-@_typing.final
-class RefreshInvoiceInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RefreshInvoiceInput: _TypeAlias = RefreshInvoiceInput  # noqa: Y015
-
-@_typing.final
-class LoseInvoiceDisputeInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___LoseInvoiceDisputeInput: _TypeAlias = LoseInvoiceDisputeInput  # noqa: Y015
-
-@_typing.final
-class FinalizeInvoiceInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___FinalizeInvoiceInput: _TypeAlias = FinalizeInvoiceInput  # noqa: Y015
-
-@_typing.final
-class FinalizeAllInvoicesInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___FinalizeAllInvoicesInput: _TypeAlias = FinalizeAllInvoicesInput  # noqa: Y015
-
-@_typing.final
-class InvoiceCollection(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    COLLECTION_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def collection(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingInvoice]: ...
-    @_builtins.property
-    def metadata(self) -> _models_pb2.CollectionMetadata: ...
-    def __init__(
-        self,
-        *,
-        collection: _abc.Iterable[_models_pb2.BillingInvoice] | None = ...,
-        metadata: _models_pb2.CollectionMetadata | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "metadata", b"metadata"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___InvoiceCollection: _TypeAlias = InvoiceCollection  # noqa: Y015
-
-@_typing.final
-class FetchDraftInvoiceTaxesInput(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CURRENCY_FIELD_NUMBER: _builtins.int
@@ -2233,7 +452,106 @@ class FetchDraftInvoiceTaxesInput(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__voided_invoice_id) -> _WhichOneofReturnType__voided_invoice_id | None: ...
 
-Global___FetchDraftInvoiceTaxesInput: _TypeAlias = FetchDraftInvoiceTaxesInput  # noqa: Y015
+Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
+
+@_typing.final
+class CreateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: _models_pb2.BillingInvoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
+
+@_typing.final
+class InvoiceMetadataInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    key: _builtins.str
+    value: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str | None = ...,
+        key: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id", "key", b"key", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
+    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
+
+Global___InvoiceMetadataInput: _TypeAlias = InvoiceMetadataInput  # noqa: Y015
+
+@_typing.final
+class UpdateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    PAYMENT_STATUS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    payment_status: _models_pb2.InvoicePaymentStatusType.ValueType
+    @_builtins.property
+    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___InvoiceMetadataInput]: ...
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        metadata: _abc.Iterable[Global___InvoiceMetadataInput] | None = ...,
+        payment_status: _models_pb2.InvoicePaymentStatusType.ValueType | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_payment_status", b"_payment_status", "payment_status", b"payment_status", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_payment_status", b"_payment_status", "id", b"id", "metadata", b"metadata", "payment_status", b"payment_status", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__payment_status: _TypeAlias = _typing.Literal["payment_status"]  # noqa: Y015
+    _WhichOneofArgType__payment_status: _TypeAlias = _typing.Literal["_payment_status", b"_payment_status"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_status) -> _WhichOneofReturnType__payment_status | None: ...
+
+Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: _models_pb2.BillingInvoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
 
 @_typing.final
 class FeeInput(_message.Message):
@@ -2253,13 +571,14 @@ class FeeInput(_message.Message):
     invoice_display_name: _builtins.str
     name: _builtins.str
     unit_amount_cents: _builtins.int
-    units: _builtins.float
     @_builtins.property
     def from_datetime(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def to_datetime(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
@@ -2271,7 +590,7 @@ class FeeInput(_message.Message):
         tax_codes: _abc.Iterable[_builtins.str] | None = ...,
         to_datetime: _timestamp_pb2.Timestamp | None = ...,
         unit_amount_cents: _builtins.int | None = ...,
-        units: _builtins.float | None = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_add_on_id", b"_add_on_id", "_description", b"_description", "_invoice_display_name", b"_invoice_display_name", "_name", b"_name", "_unit_amount_cents", b"_unit_amount_cents", "_units", b"_units", "add_on_id", b"add_on_id", "description", b"description", "from_datetime", b"from_datetime", "invoice_display_name", b"invoice_display_name", "name", b"name", "to_datetime", b"to_datetime", "unit_amount_cents", b"unit_amount_cents", "units", b"units"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -2305,28 +624,76 @@ class FeeInput(_message.Message):
 Global___FeeInput: _TypeAlias = FeeInput  # noqa: Y015
 
 @_typing.final
-class TaxFeeObjectCollection(_message.Message):
+class FetchDraftInvoiceTaxesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    COLLECTION_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    FEES_FIELD_NUMBER: _builtins.int
+    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
+    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
+    VOIDED_INVOICE_ID_FIELD_NUMBER: _builtins.int
+    currency: _models_pb2.CurrencyEnum.ValueType
+    customer_id: _builtins.str
+    voided_invoice_id: _builtins.str
     @_builtins.property
-    def collection(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaxFeeObject]: ...
+    def fees(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeeInput]: ...
     @_builtins.property
-    def metadata(self) -> _models_pb2.CollectionMetadata: ...
+    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSectionsReferenceInput: ...
+    @_builtins.property
+    def payment_method(self) -> _models_pb2.PaymentMethodReferenceInput: ...
     def __init__(
         self,
         *,
-        collection: _abc.Iterable[Global___TaxFeeObject] | None = ...,
-        metadata: _models_pb2.CollectionMetadata | None = ...,
+        currency: _models_pb2.CurrencyEnum.ValueType | None = ...,
+        customer_id: _builtins.str = ...,
+        fees: _abc.Iterable[Global___FeeInput] | None = ...,
+        invoice_custom_section: _models_pb2.InvoiceCustomSectionsReferenceInput | None = ...,
+        payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
+        voided_invoice_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_currency", b"_currency", "_invoice_custom_section", b"_invoice_custom_section", "_payment_method", b"_payment_method", "_voided_invoice_id", b"_voided_invoice_id", "currency", b"currency", "invoice_custom_section", b"invoice_custom_section", "payment_method", b"payment_method", "voided_invoice_id", b"voided_invoice_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "metadata", b"metadata"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_currency", b"_currency", "_invoice_custom_section", b"_invoice_custom_section", "_payment_method", b"_payment_method", "_voided_invoice_id", b"_voided_invoice_id", "currency", b"currency", "customer_id", b"customer_id", "fees", b"fees", "invoice_custom_section", b"invoice_custom_section", "payment_method", b"payment_method", "voided_invoice_id", b"voided_invoice_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__currency: _TypeAlias = _typing.Literal["currency"]  # noqa: Y015
+    _WhichOneofArgType__currency: _TypeAlias = _typing.Literal["_currency", b"_currency"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_custom_section: _TypeAlias = _typing.Literal["invoice_custom_section"]  # noqa: Y015
+    _WhichOneofArgType__invoice_custom_section: _TypeAlias = _typing.Literal["_invoice_custom_section", b"_invoice_custom_section"]  # noqa: Y015
+    _WhichOneofReturnType__payment_method: _TypeAlias = _typing.Literal["payment_method"]  # noqa: Y015
+    _WhichOneofArgType__payment_method: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method"]  # noqa: Y015
+    _WhichOneofReturnType__voided_invoice_id: _TypeAlias = _typing.Literal["voided_invoice_id"]  # noqa: Y015
+    _WhichOneofArgType__voided_invoice_id: _TypeAlias = _typing.Literal["_voided_invoice_id", b"_voided_invoice_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__currency) -> _WhichOneofReturnType__currency | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_custom_section) -> _WhichOneofReturnType__invoice_custom_section | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_method) -> _WhichOneofReturnType__payment_method | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__voided_invoice_id) -> _WhichOneofReturnType__voided_invoice_id | None: ...
+
+Global___FetchDraftInvoiceTaxesRequest: _TypeAlias = FetchDraftInvoiceTaxesRequest  # noqa: Y015
+
+@_typing.final
+class FetchDraftInvoiceTaxesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaxFeeObject]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___TaxFeeObject] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___TaxFeeObjectCollection: _TypeAlias = TaxFeeObjectCollection  # noqa: Y015
+Global___FetchDraftInvoiceTaxesResponse: _TypeAlias = FetchDraftInvoiceTaxesResponse  # noqa: Y015
 
 @_typing.final
 class TaxFeeObject(_message.Message):
@@ -2384,17 +751,18 @@ class TaxBreakdownObject(_message.Message):
     RATE_FIELD_NUMBER: _builtins.int
     TAX_AMOUNT_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
-    enumed_tax_code: _models_pb2.InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType
+    enumed_tax_code: _models_pb2.InvoiceAppliedTaxOnWholeInvoiceCode.ValueType
     name: _builtins.str
-    rate: _builtins.float
     tax_amount: _builtins.int
     type: _builtins.str
+    @_builtins.property
+    def rate(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
-        enumed_tax_code: _models_pb2.InvoiceAppliedTaxOnWholeInvoiceCodeEnum.ValueType | None = ...,
+        enumed_tax_code: _models_pb2.InvoiceAppliedTaxOnWholeInvoiceCode.ValueType | None = ...,
         name: _builtins.str | None = ...,
-        rate: _builtins.float | None = ...,
+        rate: _decimal_pb2.DecimalValue | None = ...,
         tax_amount: _builtins.int | None = ...,
         type: _builtins.str | None = ...,
     ) -> None: ...
@@ -2426,7 +794,7 @@ class TaxBreakdownObject(_message.Message):
 Global___TaxBreakdownObject: _TypeAlias = TaxBreakdownObject  # noqa: Y015
 
 @_typing.final
-class DownloadXmlInvoiceInput(_message.Message):
+class FinalizeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -2442,10 +810,132 @@ class DownloadXmlInvoiceInput(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DownloadXmlInvoiceInput: _TypeAlias = DownloadXmlInvoiceInput  # noqa: Y015
+Global___FinalizeRequest: _TypeAlias = FinalizeRequest  # noqa: Y015
 
 @_typing.final
-class DownloadInvoiceInput(_message.Message):
+class FinalizeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: _models_pb2.BillingInvoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinalizeResponse: _TypeAlias = FinalizeResponse  # noqa: Y015
+
+@_typing.final
+class FinalizeAllInvoicesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_IDS_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    dry_run: _builtins.bool
+    @_builtins.property
+    def invoice_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        invoice_ids: _abc.Iterable[_builtins.str] | None = ...,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "invoice_ids", b"invoice_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinalizeAllInvoicesRequest: _TypeAlias = FinalizeAllInvoicesRequest  # noqa: Y015
+
+@_typing.final
+class FinalizeAllInvoicesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingInvoice]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.BillingInvoice] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinalizeAllInvoicesResponse: _TypeAlias = FinalizeAllInvoicesResponse  # noqa: Y015
+
+@_typing.final
+class VoidInvoiceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CREDIT_AMOUNT_FIELD_NUMBER: _builtins.int
+    GENERATE_CREDIT_NOTE_FIELD_NUMBER: _builtins.int
+    REFUND_AMOUNT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    credit_amount: _builtins.int
+    generate_credit_note: _builtins.bool
+    refund_amount: _builtins.int
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        credit_amount: _builtins.int | None = ...,
+        generate_credit_note: _builtins.bool | None = ...,
+        refund_amount: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_credit_amount", b"_credit_amount", "_generate_credit_note", b"_generate_credit_note", "_refund_amount", b"_refund_amount", "credit_amount", b"credit_amount", "generate_credit_note", b"generate_credit_note", "refund_amount", b"refund_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_credit_amount", b"_credit_amount", "_generate_credit_note", b"_generate_credit_note", "_refund_amount", b"_refund_amount", "credit_amount", b"credit_amount", "generate_credit_note", b"generate_credit_note", "id", b"id", "refund_amount", b"refund_amount"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__credit_amount: _TypeAlias = _typing.Literal["credit_amount"]  # noqa: Y015
+    _WhichOneofArgType__credit_amount: _TypeAlias = _typing.Literal["_credit_amount", b"_credit_amount"]  # noqa: Y015
+    _WhichOneofReturnType__generate_credit_note: _TypeAlias = _typing.Literal["generate_credit_note"]  # noqa: Y015
+    _WhichOneofArgType__generate_credit_note: _TypeAlias = _typing.Literal["_generate_credit_note", b"_generate_credit_note"]  # noqa: Y015
+    _WhichOneofReturnType__refund_amount: _TypeAlias = _typing.Literal["refund_amount"]  # noqa: Y015
+    _WhichOneofArgType__refund_amount: _TypeAlias = _typing.Literal["_refund_amount", b"_refund_amount"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__credit_amount) -> _WhichOneofReturnType__credit_amount | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__generate_credit_note) -> _WhichOneofReturnType__generate_credit_note | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__refund_amount) -> _WhichOneofReturnType__refund_amount | None: ...
+
+Global___VoidInvoiceRequest: _TypeAlias = VoidInvoiceRequest  # noqa: Y015
+
+@_typing.final
+class VoidInvoiceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: _models_pb2.BillingInvoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VoidInvoiceResponse: _TypeAlias = VoidInvoiceResponse  # noqa: Y015
+
+@_typing.final
+class LoseInvoiceDisputeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -2461,10 +951,30 @@ class DownloadInvoiceInput(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DownloadInvoiceInput: _TypeAlias = DownloadInvoiceInput  # noqa: Y015
+Global___LoseInvoiceDisputeRequest: _TypeAlias = LoseInvoiceDisputeRequest  # noqa: Y015
 
 @_typing.final
-class DownloadCustomerPortalInvoiceInput(_message.Message):
+class LoseInvoiceDisputeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: _models_pb2.BillingInvoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoseInvoiceDisputeResponse: _TypeAlias = LoseInvoiceDisputeResponse  # noqa: Y015
+
+@_typing.final
+class RefreshInvoiceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -2480,73 +990,533 @@ class DownloadCustomerPortalInvoiceInput(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DownloadCustomerPortalInvoiceInput: _TypeAlias = DownloadCustomerPortalInvoiceInput  # noqa: Y015
+Global___RefreshInvoiceRequest: _TypeAlias = RefreshInvoiceRequest  # noqa: Y015
 
 @_typing.final
-class DestroyInvoiceCustomSectionInput(_message.Message):
+class RefreshInvoiceResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
     def __init__(
         self,
         *,
-        id: _builtins.str = ...,
+        invoice: _models_pb2.BillingInvoice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DestroyInvoiceCustomSectionInput: _TypeAlias = DestroyInvoiceCustomSectionInput  # noqa: Y015
+Global___RefreshInvoiceResponse: _TypeAlias = RefreshInvoiceResponse  # noqa: Y015
 
 @_typing.final
-class DestroyInvoiceCustomSectionPayload(_message.Message):
+class VoidedInvoiceFeeInput(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    ADD_ON_ID_FIELD_NUMBER: _builtins.int
+    CHARGE_FILTER_ID_FIELD_NUMBER: _builtins.int
+    CHARGE_ID_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    FIXED_CHARGE_ID_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
+    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    UNIT_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    add_on_id: _builtins.str
+    charge_filter_id: _builtins.str
+    charge_id: _builtins.str
+    description: _builtins.str
+    fixed_charge_id: _builtins.str
     id: _builtins.str
+    invoice_display_name: _builtins.str
+    subscription_id: _builtins.str
+    unit_amount_cents: _builtins.int
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
     def __init__(
         self,
         *,
+        add_on_id: _builtins.str | None = ...,
+        charge_filter_id: _builtins.str | None = ...,
+        charge_id: _builtins.str | None = ...,
+        description: _builtins.str | None = ...,
+        fixed_charge_id: _builtins.str | None = ...,
         id: _builtins.str | None = ...,
+        invoice_display_name: _builtins.str | None = ...,
+        subscription_id: _builtins.str | None = ...,
+        unit_amount_cents: _builtins.int | None = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_add_on_id", b"_add_on_id", "_charge_filter_id", b"_charge_filter_id", "_charge_id", b"_charge_id", "_description", b"_description", "_fixed_charge_id", b"_fixed_charge_id", "_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_subscription_id", b"_subscription_id", "_unit_amount_cents", b"_unit_amount_cents", "_units", b"_units", "add_on_id", b"add_on_id", "charge_filter_id", b"charge_filter_id", "charge_id", b"charge_id", "description", b"description", "fixed_charge_id", b"fixed_charge_id", "id", b"id", "invoice_display_name", b"invoice_display_name", "subscription_id", b"subscription_id", "unit_amount_cents", b"unit_amount_cents", "units", b"units"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_add_on_id", b"_add_on_id", "_charge_filter_id", b"_charge_filter_id", "_charge_id", b"_charge_id", "_description", b"_description", "_fixed_charge_id", b"_fixed_charge_id", "_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_subscription_id", b"_subscription_id", "_unit_amount_cents", b"_unit_amount_cents", "_units", b"_units", "add_on_id", b"add_on_id", "charge_filter_id", b"charge_filter_id", "charge_id", b"charge_id", "description", b"description", "fixed_charge_id", b"fixed_charge_id", "id", b"id", "invoice_display_name", b"invoice_display_name", "subscription_id", b"subscription_id", "unit_amount_cents", b"unit_amount_cents", "units", b"units"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__add_on_id: _TypeAlias = _typing.Literal["add_on_id"]  # noqa: Y015
+    _WhichOneofArgType__add_on_id: _TypeAlias = _typing.Literal["_add_on_id", b"_add_on_id"]  # noqa: Y015
+    _WhichOneofReturnType__charge_filter_id: _TypeAlias = _typing.Literal["charge_filter_id"]  # noqa: Y015
+    _WhichOneofArgType__charge_filter_id: _TypeAlias = _typing.Literal["_charge_filter_id", b"_charge_filter_id"]  # noqa: Y015
+    _WhichOneofReturnType__charge_id: _TypeAlias = _typing.Literal["charge_id"]  # noqa: Y015
+    _WhichOneofArgType__charge_id: _TypeAlias = _typing.Literal["_charge_id", b"_charge_id"]  # noqa: Y015
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__fixed_charge_id: _TypeAlias = _typing.Literal["fixed_charge_id"]  # noqa: Y015
+    _WhichOneofArgType__fixed_charge_id: _TypeAlias = _typing.Literal["_fixed_charge_id", b"_fixed_charge_id"]  # noqa: Y015
     _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
     _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
+    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
+    _WhichOneofReturnType__subscription_id: _TypeAlias = _typing.Literal["subscription_id"]  # noqa: Y015
+    _WhichOneofArgType__subscription_id: _TypeAlias = _typing.Literal["_subscription_id", b"_subscription_id"]  # noqa: Y015
+    _WhichOneofReturnType__unit_amount_cents: _TypeAlias = _typing.Literal["unit_amount_cents"]  # noqa: Y015
+    _WhichOneofArgType__unit_amount_cents: _TypeAlias = _typing.Literal["_unit_amount_cents", b"_unit_amount_cents"]  # noqa: Y015
+    _WhichOneofReturnType__units: _TypeAlias = _typing.Literal["units"]  # noqa: Y015
+    _WhichOneofArgType__units: _TypeAlias = _typing.Literal["_units", b"_units"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__add_on_id) -> _WhichOneofReturnType__add_on_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__charge_filter_id) -> _WhichOneofReturnType__charge_filter_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__charge_id) -> _WhichOneofReturnType__charge_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fixed_charge_id) -> _WhichOneofReturnType__fixed_charge_id | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__subscription_id) -> _WhichOneofReturnType__subscription_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unit_amount_cents) -> _WhichOneofReturnType__unit_amount_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__units) -> _WhichOneofReturnType__units | None: ...
 
-Global___DestroyInvoiceCustomSectionPayload: _TypeAlias = DestroyInvoiceCustomSectionPayload  # noqa: Y015
+Global___VoidedInvoiceFeeInput: _TypeAlias = VoidedInvoiceFeeInput  # noqa: Y015
 
 @_typing.final
-class CreateDataExportsInvoicesInput(_message.Message):
+class RegenerateFromVoidedRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    FILTERS_FIELD_NUMBER: _builtins.int
-    FORMAT_FIELD_NUMBER: _builtins.int
-    RESOURCE_TYPE_FIELD_NUMBER: _builtins.int
-    format: _models_pb2.DataExportFormatTypeEnum.ValueType
-    resource_type: Global___InvoiceExportTypeEnum.ValueType
+    FEES_FIELD_NUMBER: _builtins.int
+    VOIDED_INVOICE_ID_FIELD_NUMBER: _builtins.int
+    voided_invoice_id: _builtins.str
     @_builtins.property
-    def filters(self) -> Global___DataExportInvoiceFiltersInput: ...
+    def fees(self) -> _containers.RepeatedCompositeFieldContainer[Global___VoidedInvoiceFeeInput]: ...
     def __init__(
         self,
         *,
-        filters: Global___DataExportInvoiceFiltersInput | None = ...,
-        format: _models_pb2.DataExportFormatTypeEnum.ValueType = ...,
-        resource_type: Global___InvoiceExportTypeEnum.ValueType = ...,
+        fees: _abc.Iterable[Global___VoidedInvoiceFeeInput] | None = ...,
+        voided_invoice_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters", "format", b"format", "resource_type", b"resource_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fees", b"fees", "voided_invoice_id", b"voided_invoice_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___CreateDataExportsInvoicesInput: _TypeAlias = CreateDataExportsInvoicesInput  # noqa: Y015
+Global___RegenerateFromVoidedRequest: _TypeAlias = RegenerateFromVoidedRequest  # noqa: Y015
+
+@_typing.final
+class RegenerateFromVoidedResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: _models_pb2.BillingInvoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegenerateFromVoidedResponse: _TypeAlias = RegenerateFromVoidedResponse  # noqa: Y015
+
+@_typing.final
+class ResendInvoiceEmailRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BCC_FIELD_NUMBER: _builtins.int
+    CC_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    @_builtins.property
+    def bcc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def cc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def to(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        bcc: _abc.Iterable[_builtins.str] | None = ...,
+        cc: _abc.Iterable[_builtins.str] | None = ...,
+        id: _builtins.str = ...,
+        to: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bcc", b"bcc", "cc", b"cc", "id", b"id", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendInvoiceEmailRequest: _TypeAlias = ResendInvoiceEmailRequest  # noqa: Y015
+
+@_typing.final
+class ResendInvoiceEmailResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: _models_pb2.BillingInvoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendInvoiceEmailResponse: _TypeAlias = ResendInvoiceEmailResponse  # noqa: Y015
+
+@_typing.final
+class RetryInvoiceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryInvoiceRequest: _TypeAlias = RetryInvoiceRequest  # noqa: Y015
+
+@_typing.final
+class RetryInvoiceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: _models_pb2.BillingInvoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryInvoiceResponse: _TypeAlias = RetryInvoiceResponse  # noqa: Y015
+
+@_typing.final
+class RetryInvoicePaymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    @_builtins.property
+    def payment_method(self) -> _models_pb2.PaymentMethodReferenceInput: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method", "payment_method", b"payment_method"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method", "id", b"id", "payment_method", b"payment_method"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__payment_method: _TypeAlias = _typing.Literal["payment_method"]  # noqa: Y015
+    _WhichOneofArgType__payment_method: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_method) -> _WhichOneofReturnType__payment_method | None: ...
+
+Global___RetryInvoicePaymentRequest: _TypeAlias = RetryInvoicePaymentRequest  # noqa: Y015
+
+@_typing.final
+class RetryInvoicePaymentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: _models_pb2.BillingInvoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryInvoicePaymentResponse: _TypeAlias = RetryInvoicePaymentResponse  # noqa: Y015
+
+@_typing.final
+class RetryAllInvoicesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_IDS_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    dry_run: _builtins.bool
+    @_builtins.property
+    def invoice_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        invoice_ids: _abc.Iterable[_builtins.str] | None = ...,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "invoice_ids", b"invoice_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryAllInvoicesRequest: _TypeAlias = RetryAllInvoicesRequest  # noqa: Y015
+
+@_typing.final
+class RetryAllInvoicesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingInvoice]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.BillingInvoice] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryAllInvoicesResponse: _TypeAlias = RetryAllInvoicesResponse  # noqa: Y015
+
+@_typing.final
+class RetryAllInvoicePaymentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_IDS_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    dry_run: _builtins.bool
+    @_builtins.property
+    def invoice_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        invoice_ids: _abc.Iterable[_builtins.str] | None = ...,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "invoice_ids", b"invoice_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryAllInvoicePaymentsRequest: _TypeAlias = RetryAllInvoicePaymentsRequest  # noqa: Y015
+
+@_typing.final
+class RetryAllInvoicePaymentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingInvoice]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.BillingInvoice] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryAllInvoicePaymentsResponse: _TypeAlias = RetryAllInvoicePaymentsResponse  # noqa: Y015
+
+@_typing.final
+class RetryTaxProviderVoidingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryTaxProviderVoidingRequest: _TypeAlias = RetryTaxProviderVoidingRequest  # noqa: Y015
+
+@_typing.final
+class RetryTaxProviderVoidingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: _models_pb2.BillingInvoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryTaxProviderVoidingResponse: _TypeAlias = RetryTaxProviderVoidingResponse  # noqa: Y015
+
+@_typing.final
+class DownloadInvoiceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadInvoiceRequest: _TypeAlias = DownloadInvoiceRequest  # noqa: Y015
+
+@_typing.final
+class DownloadInvoiceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: _models_pb2.BillingInvoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadInvoiceResponse: _TypeAlias = DownloadInvoiceResponse  # noqa: Y015
+
+@_typing.final
+class DownloadInvoiceXmlRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadInvoiceXmlRequest: _TypeAlias = DownloadInvoiceXmlRequest  # noqa: Y015
+
+@_typing.final
+class DownloadInvoiceXmlResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: _models_pb2.BillingInvoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadInvoiceXmlResponse: _TypeAlias = DownloadInvoiceXmlResponse  # noqa: Y015
+
+@_typing.final
+class DownloadCustomerPortalInvoiceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadCustomerPortalInvoiceRequest: _TypeAlias = DownloadCustomerPortalInvoiceRequest  # noqa: Y015
+
+@_typing.final
+class DownloadCustomerPortalInvoiceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice(self) -> _models_pb2.BillingInvoice: ...
+    def __init__(
+        self,
+        *,
+        invoice: _models_pb2.BillingInvoice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice", b"invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadCustomerPortalInvoiceResponse: _TypeAlias = DownloadCustomerPortalInvoiceResponse  # noqa: Y015
 
 @_typing.final
 class DataExportInvoiceFiltersInput(_message.Message):
@@ -2577,15 +1547,15 @@ class DataExportInvoiceFiltersInput(_message.Message):
     @_builtins.property
     def billing_entity_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
-    def invoice_type(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.InvoiceTypeEnum.ValueType]: ...
+    def invoice_type(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.InvoiceType.ValueType]: ...
     @_builtins.property
     def issuing_date_from(self) -> _date_pb2.Date: ...
     @_builtins.property
     def issuing_date_to(self) -> _date_pb2.Date: ...
     @_builtins.property
-    def payment_status(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.InvoicePaymentStatusTypeEnum.ValueType]: ...
+    def payment_status(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.InvoicePaymentStatusType.ValueType]: ...
     @_builtins.property
-    def status(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.InvoiceStatusTypeEnum.ValueType]: ...
+    def status(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.InvoiceStatusType.ValueType]: ...
     def __init__(
         self,
         *,
@@ -2594,15 +1564,15 @@ class DataExportInvoiceFiltersInput(_message.Message):
         billing_entity_ids: _abc.Iterable[_builtins.str] | None = ...,
         currency: _models_pb2.CurrencyEnum.ValueType | None = ...,
         customer_external_id: _builtins.str | None = ...,
-        invoice_type: _abc.Iterable[_models_pb2.InvoiceTypeEnum.ValueType] | None = ...,
+        invoice_type: _abc.Iterable[_models_pb2.InvoiceType.ValueType] | None = ...,
         issuing_date_from: _date_pb2.Date | None = ...,
         issuing_date_to: _date_pb2.Date | None = ...,
         payment_dispute_lost: _builtins.bool | None = ...,
         payment_overdue: _builtins.bool | None = ...,
-        payment_status: _abc.Iterable[_models_pb2.InvoicePaymentStatusTypeEnum.ValueType] | None = ...,
+        payment_status: _abc.Iterable[_models_pb2.InvoicePaymentStatusType.ValueType] | None = ...,
         search_term: _builtins.str | None = ...,
         self_billed: _builtins.bool | None = ...,
-        status: _abc.Iterable[_models_pb2.InvoiceStatusTypeEnum.ValueType] | None = ...,
+        status: _abc.Iterable[_models_pb2.InvoiceStatusType.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_amount_from", b"_amount_from", "_amount_to", b"_amount_to", "_currency", b"_currency", "_customer_external_id", b"_customer_external_id", "_issuing_date_from", b"_issuing_date_from", "_issuing_date_to", b"_issuing_date_to", "_payment_dispute_lost", b"_payment_dispute_lost", "_payment_overdue", b"_payment_overdue", "_search_term", b"_search_term", "_self_billed", b"_self_billed", "amount_from", b"amount_from", "amount_to", b"amount_to", "currency", b"currency", "customer_external_id", b"customer_external_id", "issuing_date_from", b"issuing_date_from", "issuing_date_to", b"issuing_date_to", "payment_dispute_lost", b"payment_dispute_lost", "payment_overdue", b"payment_overdue", "search_term", b"search_term", "self_billed", b"self_billed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -2652,7 +1622,262 @@ class DataExportInvoiceFiltersInput(_message.Message):
 Global___DataExportInvoiceFiltersInput: _TypeAlias = DataExportInvoiceFiltersInput  # noqa: Y015
 
 @_typing.final
-class CreateInvoiceCustomSectionInput(_message.Message):
+class CreateDataExportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTERS_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    RESOURCE_TYPE_FIELD_NUMBER: _builtins.int
+    format: _models_pb2.DataExportFormatType.ValueType
+    resource_type: Global___InvoiceExportType.ValueType
+    @_builtins.property
+    def filters(self) -> Global___DataExportInvoiceFiltersInput: ...
+    def __init__(
+        self,
+        *,
+        filters: Global___DataExportInvoiceFiltersInput | None = ...,
+        format: _models_pb2.DataExportFormatType.ValueType = ...,
+        resource_type: Global___InvoiceExportType.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters", "format", b"format", "resource_type", b"resource_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDataExportRequest: _TypeAlias = CreateDataExportRequest  # noqa: Y015
+
+@_typing.final
+class CreateDataExportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_EXPORT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def data_export(self) -> _models_pb2.DataExport: ...
+    def __init__(
+        self,
+        *,
+        data_export: _models_pb2.DataExport | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data_export", b"data_export"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_export", b"data_export"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDataExportResponse: _TypeAlias = CreateDataExportResponse  # noqa: Y015
+
+@_typing.final
+class SyncIntegrationInvoiceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncIntegrationInvoiceRequest: _TypeAlias = SyncIntegrationInvoiceRequest  # noqa: Y015
+
+@_typing.final
+class SyncIntegrationInvoiceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id", "invoice_id", b"invoice_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id", "invoice_id", b"invoice_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__invoice_id: _TypeAlias = _typing.Literal["invoice_id"]  # noqa: Y015
+    _WhichOneofArgType__invoice_id: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_id) -> _WhichOneofReturnType__invoice_id | None: ...
+
+Global___SyncIntegrationInvoiceResponse: _TypeAlias = SyncIntegrationInvoiceResponse  # noqa: Y015
+
+@_typing.final
+class SyncHubspotIntegrationInvoiceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncHubspotIntegrationInvoiceRequest: _TypeAlias = SyncHubspotIntegrationInvoiceRequest  # noqa: Y015
+
+@_typing.final
+class SyncHubspotIntegrationInvoiceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id", "invoice_id", b"invoice_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id", "invoice_id", b"invoice_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__invoice_id: _TypeAlias = _typing.Literal["invoice_id"]  # noqa: Y015
+    _WhichOneofArgType__invoice_id: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_id) -> _WhichOneofReturnType__invoice_id | None: ...
+
+Global___SyncHubspotIntegrationInvoiceResponse: _TypeAlias = SyncHubspotIntegrationInvoiceResponse  # noqa: Y015
+
+@_typing.final
+class SyncSalesforceInvoiceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_id", b"invoice_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncSalesforceInvoiceRequest: _TypeAlias = SyncSalesforceInvoiceRequest  # noqa: Y015
+
+@_typing.final
+class SyncSalesforceInvoiceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    invoice_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        invoice_id: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id", "invoice_id", b"invoice_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id", "invoice_id", b"invoice_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__invoice_id: _TypeAlias = _typing.Literal["invoice_id"]  # noqa: Y015
+    _WhichOneofArgType__invoice_id: _TypeAlias = _typing.Literal["_invoice_id", b"_invoice_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_id) -> _WhichOneofReturnType__invoice_id | None: ...
+
+Global___SyncSalesforceInvoiceResponse: _TypeAlias = SyncSalesforceInvoiceResponse  # noqa: Y015
+
+@_typing.final
+class ListCustomSectionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCustomSectionsRequest: _TypeAlias = ListCustomSectionsRequest  # noqa: Y015
+
+@_typing.final
+class ListCustomSectionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.InvoiceCustomSection]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.InvoiceCustomSection] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListCustomSectionsResponse: _TypeAlias = ListCustomSectionsResponse  # noqa: Y015
+
+@_typing.final
+class GetCustomSectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCustomSectionRequest: _TypeAlias = GetCustomSectionRequest  # noqa: Y015
+
+@_typing.final
+class GetCustomSectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSection: ...
+    def __init__(
+        self,
+        *,
+        invoice_custom_section: _models_pb2.InvoiceCustomSection | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice_custom_section", b"invoice_custom_section"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_custom_section", b"invoice_custom_section"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCustomSectionResponse: _TypeAlias = GetCustomSectionResponse  # noqa: Y015
+
+@_typing.final
+class CreateCustomSectionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CODE_FIELD_NUMBER: _builtins.int
@@ -2691,56 +1916,135 @@ class CreateInvoiceCustomSectionInput(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__display_name) -> _WhichOneofReturnType__display_name | None: ...
 
-Global___CreateInvoiceCustomSectionInput: _TypeAlias = CreateInvoiceCustomSectionInput  # noqa: Y015
+Global___CreateCustomSectionRequest: _TypeAlias = CreateCustomSectionRequest  # noqa: Y015
 
 @_typing.final
-class CreateInvoiceInput(_message.Message):
+class CreateCustomSectionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    CURRENCY_FIELD_NUMBER: _builtins.int
-    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    FEES_FIELD_NUMBER: _builtins.int
     INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
-    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
-    VOIDED_INVOICE_ID_FIELD_NUMBER: _builtins.int
-    currency: _models_pb2.CurrencyEnum.ValueType
-    customer_id: _builtins.str
-    voided_invoice_id: _builtins.str
     @_builtins.property
-    def fees(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeeInput]: ...
-    @_builtins.property
-    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSectionsReferenceInput: ...
-    @_builtins.property
-    def payment_method(self) -> _models_pb2.PaymentMethodReferenceInput: ...
+    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSection: ...
     def __init__(
         self,
         *,
-        currency: _models_pb2.CurrencyEnum.ValueType | None = ...,
-        customer_id: _builtins.str = ...,
-        fees: _abc.Iterable[Global___FeeInput] | None = ...,
-        invoice_custom_section: _models_pb2.InvoiceCustomSectionsReferenceInput | None = ...,
-        payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
-        voided_invoice_id: _builtins.str | None = ...,
+        invoice_custom_section: _models_pb2.InvoiceCustomSection | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_currency", b"_currency", "_invoice_custom_section", b"_invoice_custom_section", "_payment_method", b"_payment_method", "_voided_invoice_id", b"_voided_invoice_id", "currency", b"currency", "invoice_custom_section", b"invoice_custom_section", "payment_method", b"payment_method", "voided_invoice_id", b"voided_invoice_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice_custom_section", b"invoice_custom_section"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_currency", b"_currency", "_invoice_custom_section", b"_invoice_custom_section", "_payment_method", b"_payment_method", "_voided_invoice_id", b"_voided_invoice_id", "currency", b"currency", "customer_id", b"customer_id", "fees", b"fees", "invoice_custom_section", b"invoice_custom_section", "payment_method", b"payment_method", "voided_invoice_id", b"voided_invoice_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_custom_section", b"invoice_custom_section"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__currency: _TypeAlias = _typing.Literal["currency"]  # noqa: Y015
-    _WhichOneofArgType__currency: _TypeAlias = _typing.Literal["_currency", b"_currency"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_custom_section: _TypeAlias = _typing.Literal["invoice_custom_section"]  # noqa: Y015
-    _WhichOneofArgType__invoice_custom_section: _TypeAlias = _typing.Literal["_invoice_custom_section", b"_invoice_custom_section"]  # noqa: Y015
-    _WhichOneofReturnType__payment_method: _TypeAlias = _typing.Literal["payment_method"]  # noqa: Y015
-    _WhichOneofArgType__payment_method: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method"]  # noqa: Y015
-    _WhichOneofReturnType__voided_invoice_id: _TypeAlias = _typing.Literal["voided_invoice_id"]  # noqa: Y015
-    _WhichOneofArgType__voided_invoice_id: _TypeAlias = _typing.Literal["_voided_invoice_id", b"_voided_invoice_id"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__currency) -> _WhichOneofReturnType__currency | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_custom_section) -> _WhichOneofReturnType__invoice_custom_section | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_method) -> _WhichOneofReturnType__payment_method | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__voided_invoice_id) -> _WhichOneofReturnType__voided_invoice_id | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___CreateInvoiceInput: _TypeAlias = CreateInvoiceInput  # noqa: Y015
+Global___CreateCustomSectionResponse: _TypeAlias = CreateCustomSectionResponse  # noqa: Y015
+
+@_typing.final
+class UpdateCustomSectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    description: _builtins.str
+    details: _builtins.str
+    display_name: _builtins.str
+    id: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str | None = ...,
+        description: _builtins.str | None = ...,
+        details: _builtins.str | None = ...,
+        display_name: _builtins.str | None = ...,
+        id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_description", b"_description", "_details", b"_details", "_display_name", b"_display_name", "_name", b"_name", "code", b"code", "description", b"description", "details", b"details", "display_name", b"display_name", "name", b"name", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_description", b"_description", "_details", b"_details", "_display_name", b"_display_name", "_name", b"_name", "code", b"code", "description", b"description", "details", b"details", "display_name", b"display_name", "id", b"id", "name", b"name", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
+    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__details: _TypeAlias = _typing.Literal["details"]  # noqa: Y015
+    _WhichOneofArgType__details: _TypeAlias = _typing.Literal["_details", b"_details"]  # noqa: Y015
+    _WhichOneofReturnType__display_name: _TypeAlias = _typing.Literal["display_name"]  # noqa: Y015
+    _WhichOneofArgType__display_name: _TypeAlias = _typing.Literal["_display_name", b"_display_name"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__details) -> _WhichOneofReturnType__details | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__display_name) -> _WhichOneofReturnType__display_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+
+Global___UpdateCustomSectionRequest: _TypeAlias = UpdateCustomSectionRequest  # noqa: Y015
+
+@_typing.final
+class UpdateCustomSectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSection: ...
+    def __init__(
+        self,
+        *,
+        invoice_custom_section: _models_pb2.InvoiceCustomSection | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoice_custom_section", b"invoice_custom_section"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoice_custom_section", b"invoice_custom_section"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCustomSectionResponse: _TypeAlias = UpdateCustomSectionResponse  # noqa: Y015
+
+@_typing.final
+class DeleteCustomSectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteCustomSectionRequest: _TypeAlias = DeleteCustomSectionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteCustomSectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteCustomSectionResponse: _TypeAlias = DeleteCustomSectionResponse  # noqa: Y015

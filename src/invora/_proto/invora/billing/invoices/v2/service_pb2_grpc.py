@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class InvoiceServiceStub:
+class InvoicesServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,162 +34,162 @@ class InvoiceServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Create = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/Create',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateResponse.FromString,
-                _registered_method=True)
-        self.Get = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/Get',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/List',
+                '/invora.billing.invoices.v2.InvoicesService/List',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/Get',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetResponse.FromString,
+                _registered_method=True)
+        self.Create = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/Create',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateResponse.FromString,
+                _registered_method=True)
         self.Update = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/Update',
+                '/invora.billing.invoices.v2.InvoicesService/Update',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateResponse.FromString,
                 _registered_method=True)
-        self.CreateCustomSection = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/CreateCustomSection',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateCustomSectionRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateCustomSectionResponse.FromString,
-                _registered_method=True)
-        self.CreatesDataExport = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/CreatesDataExport',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreatesDataExportRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreatesDataExportResponse.FromString,
-                _registered_method=True)
         self.CustomerInvoices = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/CustomerInvoices',
+                '/invora.billing.invoices.v2.InvoicesService/CustomerInvoices',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CustomerInvoicesRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CustomerInvoicesResponse.FromString,
                 _registered_method=True)
-        self.DeleteInvoiceCustomSection = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/DeleteInvoiceCustomSection',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DeleteInvoiceCustomSectionRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DeleteInvoiceCustomSectionResponse.FromString,
-                _registered_method=True)
-        self.DownloadCustomerPortalInvoice = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/DownloadCustomerPortalInvoice',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadCustomerPortalInvoiceRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadCustomerPortalInvoiceResponse.FromString,
-                _registered_method=True)
-        self.DownloadInvoice = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/DownloadInvoice',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceResponse.FromString,
-                _registered_method=True)
-        self.DownloadInvoiceXml = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/DownloadInvoiceXml',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceXmlRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceXmlResponse.FromString,
-                _registered_method=True)
         self.FetchDraftInvoiceTaxes = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/FetchDraftInvoiceTaxes',
+                '/invora.billing.invoices.v2.InvoicesService/FetchDraftInvoiceTaxes',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FetchDraftInvoiceTaxesRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FetchDraftInvoiceTaxesResponse.FromString,
                 _registered_method=True)
         self.Finalize = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/Finalize',
+                '/invora.billing.invoices.v2.InvoicesService/Finalize',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FinalizeRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FinalizeResponse.FromString,
                 _registered_method=True)
         self.FinalizeAllInvoices = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/FinalizeAllInvoices',
+                '/invora.billing.invoices.v2.InvoicesService/FinalizeAllInvoices',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FinalizeAllInvoicesRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FinalizeAllInvoicesResponse.FromString,
                 _registered_method=True)
-        self.GetCustomSection = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/GetCustomSection',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetCustomSectionRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetCustomSectionResponse.FromString,
-                _registered_method=True)
-        self.ListCustomSections = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/ListCustomSections',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListCustomSectionsRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListCustomSectionsResponse.FromString,
+        self.VoidInvoice = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/VoidInvoice',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.VoidInvoiceRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.VoidInvoiceResponse.FromString,
                 _registered_method=True)
         self.LoseInvoiceDispute = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/LoseInvoiceDispute',
+                '/invora.billing.invoices.v2.InvoicesService/LoseInvoiceDispute',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.LoseInvoiceDisputeRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.LoseInvoiceDisputeResponse.FromString,
                 _registered_method=True)
         self.RefreshInvoice = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/RefreshInvoice',
+                '/invora.billing.invoices.v2.InvoicesService/RefreshInvoice',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RefreshInvoiceRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RefreshInvoiceResponse.FromString,
                 _registered_method=True)
         self.RegenerateFromVoided = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/RegenerateFromVoided',
+                '/invora.billing.invoices.v2.InvoicesService/RegenerateFromVoided',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RegenerateFromVoidedRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RegenerateFromVoidedResponse.FromString,
                 _registered_method=True)
         self.ResendInvoiceEmail = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/ResendInvoiceEmail',
+                '/invora.billing.invoices.v2.InvoicesService/ResendInvoiceEmail',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ResendInvoiceEmailRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ResendInvoiceEmailResponse.FromString,
                 _registered_method=True)
-        self.RetryAllInvoicePayments = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/RetryAllInvoicePayments',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicePaymentsRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicePaymentsResponse.FromString,
-                _registered_method=True)
-        self.RetryAllInvoices = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/RetryAllInvoices',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicesRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicesResponse.FromString,
-                _registered_method=True)
         self.RetryInvoice = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/RetryInvoice',
+                '/invora.billing.invoices.v2.InvoicesService/RetryInvoice',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryInvoiceRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryInvoiceResponse.FromString,
                 _registered_method=True)
         self.RetryInvoicePayment = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/RetryInvoicePayment',
+                '/invora.billing.invoices.v2.InvoicesService/RetryInvoicePayment',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryInvoicePaymentRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryInvoicePaymentResponse.FromString,
                 _registered_method=True)
+        self.RetryAllInvoices = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/RetryAllInvoices',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicesRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicesResponse.FromString,
+                _registered_method=True)
+        self.RetryAllInvoicePayments = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/RetryAllInvoicePayments',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicePaymentsRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicePaymentsResponse.FromString,
+                _registered_method=True)
         self.RetryTaxProviderVoiding = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/RetryTaxProviderVoiding',
+                '/invora.billing.invoices.v2.InvoicesService/RetryTaxProviderVoiding',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryTaxProviderVoidingRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryTaxProviderVoidingResponse.FromString,
                 _registered_method=True)
-        self.SyncHubspotIntegrationInvoice = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/SyncHubspotIntegrationInvoice',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncHubspotIntegrationInvoiceRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncHubspotIntegrationInvoiceResponse.FromString,
+        self.DownloadInvoice = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/DownloadInvoice',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceResponse.FromString,
+                _registered_method=True)
+        self.DownloadInvoiceXml = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/DownloadInvoiceXml',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceXmlRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceXmlResponse.FromString,
+                _registered_method=True)
+        self.DownloadCustomerPortalInvoice = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/DownloadCustomerPortalInvoice',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadCustomerPortalInvoiceRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadCustomerPortalInvoiceResponse.FromString,
+                _registered_method=True)
+        self.CreateDataExport = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/CreateDataExport',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateDataExportRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateDataExportResponse.FromString,
                 _registered_method=True)
         self.SyncIntegrationInvoice = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/SyncIntegrationInvoice',
+                '/invora.billing.invoices.v2.InvoicesService/SyncIntegrationInvoice',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncIntegrationInvoiceRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncIntegrationInvoiceResponse.FromString,
                 _registered_method=True)
+        self.SyncHubspotIntegrationInvoice = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/SyncHubspotIntegrationInvoice',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncHubspotIntegrationInvoiceRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncHubspotIntegrationInvoiceResponse.FromString,
+                _registered_method=True)
         self.SyncSalesforceInvoice = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/SyncSalesforceInvoice',
+                '/invora.billing.invoices.v2.InvoicesService/SyncSalesforceInvoice',
                 request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncSalesforceInvoiceRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncSalesforceInvoiceResponse.FromString,
                 _registered_method=True)
-        self.UpdateInvoiceCustomSection = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/UpdateInvoiceCustomSection',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateInvoiceCustomSectionRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateInvoiceCustomSectionResponse.FromString,
+        self.ListCustomSections = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/ListCustomSections',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListCustomSectionsRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListCustomSectionsResponse.FromString,
                 _registered_method=True)
-        self.VoidInvoice = channel.unary_unary(
-                '/invora.billing.invoices.v2.InvoiceService/VoidInvoice',
-                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.VoidInvoiceRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.VoidInvoiceResponse.FromString,
+        self.GetCustomSection = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/GetCustomSection',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetCustomSectionRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetCustomSectionResponse.FromString,
+                _registered_method=True)
+        self.CreateCustomSection = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/CreateCustomSection',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateCustomSectionRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateCustomSectionResponse.FromString,
+                _registered_method=True)
+        self.UpdateCustomSection = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/UpdateCustomSection',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateCustomSectionRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateCustomSectionResponse.FromString,
+                _registered_method=True)
+        self.DeleteCustomSection = channel.unary_unary(
+                '/invora.billing.invoices.v2.InvoicesService/DeleteCustomSection',
+                request_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DeleteCustomSectionRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DeleteCustomSectionResponse.FromString,
                 _registered_method=True)
 
 
-class InvoiceServiceServicer:
+class InvoicesServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Create(self, request, context):
+    def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -201,7 +201,7 @@ class InvoiceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def List(self, request, context):
+    def Create(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -213,43 +213,7 @@ class InvoiceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CreateCustomSection(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def CreatesDataExport(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def CustomerInvoices(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DeleteInvoiceCustomSection(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DownloadCustomerPortalInvoice(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DownloadInvoice(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DownloadInvoiceXml(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -273,13 +237,7 @@ class InvoiceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetCustomSection(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListCustomSections(self, request, context):
+    def VoidInvoice(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -309,18 +267,6 @@ class InvoiceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def RetryAllInvoicePayments(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def RetryAllInvoices(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def RetryInvoice(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -333,13 +279,43 @@ class InvoiceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryAllInvoices(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryAllInvoicePayments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RetryTaxProviderVoiding(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def SyncHubspotIntegrationInvoice(self, request, context):
+    def DownloadInvoice(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadInvoiceXml(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadCustomerPortalInvoice(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDataExport(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -351,81 +327,75 @@ class InvoiceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SyncHubspotIntegrationInvoice(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SyncSalesforceInvoice(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateInvoiceCustomSection(self, request, context):
+    def ListCustomSections(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def VoidInvoice(self, request, context):
+    def GetCustomSection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCustomSection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCustomSection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCustomSection(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_InvoiceServiceServicer_to_server(servicer, server):
+def add_InvoicesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Create': grpc.unary_unary_rpc_method_handler(
-                    servicer.Create,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetRequest.FromString,
                     response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
-            'List': grpc.unary_unary_rpc_method_handler(
-                    servicer.List,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
             ),
             'Update': grpc.unary_unary_rpc_method_handler(
                     servicer.Update,
                     request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateRequest.FromString,
                     response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateResponse.SerializeToString,
             ),
-            'CreateCustomSection': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateCustomSection,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateCustomSectionRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateCustomSectionResponse.SerializeToString,
-            ),
-            'CreatesDataExport': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreatesDataExport,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreatesDataExportRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreatesDataExportResponse.SerializeToString,
-            ),
             'CustomerInvoices': grpc.unary_unary_rpc_method_handler(
                     servicer.CustomerInvoices,
                     request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CustomerInvoicesRequest.FromString,
                     response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CustomerInvoicesResponse.SerializeToString,
-            ),
-            'DeleteInvoiceCustomSection': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeleteInvoiceCustomSection,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DeleteInvoiceCustomSectionRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DeleteInvoiceCustomSectionResponse.SerializeToString,
-            ),
-            'DownloadCustomerPortalInvoice': grpc.unary_unary_rpc_method_handler(
-                    servicer.DownloadCustomerPortalInvoice,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadCustomerPortalInvoiceRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadCustomerPortalInvoiceResponse.SerializeToString,
-            ),
-            'DownloadInvoice': grpc.unary_unary_rpc_method_handler(
-                    servicer.DownloadInvoice,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceResponse.SerializeToString,
-            ),
-            'DownloadInvoiceXml': grpc.unary_unary_rpc_method_handler(
-                    servicer.DownloadInvoiceXml,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceXmlRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceXmlResponse.SerializeToString,
             ),
             'FetchDraftInvoiceTaxes': grpc.unary_unary_rpc_method_handler(
                     servicer.FetchDraftInvoiceTaxes,
@@ -442,15 +412,10 @@ def add_InvoiceServiceServicer_to_server(servicer, server):
                     request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FinalizeAllInvoicesRequest.FromString,
                     response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FinalizeAllInvoicesResponse.SerializeToString,
             ),
-            'GetCustomSection': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetCustomSection,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetCustomSectionRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetCustomSectionResponse.SerializeToString,
-            ),
-            'ListCustomSections': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListCustomSections,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListCustomSectionsRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListCustomSectionsResponse.SerializeToString,
+            'VoidInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.VoidInvoice,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.VoidInvoiceRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.VoidInvoiceResponse.SerializeToString,
             ),
             'LoseInvoiceDispute': grpc.unary_unary_rpc_method_handler(
                     servicer.LoseInvoiceDispute,
@@ -472,16 +437,6 @@ def add_InvoiceServiceServicer_to_server(servicer, server):
                     request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ResendInvoiceEmailRequest.FromString,
                     response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ResendInvoiceEmailResponse.SerializeToString,
             ),
-            'RetryAllInvoicePayments': grpc.unary_unary_rpc_method_handler(
-                    servicer.RetryAllInvoicePayments,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicePaymentsRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicePaymentsResponse.SerializeToString,
-            ),
-            'RetryAllInvoices': grpc.unary_unary_rpc_method_handler(
-                    servicer.RetryAllInvoices,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicesRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicesResponse.SerializeToString,
-            ),
             'RetryInvoice': grpc.unary_unary_rpc_method_handler(
                     servicer.RetryInvoice,
                     request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryInvoiceRequest.FromString,
@@ -492,49 +447,94 @@ def add_InvoiceServiceServicer_to_server(servicer, server):
                     request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryInvoicePaymentRequest.FromString,
                     response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryInvoicePaymentResponse.SerializeToString,
             ),
+            'RetryAllInvoices': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryAllInvoices,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicesRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicesResponse.SerializeToString,
+            ),
+            'RetryAllInvoicePayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryAllInvoicePayments,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicePaymentsRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicePaymentsResponse.SerializeToString,
+            ),
             'RetryTaxProviderVoiding': grpc.unary_unary_rpc_method_handler(
                     servicer.RetryTaxProviderVoiding,
                     request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryTaxProviderVoidingRequest.FromString,
                     response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryTaxProviderVoidingResponse.SerializeToString,
             ),
-            'SyncHubspotIntegrationInvoice': grpc.unary_unary_rpc_method_handler(
-                    servicer.SyncHubspotIntegrationInvoice,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncHubspotIntegrationInvoiceRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncHubspotIntegrationInvoiceResponse.SerializeToString,
+            'DownloadInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.DownloadInvoice,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceResponse.SerializeToString,
+            ),
+            'DownloadInvoiceXml': grpc.unary_unary_rpc_method_handler(
+                    servicer.DownloadInvoiceXml,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceXmlRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceXmlResponse.SerializeToString,
+            ),
+            'DownloadCustomerPortalInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.DownloadCustomerPortalInvoice,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadCustomerPortalInvoiceRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadCustomerPortalInvoiceResponse.SerializeToString,
+            ),
+            'CreateDataExport': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDataExport,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateDataExportRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateDataExportResponse.SerializeToString,
             ),
             'SyncIntegrationInvoice': grpc.unary_unary_rpc_method_handler(
                     servicer.SyncIntegrationInvoice,
                     request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncIntegrationInvoiceRequest.FromString,
                     response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncIntegrationInvoiceResponse.SerializeToString,
             ),
+            'SyncHubspotIntegrationInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncHubspotIntegrationInvoice,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncHubspotIntegrationInvoiceRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncHubspotIntegrationInvoiceResponse.SerializeToString,
+            ),
             'SyncSalesforceInvoice': grpc.unary_unary_rpc_method_handler(
                     servicer.SyncSalesforceInvoice,
                     request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncSalesforceInvoiceRequest.FromString,
                     response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncSalesforceInvoiceResponse.SerializeToString,
             ),
-            'UpdateInvoiceCustomSection': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateInvoiceCustomSection,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateInvoiceCustomSectionRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateInvoiceCustomSectionResponse.SerializeToString,
+            'ListCustomSections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCustomSections,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListCustomSectionsRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListCustomSectionsResponse.SerializeToString,
             ),
-            'VoidInvoice': grpc.unary_unary_rpc_method_handler(
-                    servicer.VoidInvoice,
-                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.VoidInvoiceRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.VoidInvoiceResponse.SerializeToString,
+            'GetCustomSection': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCustomSection,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetCustomSectionRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetCustomSectionResponse.SerializeToString,
+            ),
+            'CreateCustomSection': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCustomSection,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateCustomSectionRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateCustomSectionResponse.SerializeToString,
+            ),
+            'UpdateCustomSection': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCustomSection,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateCustomSectionRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateCustomSectionResponse.SerializeToString,
+            ),
+            'DeleteCustomSection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCustomSection,
+                    request_deserializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DeleteCustomSectionRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DeleteCustomSectionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.invoices.v2.InvoiceService', rpc_method_handlers)
+            'invora.billing.invoices.v2.InvoicesService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.invoices.v2.InvoiceService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.invoices.v2.InvoicesService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class InvoiceService:
+class InvoicesService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Create(request,
+    def List(request,
             target,
             options=(),
             channel_credentials=None,
@@ -547,9 +547,9 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/Create',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateResponse.FromString,
+            '/invora.billing.invoices.v2.InvoicesService/List',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -574,7 +574,7 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/Get',
+            '/invora.billing.invoices.v2.InvoicesService/Get',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
@@ -588,7 +588,7 @@ class InvoiceService:
             _registered_method=True)
 
     @staticmethod
-    def List(request,
+    def Create(request,
             target,
             options=(),
             channel_credentials=None,
@@ -601,9 +601,9 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/List',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListResponse.FromString,
+            '/invora.billing.invoices.v2.InvoicesService/Create',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -628,63 +628,9 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/Update',
+            '/invora.billing.invoices.v2.InvoicesService/Update',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def CreateCustomSection(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.invoices.v2.InvoiceService/CreateCustomSection',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateCustomSectionRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateCustomSectionResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def CreatesDataExport(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.invoices.v2.InvoiceService/CreatesDataExport',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreatesDataExportRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreatesDataExportResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -709,117 +655,9 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/CustomerInvoices',
+            '/invora.billing.invoices.v2.InvoicesService/CustomerInvoices',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CustomerInvoicesRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CustomerInvoicesResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DeleteInvoiceCustomSection(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.invoices.v2.InvoiceService/DeleteInvoiceCustomSection',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DeleteInvoiceCustomSectionRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DeleteInvoiceCustomSectionResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DownloadCustomerPortalInvoice(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.invoices.v2.InvoiceService/DownloadCustomerPortalInvoice',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadCustomerPortalInvoiceRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadCustomerPortalInvoiceResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DownloadInvoice(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.invoices.v2.InvoiceService/DownloadInvoice',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DownloadInvoiceXml(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.invoices.v2.InvoiceService/DownloadInvoiceXml',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceXmlRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceXmlResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -844,7 +682,7 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/FetchDraftInvoiceTaxes',
+            '/invora.billing.invoices.v2.InvoicesService/FetchDraftInvoiceTaxes',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FetchDraftInvoiceTaxesRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FetchDraftInvoiceTaxesResponse.FromString,
             options,
@@ -871,7 +709,7 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/Finalize',
+            '/invora.billing.invoices.v2.InvoicesService/Finalize',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FinalizeRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FinalizeResponse.FromString,
             options,
@@ -898,7 +736,7 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/FinalizeAllInvoices',
+            '/invora.billing.invoices.v2.InvoicesService/FinalizeAllInvoices',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FinalizeAllInvoicesRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.FinalizeAllInvoicesResponse.FromString,
             options,
@@ -912,7 +750,7 @@ class InvoiceService:
             _registered_method=True)
 
     @staticmethod
-    def GetCustomSection(request,
+    def VoidInvoice(request,
             target,
             options=(),
             channel_credentials=None,
@@ -925,36 +763,9 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/GetCustomSection',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetCustomSectionRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetCustomSectionResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListCustomSections(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.invoices.v2.InvoiceService/ListCustomSections',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListCustomSectionsRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListCustomSectionsResponse.FromString,
+            '/invora.billing.invoices.v2.InvoicesService/VoidInvoice',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.VoidInvoiceRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.VoidInvoiceResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -979,7 +790,7 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/LoseInvoiceDispute',
+            '/invora.billing.invoices.v2.InvoicesService/LoseInvoiceDispute',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.LoseInvoiceDisputeRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.LoseInvoiceDisputeResponse.FromString,
             options,
@@ -1006,7 +817,7 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/RefreshInvoice',
+            '/invora.billing.invoices.v2.InvoicesService/RefreshInvoice',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RefreshInvoiceRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RefreshInvoiceResponse.FromString,
             options,
@@ -1033,7 +844,7 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/RegenerateFromVoided',
+            '/invora.billing.invoices.v2.InvoicesService/RegenerateFromVoided',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RegenerateFromVoidedRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RegenerateFromVoidedResponse.FromString,
             options,
@@ -1060,63 +871,9 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/ResendInvoiceEmail',
+            '/invora.billing.invoices.v2.InvoicesService/ResendInvoiceEmail',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ResendInvoiceEmailRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ResendInvoiceEmailResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RetryAllInvoicePayments(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.invoices.v2.InvoiceService/RetryAllInvoicePayments',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicePaymentsRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicePaymentsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RetryAllInvoices(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.invoices.v2.InvoiceService/RetryAllInvoices',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicesRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1141,7 +898,7 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/RetryInvoice',
+            '/invora.billing.invoices.v2.InvoicesService/RetryInvoice',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryInvoiceRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryInvoiceResponse.FromString,
             options,
@@ -1168,9 +925,63 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/RetryInvoicePayment',
+            '/invora.billing.invoices.v2.InvoicesService/RetryInvoicePayment',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryInvoicePaymentRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryInvoicePaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryAllInvoices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.invoices.v2.InvoicesService/RetryAllInvoices',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicesRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryAllInvoicePayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.invoices.v2.InvoicesService/RetryAllInvoicePayments',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicePaymentsRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryAllInvoicePaymentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1195,7 +1006,7 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/RetryTaxProviderVoiding',
+            '/invora.billing.invoices.v2.InvoicesService/RetryTaxProviderVoiding',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryTaxProviderVoidingRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.RetryTaxProviderVoidingResponse.FromString,
             options,
@@ -1209,7 +1020,7 @@ class InvoiceService:
             _registered_method=True)
 
     @staticmethod
-    def SyncHubspotIntegrationInvoice(request,
+    def DownloadInvoice(request,
             target,
             options=(),
             channel_credentials=None,
@@ -1222,9 +1033,90 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/SyncHubspotIntegrationInvoice',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncHubspotIntegrationInvoiceRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncHubspotIntegrationInvoiceResponse.FromString,
+            '/invora.billing.invoices.v2.InvoicesService/DownloadInvoice',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadInvoiceXml(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.invoices.v2.InvoicesService/DownloadInvoiceXml',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceXmlRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadInvoiceXmlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadCustomerPortalInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.invoices.v2.InvoicesService/DownloadCustomerPortalInvoice',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadCustomerPortalInvoiceRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DownloadCustomerPortalInvoiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDataExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.invoices.v2.InvoicesService/CreateDataExport',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateDataExportRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateDataExportResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1249,9 +1141,36 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/SyncIntegrationInvoice',
+            '/invora.billing.invoices.v2.InvoicesService/SyncIntegrationInvoice',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncIntegrationInvoiceRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncIntegrationInvoiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncHubspotIntegrationInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.invoices.v2.InvoicesService/SyncHubspotIntegrationInvoice',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncHubspotIntegrationInvoiceRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncHubspotIntegrationInvoiceResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1276,7 +1195,7 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/SyncSalesforceInvoice',
+            '/invora.billing.invoices.v2.InvoicesService/SyncSalesforceInvoice',
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncSalesforceInvoiceRequest.SerializeToString,
             invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.SyncSalesforceInvoiceResponse.FromString,
             options,
@@ -1290,7 +1209,7 @@ class InvoiceService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateInvoiceCustomSection(request,
+    def ListCustomSections(request,
             target,
             options=(),
             channel_credentials=None,
@@ -1303,9 +1222,9 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/UpdateInvoiceCustomSection',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateInvoiceCustomSectionRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateInvoiceCustomSectionResponse.FromString,
+            '/invora.billing.invoices.v2.InvoicesService/ListCustomSections',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListCustomSectionsRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.ListCustomSectionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1317,7 +1236,7 @@ class InvoiceService:
             _registered_method=True)
 
     @staticmethod
-    def VoidInvoice(request,
+    def GetCustomSection(request,
             target,
             options=(),
             channel_credentials=None,
@@ -1330,9 +1249,90 @@ class InvoiceService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.invoices.v2.InvoiceService/VoidInvoice',
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.VoidInvoiceRequest.SerializeToString,
-            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.VoidInvoiceResponse.FromString,
+            '/invora.billing.invoices.v2.InvoicesService/GetCustomSection',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetCustomSectionRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.GetCustomSectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCustomSection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.invoices.v2.InvoicesService/CreateCustomSection',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateCustomSectionRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.CreateCustomSectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCustomSection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.invoices.v2.InvoicesService/UpdateCustomSection',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateCustomSectionRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.UpdateCustomSectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCustomSection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.invoices.v2.InvoicesService/DeleteCustomSection',
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DeleteCustomSectionRequest.SerializeToString,
+            invora_dot_billing_dot_invoices_dot_v2_dot_service__pb2.DeleteCustomSectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,83 +30,83 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class InvoiceServiceStub:
+class InvoicesServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> InvoiceServiceAsyncStub: ...
-    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
-    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    def __new__(cls, channel: _aio.Channel) -> InvoicesServiceAsyncStub: ...
     List: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]
+    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
     Update: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]
-    CreateCustomSection: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateCustomSectionRequest, _service_pb2.CreateCustomSectionResponse]
-    CreatesDataExport: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreatesDataExportRequest, _service_pb2.CreatesDataExportResponse]
     CustomerInvoices: _grpc.UnaryUnaryMultiCallable[_service_pb2.CustomerInvoicesRequest, _service_pb2.CustomerInvoicesResponse]
-    DeleteInvoiceCustomSection: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteInvoiceCustomSectionRequest, _service_pb2.DeleteInvoiceCustomSectionResponse]
-    DownloadCustomerPortalInvoice: _grpc.UnaryUnaryMultiCallable[_service_pb2.DownloadCustomerPortalInvoiceRequest, _service_pb2.DownloadCustomerPortalInvoiceResponse]
-    DownloadInvoice: _grpc.UnaryUnaryMultiCallable[_service_pb2.DownloadInvoiceRequest, _service_pb2.DownloadInvoiceResponse]
-    DownloadInvoiceXml: _grpc.UnaryUnaryMultiCallable[_service_pb2.DownloadInvoiceXmlRequest, _service_pb2.DownloadInvoiceXmlResponse]
     FetchDraftInvoiceTaxes: _grpc.UnaryUnaryMultiCallable[_service_pb2.FetchDraftInvoiceTaxesRequest, _service_pb2.FetchDraftInvoiceTaxesResponse]
     Finalize: _grpc.UnaryUnaryMultiCallable[_service_pb2.FinalizeRequest, _service_pb2.FinalizeResponse]
     FinalizeAllInvoices: _grpc.UnaryUnaryMultiCallable[_service_pb2.FinalizeAllInvoicesRequest, _service_pb2.FinalizeAllInvoicesResponse]
-    GetCustomSection: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetCustomSectionRequest, _service_pb2.GetCustomSectionResponse]
-    ListCustomSections: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListCustomSectionsRequest, _service_pb2.ListCustomSectionsResponse]
+    VoidInvoice: _grpc.UnaryUnaryMultiCallable[_service_pb2.VoidInvoiceRequest, _service_pb2.VoidInvoiceResponse]
     LoseInvoiceDispute: _grpc.UnaryUnaryMultiCallable[_service_pb2.LoseInvoiceDisputeRequest, _service_pb2.LoseInvoiceDisputeResponse]
     RefreshInvoice: _grpc.UnaryUnaryMultiCallable[_service_pb2.RefreshInvoiceRequest, _service_pb2.RefreshInvoiceResponse]
     RegenerateFromVoided: _grpc.UnaryUnaryMultiCallable[_service_pb2.RegenerateFromVoidedRequest, _service_pb2.RegenerateFromVoidedResponse]
     ResendInvoiceEmail: _grpc.UnaryUnaryMultiCallable[_service_pb2.ResendInvoiceEmailRequest, _service_pb2.ResendInvoiceEmailResponse]
-    RetryAllInvoicePayments: _grpc.UnaryUnaryMultiCallable[_service_pb2.RetryAllInvoicePaymentsRequest, _service_pb2.RetryAllInvoicePaymentsResponse]
-    RetryAllInvoices: _grpc.UnaryUnaryMultiCallable[_service_pb2.RetryAllInvoicesRequest, _service_pb2.RetryAllInvoicesResponse]
     RetryInvoice: _grpc.UnaryUnaryMultiCallable[_service_pb2.RetryInvoiceRequest, _service_pb2.RetryInvoiceResponse]
     RetryInvoicePayment: _grpc.UnaryUnaryMultiCallable[_service_pb2.RetryInvoicePaymentRequest, _service_pb2.RetryInvoicePaymentResponse]
+    RetryAllInvoices: _grpc.UnaryUnaryMultiCallable[_service_pb2.RetryAllInvoicesRequest, _service_pb2.RetryAllInvoicesResponse]
+    RetryAllInvoicePayments: _grpc.UnaryUnaryMultiCallable[_service_pb2.RetryAllInvoicePaymentsRequest, _service_pb2.RetryAllInvoicePaymentsResponse]
     RetryTaxProviderVoiding: _grpc.UnaryUnaryMultiCallable[_service_pb2.RetryTaxProviderVoidingRequest, _service_pb2.RetryTaxProviderVoidingResponse]
-    SyncHubspotIntegrationInvoice: _grpc.UnaryUnaryMultiCallable[_service_pb2.SyncHubspotIntegrationInvoiceRequest, _service_pb2.SyncHubspotIntegrationInvoiceResponse]
+    DownloadInvoice: _grpc.UnaryUnaryMultiCallable[_service_pb2.DownloadInvoiceRequest, _service_pb2.DownloadInvoiceResponse]
+    DownloadInvoiceXml: _grpc.UnaryUnaryMultiCallable[_service_pb2.DownloadInvoiceXmlRequest, _service_pb2.DownloadInvoiceXmlResponse]
+    DownloadCustomerPortalInvoice: _grpc.UnaryUnaryMultiCallable[_service_pb2.DownloadCustomerPortalInvoiceRequest, _service_pb2.DownloadCustomerPortalInvoiceResponse]
+    CreateDataExport: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateDataExportRequest, _service_pb2.CreateDataExportResponse]
     SyncIntegrationInvoice: _grpc.UnaryUnaryMultiCallable[_service_pb2.SyncIntegrationInvoiceRequest, _service_pb2.SyncIntegrationInvoiceResponse]
+    SyncHubspotIntegrationInvoice: _grpc.UnaryUnaryMultiCallable[_service_pb2.SyncHubspotIntegrationInvoiceRequest, _service_pb2.SyncHubspotIntegrationInvoiceResponse]
     SyncSalesforceInvoice: _grpc.UnaryUnaryMultiCallable[_service_pb2.SyncSalesforceInvoiceRequest, _service_pb2.SyncSalesforceInvoiceResponse]
-    UpdateInvoiceCustomSection: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateInvoiceCustomSectionRequest, _service_pb2.UpdateInvoiceCustomSectionResponse]
-    VoidInvoice: _grpc.UnaryUnaryMultiCallable[_service_pb2.VoidInvoiceRequest, _service_pb2.VoidInvoiceResponse]
+    ListCustomSections: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListCustomSectionsRequest, _service_pb2.ListCustomSectionsResponse]
+    GetCustomSection: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetCustomSectionRequest, _service_pb2.GetCustomSectionResponse]
+    CreateCustomSection: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateCustomSectionRequest, _service_pb2.CreateCustomSectionResponse]
+    UpdateCustomSection: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateCustomSectionRequest, _service_pb2.UpdateCustomSectionResponse]
+    DeleteCustomSection: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteCustomSectionRequest, _service_pb2.DeleteCustomSectionResponse]
 
 @_typing.type_check_only
-class InvoiceServiceAsyncStub(InvoiceServiceStub):
+class InvoicesServiceAsyncStub(InvoicesServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
-    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
+    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
     Update: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]  # type: ignore[assignment]
-    CreateCustomSection: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateCustomSectionRequest, _service_pb2.CreateCustomSectionResponse]  # type: ignore[assignment]
-    CreatesDataExport: _aio.UnaryUnaryMultiCallable[_service_pb2.CreatesDataExportRequest, _service_pb2.CreatesDataExportResponse]  # type: ignore[assignment]
     CustomerInvoices: _aio.UnaryUnaryMultiCallable[_service_pb2.CustomerInvoicesRequest, _service_pb2.CustomerInvoicesResponse]  # type: ignore[assignment]
-    DeleteInvoiceCustomSection: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteInvoiceCustomSectionRequest, _service_pb2.DeleteInvoiceCustomSectionResponse]  # type: ignore[assignment]
-    DownloadCustomerPortalInvoice: _aio.UnaryUnaryMultiCallable[_service_pb2.DownloadCustomerPortalInvoiceRequest, _service_pb2.DownloadCustomerPortalInvoiceResponse]  # type: ignore[assignment]
-    DownloadInvoice: _aio.UnaryUnaryMultiCallable[_service_pb2.DownloadInvoiceRequest, _service_pb2.DownloadInvoiceResponse]  # type: ignore[assignment]
-    DownloadInvoiceXml: _aio.UnaryUnaryMultiCallable[_service_pb2.DownloadInvoiceXmlRequest, _service_pb2.DownloadInvoiceXmlResponse]  # type: ignore[assignment]
     FetchDraftInvoiceTaxes: _aio.UnaryUnaryMultiCallable[_service_pb2.FetchDraftInvoiceTaxesRequest, _service_pb2.FetchDraftInvoiceTaxesResponse]  # type: ignore[assignment]
     Finalize: _aio.UnaryUnaryMultiCallable[_service_pb2.FinalizeRequest, _service_pb2.FinalizeResponse]  # type: ignore[assignment]
     FinalizeAllInvoices: _aio.UnaryUnaryMultiCallable[_service_pb2.FinalizeAllInvoicesRequest, _service_pb2.FinalizeAllInvoicesResponse]  # type: ignore[assignment]
-    GetCustomSection: _aio.UnaryUnaryMultiCallable[_service_pb2.GetCustomSectionRequest, _service_pb2.GetCustomSectionResponse]  # type: ignore[assignment]
-    ListCustomSections: _aio.UnaryUnaryMultiCallable[_service_pb2.ListCustomSectionsRequest, _service_pb2.ListCustomSectionsResponse]  # type: ignore[assignment]
+    VoidInvoice: _aio.UnaryUnaryMultiCallable[_service_pb2.VoidInvoiceRequest, _service_pb2.VoidInvoiceResponse]  # type: ignore[assignment]
     LoseInvoiceDispute: _aio.UnaryUnaryMultiCallable[_service_pb2.LoseInvoiceDisputeRequest, _service_pb2.LoseInvoiceDisputeResponse]  # type: ignore[assignment]
     RefreshInvoice: _aio.UnaryUnaryMultiCallable[_service_pb2.RefreshInvoiceRequest, _service_pb2.RefreshInvoiceResponse]  # type: ignore[assignment]
     RegenerateFromVoided: _aio.UnaryUnaryMultiCallable[_service_pb2.RegenerateFromVoidedRequest, _service_pb2.RegenerateFromVoidedResponse]  # type: ignore[assignment]
     ResendInvoiceEmail: _aio.UnaryUnaryMultiCallable[_service_pb2.ResendInvoiceEmailRequest, _service_pb2.ResendInvoiceEmailResponse]  # type: ignore[assignment]
-    RetryAllInvoicePayments: _aio.UnaryUnaryMultiCallable[_service_pb2.RetryAllInvoicePaymentsRequest, _service_pb2.RetryAllInvoicePaymentsResponse]  # type: ignore[assignment]
-    RetryAllInvoices: _aio.UnaryUnaryMultiCallable[_service_pb2.RetryAllInvoicesRequest, _service_pb2.RetryAllInvoicesResponse]  # type: ignore[assignment]
     RetryInvoice: _aio.UnaryUnaryMultiCallable[_service_pb2.RetryInvoiceRequest, _service_pb2.RetryInvoiceResponse]  # type: ignore[assignment]
     RetryInvoicePayment: _aio.UnaryUnaryMultiCallable[_service_pb2.RetryInvoicePaymentRequest, _service_pb2.RetryInvoicePaymentResponse]  # type: ignore[assignment]
+    RetryAllInvoices: _aio.UnaryUnaryMultiCallable[_service_pb2.RetryAllInvoicesRequest, _service_pb2.RetryAllInvoicesResponse]  # type: ignore[assignment]
+    RetryAllInvoicePayments: _aio.UnaryUnaryMultiCallable[_service_pb2.RetryAllInvoicePaymentsRequest, _service_pb2.RetryAllInvoicePaymentsResponse]  # type: ignore[assignment]
     RetryTaxProviderVoiding: _aio.UnaryUnaryMultiCallable[_service_pb2.RetryTaxProviderVoidingRequest, _service_pb2.RetryTaxProviderVoidingResponse]  # type: ignore[assignment]
-    SyncHubspotIntegrationInvoice: _aio.UnaryUnaryMultiCallable[_service_pb2.SyncHubspotIntegrationInvoiceRequest, _service_pb2.SyncHubspotIntegrationInvoiceResponse]  # type: ignore[assignment]
+    DownloadInvoice: _aio.UnaryUnaryMultiCallable[_service_pb2.DownloadInvoiceRequest, _service_pb2.DownloadInvoiceResponse]  # type: ignore[assignment]
+    DownloadInvoiceXml: _aio.UnaryUnaryMultiCallable[_service_pb2.DownloadInvoiceXmlRequest, _service_pb2.DownloadInvoiceXmlResponse]  # type: ignore[assignment]
+    DownloadCustomerPortalInvoice: _aio.UnaryUnaryMultiCallable[_service_pb2.DownloadCustomerPortalInvoiceRequest, _service_pb2.DownloadCustomerPortalInvoiceResponse]  # type: ignore[assignment]
+    CreateDataExport: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateDataExportRequest, _service_pb2.CreateDataExportResponse]  # type: ignore[assignment]
     SyncIntegrationInvoice: _aio.UnaryUnaryMultiCallable[_service_pb2.SyncIntegrationInvoiceRequest, _service_pb2.SyncIntegrationInvoiceResponse]  # type: ignore[assignment]
+    SyncHubspotIntegrationInvoice: _aio.UnaryUnaryMultiCallable[_service_pb2.SyncHubspotIntegrationInvoiceRequest, _service_pb2.SyncHubspotIntegrationInvoiceResponse]  # type: ignore[assignment]
     SyncSalesforceInvoice: _aio.UnaryUnaryMultiCallable[_service_pb2.SyncSalesforceInvoiceRequest, _service_pb2.SyncSalesforceInvoiceResponse]  # type: ignore[assignment]
-    UpdateInvoiceCustomSection: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateInvoiceCustomSectionRequest, _service_pb2.UpdateInvoiceCustomSectionResponse]  # type: ignore[assignment]
-    VoidInvoice: _aio.UnaryUnaryMultiCallable[_service_pb2.VoidInvoiceRequest, _service_pb2.VoidInvoiceResponse]  # type: ignore[assignment]
+    ListCustomSections: _aio.UnaryUnaryMultiCallable[_service_pb2.ListCustomSectionsRequest, _service_pb2.ListCustomSectionsResponse]  # type: ignore[assignment]
+    GetCustomSection: _aio.UnaryUnaryMultiCallable[_service_pb2.GetCustomSectionRequest, _service_pb2.GetCustomSectionResponse]  # type: ignore[assignment]
+    CreateCustomSection: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateCustomSectionRequest, _service_pb2.CreateCustomSectionResponse]  # type: ignore[assignment]
+    UpdateCustomSection: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateCustomSectionRequest, _service_pb2.UpdateCustomSectionResponse]  # type: ignore[assignment]
+    DeleteCustomSection: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteCustomSectionRequest, _service_pb2.DeleteCustomSectionResponse]  # type: ignore[assignment]
 
-class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
+class InvoicesServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
-    def Create(
+    def List(
         self,
-        request: _service_pb2.CreateRequest,
+        request: _service_pb2.ListRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
 
     @_abc_1.abstractmethod
     def Get(
@@ -116,11 +116,11 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
 
     @_abc_1.abstractmethod
-    def List(
+    def Create(
         self,
-        request: _service_pb2.ListRequest,
+        request: _service_pb2.CreateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
 
     @_abc_1.abstractmethod
     def Update(
@@ -130,53 +130,11 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.UpdateResponse, _abc.Awaitable[_service_pb2.UpdateResponse]]: ...
 
     @_abc_1.abstractmethod
-    def CreateCustomSection(
-        self,
-        request: _service_pb2.CreateCustomSectionRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateCustomSectionResponse, _abc.Awaitable[_service_pb2.CreateCustomSectionResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def CreatesDataExport(
-        self,
-        request: _service_pb2.CreatesDataExportRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreatesDataExportResponse, _abc.Awaitable[_service_pb2.CreatesDataExportResponse]]: ...
-
-    @_abc_1.abstractmethod
     def CustomerInvoices(
         self,
         request: _service_pb2.CustomerInvoicesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.CustomerInvoicesResponse, _abc.Awaitable[_service_pb2.CustomerInvoicesResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def DeleteInvoiceCustomSection(
-        self,
-        request: _service_pb2.DeleteInvoiceCustomSectionRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.DeleteInvoiceCustomSectionResponse, _abc.Awaitable[_service_pb2.DeleteInvoiceCustomSectionResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def DownloadCustomerPortalInvoice(
-        self,
-        request: _service_pb2.DownloadCustomerPortalInvoiceRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.DownloadCustomerPortalInvoiceResponse, _abc.Awaitable[_service_pb2.DownloadCustomerPortalInvoiceResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def DownloadInvoice(
-        self,
-        request: _service_pb2.DownloadInvoiceRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.DownloadInvoiceResponse, _abc.Awaitable[_service_pb2.DownloadInvoiceResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def DownloadInvoiceXml(
-        self,
-        request: _service_pb2.DownloadInvoiceXmlRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.DownloadInvoiceXmlResponse, _abc.Awaitable[_service_pb2.DownloadInvoiceXmlResponse]]: ...
 
     @_abc_1.abstractmethod
     def FetchDraftInvoiceTaxes(
@@ -200,18 +158,11 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.FinalizeAllInvoicesResponse, _abc.Awaitable[_service_pb2.FinalizeAllInvoicesResponse]]: ...
 
     @_abc_1.abstractmethod
-    def GetCustomSection(
+    def VoidInvoice(
         self,
-        request: _service_pb2.GetCustomSectionRequest,
+        request: _service_pb2.VoidInvoiceRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.GetCustomSectionResponse, _abc.Awaitable[_service_pb2.GetCustomSectionResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def ListCustomSections(
-        self,
-        request: _service_pb2.ListCustomSectionsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.ListCustomSectionsResponse, _abc.Awaitable[_service_pb2.ListCustomSectionsResponse]]: ...
+    ) -> _typing.Union[_service_pb2.VoidInvoiceResponse, _abc.Awaitable[_service_pb2.VoidInvoiceResponse]]: ...
 
     @_abc_1.abstractmethod
     def LoseInvoiceDispute(
@@ -242,20 +193,6 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.ResendInvoiceEmailResponse, _abc.Awaitable[_service_pb2.ResendInvoiceEmailResponse]]: ...
 
     @_abc_1.abstractmethod
-    def RetryAllInvoicePayments(
-        self,
-        request: _service_pb2.RetryAllInvoicePaymentsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.RetryAllInvoicePaymentsResponse, _abc.Awaitable[_service_pb2.RetryAllInvoicePaymentsResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def RetryAllInvoices(
-        self,
-        request: _service_pb2.RetryAllInvoicesRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.RetryAllInvoicesResponse, _abc.Awaitable[_service_pb2.RetryAllInvoicesResponse]]: ...
-
-    @_abc_1.abstractmethod
     def RetryInvoice(
         self,
         request: _service_pb2.RetryInvoiceRequest,
@@ -270,6 +207,20 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.RetryInvoicePaymentResponse, _abc.Awaitable[_service_pb2.RetryInvoicePaymentResponse]]: ...
 
     @_abc_1.abstractmethod
+    def RetryAllInvoices(
+        self,
+        request: _service_pb2.RetryAllInvoicesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.RetryAllInvoicesResponse, _abc.Awaitable[_service_pb2.RetryAllInvoicesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RetryAllInvoicePayments(
+        self,
+        request: _service_pb2.RetryAllInvoicePaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.RetryAllInvoicePaymentsResponse, _abc.Awaitable[_service_pb2.RetryAllInvoicePaymentsResponse]]: ...
+
+    @_abc_1.abstractmethod
     def RetryTaxProviderVoiding(
         self,
         request: _service_pb2.RetryTaxProviderVoidingRequest,
@@ -277,11 +228,32 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.RetryTaxProviderVoidingResponse, _abc.Awaitable[_service_pb2.RetryTaxProviderVoidingResponse]]: ...
 
     @_abc_1.abstractmethod
-    def SyncHubspotIntegrationInvoice(
+    def DownloadInvoice(
         self,
-        request: _service_pb2.SyncHubspotIntegrationInvoiceRequest,
+        request: _service_pb2.DownloadInvoiceRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.SyncHubspotIntegrationInvoiceResponse, _abc.Awaitable[_service_pb2.SyncHubspotIntegrationInvoiceResponse]]: ...
+    ) -> _typing.Union[_service_pb2.DownloadInvoiceResponse, _abc.Awaitable[_service_pb2.DownloadInvoiceResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DownloadInvoiceXml(
+        self,
+        request: _service_pb2.DownloadInvoiceXmlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.DownloadInvoiceXmlResponse, _abc.Awaitable[_service_pb2.DownloadInvoiceXmlResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DownloadCustomerPortalInvoice(
+        self,
+        request: _service_pb2.DownloadCustomerPortalInvoiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.DownloadCustomerPortalInvoiceResponse, _abc.Awaitable[_service_pb2.DownloadCustomerPortalInvoiceResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateDataExport(
+        self,
+        request: _service_pb2.CreateDataExportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.CreateDataExportResponse, _abc.Awaitable[_service_pb2.CreateDataExportResponse]]: ...
 
     @_abc_1.abstractmethod
     def SyncIntegrationInvoice(
@@ -291,6 +263,13 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.SyncIntegrationInvoiceResponse, _abc.Awaitable[_service_pb2.SyncIntegrationInvoiceResponse]]: ...
 
     @_abc_1.abstractmethod
+    def SyncHubspotIntegrationInvoice(
+        self,
+        request: _service_pb2.SyncHubspotIntegrationInvoiceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.SyncHubspotIntegrationInvoiceResponse, _abc.Awaitable[_service_pb2.SyncHubspotIntegrationInvoiceResponse]]: ...
+
+    @_abc_1.abstractmethod
     def SyncSalesforceInvoice(
         self,
         request: _service_pb2.SyncSalesforceInvoiceRequest,
@@ -298,17 +277,38 @@ class InvoiceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.SyncSalesforceInvoiceResponse, _abc.Awaitable[_service_pb2.SyncSalesforceInvoiceResponse]]: ...
 
     @_abc_1.abstractmethod
-    def UpdateInvoiceCustomSection(
+    def ListCustomSections(
         self,
-        request: _service_pb2.UpdateInvoiceCustomSectionRequest,
+        request: _service_pb2.ListCustomSectionsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateInvoiceCustomSectionResponse, _abc.Awaitable[_service_pb2.UpdateInvoiceCustomSectionResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListCustomSectionsResponse, _abc.Awaitable[_service_pb2.ListCustomSectionsResponse]]: ...
 
     @_abc_1.abstractmethod
-    def VoidInvoice(
+    def GetCustomSection(
         self,
-        request: _service_pb2.VoidInvoiceRequest,
+        request: _service_pb2.GetCustomSectionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.VoidInvoiceResponse, _abc.Awaitable[_service_pb2.VoidInvoiceResponse]]: ...
+    ) -> _typing.Union[_service_pb2.GetCustomSectionResponse, _abc.Awaitable[_service_pb2.GetCustomSectionResponse]]: ...
 
-def add_InvoiceServiceServicer_to_server(servicer: InvoiceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+    @_abc_1.abstractmethod
+    def CreateCustomSection(
+        self,
+        request: _service_pb2.CreateCustomSectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.CreateCustomSectionResponse, _abc.Awaitable[_service_pb2.CreateCustomSectionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateCustomSection(
+        self,
+        request: _service_pb2.UpdateCustomSectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.UpdateCustomSectionResponse, _abc.Awaitable[_service_pb2.UpdateCustomSectionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteCustomSection(
+        self,
+        request: _service_pb2.DeleteCustomSectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.DeleteCustomSectionResponse, _abc.Awaitable[_service_pb2.DeleteCustomSectionResponse]]: ...
+
+def add_InvoicesServiceServicer_to_server(servicer: InvoicesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,71 +24,60 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
-from google.protobuf import wrappers_pb2 as google_dot_protobuf_dot_wrappers__pb2
 from invora._proto.invora.billing.common.v2 import models_pb2 as invora_dot_billing_dot_common_dot_v2_dot_models__pb2
 from invora._proto.kernel import options_pb2 as kernel_dot_options__pb2
 from invora._proto.kernel import query_pb2 as kernel_dot_query__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(invora/billing/metering/v2/service.proto\x12\x1ainvora.billing.metering.v2\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a%invora/billing/common/v2/models.proto\x1a\x14kernel/options.proto\x1a\x12kernel/query.proto\"w\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12.\n\x04view\x18\x0b \x01(\x0e\x32 .invora.billing.metering.v2.View\"W\n\x0bGetResponse\x12H\n\x0f\x62illable_metric\x18\x01 \x01(\x0b\x32/.invora.billing.common.v2.BillingBillableMetric\"\x84\x02\n\x0bListRequest\x12\x36\n\x06\x66ilter\x18\x01 \x01(\x0b\x32&.invora.billing.metering.v2.ListFilter\x12\x32\n\x04sort\x18\x02 \x01(\x0b\x32$.invora.billing.metering.v2.ListSort\x12*\n\npagination\x18\x03 \x01(\x0b\x32\x16.kernel.PaginationInfo\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12.\n\x04view\x18\x0b \x01(\x0e\x32 .invora.billing.metering.v2.View\"\x9b\x01\n\x0cListResponse\x12>\n\x05items\x18\x01 \x03(\x0b\x32/.invora.billing.common.v2.BillingBillableMetric\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x36\n\x10next_page_cursor\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.StringValue\"[\n\nListFilter\x12\x38\n\x04part\x18\x01 \x01(\x0b\x32*.invora.billing.metering.v2.ListFilterPart\x12\x13\n\x0btext_search\x18\x02 \x01(\t\"^\n\x1aListAggregationTypesFilter\x12@\n\tin_values\x18\x01 \x03(\x0e\x32-.invora.billing.common.v2.AggregationTypeEnum\"\x95\x01\n\x0eListFilterPart\x12S\n\x11\x61ggregation_types\x18\x01 \x01(\x0b\x32\x36.invora.billing.metering.v2.ListAggregationTypesFilterH\x00\x12\x11\n\x07plan_id\x18\x02 \x01(\tH\x00\x12\x13\n\trecurring\x18\x03 \x01(\x08H\x00\x42\x06\n\x04type\"C\n\x08ListSort\x12\x37\n\x05rules\x18\x01 \x03(\x0b\x32(.invora.billing.metering.v2.ListSortRule\"C\n\x0cListSortRule\x12+\n\ncreated_at\x18\x01 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x42\x06\n\x04type\"U\n\rCreateRequest\x12\x44\n\x05input\x18\x01 \x01(\x0b\x32\x35.invora.billing.metering.v2.CreateBillableMetricInput\"Z\n\x0e\x43reateResponse\x12H\n\x0f\x62illable_metric\x18\x01 \x01(\x0b\x32/.invora.billing.common.v2.BillingBillableMetric\"V\n\rDeleteRequest\x12\x45\n\x05input\x18\x01 \x01(\x0b\x32\x36.invora.billing.metering.v2.DestroyBillableMetricInput\"\x10\n\x0e\x44\x65leteResponse\"U\n\rUpdateRequest\x12\x44\n\x05input\x18\x01 \x01(\x0b\x32\x35.invora.billing.metering.v2.UpdateBillableMetricInput\"Z\n\x0eUpdateResponse\x12H\n\x0f\x62illable_metric\x18\x01 \x01(\x0b\x32/.invora.billing.common.v2.BillingBillableMetric\"\xe4\x04\n\x19UpdateBillableMetricInput\x12G\n\x10\x61ggregation_type\x18\x01 \x01(\x0e\x32-.invora.billing.common.v2.AggregationTypeEnum\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x17\n\nexpression\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nfield_name\x18\x05 \x01(\tH\x01\x88\x01\x01\x12G\n\x07\x66ilters\x18\x06 \x03(\x0b\x32\x36.invora.billing.metering.v2.BillableMetricFiltersInput\x12\n\n\x02id\x18\x07 \x01(\t\x12\x0c\n\x04name\x18\x08 \x01(\t\x12\x16\n\trecurring\x18\t \x01(\x08H\x02\x88\x01\x01\x12N\n\x11rounding_function\x18\n \x01(\x0e\x32..invora.billing.common.v2.RoundingFunctionEnumH\x03\x88\x01\x01\x12\x1f\n\x12rounding_precision\x18\x0b \x01(\x05H\x04\x88\x01\x01\x12N\n\x11weighted_interval\x18\x0c \x01(\x0e\x32..invora.billing.common.v2.WeightedIntervalEnumH\x05\x88\x01\x01\x42\r\n\x0b_expressionB\r\n\x0b_field_nameB\x0c\n\n_recurringB\x14\n\x12_rounding_functionB\x15\n\x13_rounding_precisionB\x14\n\x12_weighted_interval\"9\n\x1a\x42illableMetricFiltersInput\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"(\n\x1a\x44\x65stroyBillableMetricInput\x12\n\n\x02id\x18\x01 \x01(\t\"6\n\x1c\x44\x65stroyBillableMetricPayload\x12\x0f\n\x02id\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x05\n\x03_id\"\xd8\x04\n\x19\x43reateBillableMetricInput\x12G\n\x10\x61ggregation_type\x18\x01 \x01(\x0e\x32-.invora.billing.common.v2.AggregationTypeEnum\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x17\n\nexpression\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nfield_name\x18\x05 \x01(\tH\x01\x88\x01\x01\x12G\n\x07\x66ilters\x18\x06 \x03(\x0b\x32\x36.invora.billing.metering.v2.BillableMetricFiltersInput\x12\x0c\n\x04name\x18\x07 \x01(\t\x12\x16\n\trecurring\x18\x08 \x01(\x08H\x02\x88\x01\x01\x12N\n\x11rounding_function\x18\t \x01(\x0e\x32..invora.billing.common.v2.RoundingFunctionEnumH\x03\x88\x01\x01\x12\x1f\n\x12rounding_precision\x18\n \x01(\x05H\x04\x88\x01\x01\x12N\n\x11weighted_interval\x18\x0b \x01(\x0e\x32..invora.billing.common.v2.WeightedIntervalEnumH\x05\x88\x01\x01\x42\r\n\x0b_expressionB\r\n\x0b_field_nameB\x0c\n\n_recurringB\x14\n\x12_rounding_functionB\x15\n\x13_rounding_precisionB\x14\n\x12_weighted_interval*;\n\x04View\x12\x14\n\x10VIEW_UNSPECIFIED\x10\x00\x12\x0e\n\nVIEW_BASIC\x10\x01\x12\r\n\tVIEW_FULL\x10\x02\x32\xe5\x06\n\x15\x42illableMetricService\x12\xab\x01\n\x06\x43reate\x12).invora.billing.metering.v2.CreateRequest\x1a*.invora.billing.metering.v2.CreateResponse\"J\xe2\xf2\x19#\n!Invora.Billing.Metering.v2.Create\x82\xd3\xe4\x93\x02\x1d\"\x18/api/v2/billing/metering:\x01*\x12\xa1\x01\n\x03Get\x12&.invora.billing.metering.v2.GetRequest\x1a\'.invora.billing.metering.v2.GetResponse\"I\xe2\xf2\x19 \n\x1eInvora.Billing.Metering.v2.Get\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v2/billing/metering/{id}\x12\xa0\x01\n\x04List\x12\'.invora.billing.metering.v2.ListRequest\x1a(.invora.billing.metering.v2.ListResponse\"E\xe2\xf2\x19!\n\x1fInvora.Billing.Metering.v2.List\x82\xd3\xe4\x93\x02\x1a\x12\x18/api/v2/billing/metering\x12\xab\x01\n\x06Update\x12).invora.billing.metering.v2.UpdateRequest\x1a*.invora.billing.metering.v2.UpdateResponse\"J\xe2\xf2\x19#\n!Invora.Billing.Metering.v2.Update\x82\xd3\xe4\x93\x02\x1d\x32\x18/api/v2/billing/metering:\x01*\x12\xa8\x01\n\x06\x44\x65lete\x12).invora.billing.metering.v2.DeleteRequest\x1a*.invora.billing.metering.v2.DeleteResponse\"G\xe2\xf2\x19#\n!Invora.Billing.Metering.v2.Delete\x82\xd3\xe4\x93\x02\x1a*\x18/api/v2/billing/meteringb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(invora/billing/metering/v2/service.proto\x12\x1ainvora.billing.metering.v2\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a%invora/billing/common/v2/models.proto\x1a\x14kernel/options.proto\x1a\x12kernel/query.proto\"u\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12,\n\x04view\x18\x0b \x01(\x0e\x32\x1e.invora.billing.common.v2.View\"W\n\x0bGetResponse\x12H\n\x0f\x62illable_metric\x18\x01 \x01(\x0b\x32/.invora.billing.common.v2.BillingBillableMetric\"[\n\nListFilter\x12\x38\n\x04part\x18\x01 \x01(\x0b\x32*.invora.billing.metering.v2.ListFilterPart\x12\x13\n\x0btext_search\x18\x02 \x01(\t\"Z\n\x1aListAggregationTypesFilter\x12<\n\tin_values\x18\x01 \x03(\x0e\x32).invora.billing.common.v2.AggregationType\"\x95\x01\n\x0eListFilterPart\x12S\n\x11\x61ggregation_types\x18\x01 \x01(\x0b\x32\x36.invora.billing.metering.v2.ListAggregationTypesFilterH\x00\x12\x11\n\x07plan_id\x18\x02 \x01(\tH\x00\x12\x13\n\trecurring\x18\x03 \x01(\x08H\x00\x42\x06\n\x04type\"C\n\x08ListSort\x12\x37\n\x05rules\x18\x01 \x03(\x0b\x32(.invora.billing.metering.v2.ListSortRule\"C\n\x0cListSortRule\x12+\n\ncreated_at\x18\x01 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x42\x06\n\x04type\"\x82\x02\n\x0bListRequest\x12\x36\n\x06\x66ilter\x18\x01 \x01(\x0b\x32&.invora.billing.metering.v2.ListFilter\x12\x32\n\x04sort\x18\x02 \x01(\x0b\x32$.invora.billing.metering.v2.ListSort\x12*\n\npagination\x18\x03 \x01(\x0b\x32\x16.kernel.PaginationInfo\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12,\n\x04view\x18\x0b \x01(\x0e\x32\x1e.invora.billing.common.v2.View\"\x97\x01\n\x0cListResponse\x12>\n\x05items\x18\x01 \x03(\x0b\x32/.invora.billing.common.v2.BillingBillableMetric\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x1d\n\x10next_page_cursor\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x13\n\x11_next_page_cursor\"\xc0\x04\n\rCreateRequest\x12\x43\n\x10\x61ggregation_type\x18\x01 \x01(\x0e\x32).invora.billing.common.v2.AggregationType\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x17\n\nexpression\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nfield_name\x18\x05 \x01(\tH\x01\x88\x01\x01\x12G\n\x07\x66ilters\x18\x06 \x03(\x0b\x32\x36.invora.billing.metering.v2.BillableMetricFiltersInput\x12\x0c\n\x04name\x18\x07 \x01(\t\x12\x16\n\trecurring\x18\x08 \x01(\x08H\x02\x88\x01\x01\x12J\n\x11rounding_function\x18\t \x01(\x0e\x32*.invora.billing.common.v2.RoundingFunctionH\x03\x88\x01\x01\x12\x1f\n\x12rounding_precision\x18\n \x01(\x05H\x04\x88\x01\x01\x12J\n\x11weighted_interval\x18\x0b \x01(\x0e\x32*.invora.billing.common.v2.WeightedIntervalH\x05\x88\x01\x01\x42\r\n\x0b_expressionB\r\n\x0b_field_nameB\x0c\n\n_recurringB\x14\n\x12_rounding_functionB\x15\n\x13_rounding_precisionB\x14\n\x12_weighted_interval\"Z\n\x0e\x43reateResponse\x12H\n\x0f\x62illable_metric\x18\x01 \x01(\x0b\x32/.invora.billing.common.v2.BillingBillableMetric\"\xfd\x04\n\rUpdateRequest\x12\x43\n\x10\x61ggregation_type\x18\x01 \x01(\x0e\x32).invora.billing.common.v2.AggregationType\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x17\n\nexpression\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nfield_name\x18\x05 \x01(\tH\x01\x88\x01\x01\x12G\n\x07\x66ilters\x18\x06 \x03(\x0b\x32\x36.invora.billing.metering.v2.BillableMetricFiltersInput\x12\n\n\x02id\x18\x07 \x01(\t\x12\x0c\n\x04name\x18\x08 \x01(\t\x12\x16\n\trecurring\x18\t \x01(\x08H\x02\x88\x01\x01\x12J\n\x11rounding_function\x18\n \x01(\x0e\x32*.invora.billing.common.v2.RoundingFunctionH\x03\x88\x01\x01\x12\x1f\n\x12rounding_precision\x18\x0b \x01(\x05H\x04\x88\x01\x01\x12J\n\x11weighted_interval\x18\x0c \x01(\x0e\x32*.invora.billing.common.v2.WeightedIntervalH\x05\x88\x01\x01\x12/\n\x0bupdate_mask\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\r\n\x0b_expressionB\r\n\x0b_field_nameB\x0c\n\n_recurringB\x14\n\x12_rounding_functionB\x15\n\x13_rounding_precisionB\x14\n\x12_weighted_interval\"Z\n\x0eUpdateResponse\x12H\n\x0f\x62illable_metric\x18\x01 \x01(\x0b\x32/.invora.billing.common.v2.BillingBillableMetric\"\x1b\n\rDeleteRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x10\n\x0e\x44\x65leteResponse\"9\n\x1a\x42illableMetricFiltersInput\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t2\xba\x07\n\x16\x42illableMetricsService\x12\xb0\x01\n\x04List\x12\'.invora.billing.metering.v2.ListRequest\x1a(.invora.billing.metering.v2.ListResponse\"U\xe2\xf2\x19!\n\x1fInvora.Billing.Metering.v2.List\x82\xd3\xe4\x93\x02*\"%/api/billing/v2/billable-metrics/list:\x01*\x12\xa9\x01\n\x03Get\x12&.invora.billing.metering.v2.GetRequest\x1a\'.invora.billing.metering.v2.GetResponse\"Q\xe2\xf2\x19 \n\x1eInvora.Billing.Metering.v2.Get\x82\xd3\xe4\x93\x02\'\x12%/api/billing/v2/billable-metrics/{id}\x12\xba\x01\n\x06\x43reate\x12).invora.billing.metering.v2.CreateRequest\x1a*.invora.billing.metering.v2.CreateResponse\"Y\xe2\xf2\x19*\n(Invora.Billing.Metering.v2.Modify.Create\x82\xd3\xe4\x93\x02%\" /api/billing/v2/billable-metrics:\x01*\x12\xbf\x01\n\x06Update\x12).invora.billing.metering.v2.UpdateRequest\x1a*.invora.billing.metering.v2.UpdateResponse\"^\xe2\xf2\x19*\n(Invora.Billing.Metering.v2.Modify.Update\x82\xd3\xe4\x93\x02*\x1a%/api/billing/v2/billable-metrics/{id}:\x01*\x12\xc1\x01\n\x06\x44\x65lete\x12).invora.billing.metering.v2.DeleteRequest\x1a*.invora.billing.metering.v2.DeleteResponse\"`\xe2\xf2\x19*\n(Invora.Billing.Metering.v2.Modify.Delete\x82\xd3\xe4\x93\x02,\"\'/api/billing/v2/billable-metrics/delete:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'invora.billing.metering.v2.service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BILLABLEMETRICSERVICE'].methods_by_name['Create']._loaded_options = None
-  _globals['_BILLABLEMETRICSERVICE'].methods_by_name['Create']._serialized_options = b'\342\362\031#\n!Invora.Billing.Metering.v2.Create\202\323\344\223\002\035\"\030/api/v2/billing/metering:\001*'
-  _globals['_BILLABLEMETRICSERVICE'].methods_by_name['Get']._loaded_options = None
-  _globals['_BILLABLEMETRICSERVICE'].methods_by_name['Get']._serialized_options = b'\342\362\031 \n\036Invora.Billing.Metering.v2.Get\202\323\344\223\002\037\022\035/api/v2/billing/metering/{id}'
-  _globals['_BILLABLEMETRICSERVICE'].methods_by_name['List']._loaded_options = None
-  _globals['_BILLABLEMETRICSERVICE'].methods_by_name['List']._serialized_options = b'\342\362\031!\n\037Invora.Billing.Metering.v2.List\202\323\344\223\002\032\022\030/api/v2/billing/metering'
-  _globals['_BILLABLEMETRICSERVICE'].methods_by_name['Update']._loaded_options = None
-  _globals['_BILLABLEMETRICSERVICE'].methods_by_name['Update']._serialized_options = b'\342\362\031#\n!Invora.Billing.Metering.v2.Update\202\323\344\223\002\0352\030/api/v2/billing/metering:\001*'
-  _globals['_BILLABLEMETRICSERVICE'].methods_by_name['Delete']._loaded_options = None
-  _globals['_BILLABLEMETRICSERVICE'].methods_by_name['Delete']._serialized_options = b'\342\362\031#\n!Invora.Billing.Metering.v2.Delete\202\323\344\223\002\032*\030/api/v2/billing/metering'
-  _globals['_VIEW']._serialized_start=3198
-  _globals['_VIEW']._serialized_end=3257
-  _globals['_GETREQUEST']._serialized_start=249
-  _globals['_GETREQUEST']._serialized_end=368
-  _globals['_GETRESPONSE']._serialized_start=370
-  _globals['_GETRESPONSE']._serialized_end=457
-  _globals['_LISTREQUEST']._serialized_start=460
-  _globals['_LISTREQUEST']._serialized_end=720
-  _globals['_LISTRESPONSE']._serialized_start=723
-  _globals['_LISTRESPONSE']._serialized_end=878
-  _globals['_LISTFILTER']._serialized_start=880
-  _globals['_LISTFILTER']._serialized_end=971
-  _globals['_LISTAGGREGATIONTYPESFILTER']._serialized_start=973
-  _globals['_LISTAGGREGATIONTYPESFILTER']._serialized_end=1067
-  _globals['_LISTFILTERPART']._serialized_start=1070
-  _globals['_LISTFILTERPART']._serialized_end=1219
-  _globals['_LISTSORT']._serialized_start=1221
-  _globals['_LISTSORT']._serialized_end=1288
-  _globals['_LISTSORTRULE']._serialized_start=1290
-  _globals['_LISTSORTRULE']._serialized_end=1357
-  _globals['_CREATEREQUEST']._serialized_start=1359
-  _globals['_CREATEREQUEST']._serialized_end=1444
-  _globals['_CREATERESPONSE']._serialized_start=1446
-  _globals['_CREATERESPONSE']._serialized_end=1536
-  _globals['_DELETEREQUEST']._serialized_start=1538
-  _globals['_DELETEREQUEST']._serialized_end=1624
-  _globals['_DELETERESPONSE']._serialized_start=1626
-  _globals['_DELETERESPONSE']._serialized_end=1642
-  _globals['_UPDATEREQUEST']._serialized_start=1644
-  _globals['_UPDATEREQUEST']._serialized_end=1729
-  _globals['_UPDATERESPONSE']._serialized_start=1731
-  _globals['_UPDATERESPONSE']._serialized_end=1821
-  _globals['_UPDATEBILLABLEMETRICINPUT']._serialized_start=1824
-  _globals['_UPDATEBILLABLEMETRICINPUT']._serialized_end=2436
-  _globals['_BILLABLEMETRICFILTERSINPUT']._serialized_start=2438
-  _globals['_BILLABLEMETRICFILTERSINPUT']._serialized_end=2495
-  _globals['_DESTROYBILLABLEMETRICINPUT']._serialized_start=2497
-  _globals['_DESTROYBILLABLEMETRICINPUT']._serialized_end=2537
-  _globals['_DESTROYBILLABLEMETRICPAYLOAD']._serialized_start=2539
-  _globals['_DESTROYBILLABLEMETRICPAYLOAD']._serialized_end=2593
-  _globals['_CREATEBILLABLEMETRICINPUT']._serialized_start=2596
-  _globals['_CREATEBILLABLEMETRICINPUT']._serialized_end=3196
-  _globals['_BILLABLEMETRICSERVICE']._serialized_start=3260
-  _globals['_BILLABLEMETRICSERVICE']._serialized_end=4129
+  _globals['_BILLABLEMETRICSSERVICE'].methods_by_name['List']._loaded_options = None
+  _globals['_BILLABLEMETRICSSERVICE'].methods_by_name['List']._serialized_options = b'\342\362\031!\n\037Invora.Billing.Metering.v2.List\202\323\344\223\002*\"%/api/billing/v2/billable-metrics/list:\001*'
+  _globals['_BILLABLEMETRICSSERVICE'].methods_by_name['Get']._loaded_options = None
+  _globals['_BILLABLEMETRICSSERVICE'].methods_by_name['Get']._serialized_options = b'\342\362\031 \n\036Invora.Billing.Metering.v2.Get\202\323\344\223\002\'\022%/api/billing/v2/billable-metrics/{id}'
+  _globals['_BILLABLEMETRICSSERVICE'].methods_by_name['Create']._loaded_options = None
+  _globals['_BILLABLEMETRICSSERVICE'].methods_by_name['Create']._serialized_options = b'\342\362\031*\n(Invora.Billing.Metering.v2.Modify.Create\202\323\344\223\002%\" /api/billing/v2/billable-metrics:\001*'
+  _globals['_BILLABLEMETRICSSERVICE'].methods_by_name['Update']._loaded_options = None
+  _globals['_BILLABLEMETRICSSERVICE'].methods_by_name['Update']._serialized_options = b'\342\362\031*\n(Invora.Billing.Metering.v2.Modify.Update\202\323\344\223\002*\032%/api/billing/v2/billable-metrics/{id}:\001*'
+  _globals['_BILLABLEMETRICSSERVICE'].methods_by_name['Delete']._loaded_options = None
+  _globals['_BILLABLEMETRICSSERVICE'].methods_by_name['Delete']._serialized_options = b'\342\362\031*\n(Invora.Billing.Metering.v2.Modify.Delete\202\323\344\223\002,\"\'/api/billing/v2/billable-metrics/delete:\001*'
+  _globals['_GETREQUEST']._serialized_start=217
+  _globals['_GETREQUEST']._serialized_end=334
+  _globals['_GETRESPONSE']._serialized_start=336
+  _globals['_GETRESPONSE']._serialized_end=423
+  _globals['_LISTFILTER']._serialized_start=425
+  _globals['_LISTFILTER']._serialized_end=516
+  _globals['_LISTAGGREGATIONTYPESFILTER']._serialized_start=518
+  _globals['_LISTAGGREGATIONTYPESFILTER']._serialized_end=608
+  _globals['_LISTFILTERPART']._serialized_start=611
+  _globals['_LISTFILTERPART']._serialized_end=760
+  _globals['_LISTSORT']._serialized_start=762
+  _globals['_LISTSORT']._serialized_end=829
+  _globals['_LISTSORTRULE']._serialized_start=831
+  _globals['_LISTSORTRULE']._serialized_end=898
+  _globals['_LISTREQUEST']._serialized_start=901
+  _globals['_LISTREQUEST']._serialized_end=1159
+  _globals['_LISTRESPONSE']._serialized_start=1162
+  _globals['_LISTRESPONSE']._serialized_end=1313
+  _globals['_CREATEREQUEST']._serialized_start=1316
+  _globals['_CREATEREQUEST']._serialized_end=1892
+  _globals['_CREATERESPONSE']._serialized_start=1894
+  _globals['_CREATERESPONSE']._serialized_end=1984
+  _globals['_UPDATEREQUEST']._serialized_start=1987
+  _globals['_UPDATEREQUEST']._serialized_end=2624
+  _globals['_UPDATERESPONSE']._serialized_start=2626
+  _globals['_UPDATERESPONSE']._serialized_end=2716
+  _globals['_DELETEREQUEST']._serialized_start=2718
+  _globals['_DELETEREQUEST']._serialized_end=2745
+  _globals['_DELETERESPONSE']._serialized_start=2747
+  _globals['_DELETERESPONSE']._serialized_end=2763
+  _globals['_BILLABLEMETRICFILTERSINPUT']._serialized_start=2765
+  _globals['_BILLABLEMETRICFILTERSINPUT']._serialized_end=2822
+  _globals['_BILLABLEMETRICSSERVICE']._serialized_start=2825
+  _globals['_BILLABLEMETRICSSERVICE']._serialized_end=3779
 # @@protoc_insertion_point(module_scope)

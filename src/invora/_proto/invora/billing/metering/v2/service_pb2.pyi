@@ -11,9 +11,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
-from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from invora._proto.invora.billing.common.v2 import models_pb2 as _models_pb2
 from invora._proto.kernel import query_pb2 as _query_pb2
 import builtins as _builtins
@@ -27,23 +25,6 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _View:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    VIEW_UNSPECIFIED: _View.ValueType  # 0
-    VIEW_BASIC: _View.ValueType  # 1
-    VIEW_FULL: _View.ValueType  # 2
-
-class View(_View, metaclass=_ViewEnumTypeWrapper): ...
-
-VIEW_UNSPECIFIED: View.ValueType  # 0
-VIEW_BASIC: View.ValueType  # 1
-VIEW_FULL: View.ValueType  # 2
-Global___View: _TypeAlias = View  # noqa: Y015
-
 @_typing.final
 class GetRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -52,7 +33,7 @@ class GetRequest(_message.Message):
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
@@ -60,7 +41,7 @@ class GetRequest(_message.Message):
         *,
         id: _builtins.str = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -91,68 +72,6 @@ class GetResponse(_message.Message):
 Global___GetResponse: _TypeAlias = GetResponse  # noqa: Y015
 
 @_typing.final
-class ListRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListRequest: _TypeAlias = ListRequest  # noqa: Y015
-
-@_typing.final
-class ListResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingBillableMetric]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[_models_pb2.BillingBillableMetric] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
-
-@_typing.final
 class ListFilter(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -181,11 +100,11 @@ class ListAggregationTypesFilter(_message.Message):
 
     IN_VALUES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.AggregationTypeEnum.ValueType]: ...
+    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.AggregationType.ValueType]: ...
     def __init__(
         self,
         *,
-        in_values: _abc.Iterable[_models_pb2.AggregationTypeEnum.ValueType] | None = ...,
+        in_values: _abc.Iterable[_models_pb2.AggregationType.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -265,263 +184,72 @@ class ListSortRule(_message.Message):
 Global___ListSortRule: _TypeAlias = ListSortRule  # noqa: Y015
 
 @_typing.final
+class ListRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def filter(self) -> Global___ListFilter: ...
+    @_builtins.property
+    def sort(self) -> Global___ListSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___ListFilter | None = ...,
+        sort: Global___ListSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRequest: _TypeAlias = ListRequest  # noqa: Y015
+
+@_typing.final
+class ListResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingBillableMetric]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.BillingBillableMetric] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
+
+@_typing.final
 class CreateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___CreateBillableMetricInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___CreateBillableMetricInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
-
-@_typing.final
-class CreateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    BILLABLE_METRIC_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def billable_metric(self) -> _models_pb2.BillingBillableMetric: ...
-    def __init__(
-        self,
-        *,
-        billable_metric: _models_pb2.BillingBillableMetric | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["billable_metric", b"billable_metric"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["billable_metric", b"billable_metric"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
-
-@_typing.final
-class DeleteRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DestroyBillableMetricInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DestroyBillableMetricInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
-
-@_typing.final
-class DeleteResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
-
-@_typing.final
-class UpdateRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateBillableMetricInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateBillableMetricInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
-
-@_typing.final
-class UpdateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    BILLABLE_METRIC_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def billable_metric(self) -> _models_pb2.BillingBillableMetric: ...
-    def __init__(
-        self,
-        *,
-        billable_metric: _models_pb2.BillingBillableMetric | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["billable_metric", b"billable_metric"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["billable_metric", b"billable_metric"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
-
-@_typing.final
-class UpdateBillableMetricInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    AGGREGATION_TYPE_FIELD_NUMBER: _builtins.int
-    CODE_FIELD_NUMBER: _builtins.int
-    DESCRIPTION_FIELD_NUMBER: _builtins.int
-    EXPRESSION_FIELD_NUMBER: _builtins.int
-    FIELD_NAME_FIELD_NUMBER: _builtins.int
-    FILTERS_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    RECURRING_FIELD_NUMBER: _builtins.int
-    ROUNDING_FUNCTION_FIELD_NUMBER: _builtins.int
-    ROUNDING_PRECISION_FIELD_NUMBER: _builtins.int
-    WEIGHTED_INTERVAL_FIELD_NUMBER: _builtins.int
-    aggregation_type: _models_pb2.AggregationTypeEnum.ValueType
-    code: _builtins.str
-    description: _builtins.str
-    expression: _builtins.str
-    field_name: _builtins.str
-    id: _builtins.str
-    name: _builtins.str
-    recurring: _builtins.bool
-    rounding_function: _models_pb2.RoundingFunctionEnum.ValueType
-    rounding_precision: _builtins.int
-    weighted_interval: _models_pb2.WeightedIntervalEnum.ValueType
-    @_builtins.property
-    def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillableMetricFiltersInput]: ...
-    def __init__(
-        self,
-        *,
-        aggregation_type: _models_pb2.AggregationTypeEnum.ValueType = ...,
-        code: _builtins.str = ...,
-        description: _builtins.str = ...,
-        expression: _builtins.str | None = ...,
-        field_name: _builtins.str | None = ...,
-        filters: _abc.Iterable[Global___BillableMetricFiltersInput] | None = ...,
-        id: _builtins.str = ...,
-        name: _builtins.str = ...,
-        recurring: _builtins.bool | None = ...,
-        rounding_function: _models_pb2.RoundingFunctionEnum.ValueType | None = ...,
-        rounding_precision: _builtins.int | None = ...,
-        weighted_interval: _models_pb2.WeightedIntervalEnum.ValueType | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_expression", b"_expression", "_field_name", b"_field_name", "_recurring", b"_recurring", "_rounding_function", b"_rounding_function", "_rounding_precision", b"_rounding_precision", "_weighted_interval", b"_weighted_interval", "expression", b"expression", "field_name", b"field_name", "recurring", b"recurring", "rounding_function", b"rounding_function", "rounding_precision", b"rounding_precision", "weighted_interval", b"weighted_interval"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expression", b"_expression", "_field_name", b"_field_name", "_recurring", b"_recurring", "_rounding_function", b"_rounding_function", "_rounding_precision", b"_rounding_precision", "_weighted_interval", b"_weighted_interval", "aggregation_type", b"aggregation_type", "code", b"code", "description", b"description", "expression", b"expression", "field_name", b"field_name", "filters", b"filters", "id", b"id", "name", b"name", "recurring", b"recurring", "rounding_function", b"rounding_function", "rounding_precision", b"rounding_precision", "weighted_interval", b"weighted_interval"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__expression: _TypeAlias = _typing.Literal["expression"]  # noqa: Y015
-    _WhichOneofArgType__expression: _TypeAlias = _typing.Literal["_expression", b"_expression"]  # noqa: Y015
-    _WhichOneofReturnType__field_name: _TypeAlias = _typing.Literal["field_name"]  # noqa: Y015
-    _WhichOneofArgType__field_name: _TypeAlias = _typing.Literal["_field_name", b"_field_name"]  # noqa: Y015
-    _WhichOneofReturnType__recurring: _TypeAlias = _typing.Literal["recurring"]  # noqa: Y015
-    _WhichOneofArgType__recurring: _TypeAlias = _typing.Literal["_recurring", b"_recurring"]  # noqa: Y015
-    _WhichOneofReturnType__rounding_function: _TypeAlias = _typing.Literal["rounding_function"]  # noqa: Y015
-    _WhichOneofArgType__rounding_function: _TypeAlias = _typing.Literal["_rounding_function", b"_rounding_function"]  # noqa: Y015
-    _WhichOneofReturnType__rounding_precision: _TypeAlias = _typing.Literal["rounding_precision"]  # noqa: Y015
-    _WhichOneofArgType__rounding_precision: _TypeAlias = _typing.Literal["_rounding_precision", b"_rounding_precision"]  # noqa: Y015
-    _WhichOneofReturnType__weighted_interval: _TypeAlias = _typing.Literal["weighted_interval"]  # noqa: Y015
-    _WhichOneofArgType__weighted_interval: _TypeAlias = _typing.Literal["_weighted_interval", b"_weighted_interval"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__expression) -> _WhichOneofReturnType__expression | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__field_name) -> _WhichOneofReturnType__field_name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__recurring) -> _WhichOneofReturnType__recurring | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__rounding_function) -> _WhichOneofReturnType__rounding_function | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__rounding_precision) -> _WhichOneofReturnType__rounding_precision | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__weighted_interval) -> _WhichOneofReturnType__weighted_interval | None: ...
-
-Global___UpdateBillableMetricInput: _TypeAlias = UpdateBillableMetricInput  # noqa: Y015
-
-@_typing.final
-class BillableMetricFiltersInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    KEY_FIELD_NUMBER: _builtins.int
-    VALUES_FIELD_NUMBER: _builtins.int
-    key: _builtins.str
-    @_builtins.property
-    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    def __init__(
-        self,
-        *,
-        key: _builtins.str = ...,
-        values: _abc.Iterable[_builtins.str] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "values", b"values"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___BillableMetricFiltersInput: _TypeAlias = BillableMetricFiltersInput  # noqa: Y015
-
-@_typing.final
-class DestroyBillableMetricInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DestroyBillableMetricInput: _TypeAlias = DestroyBillableMetricInput  # noqa: Y015
-
-@_typing.final
-class DestroyBillableMetricPayload(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
-    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
-
-Global___DestroyBillableMetricPayload: _TypeAlias = DestroyBillableMetricPayload  # noqa: Y015
-
-@_typing.final
-class CreateBillableMetricInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
     AGGREGATION_TYPE_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
@@ -533,22 +261,22 @@ class CreateBillableMetricInput(_message.Message):
     ROUNDING_FUNCTION_FIELD_NUMBER: _builtins.int
     ROUNDING_PRECISION_FIELD_NUMBER: _builtins.int
     WEIGHTED_INTERVAL_FIELD_NUMBER: _builtins.int
-    aggregation_type: _models_pb2.AggregationTypeEnum.ValueType
+    aggregation_type: _models_pb2.AggregationType.ValueType
     code: _builtins.str
     description: _builtins.str
     expression: _builtins.str
     field_name: _builtins.str
     name: _builtins.str
     recurring: _builtins.bool
-    rounding_function: _models_pb2.RoundingFunctionEnum.ValueType
+    rounding_function: _models_pb2.RoundingFunction.ValueType
     rounding_precision: _builtins.int
-    weighted_interval: _models_pb2.WeightedIntervalEnum.ValueType
+    weighted_interval: _models_pb2.WeightedInterval.ValueType
     @_builtins.property
     def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillableMetricFiltersInput]: ...
     def __init__(
         self,
         *,
-        aggregation_type: _models_pb2.AggregationTypeEnum.ValueType = ...,
+        aggregation_type: _models_pb2.AggregationType.ValueType = ...,
         code: _builtins.str = ...,
         description: _builtins.str = ...,
         expression: _builtins.str | None = ...,
@@ -556,9 +284,9 @@ class CreateBillableMetricInput(_message.Message):
         filters: _abc.Iterable[Global___BillableMetricFiltersInput] | None = ...,
         name: _builtins.str = ...,
         recurring: _builtins.bool | None = ...,
-        rounding_function: _models_pb2.RoundingFunctionEnum.ValueType | None = ...,
+        rounding_function: _models_pb2.RoundingFunction.ValueType | None = ...,
         rounding_precision: _builtins.int | None = ...,
-        weighted_interval: _models_pb2.WeightedIntervalEnum.ValueType | None = ...,
+        weighted_interval: _models_pb2.WeightedInterval.ValueType | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_expression", b"_expression", "_field_name", b"_field_name", "_recurring", b"_recurring", "_rounding_function", b"_rounding_function", "_rounding_precision", b"_rounding_precision", "_weighted_interval", b"_weighted_interval", "expression", b"expression", "field_name", b"field_name", "recurring", b"recurring", "rounding_function", b"rounding_function", "rounding_precision", b"rounding_precision", "weighted_interval", b"weighted_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -589,4 +317,181 @@ class CreateBillableMetricInput(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__weighted_interval) -> _WhichOneofReturnType__weighted_interval | None: ...
 
-Global___CreateBillableMetricInput: _TypeAlias = CreateBillableMetricInput  # noqa: Y015
+Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
+
+@_typing.final
+class CreateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BILLABLE_METRIC_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def billable_metric(self) -> _models_pb2.BillingBillableMetric: ...
+    def __init__(
+        self,
+        *,
+        billable_metric: _models_pb2.BillingBillableMetric | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["billable_metric", b"billable_metric"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["billable_metric", b"billable_metric"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
+
+@_typing.final
+class UpdateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGGREGATION_TYPE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    EXPRESSION_FIELD_NUMBER: _builtins.int
+    FIELD_NAME_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    RECURRING_FIELD_NUMBER: _builtins.int
+    ROUNDING_FUNCTION_FIELD_NUMBER: _builtins.int
+    ROUNDING_PRECISION_FIELD_NUMBER: _builtins.int
+    WEIGHTED_INTERVAL_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    aggregation_type: _models_pb2.AggregationType.ValueType
+    code: _builtins.str
+    description: _builtins.str
+    expression: _builtins.str
+    field_name: _builtins.str
+    id: _builtins.str
+    name: _builtins.str
+    recurring: _builtins.bool
+    rounding_function: _models_pb2.RoundingFunction.ValueType
+    rounding_precision: _builtins.int
+    weighted_interval: _models_pb2.WeightedInterval.ValueType
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___BillableMetricFiltersInput]: ...
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        aggregation_type: _models_pb2.AggregationType.ValueType = ...,
+        code: _builtins.str = ...,
+        description: _builtins.str = ...,
+        expression: _builtins.str | None = ...,
+        field_name: _builtins.str | None = ...,
+        filters: _abc.Iterable[Global___BillableMetricFiltersInput] | None = ...,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        recurring: _builtins.bool | None = ...,
+        rounding_function: _models_pb2.RoundingFunction.ValueType | None = ...,
+        rounding_precision: _builtins.int | None = ...,
+        weighted_interval: _models_pb2.WeightedInterval.ValueType | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expression", b"_expression", "_field_name", b"_field_name", "_recurring", b"_recurring", "_rounding_function", b"_rounding_function", "_rounding_precision", b"_rounding_precision", "_weighted_interval", b"_weighted_interval", "expression", b"expression", "field_name", b"field_name", "recurring", b"recurring", "rounding_function", b"rounding_function", "rounding_precision", b"rounding_precision", "update_mask", b"update_mask", "weighted_interval", b"weighted_interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expression", b"_expression", "_field_name", b"_field_name", "_recurring", b"_recurring", "_rounding_function", b"_rounding_function", "_rounding_precision", b"_rounding_precision", "_weighted_interval", b"_weighted_interval", "aggregation_type", b"aggregation_type", "code", b"code", "description", b"description", "expression", b"expression", "field_name", b"field_name", "filters", b"filters", "id", b"id", "name", b"name", "recurring", b"recurring", "rounding_function", b"rounding_function", "rounding_precision", b"rounding_precision", "update_mask", b"update_mask", "weighted_interval", b"weighted_interval"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expression: _TypeAlias = _typing.Literal["expression"]  # noqa: Y015
+    _WhichOneofArgType__expression: _TypeAlias = _typing.Literal["_expression", b"_expression"]  # noqa: Y015
+    _WhichOneofReturnType__field_name: _TypeAlias = _typing.Literal["field_name"]  # noqa: Y015
+    _WhichOneofArgType__field_name: _TypeAlias = _typing.Literal["_field_name", b"_field_name"]  # noqa: Y015
+    _WhichOneofReturnType__recurring: _TypeAlias = _typing.Literal["recurring"]  # noqa: Y015
+    _WhichOneofArgType__recurring: _TypeAlias = _typing.Literal["_recurring", b"_recurring"]  # noqa: Y015
+    _WhichOneofReturnType__rounding_function: _TypeAlias = _typing.Literal["rounding_function"]  # noqa: Y015
+    _WhichOneofArgType__rounding_function: _TypeAlias = _typing.Literal["_rounding_function", b"_rounding_function"]  # noqa: Y015
+    _WhichOneofReturnType__rounding_precision: _TypeAlias = _typing.Literal["rounding_precision"]  # noqa: Y015
+    _WhichOneofArgType__rounding_precision: _TypeAlias = _typing.Literal["_rounding_precision", b"_rounding_precision"]  # noqa: Y015
+    _WhichOneofReturnType__weighted_interval: _TypeAlias = _typing.Literal["weighted_interval"]  # noqa: Y015
+    _WhichOneofArgType__weighted_interval: _TypeAlias = _typing.Literal["_weighted_interval", b"_weighted_interval"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expression) -> _WhichOneofReturnType__expression | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__field_name) -> _WhichOneofReturnType__field_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__recurring) -> _WhichOneofReturnType__recurring | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rounding_function) -> _WhichOneofReturnType__rounding_function | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rounding_precision) -> _WhichOneofReturnType__rounding_precision | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__weighted_interval) -> _WhichOneofReturnType__weighted_interval | None: ...
+
+Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BILLABLE_METRIC_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def billable_metric(self) -> _models_pb2.BillingBillableMetric: ...
+    def __init__(
+        self,
+        *,
+        billable_metric: _models_pb2.BillingBillableMetric | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["billable_metric", b"billable_metric"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["billable_metric", b"billable_metric"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
+
+@_typing.final
+class DeleteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
+
+@_typing.final
+class DeleteResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
+
+@_typing.final
+class BillableMetricFiltersInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        values: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BillableMetricFiltersInput: _TypeAlias = BillableMetricFiltersInput  # noqa: Y015

@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class BillableMetricServiceStub:
+class BillableMetricsServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,37 +34,37 @@ class BillableMetricServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Create = channel.unary_unary(
-                '/invora.billing.metering.v2.BillableMetricService/Create',
-                request_serializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.CreateResponse.FromString,
-                _registered_method=True)
-        self.Get = channel.unary_unary(
-                '/invora.billing.metering.v2.BillableMetricService/Get',
-                request_serializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.metering.v2.BillableMetricService/List',
+                '/invora.billing.metering.v2.BillableMetricsService/List',
                 request_serializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/invora.billing.metering.v2.BillableMetricsService/Get',
+                request_serializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.GetResponse.FromString,
+                _registered_method=True)
+        self.Create = channel.unary_unary(
+                '/invora.billing.metering.v2.BillableMetricsService/Create',
+                request_serializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.CreateResponse.FromString,
+                _registered_method=True)
         self.Update = channel.unary_unary(
-                '/invora.billing.metering.v2.BillableMetricService/Update',
+                '/invora.billing.metering.v2.BillableMetricsService/Update',
                 request_serializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.UpdateResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
-                '/invora.billing.metering.v2.BillableMetricService/Delete',
+                '/invora.billing.metering.v2.BillableMetricsService/Delete',
                 request_serializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.DeleteResponse.FromString,
                 _registered_method=True)
 
 
-class BillableMetricServiceServicer:
+class BillableMetricsServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Create(self, request, context):
+    def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,7 +76,7 @@ class BillableMetricServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def List(self, request, context):
+    def Create(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,22 +95,22 @@ class BillableMetricServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_BillableMetricServiceServicer_to_server(servicer, server):
+def add_BillableMetricsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Create': grpc.unary_unary_rpc_method_handler(
-                    servicer.Create,
-                    request_deserializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.CreateRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.ListRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.GetRequest.FromString,
                     response_serializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
-            'List': grpc.unary_unary_rpc_method_handler(
-                    servicer.List,
-                    request_deserializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.ListRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.CreateRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
             ),
             'Update': grpc.unary_unary_rpc_method_handler(
                     servicer.Update,
@@ -124,17 +124,17 @@ def add_BillableMetricServiceServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.metering.v2.BillableMetricService', rpc_method_handlers)
+            'invora.billing.metering.v2.BillableMetricsService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.metering.v2.BillableMetricService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.metering.v2.BillableMetricsService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class BillableMetricService:
+class BillableMetricsService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Create(request,
+    def List(request,
             target,
             options=(),
             channel_credentials=None,
@@ -147,9 +147,9 @@ class BillableMetricService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.metering.v2.BillableMetricService/Create',
-            invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-            invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.CreateResponse.FromString,
+            '/invora.billing.metering.v2.BillableMetricsService/List',
+            invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
+            invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.ListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -174,7 +174,7 @@ class BillableMetricService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.metering.v2.BillableMetricService/Get',
+            '/invora.billing.metering.v2.BillableMetricsService/Get',
             invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
             invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
@@ -188,7 +188,7 @@ class BillableMetricService:
             _registered_method=True)
 
     @staticmethod
-    def List(request,
+    def Create(request,
             target,
             options=(),
             channel_credentials=None,
@@ -201,9 +201,9 @@ class BillableMetricService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.metering.v2.BillableMetricService/List',
-            invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
-            invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.ListResponse.FromString,
+            '/invora.billing.metering.v2.BillableMetricsService/Create',
+            invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+            invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.CreateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -228,7 +228,7 @@ class BillableMetricService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.metering.v2.BillableMetricService/Update',
+            '/invora.billing.metering.v2.BillableMetricsService/Update',
             invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
             invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.UpdateResponse.FromString,
             options,
@@ -255,7 +255,7 @@ class BillableMetricService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.metering.v2.BillableMetricService/Delete',
+            '/invora.billing.metering.v2.BillableMetricsService/Delete',
             invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
             invora_dot_billing_dot_metering_dot_v2_dot_service__pb2.DeleteResponse.FromString,
             options,

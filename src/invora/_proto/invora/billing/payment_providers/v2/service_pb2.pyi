@@ -11,9 +11,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
-from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from invora._proto.invora.billing.common.v2 import models_pb2 as _models_pb2
 from invora._proto.kernel import query_pb2 as _query_pb2
 import builtins as _builtins
@@ -27,56 +25,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _View:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    VIEW_UNSPECIFIED: _View.ValueType  # 0
-    VIEW_BASIC: _View.ValueType  # 1
-    VIEW_FULL: _View.ValueType  # 2
-
-class View(_View, metaclass=_ViewEnumTypeWrapper): ...
-
-VIEW_UNSPECIFIED: View.ValueType  # 0
-VIEW_BASIC: View.ValueType  # 1
-VIEW_FULL: View.ValueType  # 2
-Global___View: _TypeAlias = View  # noqa: Y015
-
 @_typing.final
 class GetRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    CODE_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    code: _builtins.str
     id: _builtins.str
-    view: Global___View.ValueType
+    code: _builtins.str
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
+        id: _builtins.str = ...,
         code: _builtins.str | None = ...,
-        id: _builtins.str | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_id", b"_id", "code", b"code", "id", b"id", "read_mask", b"read_mask"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "code", b"code", "read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_id", b"_id", "code", b"code", "id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "code", b"code", "id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
     _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
-    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
-    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
 
 Global___GetRequest: _TypeAlias = GetRequest  # noqa: Y015
 
@@ -109,7 +85,7 @@ class ListRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -125,7 +101,7 @@ class ListRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -143,22 +119,23 @@ class ListResponse(_message.Message):
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.PaymentProvider]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.PaymentProvider] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
 Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
 
@@ -187,11 +164,11 @@ class ListFilterPart(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FILTER_TYPE_FIELD_NUMBER: _builtins.int
-    filter_type: _models_pb2.ProviderTypeEnum.ValueType
+    filter_type: _models_pb2.ProviderType.ValueType
     def __init__(
         self,
         *,
-        filter_type: _models_pb2.ProviderTypeEnum.ValueType = ...,
+        filter_type: _models_pb2.ProviderType.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter_type", b"filter_type", "type", b"type"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -245,27 +222,89 @@ class ListSortRule(_message.Message):
 Global___ListSortRule: _TypeAlias = ListSortRule  # noqa: Y015
 
 @_typing.final
-class CreateAdyenPaymentProviderRequest(_message.Message):
+class DeleteRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___AddAdyenPaymentProviderInput: ...
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
     def __init__(
         self,
         *,
-        input: Global___AddAdyenPaymentProviderInput | None = ...,
+        id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___CreateAdyenPaymentProviderRequest: _TypeAlias = CreateAdyenPaymentProviderRequest  # noqa: Y015
+Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
 
 @_typing.final
-class CreateAdyenPaymentProviderResponse(_message.Message):
+class DeleteResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
+
+@_typing.final
+class CreateAdyenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    HMAC_KEY_FIELD_NUMBER: _builtins.int
+    LIVE_PREFIX_FIELD_NUMBER: _builtins.int
+    MERCHANT_ACCOUNT_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    api_key: _builtins.str
+    code: _builtins.str
+    hmac_key: _builtins.str
+    live_prefix: _builtins.str
+    merchant_account: _builtins.str
+    name: _builtins.str
+    success_redirect_url: _builtins.str
+    def __init__(
+        self,
+        *,
+        api_key: _builtins.str = ...,
+        code: _builtins.str = ...,
+        hmac_key: _builtins.str | None = ...,
+        live_prefix: _builtins.str | None = ...,
+        merchant_account: _builtins.str = ...,
+        name: _builtins.str = ...,
+        success_redirect_url: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_hmac_key", b"_hmac_key", "_live_prefix", b"_live_prefix", "_success_redirect_url", b"_success_redirect_url", "hmac_key", b"hmac_key", "live_prefix", b"live_prefix", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_hmac_key", b"_hmac_key", "_live_prefix", b"_live_prefix", "_success_redirect_url", b"_success_redirect_url", "api_key", b"api_key", "code", b"code", "hmac_key", b"hmac_key", "live_prefix", b"live_prefix", "merchant_account", b"merchant_account", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__hmac_key: _TypeAlias = _typing.Literal["hmac_key"]  # noqa: Y015
+    _WhichOneofArgType__hmac_key: _TypeAlias = _typing.Literal["_hmac_key", b"_hmac_key"]  # noqa: Y015
+    _WhichOneofReturnType__live_prefix: _TypeAlias = _typing.Literal["live_prefix"]  # noqa: Y015
+    _WhichOneofArgType__live_prefix: _TypeAlias = _typing.Literal["_live_prefix", b"_live_prefix"]  # noqa: Y015
+    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
+    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__hmac_key) -> _WhichOneofReturnType__hmac_key | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__live_prefix) -> _WhichOneofReturnType__live_prefix | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
+
+Global___CreateAdyenRequest: _TypeAlias = CreateAdyenRequest  # noqa: Y015
+
+@_typing.final
+class CreateAdyenResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ADYEN_PROVIDER_FIELD_NUMBER: _builtins.int
@@ -282,270 +321,67 @@ class CreateAdyenPaymentProviderResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___CreateAdyenPaymentProviderResponse: _TypeAlias = CreateAdyenPaymentProviderResponse  # noqa: Y015
+Global___CreateAdyenResponse: _TypeAlias = CreateAdyenResponse  # noqa: Y015
 
 @_typing.final
-class CreateCashfreePaymentProviderRequest(_message.Message):
+class UpdateAdyenRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    code: _builtins.str
+    flow_id: _builtins.str
+    name: _builtins.str
+    success_redirect_url: _builtins.str
+    supports3ds: _builtins.bool
     @_builtins.property
-    def input(self) -> Global___AddCashfreePaymentProviderInput: ...
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
-        input: Global___AddCashfreePaymentProviderInput | None = ...,
+        id: _builtins.str = ...,
+        code: _builtins.str | None = ...,
+        flow_id: _builtins.str | None = ...,
+        name: _builtins.str | None = ...,
+        success_redirect_url: _builtins.str | None = ...,
+        supports3ds: _builtins.bool | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
+    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
+    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
+    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
+    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
+    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
+    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
 
-Global___CreateCashfreePaymentProviderRequest: _TypeAlias = CreateCashfreePaymentProviderRequest  # noqa: Y015
+Global___UpdateAdyenRequest: _TypeAlias = UpdateAdyenRequest  # noqa: Y015
 
 @_typing.final
-class CreateCashfreePaymentProviderResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CASHFREE_PROVIDER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def cashfree_provider(self) -> _models_pb2.CashfreeProvider: ...
-    def __init__(
-        self,
-        *,
-        cashfree_provider: _models_pb2.CashfreeProvider | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cashfree_provider", b"cashfree_provider"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cashfree_provider", b"cashfree_provider"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateCashfreePaymentProviderResponse: _TypeAlias = CreateCashfreePaymentProviderResponse  # noqa: Y015
-
-@_typing.final
-class CreateFlutterwavePaymentProviderRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___AddFlutterwavePaymentProviderInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___AddFlutterwavePaymentProviderInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateFlutterwavePaymentProviderRequest: _TypeAlias = CreateFlutterwavePaymentProviderRequest  # noqa: Y015
-
-@_typing.final
-class CreateFlutterwavePaymentProviderResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FLUTTERWAVE_PROVIDER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def flutterwave_provider(self) -> _models_pb2.FlutterwaveProvider: ...
-    def __init__(
-        self,
-        *,
-        flutterwave_provider: _models_pb2.FlutterwaveProvider | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["flutterwave_provider", b"flutterwave_provider"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["flutterwave_provider", b"flutterwave_provider"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateFlutterwavePaymentProviderResponse: _TypeAlias = CreateFlutterwavePaymentProviderResponse  # noqa: Y015
-
-@_typing.final
-class CreateGocardlessPaymentProviderRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___AddGocardlessPaymentProviderInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___AddGocardlessPaymentProviderInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateGocardlessPaymentProviderRequest: _TypeAlias = CreateGocardlessPaymentProviderRequest  # noqa: Y015
-
-@_typing.final
-class CreateGocardlessPaymentProviderResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    GOCARDLESS_PROVIDER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def gocardless_provider(self) -> _models_pb2.GocardlessProvider: ...
-    def __init__(
-        self,
-        *,
-        gocardless_provider: _models_pb2.GocardlessProvider | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["gocardless_provider", b"gocardless_provider"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["gocardless_provider", b"gocardless_provider"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateGocardlessPaymentProviderResponse: _TypeAlias = CreateGocardlessPaymentProviderResponse  # noqa: Y015
-
-@_typing.final
-class CreateMoneyhashPaymentProviderRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___AddMoneyhashPaymentProviderInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___AddMoneyhashPaymentProviderInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateMoneyhashPaymentProviderRequest: _TypeAlias = CreateMoneyhashPaymentProviderRequest  # noqa: Y015
-
-@_typing.final
-class CreateMoneyhashPaymentProviderResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    MONEYHASH_PROVIDER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def moneyhash_provider(self) -> _models_pb2.MoneyhashProvider: ...
-    def __init__(
-        self,
-        *,
-        moneyhash_provider: _models_pb2.MoneyhashProvider | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["moneyhash_provider", b"moneyhash_provider"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["moneyhash_provider", b"moneyhash_provider"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateMoneyhashPaymentProviderResponse: _TypeAlias = CreateMoneyhashPaymentProviderResponse  # noqa: Y015
-
-@_typing.final
-class CreateStripePaymentProviderRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___AddStripePaymentProviderInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___AddStripePaymentProviderInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateStripePaymentProviderRequest: _TypeAlias = CreateStripePaymentProviderRequest  # noqa: Y015
-
-@_typing.final
-class CreateStripePaymentProviderResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    STRIPE_PROVIDER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def stripe_provider(self) -> _models_pb2.StripeProvider: ...
-    def __init__(
-        self,
-        *,
-        stripe_provider: _models_pb2.StripeProvider | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["stripe_provider", b"stripe_provider"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["stripe_provider", b"stripe_provider"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateStripePaymentProviderResponse: _TypeAlias = CreateStripePaymentProviderResponse  # noqa: Y015
-
-@_typing.final
-class CreateTapPaymentProviderRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___AddTapPaymentProviderInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___AddTapPaymentProviderInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateTapPaymentProviderRequest: _TypeAlias = CreateTapPaymentProviderRequest  # noqa: Y015
-
-@_typing.final
-class CreateTapPaymentProviderResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    TAP_PROVIDER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def tap_provider(self) -> _models_pb2.TapProvider: ...
-    def __init__(
-        self,
-        *,
-        tap_provider: _models_pb2.TapProvider | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["tap_provider", b"tap_provider"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tap_provider", b"tap_provider"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateTapPaymentProviderResponse: _TypeAlias = CreateTapPaymentProviderResponse  # noqa: Y015
-
-@_typing.final
-class UpdateAdyenPaymentProviderRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateAdyenPaymentProviderInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateAdyenPaymentProviderInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateAdyenPaymentProviderRequest: _TypeAlias = UpdateAdyenPaymentProviderRequest  # noqa: Y015
-
-@_typing.final
-class UpdateAdyenPaymentProviderResponse(_message.Message):
+class UpdateAdyenResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ADYEN_PROVIDER_FIELD_NUMBER: _builtins.int
@@ -562,30 +398,43 @@ class UpdateAdyenPaymentProviderResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateAdyenPaymentProviderResponse: _TypeAlias = UpdateAdyenPaymentProviderResponse  # noqa: Y015
+Global___UpdateAdyenResponse: _TypeAlias = UpdateAdyenResponse  # noqa: Y015
 
 @_typing.final
-class UpdateCashfreePaymentProviderRequest(_message.Message):
+class CreateCashfreeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateCashfreePaymentProviderInput: ...
+    CLIENT_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_SECRET_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    client_id: _builtins.str
+    client_secret: _builtins.str
+    code: _builtins.str
+    name: _builtins.str
+    success_redirect_url: _builtins.str
     def __init__(
         self,
         *,
-        input: Global___UpdateCashfreePaymentProviderInput | None = ...,
+        client_id: _builtins.str = ...,
+        client_secret: _builtins.str = ...,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        success_redirect_url: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "client_id", b"client_id", "client_secret", b"client_secret", "code", b"code", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
+    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
 
-Global___UpdateCashfreePaymentProviderRequest: _TypeAlias = UpdateCashfreePaymentProviderRequest  # noqa: Y015
+Global___CreateCashfreeRequest: _TypeAlias = CreateCashfreeRequest  # noqa: Y015
 
 @_typing.final
-class UpdateCashfreePaymentProviderResponse(_message.Message):
+class CreateCashfreeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CASHFREE_PROVIDER_FIELD_NUMBER: _builtins.int
@@ -602,30 +451,117 @@ class UpdateCashfreePaymentProviderResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateCashfreePaymentProviderResponse: _TypeAlias = UpdateCashfreePaymentProviderResponse  # noqa: Y015
+Global___CreateCashfreeResponse: _TypeAlias = CreateCashfreeResponse  # noqa: Y015
 
 @_typing.final
-class UpdateFlutterwavePaymentProviderRequest(_message.Message):
+class UpdateCashfreeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    code: _builtins.str
+    flow_id: _builtins.str
+    name: _builtins.str
+    success_redirect_url: _builtins.str
+    supports3ds: _builtins.bool
     @_builtins.property
-    def input(self) -> Global___UpdateFlutterwavePaymentProviderInput: ...
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
-        input: Global___UpdateFlutterwavePaymentProviderInput | None = ...,
+        id: _builtins.str = ...,
+        code: _builtins.str | None = ...,
+        flow_id: _builtins.str | None = ...,
+        name: _builtins.str | None = ...,
+        success_redirect_url: _builtins.str | None = ...,
+        supports3ds: _builtins.bool | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
+    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
+    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
+    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
+    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
+    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
+    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
+
+Global___UpdateCashfreeRequest: _TypeAlias = UpdateCashfreeRequest  # noqa: Y015
+
+@_typing.final
+class UpdateCashfreeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASHFREE_PROVIDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def cashfree_provider(self) -> _models_pb2.CashfreeProvider: ...
+    def __init__(
+        self,
+        *,
+        cashfree_provider: _models_pb2.CashfreeProvider | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cashfree_provider", b"cashfree_provider"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cashfree_provider", b"cashfree_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateFlutterwavePaymentProviderRequest: _TypeAlias = UpdateFlutterwavePaymentProviderRequest  # noqa: Y015
+Global___UpdateCashfreeResponse: _TypeAlias = UpdateCashfreeResponse  # noqa: Y015
 
 @_typing.final
-class UpdateFlutterwavePaymentProviderResponse(_message.Message):
+class CreateFlutterwaveRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SECRET_KEY_FIELD_NUMBER: _builtins.int
+    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    name: _builtins.str
+    secret_key: _builtins.str
+    success_redirect_url: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        secret_key: _builtins.str = ...,
+        success_redirect_url: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "code", b"code", "name", b"name", "secret_key", b"secret_key", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
+    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
+
+Global___CreateFlutterwaveRequest: _TypeAlias = CreateFlutterwaveRequest  # noqa: Y015
+
+@_typing.final
+class CreateFlutterwaveResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FLUTTERWAVE_PROVIDER_FIELD_NUMBER: _builtins.int
@@ -642,30 +578,122 @@ class UpdateFlutterwavePaymentProviderResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateFlutterwavePaymentProviderResponse: _TypeAlias = UpdateFlutterwavePaymentProviderResponse  # noqa: Y015
+Global___CreateFlutterwaveResponse: _TypeAlias = CreateFlutterwaveResponse  # noqa: Y015
 
 @_typing.final
-class UpdateGocardlessPaymentProviderRequest(_message.Message):
+class UpdateFlutterwaveRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    code: _builtins.str
+    flow_id: _builtins.str
+    name: _builtins.str
+    success_redirect_url: _builtins.str
+    supports3ds: _builtins.bool
     @_builtins.property
-    def input(self) -> Global___UpdateGocardlessPaymentProviderInput: ...
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
-        input: Global___UpdateGocardlessPaymentProviderInput | None = ...,
+        id: _builtins.str = ...,
+        code: _builtins.str | None = ...,
+        flow_id: _builtins.str | None = ...,
+        name: _builtins.str | None = ...,
+        success_redirect_url: _builtins.str | None = ...,
+        supports3ds: _builtins.bool | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
+    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
+    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
+    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
+    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
+    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
+    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
+
+Global___UpdateFlutterwaveRequest: _TypeAlias = UpdateFlutterwaveRequest  # noqa: Y015
+
+@_typing.final
+class UpdateFlutterwaveResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLUTTERWAVE_PROVIDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def flutterwave_provider(self) -> _models_pb2.FlutterwaveProvider: ...
+    def __init__(
+        self,
+        *,
+        flutterwave_provider: _models_pb2.FlutterwaveProvider | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["flutterwave_provider", b"flutterwave_provider"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flutterwave_provider", b"flutterwave_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateGocardlessPaymentProviderRequest: _TypeAlias = UpdateGocardlessPaymentProviderRequest  # noqa: Y015
+Global___UpdateFlutterwaveResponse: _TypeAlias = UpdateFlutterwaveResponse  # noqa: Y015
 
 @_typing.final
-class UpdateGocardlessPaymentProviderResponse(_message.Message):
+class CreateGocardlessRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCESS_CODE_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    access_code: _builtins.str
+    code: _builtins.str
+    name: _builtins.str
+    success_redirect_url: _builtins.str
+    def __init__(
+        self,
+        *,
+        access_code: _builtins.str | None = ...,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        success_redirect_url: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_access_code", b"_access_code", "_success_redirect_url", b"_success_redirect_url", "access_code", b"access_code", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_access_code", b"_access_code", "_success_redirect_url", b"_success_redirect_url", "access_code", b"access_code", "code", b"code", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__access_code: _TypeAlias = _typing.Literal["access_code"]  # noqa: Y015
+    _WhichOneofArgType__access_code: _TypeAlias = _typing.Literal["_access_code", b"_access_code"]  # noqa: Y015
+    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
+    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__access_code) -> _WhichOneofReturnType__access_code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
+
+Global___CreateGocardlessRequest: _TypeAlias = CreateGocardlessRequest  # noqa: Y015
+
+@_typing.final
+class CreateGocardlessResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     GOCARDLESS_PROVIDER_FIELD_NUMBER: _builtins.int
@@ -682,30 +710,120 @@ class UpdateGocardlessPaymentProviderResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateGocardlessPaymentProviderResponse: _TypeAlias = UpdateGocardlessPaymentProviderResponse  # noqa: Y015
+Global___CreateGocardlessResponse: _TypeAlias = CreateGocardlessResponse  # noqa: Y015
 
 @_typing.final
-class UpdateMoneyhashPaymentProviderRequest(_message.Message):
+class UpdateGocardlessRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    code: _builtins.str
+    flow_id: _builtins.str
+    name: _builtins.str
+    success_redirect_url: _builtins.str
+    supports3ds: _builtins.bool
     @_builtins.property
-    def input(self) -> Global___UpdateMoneyhashPaymentProviderInput: ...
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
-        input: Global___UpdateMoneyhashPaymentProviderInput | None = ...,
+        id: _builtins.str = ...,
+        code: _builtins.str | None = ...,
+        flow_id: _builtins.str | None = ...,
+        name: _builtins.str | None = ...,
+        success_redirect_url: _builtins.str | None = ...,
+        supports3ds: _builtins.bool | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
+    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
+    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
+    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
+    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
+    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
+    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
+
+Global___UpdateGocardlessRequest: _TypeAlias = UpdateGocardlessRequest  # noqa: Y015
+
+@_typing.final
+class UpdateGocardlessResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GOCARDLESS_PROVIDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def gocardless_provider(self) -> _models_pb2.GocardlessProvider: ...
+    def __init__(
+        self,
+        *,
+        gocardless_provider: _models_pb2.GocardlessProvider | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gocardless_provider", b"gocardless_provider"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gocardless_provider", b"gocardless_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateMoneyhashPaymentProviderRequest: _TypeAlias = UpdateMoneyhashPaymentProviderRequest  # noqa: Y015
+Global___UpdateGocardlessResponse: _TypeAlias = UpdateGocardlessResponse  # noqa: Y015
 
 @_typing.final
-class UpdateMoneyhashPaymentProviderResponse(_message.Message):
+class CreateMoneyhashRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    api_key: _builtins.str
+    code: _builtins.str
+    flow_id: _builtins.str
+    name: _builtins.str
+    success_redirect_url: _builtins.str
+    def __init__(
+        self,
+        *,
+        api_key: _builtins.str = ...,
+        code: _builtins.str = ...,
+        flow_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        success_redirect_url: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "api_key", b"api_key", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
+    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
+
+Global___CreateMoneyhashRequest: _TypeAlias = CreateMoneyhashRequest  # noqa: Y015
+
+@_typing.final
+class CreateMoneyhashResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MONEYHASH_PROVIDER_FIELD_NUMBER: _builtins.int
@@ -722,30 +840,129 @@ class UpdateMoneyhashPaymentProviderResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateMoneyhashPaymentProviderResponse: _TypeAlias = UpdateMoneyhashPaymentProviderResponse  # noqa: Y015
+Global___CreateMoneyhashResponse: _TypeAlias = CreateMoneyhashResponse  # noqa: Y015
 
 @_typing.final
-class UpdateStripePaymentProviderRequest(_message.Message):
+class UpdateMoneyhashRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    code: _builtins.str
+    flow_id: _builtins.str
+    name: _builtins.str
+    success_redirect_url: _builtins.str
+    supports3ds: _builtins.bool
     @_builtins.property
-    def input(self) -> Global___UpdateStripePaymentProviderInput: ...
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
-        input: Global___UpdateStripePaymentProviderInput | None = ...,
+        id: _builtins.str = ...,
+        code: _builtins.str | None = ...,
+        flow_id: _builtins.str | None = ...,
+        name: _builtins.str | None = ...,
+        success_redirect_url: _builtins.str | None = ...,
+        supports3ds: _builtins.bool | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
+    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
+    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
+    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
+    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
+    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
+    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
+
+Global___UpdateMoneyhashRequest: _TypeAlias = UpdateMoneyhashRequest  # noqa: Y015
+
+@_typing.final
+class UpdateMoneyhashResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MONEYHASH_PROVIDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def moneyhash_provider(self) -> _models_pb2.MoneyhashProvider: ...
+    def __init__(
+        self,
+        *,
+        moneyhash_provider: _models_pb2.MoneyhashProvider | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["moneyhash_provider", b"moneyhash_provider"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["moneyhash_provider", b"moneyhash_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateStripePaymentProviderRequest: _TypeAlias = UpdateStripePaymentProviderRequest  # noqa: Y015
+Global___UpdateMoneyhashResponse: _TypeAlias = UpdateMoneyhashResponse  # noqa: Y015
 
 @_typing.final
-class UpdateStripePaymentProviderResponse(_message.Message):
+class CreateStripeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SECRET_KEY_FIELD_NUMBER: _builtins.int
+    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    name: _builtins.str
+    secret_key: _builtins.str
+    success_redirect_url: _builtins.str
+    supports3ds: _builtins.bool
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        secret_key: _builtins.str | None = ...,
+        success_redirect_url: _builtins.str | None = ...,
+        supports3ds: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_secret_key", b"_secret_key", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "secret_key", b"secret_key", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_secret_key", b"_secret_key", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "name", b"name", "secret_key", b"secret_key", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__secret_key: _TypeAlias = _typing.Literal["secret_key"]  # noqa: Y015
+    _WhichOneofArgType__secret_key: _TypeAlias = _typing.Literal["_secret_key", b"_secret_key"]  # noqa: Y015
+    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
+    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
+    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
+    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__secret_key) -> _WhichOneofReturnType__secret_key | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
+
+Global___CreateStripeRequest: _TypeAlias = CreateStripeRequest  # noqa: Y015
+
+@_typing.final
+class CreateStripeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STRIPE_PROVIDER_FIELD_NUMBER: _builtins.int
@@ -762,428 +979,87 @@ class UpdateStripePaymentProviderResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateStripePaymentProviderResponse: _TypeAlias = UpdateStripePaymentProviderResponse  # noqa: Y015
+Global___CreateStripeResponse: _TypeAlias = CreateStripeResponse  # noqa: Y015
 
 @_typing.final
-class UpdateTapPaymentProviderRequest(_message.Message):
+class UpdateStripeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    code: _builtins.str
+    flow_id: _builtins.str
+    name: _builtins.str
+    success_redirect_url: _builtins.str
+    supports3ds: _builtins.bool
     @_builtins.property
-    def input(self) -> Global___UpdateTapPaymentProviderInput: ...
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
-        input: Global___UpdateTapPaymentProviderInput | None = ...,
+        id: _builtins.str = ...,
+        code: _builtins.str | None = ...,
+        flow_id: _builtins.str | None = ...,
+        name: _builtins.str | None = ...,
+        success_redirect_url: _builtins.str | None = ...,
+        supports3ds: _builtins.bool | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
+    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
+    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
+    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
+    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
+    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
+    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
+
+Global___UpdateStripeRequest: _TypeAlias = UpdateStripeRequest  # noqa: Y015
+
+@_typing.final
+class UpdateStripeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRIPE_PROVIDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stripe_provider(self) -> _models_pb2.StripeProvider: ...
+    def __init__(
+        self,
+        *,
+        stripe_provider: _models_pb2.StripeProvider | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stripe_provider", b"stripe_provider"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stripe_provider", b"stripe_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateTapPaymentProviderRequest: _TypeAlias = UpdateTapPaymentProviderRequest  # noqa: Y015
+Global___UpdateStripeResponse: _TypeAlias = UpdateStripeResponse  # noqa: Y015
 
 @_typing.final
-class UpdateTapPaymentProviderResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    TAP_PROVIDER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def tap_provider(self) -> _models_pb2.TapProvider: ...
-    def __init__(
-        self,
-        *,
-        tap_provider: _models_pb2.TapProvider | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["tap_provider", b"tap_provider"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tap_provider", b"tap_provider"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateTapPaymentProviderResponse: _TypeAlias = UpdateTapPaymentProviderResponse  # noqa: Y015
-
-@_typing.final
-class UpdateTapPaymentProviderInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CODE_FIELD_NUMBER: _builtins.int
-    FLOW_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SAVE_CARD_ENABLED_FIELD_NUMBER: _builtins.int
-    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
-    code: _builtins.str
-    flow_id: _builtins.str
-    id: _builtins.str
-    name: _builtins.str
-    save_card_enabled: _builtins.bool
-    success_redirect_url: _builtins.str
-    supports3ds: _builtins.bool
-    def __init__(
-        self,
-        *,
-        code: _builtins.str | None = ...,
-        flow_id: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        name: _builtins.str | None = ...,
-        save_card_enabled: _builtins.bool | None = ...,
-        success_redirect_url: _builtins.str | None = ...,
-        supports3ds: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_save_card_enabled", b"_save_card_enabled", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "save_card_enabled", b"save_card_enabled", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_save_card_enabled", b"_save_card_enabled", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "save_card_enabled", b"save_card_enabled", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
-    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
-    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
-    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__save_card_enabled: _TypeAlias = _typing.Literal["save_card_enabled"]  # noqa: Y015
-    _WhichOneofArgType__save_card_enabled: _TypeAlias = _typing.Literal["_save_card_enabled", b"_save_card_enabled"]  # noqa: Y015
-    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
-    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
-    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__save_card_enabled) -> _WhichOneofReturnType__save_card_enabled | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
-
-Global___UpdateTapPaymentProviderInput: _TypeAlias = UpdateTapPaymentProviderInput  # noqa: Y015
-
-@_typing.final
-class UpdateStripePaymentProviderInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CODE_FIELD_NUMBER: _builtins.int
-    FLOW_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
-    code: _builtins.str
-    flow_id: _builtins.str
-    id: _builtins.str
-    name: _builtins.str
-    success_redirect_url: _builtins.str
-    supports3ds: _builtins.bool
-    def __init__(
-        self,
-        *,
-        code: _builtins.str | None = ...,
-        flow_id: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        name: _builtins.str | None = ...,
-        success_redirect_url: _builtins.str | None = ...,
-        supports3ds: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
-    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
-    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
-    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
-    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
-    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
-
-Global___UpdateStripePaymentProviderInput: _TypeAlias = UpdateStripePaymentProviderInput  # noqa: Y015
-
-@_typing.final
-class UpdateMoneyhashPaymentProviderInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CODE_FIELD_NUMBER: _builtins.int
-    FLOW_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
-    code: _builtins.str
-    flow_id: _builtins.str
-    id: _builtins.str
-    name: _builtins.str
-    success_redirect_url: _builtins.str
-    supports3ds: _builtins.bool
-    def __init__(
-        self,
-        *,
-        code: _builtins.str | None = ...,
-        flow_id: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        name: _builtins.str | None = ...,
-        success_redirect_url: _builtins.str | None = ...,
-        supports3ds: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
-    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
-    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
-    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
-    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
-    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
-
-Global___UpdateMoneyhashPaymentProviderInput: _TypeAlias = UpdateMoneyhashPaymentProviderInput  # noqa: Y015
-
-@_typing.final
-class UpdateGocardlessPaymentProviderInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CODE_FIELD_NUMBER: _builtins.int
-    FLOW_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
-    code: _builtins.str
-    flow_id: _builtins.str
-    id: _builtins.str
-    name: _builtins.str
-    success_redirect_url: _builtins.str
-    supports3ds: _builtins.bool
-    def __init__(
-        self,
-        *,
-        code: _builtins.str | None = ...,
-        flow_id: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        name: _builtins.str | None = ...,
-        success_redirect_url: _builtins.str | None = ...,
-        supports3ds: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
-    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
-    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
-    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
-    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
-    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
-
-Global___UpdateGocardlessPaymentProviderInput: _TypeAlias = UpdateGocardlessPaymentProviderInput  # noqa: Y015
-
-@_typing.final
-class UpdateFlutterwavePaymentProviderInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CODE_FIELD_NUMBER: _builtins.int
-    FLOW_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
-    code: _builtins.str
-    flow_id: _builtins.str
-    id: _builtins.str
-    name: _builtins.str
-    success_redirect_url: _builtins.str
-    supports3ds: _builtins.bool
-    def __init__(
-        self,
-        *,
-        code: _builtins.str | None = ...,
-        flow_id: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        name: _builtins.str | None = ...,
-        success_redirect_url: _builtins.str | None = ...,
-        supports3ds: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
-    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
-    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
-    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
-    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
-    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
-
-Global___UpdateFlutterwavePaymentProviderInput: _TypeAlias = UpdateFlutterwavePaymentProviderInput  # noqa: Y015
-
-@_typing.final
-class UpdateCashfreePaymentProviderInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CODE_FIELD_NUMBER: _builtins.int
-    FLOW_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
-    code: _builtins.str
-    flow_id: _builtins.str
-    id: _builtins.str
-    name: _builtins.str
-    success_redirect_url: _builtins.str
-    supports3ds: _builtins.bool
-    def __init__(
-        self,
-        *,
-        code: _builtins.str | None = ...,
-        flow_id: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        name: _builtins.str | None = ...,
-        success_redirect_url: _builtins.str | None = ...,
-        supports3ds: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
-    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
-    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
-    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
-    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
-    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
-
-Global___UpdateCashfreePaymentProviderInput: _TypeAlias = UpdateCashfreePaymentProviderInput  # noqa: Y015
-
-@_typing.final
-class UpdateAdyenPaymentProviderInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CODE_FIELD_NUMBER: _builtins.int
-    FLOW_ID_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
-    code: _builtins.str
-    flow_id: _builtins.str
-    id: _builtins.str
-    name: _builtins.str
-    success_redirect_url: _builtins.str
-    supports3ds: _builtins.bool
-    def __init__(
-        self,
-        *,
-        code: _builtins.str | None = ...,
-        flow_id: _builtins.str | None = ...,
-        id: _builtins.str = ...,
-        name: _builtins.str | None = ...,
-        success_redirect_url: _builtins.str | None = ...,
-        supports3ds: _builtins.bool | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
-    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
-    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
-    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
-    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
-    _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
-
-Global___UpdateAdyenPaymentProviderInput: _TypeAlias = UpdateAdyenPaymentProviderInput  # noqa: Y015
-
-@_typing.final
-class AddTapPaymentProviderInput(_message.Message):
+class CreateTapRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     API_KEY_FIELD_NUMBER: _builtins.int
@@ -1229,225 +1105,108 @@ class AddTapPaymentProviderInput(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
 
-Global___AddTapPaymentProviderInput: _TypeAlias = AddTapPaymentProviderInput  # noqa: Y015
+Global___CreateTapRequest: _TypeAlias = CreateTapRequest  # noqa: Y015
 
 @_typing.final
-class AddStripePaymentProviderInput(_message.Message):
+class CreateTapResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    CODE_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SECRET_KEY_FIELD_NUMBER: _builtins.int
-    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
-    code: _builtins.str
-    name: _builtins.str
-    secret_key: _builtins.str
-    success_redirect_url: _builtins.str
-    supports3ds: _builtins.bool
+    TAP_PROVIDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tap_provider(self) -> _models_pb2.TapProvider: ...
     def __init__(
         self,
         *,
-        code: _builtins.str = ...,
-        name: _builtins.str = ...,
-        secret_key: _builtins.str | None = ...,
+        tap_provider: _models_pb2.TapProvider | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tap_provider", b"tap_provider"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tap_provider", b"tap_provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTapResponse: _TypeAlias = CreateTapResponse  # noqa: Y015
+
+@_typing.final
+class UpdateTapRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    FLOW_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SAVE_CARD_ENABLED_FIELD_NUMBER: _builtins.int
+    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    SUPPORTS3DS_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    code: _builtins.str
+    flow_id: _builtins.str
+    name: _builtins.str
+    save_card_enabled: _builtins.bool
+    success_redirect_url: _builtins.str
+    supports3ds: _builtins.bool
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        code: _builtins.str | None = ...,
+        flow_id: _builtins.str | None = ...,
+        name: _builtins.str | None = ...,
+        save_card_enabled: _builtins.bool | None = ...,
         success_redirect_url: _builtins.str | None = ...,
         supports3ds: _builtins.bool | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_secret_key", b"_secret_key", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "secret_key", b"secret_key", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_save_card_enabled", b"_save_card_enabled", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "name", b"name", "save_card_enabled", b"save_card_enabled", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_secret_key", b"_secret_key", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "name", b"name", "secret_key", b"secret_key", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "_flow_id", b"_flow_id", "_name", b"_name", "_save_card_enabled", b"_save_card_enabled", "_success_redirect_url", b"_success_redirect_url", "_supports3ds", b"_supports3ds", "code", b"code", "flow_id", b"flow_id", "id", b"id", "name", b"name", "save_card_enabled", b"save_card_enabled", "success_redirect_url", b"success_redirect_url", "supports3ds", b"supports3ds", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__secret_key: _TypeAlias = _typing.Literal["secret_key"]  # noqa: Y015
-    _WhichOneofArgType__secret_key: _TypeAlias = _typing.Literal["_secret_key", b"_secret_key"]  # noqa: Y015
+    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
+    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
+    _WhichOneofReturnType__flow_id: _TypeAlias = _typing.Literal["flow_id"]  # noqa: Y015
+    _WhichOneofArgType__flow_id: _TypeAlias = _typing.Literal["_flow_id", b"_flow_id"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__save_card_enabled: _TypeAlias = _typing.Literal["save_card_enabled"]  # noqa: Y015
+    _WhichOneofArgType__save_card_enabled: _TypeAlias = _typing.Literal["_save_card_enabled", b"_save_card_enabled"]  # noqa: Y015
     _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
     _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
     _WhichOneofReturnType__supports3ds: _TypeAlias = _typing.Literal["supports3ds"]  # noqa: Y015
     _WhichOneofArgType__supports3ds: _TypeAlias = _typing.Literal["_supports3ds", b"_supports3ds"]  # noqa: Y015
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__secret_key) -> _WhichOneofReturnType__secret_key | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__flow_id) -> _WhichOneofReturnType__flow_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__save_card_enabled) -> _WhichOneofReturnType__save_card_enabled | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__supports3ds) -> _WhichOneofReturnType__supports3ds | None: ...
 
-Global___AddStripePaymentProviderInput: _TypeAlias = AddStripePaymentProviderInput  # noqa: Y015
+Global___UpdateTapRequest: _TypeAlias = UpdateTapRequest  # noqa: Y015
 
 @_typing.final
-class AddMoneyhashPaymentProviderInput(_message.Message):
+class UpdateTapResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    API_KEY_FIELD_NUMBER: _builtins.int
-    CODE_FIELD_NUMBER: _builtins.int
-    FLOW_ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    api_key: _builtins.str
-    code: _builtins.str
-    flow_id: _builtins.str
-    name: _builtins.str
-    success_redirect_url: _builtins.str
+    TAP_PROVIDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tap_provider(self) -> _models_pb2.TapProvider: ...
     def __init__(
         self,
         *,
-        api_key: _builtins.str = ...,
-        code: _builtins.str = ...,
-        flow_id: _builtins.str = ...,
-        name: _builtins.str = ...,
-        success_redirect_url: _builtins.str | None = ...,
+        tap_provider: _models_pb2.TapProvider | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tap_provider", b"tap_provider"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "api_key", b"api_key", "code", b"code", "flow_id", b"flow_id", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tap_provider", b"tap_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
-    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AddMoneyhashPaymentProviderInput: _TypeAlias = AddMoneyhashPaymentProviderInput  # noqa: Y015
-
-@_typing.final
-class AddGocardlessPaymentProviderInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ACCESS_CODE_FIELD_NUMBER: _builtins.int
-    CODE_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    access_code: _builtins.str
-    code: _builtins.str
-    name: _builtins.str
-    success_redirect_url: _builtins.str
-    def __init__(
-        self,
-        *,
-        access_code: _builtins.str | None = ...,
-        code: _builtins.str = ...,
-        name: _builtins.str = ...,
-        success_redirect_url: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_access_code", b"_access_code", "_success_redirect_url", b"_success_redirect_url", "access_code", b"access_code", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_access_code", b"_access_code", "_success_redirect_url", b"_success_redirect_url", "access_code", b"access_code", "code", b"code", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__access_code: _TypeAlias = _typing.Literal["access_code"]  # noqa: Y015
-    _WhichOneofArgType__access_code: _TypeAlias = _typing.Literal["_access_code", b"_access_code"]  # noqa: Y015
-    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
-    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__access_code) -> _WhichOneofReturnType__access_code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
-
-Global___AddGocardlessPaymentProviderInput: _TypeAlias = AddGocardlessPaymentProviderInput  # noqa: Y015
-
-@_typing.final
-class AddFlutterwavePaymentProviderInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CODE_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SECRET_KEY_FIELD_NUMBER: _builtins.int
-    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    code: _builtins.str
-    name: _builtins.str
-    secret_key: _builtins.str
-    success_redirect_url: _builtins.str
-    def __init__(
-        self,
-        *,
-        code: _builtins.str = ...,
-        name: _builtins.str = ...,
-        secret_key: _builtins.str = ...,
-        success_redirect_url: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "code", b"code", "name", b"name", "secret_key", b"secret_key", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
-    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
-
-Global___AddFlutterwavePaymentProviderInput: _TypeAlias = AddFlutterwavePaymentProviderInput  # noqa: Y015
-
-@_typing.final
-class AddCashfreePaymentProviderInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CLIENT_ID_FIELD_NUMBER: _builtins.int
-    CLIENT_SECRET_FIELD_NUMBER: _builtins.int
-    CODE_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    client_id: _builtins.str
-    client_secret: _builtins.str
-    code: _builtins.str
-    name: _builtins.str
-    success_redirect_url: _builtins.str
-    def __init__(
-        self,
-        *,
-        client_id: _builtins.str = ...,
-        client_secret: _builtins.str = ...,
-        code: _builtins.str = ...,
-        name: _builtins.str = ...,
-        success_redirect_url: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url", "client_id", b"client_id", "client_secret", b"client_secret", "code", b"code", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
-    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
-
-Global___AddCashfreePaymentProviderInput: _TypeAlias = AddCashfreePaymentProviderInput  # noqa: Y015
-
-@_typing.final
-class AddAdyenPaymentProviderInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    API_KEY_FIELD_NUMBER: _builtins.int
-    CODE_FIELD_NUMBER: _builtins.int
-    HMAC_KEY_FIELD_NUMBER: _builtins.int
-    LIVE_PREFIX_FIELD_NUMBER: _builtins.int
-    MERCHANT_ACCOUNT_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SUCCESS_REDIRECT_URL_FIELD_NUMBER: _builtins.int
-    api_key: _builtins.str
-    code: _builtins.str
-    hmac_key: _builtins.str
-    live_prefix: _builtins.str
-    merchant_account: _builtins.str
-    name: _builtins.str
-    success_redirect_url: _builtins.str
-    def __init__(
-        self,
-        *,
-        api_key: _builtins.str = ...,
-        code: _builtins.str = ...,
-        hmac_key: _builtins.str | None = ...,
-        live_prefix: _builtins.str | None = ...,
-        merchant_account: _builtins.str = ...,
-        name: _builtins.str = ...,
-        success_redirect_url: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_hmac_key", b"_hmac_key", "_live_prefix", b"_live_prefix", "_success_redirect_url", b"_success_redirect_url", "hmac_key", b"hmac_key", "live_prefix", b"live_prefix", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_hmac_key", b"_hmac_key", "_live_prefix", b"_live_prefix", "_success_redirect_url", b"_success_redirect_url", "api_key", b"api_key", "code", b"code", "hmac_key", b"hmac_key", "live_prefix", b"live_prefix", "merchant_account", b"merchant_account", "name", b"name", "success_redirect_url", b"success_redirect_url"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__hmac_key: _TypeAlias = _typing.Literal["hmac_key"]  # noqa: Y015
-    _WhichOneofArgType__hmac_key: _TypeAlias = _typing.Literal["_hmac_key", b"_hmac_key"]  # noqa: Y015
-    _WhichOneofReturnType__live_prefix: _TypeAlias = _typing.Literal["live_prefix"]  # noqa: Y015
-    _WhichOneofArgType__live_prefix: _TypeAlias = _typing.Literal["_live_prefix", b"_live_prefix"]  # noqa: Y015
-    _WhichOneofReturnType__success_redirect_url: _TypeAlias = _typing.Literal["success_redirect_url"]  # noqa: Y015
-    _WhichOneofArgType__success_redirect_url: _TypeAlias = _typing.Literal["_success_redirect_url", b"_success_redirect_url"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__hmac_key) -> _WhichOneofReturnType__hmac_key | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__live_prefix) -> _WhichOneofReturnType__live_prefix | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__success_redirect_url) -> _WhichOneofReturnType__success_redirect_url | None: ...
-
-Global___AddAdyenPaymentProviderInput: _TypeAlias = AddAdyenPaymentProviderInput  # noqa: Y015
+Global___UpdateTapResponse: _TypeAlias = UpdateTapResponse  # noqa: Y015

@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class PaymentProviderServiceStub:
+class PaymentProvidersServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,96 +34,95 @@ class PaymentProviderServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Get = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/Get',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/List',
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/List',
                 request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
-        self.CreateAdyenPaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/CreateAdyenPaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateAdyenPaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateAdyenPaymentProviderResponse.FromString,
+        self.Get = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/Get',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.GetResponse.FromString,
                 _registered_method=True)
-        self.CreateCashfreePaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/CreateCashfreePaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateCashfreePaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateCashfreePaymentProviderResponse.FromString,
+        self.Delete = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/Delete',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.DeleteResponse.FromString,
                 _registered_method=True)
-        self.CreateFlutterwavePaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/CreateFlutterwavePaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateFlutterwavePaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateFlutterwavePaymentProviderResponse.FromString,
+        self.CreateAdyen = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateAdyen',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateAdyenRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateAdyenResponse.FromString,
                 _registered_method=True)
-        self.CreateGocardlessPaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/CreateGocardlessPaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateGocardlessPaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateGocardlessPaymentProviderResponse.FromString,
+        self.UpdateAdyen = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateAdyen',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateAdyenRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateAdyenResponse.FromString,
                 _registered_method=True)
-        self.CreateMoneyhashPaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/CreateMoneyhashPaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateMoneyhashPaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateMoneyhashPaymentProviderResponse.FromString,
+        self.CreateCashfree = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateCashfree',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateCashfreeRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateCashfreeResponse.FromString,
                 _registered_method=True)
-        self.CreateStripePaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/CreateStripePaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateStripePaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateStripePaymentProviderResponse.FromString,
+        self.UpdateCashfree = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateCashfree',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateCashfreeRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateCashfreeResponse.FromString,
                 _registered_method=True)
-        self.CreateTapPaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/CreateTapPaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateTapPaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateTapPaymentProviderResponse.FromString,
+        self.CreateFlutterwave = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateFlutterwave',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateFlutterwaveRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateFlutterwaveResponse.FromString,
                 _registered_method=True)
-        self.UpdateAdyenPaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateAdyenPaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateAdyenPaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateAdyenPaymentProviderResponse.FromString,
+        self.UpdateFlutterwave = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateFlutterwave',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateFlutterwaveRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateFlutterwaveResponse.FromString,
                 _registered_method=True)
-        self.UpdateCashfreePaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateCashfreePaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateCashfreePaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateCashfreePaymentProviderResponse.FromString,
+        self.CreateGocardless = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateGocardless',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateGocardlessRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateGocardlessResponse.FromString,
                 _registered_method=True)
-        self.UpdateFlutterwavePaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateFlutterwavePaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateFlutterwavePaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateFlutterwavePaymentProviderResponse.FromString,
+        self.UpdateGocardless = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateGocardless',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateGocardlessRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateGocardlessResponse.FromString,
                 _registered_method=True)
-        self.UpdateGocardlessPaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateGocardlessPaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateGocardlessPaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateGocardlessPaymentProviderResponse.FromString,
+        self.CreateMoneyhash = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateMoneyhash',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateMoneyhashRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateMoneyhashResponse.FromString,
                 _registered_method=True)
-        self.UpdateMoneyhashPaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateMoneyhashPaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateMoneyhashPaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateMoneyhashPaymentProviderResponse.FromString,
+        self.UpdateMoneyhash = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateMoneyhash',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateMoneyhashRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateMoneyhashResponse.FromString,
                 _registered_method=True)
-        self.UpdateStripePaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateStripePaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateStripePaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateStripePaymentProviderResponse.FromString,
+        self.CreateStripe = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateStripe',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateStripeRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateStripeResponse.FromString,
                 _registered_method=True)
-        self.UpdateTapPaymentProvider = channel.unary_unary(
-                '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateTapPaymentProvider',
-                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateTapPaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateTapPaymentProviderResponse.FromString,
+        self.UpdateStripe = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateStripe',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateStripeRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateStripeResponse.FromString,
+                _registered_method=True)
+        self.CreateTap = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateTap',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateTapRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateTapResponse.FromString,
+                _registered_method=True)
+        self.UpdateTap = channel.unary_unary(
+                '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateTap',
+                request_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateTapRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateTapResponse.FromString,
                 _registered_method=True)
 
 
-class PaymentProviderServiceServicer:
+class PaymentProvidersServiceServicer:
     """Missing associated documentation comment in .proto file."""
-
-    def Get(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
 
     def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -131,210 +130,200 @@ class PaymentProviderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CreateAdyenPaymentProvider(self, request, context):
+    def Get(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CreateCashfreePaymentProvider(self, request, context):
+    def Delete(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CreateFlutterwavePaymentProvider(self, request, context):
+    def CreateAdyen(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CreateGocardlessPaymentProvider(self, request, context):
+    def UpdateAdyen(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CreateMoneyhashPaymentProvider(self, request, context):
+    def CreateCashfree(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CreateStripePaymentProvider(self, request, context):
+    def UpdateCashfree(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CreateTapPaymentProvider(self, request, context):
+    def CreateFlutterwave(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateAdyenPaymentProvider(self, request, context):
+    def UpdateFlutterwave(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateCashfreePaymentProvider(self, request, context):
+    def CreateGocardless(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateFlutterwavePaymentProvider(self, request, context):
+    def UpdateGocardless(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateGocardlessPaymentProvider(self, request, context):
+    def CreateMoneyhash(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateMoneyhashPaymentProvider(self, request, context):
+    def UpdateMoneyhash(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateStripePaymentProvider(self, request, context):
+    def CreateStripe(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateTapPaymentProvider(self, request, context):
+    def UpdateStripe(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTap(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTap(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_PaymentProviderServiceServicer_to_server(servicer, server):
+def add_PaymentProvidersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Get': grpc.unary_unary_rpc_method_handler(
-                    servicer.Get,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.GetRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
-            ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
                     request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.ListRequest.FromString,
                     response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
             ),
-            'CreateAdyenPaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateAdyenPaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateAdyenPaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateAdyenPaymentProviderResponse.SerializeToString,
+            'Get': grpc.unary_unary_rpc_method_handler(
+                    servicer.Get,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.GetRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
-            'CreateCashfreePaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateCashfreePaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateCashfreePaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateCashfreePaymentProviderResponse.SerializeToString,
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.DeleteRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.DeleteResponse.SerializeToString,
             ),
-            'CreateFlutterwavePaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateFlutterwavePaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateFlutterwavePaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateFlutterwavePaymentProviderResponse.SerializeToString,
+            'CreateAdyen': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAdyen,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateAdyenRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateAdyenResponse.SerializeToString,
             ),
-            'CreateGocardlessPaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateGocardlessPaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateGocardlessPaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateGocardlessPaymentProviderResponse.SerializeToString,
+            'UpdateAdyen': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAdyen,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateAdyenRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateAdyenResponse.SerializeToString,
             ),
-            'CreateMoneyhashPaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateMoneyhashPaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateMoneyhashPaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateMoneyhashPaymentProviderResponse.SerializeToString,
+            'CreateCashfree': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCashfree,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateCashfreeRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateCashfreeResponse.SerializeToString,
             ),
-            'CreateStripePaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateStripePaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateStripePaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateStripePaymentProviderResponse.SerializeToString,
+            'UpdateCashfree': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCashfree,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateCashfreeRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateCashfreeResponse.SerializeToString,
             ),
-            'CreateTapPaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateTapPaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateTapPaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateTapPaymentProviderResponse.SerializeToString,
+            'CreateFlutterwave': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateFlutterwave,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateFlutterwaveRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateFlutterwaveResponse.SerializeToString,
             ),
-            'UpdateAdyenPaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateAdyenPaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateAdyenPaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateAdyenPaymentProviderResponse.SerializeToString,
+            'UpdateFlutterwave': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateFlutterwave,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateFlutterwaveRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateFlutterwaveResponse.SerializeToString,
             ),
-            'UpdateCashfreePaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateCashfreePaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateCashfreePaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateCashfreePaymentProviderResponse.SerializeToString,
+            'CreateGocardless': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateGocardless,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateGocardlessRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateGocardlessResponse.SerializeToString,
             ),
-            'UpdateFlutterwavePaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateFlutterwavePaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateFlutterwavePaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateFlutterwavePaymentProviderResponse.SerializeToString,
+            'UpdateGocardless': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateGocardless,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateGocardlessRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateGocardlessResponse.SerializeToString,
             ),
-            'UpdateGocardlessPaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateGocardlessPaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateGocardlessPaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateGocardlessPaymentProviderResponse.SerializeToString,
+            'CreateMoneyhash': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateMoneyhash,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateMoneyhashRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateMoneyhashResponse.SerializeToString,
             ),
-            'UpdateMoneyhashPaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateMoneyhashPaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateMoneyhashPaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateMoneyhashPaymentProviderResponse.SerializeToString,
+            'UpdateMoneyhash': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMoneyhash,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateMoneyhashRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateMoneyhashResponse.SerializeToString,
             ),
-            'UpdateStripePaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateStripePaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateStripePaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateStripePaymentProviderResponse.SerializeToString,
+            'CreateStripe': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateStripe,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateStripeRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateStripeResponse.SerializeToString,
             ),
-            'UpdateTapPaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateTapPaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateTapPaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateTapPaymentProviderResponse.SerializeToString,
+            'UpdateStripe': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateStripe,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateStripeRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateStripeResponse.SerializeToString,
+            ),
+            'CreateTap': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTap,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateTapRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateTapResponse.SerializeToString,
+            ),
+            'UpdateTap': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTap,
+                    request_deserializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateTapRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateTapResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.payment_providers.v2.PaymentProviderService', rpc_method_handlers)
+            'invora.billing.payment_providers.v2.PaymentProvidersService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.payment_providers.v2.PaymentProviderService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.payment_providers.v2.PaymentProvidersService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class PaymentProviderService:
+class PaymentProvidersService:
     """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def Get(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/Get',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.GetResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def List(request,
@@ -350,7 +339,7 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/List',
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/List',
             invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
             invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.ListResponse.FromString,
             options,
@@ -364,7 +353,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def CreateAdyenPaymentProvider(request,
+    def Get(request,
             target,
             options=(),
             channel_credentials=None,
@@ -377,9 +366,9 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/CreateAdyenPaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateAdyenPaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateAdyenPaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/Get',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -391,7 +380,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def CreateCashfreePaymentProvider(request,
+    def Delete(request,
             target,
             options=(),
             channel_credentials=None,
@@ -404,9 +393,9 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/CreateCashfreePaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateCashfreePaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateCashfreePaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/Delete',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -418,7 +407,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def CreateFlutterwavePaymentProvider(request,
+    def CreateAdyen(request,
             target,
             options=(),
             channel_credentials=None,
@@ -431,9 +420,9 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/CreateFlutterwavePaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateFlutterwavePaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateFlutterwavePaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateAdyen',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateAdyenRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateAdyenResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -445,7 +434,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def CreateGocardlessPaymentProvider(request,
+    def UpdateAdyen(request,
             target,
             options=(),
             channel_credentials=None,
@@ -458,9 +447,9 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/CreateGocardlessPaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateGocardlessPaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateGocardlessPaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateAdyen',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateAdyenRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateAdyenResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -472,7 +461,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def CreateMoneyhashPaymentProvider(request,
+    def CreateCashfree(request,
             target,
             options=(),
             channel_credentials=None,
@@ -485,9 +474,9 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/CreateMoneyhashPaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateMoneyhashPaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateMoneyhashPaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateCashfree',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateCashfreeRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateCashfreeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -499,7 +488,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def CreateStripePaymentProvider(request,
+    def UpdateCashfree(request,
             target,
             options=(),
             channel_credentials=None,
@@ -512,9 +501,9 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/CreateStripePaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateStripePaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateStripePaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateCashfree',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateCashfreeRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateCashfreeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -526,7 +515,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def CreateTapPaymentProvider(request,
+    def CreateFlutterwave(request,
             target,
             options=(),
             channel_credentials=None,
@@ -539,9 +528,9 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/CreateTapPaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateTapPaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateTapPaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateFlutterwave',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateFlutterwaveRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateFlutterwaveResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -553,7 +542,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateAdyenPaymentProvider(request,
+    def UpdateFlutterwave(request,
             target,
             options=(),
             channel_credentials=None,
@@ -566,9 +555,9 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateAdyenPaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateAdyenPaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateAdyenPaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateFlutterwave',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateFlutterwaveRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateFlutterwaveResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -580,7 +569,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateCashfreePaymentProvider(request,
+    def CreateGocardless(request,
             target,
             options=(),
             channel_credentials=None,
@@ -593,9 +582,9 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateCashfreePaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateCashfreePaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateCashfreePaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateGocardless',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateGocardlessRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateGocardlessResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -607,7 +596,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateFlutterwavePaymentProvider(request,
+    def UpdateGocardless(request,
             target,
             options=(),
             channel_credentials=None,
@@ -620,9 +609,9 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateFlutterwavePaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateFlutterwavePaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateFlutterwavePaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateGocardless',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateGocardlessRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateGocardlessResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -634,7 +623,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateGocardlessPaymentProvider(request,
+    def CreateMoneyhash(request,
             target,
             options=(),
             channel_credentials=None,
@@ -647,9 +636,9 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateGocardlessPaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateGocardlessPaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateGocardlessPaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateMoneyhash',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateMoneyhashRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateMoneyhashResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -661,7 +650,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateMoneyhashPaymentProvider(request,
+    def UpdateMoneyhash(request,
             target,
             options=(),
             channel_credentials=None,
@@ -674,9 +663,9 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateMoneyhashPaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateMoneyhashPaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateMoneyhashPaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateMoneyhash',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateMoneyhashRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateMoneyhashResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -688,7 +677,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateStripePaymentProvider(request,
+    def CreateStripe(request,
             target,
             options=(),
             channel_credentials=None,
@@ -701,9 +690,9 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateStripePaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateStripePaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateStripePaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateStripe',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateStripeRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateStripeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -715,7 +704,7 @@ class PaymentProviderService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateTapPaymentProvider(request,
+    def UpdateStripe(request,
             target,
             options=(),
             channel_credentials=None,
@@ -728,9 +717,63 @@ class PaymentProviderService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payment_providers.v2.PaymentProviderService/UpdateTapPaymentProvider',
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateTapPaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateTapPaymentProviderResponse.FromString,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateStripe',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateStripeRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateStripeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/CreateTap',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateTapRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.CreateTapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.payment_providers.v2.PaymentProvidersService/UpdateTap',
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateTapRequest.SerializeToString,
+            invora_dot_billing_dot_payment__providers_dot_v2_dot_service__pb2.UpdateTapResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,56 +30,51 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class PaymentProviderServiceStub:
+class PaymentProvidersServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> PaymentProviderServiceAsyncStub: ...
-    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    def __new__(cls, channel: _aio.Channel) -> PaymentProvidersServiceAsyncStub: ...
     List: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]
-    CreateAdyenPaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateAdyenPaymentProviderRequest, _service_pb2.CreateAdyenPaymentProviderResponse]
-    CreateCashfreePaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateCashfreePaymentProviderRequest, _service_pb2.CreateCashfreePaymentProviderResponse]
-    CreateFlutterwavePaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateFlutterwavePaymentProviderRequest, _service_pb2.CreateFlutterwavePaymentProviderResponse]
-    CreateGocardlessPaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateGocardlessPaymentProviderRequest, _service_pb2.CreateGocardlessPaymentProviderResponse]
-    CreateMoneyhashPaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateMoneyhashPaymentProviderRequest, _service_pb2.CreateMoneyhashPaymentProviderResponse]
-    CreateStripePaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateStripePaymentProviderRequest, _service_pb2.CreateStripePaymentProviderResponse]
-    CreateTapPaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateTapPaymentProviderRequest, _service_pb2.CreateTapPaymentProviderResponse]
-    UpdateAdyenPaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateAdyenPaymentProviderRequest, _service_pb2.UpdateAdyenPaymentProviderResponse]
-    UpdateCashfreePaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateCashfreePaymentProviderRequest, _service_pb2.UpdateCashfreePaymentProviderResponse]
-    UpdateFlutterwavePaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateFlutterwavePaymentProviderRequest, _service_pb2.UpdateFlutterwavePaymentProviderResponse]
-    UpdateGocardlessPaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateGocardlessPaymentProviderRequest, _service_pb2.UpdateGocardlessPaymentProviderResponse]
-    UpdateMoneyhashPaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateMoneyhashPaymentProviderRequest, _service_pb2.UpdateMoneyhashPaymentProviderResponse]
-    UpdateStripePaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateStripePaymentProviderRequest, _service_pb2.UpdateStripePaymentProviderResponse]
-    UpdateTapPaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateTapPaymentProviderRequest, _service_pb2.UpdateTapPaymentProviderResponse]
+    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    Delete: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]
+    CreateAdyen: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateAdyenRequest, _service_pb2.CreateAdyenResponse]
+    UpdateAdyen: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateAdyenRequest, _service_pb2.UpdateAdyenResponse]
+    CreateCashfree: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateCashfreeRequest, _service_pb2.CreateCashfreeResponse]
+    UpdateCashfree: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateCashfreeRequest, _service_pb2.UpdateCashfreeResponse]
+    CreateFlutterwave: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateFlutterwaveRequest, _service_pb2.CreateFlutterwaveResponse]
+    UpdateFlutterwave: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateFlutterwaveRequest, _service_pb2.UpdateFlutterwaveResponse]
+    CreateGocardless: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateGocardlessRequest, _service_pb2.CreateGocardlessResponse]
+    UpdateGocardless: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateGocardlessRequest, _service_pb2.UpdateGocardlessResponse]
+    CreateMoneyhash: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateMoneyhashRequest, _service_pb2.CreateMoneyhashResponse]
+    UpdateMoneyhash: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateMoneyhashRequest, _service_pb2.UpdateMoneyhashResponse]
+    CreateStripe: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateStripeRequest, _service_pb2.CreateStripeResponse]
+    UpdateStripe: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateStripeRequest, _service_pb2.UpdateStripeResponse]
+    CreateTap: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateTapRequest, _service_pb2.CreateTapResponse]
+    UpdateTap: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateTapRequest, _service_pb2.UpdateTapResponse]
 
 @_typing.type_check_only
-class PaymentProviderServiceAsyncStub(PaymentProviderServiceStub):
+class PaymentProvidersServiceAsyncStub(PaymentProvidersServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]  # type: ignore[assignment]
-    CreateAdyenPaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateAdyenPaymentProviderRequest, _service_pb2.CreateAdyenPaymentProviderResponse]  # type: ignore[assignment]
-    CreateCashfreePaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateCashfreePaymentProviderRequest, _service_pb2.CreateCashfreePaymentProviderResponse]  # type: ignore[assignment]
-    CreateFlutterwavePaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateFlutterwavePaymentProviderRequest, _service_pb2.CreateFlutterwavePaymentProviderResponse]  # type: ignore[assignment]
-    CreateGocardlessPaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateGocardlessPaymentProviderRequest, _service_pb2.CreateGocardlessPaymentProviderResponse]  # type: ignore[assignment]
-    CreateMoneyhashPaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateMoneyhashPaymentProviderRequest, _service_pb2.CreateMoneyhashPaymentProviderResponse]  # type: ignore[assignment]
-    CreateStripePaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateStripePaymentProviderRequest, _service_pb2.CreateStripePaymentProviderResponse]  # type: ignore[assignment]
-    CreateTapPaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateTapPaymentProviderRequest, _service_pb2.CreateTapPaymentProviderResponse]  # type: ignore[assignment]
-    UpdateAdyenPaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateAdyenPaymentProviderRequest, _service_pb2.UpdateAdyenPaymentProviderResponse]  # type: ignore[assignment]
-    UpdateCashfreePaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateCashfreePaymentProviderRequest, _service_pb2.UpdateCashfreePaymentProviderResponse]  # type: ignore[assignment]
-    UpdateFlutterwavePaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateFlutterwavePaymentProviderRequest, _service_pb2.UpdateFlutterwavePaymentProviderResponse]  # type: ignore[assignment]
-    UpdateGocardlessPaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateGocardlessPaymentProviderRequest, _service_pb2.UpdateGocardlessPaymentProviderResponse]  # type: ignore[assignment]
-    UpdateMoneyhashPaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateMoneyhashPaymentProviderRequest, _service_pb2.UpdateMoneyhashPaymentProviderResponse]  # type: ignore[assignment]
-    UpdateStripePaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateStripePaymentProviderRequest, _service_pb2.UpdateStripePaymentProviderResponse]  # type: ignore[assignment]
-    UpdateTapPaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateTapPaymentProviderRequest, _service_pb2.UpdateTapPaymentProviderResponse]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
+    Delete: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]  # type: ignore[assignment]
+    CreateAdyen: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateAdyenRequest, _service_pb2.CreateAdyenResponse]  # type: ignore[assignment]
+    UpdateAdyen: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateAdyenRequest, _service_pb2.UpdateAdyenResponse]  # type: ignore[assignment]
+    CreateCashfree: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateCashfreeRequest, _service_pb2.CreateCashfreeResponse]  # type: ignore[assignment]
+    UpdateCashfree: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateCashfreeRequest, _service_pb2.UpdateCashfreeResponse]  # type: ignore[assignment]
+    CreateFlutterwave: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateFlutterwaveRequest, _service_pb2.CreateFlutterwaveResponse]  # type: ignore[assignment]
+    UpdateFlutterwave: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateFlutterwaveRequest, _service_pb2.UpdateFlutterwaveResponse]  # type: ignore[assignment]
+    CreateGocardless: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateGocardlessRequest, _service_pb2.CreateGocardlessResponse]  # type: ignore[assignment]
+    UpdateGocardless: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateGocardlessRequest, _service_pb2.UpdateGocardlessResponse]  # type: ignore[assignment]
+    CreateMoneyhash: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateMoneyhashRequest, _service_pb2.CreateMoneyhashResponse]  # type: ignore[assignment]
+    UpdateMoneyhash: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateMoneyhashRequest, _service_pb2.UpdateMoneyhashResponse]  # type: ignore[assignment]
+    CreateStripe: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateStripeRequest, _service_pb2.CreateStripeResponse]  # type: ignore[assignment]
+    UpdateStripe: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateStripeRequest, _service_pb2.UpdateStripeResponse]  # type: ignore[assignment]
+    CreateTap: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateTapRequest, _service_pb2.CreateTapResponse]  # type: ignore[assignment]
+    UpdateTap: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateTapRequest, _service_pb2.UpdateTapResponse]  # type: ignore[assignment]
 
-class PaymentProviderServiceServicer(metaclass=_abc_1.ABCMeta):
-    @_abc_1.abstractmethod
-    def Get(
-        self,
-        request: _service_pb2.GetRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
-
+class PaymentProvidersServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def List(
         self,
@@ -88,101 +83,115 @@ class PaymentProviderServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
 
     @_abc_1.abstractmethod
-    def CreateAdyenPaymentProvider(
+    def Get(
         self,
-        request: _service_pb2.CreateAdyenPaymentProviderRequest,
+        request: _service_pb2.GetRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateAdyenPaymentProviderResponse, _abc.Awaitable[_service_pb2.CreateAdyenPaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
 
     @_abc_1.abstractmethod
-    def CreateCashfreePaymentProvider(
+    def Delete(
         self,
-        request: _service_pb2.CreateCashfreePaymentProviderRequest,
+        request: _service_pb2.DeleteRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateCashfreePaymentProviderResponse, _abc.Awaitable[_service_pb2.CreateCashfreePaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.DeleteResponse, _abc.Awaitable[_service_pb2.DeleteResponse]]: ...
 
     @_abc_1.abstractmethod
-    def CreateFlutterwavePaymentProvider(
+    def CreateAdyen(
         self,
-        request: _service_pb2.CreateFlutterwavePaymentProviderRequest,
+        request: _service_pb2.CreateAdyenRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateFlutterwavePaymentProviderResponse, _abc.Awaitable[_service_pb2.CreateFlutterwavePaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateAdyenResponse, _abc.Awaitable[_service_pb2.CreateAdyenResponse]]: ...
 
     @_abc_1.abstractmethod
-    def CreateGocardlessPaymentProvider(
+    def UpdateAdyen(
         self,
-        request: _service_pb2.CreateGocardlessPaymentProviderRequest,
+        request: _service_pb2.UpdateAdyenRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateGocardlessPaymentProviderResponse, _abc.Awaitable[_service_pb2.CreateGocardlessPaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.UpdateAdyenResponse, _abc.Awaitable[_service_pb2.UpdateAdyenResponse]]: ...
 
     @_abc_1.abstractmethod
-    def CreateMoneyhashPaymentProvider(
+    def CreateCashfree(
         self,
-        request: _service_pb2.CreateMoneyhashPaymentProviderRequest,
+        request: _service_pb2.CreateCashfreeRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateMoneyhashPaymentProviderResponse, _abc.Awaitable[_service_pb2.CreateMoneyhashPaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateCashfreeResponse, _abc.Awaitable[_service_pb2.CreateCashfreeResponse]]: ...
 
     @_abc_1.abstractmethod
-    def CreateStripePaymentProvider(
+    def UpdateCashfree(
         self,
-        request: _service_pb2.CreateStripePaymentProviderRequest,
+        request: _service_pb2.UpdateCashfreeRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateStripePaymentProviderResponse, _abc.Awaitable[_service_pb2.CreateStripePaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.UpdateCashfreeResponse, _abc.Awaitable[_service_pb2.UpdateCashfreeResponse]]: ...
 
     @_abc_1.abstractmethod
-    def CreateTapPaymentProvider(
+    def CreateFlutterwave(
         self,
-        request: _service_pb2.CreateTapPaymentProviderRequest,
+        request: _service_pb2.CreateFlutterwaveRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateTapPaymentProviderResponse, _abc.Awaitable[_service_pb2.CreateTapPaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateFlutterwaveResponse, _abc.Awaitable[_service_pb2.CreateFlutterwaveResponse]]: ...
 
     @_abc_1.abstractmethod
-    def UpdateAdyenPaymentProvider(
+    def UpdateFlutterwave(
         self,
-        request: _service_pb2.UpdateAdyenPaymentProviderRequest,
+        request: _service_pb2.UpdateFlutterwaveRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateAdyenPaymentProviderResponse, _abc.Awaitable[_service_pb2.UpdateAdyenPaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.UpdateFlutterwaveResponse, _abc.Awaitable[_service_pb2.UpdateFlutterwaveResponse]]: ...
 
     @_abc_1.abstractmethod
-    def UpdateCashfreePaymentProvider(
+    def CreateGocardless(
         self,
-        request: _service_pb2.UpdateCashfreePaymentProviderRequest,
+        request: _service_pb2.CreateGocardlessRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateCashfreePaymentProviderResponse, _abc.Awaitable[_service_pb2.UpdateCashfreePaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateGocardlessResponse, _abc.Awaitable[_service_pb2.CreateGocardlessResponse]]: ...
 
     @_abc_1.abstractmethod
-    def UpdateFlutterwavePaymentProvider(
+    def UpdateGocardless(
         self,
-        request: _service_pb2.UpdateFlutterwavePaymentProviderRequest,
+        request: _service_pb2.UpdateGocardlessRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateFlutterwavePaymentProviderResponse, _abc.Awaitable[_service_pb2.UpdateFlutterwavePaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.UpdateGocardlessResponse, _abc.Awaitable[_service_pb2.UpdateGocardlessResponse]]: ...
 
     @_abc_1.abstractmethod
-    def UpdateGocardlessPaymentProvider(
+    def CreateMoneyhash(
         self,
-        request: _service_pb2.UpdateGocardlessPaymentProviderRequest,
+        request: _service_pb2.CreateMoneyhashRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateGocardlessPaymentProviderResponse, _abc.Awaitable[_service_pb2.UpdateGocardlessPaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateMoneyhashResponse, _abc.Awaitable[_service_pb2.CreateMoneyhashResponse]]: ...
 
     @_abc_1.abstractmethod
-    def UpdateMoneyhashPaymentProvider(
+    def UpdateMoneyhash(
         self,
-        request: _service_pb2.UpdateMoneyhashPaymentProviderRequest,
+        request: _service_pb2.UpdateMoneyhashRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateMoneyhashPaymentProviderResponse, _abc.Awaitable[_service_pb2.UpdateMoneyhashPaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.UpdateMoneyhashResponse, _abc.Awaitable[_service_pb2.UpdateMoneyhashResponse]]: ...
 
     @_abc_1.abstractmethod
-    def UpdateStripePaymentProvider(
+    def CreateStripe(
         self,
-        request: _service_pb2.UpdateStripePaymentProviderRequest,
+        request: _service_pb2.CreateStripeRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateStripePaymentProviderResponse, _abc.Awaitable[_service_pb2.UpdateStripePaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateStripeResponse, _abc.Awaitable[_service_pb2.CreateStripeResponse]]: ...
 
     @_abc_1.abstractmethod
-    def UpdateTapPaymentProvider(
+    def UpdateStripe(
         self,
-        request: _service_pb2.UpdateTapPaymentProviderRequest,
+        request: _service_pb2.UpdateStripeRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateTapPaymentProviderResponse, _abc.Awaitable[_service_pb2.UpdateTapPaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.UpdateStripeResponse, _abc.Awaitable[_service_pb2.UpdateStripeResponse]]: ...
 
-def add_PaymentProviderServiceServicer_to_server(servicer: PaymentProviderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+    @_abc_1.abstractmethod
+    def CreateTap(
+        self,
+        request: _service_pb2.CreateTapRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.CreateTapResponse, _abc.Awaitable[_service_pb2.CreateTapResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateTap(
+        self,
+        request: _service_pb2.UpdateTapRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.UpdateTapResponse, _abc.Awaitable[_service_pb2.UpdateTapResponse]]: ...
+
+def add_PaymentProvidersServiceServicer_to_server(servicer: PaymentProvidersServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -12,10 +12,9 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from invora._proto.invora.billing.common.v2 import models_pb2 as _models_pb2
+from invora._proto.kernel import decimal_pb2 as _decimal_pb2
 from invora._proto.kernel import query_pb2 as _query_pb2
 import builtins as _builtins
 import sys
@@ -28,23 +27,6 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _View:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    VIEW_UNSPECIFIED: _View.ValueType  # 0
-    VIEW_BASIC: _View.ValueType  # 1
-    VIEW_FULL: _View.ValueType  # 2
-
-class View(_View, metaclass=_ViewEnumTypeWrapper): ...
-
-VIEW_UNSPECIFIED: View.ValueType  # 0
-VIEW_BASIC: View.ValueType  # 1
-VIEW_FULL: View.ValueType  # 2
-Global___View: _TypeAlias = View  # noqa: Y015
-
 @_typing.final
 class GetRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -53,7 +35,7 @@ class GetRequest(_message.Message):
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
@@ -61,7 +43,7 @@ class GetRequest(_message.Message):
         *,
         id: _builtins.str = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -100,7 +82,7 @@ class ListRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -116,7 +98,7 @@ class ListRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -134,22 +116,23 @@ class ListResponse(_message.Message):
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingPayment]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.BillingPayment] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
 Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
 
@@ -245,19 +228,33 @@ Global___ListSortRule: _TypeAlias = ListSortRule  # noqa: Y015
 class CreateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    amount_cents: _builtins.int
+    invoice_id: _builtins.str
+    reference: _builtins.str
+    request_id: _builtins.str
     @_builtins.property
-    def input(self) -> Global___CreatePaymentInput: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
-        input: Global___CreatePaymentInput | None = ...,
+        amount_cents: _builtins.int = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        invoice_id: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        request_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "created_at", b"created_at", "request_id", b"request_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "amount_cents", b"amount_cents", "created_at", b"created_at", "invoice_id", b"invoice_id", "reference", b"reference", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__request_id: _TypeAlias = _typing.Literal["request_id"]  # noqa: Y015
+    _WhichOneofArgType__request_id: _TypeAlias = _typing.Literal["_request_id", b"_request_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__request_id) -> _WhichOneofReturnType__request_id | None: ...
 
 Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
 
@@ -282,82 +279,7 @@ class CreateResponse(_message.Message):
 Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
 
 @_typing.final
-class DeletePaymentProviderRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DestroyPaymentProviderInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DestroyPaymentProviderInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeletePaymentProviderRequest: _TypeAlias = DeletePaymentProviderRequest  # noqa: Y015
-
-@_typing.final
-class DeletePaymentProviderResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeletePaymentProviderResponse: _TypeAlias = DeletePaymentProviderResponse  # noqa: Y015
-
-@_typing.final
 class GetPaymentUrlRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___GeneratePaymentUrlInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___GeneratePaymentUrlInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetPaymentUrlRequest: _TypeAlias = GetPaymentUrlRequest  # noqa: Y015
-
-@_typing.final
-class GetPaymentUrlResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    GENERATE_PAYMENT_URL_PAYLOAD_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def generate_payment_url_payload(self) -> Global___GeneratePaymentUrlPayload: ...
-    def __init__(
-        self,
-        *,
-        generate_payment_url_payload: Global___GeneratePaymentUrlPayload | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["generate_payment_url_payload", b"generate_payment_url_payload"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generate_payment_url_payload", b"generate_payment_url_payload"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetPaymentUrlResponse: _TypeAlias = GetPaymentUrlResponse  # noqa: Y015
-
-@_typing.final
-class GeneratePaymentUrlInput(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     INVOICE_ID_FIELD_NUMBER: _builtins.int
@@ -373,10 +295,10 @@ class GeneratePaymentUrlInput(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GeneratePaymentUrlInput: _TypeAlias = GeneratePaymentUrlInput  # noqa: Y015
+Global___GetPaymentUrlRequest: _TypeAlias = GetPaymentUrlRequest  # noqa: Y015
 
 @_typing.final
-class GeneratePaymentUrlPayload(_message.Message):
+class GetPaymentUrlResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PAYMENT_URL_FIELD_NUMBER: _builtins.int
@@ -394,10 +316,215 @@ class GeneratePaymentUrlPayload(_message.Message):
     _WhichOneofArgType__payment_url: _TypeAlias = _typing.Literal["_payment_url", b"_payment_url"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_url) -> _WhichOneofReturnType__payment_url | None: ...
 
-Global___GeneratePaymentUrlPayload: _TypeAlias = GeneratePaymentUrlPayload  # noqa: Y015
+Global___GetPaymentUrlResponse: _TypeAlias = GetPaymentUrlResponse  # noqa: Y015
 
 @_typing.final
-class DestroyPaymentProviderInput(_message.Message):
+class PaymentRequestFilter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PART_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def part(self) -> Global___PaymentRequestFilterPart: ...
+    def __init__(
+        self,
+        *,
+        part: Global___PaymentRequestFilterPart | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentRequestFilter: _TypeAlias = PaymentRequestFilter  # noqa: Y015
+
+@_typing.final
+class PaymentRequestFilterPart(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXTERNAL_CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    WITH_DELETED_FIELD_NUMBER: _builtins.int
+    external_customer_id: _builtins.str
+    with_deleted: _builtins.bool
+    def __init__(
+        self,
+        *,
+        external_customer_id: _builtins.str = ...,
+        with_deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["external_customer_id", b"external_customer_id", "type", b"type", "with_deleted", b"with_deleted"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["external_customer_id", b"external_customer_id", "type", b"type", "with_deleted", b"with_deleted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["external_customer_id", "with_deleted"]  # noqa: Y015
+    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
+
+Global___PaymentRequestFilterPart: _TypeAlias = PaymentRequestFilterPart  # noqa: Y015
+
+@_typing.final
+class PaymentRequestSort(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentRequestSortRule]: ...
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[Global___PaymentRequestSortRule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentRequestSort: _TypeAlias = PaymentRequestSort  # noqa: Y015
+
+@_typing.final
+class PaymentRequestSortRule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    created_at: _query_pb2.SortDirection.ValueType
+    def __init__(
+        self,
+        *,
+        created_at: _query_pb2.SortDirection.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["created_at"]  # noqa: Y015
+    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
+
+Global___PaymentRequestSortRule: _TypeAlias = PaymentRequestSortRule  # noqa: Y015
+
+@_typing.final
+class ListPaymentRequestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def filter(self) -> Global___PaymentRequestFilter: ...
+    @_builtins.property
+    def sort(self) -> Global___PaymentRequestSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___PaymentRequestFilter | None = ...,
+        sort: Global___PaymentRequestSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPaymentRequestsRequest: _TypeAlias = ListPaymentRequestsRequest  # noqa: Y015
+
+@_typing.final
+class ListPaymentRequestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingPaymentRequest]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.BillingPaymentRequest] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListPaymentRequestsResponse: _TypeAlias = ListPaymentRequestsResponse  # noqa: Y015
+
+@_typing.final
+class CreatePaymentRequestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    EXTERNAL_CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    BILLING_PROVIDER_INVOICE_IDS_FIELD_NUMBER: _builtins.int
+    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    external_customer_id: _builtins.str
+    @_builtins.property
+    def billing_provider_invoice_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def payment_method(self) -> _models_pb2.PaymentMethodReferenceInput: ...
+    def __init__(
+        self,
+        *,
+        email: _builtins.str | None = ...,
+        external_customer_id: _builtins.str = ...,
+        billing_provider_invoice_ids: _abc.Iterable[_builtins.str] | None = ...,
+        payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_email", b"_email", "_payment_method", b"_payment_method", "email", b"email", "payment_method", b"payment_method"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_email", b"_email", "_payment_method", b"_payment_method", "billing_provider_invoice_ids", b"billing_provider_invoice_ids", "email", b"email", "external_customer_id", b"external_customer_id", "payment_method", b"payment_method"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__email: _TypeAlias = _typing.Literal["email"]  # noqa: Y015
+    _WhichOneofArgType__email: _TypeAlias = _typing.Literal["_email", b"_email"]  # noqa: Y015
+    _WhichOneofReturnType__payment_method: _TypeAlias = _typing.Literal["payment_method"]  # noqa: Y015
+    _WhichOneofArgType__payment_method: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__email) -> _WhichOneofReturnType__email | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_method) -> _WhichOneofReturnType__payment_method | None: ...
+
+Global___CreatePaymentRequestRequest: _TypeAlias = CreatePaymentRequestRequest  # noqa: Y015
+
+@_typing.final
+class CreatePaymentRequestResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_REQUEST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payment_request(self) -> _models_pb2.BillingPaymentRequest: ...
+    def __init__(
+        self,
+        *,
+        payment_request: _models_pb2.BillingPaymentRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment_request", b"payment_request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_request", b"payment_request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePaymentRequestResponse: _TypeAlias = CreatePaymentRequestResponse  # noqa: Y015
+
+@_typing.final
+class DownloadPaymentReceiptRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -413,10 +540,30 @@ class DestroyPaymentProviderInput(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DestroyPaymentProviderInput: _TypeAlias = DestroyPaymentProviderInput  # noqa: Y015
+Global___DownloadPaymentReceiptRequest: _TypeAlias = DownloadPaymentReceiptRequest  # noqa: Y015
 
 @_typing.final
-class DestroyPaymentProviderPayload(_message.Message):
+class DownloadPaymentReceiptResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_RECEIPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payment_receipt(self) -> _models_pb2.BillingPaymentReceipt: ...
+    def __init__(
+        self,
+        *,
+        payment_receipt: _models_pb2.BillingPaymentReceipt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment_receipt", b"payment_receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_receipt", b"payment_receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadPaymentReceiptResponse: _TypeAlias = DownloadPaymentReceiptResponse  # noqa: Y015
+
+@_typing.final
+class DownloadXmlPaymentReceiptRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -424,43 +571,459 @@ class DestroyPaymentProviderPayload(_message.Message):
     def __init__(
         self,
         *,
-        id: _builtins.str | None = ...,
+        id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
-    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
-
-Global___DestroyPaymentProviderPayload: _TypeAlias = DestroyPaymentProviderPayload  # noqa: Y015
-
-@_typing.final
-class CreatePaymentInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
-    CREATED_AT_FIELD_NUMBER: _builtins.int
-    INVOICE_ID_FIELD_NUMBER: _builtins.int
-    REFERENCE_FIELD_NUMBER: _builtins.int
-    amount_cents: _builtins.int
-    invoice_id: _builtins.str
-    reference: _builtins.str
-    @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        amount_cents: _builtins.int = ...,
-        created_at: _timestamp_pb2.Timestamp | None = ...,
-        invoice_id: _builtins.str = ...,
-        reference: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "created_at", b"created_at", "invoice_id", b"invoice_id", "reference", b"reference"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___CreatePaymentInput: _TypeAlias = CreatePaymentInput  # noqa: Y015
+Global___DownloadXmlPaymentReceiptRequest: _TypeAlias = DownloadXmlPaymentReceiptRequest  # noqa: Y015
+
+@_typing.final
+class DownloadXmlPaymentReceiptResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_RECEIPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payment_receipt(self) -> _models_pb2.BillingPaymentReceipt: ...
+    def __init__(
+        self,
+        *,
+        payment_receipt: _models_pb2.BillingPaymentReceipt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment_receipt", b"payment_receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_receipt", b"payment_receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadXmlPaymentReceiptResponse: _TypeAlias = DownloadXmlPaymentReceiptResponse  # noqa: Y015
+
+@_typing.final
+class ResendPaymentReceiptEmailRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    BCC_FIELD_NUMBER: _builtins.int
+    CC_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    @_builtins.property
+    def bcc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def cc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def to(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        bcc: _abc.Iterable[_builtins.str] | None = ...,
+        cc: _abc.Iterable[_builtins.str] | None = ...,
+        to: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bcc", b"bcc", "cc", b"cc", "id", b"id", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendPaymentReceiptEmailRequest: _TypeAlias = ResendPaymentReceiptEmailRequest  # noqa: Y015
+
+@_typing.final
+class ResendPaymentReceiptEmailResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_RECEIPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payment_receipt(self) -> _models_pb2.BillingPaymentReceipt: ...
+    def __init__(
+        self,
+        *,
+        payment_receipt: _models_pb2.BillingPaymentReceipt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment_receipt", b"payment_receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_receipt", b"payment_receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendPaymentReceiptEmailResponse: _TypeAlias = ResendPaymentReceiptEmailResponse  # noqa: Y015
+
+@_typing.final
+class ListPaymentMethodsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def filter(self) -> Global___PaymentRequestFilter: ...
+    @_builtins.property
+    def sort(self) -> Global___PaymentRequestSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___PaymentRequestFilter | None = ...,
+        sort: Global___PaymentRequestSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPaymentMethodsRequest: _TypeAlias = ListPaymentMethodsRequest  # noqa: Y015
+
+@_typing.final
+class ListPaymentMethodsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.PaymentMethod]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.PaymentMethod] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListPaymentMethodsResponse: _TypeAlias = ListPaymentMethodsResponse  # noqa: Y015
+
+@_typing.final
+class SetPaymentMethodAsDefaultRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPaymentMethodAsDefaultRequest: _TypeAlias = SetPaymentMethodAsDefaultRequest  # noqa: Y015
+
+@_typing.final
+class SetPaymentMethodAsDefaultResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payment_method(self) -> _models_pb2.PaymentMethod: ...
+    def __init__(
+        self,
+        *,
+        payment_method: _models_pb2.PaymentMethod | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment_method", b"payment_method"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_method", b"payment_method"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPaymentMethodAsDefaultResponse: _TypeAlias = SetPaymentMethodAsDefaultResponse  # noqa: Y015
+
+@_typing.final
+class DeletePaymentMethodRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePaymentMethodRequest: _TypeAlias = DeletePaymentMethodRequest  # noqa: Y015
+
+@_typing.final
+class DeletePaymentMethodResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePaymentMethodResponse: _TypeAlias = DeletePaymentMethodResponse  # noqa: Y015
+
+@_typing.final
+class CreateAdjustedFeeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARGE_FILTER_ID_FIELD_NUMBER: _builtins.int
+    CHARGE_ID_FIELD_NUMBER: _builtins.int
+    FEE_ID_FIELD_NUMBER: _builtins.int
+    FIXED_CHARGE_ID_FIELD_NUMBER: _builtins.int
+    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    INVOICE_SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    UNIT_PRECISE_AMOUNT_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    charge_filter_id: _builtins.str
+    charge_id: _builtins.str
+    fee_id: _builtins.str
+    fixed_charge_id: _builtins.str
+    invoice_display_name: _builtins.str
+    invoice_id: _builtins.str
+    invoice_subscription_id: _builtins.str
+    subscription_id: _builtins.str
+    @_builtins.property
+    def unit_precise_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
+    def __init__(
+        self,
+        *,
+        charge_filter_id: _builtins.str | None = ...,
+        charge_id: _builtins.str | None = ...,
+        fee_id: _builtins.str | None = ...,
+        fixed_charge_id: _builtins.str | None = ...,
+        invoice_display_name: _builtins.str | None = ...,
+        invoice_id: _builtins.str = ...,
+        invoice_subscription_id: _builtins.str | None = ...,
+        subscription_id: _builtins.str | None = ...,
+        unit_precise_amount: _decimal_pb2.DecimalValue | None = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_charge_filter_id", b"_charge_filter_id", "_charge_id", b"_charge_id", "_fee_id", b"_fee_id", "_fixed_charge_id", b"_fixed_charge_id", "_invoice_display_name", b"_invoice_display_name", "_invoice_subscription_id", b"_invoice_subscription_id", "_subscription_id", b"_subscription_id", "_unit_precise_amount", b"_unit_precise_amount", "_units", b"_units", "charge_filter_id", b"charge_filter_id", "charge_id", b"charge_id", "fee_id", b"fee_id", "fixed_charge_id", b"fixed_charge_id", "invoice_display_name", b"invoice_display_name", "invoice_subscription_id", b"invoice_subscription_id", "subscription_id", b"subscription_id", "unit_precise_amount", b"unit_precise_amount", "units", b"units"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_charge_filter_id", b"_charge_filter_id", "_charge_id", b"_charge_id", "_fee_id", b"_fee_id", "_fixed_charge_id", b"_fixed_charge_id", "_invoice_display_name", b"_invoice_display_name", "_invoice_subscription_id", b"_invoice_subscription_id", "_subscription_id", b"_subscription_id", "_unit_precise_amount", b"_unit_precise_amount", "_units", b"_units", "charge_filter_id", b"charge_filter_id", "charge_id", b"charge_id", "fee_id", b"fee_id", "fixed_charge_id", b"fixed_charge_id", "invoice_display_name", b"invoice_display_name", "invoice_id", b"invoice_id", "invoice_subscription_id", b"invoice_subscription_id", "subscription_id", b"subscription_id", "unit_precise_amount", b"unit_precise_amount", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__charge_filter_id: _TypeAlias = _typing.Literal["charge_filter_id"]  # noqa: Y015
+    _WhichOneofArgType__charge_filter_id: _TypeAlias = _typing.Literal["_charge_filter_id", b"_charge_filter_id"]  # noqa: Y015
+    _WhichOneofReturnType__charge_id: _TypeAlias = _typing.Literal["charge_id"]  # noqa: Y015
+    _WhichOneofArgType__charge_id: _TypeAlias = _typing.Literal["_charge_id", b"_charge_id"]  # noqa: Y015
+    _WhichOneofReturnType__fee_id: _TypeAlias = _typing.Literal["fee_id"]  # noqa: Y015
+    _WhichOneofArgType__fee_id: _TypeAlias = _typing.Literal["_fee_id", b"_fee_id"]  # noqa: Y015
+    _WhichOneofReturnType__fixed_charge_id: _TypeAlias = _typing.Literal["fixed_charge_id"]  # noqa: Y015
+    _WhichOneofArgType__fixed_charge_id: _TypeAlias = _typing.Literal["_fixed_charge_id", b"_fixed_charge_id"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
+    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_subscription_id: _TypeAlias = _typing.Literal["invoice_subscription_id"]  # noqa: Y015
+    _WhichOneofArgType__invoice_subscription_id: _TypeAlias = _typing.Literal["_invoice_subscription_id", b"_invoice_subscription_id"]  # noqa: Y015
+    _WhichOneofReturnType__subscription_id: _TypeAlias = _typing.Literal["subscription_id"]  # noqa: Y015
+    _WhichOneofArgType__subscription_id: _TypeAlias = _typing.Literal["_subscription_id", b"_subscription_id"]  # noqa: Y015
+    _WhichOneofReturnType__unit_precise_amount: _TypeAlias = _typing.Literal["unit_precise_amount"]  # noqa: Y015
+    _WhichOneofArgType__unit_precise_amount: _TypeAlias = _typing.Literal["_unit_precise_amount", b"_unit_precise_amount"]  # noqa: Y015
+    _WhichOneofReturnType__units: _TypeAlias = _typing.Literal["units"]  # noqa: Y015
+    _WhichOneofArgType__units: _TypeAlias = _typing.Literal["_units", b"_units"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__charge_filter_id) -> _WhichOneofReturnType__charge_filter_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__charge_id) -> _WhichOneofReturnType__charge_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fee_id) -> _WhichOneofReturnType__fee_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fixed_charge_id) -> _WhichOneofReturnType__fixed_charge_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_subscription_id) -> _WhichOneofReturnType__invoice_subscription_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__subscription_id) -> _WhichOneofReturnType__subscription_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unit_precise_amount) -> _WhichOneofReturnType__unit_precise_amount | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__units) -> _WhichOneofReturnType__units | None: ...
+
+Global___CreateAdjustedFeeRequest: _TypeAlias = CreateAdjustedFeeRequest  # noqa: Y015
+
+@_typing.final
+class CreateAdjustedFeeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def fee(self) -> _models_pb2.BillingFee: ...
+    def __init__(
+        self,
+        *,
+        fee: _models_pb2.BillingFee | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fee", b"fee"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fee", b"fee"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAdjustedFeeResponse: _TypeAlias = CreateAdjustedFeeResponse  # noqa: Y015
+
+@_typing.final
+class DeleteAdjustedFeeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAdjustedFeeRequest: _TypeAlias = DeleteAdjustedFeeRequest  # noqa: Y015
+
+@_typing.final
+class DeleteAdjustedFeeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAdjustedFeeResponse: _TypeAlias = DeleteAdjustedFeeResponse  # noqa: Y015
+
+@_typing.final
+class PreviewAdjustedFeeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARGE_FILTER_ID_FIELD_NUMBER: _builtins.int
+    CHARGE_ID_FIELD_NUMBER: _builtins.int
+    FEE_ID_FIELD_NUMBER: _builtins.int
+    FIXED_CHARGE_ID_FIELD_NUMBER: _builtins.int
+    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    INVOICE_ID_FIELD_NUMBER: _builtins.int
+    INVOICE_SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    UNIT_PRECISE_AMOUNT_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    charge_filter_id: _builtins.str
+    charge_id: _builtins.str
+    fee_id: _builtins.str
+    fixed_charge_id: _builtins.str
+    invoice_display_name: _builtins.str
+    invoice_id: _builtins.str
+    invoice_subscription_id: _builtins.str
+    subscription_id: _builtins.str
+    @_builtins.property
+    def unit_precise_amount(self) -> _decimal_pb2.DecimalValue: ...
+    @_builtins.property
+    def units(self) -> _decimal_pb2.DecimalValue: ...
+    def __init__(
+        self,
+        *,
+        charge_filter_id: _builtins.str | None = ...,
+        charge_id: _builtins.str | None = ...,
+        fee_id: _builtins.str | None = ...,
+        fixed_charge_id: _builtins.str | None = ...,
+        invoice_display_name: _builtins.str | None = ...,
+        invoice_id: _builtins.str = ...,
+        invoice_subscription_id: _builtins.str | None = ...,
+        subscription_id: _builtins.str | None = ...,
+        unit_precise_amount: _decimal_pb2.DecimalValue | None = ...,
+        units: _decimal_pb2.DecimalValue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_charge_filter_id", b"_charge_filter_id", "_charge_id", b"_charge_id", "_fee_id", b"_fee_id", "_fixed_charge_id", b"_fixed_charge_id", "_invoice_display_name", b"_invoice_display_name", "_invoice_subscription_id", b"_invoice_subscription_id", "_subscription_id", b"_subscription_id", "_unit_precise_amount", b"_unit_precise_amount", "_units", b"_units", "charge_filter_id", b"charge_filter_id", "charge_id", b"charge_id", "fee_id", b"fee_id", "fixed_charge_id", b"fixed_charge_id", "invoice_display_name", b"invoice_display_name", "invoice_subscription_id", b"invoice_subscription_id", "subscription_id", b"subscription_id", "unit_precise_amount", b"unit_precise_amount", "units", b"units"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_charge_filter_id", b"_charge_filter_id", "_charge_id", b"_charge_id", "_fee_id", b"_fee_id", "_fixed_charge_id", b"_fixed_charge_id", "_invoice_display_name", b"_invoice_display_name", "_invoice_subscription_id", b"_invoice_subscription_id", "_subscription_id", b"_subscription_id", "_unit_precise_amount", b"_unit_precise_amount", "_units", b"_units", "charge_filter_id", b"charge_filter_id", "charge_id", b"charge_id", "fee_id", b"fee_id", "fixed_charge_id", b"fixed_charge_id", "invoice_display_name", b"invoice_display_name", "invoice_id", b"invoice_id", "invoice_subscription_id", b"invoice_subscription_id", "subscription_id", b"subscription_id", "unit_precise_amount", b"unit_precise_amount", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__charge_filter_id: _TypeAlias = _typing.Literal["charge_filter_id"]  # noqa: Y015
+    _WhichOneofArgType__charge_filter_id: _TypeAlias = _typing.Literal["_charge_filter_id", b"_charge_filter_id"]  # noqa: Y015
+    _WhichOneofReturnType__charge_id: _TypeAlias = _typing.Literal["charge_id"]  # noqa: Y015
+    _WhichOneofArgType__charge_id: _TypeAlias = _typing.Literal["_charge_id", b"_charge_id"]  # noqa: Y015
+    _WhichOneofReturnType__fee_id: _TypeAlias = _typing.Literal["fee_id"]  # noqa: Y015
+    _WhichOneofArgType__fee_id: _TypeAlias = _typing.Literal["_fee_id", b"_fee_id"]  # noqa: Y015
+    _WhichOneofReturnType__fixed_charge_id: _TypeAlias = _typing.Literal["fixed_charge_id"]  # noqa: Y015
+    _WhichOneofArgType__fixed_charge_id: _TypeAlias = _typing.Literal["_fixed_charge_id", b"_fixed_charge_id"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
+    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_subscription_id: _TypeAlias = _typing.Literal["invoice_subscription_id"]  # noqa: Y015
+    _WhichOneofArgType__invoice_subscription_id: _TypeAlias = _typing.Literal["_invoice_subscription_id", b"_invoice_subscription_id"]  # noqa: Y015
+    _WhichOneofReturnType__subscription_id: _TypeAlias = _typing.Literal["subscription_id"]  # noqa: Y015
+    _WhichOneofArgType__subscription_id: _TypeAlias = _typing.Literal["_subscription_id", b"_subscription_id"]  # noqa: Y015
+    _WhichOneofReturnType__unit_precise_amount: _TypeAlias = _typing.Literal["unit_precise_amount"]  # noqa: Y015
+    _WhichOneofArgType__unit_precise_amount: _TypeAlias = _typing.Literal["_unit_precise_amount", b"_unit_precise_amount"]  # noqa: Y015
+    _WhichOneofReturnType__units: _TypeAlias = _typing.Literal["units"]  # noqa: Y015
+    _WhichOneofArgType__units: _TypeAlias = _typing.Literal["_units", b"_units"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__charge_filter_id) -> _WhichOneofReturnType__charge_filter_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__charge_id) -> _WhichOneofReturnType__charge_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fee_id) -> _WhichOneofReturnType__fee_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fixed_charge_id) -> _WhichOneofReturnType__fixed_charge_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_subscription_id) -> _WhichOneofReturnType__invoice_subscription_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__subscription_id) -> _WhichOneofReturnType__subscription_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unit_precise_amount) -> _WhichOneofReturnType__unit_precise_amount | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__units) -> _WhichOneofReturnType__units | None: ...
+
+Global___PreviewAdjustedFeeRequest: _TypeAlias = PreviewAdjustedFeeRequest  # noqa: Y015
+
+@_typing.final
+class PreviewAdjustedFeeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def fee(self) -> _models_pb2.BillingFee: ...
+    def __init__(
+        self,
+        *,
+        fee: _models_pb2.BillingFee | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fee", b"fee"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fee", b"fee"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewAdjustedFeeResponse: _TypeAlias = PreviewAdjustedFeeResponse  # noqa: Y015

@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class PaymentServiceStub:
+class PaymentsServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,37 +34,87 @@ class PaymentServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Create = channel.unary_unary(
-                '/invora.billing.payments.v2.PaymentService/Create',
-                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateResponse.FromString,
-                _registered_method=True)
-        self.Get = channel.unary_unary(
-                '/invora.billing.payments.v2.PaymentService/Get',
-                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.payments.v2.PaymentService/List',
+                '/invora.billing.payments.v2.PaymentsService/List',
                 request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
-        self.DeletePaymentProvider = channel.unary_unary(
-                '/invora.billing.payments.v2.PaymentService/DeletePaymentProvider',
-                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeletePaymentProviderRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeletePaymentProviderResponse.FromString,
+        self.Get = channel.unary_unary(
+                '/invora.billing.payments.v2.PaymentsService/Get',
+                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetResponse.FromString,
+                _registered_method=True)
+        self.Create = channel.unary_unary(
+                '/invora.billing.payments.v2.PaymentsService/Create',
+                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateResponse.FromString,
                 _registered_method=True)
         self.GetPaymentUrl = channel.unary_unary(
-                '/invora.billing.payments.v2.PaymentService/GetPaymentUrl',
+                '/invora.billing.payments.v2.PaymentsService/GetPaymentUrl',
                 request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetPaymentUrlRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetPaymentUrlResponse.FromString,
                 _registered_method=True)
+        self.ListPaymentRequests = channel.unary_unary(
+                '/invora.billing.payments.v2.PaymentsService/ListPaymentRequests',
+                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListPaymentRequestsRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListPaymentRequestsResponse.FromString,
+                _registered_method=True)
+        self.CreatePaymentRequest = channel.unary_unary(
+                '/invora.billing.payments.v2.PaymentsService/CreatePaymentRequest',
+                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreatePaymentRequestRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreatePaymentRequestResponse.FromString,
+                _registered_method=True)
+        self.DownloadPaymentReceipt = channel.unary_unary(
+                '/invora.billing.payments.v2.PaymentsService/DownloadPaymentReceipt',
+                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DownloadPaymentReceiptRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DownloadPaymentReceiptResponse.FromString,
+                _registered_method=True)
+        self.DownloadXmlPaymentReceipt = channel.unary_unary(
+                '/invora.billing.payments.v2.PaymentsService/DownloadXmlPaymentReceipt',
+                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DownloadXmlPaymentReceiptRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DownloadXmlPaymentReceiptResponse.FromString,
+                _registered_method=True)
+        self.ResendPaymentReceiptEmail = channel.unary_unary(
+                '/invora.billing.payments.v2.PaymentsService/ResendPaymentReceiptEmail',
+                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ResendPaymentReceiptEmailRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ResendPaymentReceiptEmailResponse.FromString,
+                _registered_method=True)
+        self.ListPaymentMethods = channel.unary_unary(
+                '/invora.billing.payments.v2.PaymentsService/ListPaymentMethods',
+                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListPaymentMethodsRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListPaymentMethodsResponse.FromString,
+                _registered_method=True)
+        self.SetPaymentMethodAsDefault = channel.unary_unary(
+                '/invora.billing.payments.v2.PaymentsService/SetPaymentMethodAsDefault',
+                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.SetPaymentMethodAsDefaultRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.SetPaymentMethodAsDefaultResponse.FromString,
+                _registered_method=True)
+        self.DeletePaymentMethod = channel.unary_unary(
+                '/invora.billing.payments.v2.PaymentsService/DeletePaymentMethod',
+                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeletePaymentMethodRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeletePaymentMethodResponse.FromString,
+                _registered_method=True)
+        self.CreateAdjustedFee = channel.unary_unary(
+                '/invora.billing.payments.v2.PaymentsService/CreateAdjustedFee',
+                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateAdjustedFeeRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateAdjustedFeeResponse.FromString,
+                _registered_method=True)
+        self.DeleteAdjustedFee = channel.unary_unary(
+                '/invora.billing.payments.v2.PaymentsService/DeleteAdjustedFee',
+                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeleteAdjustedFeeRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeleteAdjustedFeeResponse.FromString,
+                _registered_method=True)
+        self.PreviewAdjustedFee = channel.unary_unary(
+                '/invora.billing.payments.v2.PaymentsService/PreviewAdjustedFee',
+                request_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.PreviewAdjustedFeeRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.PreviewAdjustedFeeResponse.FromString,
+                _registered_method=True)
 
 
-class PaymentServiceServicer:
+class PaymentsServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Create(self, request, context):
+    def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,13 +126,7 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def List(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DeletePaymentProvider(self, request, context):
+    def Create(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,47 +138,163 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPaymentRequests(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
-def add_PaymentServiceServicer_to_server(servicer, server):
+    def CreatePaymentRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadPaymentReceipt(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadXmlPaymentReceipt(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResendPaymentReceiptEmail(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPaymentMethods(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPaymentMethodAsDefault(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePaymentMethod(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAdjustedFee(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAdjustedFee(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PreviewAdjustedFee(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PaymentsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Create': grpc.unary_unary_rpc_method_handler(
-                    servicer.Create,
-                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetRequest.FromString,
                     response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
-            'List': grpc.unary_unary_rpc_method_handler(
-                    servicer.List,
-                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
-            ),
-            'DeletePaymentProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeletePaymentProvider,
-                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeletePaymentProviderRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeletePaymentProviderResponse.SerializeToString,
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
             ),
             'GetPaymentUrl': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPaymentUrl,
                     request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetPaymentUrlRequest.FromString,
                     response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetPaymentUrlResponse.SerializeToString,
             ),
+            'ListPaymentRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPaymentRequests,
+                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListPaymentRequestsRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListPaymentRequestsResponse.SerializeToString,
+            ),
+            'CreatePaymentRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePaymentRequest,
+                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreatePaymentRequestRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreatePaymentRequestResponse.SerializeToString,
+            ),
+            'DownloadPaymentReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.DownloadPaymentReceipt,
+                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DownloadPaymentReceiptRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DownloadPaymentReceiptResponse.SerializeToString,
+            ),
+            'DownloadXmlPaymentReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.DownloadXmlPaymentReceipt,
+                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DownloadXmlPaymentReceiptRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DownloadXmlPaymentReceiptResponse.SerializeToString,
+            ),
+            'ResendPaymentReceiptEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResendPaymentReceiptEmail,
+                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ResendPaymentReceiptEmailRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ResendPaymentReceiptEmailResponse.SerializeToString,
+            ),
+            'ListPaymentMethods': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPaymentMethods,
+                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListPaymentMethodsRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListPaymentMethodsResponse.SerializeToString,
+            ),
+            'SetPaymentMethodAsDefault': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPaymentMethodAsDefault,
+                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.SetPaymentMethodAsDefaultRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.SetPaymentMethodAsDefaultResponse.SerializeToString,
+            ),
+            'DeletePaymentMethod': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePaymentMethod,
+                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeletePaymentMethodRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeletePaymentMethodResponse.SerializeToString,
+            ),
+            'CreateAdjustedFee': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAdjustedFee,
+                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateAdjustedFeeRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateAdjustedFeeResponse.SerializeToString,
+            ),
+            'DeleteAdjustedFee': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAdjustedFee,
+                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeleteAdjustedFeeRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeleteAdjustedFeeResponse.SerializeToString,
+            ),
+            'PreviewAdjustedFee': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewAdjustedFee,
+                    request_deserializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.PreviewAdjustedFeeRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.PreviewAdjustedFeeResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.payments.v2.PaymentService', rpc_method_handlers)
+            'invora.billing.payments.v2.PaymentsService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.payments.v2.PaymentService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.payments.v2.PaymentsService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class PaymentService:
+class PaymentsService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Create(request,
+    def List(request,
             target,
             options=(),
             channel_credentials=None,
@@ -147,9 +307,9 @@ class PaymentService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payments.v2.PaymentService/Create',
-            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateResponse.FromString,
+            '/invora.billing.payments.v2.PaymentsService/List',
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -174,7 +334,7 @@ class PaymentService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payments.v2.PaymentService/Get',
+            '/invora.billing.payments.v2.PaymentsService/Get',
             invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
             invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
@@ -188,7 +348,7 @@ class PaymentService:
             _registered_method=True)
 
     @staticmethod
-    def List(request,
+    def Create(request,
             target,
             options=(),
             channel_credentials=None,
@@ -201,36 +361,9 @@ class PaymentService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payments.v2.PaymentService/List',
-            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
-            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DeletePaymentProvider(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.payments.v2.PaymentService/DeletePaymentProvider',
-            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeletePaymentProviderRequest.SerializeToString,
-            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeletePaymentProviderResponse.FromString,
+            '/invora.billing.payments.v2.PaymentsService/Create',
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -255,9 +388,306 @@ class PaymentService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.payments.v2.PaymentService/GetPaymentUrl',
+            '/invora.billing.payments.v2.PaymentsService/GetPaymentUrl',
             invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetPaymentUrlRequest.SerializeToString,
             invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.GetPaymentUrlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPaymentRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.payments.v2.PaymentsService/ListPaymentRequests',
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListPaymentRequestsRequest.SerializeToString,
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListPaymentRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePaymentRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.payments.v2.PaymentsService/CreatePaymentRequest',
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreatePaymentRequestRequest.SerializeToString,
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreatePaymentRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadPaymentReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.payments.v2.PaymentsService/DownloadPaymentReceipt',
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DownloadPaymentReceiptRequest.SerializeToString,
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DownloadPaymentReceiptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadXmlPaymentReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.payments.v2.PaymentsService/DownloadXmlPaymentReceipt',
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DownloadXmlPaymentReceiptRequest.SerializeToString,
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DownloadXmlPaymentReceiptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResendPaymentReceiptEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.payments.v2.PaymentsService/ResendPaymentReceiptEmail',
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ResendPaymentReceiptEmailRequest.SerializeToString,
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ResendPaymentReceiptEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPaymentMethods(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.payments.v2.PaymentsService/ListPaymentMethods',
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListPaymentMethodsRequest.SerializeToString,
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.ListPaymentMethodsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPaymentMethodAsDefault(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.payments.v2.PaymentsService/SetPaymentMethodAsDefault',
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.SetPaymentMethodAsDefaultRequest.SerializeToString,
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.SetPaymentMethodAsDefaultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePaymentMethod(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.payments.v2.PaymentsService/DeletePaymentMethod',
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeletePaymentMethodRequest.SerializeToString,
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeletePaymentMethodResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAdjustedFee(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.payments.v2.PaymentsService/CreateAdjustedFee',
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateAdjustedFeeRequest.SerializeToString,
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.CreateAdjustedFeeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAdjustedFee(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.payments.v2.PaymentsService/DeleteAdjustedFee',
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeleteAdjustedFeeRequest.SerializeToString,
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.DeleteAdjustedFeeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewAdjustedFee(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.payments.v2.PaymentsService/PreviewAdjustedFee',
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.PreviewAdjustedFeeRequest.SerializeToString,
+            invora_dot_billing_dot_payments_dot_v2_dot_service__pb2.PreviewAdjustedFeeResponse.FromString,
             options,
             channel_credentials,
             insecure,

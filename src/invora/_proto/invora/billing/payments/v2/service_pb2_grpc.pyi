@@ -30,33 +30,53 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class PaymentServiceStub:
+class PaymentsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> PaymentServiceAsyncStub: ...
-    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
-    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    def __new__(cls, channel: _aio.Channel) -> PaymentsServiceAsyncStub: ...
     List: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]
-    DeletePaymentProvider: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeletePaymentProviderRequest, _service_pb2.DeletePaymentProviderResponse]
+    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
     GetPaymentUrl: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetPaymentUrlRequest, _service_pb2.GetPaymentUrlResponse]
+    ListPaymentRequests: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListPaymentRequestsRequest, _service_pb2.ListPaymentRequestsResponse]
+    CreatePaymentRequest: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreatePaymentRequestRequest, _service_pb2.CreatePaymentRequestResponse]
+    DownloadPaymentReceipt: _grpc.UnaryUnaryMultiCallable[_service_pb2.DownloadPaymentReceiptRequest, _service_pb2.DownloadPaymentReceiptResponse]
+    DownloadXmlPaymentReceipt: _grpc.UnaryUnaryMultiCallable[_service_pb2.DownloadXmlPaymentReceiptRequest, _service_pb2.DownloadXmlPaymentReceiptResponse]
+    ResendPaymentReceiptEmail: _grpc.UnaryUnaryMultiCallable[_service_pb2.ResendPaymentReceiptEmailRequest, _service_pb2.ResendPaymentReceiptEmailResponse]
+    ListPaymentMethods: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListPaymentMethodsRequest, _service_pb2.ListPaymentMethodsResponse]
+    SetPaymentMethodAsDefault: _grpc.UnaryUnaryMultiCallable[_service_pb2.SetPaymentMethodAsDefaultRequest, _service_pb2.SetPaymentMethodAsDefaultResponse]
+    DeletePaymentMethod: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeletePaymentMethodRequest, _service_pb2.DeletePaymentMethodResponse]
+    CreateAdjustedFee: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateAdjustedFeeRequest, _service_pb2.CreateAdjustedFeeResponse]
+    DeleteAdjustedFee: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteAdjustedFeeRequest, _service_pb2.DeleteAdjustedFeeResponse]
+    PreviewAdjustedFee: _grpc.UnaryUnaryMultiCallable[_service_pb2.PreviewAdjustedFeeRequest, _service_pb2.PreviewAdjustedFeeResponse]
 
 @_typing.type_check_only
-class PaymentServiceAsyncStub(PaymentServiceStub):
+class PaymentsServiceAsyncStub(PaymentsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
-    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]  # type: ignore[assignment]
-    DeletePaymentProvider: _aio.UnaryUnaryMultiCallable[_service_pb2.DeletePaymentProviderRequest, _service_pb2.DeletePaymentProviderResponse]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
+    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
     GetPaymentUrl: _aio.UnaryUnaryMultiCallable[_service_pb2.GetPaymentUrlRequest, _service_pb2.GetPaymentUrlResponse]  # type: ignore[assignment]
+    ListPaymentRequests: _aio.UnaryUnaryMultiCallable[_service_pb2.ListPaymentRequestsRequest, _service_pb2.ListPaymentRequestsResponse]  # type: ignore[assignment]
+    CreatePaymentRequest: _aio.UnaryUnaryMultiCallable[_service_pb2.CreatePaymentRequestRequest, _service_pb2.CreatePaymentRequestResponse]  # type: ignore[assignment]
+    DownloadPaymentReceipt: _aio.UnaryUnaryMultiCallable[_service_pb2.DownloadPaymentReceiptRequest, _service_pb2.DownloadPaymentReceiptResponse]  # type: ignore[assignment]
+    DownloadXmlPaymentReceipt: _aio.UnaryUnaryMultiCallable[_service_pb2.DownloadXmlPaymentReceiptRequest, _service_pb2.DownloadXmlPaymentReceiptResponse]  # type: ignore[assignment]
+    ResendPaymentReceiptEmail: _aio.UnaryUnaryMultiCallable[_service_pb2.ResendPaymentReceiptEmailRequest, _service_pb2.ResendPaymentReceiptEmailResponse]  # type: ignore[assignment]
+    ListPaymentMethods: _aio.UnaryUnaryMultiCallable[_service_pb2.ListPaymentMethodsRequest, _service_pb2.ListPaymentMethodsResponse]  # type: ignore[assignment]
+    SetPaymentMethodAsDefault: _aio.UnaryUnaryMultiCallable[_service_pb2.SetPaymentMethodAsDefaultRequest, _service_pb2.SetPaymentMethodAsDefaultResponse]  # type: ignore[assignment]
+    DeletePaymentMethod: _aio.UnaryUnaryMultiCallable[_service_pb2.DeletePaymentMethodRequest, _service_pb2.DeletePaymentMethodResponse]  # type: ignore[assignment]
+    CreateAdjustedFee: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateAdjustedFeeRequest, _service_pb2.CreateAdjustedFeeResponse]  # type: ignore[assignment]
+    DeleteAdjustedFee: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteAdjustedFeeRequest, _service_pb2.DeleteAdjustedFeeResponse]  # type: ignore[assignment]
+    PreviewAdjustedFee: _aio.UnaryUnaryMultiCallable[_service_pb2.PreviewAdjustedFeeRequest, _service_pb2.PreviewAdjustedFeeResponse]  # type: ignore[assignment]
 
-class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
+class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
-    def Create(
+    def List(
         self,
-        request: _service_pb2.CreateRequest,
+        request: _service_pb2.ListRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
 
     @_abc_1.abstractmethod
     def Get(
@@ -66,18 +86,11 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
 
     @_abc_1.abstractmethod
-    def List(
+    def Create(
         self,
-        request: _service_pb2.ListRequest,
+        request: _service_pb2.CreateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def DeletePaymentProvider(
-        self,
-        request: _service_pb2.DeletePaymentProviderRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.DeletePaymentProviderResponse, _abc.Awaitable[_service_pb2.DeletePaymentProviderResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
 
     @_abc_1.abstractmethod
     def GetPaymentUrl(
@@ -86,4 +99,81 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.GetPaymentUrlResponse, _abc.Awaitable[_service_pb2.GetPaymentUrlResponse]]: ...
 
-def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+    @_abc_1.abstractmethod
+    def ListPaymentRequests(
+        self,
+        request: _service_pb2.ListPaymentRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ListPaymentRequestsResponse, _abc.Awaitable[_service_pb2.ListPaymentRequestsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreatePaymentRequest(
+        self,
+        request: _service_pb2.CreatePaymentRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.CreatePaymentRequestResponse, _abc.Awaitable[_service_pb2.CreatePaymentRequestResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DownloadPaymentReceipt(
+        self,
+        request: _service_pb2.DownloadPaymentReceiptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.DownloadPaymentReceiptResponse, _abc.Awaitable[_service_pb2.DownloadPaymentReceiptResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DownloadXmlPaymentReceipt(
+        self,
+        request: _service_pb2.DownloadXmlPaymentReceiptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.DownloadXmlPaymentReceiptResponse, _abc.Awaitable[_service_pb2.DownloadXmlPaymentReceiptResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ResendPaymentReceiptEmail(
+        self,
+        request: _service_pb2.ResendPaymentReceiptEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ResendPaymentReceiptEmailResponse, _abc.Awaitable[_service_pb2.ResendPaymentReceiptEmailResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListPaymentMethods(
+        self,
+        request: _service_pb2.ListPaymentMethodsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ListPaymentMethodsResponse, _abc.Awaitable[_service_pb2.ListPaymentMethodsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SetPaymentMethodAsDefault(
+        self,
+        request: _service_pb2.SetPaymentMethodAsDefaultRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.SetPaymentMethodAsDefaultResponse, _abc.Awaitable[_service_pb2.SetPaymentMethodAsDefaultResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeletePaymentMethod(
+        self,
+        request: _service_pb2.DeletePaymentMethodRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.DeletePaymentMethodResponse, _abc.Awaitable[_service_pb2.DeletePaymentMethodResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateAdjustedFee(
+        self,
+        request: _service_pb2.CreateAdjustedFeeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.CreateAdjustedFeeResponse, _abc.Awaitable[_service_pb2.CreateAdjustedFeeResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteAdjustedFee(
+        self,
+        request: _service_pb2.DeleteAdjustedFeeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.DeleteAdjustedFeeResponse, _abc.Awaitable[_service_pb2.DeleteAdjustedFeeResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PreviewAdjustedFee(
+        self,
+        request: _service_pb2.PreviewAdjustedFeeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.PreviewAdjustedFeeResponse, _abc.Awaitable[_service_pb2.PreviewAdjustedFeeResponse]]: ...
+
+def add_PaymentsServiceServicer_to_server(servicer: PaymentsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -11,10 +11,9 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
-from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from invora._proto.invora.billing.common.v2 import models_pb2 as _models_pb2
+from invora._proto.kernel import decimal_pb2 as _decimal_pb2
 from invora._proto.kernel import query_pb2 as _query_pb2
 import builtins as _builtins
 import sys
@@ -27,23 +26,6 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _View:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    VIEW_UNSPECIFIED: _View.ValueType  # 0
-    VIEW_BASIC: _View.ValueType  # 1
-    VIEW_FULL: _View.ValueType  # 2
-
-class View(_View, metaclass=_ViewEnumTypeWrapper): ...
-
-VIEW_UNSPECIFIED: View.ValueType  # 0
-VIEW_BASIC: View.ValueType  # 1
-VIEW_FULL: View.ValueType  # 2
-Global___View: _TypeAlias = View  # noqa: Y015
-
 @_typing.final
 class GetRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -52,7 +34,7 @@ class GetRequest(_message.Message):
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
@@ -60,7 +42,7 @@ class GetRequest(_message.Message):
         *,
         id: _builtins.str = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -99,7 +81,7 @@ class ListRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -115,7 +97,7 @@ class ListRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -133,22 +115,23 @@ class ListResponse(_message.Message):
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingPlan]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.BillingPlan] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
 Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
 
@@ -239,462 +222,6 @@ Global___ListSortRule: _TypeAlias = ListSortRule  # noqa: Y015
 
 @_typing.final
 class CreateRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___CreatePlanInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___CreatePlanInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
-
-@_typing.final
-class CreateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    PLAN_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def plan(self) -> _models_pb2.BillingPlan: ...
-    def __init__(
-        self,
-        *,
-        plan: _models_pb2.BillingPlan | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
-
-@_typing.final
-class DeleteRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DestroyPlanInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DestroyPlanInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
-
-@_typing.final
-class DeleteResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
-
-@_typing.final
-class UpdateRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdatePlanInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdatePlanInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
-
-@_typing.final
-class UpdateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    PLAN_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def plan(self) -> _models_pb2.BillingPlan: ...
-    def __init__(
-        self,
-        *,
-        plan: _models_pb2.BillingPlan | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
-
-@_typing.final
-class UpdatePlanInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
-    AMOUNT_CURRENCY_FIELD_NUMBER: _builtins.int
-    BILL_CHARGES_MONTHLY_FIELD_NUMBER: _builtins.int
-    BILL_FIXED_CHARGES_MONTHLY_FIELD_NUMBER: _builtins.int
-    CASCADE_UPDATES_FIELD_NUMBER: _builtins.int
-    CHARGES_FIELD_NUMBER: _builtins.int
-    CODE_FIELD_NUMBER: _builtins.int
-    DESCRIPTION_FIELD_NUMBER: _builtins.int
-    ENTITLEMENTS_FIELD_NUMBER: _builtins.int
-    FIXED_CHARGES_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    INTERVAL_FIELD_NUMBER: _builtins.int
-    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
-    MINIMUM_COMMITMENT_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    PAY_IN_ADVANCE_FIELD_NUMBER: _builtins.int
-    TAX_CODES_FIELD_NUMBER: _builtins.int
-    TRIAL_PERIOD_FIELD_NUMBER: _builtins.int
-    USAGE_THRESHOLDS_FIELD_NUMBER: _builtins.int
-    amount_cents: _builtins.int
-    amount_currency: _models_pb2.CurrencyEnum.ValueType
-    bill_charges_monthly: _builtins.bool
-    bill_fixed_charges_monthly: _builtins.bool
-    cascade_updates: _builtins.bool
-    code: _builtins.str
-    description: _builtins.str
-    id: _builtins.str
-    interval: _models_pb2.PlanInterval.ValueType
-    invoice_display_name: _builtins.str
-    name: _builtins.str
-    pay_in_advance: _builtins.bool
-    trial_period: _builtins.float
-    @_builtins.property
-    def charges(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChargeInput]: ...
-    @_builtins.property
-    def entitlements(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.EntitlementInput]: ...
-    @_builtins.property
-    def fixed_charges(self) -> _containers.RepeatedCompositeFieldContainer[Global___FixedChargeInput]: ...
-    @_builtins.property
-    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.MetadataInput]: ...
-    @_builtins.property
-    def minimum_commitment(self) -> _models_pb2.CommitmentInput: ...
-    @_builtins.property
-    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def usage_thresholds(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.UsageThresholdInput]: ...
-    def __init__(
-        self,
-        *,
-        amount_cents: _builtins.int = ...,
-        amount_currency: _models_pb2.CurrencyEnum.ValueType = ...,
-        bill_charges_monthly: _builtins.bool | None = ...,
-        bill_fixed_charges_monthly: _builtins.bool | None = ...,
-        cascade_updates: _builtins.bool | None = ...,
-        charges: _abc.Iterable[Global___ChargeInput] | None = ...,
-        code: _builtins.str = ...,
-        description: _builtins.str | None = ...,
-        entitlements: _abc.Iterable[_models_pb2.EntitlementInput] | None = ...,
-        fixed_charges: _abc.Iterable[Global___FixedChargeInput] | None = ...,
-        id: _builtins.str = ...,
-        interval: _models_pb2.PlanInterval.ValueType = ...,
-        invoice_display_name: _builtins.str | None = ...,
-        metadata: _abc.Iterable[_models_pb2.MetadataInput] | None = ...,
-        minimum_commitment: _models_pb2.CommitmentInput | None = ...,
-        name: _builtins.str = ...,
-        pay_in_advance: _builtins.bool = ...,
-        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
-        trial_period: _builtins.float | None = ...,
-        usage_thresholds: _abc.Iterable[_models_pb2.UsageThresholdInput] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_bill_charges_monthly", b"_bill_charges_monthly", "_bill_fixed_charges_monthly", b"_bill_fixed_charges_monthly", "_cascade_updates", b"_cascade_updates", "_description", b"_description", "_invoice_display_name", b"_invoice_display_name", "_minimum_commitment", b"_minimum_commitment", "_trial_period", b"_trial_period", "bill_charges_monthly", b"bill_charges_monthly", "bill_fixed_charges_monthly", b"bill_fixed_charges_monthly", "cascade_updates", b"cascade_updates", "description", b"description", "invoice_display_name", b"invoice_display_name", "minimum_commitment", b"minimum_commitment", "trial_period", b"trial_period"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bill_charges_monthly", b"_bill_charges_monthly", "_bill_fixed_charges_monthly", b"_bill_fixed_charges_monthly", "_cascade_updates", b"_cascade_updates", "_description", b"_description", "_invoice_display_name", b"_invoice_display_name", "_minimum_commitment", b"_minimum_commitment", "_trial_period", b"_trial_period", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "bill_charges_monthly", b"bill_charges_monthly", "bill_fixed_charges_monthly", b"bill_fixed_charges_monthly", "cascade_updates", b"cascade_updates", "charges", b"charges", "code", b"code", "description", b"description", "entitlements", b"entitlements", "fixed_charges", b"fixed_charges", "id", b"id", "interval", b"interval", "invoice_display_name", b"invoice_display_name", "metadata", b"metadata", "minimum_commitment", b"minimum_commitment", "name", b"name", "pay_in_advance", b"pay_in_advance", "tax_codes", b"tax_codes", "trial_period", b"trial_period", "usage_thresholds", b"usage_thresholds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__bill_charges_monthly: _TypeAlias = _typing.Literal["bill_charges_monthly"]  # noqa: Y015
-    _WhichOneofArgType__bill_charges_monthly: _TypeAlias = _typing.Literal["_bill_charges_monthly", b"_bill_charges_monthly"]  # noqa: Y015
-    _WhichOneofReturnType__bill_fixed_charges_monthly: _TypeAlias = _typing.Literal["bill_fixed_charges_monthly"]  # noqa: Y015
-    _WhichOneofArgType__bill_fixed_charges_monthly: _TypeAlias = _typing.Literal["_bill_fixed_charges_monthly", b"_bill_fixed_charges_monthly"]  # noqa: Y015
-    _WhichOneofReturnType__cascade_updates: _TypeAlias = _typing.Literal["cascade_updates"]  # noqa: Y015
-    _WhichOneofArgType__cascade_updates: _TypeAlias = _typing.Literal["_cascade_updates", b"_cascade_updates"]  # noqa: Y015
-    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
-    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
-    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
-    _WhichOneofReturnType__minimum_commitment: _TypeAlias = _typing.Literal["minimum_commitment"]  # noqa: Y015
-    _WhichOneofArgType__minimum_commitment: _TypeAlias = _typing.Literal["_minimum_commitment", b"_minimum_commitment"]  # noqa: Y015
-    _WhichOneofReturnType__trial_period: _TypeAlias = _typing.Literal["trial_period"]  # noqa: Y015
-    _WhichOneofArgType__trial_period: _TypeAlias = _typing.Literal["_trial_period", b"_trial_period"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__bill_charges_monthly) -> _WhichOneofReturnType__bill_charges_monthly | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__bill_fixed_charges_monthly) -> _WhichOneofReturnType__bill_fixed_charges_monthly | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__cascade_updates) -> _WhichOneofReturnType__cascade_updates | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__minimum_commitment) -> _WhichOneofReturnType__minimum_commitment | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__trial_period) -> _WhichOneofReturnType__trial_period | None: ...
-
-Global___UpdatePlanInput: _TypeAlias = UpdatePlanInput  # noqa: Y015
-
-@_typing.final
-class FixedChargeInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ADD_ON_ID_FIELD_NUMBER: _builtins.int
-    APPLY_UNITS_IMMEDIATELY_FIELD_NUMBER: _builtins.int
-    CHARGE_MODEL_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
-    PAY_IN_ADVANCE_FIELD_NUMBER: _builtins.int
-    PROPERTIES_FIELD_NUMBER: _builtins.int
-    PRORATED_FIELD_NUMBER: _builtins.int
-    TAX_CODES_FIELD_NUMBER: _builtins.int
-    UNITS_FIELD_NUMBER: _builtins.int
-    add_on_id: _builtins.str
-    apply_units_immediately: _builtins.bool
-    charge_model: _models_pb2.FixedChargeChargeModelEnum.ValueType
-    id: _builtins.str
-    invoice_display_name: _builtins.str
-    pay_in_advance: _builtins.bool
-    prorated: _builtins.bool
-    units: _builtins.str
-    @_builtins.property
-    def properties(self) -> _models_pb2.FixedChargePropertiesInput: ...
-    @_builtins.property
-    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    def __init__(
-        self,
-        *,
-        add_on_id: _builtins.str = ...,
-        apply_units_immediately: _builtins.bool | None = ...,
-        charge_model: _models_pb2.FixedChargeChargeModelEnum.ValueType = ...,
-        id: _builtins.str | None = ...,
-        invoice_display_name: _builtins.str | None = ...,
-        pay_in_advance: _builtins.bool | None = ...,
-        properties: _models_pb2.FixedChargePropertiesInput | None = ...,
-        prorated: _builtins.bool | None = ...,
-        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
-        units: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_apply_units_immediately", b"_apply_units_immediately", "_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_pay_in_advance", b"_pay_in_advance", "_properties", b"_properties", "_prorated", b"_prorated", "_units", b"_units", "apply_units_immediately", b"apply_units_immediately", "id", b"id", "invoice_display_name", b"invoice_display_name", "pay_in_advance", b"pay_in_advance", "properties", b"properties", "prorated", b"prorated", "units", b"units"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_apply_units_immediately", b"_apply_units_immediately", "_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_pay_in_advance", b"_pay_in_advance", "_properties", b"_properties", "_prorated", b"_prorated", "_units", b"_units", "add_on_id", b"add_on_id", "apply_units_immediately", b"apply_units_immediately", "charge_model", b"charge_model", "id", b"id", "invoice_display_name", b"invoice_display_name", "pay_in_advance", b"pay_in_advance", "properties", b"properties", "prorated", b"prorated", "tax_codes", b"tax_codes", "units", b"units"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__apply_units_immediately: _TypeAlias = _typing.Literal["apply_units_immediately"]  # noqa: Y015
-    _WhichOneofArgType__apply_units_immediately: _TypeAlias = _typing.Literal["_apply_units_immediately", b"_apply_units_immediately"]  # noqa: Y015
-    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
-    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
-    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
-    _WhichOneofReturnType__pay_in_advance: _TypeAlias = _typing.Literal["pay_in_advance"]  # noqa: Y015
-    _WhichOneofArgType__pay_in_advance: _TypeAlias = _typing.Literal["_pay_in_advance", b"_pay_in_advance"]  # noqa: Y015
-    _WhichOneofReturnType__properties: _TypeAlias = _typing.Literal["properties"]  # noqa: Y015
-    _WhichOneofArgType__properties: _TypeAlias = _typing.Literal["_properties", b"_properties"]  # noqa: Y015
-    _WhichOneofReturnType__prorated: _TypeAlias = _typing.Literal["prorated"]  # noqa: Y015
-    _WhichOneofArgType__prorated: _TypeAlias = _typing.Literal["_prorated", b"_prorated"]  # noqa: Y015
-    _WhichOneofReturnType__units: _TypeAlias = _typing.Literal["units"]  # noqa: Y015
-    _WhichOneofArgType__units: _TypeAlias = _typing.Literal["_units", b"_units"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__apply_units_immediately) -> _WhichOneofReturnType__apply_units_immediately | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__pay_in_advance) -> _WhichOneofReturnType__pay_in_advance | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__properties) -> _WhichOneofReturnType__properties | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__prorated) -> _WhichOneofReturnType__prorated | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__units) -> _WhichOneofReturnType__units | None: ...
-
-Global___FixedChargeInput: _TypeAlias = FixedChargeInput  # noqa: Y015
-
-@_typing.final
-class ChargeInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    APPLIED_PRICING_UNIT_FIELD_NUMBER: _builtins.int
-    BILLABLE_METRIC_ID_FIELD_NUMBER: _builtins.int
-    CHARGE_MODEL_FIELD_NUMBER: _builtins.int
-    FILTERS_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
-    INVOICEABLE_FIELD_NUMBER: _builtins.int
-    MIN_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
-    PAY_IN_ADVANCE_FIELD_NUMBER: _builtins.int
-    PROPERTIES_FIELD_NUMBER: _builtins.int
-    PRORATED_FIELD_NUMBER: _builtins.int
-    REGROUP_PAID_FEES_FIELD_NUMBER: _builtins.int
-    TAX_CODES_FIELD_NUMBER: _builtins.int
-    billable_metric_id: _builtins.str
-    charge_model: _models_pb2.ChargeModelEnum.ValueType
-    id: _builtins.str
-    invoice_display_name: _builtins.str
-    invoiceable: _builtins.bool
-    min_amount_cents: _builtins.int
-    pay_in_advance: _builtins.bool
-    prorated: _builtins.bool
-    regroup_paid_fees: _models_pb2.RegroupPaidFeesEnum.ValueType
-    @_builtins.property
-    def applied_pricing_unit(self) -> Global___AppliedPricingUnitInput: ...
-    @_builtins.property
-    def filters(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.ChargeFilterInput]: ...
-    @_builtins.property
-    def properties(self) -> _models_pb2.PropertiesInput: ...
-    @_builtins.property
-    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    def __init__(
-        self,
-        *,
-        applied_pricing_unit: Global___AppliedPricingUnitInput | None = ...,
-        billable_metric_id: _builtins.str = ...,
-        charge_model: _models_pb2.ChargeModelEnum.ValueType = ...,
-        filters: _abc.Iterable[_models_pb2.ChargeFilterInput] | None = ...,
-        id: _builtins.str | None = ...,
-        invoice_display_name: _builtins.str | None = ...,
-        invoiceable: _builtins.bool | None = ...,
-        min_amount_cents: _builtins.int | None = ...,
-        pay_in_advance: _builtins.bool | None = ...,
-        properties: _models_pb2.PropertiesInput | None = ...,
-        prorated: _builtins.bool | None = ...,
-        regroup_paid_fees: _models_pb2.RegroupPaidFeesEnum.ValueType | None = ...,
-        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_applied_pricing_unit", b"_applied_pricing_unit", "_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_invoiceable", b"_invoiceable", "_min_amount_cents", b"_min_amount_cents", "_pay_in_advance", b"_pay_in_advance", "_properties", b"_properties", "_prorated", b"_prorated", "_regroup_paid_fees", b"_regroup_paid_fees", "applied_pricing_unit", b"applied_pricing_unit", "id", b"id", "invoice_display_name", b"invoice_display_name", "invoiceable", b"invoiceable", "min_amount_cents", b"min_amount_cents", "pay_in_advance", b"pay_in_advance", "properties", b"properties", "prorated", b"prorated", "regroup_paid_fees", b"regroup_paid_fees"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_applied_pricing_unit", b"_applied_pricing_unit", "_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_invoiceable", b"_invoiceable", "_min_amount_cents", b"_min_amount_cents", "_pay_in_advance", b"_pay_in_advance", "_properties", b"_properties", "_prorated", b"_prorated", "_regroup_paid_fees", b"_regroup_paid_fees", "applied_pricing_unit", b"applied_pricing_unit", "billable_metric_id", b"billable_metric_id", "charge_model", b"charge_model", "filters", b"filters", "id", b"id", "invoice_display_name", b"invoice_display_name", "invoiceable", b"invoiceable", "min_amount_cents", b"min_amount_cents", "pay_in_advance", b"pay_in_advance", "properties", b"properties", "prorated", b"prorated", "regroup_paid_fees", b"regroup_paid_fees", "tax_codes", b"tax_codes"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__applied_pricing_unit: _TypeAlias = _typing.Literal["applied_pricing_unit"]  # noqa: Y015
-    _WhichOneofArgType__applied_pricing_unit: _TypeAlias = _typing.Literal["_applied_pricing_unit", b"_applied_pricing_unit"]  # noqa: Y015
-    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
-    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
-    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
-    _WhichOneofReturnType__invoiceable: _TypeAlias = _typing.Literal["invoiceable"]  # noqa: Y015
-    _WhichOneofArgType__invoiceable: _TypeAlias = _typing.Literal["_invoiceable", b"_invoiceable"]  # noqa: Y015
-    _WhichOneofReturnType__min_amount_cents: _TypeAlias = _typing.Literal["min_amount_cents"]  # noqa: Y015
-    _WhichOneofArgType__min_amount_cents: _TypeAlias = _typing.Literal["_min_amount_cents", b"_min_amount_cents"]  # noqa: Y015
-    _WhichOneofReturnType__pay_in_advance: _TypeAlias = _typing.Literal["pay_in_advance"]  # noqa: Y015
-    _WhichOneofArgType__pay_in_advance: _TypeAlias = _typing.Literal["_pay_in_advance", b"_pay_in_advance"]  # noqa: Y015
-    _WhichOneofReturnType__properties: _TypeAlias = _typing.Literal["properties"]  # noqa: Y015
-    _WhichOneofArgType__properties: _TypeAlias = _typing.Literal["_properties", b"_properties"]  # noqa: Y015
-    _WhichOneofReturnType__prorated: _TypeAlias = _typing.Literal["prorated"]  # noqa: Y015
-    _WhichOneofArgType__prorated: _TypeAlias = _typing.Literal["_prorated", b"_prorated"]  # noqa: Y015
-    _WhichOneofReturnType__regroup_paid_fees: _TypeAlias = _typing.Literal["regroup_paid_fees"]  # noqa: Y015
-    _WhichOneofArgType__regroup_paid_fees: _TypeAlias = _typing.Literal["_regroup_paid_fees", b"_regroup_paid_fees"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__applied_pricing_unit) -> _WhichOneofReturnType__applied_pricing_unit | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoiceable) -> _WhichOneofReturnType__invoiceable | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_amount_cents) -> _WhichOneofReturnType__min_amount_cents | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__pay_in_advance) -> _WhichOneofReturnType__pay_in_advance | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__properties) -> _WhichOneofReturnType__properties | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__prorated) -> _WhichOneofReturnType__prorated | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__regroup_paid_fees) -> _WhichOneofReturnType__regroup_paid_fees | None: ...
-
-Global___ChargeInput: _TypeAlias = ChargeInput  # noqa: Y015
-
-@_typing.final
-class AppliedPricingUnitInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CODE_FIELD_NUMBER: _builtins.int
-    CONVERSION_RATE_FIELD_NUMBER: _builtins.int
-    code: _builtins.str
-    conversion_rate: _builtins.float
-    def __init__(
-        self,
-        *,
-        code: _builtins.str = ...,
-        conversion_rate: _builtins.float = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "conversion_rate", b"conversion_rate"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___AppliedPricingUnitInput: _TypeAlias = AppliedPricingUnitInput  # noqa: Y015
-
-@_typing.final
-class DestroyPlanInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DestroyPlanInput: _TypeAlias = DestroyPlanInput  # noqa: Y015
-
-@_typing.final
-class DestroyPlanPayload(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
-    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
-
-Global___DestroyPlanPayload: _TypeAlias = DestroyPlanPayload  # noqa: Y015
-
-@_typing.final
-class CreatePlanInput(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
@@ -791,4 +318,1121 @@ class CreatePlanInput(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__trial_period) -> _WhichOneofReturnType__trial_period | None: ...
 
-Global___CreatePlanInput: _TypeAlias = CreatePlanInput  # noqa: Y015
+Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
+
+@_typing.final
+class CreateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def plan(self) -> _models_pb2.BillingPlan: ...
+    def __init__(
+        self,
+        *,
+        plan: _models_pb2.BillingPlan | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
+
+@_typing.final
+class UpdateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    AMOUNT_CURRENCY_FIELD_NUMBER: _builtins.int
+    BILL_CHARGES_MONTHLY_FIELD_NUMBER: _builtins.int
+    BILL_FIXED_CHARGES_MONTHLY_FIELD_NUMBER: _builtins.int
+    CASCADE_UPDATES_FIELD_NUMBER: _builtins.int
+    CHARGES_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    ENTITLEMENTS_FIELD_NUMBER: _builtins.int
+    FIXED_CHARGES_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    MINIMUM_COMMITMENT_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PAY_IN_ADVANCE_FIELD_NUMBER: _builtins.int
+    TAX_CODES_FIELD_NUMBER: _builtins.int
+    TRIAL_PERIOD_FIELD_NUMBER: _builtins.int
+    USAGE_THRESHOLDS_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
+    amount_cents: _builtins.int
+    amount_currency: _models_pb2.CurrencyEnum.ValueType
+    bill_charges_monthly: _builtins.bool
+    bill_fixed_charges_monthly: _builtins.bool
+    cascade_updates: _builtins.bool
+    code: _builtins.str
+    description: _builtins.str
+    id: _builtins.str
+    interval: _models_pb2.PlanInterval.ValueType
+    invoice_display_name: _builtins.str
+    name: _builtins.str
+    pay_in_advance: _builtins.bool
+    trial_period: _builtins.float
+    @_builtins.property
+    def charges(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChargeInput]: ...
+    @_builtins.property
+    def entitlements(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.EntitlementInput]: ...
+    @_builtins.property
+    def fixed_charges(self) -> _containers.RepeatedCompositeFieldContainer[Global___FixedChargeInput]: ...
+    @_builtins.property
+    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.MetadataInput]: ...
+    @_builtins.property
+    def minimum_commitment(self) -> _models_pb2.CommitmentInput: ...
+    @_builtins.property
+    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def usage_thresholds(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.UsageThresholdInput]: ...
+    @_builtins.property
+    def mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        amount_cents: _builtins.int = ...,
+        amount_currency: _models_pb2.CurrencyEnum.ValueType = ...,
+        bill_charges_monthly: _builtins.bool | None = ...,
+        bill_fixed_charges_monthly: _builtins.bool | None = ...,
+        cascade_updates: _builtins.bool | None = ...,
+        charges: _abc.Iterable[Global___ChargeInput] | None = ...,
+        code: _builtins.str = ...,
+        description: _builtins.str | None = ...,
+        entitlements: _abc.Iterable[_models_pb2.EntitlementInput] | None = ...,
+        fixed_charges: _abc.Iterable[Global___FixedChargeInput] | None = ...,
+        id: _builtins.str = ...,
+        interval: _models_pb2.PlanInterval.ValueType = ...,
+        invoice_display_name: _builtins.str | None = ...,
+        metadata: _abc.Iterable[_models_pb2.MetadataInput] | None = ...,
+        minimum_commitment: _models_pb2.CommitmentInput | None = ...,
+        name: _builtins.str = ...,
+        pay_in_advance: _builtins.bool = ...,
+        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
+        trial_period: _builtins.float | None = ...,
+        usage_thresholds: _abc.Iterable[_models_pb2.UsageThresholdInput] | None = ...,
+        mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_bill_charges_monthly", b"_bill_charges_monthly", "_bill_fixed_charges_monthly", b"_bill_fixed_charges_monthly", "_cascade_updates", b"_cascade_updates", "_description", b"_description", "_invoice_display_name", b"_invoice_display_name", "_minimum_commitment", b"_minimum_commitment", "_trial_period", b"_trial_period", "bill_charges_monthly", b"bill_charges_monthly", "bill_fixed_charges_monthly", b"bill_fixed_charges_monthly", "cascade_updates", b"cascade_updates", "description", b"description", "invoice_display_name", b"invoice_display_name", "mask", b"mask", "minimum_commitment", b"minimum_commitment", "trial_period", b"trial_period"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bill_charges_monthly", b"_bill_charges_monthly", "_bill_fixed_charges_monthly", b"_bill_fixed_charges_monthly", "_cascade_updates", b"_cascade_updates", "_description", b"_description", "_invoice_display_name", b"_invoice_display_name", "_minimum_commitment", b"_minimum_commitment", "_trial_period", b"_trial_period", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "bill_charges_monthly", b"bill_charges_monthly", "bill_fixed_charges_monthly", b"bill_fixed_charges_monthly", "cascade_updates", b"cascade_updates", "charges", b"charges", "code", b"code", "description", b"description", "entitlements", b"entitlements", "fixed_charges", b"fixed_charges", "id", b"id", "interval", b"interval", "invoice_display_name", b"invoice_display_name", "mask", b"mask", "metadata", b"metadata", "minimum_commitment", b"minimum_commitment", "name", b"name", "pay_in_advance", b"pay_in_advance", "tax_codes", b"tax_codes", "trial_period", b"trial_period", "usage_thresholds", b"usage_thresholds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__bill_charges_monthly: _TypeAlias = _typing.Literal["bill_charges_monthly"]  # noqa: Y015
+    _WhichOneofArgType__bill_charges_monthly: _TypeAlias = _typing.Literal["_bill_charges_monthly", b"_bill_charges_monthly"]  # noqa: Y015
+    _WhichOneofReturnType__bill_fixed_charges_monthly: _TypeAlias = _typing.Literal["bill_fixed_charges_monthly"]  # noqa: Y015
+    _WhichOneofArgType__bill_fixed_charges_monthly: _TypeAlias = _typing.Literal["_bill_fixed_charges_monthly", b"_bill_fixed_charges_monthly"]  # noqa: Y015
+    _WhichOneofReturnType__cascade_updates: _TypeAlias = _typing.Literal["cascade_updates"]  # noqa: Y015
+    _WhichOneofArgType__cascade_updates: _TypeAlias = _typing.Literal["_cascade_updates", b"_cascade_updates"]  # noqa: Y015
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
+    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
+    _WhichOneofReturnType__minimum_commitment: _TypeAlias = _typing.Literal["minimum_commitment"]  # noqa: Y015
+    _WhichOneofArgType__minimum_commitment: _TypeAlias = _typing.Literal["_minimum_commitment", b"_minimum_commitment"]  # noqa: Y015
+    _WhichOneofReturnType__trial_period: _TypeAlias = _typing.Literal["trial_period"]  # noqa: Y015
+    _WhichOneofArgType__trial_period: _TypeAlias = _typing.Literal["_trial_period", b"_trial_period"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__bill_charges_monthly) -> _WhichOneofReturnType__bill_charges_monthly | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__bill_fixed_charges_monthly) -> _WhichOneofReturnType__bill_fixed_charges_monthly | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cascade_updates) -> _WhichOneofReturnType__cascade_updates | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__minimum_commitment) -> _WhichOneofReturnType__minimum_commitment | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__trial_period) -> _WhichOneofReturnType__trial_period | None: ...
+
+Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def plan(self) -> _models_pb2.BillingPlan: ...
+    def __init__(
+        self,
+        *,
+        plan: _models_pb2.BillingPlan | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
+
+@_typing.final
+class DeleteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
+
+@_typing.final
+class DeleteResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
+
+@_typing.final
+class FixedChargeInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADD_ON_ID_FIELD_NUMBER: _builtins.int
+    APPLY_UNITS_IMMEDIATELY_FIELD_NUMBER: _builtins.int
+    CHARGE_MODEL_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PAY_IN_ADVANCE_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    PRORATED_FIELD_NUMBER: _builtins.int
+    TAX_CODES_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    add_on_id: _builtins.str
+    apply_units_immediately: _builtins.bool
+    charge_model: _models_pb2.FixedChargeChargeModel.ValueType
+    id: _builtins.str
+    invoice_display_name: _builtins.str
+    pay_in_advance: _builtins.bool
+    prorated: _builtins.bool
+    units: _builtins.str
+    @_builtins.property
+    def properties(self) -> _models_pb2.FixedChargePropertiesInput: ...
+    @_builtins.property
+    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        add_on_id: _builtins.str = ...,
+        apply_units_immediately: _builtins.bool | None = ...,
+        charge_model: _models_pb2.FixedChargeChargeModel.ValueType = ...,
+        id: _builtins.str | None = ...,
+        invoice_display_name: _builtins.str | None = ...,
+        pay_in_advance: _builtins.bool | None = ...,
+        properties: _models_pb2.FixedChargePropertiesInput | None = ...,
+        prorated: _builtins.bool | None = ...,
+        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
+        units: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_apply_units_immediately", b"_apply_units_immediately", "_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_pay_in_advance", b"_pay_in_advance", "_properties", b"_properties", "_prorated", b"_prorated", "_units", b"_units", "apply_units_immediately", b"apply_units_immediately", "id", b"id", "invoice_display_name", b"invoice_display_name", "pay_in_advance", b"pay_in_advance", "properties", b"properties", "prorated", b"prorated", "units", b"units"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_apply_units_immediately", b"_apply_units_immediately", "_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_pay_in_advance", b"_pay_in_advance", "_properties", b"_properties", "_prorated", b"_prorated", "_units", b"_units", "add_on_id", b"add_on_id", "apply_units_immediately", b"apply_units_immediately", "charge_model", b"charge_model", "id", b"id", "invoice_display_name", b"invoice_display_name", "pay_in_advance", b"pay_in_advance", "properties", b"properties", "prorated", b"prorated", "tax_codes", b"tax_codes", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__apply_units_immediately: _TypeAlias = _typing.Literal["apply_units_immediately"]  # noqa: Y015
+    _WhichOneofArgType__apply_units_immediately: _TypeAlias = _typing.Literal["_apply_units_immediately", b"_apply_units_immediately"]  # noqa: Y015
+    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
+    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
+    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
+    _WhichOneofReturnType__pay_in_advance: _TypeAlias = _typing.Literal["pay_in_advance"]  # noqa: Y015
+    _WhichOneofArgType__pay_in_advance: _TypeAlias = _typing.Literal["_pay_in_advance", b"_pay_in_advance"]  # noqa: Y015
+    _WhichOneofReturnType__properties: _TypeAlias = _typing.Literal["properties"]  # noqa: Y015
+    _WhichOneofArgType__properties: _TypeAlias = _typing.Literal["_properties", b"_properties"]  # noqa: Y015
+    _WhichOneofReturnType__prorated: _TypeAlias = _typing.Literal["prorated"]  # noqa: Y015
+    _WhichOneofArgType__prorated: _TypeAlias = _typing.Literal["_prorated", b"_prorated"]  # noqa: Y015
+    _WhichOneofReturnType__units: _TypeAlias = _typing.Literal["units"]  # noqa: Y015
+    _WhichOneofArgType__units: _TypeAlias = _typing.Literal["_units", b"_units"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__apply_units_immediately) -> _WhichOneofReturnType__apply_units_immediately | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pay_in_advance) -> _WhichOneofReturnType__pay_in_advance | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__properties) -> _WhichOneofReturnType__properties | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__prorated) -> _WhichOneofReturnType__prorated | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__units) -> _WhichOneofReturnType__units | None: ...
+
+Global___FixedChargeInput: _TypeAlias = FixedChargeInput  # noqa: Y015
+
+@_typing.final
+class ChargeInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLIED_PRICING_UNIT_FIELD_NUMBER: _builtins.int
+    BILLABLE_METRIC_ID_FIELD_NUMBER: _builtins.int
+    CHARGE_MODEL_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    INVOICEABLE_FIELD_NUMBER: _builtins.int
+    MIN_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    PAY_IN_ADVANCE_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    PRORATED_FIELD_NUMBER: _builtins.int
+    REGROUP_PAID_FEES_FIELD_NUMBER: _builtins.int
+    TAX_CODES_FIELD_NUMBER: _builtins.int
+    billable_metric_id: _builtins.str
+    charge_model: _models_pb2.ChargeModel.ValueType
+    id: _builtins.str
+    invoice_display_name: _builtins.str
+    invoiceable: _builtins.bool
+    min_amount_cents: _builtins.int
+    pay_in_advance: _builtins.bool
+    prorated: _builtins.bool
+    regroup_paid_fees: _models_pb2.RegroupPaidFees.ValueType
+    @_builtins.property
+    def applied_pricing_unit(self) -> Global___AppliedPricingUnitInput: ...
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.ChargeFilterInput]: ...
+    @_builtins.property
+    def properties(self) -> _models_pb2.PropertiesInput: ...
+    @_builtins.property
+    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        applied_pricing_unit: Global___AppliedPricingUnitInput | None = ...,
+        billable_metric_id: _builtins.str = ...,
+        charge_model: _models_pb2.ChargeModel.ValueType = ...,
+        filters: _abc.Iterable[_models_pb2.ChargeFilterInput] | None = ...,
+        id: _builtins.str | None = ...,
+        invoice_display_name: _builtins.str | None = ...,
+        invoiceable: _builtins.bool | None = ...,
+        min_amount_cents: _builtins.int | None = ...,
+        pay_in_advance: _builtins.bool | None = ...,
+        properties: _models_pb2.PropertiesInput | None = ...,
+        prorated: _builtins.bool | None = ...,
+        regroup_paid_fees: _models_pb2.RegroupPaidFees.ValueType | None = ...,
+        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_applied_pricing_unit", b"_applied_pricing_unit", "_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_invoiceable", b"_invoiceable", "_min_amount_cents", b"_min_amount_cents", "_pay_in_advance", b"_pay_in_advance", "_properties", b"_properties", "_prorated", b"_prorated", "_regroup_paid_fees", b"_regroup_paid_fees", "applied_pricing_unit", b"applied_pricing_unit", "id", b"id", "invoice_display_name", b"invoice_display_name", "invoiceable", b"invoiceable", "min_amount_cents", b"min_amount_cents", "pay_in_advance", b"pay_in_advance", "properties", b"properties", "prorated", b"prorated", "regroup_paid_fees", b"regroup_paid_fees"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_applied_pricing_unit", b"_applied_pricing_unit", "_id", b"_id", "_invoice_display_name", b"_invoice_display_name", "_invoiceable", b"_invoiceable", "_min_amount_cents", b"_min_amount_cents", "_pay_in_advance", b"_pay_in_advance", "_properties", b"_properties", "_prorated", b"_prorated", "_regroup_paid_fees", b"_regroup_paid_fees", "applied_pricing_unit", b"applied_pricing_unit", "billable_metric_id", b"billable_metric_id", "charge_model", b"charge_model", "filters", b"filters", "id", b"id", "invoice_display_name", b"invoice_display_name", "invoiceable", b"invoiceable", "min_amount_cents", b"min_amount_cents", "pay_in_advance", b"pay_in_advance", "properties", b"properties", "prorated", b"prorated", "regroup_paid_fees", b"regroup_paid_fees", "tax_codes", b"tax_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__applied_pricing_unit: _TypeAlias = _typing.Literal["applied_pricing_unit"]  # noqa: Y015
+    _WhichOneofArgType__applied_pricing_unit: _TypeAlias = _typing.Literal["_applied_pricing_unit", b"_applied_pricing_unit"]  # noqa: Y015
+    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
+    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
+    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
+    _WhichOneofReturnType__invoiceable: _TypeAlias = _typing.Literal["invoiceable"]  # noqa: Y015
+    _WhichOneofArgType__invoiceable: _TypeAlias = _typing.Literal["_invoiceable", b"_invoiceable"]  # noqa: Y015
+    _WhichOneofReturnType__min_amount_cents: _TypeAlias = _typing.Literal["min_amount_cents"]  # noqa: Y015
+    _WhichOneofArgType__min_amount_cents: _TypeAlias = _typing.Literal["_min_amount_cents", b"_min_amount_cents"]  # noqa: Y015
+    _WhichOneofReturnType__pay_in_advance: _TypeAlias = _typing.Literal["pay_in_advance"]  # noqa: Y015
+    _WhichOneofArgType__pay_in_advance: _TypeAlias = _typing.Literal["_pay_in_advance", b"_pay_in_advance"]  # noqa: Y015
+    _WhichOneofReturnType__properties: _TypeAlias = _typing.Literal["properties"]  # noqa: Y015
+    _WhichOneofArgType__properties: _TypeAlias = _typing.Literal["_properties", b"_properties"]  # noqa: Y015
+    _WhichOneofReturnType__prorated: _TypeAlias = _typing.Literal["prorated"]  # noqa: Y015
+    _WhichOneofArgType__prorated: _TypeAlias = _typing.Literal["_prorated", b"_prorated"]  # noqa: Y015
+    _WhichOneofReturnType__regroup_paid_fees: _TypeAlias = _typing.Literal["regroup_paid_fees"]  # noqa: Y015
+    _WhichOneofArgType__regroup_paid_fees: _TypeAlias = _typing.Literal["_regroup_paid_fees", b"_regroup_paid_fees"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__applied_pricing_unit) -> _WhichOneofReturnType__applied_pricing_unit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoiceable) -> _WhichOneofReturnType__invoiceable | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_amount_cents) -> _WhichOneofReturnType__min_amount_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pay_in_advance) -> _WhichOneofReturnType__pay_in_advance | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__properties) -> _WhichOneofReturnType__properties | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__prorated) -> _WhichOneofReturnType__prorated | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__regroup_paid_fees) -> _WhichOneofReturnType__regroup_paid_fees | None: ...
+
+Global___ChargeInput: _TypeAlias = ChargeInput  # noqa: Y015
+
+@_typing.final
+class AppliedPricingUnitInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    CONVERSION_RATE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    @_builtins.property
+    def conversion_rate(self) -> _decimal_pb2.DecimalValue: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        conversion_rate: _decimal_pb2.DecimalValue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversion_rate", b"conversion_rate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "conversion_rate", b"conversion_rate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppliedPricingUnitInput: _TypeAlias = AppliedPricingUnitInput  # noqa: Y015
+
+@_typing.final
+class GetAddOnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAddOnRequest: _TypeAlias = GetAddOnRequest  # noqa: Y015
+
+@_typing.final
+class GetAddOnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADD_ON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def add_on(self) -> _models_pb2.BillingAddOn: ...
+    def __init__(
+        self,
+        *,
+        add_on: _models_pb2.BillingAddOn | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_on", b"add_on"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_on", b"add_on"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAddOnResponse: _TypeAlias = GetAddOnResponse  # noqa: Y015
+
+@_typing.final
+class ListAddOnsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def filter(self) -> Global___AddOnFilter: ...
+    @_builtins.property
+    def sort(self) -> Global___AddOnSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___AddOnFilter | None = ...,
+        sort: Global___AddOnSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAddOnsRequest: _TypeAlias = ListAddOnsRequest  # noqa: Y015
+
+@_typing.final
+class ListAddOnsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingAddOn]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.BillingAddOn] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListAddOnsResponse: _TypeAlias = ListAddOnsResponse  # noqa: Y015
+
+@_typing.final
+class AddOnFilter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_SEARCH_FIELD_NUMBER: _builtins.int
+    text_search: _builtins.str
+    def __init__(
+        self,
+        *,
+        text_search: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text_search", b"text_search"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddOnFilter: _TypeAlias = AddOnFilter  # noqa: Y015
+
+@_typing.final
+class AddOnSort(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___AddOnSortRule]: ...
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[Global___AddOnSortRule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddOnSort: _TypeAlias = AddOnSort  # noqa: Y015
+
+@_typing.final
+class AddOnSortRule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    created_at: _query_pb2.SortDirection.ValueType
+    def __init__(
+        self,
+        *,
+        created_at: _query_pb2.SortDirection.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["created_at"]  # noqa: Y015
+    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
+
+Global___AddOnSortRule: _TypeAlias = AddOnSortRule  # noqa: Y015
+
+@_typing.final
+class CreateAddOnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    AMOUNT_CURRENCY_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    TAX_CODES_FIELD_NUMBER: _builtins.int
+    amount_cents: _builtins.int
+    amount_currency: _models_pb2.CurrencyEnum.ValueType
+    code: _builtins.str
+    description: _builtins.str
+    invoice_display_name: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        amount_cents: _builtins.int = ...,
+        amount_currency: _models_pb2.CurrencyEnum.ValueType = ...,
+        code: _builtins.str = ...,
+        description: _builtins.str | None = ...,
+        invoice_display_name: _builtins.str | None = ...,
+        name: _builtins.str = ...,
+        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_invoice_display_name", b"_invoice_display_name", "description", b"description", "invoice_display_name", b"invoice_display_name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_invoice_display_name", b"_invoice_display_name", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "code", b"code", "description", b"description", "invoice_display_name", b"invoice_display_name", "name", b"name", "tax_codes", b"tax_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
+    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
+
+Global___CreateAddOnRequest: _TypeAlias = CreateAddOnRequest  # noqa: Y015
+
+@_typing.final
+class CreateAddOnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADD_ON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def add_on(self) -> _models_pb2.BillingAddOn: ...
+    def __init__(
+        self,
+        *,
+        add_on: _models_pb2.BillingAddOn | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_on", b"add_on"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_on", b"add_on"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAddOnResponse: _TypeAlias = CreateAddOnResponse  # noqa: Y015
+
+@_typing.final
+class UpdateAddOnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    AMOUNT_CURRENCY_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    TAX_CODES_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
+    amount_cents: _builtins.int
+    amount_currency: _models_pb2.CurrencyEnum.ValueType
+    code: _builtins.str
+    description: _builtins.str
+    id: _builtins.str
+    invoice_display_name: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        amount_cents: _builtins.int = ...,
+        amount_currency: _models_pb2.CurrencyEnum.ValueType = ...,
+        code: _builtins.str = ...,
+        description: _builtins.str | None = ...,
+        id: _builtins.str = ...,
+        invoice_display_name: _builtins.str | None = ...,
+        name: _builtins.str = ...,
+        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
+        mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_invoice_display_name", b"_invoice_display_name", "description", b"description", "invoice_display_name", b"invoice_display_name", "mask", b"mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_invoice_display_name", b"_invoice_display_name", "amount_cents", b"amount_cents", "amount_currency", b"amount_currency", "code", b"code", "description", b"description", "id", b"id", "invoice_display_name", b"invoice_display_name", "mask", b"mask", "name", b"name", "tax_codes", b"tax_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
+    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
+
+Global___UpdateAddOnRequest: _TypeAlias = UpdateAddOnRequest  # noqa: Y015
+
+@_typing.final
+class UpdateAddOnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADD_ON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def add_on(self) -> _models_pb2.BillingAddOn: ...
+    def __init__(
+        self,
+        *,
+        add_on: _models_pb2.BillingAddOn | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add_on", b"add_on"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_on", b"add_on"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAddOnResponse: _TypeAlias = UpdateAddOnResponse  # noqa: Y015
+
+@_typing.final
+class DeleteAddOnRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAddOnRequest: _TypeAlias = DeleteAddOnRequest  # noqa: Y015
+
+@_typing.final
+class DeleteAddOnResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAddOnResponse: _TypeAlias = DeleteAddOnResponse  # noqa: Y015
+
+@_typing.final
+class GetFeatureRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    code: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        code: _builtins.str | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "code", b"code", "read_mask", b"read_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code", b"_code", "code", b"code", "id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
+    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
+
+Global___GetFeatureRequest: _TypeAlias = GetFeatureRequest  # noqa: Y015
+
+@_typing.final
+class GetFeatureResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEATURE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def feature(self) -> _models_pb2.FeatureObject: ...
+    def __init__(
+        self,
+        *,
+        feature: _models_pb2.FeatureObject | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFeatureResponse: _TypeAlias = GetFeatureResponse  # noqa: Y015
+
+@_typing.final
+class ListFeaturesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def filter(self) -> Global___FeatureFilter: ...
+    @_builtins.property
+    def sort(self) -> Global___FeatureSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___FeatureFilter | None = ...,
+        sort: Global___FeatureSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFeaturesRequest: _TypeAlias = ListFeaturesRequest  # noqa: Y015
+
+@_typing.final
+class ListFeaturesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.FeatureObject]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.FeatureObject] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListFeaturesResponse: _TypeAlias = ListFeaturesResponse  # noqa: Y015
+
+@_typing.final
+class FeatureFilter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_SEARCH_FIELD_NUMBER: _builtins.int
+    text_search: _builtins.str
+    def __init__(
+        self,
+        *,
+        text_search: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text_search", b"text_search"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeatureFilter: _TypeAlias = FeatureFilter  # noqa: Y015
+
+@_typing.final
+class FeatureSort(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeatureSortRule]: ...
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[Global___FeatureSortRule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeatureSort: _TypeAlias = FeatureSort  # noqa: Y015
+
+@_typing.final
+class FeatureSortRule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    created_at: _query_pb2.SortDirection.ValueType
+    def __init__(
+        self,
+        *,
+        created_at: _query_pb2.SortDirection.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["created_at"]  # noqa: Y015
+    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
+
+Global___FeatureSortRule: _TypeAlias = FeatureSortRule  # noqa: Y015
+
+@_typing.final
+class CreateFeatureRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PRIVILEGES_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    description: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.MetadataInput]: ...
+    @_builtins.property
+    def privileges(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeaturePrivilegeInput]: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        description: _builtins.str | None = ...,
+        metadata: _abc.Iterable[_models_pb2.MetadataInput] | None = ...,
+        name: _builtins.str | None = ...,
+        privileges: _abc.Iterable[Global___FeaturePrivilegeInput] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_name", b"_name", "description", b"description", "name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_name", b"_name", "code", b"code", "description", b"description", "metadata", b"metadata", "name", b"name", "privileges", b"privileges"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+
+Global___CreateFeatureRequest: _TypeAlias = CreateFeatureRequest  # noqa: Y015
+
+@_typing.final
+class CreateFeatureResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEATURE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def feature(self) -> _models_pb2.FeatureObject: ...
+    def __init__(
+        self,
+        *,
+        feature: _models_pb2.FeatureObject | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateFeatureResponse: _TypeAlias = CreateFeatureResponse  # noqa: Y015
+
+@_typing.final
+class UpdateFeatureRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PRIVILEGES_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    description: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.MetadataInput]: ...
+    @_builtins.property
+    def privileges(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeaturePrivilegeInput]: ...
+    @_builtins.property
+    def mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        description: _builtins.str | None = ...,
+        metadata: _abc.Iterable[_models_pb2.MetadataInput] | None = ...,
+        name: _builtins.str | None = ...,
+        privileges: _abc.Iterable[Global___FeaturePrivilegeInput] | None = ...,
+        mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_name", b"_name", "description", b"description", "mask", b"mask", "name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "_name", b"_name", "description", b"description", "id", b"id", "mask", b"mask", "metadata", b"metadata", "name", b"name", "privileges", b"privileges"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+
+Global___UpdateFeatureRequest: _TypeAlias = UpdateFeatureRequest  # noqa: Y015
+
+@_typing.final
+class UpdateFeatureResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEATURE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def feature(self) -> _models_pb2.FeatureObject: ...
+    def __init__(
+        self,
+        *,
+        feature: _models_pb2.FeatureObject | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateFeatureResponse: _TypeAlias = UpdateFeatureResponse  # noqa: Y015
+
+@_typing.final
+class DeleteFeatureRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteFeatureRequest: _TypeAlias = DeleteFeatureRequest  # noqa: Y015
+
+@_typing.final
+class DeleteFeatureResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEATURE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def feature(self) -> _models_pb2.FeatureObject: ...
+    def __init__(
+        self,
+        *,
+        feature: _models_pb2.FeatureObject | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature", b"feature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteFeatureResponse: _TypeAlias = DeleteFeatureResponse  # noqa: Y015
+
+@_typing.final
+class FeaturePrivilegeInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_TYPE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    name: _builtins.str
+    value_type: _models_pb2.PrivilegeValueTypeEnum.ValueType
+    @_builtins.property
+    def config(self) -> Global___FeaturePrivilegeConfigInput: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        config: Global___FeaturePrivilegeConfigInput | None = ...,
+        name: _builtins.str | None = ...,
+        value_type: _models_pb2.PrivilegeValueTypeEnum.ValueType | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_config", b"_config", "_name", b"_name", "_value_type", b"_value_type", "config", b"config", "name", b"name", "value_type", b"value_type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_config", b"_config", "_name", b"_name", "_value_type", b"_value_type", "code", b"code", "config", b"config", "name", b"name", "value_type", b"value_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__config: _TypeAlias = _typing.Literal["config"]  # noqa: Y015
+    _WhichOneofArgType__config: _TypeAlias = _typing.Literal["_config", b"_config"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__value_type: _TypeAlias = _typing.Literal["value_type"]  # noqa: Y015
+    _WhichOneofArgType__value_type: _TypeAlias = _typing.Literal["_value_type", b"_value_type"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__config) -> _WhichOneofReturnType__config | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__value_type) -> _WhichOneofReturnType__value_type | None: ...
+
+Global___FeaturePrivilegeInput: _TypeAlias = FeaturePrivilegeInput  # noqa: Y015
+
+@_typing.final
+class FeaturePrivilegeConfigInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SELECT_OPTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def select_options(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        select_options: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["select_options", b"select_options"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeaturePrivilegeConfigInput: _TypeAlias = FeaturePrivilegeConfigInput  # noqa: Y015

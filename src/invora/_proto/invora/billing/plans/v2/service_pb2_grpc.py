@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class PlanServiceStub:
+class PlansServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,37 +34,87 @@ class PlanServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Create = channel.unary_unary(
-                '/invora.billing.plans.v2.PlanService/Create',
-                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateResponse.FromString,
-                _registered_method=True)
-        self.Get = channel.unary_unary(
-                '/invora.billing.plans.v2.PlanService/Get',
-                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.plans.v2.PlanService/List',
+                '/invora.billing.plans.v2.PlansService/List',
                 request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/invora.billing.plans.v2.PlansService/Get',
+                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetResponse.FromString,
+                _registered_method=True)
+        self.Create = channel.unary_unary(
+                '/invora.billing.plans.v2.PlansService/Create',
+                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateResponse.FromString,
+                _registered_method=True)
         self.Update = channel.unary_unary(
-                '/invora.billing.plans.v2.PlanService/Update',
+                '/invora.billing.plans.v2.PlansService/Update',
                 request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
-                '/invora.billing.plans.v2.PlanService/Delete',
+                '/invora.billing.plans.v2.PlansService/Delete',
                 request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.GetAddOn = channel.unary_unary(
+                '/invora.billing.plans.v2.PlansService/GetAddOn',
+                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetAddOnRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetAddOnResponse.FromString,
+                _registered_method=True)
+        self.ListAddOns = channel.unary_unary(
+                '/invora.billing.plans.v2.PlansService/ListAddOns',
+                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListAddOnsRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListAddOnsResponse.FromString,
+                _registered_method=True)
+        self.CreateAddOn = channel.unary_unary(
+                '/invora.billing.plans.v2.PlansService/CreateAddOn',
+                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateAddOnRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateAddOnResponse.FromString,
+                _registered_method=True)
+        self.UpdateAddOn = channel.unary_unary(
+                '/invora.billing.plans.v2.PlansService/UpdateAddOn',
+                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateAddOnRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateAddOnResponse.FromString,
+                _registered_method=True)
+        self.DeleteAddOn = channel.unary_unary(
+                '/invora.billing.plans.v2.PlansService/DeleteAddOn',
+                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteAddOnRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteAddOnResponse.FromString,
+                _registered_method=True)
+        self.GetFeature = channel.unary_unary(
+                '/invora.billing.plans.v2.PlansService/GetFeature',
+                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetFeatureRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetFeatureResponse.FromString,
+                _registered_method=True)
+        self.ListFeatures = channel.unary_unary(
+                '/invora.billing.plans.v2.PlansService/ListFeatures',
+                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListFeaturesRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListFeaturesResponse.FromString,
+                _registered_method=True)
+        self.CreateFeature = channel.unary_unary(
+                '/invora.billing.plans.v2.PlansService/CreateFeature',
+                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateFeatureRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateFeatureResponse.FromString,
+                _registered_method=True)
+        self.UpdateFeature = channel.unary_unary(
+                '/invora.billing.plans.v2.PlansService/UpdateFeature',
+                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateFeatureRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateFeatureResponse.FromString,
+                _registered_method=True)
+        self.DeleteFeature = channel.unary_unary(
+                '/invora.billing.plans.v2.PlansService/DeleteFeature',
+                request_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteFeatureRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteFeatureResponse.FromString,
+                _registered_method=True)
 
 
-class PlanServiceServicer:
+class PlansServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Create(self, request, context):
+    def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -76,7 +126,7 @@ class PlanServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def List(self, request, context):
+    def Create(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,23 +144,83 @@ class PlanServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAddOn(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
-def add_PlanServiceServicer_to_server(servicer, server):
+    def ListAddOns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAddOn(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAddOn(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAddOn(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFeature(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFeatures(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateFeature(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateFeature(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteFeature(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PlansServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Create': grpc.unary_unary_rpc_method_handler(
-                    servicer.Create,
-                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetRequest.FromString,
                     response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
-            'List': grpc.unary_unary_rpc_method_handler(
-                    servicer.List,
-                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
             ),
             'Update': grpc.unary_unary_rpc_method_handler(
                     servicer.Update,
@@ -122,19 +232,69 @@ def add_PlanServiceServicer_to_server(servicer, server):
                     request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteRequest.FromString,
                     response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteResponse.SerializeToString,
             ),
+            'GetAddOn': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAddOn,
+                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetAddOnRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetAddOnResponse.SerializeToString,
+            ),
+            'ListAddOns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAddOns,
+                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListAddOnsRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListAddOnsResponse.SerializeToString,
+            ),
+            'CreateAddOn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAddOn,
+                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateAddOnRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateAddOnResponse.SerializeToString,
+            ),
+            'UpdateAddOn': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAddOn,
+                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateAddOnRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateAddOnResponse.SerializeToString,
+            ),
+            'DeleteAddOn': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAddOn,
+                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteAddOnRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteAddOnResponse.SerializeToString,
+            ),
+            'GetFeature': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFeature,
+                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetFeatureRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetFeatureResponse.SerializeToString,
+            ),
+            'ListFeatures': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFeatures,
+                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListFeaturesRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListFeaturesResponse.SerializeToString,
+            ),
+            'CreateFeature': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateFeature,
+                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateFeatureRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateFeatureResponse.SerializeToString,
+            ),
+            'UpdateFeature': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateFeature,
+                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateFeatureRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateFeatureResponse.SerializeToString,
+            ),
+            'DeleteFeature': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFeature,
+                    request_deserializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteFeatureRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteFeatureResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.plans.v2.PlanService', rpc_method_handlers)
+            'invora.billing.plans.v2.PlansService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.plans.v2.PlanService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.plans.v2.PlansService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class PlanService:
+class PlansService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Create(request,
+    def List(request,
             target,
             options=(),
             channel_credentials=None,
@@ -147,9 +307,9 @@ class PlanService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.plans.v2.PlanService/Create',
-            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateResponse.FromString,
+            '/invora.billing.plans.v2.PlansService/List',
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -174,7 +334,7 @@ class PlanService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.plans.v2.PlanService/Get',
+            '/invora.billing.plans.v2.PlansService/Get',
             invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
             invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
@@ -188,7 +348,7 @@ class PlanService:
             _registered_method=True)
 
     @staticmethod
-    def List(request,
+    def Create(request,
             target,
             options=(),
             channel_credentials=None,
@@ -201,9 +361,9 @@ class PlanService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.plans.v2.PlanService/List',
-            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
-            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListResponse.FromString,
+            '/invora.billing.plans.v2.PlansService/Create',
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -228,7 +388,7 @@ class PlanService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.plans.v2.PlanService/Update',
+            '/invora.billing.plans.v2.PlansService/Update',
             invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
             invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateResponse.FromString,
             options,
@@ -255,9 +415,279 @@ class PlanService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.plans.v2.PlanService/Delete',
+            '/invora.billing.plans.v2.PlansService/Delete',
             invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
             invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAddOn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.plans.v2.PlansService/GetAddOn',
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetAddOnRequest.SerializeToString,
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetAddOnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAddOns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.plans.v2.PlansService/ListAddOns',
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListAddOnsRequest.SerializeToString,
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListAddOnsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAddOn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.plans.v2.PlansService/CreateAddOn',
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateAddOnRequest.SerializeToString,
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateAddOnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAddOn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.plans.v2.PlansService/UpdateAddOn',
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateAddOnRequest.SerializeToString,
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateAddOnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAddOn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.plans.v2.PlansService/DeleteAddOn',
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteAddOnRequest.SerializeToString,
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteAddOnResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFeature(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.plans.v2.PlansService/GetFeature',
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetFeatureRequest.SerializeToString,
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.GetFeatureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFeatures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.plans.v2.PlansService/ListFeatures',
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListFeaturesRequest.SerializeToString,
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.ListFeaturesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateFeature(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.plans.v2.PlansService/CreateFeature',
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateFeatureRequest.SerializeToString,
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.CreateFeatureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateFeature(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.plans.v2.PlansService/UpdateFeature',
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateFeatureRequest.SerializeToString,
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.UpdateFeatureResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFeature(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.plans.v2.PlansService/DeleteFeature',
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteFeatureRequest.SerializeToString,
+            invora_dot_billing_dot_plans_dot_v2_dot_service__pb2.DeleteFeatureResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,33 +30,53 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class PlanServiceStub:
+class PlansServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> PlanServiceAsyncStub: ...
-    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
-    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    def __new__(cls, channel: _aio.Channel) -> PlansServiceAsyncStub: ...
     List: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]
+    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
     Update: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]
     Delete: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]
+    GetAddOn: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetAddOnRequest, _service_pb2.GetAddOnResponse]
+    ListAddOns: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListAddOnsRequest, _service_pb2.ListAddOnsResponse]
+    CreateAddOn: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateAddOnRequest, _service_pb2.CreateAddOnResponse]
+    UpdateAddOn: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateAddOnRequest, _service_pb2.UpdateAddOnResponse]
+    DeleteAddOn: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteAddOnRequest, _service_pb2.DeleteAddOnResponse]
+    GetFeature: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetFeatureRequest, _service_pb2.GetFeatureResponse]
+    ListFeatures: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListFeaturesRequest, _service_pb2.ListFeaturesResponse]
+    CreateFeature: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateFeatureRequest, _service_pb2.CreateFeatureResponse]
+    UpdateFeature: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateFeatureRequest, _service_pb2.UpdateFeatureResponse]
+    DeleteFeature: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteFeatureRequest, _service_pb2.DeleteFeatureResponse]
 
 @_typing.type_check_only
-class PlanServiceAsyncStub(PlanServiceStub):
+class PlansServiceAsyncStub(PlansServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
-    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
+    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
     Update: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]  # type: ignore[assignment]
+    GetAddOn: _aio.UnaryUnaryMultiCallable[_service_pb2.GetAddOnRequest, _service_pb2.GetAddOnResponse]  # type: ignore[assignment]
+    ListAddOns: _aio.UnaryUnaryMultiCallable[_service_pb2.ListAddOnsRequest, _service_pb2.ListAddOnsResponse]  # type: ignore[assignment]
+    CreateAddOn: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateAddOnRequest, _service_pb2.CreateAddOnResponse]  # type: ignore[assignment]
+    UpdateAddOn: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateAddOnRequest, _service_pb2.UpdateAddOnResponse]  # type: ignore[assignment]
+    DeleteAddOn: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteAddOnRequest, _service_pb2.DeleteAddOnResponse]  # type: ignore[assignment]
+    GetFeature: _aio.UnaryUnaryMultiCallable[_service_pb2.GetFeatureRequest, _service_pb2.GetFeatureResponse]  # type: ignore[assignment]
+    ListFeatures: _aio.UnaryUnaryMultiCallable[_service_pb2.ListFeaturesRequest, _service_pb2.ListFeaturesResponse]  # type: ignore[assignment]
+    CreateFeature: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateFeatureRequest, _service_pb2.CreateFeatureResponse]  # type: ignore[assignment]
+    UpdateFeature: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateFeatureRequest, _service_pb2.UpdateFeatureResponse]  # type: ignore[assignment]
+    DeleteFeature: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteFeatureRequest, _service_pb2.DeleteFeatureResponse]  # type: ignore[assignment]
 
-class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
+class PlansServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
-    def Create(
+    def List(
         self,
-        request: _service_pb2.CreateRequest,
+        request: _service_pb2.ListRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
 
     @_abc_1.abstractmethod
     def Get(
@@ -66,11 +86,11 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
 
     @_abc_1.abstractmethod
-    def List(
+    def Create(
         self,
-        request: _service_pb2.ListRequest,
+        request: _service_pb2.CreateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
 
     @_abc_1.abstractmethod
     def Update(
@@ -86,4 +106,74 @@ class PlanServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.DeleteResponse, _abc.Awaitable[_service_pb2.DeleteResponse]]: ...
 
-def add_PlanServiceServicer_to_server(servicer: PlanServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+    @_abc_1.abstractmethod
+    def GetAddOn(
+        self,
+        request: _service_pb2.GetAddOnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.GetAddOnResponse, _abc.Awaitable[_service_pb2.GetAddOnResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAddOns(
+        self,
+        request: _service_pb2.ListAddOnsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ListAddOnsResponse, _abc.Awaitable[_service_pb2.ListAddOnsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateAddOn(
+        self,
+        request: _service_pb2.CreateAddOnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.CreateAddOnResponse, _abc.Awaitable[_service_pb2.CreateAddOnResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateAddOn(
+        self,
+        request: _service_pb2.UpdateAddOnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.UpdateAddOnResponse, _abc.Awaitable[_service_pb2.UpdateAddOnResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteAddOn(
+        self,
+        request: _service_pb2.DeleteAddOnRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.DeleteAddOnResponse, _abc.Awaitable[_service_pb2.DeleteAddOnResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetFeature(
+        self,
+        request: _service_pb2.GetFeatureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.GetFeatureResponse, _abc.Awaitable[_service_pb2.GetFeatureResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListFeatures(
+        self,
+        request: _service_pb2.ListFeaturesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ListFeaturesResponse, _abc.Awaitable[_service_pb2.ListFeaturesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateFeature(
+        self,
+        request: _service_pb2.CreateFeatureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.CreateFeatureResponse, _abc.Awaitable[_service_pb2.CreateFeatureResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateFeature(
+        self,
+        request: _service_pb2.UpdateFeatureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.UpdateFeatureResponse, _abc.Awaitable[_service_pb2.UpdateFeatureResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteFeature(
+        self,
+        request: _service_pb2.DeleteFeatureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.DeleteFeatureResponse, _abc.Awaitable[_service_pb2.DeleteFeatureResponse]]: ...
+
+def add_PlansServiceServicer_to_server(servicer: PlansServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -13,10 +13,9 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from invora._proto.invora.billing.common.v2 import models_pb2 as _models_pb2
+from invora._proto.kernel import decimal_pb2 as _decimal_pb2
 from invora._proto.kernel import query_pb2 as _query_pb2
 import builtins as _builtins
 import sys
@@ -29,56 +28,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _View:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    VIEW_UNSPECIFIED: _View.ValueType  # 0
-    VIEW_BASIC: _View.ValueType  # 1
-    VIEW_FULL: _View.ValueType  # 2
-
-class View(_View, metaclass=_ViewEnumTypeWrapper): ...
-
-VIEW_UNSPECIFIED: View.ValueType  # 0
-VIEW_BASIC: View.ValueType  # 1
-VIEW_FULL: View.ValueType  # 2
-Global___View: _TypeAlias = View  # noqa: Y015
-
 @_typing.final
 class GetRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    external_id: _builtins.str
     id: _builtins.str
-    view: Global___View.ValueType
+    external_id: _builtins.str
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
+        id: _builtins.str = ...,
         external_id: _builtins.str | None = ...,
-        id: _builtins.str | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_external_id", b"_external_id", "_id", b"_id", "external_id", b"external_id", "id", b"id", "read_mask", b"read_mask"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_external_id", b"_external_id", "external_id", b"external_id", "read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_external_id", b"_external_id", "_id", b"_id", "external_id", b"external_id", "id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_external_id", b"_external_id", "external_id", b"external_id", "id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__external_id: _TypeAlias = _typing.Literal["external_id"]  # noqa: Y015
     _WhichOneofArgType__external_id: _TypeAlias = _typing.Literal["_external_id", b"_external_id"]  # noqa: Y015
-    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
-    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__external_id) -> _WhichOneofReturnType__external_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
 
 Global___GetRequest: _TypeAlias = GetRequest  # noqa: Y015
 
@@ -111,7 +88,7 @@ class ListRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -127,7 +104,7 @@ class ListRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -145,22 +122,23 @@ class ListResponse(_message.Message):
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingSubscription]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.BillingSubscription] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
 Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
 
@@ -193,11 +171,11 @@ class ListStatusFilter(_message.Message):
 
     IN_VALUES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.StatusTypeEnum.ValueType]: ...
+    def in_values(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.StatusType.ValueType]: ...
     def __init__(
         self,
         *,
-        in_values: _abc.Iterable[_models_pb2.StatusTypeEnum.ValueType] | None = ...,
+        in_values: _abc.Iterable[_models_pb2.StatusType.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -283,19 +261,95 @@ Global___ListSortRule: _TypeAlias = ListSortRule  # noqa: Y015
 class CreateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
+    BILLING_TIME_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    ENDING_AT_FIELD_NUMBER: _builtins.int
+    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    PLAN_OVERRIDES_FIELD_NUMBER: _builtins.int
+    PROGRESSIVE_BILLING_DISABLED_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_AT_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    USAGE_THRESHOLDS_FIELD_NUMBER: _builtins.int
+    billing_time: _models_pb2.BillingTime.ValueType
+    customer_id: _builtins.str
+    external_id: _builtins.str
+    name: _builtins.str
+    plan_id: _builtins.str
+    progressive_billing_disabled: _builtins.bool
+    subscription_id: _builtins.str
     @_builtins.property
-    def input(self) -> Global___CreateSubscriptionInput: ...
+    def ending_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSectionsReferenceInput: ...
+    @_builtins.property
+    def payment_method(self) -> _models_pb2.PaymentMethodReferenceInput: ...
+    @_builtins.property
+    def plan_overrides(self) -> Global___PlanOverridesInput: ...
+    @_builtins.property
+    def subscription_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def usage_thresholds(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.UsageThresholdInput]: ...
     def __init__(
         self,
         *,
-        input: Global___CreateSubscriptionInput | None = ...,
+        billing_time: _models_pb2.BillingTime.ValueType = ...,
+        customer_id: _builtins.str = ...,
+        ending_at: _timestamp_pb2.Timestamp | None = ...,
+        external_id: _builtins.str | None = ...,
+        invoice_custom_section: _models_pb2.InvoiceCustomSectionsReferenceInput | None = ...,
+        name: _builtins.str | None = ...,
+        payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
+        plan_id: _builtins.str = ...,
+        plan_overrides: Global___PlanOverridesInput | None = ...,
+        progressive_billing_disabled: _builtins.bool | None = ...,
+        subscription_at: _timestamp_pb2.Timestamp | None = ...,
+        subscription_id: _builtins.str | None = ...,
+        usage_thresholds: _abc.Iterable[_models_pb2.UsageThresholdInput] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ending_at", b"_ending_at", "_external_id", b"_external_id", "_invoice_custom_section", b"_invoice_custom_section", "_name", b"_name", "_payment_method", b"_payment_method", "_plan_overrides", b"_plan_overrides", "_progressive_billing_disabled", b"_progressive_billing_disabled", "_subscription_at", b"_subscription_at", "_subscription_id", b"_subscription_id", "ending_at", b"ending_at", "external_id", b"external_id", "invoice_custom_section", b"invoice_custom_section", "name", b"name", "payment_method", b"payment_method", "plan_overrides", b"plan_overrides", "progressive_billing_disabled", b"progressive_billing_disabled", "subscription_at", b"subscription_at", "subscription_id", b"subscription_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ending_at", b"_ending_at", "_external_id", b"_external_id", "_invoice_custom_section", b"_invoice_custom_section", "_name", b"_name", "_payment_method", b"_payment_method", "_plan_overrides", b"_plan_overrides", "_progressive_billing_disabled", b"_progressive_billing_disabled", "_subscription_at", b"_subscription_at", "_subscription_id", b"_subscription_id", "billing_time", b"billing_time", "customer_id", b"customer_id", "ending_at", b"ending_at", "external_id", b"external_id", "invoice_custom_section", b"invoice_custom_section", "name", b"name", "payment_method", b"payment_method", "plan_id", b"plan_id", "plan_overrides", b"plan_overrides", "progressive_billing_disabled", b"progressive_billing_disabled", "subscription_at", b"subscription_at", "subscription_id", b"subscription_id", "usage_thresholds", b"usage_thresholds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__ending_at: _TypeAlias = _typing.Literal["ending_at"]  # noqa: Y015
+    _WhichOneofArgType__ending_at: _TypeAlias = _typing.Literal["_ending_at", b"_ending_at"]  # noqa: Y015
+    _WhichOneofReturnType__external_id: _TypeAlias = _typing.Literal["external_id"]  # noqa: Y015
+    _WhichOneofArgType__external_id: _TypeAlias = _typing.Literal["_external_id", b"_external_id"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_custom_section: _TypeAlias = _typing.Literal["invoice_custom_section"]  # noqa: Y015
+    _WhichOneofArgType__invoice_custom_section: _TypeAlias = _typing.Literal["_invoice_custom_section", b"_invoice_custom_section"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__payment_method: _TypeAlias = _typing.Literal["payment_method"]  # noqa: Y015
+    _WhichOneofArgType__payment_method: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method"]  # noqa: Y015
+    _WhichOneofReturnType__plan_overrides: _TypeAlias = _typing.Literal["plan_overrides"]  # noqa: Y015
+    _WhichOneofArgType__plan_overrides: _TypeAlias = _typing.Literal["_plan_overrides", b"_plan_overrides"]  # noqa: Y015
+    _WhichOneofReturnType__progressive_billing_disabled: _TypeAlias = _typing.Literal["progressive_billing_disabled"]  # noqa: Y015
+    _WhichOneofArgType__progressive_billing_disabled: _TypeAlias = _typing.Literal["_progressive_billing_disabled", b"_progressive_billing_disabled"]  # noqa: Y015
+    _WhichOneofReturnType__subscription_at: _TypeAlias = _typing.Literal["subscription_at"]  # noqa: Y015
+    _WhichOneofArgType__subscription_at: _TypeAlias = _typing.Literal["_subscription_at", b"_subscription_at"]  # noqa: Y015
+    _WhichOneofReturnType__subscription_id: _TypeAlias = _typing.Literal["subscription_id"]  # noqa: Y015
+    _WhichOneofArgType__subscription_id: _TypeAlias = _typing.Literal["_subscription_id", b"_subscription_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ending_at) -> _WhichOneofReturnType__ending_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__external_id) -> _WhichOneofReturnType__external_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_custom_section) -> _WhichOneofReturnType__invoice_custom_section | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_method) -> _WhichOneofReturnType__payment_method | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__plan_overrides) -> _WhichOneofReturnType__plan_overrides | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__progressive_billing_disabled) -> _WhichOneofReturnType__progressive_billing_disabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__subscription_at) -> _WhichOneofReturnType__subscription_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__subscription_id) -> _WhichOneofReturnType__subscription_id | None: ...
 
 Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
 
@@ -320,503 +374,11 @@ class CreateResponse(_message.Message):
 Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
 
 @_typing.final
-class CreateChargeFilterRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___CreateSubscriptionChargeFilterInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___CreateSubscriptionChargeFilterInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateChargeFilterRequest: _TypeAlias = CreateChargeFilterRequest  # noqa: Y015
-
-@_typing.final
-class CreateChargeFilterResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CHARGE_FILTER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def charge_filter(self) -> _models_pb2.ChargeFilter: ...
-    def __init__(
-        self,
-        *,
-        charge_filter: _models_pb2.ChargeFilter | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["charge_filter", b"charge_filter"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge_filter", b"charge_filter"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateChargeFilterResponse: _TypeAlias = CreateChargeFilterResponse  # noqa: Y015
-
-@_typing.final
-class DeleteSubscriptionChargeFilterRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DestroySubscriptionChargeFilterInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DestroySubscriptionChargeFilterInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteSubscriptionChargeFilterRequest: _TypeAlias = DeleteSubscriptionChargeFilterRequest  # noqa: Y015
-
-@_typing.final
-class DeleteSubscriptionChargeFilterResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CHARGE_FILTER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def charge_filter(self) -> _models_pb2.ChargeFilter: ...
-    def __init__(
-        self,
-        *,
-        charge_filter: _models_pb2.ChargeFilter | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["charge_filter", b"charge_filter"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge_filter", b"charge_filter"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteSubscriptionChargeFilterResponse: _TypeAlias = DeleteSubscriptionChargeFilterResponse  # noqa: Y015
-
-@_typing.final
-class RemoveSubscriptionEntitlementRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___RemoveSubscriptionEntitlementInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___RemoveSubscriptionEntitlementInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RemoveSubscriptionEntitlementRequest: _TypeAlias = RemoveSubscriptionEntitlementRequest  # noqa: Y015
-
-@_typing.final
-class RemoveSubscriptionEntitlementResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    REMOVE_SUBSCRIPTION_ENTITLEMENT_PAYLOAD_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def remove_subscription_entitlement_payload(self) -> Global___RemoveSubscriptionEntitlementPayload: ...
-    def __init__(
-        self,
-        *,
-        remove_subscription_entitlement_payload: Global___RemoveSubscriptionEntitlementPayload | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["remove_subscription_entitlement_payload", b"remove_subscription_entitlement_payload"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["remove_subscription_entitlement_payload", b"remove_subscription_entitlement_payload"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RemoveSubscriptionEntitlementResponse: _TypeAlias = RemoveSubscriptionEntitlementResponse  # noqa: Y015
-
-@_typing.final
-class TerminateRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___TerminateSubscriptionInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___TerminateSubscriptionInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TerminateRequest: _TypeAlias = TerminateRequest  # noqa: Y015
-
-@_typing.final
-class TerminateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    SUBSCRIPTION_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def subscription(self) -> _models_pb2.BillingSubscription: ...
-    def __init__(
-        self,
-        *,
-        subscription: _models_pb2.BillingSubscription | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TerminateResponse: _TypeAlias = TerminateResponse  # noqa: Y015
-
-@_typing.final
 class UpdateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateSubscriptionInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateSubscriptionInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
-
-@_typing.final
-class UpdateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    SUBSCRIPTION_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def subscription(self) -> _models_pb2.BillingSubscription: ...
-    def __init__(
-        self,
-        *,
-        subscription: _models_pb2.BillingSubscription | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
-
-@_typing.final
-class UpdateSubscriptionChargeRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateSubscriptionChargeInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateSubscriptionChargeInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateSubscriptionChargeRequest: _TypeAlias = UpdateSubscriptionChargeRequest  # noqa: Y015
-
-@_typing.final
-class UpdateSubscriptionChargeResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CHARGE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def charge(self) -> _models_pb2.Charge: ...
-    def __init__(
-        self,
-        *,
-        charge: _models_pb2.Charge | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateSubscriptionChargeResponse: _TypeAlias = UpdateSubscriptionChargeResponse  # noqa: Y015
-
-@_typing.final
-class UpdateSubscriptionChargeFilterRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateSubscriptionChargeFilterInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateSubscriptionChargeFilterInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateSubscriptionChargeFilterRequest: _TypeAlias = UpdateSubscriptionChargeFilterRequest  # noqa: Y015
-
-@_typing.final
-class UpdateSubscriptionChargeFilterResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CHARGE_FILTER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def charge_filter(self) -> _models_pb2.ChargeFilter: ...
-    def __init__(
-        self,
-        *,
-        charge_filter: _models_pb2.ChargeFilter | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["charge_filter", b"charge_filter"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge_filter", b"charge_filter"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateSubscriptionChargeFilterResponse: _TypeAlias = UpdateSubscriptionChargeFilterResponse  # noqa: Y015
-
-@_typing.final
-class UpdateSubscriptionFixedChargeRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateSubscriptionFixedChargeInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateSubscriptionFixedChargeInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateSubscriptionFixedChargeRequest: _TypeAlias = UpdateSubscriptionFixedChargeRequest  # noqa: Y015
-
-@_typing.final
-class UpdateSubscriptionFixedChargeResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FIXED_CHARGE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def fixed_charge(self) -> _models_pb2.FixedCharge: ...
-    def __init__(
-        self,
-        *,
-        fixed_charge: _models_pb2.FixedCharge | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["fixed_charge", b"fixed_charge"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fixed_charge", b"fixed_charge"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateSubscriptionFixedChargeResponse: _TypeAlias = UpdateSubscriptionFixedChargeResponse  # noqa: Y015
-
-@_typing.final
-class UpdateSubscriptionFixedChargeInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    APPLY_UNITS_IMMEDIATELY_FIELD_NUMBER: _builtins.int
-    FIXED_CHARGE_CODE_FIELD_NUMBER: _builtins.int
-    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
-    PROPERTIES_FIELD_NUMBER: _builtins.int
-    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
-    TAX_CODES_FIELD_NUMBER: _builtins.int
-    UNITS_FIELD_NUMBER: _builtins.int
-    apply_units_immediately: _builtins.bool
-    fixed_charge_code: _builtins.str
-    invoice_display_name: _builtins.str
-    subscription_id: _builtins.str
-    units: _builtins.str
-    @_builtins.property
-    def properties(self) -> _models_pb2.FixedChargePropertiesInput: ...
-    @_builtins.property
-    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    def __init__(
-        self,
-        *,
-        apply_units_immediately: _builtins.bool | None = ...,
-        fixed_charge_code: _builtins.str = ...,
-        invoice_display_name: _builtins.str | None = ...,
-        properties: _models_pb2.FixedChargePropertiesInput | None = ...,
-        subscription_id: _builtins.str = ...,
-        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
-        units: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_apply_units_immediately", b"_apply_units_immediately", "_invoice_display_name", b"_invoice_display_name", "_properties", b"_properties", "_units", b"_units", "apply_units_immediately", b"apply_units_immediately", "invoice_display_name", b"invoice_display_name", "properties", b"properties", "units", b"units"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_apply_units_immediately", b"_apply_units_immediately", "_invoice_display_name", b"_invoice_display_name", "_properties", b"_properties", "_units", b"_units", "apply_units_immediately", b"apply_units_immediately", "fixed_charge_code", b"fixed_charge_code", "invoice_display_name", b"invoice_display_name", "properties", b"properties", "subscription_id", b"subscription_id", "tax_codes", b"tax_codes", "units", b"units"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__apply_units_immediately: _TypeAlias = _typing.Literal["apply_units_immediately"]  # noqa: Y015
-    _WhichOneofArgType__apply_units_immediately: _TypeAlias = _typing.Literal["_apply_units_immediately", b"_apply_units_immediately"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
-    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
-    _WhichOneofReturnType__properties: _TypeAlias = _typing.Literal["properties"]  # noqa: Y015
-    _WhichOneofArgType__properties: _TypeAlias = _typing.Literal["_properties", b"_properties"]  # noqa: Y015
-    _WhichOneofReturnType__units: _TypeAlias = _typing.Literal["units"]  # noqa: Y015
-    _WhichOneofArgType__units: _TypeAlias = _typing.Literal["_units", b"_units"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__apply_units_immediately) -> _WhichOneofReturnType__apply_units_immediately | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__properties) -> _WhichOneofReturnType__properties | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__units) -> _WhichOneofReturnType__units | None: ...
-
-Global___UpdateSubscriptionFixedChargeInput: _TypeAlias = UpdateSubscriptionFixedChargeInput  # noqa: Y015
-
-@_typing.final
-class UpdateSubscriptionChargeFilterInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CHARGE_CODE_FIELD_NUMBER: _builtins.int
-    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
-    PROPERTIES_FIELD_NUMBER: _builtins.int
-    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
-    VALUES_FIELD_NUMBER: _builtins.int
-    charge_code: _builtins.str
-    invoice_display_name: _builtins.str
-    subscription_id: _builtins.str
-    @_builtins.property
-    def properties(self) -> _models_pb2.PropertiesInput: ...
-    @_builtins.property
-    def values(self) -> _struct_pb2.Struct: ...
-    def __init__(
-        self,
-        *,
-        charge_code: _builtins.str = ...,
-        invoice_display_name: _builtins.str | None = ...,
-        properties: _models_pb2.PropertiesInput | None = ...,
-        subscription_id: _builtins.str = ...,
-        values: _struct_pb2.Struct | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name", "_properties", b"_properties", "invoice_display_name", b"invoice_display_name", "properties", b"properties", "values", b"values"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name", "_properties", b"_properties", "charge_code", b"charge_code", "invoice_display_name", b"invoice_display_name", "properties", b"properties", "subscription_id", b"subscription_id", "values", b"values"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
-    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
-    _WhichOneofReturnType__properties: _TypeAlias = _typing.Literal["properties"]  # noqa: Y015
-    _WhichOneofArgType__properties: _TypeAlias = _typing.Literal["_properties", b"_properties"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__properties) -> _WhichOneofReturnType__properties | None: ...
-
-Global___UpdateSubscriptionChargeFilterInput: _TypeAlias = UpdateSubscriptionChargeFilterInput  # noqa: Y015
-
-@_typing.final
-class UpdateSubscriptionChargeInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    APPLIED_PRICING_UNIT_FIELD_NUMBER: _builtins.int
-    CHARGE_CODE_FIELD_NUMBER: _builtins.int
-    FILTERS_FIELD_NUMBER: _builtins.int
-    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
-    MIN_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
-    PROPERTIES_FIELD_NUMBER: _builtins.int
-    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
-    TAX_CODES_FIELD_NUMBER: _builtins.int
-    charge_code: _builtins.str
-    invoice_display_name: _builtins.str
-    min_amount_cents: _builtins.int
-    subscription_id: _builtins.str
-    @_builtins.property
-    def applied_pricing_unit(self) -> Global___AppliedPricingUnitOverrideInput: ...
-    @_builtins.property
-    def filters(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.ChargeFilterInput]: ...
-    @_builtins.property
-    def properties(self) -> _models_pb2.PropertiesInput: ...
-    @_builtins.property
-    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    def __init__(
-        self,
-        *,
-        applied_pricing_unit: Global___AppliedPricingUnitOverrideInput | None = ...,
-        charge_code: _builtins.str = ...,
-        filters: _abc.Iterable[_models_pb2.ChargeFilterInput] | None = ...,
-        invoice_display_name: _builtins.str | None = ...,
-        min_amount_cents: _builtins.int | None = ...,
-        properties: _models_pb2.PropertiesInput | None = ...,
-        subscription_id: _builtins.str = ...,
-        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_applied_pricing_unit", b"_applied_pricing_unit", "_invoice_display_name", b"_invoice_display_name", "_min_amount_cents", b"_min_amount_cents", "_properties", b"_properties", "applied_pricing_unit", b"applied_pricing_unit", "invoice_display_name", b"invoice_display_name", "min_amount_cents", b"min_amount_cents", "properties", b"properties"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_applied_pricing_unit", b"_applied_pricing_unit", "_invoice_display_name", b"_invoice_display_name", "_min_amount_cents", b"_min_amount_cents", "_properties", b"_properties", "applied_pricing_unit", b"applied_pricing_unit", "charge_code", b"charge_code", "filters", b"filters", "invoice_display_name", b"invoice_display_name", "min_amount_cents", b"min_amount_cents", "properties", b"properties", "subscription_id", b"subscription_id", "tax_codes", b"tax_codes"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__applied_pricing_unit: _TypeAlias = _typing.Literal["applied_pricing_unit"]  # noqa: Y015
-    _WhichOneofArgType__applied_pricing_unit: _TypeAlias = _typing.Literal["_applied_pricing_unit", b"_applied_pricing_unit"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
-    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
-    _WhichOneofReturnType__min_amount_cents: _TypeAlias = _typing.Literal["min_amount_cents"]  # noqa: Y015
-    _WhichOneofArgType__min_amount_cents: _TypeAlias = _typing.Literal["_min_amount_cents", b"_min_amount_cents"]  # noqa: Y015
-    _WhichOneofReturnType__properties: _TypeAlias = _typing.Literal["properties"]  # noqa: Y015
-    _WhichOneofArgType__properties: _TypeAlias = _typing.Literal["_properties", b"_properties"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__applied_pricing_unit) -> _WhichOneofReturnType__applied_pricing_unit | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_amount_cents) -> _WhichOneofReturnType__min_amount_cents | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__properties) -> _WhichOneofReturnType__properties | None: ...
-
-Global___UpdateSubscriptionChargeInput: _TypeAlias = UpdateSubscriptionChargeInput  # noqa: Y015
-
-@_typing.final
-class AppliedPricingUnitOverrideInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CONVERSION_RATE_FIELD_NUMBER: _builtins.int
-    conversion_rate: _builtins.float
-    def __init__(
-        self,
-        *,
-        conversion_rate: _builtins.float = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversion_rate", b"conversion_rate"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___AppliedPricingUnitOverrideInput: _TypeAlias = AppliedPricingUnitOverrideInput  # noqa: Y015
-
-@_typing.final
-class UpdateSubscriptionInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ENDING_AT_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
+    ENDING_AT_FIELD_NUMBER: _builtins.int
     INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
@@ -824,6 +386,7 @@ class UpdateSubscriptionInput(_message.Message):
     PROGRESSIVE_BILLING_DISABLED_FIELD_NUMBER: _builtins.int
     SUBSCRIPTION_AT_FIELD_NUMBER: _builtins.int
     USAGE_THRESHOLDS_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     progressive_billing_disabled: _builtins.bool
@@ -839,11 +402,13 @@ class UpdateSubscriptionInput(_message.Message):
     def subscription_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def usage_thresholds(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.UsageThresholdInput]: ...
+    @_builtins.property
+    def mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
         self,
         *,
-        ending_at: _timestamp_pb2.Timestamp | None = ...,
         id: _builtins.str = ...,
+        ending_at: _timestamp_pb2.Timestamp | None = ...,
         invoice_custom_section: _models_pb2.InvoiceCustomSectionsReferenceInput | None = ...,
         name: _builtins.str | None = ...,
         payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
@@ -851,10 +416,11 @@ class UpdateSubscriptionInput(_message.Message):
         progressive_billing_disabled: _builtins.bool | None = ...,
         subscription_at: _timestamp_pb2.Timestamp | None = ...,
         usage_thresholds: _abc.Iterable[_models_pb2.UsageThresholdInput] | None = ...,
+        mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_ending_at", b"_ending_at", "_invoice_custom_section", b"_invoice_custom_section", "_name", b"_name", "_payment_method", b"_payment_method", "_plan_overrides", b"_plan_overrides", "_progressive_billing_disabled", b"_progressive_billing_disabled", "_subscription_at", b"_subscription_at", "ending_at", b"ending_at", "invoice_custom_section", b"invoice_custom_section", "name", b"name", "payment_method", b"payment_method", "plan_overrides", b"plan_overrides", "progressive_billing_disabled", b"progressive_billing_disabled", "subscription_at", b"subscription_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ending_at", b"_ending_at", "_invoice_custom_section", b"_invoice_custom_section", "_name", b"_name", "_payment_method", b"_payment_method", "_plan_overrides", b"_plan_overrides", "_progressive_billing_disabled", b"_progressive_billing_disabled", "_subscription_at", b"_subscription_at", "ending_at", b"ending_at", "invoice_custom_section", b"invoice_custom_section", "mask", b"mask", "name", b"name", "payment_method", b"payment_method", "plan_overrides", b"plan_overrides", "progressive_billing_disabled", b"progressive_billing_disabled", "subscription_at", b"subscription_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ending_at", b"_ending_at", "_invoice_custom_section", b"_invoice_custom_section", "_name", b"_name", "_payment_method", b"_payment_method", "_plan_overrides", b"_plan_overrides", "_progressive_billing_disabled", b"_progressive_billing_disabled", "_subscription_at", b"_subscription_at", "ending_at", b"ending_at", "id", b"id", "invoice_custom_section", b"invoice_custom_section", "name", b"name", "payment_method", b"payment_method", "plan_overrides", b"plan_overrides", "progressive_billing_disabled", b"progressive_billing_disabled", "subscription_at", b"subscription_at", "usage_thresholds", b"usage_thresholds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ending_at", b"_ending_at", "_invoice_custom_section", b"_invoice_custom_section", "_name", b"_name", "_payment_method", b"_payment_method", "_plan_overrides", b"_plan_overrides", "_progressive_billing_disabled", b"_progressive_billing_disabled", "_subscription_at", b"_subscription_at", "ending_at", b"ending_at", "id", b"id", "invoice_custom_section", b"invoice_custom_section", "mask", b"mask", "name", b"name", "payment_method", b"payment_method", "plan_overrides", b"plan_overrides", "progressive_billing_disabled", b"progressive_billing_disabled", "subscription_at", b"subscription_at", "usage_thresholds", b"usage_thresholds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ending_at: _TypeAlias = _typing.Literal["ending_at"]  # noqa: Y015
     _WhichOneofArgType__ending_at: _TypeAlias = _typing.Literal["_ending_at", b"_ending_at"]  # noqa: Y015
@@ -885,7 +451,468 @@ class UpdateSubscriptionInput(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__subscription_at) -> _WhichOneofReturnType__subscription_at | None: ...
 
-Global___UpdateSubscriptionInput: _TypeAlias = UpdateSubscriptionInput  # noqa: Y015
+Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subscription(self) -> _models_pb2.BillingSubscription: ...
+    def __init__(
+        self,
+        *,
+        subscription: _models_pb2.BillingSubscription | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
+
+@_typing.final
+class TerminateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ON_TERMINATION_CREDIT_NOTE_FIELD_NUMBER: _builtins.int
+    ON_TERMINATION_INVOICE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    on_termination_credit_note: _models_pb2.OnTerminationCreditNote.ValueType
+    on_termination_invoice: _models_pb2.OnTerminationInvoice.ValueType
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        on_termination_credit_note: _models_pb2.OnTerminationCreditNote.ValueType | None = ...,
+        on_termination_invoice: _models_pb2.OnTerminationInvoice.ValueType | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_on_termination_credit_note", b"_on_termination_credit_note", "_on_termination_invoice", b"_on_termination_invoice", "on_termination_credit_note", b"on_termination_credit_note", "on_termination_invoice", b"on_termination_invoice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_on_termination_credit_note", b"_on_termination_credit_note", "_on_termination_invoice", b"_on_termination_invoice", "id", b"id", "on_termination_credit_note", b"on_termination_credit_note", "on_termination_invoice", b"on_termination_invoice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__on_termination_credit_note: _TypeAlias = _typing.Literal["on_termination_credit_note"]  # noqa: Y015
+    _WhichOneofArgType__on_termination_credit_note: _TypeAlias = _typing.Literal["_on_termination_credit_note", b"_on_termination_credit_note"]  # noqa: Y015
+    _WhichOneofReturnType__on_termination_invoice: _TypeAlias = _typing.Literal["on_termination_invoice"]  # noqa: Y015
+    _WhichOneofArgType__on_termination_invoice: _TypeAlias = _typing.Literal["_on_termination_invoice", b"_on_termination_invoice"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__on_termination_credit_note) -> _WhichOneofReturnType__on_termination_credit_note | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__on_termination_invoice) -> _WhichOneofReturnType__on_termination_invoice | None: ...
+
+Global___TerminateRequest: _TypeAlias = TerminateRequest  # noqa: Y015
+
+@_typing.final
+class TerminateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subscription(self) -> _models_pb2.BillingSubscription: ...
+    def __init__(
+        self,
+        *,
+        subscription: _models_pb2.BillingSubscription | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminateResponse: _TypeAlias = TerminateResponse  # noqa: Y015
+
+@_typing.final
+class UpdateChargeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    CHARGE_CODE_FIELD_NUMBER: _builtins.int
+    APPLIED_PRICING_UNIT_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
+    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    MIN_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    TAX_CODES_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    charge_code: _builtins.str
+    invoice_display_name: _builtins.str
+    min_amount_cents: _builtins.int
+    @_builtins.property
+    def applied_pricing_unit(self) -> Global___AppliedPricingUnitOverrideInput: ...
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.ChargeFilterInput]: ...
+    @_builtins.property
+    def properties(self) -> _models_pb2.PropertiesInput: ...
+    @_builtins.property
+    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        subscription_id: _builtins.str = ...,
+        charge_code: _builtins.str = ...,
+        applied_pricing_unit: Global___AppliedPricingUnitOverrideInput | None = ...,
+        filters: _abc.Iterable[_models_pb2.ChargeFilterInput] | None = ...,
+        invoice_display_name: _builtins.str | None = ...,
+        min_amount_cents: _builtins.int | None = ...,
+        properties: _models_pb2.PropertiesInput | None = ...,
+        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
+        mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_applied_pricing_unit", b"_applied_pricing_unit", "_invoice_display_name", b"_invoice_display_name", "_min_amount_cents", b"_min_amount_cents", "_properties", b"_properties", "applied_pricing_unit", b"applied_pricing_unit", "invoice_display_name", b"invoice_display_name", "mask", b"mask", "min_amount_cents", b"min_amount_cents", "properties", b"properties"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_applied_pricing_unit", b"_applied_pricing_unit", "_invoice_display_name", b"_invoice_display_name", "_min_amount_cents", b"_min_amount_cents", "_properties", b"_properties", "applied_pricing_unit", b"applied_pricing_unit", "charge_code", b"charge_code", "filters", b"filters", "invoice_display_name", b"invoice_display_name", "mask", b"mask", "min_amount_cents", b"min_amount_cents", "properties", b"properties", "subscription_id", b"subscription_id", "tax_codes", b"tax_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__applied_pricing_unit: _TypeAlias = _typing.Literal["applied_pricing_unit"]  # noqa: Y015
+    _WhichOneofArgType__applied_pricing_unit: _TypeAlias = _typing.Literal["_applied_pricing_unit", b"_applied_pricing_unit"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
+    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
+    _WhichOneofReturnType__min_amount_cents: _TypeAlias = _typing.Literal["min_amount_cents"]  # noqa: Y015
+    _WhichOneofArgType__min_amount_cents: _TypeAlias = _typing.Literal["_min_amount_cents", b"_min_amount_cents"]  # noqa: Y015
+    _WhichOneofReturnType__properties: _TypeAlias = _typing.Literal["properties"]  # noqa: Y015
+    _WhichOneofArgType__properties: _TypeAlias = _typing.Literal["_properties", b"_properties"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__applied_pricing_unit) -> _WhichOneofReturnType__applied_pricing_unit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_amount_cents) -> _WhichOneofReturnType__min_amount_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__properties) -> _WhichOneofReturnType__properties | None: ...
+
+Global___UpdateChargeRequest: _TypeAlias = UpdateChargeRequest  # noqa: Y015
+
+@_typing.final
+class UpdateChargeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def charge(self) -> _models_pb2.Charge: ...
+    def __init__(
+        self,
+        *,
+        charge: _models_pb2.Charge | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateChargeResponse: _TypeAlias = UpdateChargeResponse  # noqa: Y015
+
+@_typing.final
+class AppliedPricingUnitOverrideInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSION_RATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def conversion_rate(self) -> _decimal_pb2.DecimalValue: ...
+    def __init__(
+        self,
+        *,
+        conversion_rate: _decimal_pb2.DecimalValue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conversion_rate", b"conversion_rate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversion_rate", b"conversion_rate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppliedPricingUnitOverrideInput: _TypeAlias = AppliedPricingUnitOverrideInput  # noqa: Y015
+
+@_typing.final
+class CreateChargeFilterRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    CHARGE_CODE_FIELD_NUMBER: _builtins.int
+    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    charge_code: _builtins.str
+    invoice_display_name: _builtins.str
+    @_builtins.property
+    def properties(self) -> _models_pb2.PropertiesInput: ...
+    @_builtins.property
+    def values(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        subscription_id: _builtins.str = ...,
+        charge_code: _builtins.str = ...,
+        invoice_display_name: _builtins.str | None = ...,
+        properties: _models_pb2.PropertiesInput | None = ...,
+        values: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name", "invoice_display_name", b"invoice_display_name", "properties", b"properties", "values", b"values"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name", "charge_code", b"charge_code", "invoice_display_name", b"invoice_display_name", "properties", b"properties", "subscription_id", b"subscription_id", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
+    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
+
+Global___CreateChargeFilterRequest: _TypeAlias = CreateChargeFilterRequest  # noqa: Y015
+
+@_typing.final
+class CreateChargeFilterResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARGE_FILTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def charge_filter(self) -> _models_pb2.ChargeFilter: ...
+    def __init__(
+        self,
+        *,
+        charge_filter: _models_pb2.ChargeFilter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["charge_filter", b"charge_filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge_filter", b"charge_filter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateChargeFilterResponse: _TypeAlias = CreateChargeFilterResponse  # noqa: Y015
+
+@_typing.final
+class UpdateChargeFilterRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    CHARGE_CODE_FIELD_NUMBER: _builtins.int
+    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    charge_code: _builtins.str
+    invoice_display_name: _builtins.str
+    @_builtins.property
+    def properties(self) -> _models_pb2.PropertiesInput: ...
+    @_builtins.property
+    def values(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        subscription_id: _builtins.str = ...,
+        charge_code: _builtins.str = ...,
+        invoice_display_name: _builtins.str | None = ...,
+        properties: _models_pb2.PropertiesInput | None = ...,
+        values: _struct_pb2.Struct | None = ...,
+        mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name", "_properties", b"_properties", "invoice_display_name", b"invoice_display_name", "mask", b"mask", "properties", b"properties", "values", b"values"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name", "_properties", b"_properties", "charge_code", b"charge_code", "invoice_display_name", b"invoice_display_name", "mask", b"mask", "properties", b"properties", "subscription_id", b"subscription_id", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
+    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
+    _WhichOneofReturnType__properties: _TypeAlias = _typing.Literal["properties"]  # noqa: Y015
+    _WhichOneofArgType__properties: _TypeAlias = _typing.Literal["_properties", b"_properties"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__properties) -> _WhichOneofReturnType__properties | None: ...
+
+Global___UpdateChargeFilterRequest: _TypeAlias = UpdateChargeFilterRequest  # noqa: Y015
+
+@_typing.final
+class UpdateChargeFilterResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARGE_FILTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def charge_filter(self) -> _models_pb2.ChargeFilter: ...
+    def __init__(
+        self,
+        *,
+        charge_filter: _models_pb2.ChargeFilter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["charge_filter", b"charge_filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge_filter", b"charge_filter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateChargeFilterResponse: _TypeAlias = UpdateChargeFilterResponse  # noqa: Y015
+
+@_typing.final
+class DeleteChargeFilterRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    CHARGE_CODE_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    charge_code: _builtins.str
+    @_builtins.property
+    def values(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        subscription_id: _builtins.str = ...,
+        charge_code: _builtins.str = ...,
+        values: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge_code", b"charge_code", "subscription_id", b"subscription_id", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteChargeFilterRequest: _TypeAlias = DeleteChargeFilterRequest  # noqa: Y015
+
+@_typing.final
+class DeleteChargeFilterResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARGE_FILTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def charge_filter(self) -> _models_pb2.ChargeFilter: ...
+    def __init__(
+        self,
+        *,
+        charge_filter: _models_pb2.ChargeFilter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["charge_filter", b"charge_filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge_filter", b"charge_filter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteChargeFilterResponse: _TypeAlias = DeleteChargeFilterResponse  # noqa: Y015
+
+@_typing.final
+class RemoveEntitlementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    FEATURE_CODE_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    feature_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        subscription_id: _builtins.str = ...,
+        feature_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature_code", b"feature_code", "subscription_id", b"subscription_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveEntitlementRequest: _TypeAlias = RemoveEntitlementRequest  # noqa: Y015
+
+@_typing.final
+class RemoveEntitlementResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEATURE_CODE_FIELD_NUMBER: _builtins.int
+    feature_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        feature_code: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_feature_code", b"_feature_code", "feature_code", b"feature_code"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_feature_code", b"_feature_code", "feature_code", b"feature_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__feature_code: _TypeAlias = _typing.Literal["feature_code"]  # noqa: Y015
+    _WhichOneofArgType__feature_code: _TypeAlias = _typing.Literal["_feature_code", b"_feature_code"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__feature_code) -> _WhichOneofReturnType__feature_code | None: ...
+
+Global___RemoveEntitlementResponse: _TypeAlias = RemoveEntitlementResponse  # noqa: Y015
+
+@_typing.final
+class UpdateFixedChargeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    FIXED_CHARGE_CODE_FIELD_NUMBER: _builtins.int
+    APPLY_UNITS_IMMEDIATELY_FIELD_NUMBER: _builtins.int
+    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    TAX_CODES_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    fixed_charge_code: _builtins.str
+    apply_units_immediately: _builtins.bool
+    invoice_display_name: _builtins.str
+    units: _builtins.str
+    @_builtins.property
+    def properties(self) -> _models_pb2.FixedChargePropertiesInput: ...
+    @_builtins.property
+    def tax_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        subscription_id: _builtins.str = ...,
+        fixed_charge_code: _builtins.str = ...,
+        apply_units_immediately: _builtins.bool | None = ...,
+        invoice_display_name: _builtins.str | None = ...,
+        properties: _models_pb2.FixedChargePropertiesInput | None = ...,
+        tax_codes: _abc.Iterable[_builtins.str] | None = ...,
+        units: _builtins.str | None = ...,
+        mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_apply_units_immediately", b"_apply_units_immediately", "_invoice_display_name", b"_invoice_display_name", "_properties", b"_properties", "_units", b"_units", "apply_units_immediately", b"apply_units_immediately", "invoice_display_name", b"invoice_display_name", "mask", b"mask", "properties", b"properties", "units", b"units"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_apply_units_immediately", b"_apply_units_immediately", "_invoice_display_name", b"_invoice_display_name", "_properties", b"_properties", "_units", b"_units", "apply_units_immediately", b"apply_units_immediately", "fixed_charge_code", b"fixed_charge_code", "invoice_display_name", b"invoice_display_name", "mask", b"mask", "properties", b"properties", "subscription_id", b"subscription_id", "tax_codes", b"tax_codes", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__apply_units_immediately: _TypeAlias = _typing.Literal["apply_units_immediately"]  # noqa: Y015
+    _WhichOneofArgType__apply_units_immediately: _TypeAlias = _typing.Literal["_apply_units_immediately", b"_apply_units_immediately"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
+    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
+    _WhichOneofReturnType__properties: _TypeAlias = _typing.Literal["properties"]  # noqa: Y015
+    _WhichOneofArgType__properties: _TypeAlias = _typing.Literal["_properties", b"_properties"]  # noqa: Y015
+    _WhichOneofReturnType__units: _TypeAlias = _typing.Literal["units"]  # noqa: Y015
+    _WhichOneofArgType__units: _TypeAlias = _typing.Literal["_units", b"_units"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__apply_units_immediately) -> _WhichOneofReturnType__apply_units_immediately | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__properties) -> _WhichOneofReturnType__properties | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__units) -> _WhichOneofReturnType__units | None: ...
+
+Global___UpdateFixedChargeRequest: _TypeAlias = UpdateFixedChargeRequest  # noqa: Y015
+
+@_typing.final
+class UpdateFixedChargeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIXED_CHARGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def fixed_charge(self) -> _models_pb2.FixedCharge: ...
+    def __init__(
+        self,
+        *,
+        fixed_charge: _models_pb2.FixedCharge | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fixed_charge", b"fixed_charge"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fixed_charge", b"fixed_charge"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateFixedChargeResponse: _TypeAlias = UpdateFixedChargeResponse  # noqa: Y015
 
 @_typing.final
 class PlanOverridesInput(_message.Message):
@@ -1090,233 +1117,289 @@ class ChargeOverridesInput(_message.Message):
 Global___ChargeOverridesInput: _TypeAlias = ChargeOverridesInput  # noqa: Y015
 
 @_typing.final
-class TerminateSubscriptionInput(_message.Message):
+class CreateOrUpdateEntitlementRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ID_FIELD_NUMBER: _builtins.int
-    ON_TERMINATION_CREDIT_NOTE_FIELD_NUMBER: _builtins.int
-    ON_TERMINATION_INVOICE_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    on_termination_credit_note: _models_pb2.OnTerminationCreditNoteEnum.ValueType
-    on_termination_invoice: _models_pb2.OnTerminationInvoiceEnum.ValueType
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    ENTITLEMENT_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    @_builtins.property
+    def entitlement(self) -> _models_pb2.EntitlementInput: ...
     def __init__(
         self,
         *,
-        id: _builtins.str = ...,
-        on_termination_credit_note: _models_pb2.OnTerminationCreditNoteEnum.ValueType | None = ...,
-        on_termination_invoice: _models_pb2.OnTerminationInvoiceEnum.ValueType | None = ...,
+        subscription_id: _builtins.str = ...,
+        entitlement: _models_pb2.EntitlementInput | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_on_termination_credit_note", b"_on_termination_credit_note", "_on_termination_invoice", b"_on_termination_invoice", "on_termination_credit_note", b"on_termination_credit_note", "on_termination_invoice", b"on_termination_invoice"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entitlement", b"entitlement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_on_termination_credit_note", b"_on_termination_credit_note", "_on_termination_invoice", b"_on_termination_invoice", "id", b"id", "on_termination_credit_note", b"on_termination_credit_note", "on_termination_invoice", b"on_termination_invoice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entitlement", b"entitlement", "subscription_id", b"subscription_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__on_termination_credit_note: _TypeAlias = _typing.Literal["on_termination_credit_note"]  # noqa: Y015
-    _WhichOneofArgType__on_termination_credit_note: _TypeAlias = _typing.Literal["_on_termination_credit_note", b"_on_termination_credit_note"]  # noqa: Y015
-    _WhichOneofReturnType__on_termination_invoice: _TypeAlias = _typing.Literal["on_termination_invoice"]  # noqa: Y015
-    _WhichOneofArgType__on_termination_invoice: _TypeAlias = _typing.Literal["_on_termination_invoice", b"_on_termination_invoice"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__on_termination_credit_note) -> _WhichOneofReturnType__on_termination_credit_note | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__on_termination_invoice) -> _WhichOneofReturnType__on_termination_invoice | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___TerminateSubscriptionInput: _TypeAlias = TerminateSubscriptionInput  # noqa: Y015
+Global___CreateOrUpdateEntitlementRequest: _TypeAlias = CreateOrUpdateEntitlementRequest  # noqa: Y015
 
 @_typing.final
-class RemoveSubscriptionEntitlementInput(_message.Message):
+class CreateOrUpdateEntitlementResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    FEATURE_CODE_FIELD_NUMBER: _builtins.int
-    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
-    feature_code: _builtins.str
-    subscription_id: _builtins.str
+    ENTITLEMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entitlement(self) -> Global___SubscriptionEntitlement: ...
     def __init__(
         self,
         *,
-        feature_code: _builtins.str = ...,
+        entitlement: Global___SubscriptionEntitlement | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entitlement", b"entitlement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entitlement", b"entitlement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateOrUpdateEntitlementResponse: _TypeAlias = CreateOrUpdateEntitlementResponse  # noqa: Y015
+
+@_typing.final
+class GetEntitlementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    FEATURE_CODE_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    feature_code: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
         subscription_id: _builtins.str = ...,
+        feature_code: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature_code", b"feature_code", "read_mask", b"read_mask", "subscription_id", b"subscription_id", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEntitlementRequest: _TypeAlias = GetEntitlementRequest  # noqa: Y015
+
+@_typing.final
+class GetEntitlementResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTITLEMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entitlement(self) -> Global___SubscriptionEntitlement: ...
+    def __init__(
+        self,
+        *,
+        entitlement: Global___SubscriptionEntitlement | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entitlement", b"entitlement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entitlement", b"entitlement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEntitlementResponse: _TypeAlias = GetEntitlementResponse  # noqa: Y015
+
+@_typing.final
+class ListEntitlementsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def filter(self) -> Global___EntitlementFilter: ...
+    @_builtins.property
+    def sort(self) -> Global___EntitlementSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        subscription_id: _builtins.str = ...,
+        filter: Global___EntitlementFilter | None = ...,
+        sort: Global___EntitlementSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "subscription_id", b"subscription_id", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEntitlementsRequest: _TypeAlias = ListEntitlementsRequest  # noqa: Y015
+
+@_typing.final
+class ListEntitlementsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubscriptionEntitlement]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___SubscriptionEntitlement] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListEntitlementsResponse: _TypeAlias = ListEntitlementsResponse  # noqa: Y015
+
+@_typing.final
+class EntitlementFilter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_SEARCH_FIELD_NUMBER: _builtins.int
+    text_search: _builtins.str
+    def __init__(
+        self,
+        *,
+        text_search: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["feature_code", b"feature_code", "subscription_id", b"subscription_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text_search", b"text_search"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RemoveSubscriptionEntitlementInput: _TypeAlias = RemoveSubscriptionEntitlementInput  # noqa: Y015
+Global___EntitlementFilter: _TypeAlias = EntitlementFilter  # noqa: Y015
 
 @_typing.final
-class RemoveSubscriptionEntitlementPayload(_message.Message):
+class EntitlementSort(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    FEATURE_CODE_FIELD_NUMBER: _builtins.int
-    feature_code: _builtins.str
-    def __init__(
-        self,
-        *,
-        feature_code: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_feature_code", b"_feature_code", "feature_code", b"feature_code"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_feature_code", b"_feature_code", "feature_code", b"feature_code"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__feature_code: _TypeAlias = _typing.Literal["feature_code"]  # noqa: Y015
-    _WhichOneofArgType__feature_code: _TypeAlias = _typing.Literal["_feature_code", b"_feature_code"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__feature_code) -> _WhichOneofReturnType__feature_code | None: ...
-
-Global___RemoveSubscriptionEntitlementPayload: _TypeAlias = RemoveSubscriptionEntitlementPayload  # noqa: Y015
-
-@_typing.final
-class DestroySubscriptionChargeFilterInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CHARGE_CODE_FIELD_NUMBER: _builtins.int
-    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
-    VALUES_FIELD_NUMBER: _builtins.int
-    charge_code: _builtins.str
-    subscription_id: _builtins.str
+    RULES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def values(self) -> _struct_pb2.Struct: ...
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___EntitlementSortRule]: ...
     def __init__(
         self,
         *,
-        charge_code: _builtins.str = ...,
-        subscription_id: _builtins.str = ...,
-        values: _struct_pb2.Struct | None = ...,
+        rules: _abc.Iterable[Global___EntitlementSortRule] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge_code", b"charge_code", "subscription_id", b"subscription_id", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DestroySubscriptionChargeFilterInput: _TypeAlias = DestroySubscriptionChargeFilterInput  # noqa: Y015
+Global___EntitlementSort: _TypeAlias = EntitlementSort  # noqa: Y015
 
 @_typing.final
-class CreateSubscriptionChargeFilterInput(_message.Message):
+class EntitlementSortRule(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    CHARGE_CODE_FIELD_NUMBER: _builtins.int
-    INVOICE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
-    PROPERTIES_FIELD_NUMBER: _builtins.int
-    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
-    VALUES_FIELD_NUMBER: _builtins.int
-    charge_code: _builtins.str
-    invoice_display_name: _builtins.str
-    subscription_id: _builtins.str
-    @_builtins.property
-    def properties(self) -> _models_pb2.PropertiesInput: ...
-    @_builtins.property
-    def values(self) -> _struct_pb2.Struct: ...
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    created_at: _query_pb2.SortDirection.ValueType
     def __init__(
         self,
         *,
-        charge_code: _builtins.str = ...,
-        invoice_display_name: _builtins.str | None = ...,
-        properties: _models_pb2.PropertiesInput | None = ...,
-        subscription_id: _builtins.str = ...,
-        values: _struct_pb2.Struct | None = ...,
+        created_at: _query_pb2.SortDirection.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name", "invoice_display_name", b"invoice_display_name", "properties", b"properties", "values", b"values"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name", "charge_code", b"charge_code", "invoice_display_name", b"invoice_display_name", "properties", b"properties", "subscription_id", b"subscription_id", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__invoice_display_name: _TypeAlias = _typing.Literal["invoice_display_name"]  # noqa: Y015
-    _WhichOneofArgType__invoice_display_name: _TypeAlias = _typing.Literal["_invoice_display_name", b"_invoice_display_name"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_display_name) -> _WhichOneofReturnType__invoice_display_name | None: ...
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["created_at"]  # noqa: Y015
+    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
 
-Global___CreateSubscriptionChargeFilterInput: _TypeAlias = CreateSubscriptionChargeFilterInput  # noqa: Y015
+Global___EntitlementSortRule: _TypeAlias = EntitlementSortRule  # noqa: Y015
 
 @_typing.final
-class CreateSubscriptionInput(_message.Message):
+class SubscriptionEntitlement(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    BILLING_TIME_FIELD_NUMBER: _builtins.int
-    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
-    ENDING_AT_FIELD_NUMBER: _builtins.int
-    EXTERNAL_ID_FIELD_NUMBER: _builtins.int
-    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
-    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
-    PLAN_ID_FIELD_NUMBER: _builtins.int
-    PLAN_OVERRIDES_FIELD_NUMBER: _builtins.int
-    PROGRESSIVE_BILLING_DISABLED_FIELD_NUMBER: _builtins.int
-    SUBSCRIPTION_AT_FIELD_NUMBER: _builtins.int
-    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
-    USAGE_THRESHOLDS_FIELD_NUMBER: _builtins.int
-    billing_time: _models_pb2.BillingTimeEnum.ValueType
-    customer_id: _builtins.str
-    external_id: _builtins.str
+    PRIVILEGES_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    description: _builtins.str
     name: _builtins.str
-    plan_id: _builtins.str
-    progressive_billing_disabled: _builtins.bool
-    subscription_id: _builtins.str
     @_builtins.property
-    def ending_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSectionsReferenceInput: ...
-    @_builtins.property
-    def payment_method(self) -> _models_pb2.PaymentMethodReferenceInput: ...
-    @_builtins.property
-    def plan_overrides(self) -> Global___PlanOverridesInput: ...
-    @_builtins.property
-    def subscription_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def usage_thresholds(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.UsageThresholdInput]: ...
+    def privileges(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubscriptionEntitlementPrivilege]: ...
     def __init__(
         self,
         *,
-        billing_time: _models_pb2.BillingTimeEnum.ValueType = ...,
-        customer_id: _builtins.str = ...,
-        ending_at: _timestamp_pb2.Timestamp | None = ...,
-        external_id: _builtins.str | None = ...,
-        invoice_custom_section: _models_pb2.InvoiceCustomSectionsReferenceInput | None = ...,
-        name: _builtins.str | None = ...,
-        payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
-        plan_id: _builtins.str = ...,
-        plan_overrides: Global___PlanOverridesInput | None = ...,
-        progressive_billing_disabled: _builtins.bool | None = ...,
-        subscription_at: _timestamp_pb2.Timestamp | None = ...,
-        subscription_id: _builtins.str | None = ...,
-        usage_thresholds: _abc.Iterable[_models_pb2.UsageThresholdInput] | None = ...,
+        code: _builtins.str = ...,
+        description: _builtins.str | None = ...,
+        name: _builtins.str = ...,
+        privileges: _abc.Iterable[Global___SubscriptionEntitlementPrivilege] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_ending_at", b"_ending_at", "_external_id", b"_external_id", "_invoice_custom_section", b"_invoice_custom_section", "_name", b"_name", "_payment_method", b"_payment_method", "_plan_overrides", b"_plan_overrides", "_progressive_billing_disabled", b"_progressive_billing_disabled", "_subscription_at", b"_subscription_at", "_subscription_id", b"_subscription_id", "ending_at", b"ending_at", "external_id", b"external_id", "invoice_custom_section", b"invoice_custom_section", "name", b"name", "payment_method", b"payment_method", "plan_overrides", b"plan_overrides", "progressive_billing_disabled", b"progressive_billing_disabled", "subscription_at", b"subscription_at", "subscription_id", b"subscription_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "description", b"description"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ending_at", b"_ending_at", "_external_id", b"_external_id", "_invoice_custom_section", b"_invoice_custom_section", "_name", b"_name", "_payment_method", b"_payment_method", "_plan_overrides", b"_plan_overrides", "_progressive_billing_disabled", b"_progressive_billing_disabled", "_subscription_at", b"_subscription_at", "_subscription_id", b"_subscription_id", "billing_time", b"billing_time", "customer_id", b"customer_id", "ending_at", b"ending_at", "external_id", b"external_id", "invoice_custom_section", b"invoice_custom_section", "name", b"name", "payment_method", b"payment_method", "plan_id", b"plan_id", "plan_overrides", b"plan_overrides", "progressive_billing_disabled", b"progressive_billing_disabled", "subscription_at", b"subscription_at", "subscription_id", b"subscription_id", "usage_thresholds", b"usage_thresholds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_description", b"_description", "code", b"code", "description", b"description", "name", b"name", "privileges", b"privileges"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__ending_at: _TypeAlias = _typing.Literal["ending_at"]  # noqa: Y015
-    _WhichOneofArgType__ending_at: _TypeAlias = _typing.Literal["_ending_at", b"_ending_at"]  # noqa: Y015
-    _WhichOneofReturnType__external_id: _TypeAlias = _typing.Literal["external_id"]  # noqa: Y015
-    _WhichOneofArgType__external_id: _TypeAlias = _typing.Literal["_external_id", b"_external_id"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_custom_section: _TypeAlias = _typing.Literal["invoice_custom_section"]  # noqa: Y015
-    _WhichOneofArgType__invoice_custom_section: _TypeAlias = _typing.Literal["_invoice_custom_section", b"_invoice_custom_section"]  # noqa: Y015
+    _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
+    _WhichOneofArgType__description: _TypeAlias = _typing.Literal["_description", b"_description"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
+
+Global___SubscriptionEntitlement: _TypeAlias = SubscriptionEntitlement  # noqa: Y015
+
+@_typing.final
+class SubscriptionEntitlementPrivilege(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    VALUE_TYPE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    name: _builtins.str
+    value: _builtins.str
+    value_type: _models_pb2.PrivilegeValueTypeEnum.ValueType
+    @_builtins.property
+    def config(self) -> _models_pb2.PrivilegeConfigObject: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        config: _models_pb2.PrivilegeConfigObject | None = ...,
+        name: _builtins.str | None = ...,
+        value: _builtins.str | None = ...,
+        value_type: _models_pb2.PrivilegeValueTypeEnum.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_value", b"_value", "config", b"config", "name", b"name", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_value", b"_value", "code", b"code", "config", b"config", "name", b"name", "value", b"value", "value_type", b"value_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
     _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__payment_method: _TypeAlias = _typing.Literal["payment_method"]  # noqa: Y015
-    _WhichOneofArgType__payment_method: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method"]  # noqa: Y015
-    _WhichOneofReturnType__plan_overrides: _TypeAlias = _typing.Literal["plan_overrides"]  # noqa: Y015
-    _WhichOneofArgType__plan_overrides: _TypeAlias = _typing.Literal["_plan_overrides", b"_plan_overrides"]  # noqa: Y015
-    _WhichOneofReturnType__progressive_billing_disabled: _TypeAlias = _typing.Literal["progressive_billing_disabled"]  # noqa: Y015
-    _WhichOneofArgType__progressive_billing_disabled: _TypeAlias = _typing.Literal["_progressive_billing_disabled", b"_progressive_billing_disabled"]  # noqa: Y015
-    _WhichOneofReturnType__subscription_at: _TypeAlias = _typing.Literal["subscription_at"]  # noqa: Y015
-    _WhichOneofArgType__subscription_at: _TypeAlias = _typing.Literal["_subscription_at", b"_subscription_at"]  # noqa: Y015
-    _WhichOneofReturnType__subscription_id: _TypeAlias = _typing.Literal["subscription_id"]  # noqa: Y015
-    _WhichOneofArgType__subscription_id: _TypeAlias = _typing.Literal["_subscription_id", b"_subscription_id"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__ending_at) -> _WhichOneofReturnType__ending_at | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__external_id) -> _WhichOneofReturnType__external_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_custom_section) -> _WhichOneofReturnType__invoice_custom_section | None: ...
+    _WhichOneofReturnType__value: _TypeAlias = _typing.Literal["value"]  # noqa: Y015
+    _WhichOneofArgType__value: _TypeAlias = _typing.Literal["_value", b"_value"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_method) -> _WhichOneofReturnType__payment_method | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__plan_overrides) -> _WhichOneofReturnType__plan_overrides | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__progressive_billing_disabled) -> _WhichOneofReturnType__progressive_billing_disabled | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__subscription_at) -> _WhichOneofReturnType__subscription_at | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__subscription_id) -> _WhichOneofReturnType__subscription_id | None: ...
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__value) -> _WhichOneofReturnType__value | None: ...
 
-Global___CreateSubscriptionInput: _TypeAlias = CreateSubscriptionInput  # noqa: Y015
+Global___SubscriptionEntitlementPrivilege: _TypeAlias = SubscriptionEntitlementPrivilege  # noqa: Y015

@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class SubscriptionServiceStub:
+class SubscriptionsServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,67 +34,82 @@ class SubscriptionServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Create = channel.unary_unary(
-                '/invora.billing.subscriptions.v2.SubscriptionService/Create',
-                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateResponse.FromString,
-                _registered_method=True)
-        self.Get = channel.unary_unary(
-                '/invora.billing.subscriptions.v2.SubscriptionService/Get',
-                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.subscriptions.v2.SubscriptionService/List',
+                '/invora.billing.subscriptions.v2.SubscriptionsService/List',
                 request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/invora.billing.subscriptions.v2.SubscriptionsService/Get',
+                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetResponse.FromString,
+                _registered_method=True)
+        self.Create = channel.unary_unary(
+                '/invora.billing.subscriptions.v2.SubscriptionsService/Create',
+                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateResponse.FromString,
+                _registered_method=True)
         self.Update = channel.unary_unary(
-                '/invora.billing.subscriptions.v2.SubscriptionService/Update',
+                '/invora.billing.subscriptions.v2.SubscriptionsService/Update',
                 request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateResponse.FromString,
                 _registered_method=True)
         self.Terminate = channel.unary_unary(
-                '/invora.billing.subscriptions.v2.SubscriptionService/Terminate',
+                '/invora.billing.subscriptions.v2.SubscriptionsService/Terminate',
                 request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.TerminateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.TerminateResponse.FromString,
                 _registered_method=True)
+        self.UpdateCharge = channel.unary_unary(
+                '/invora.billing.subscriptions.v2.SubscriptionsService/UpdateCharge',
+                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateChargeRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateChargeResponse.FromString,
+                _registered_method=True)
         self.CreateChargeFilter = channel.unary_unary(
-                '/invora.billing.subscriptions.v2.SubscriptionService/CreateChargeFilter',
+                '/invora.billing.subscriptions.v2.SubscriptionsService/CreateChargeFilter',
                 request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateChargeFilterRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateChargeFilterResponse.FromString,
                 _registered_method=True)
-        self.DeleteSubscriptionChargeFilter = channel.unary_unary(
-                '/invora.billing.subscriptions.v2.SubscriptionService/DeleteSubscriptionChargeFilter',
-                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.DeleteSubscriptionChargeFilterRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.DeleteSubscriptionChargeFilterResponse.FromString,
+        self.UpdateChargeFilter = channel.unary_unary(
+                '/invora.billing.subscriptions.v2.SubscriptionsService/UpdateChargeFilter',
+                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateChargeFilterRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateChargeFilterResponse.FromString,
                 _registered_method=True)
-        self.RemoveSubscriptionEntitlement = channel.unary_unary(
-                '/invora.billing.subscriptions.v2.SubscriptionService/RemoveSubscriptionEntitlement',
-                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.RemoveSubscriptionEntitlementRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.RemoveSubscriptionEntitlementResponse.FromString,
+        self.DeleteChargeFilter = channel.unary_unary(
+                '/invora.billing.subscriptions.v2.SubscriptionsService/DeleteChargeFilter',
+                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.DeleteChargeFilterRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.DeleteChargeFilterResponse.FromString,
                 _registered_method=True)
-        self.UpdateSubscriptionCharge = channel.unary_unary(
-                '/invora.billing.subscriptions.v2.SubscriptionService/UpdateSubscriptionCharge',
-                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionChargeRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionChargeResponse.FromString,
+        self.CreateOrUpdateEntitlement = channel.unary_unary(
+                '/invora.billing.subscriptions.v2.SubscriptionsService/CreateOrUpdateEntitlement',
+                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateOrUpdateEntitlementRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateOrUpdateEntitlementResponse.FromString,
                 _registered_method=True)
-        self.UpdateSubscriptionChargeFilter = channel.unary_unary(
-                '/invora.billing.subscriptions.v2.SubscriptionService/UpdateSubscriptionChargeFilter',
-                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionChargeFilterRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionChargeFilterResponse.FromString,
+        self.GetEntitlement = channel.unary_unary(
+                '/invora.billing.subscriptions.v2.SubscriptionsService/GetEntitlement',
+                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetEntitlementRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetEntitlementResponse.FromString,
                 _registered_method=True)
-        self.UpdateSubscriptionFixedCharge = channel.unary_unary(
-                '/invora.billing.subscriptions.v2.SubscriptionService/UpdateSubscriptionFixedCharge',
-                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionFixedChargeRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionFixedChargeResponse.FromString,
+        self.ListEntitlements = channel.unary_unary(
+                '/invora.billing.subscriptions.v2.SubscriptionsService/ListEntitlements',
+                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListEntitlementsRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListEntitlementsResponse.FromString,
+                _registered_method=True)
+        self.RemoveEntitlement = channel.unary_unary(
+                '/invora.billing.subscriptions.v2.SubscriptionsService/RemoveEntitlement',
+                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.RemoveEntitlementRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.RemoveEntitlementResponse.FromString,
+                _registered_method=True)
+        self.UpdateFixedCharge = channel.unary_unary(
+                '/invora.billing.subscriptions.v2.SubscriptionsService/UpdateFixedCharge',
+                request_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateFixedChargeRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateFixedChargeResponse.FromString,
                 _registered_method=True)
 
 
-class SubscriptionServiceServicer:
+class SubscriptionsServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Create(self, request, context):
+    def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,7 +121,7 @@ class SubscriptionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def List(self, request, context):
+    def Create(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,59 +139,77 @@ class SubscriptionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateCharge(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateChargeFilter(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def DeleteSubscriptionChargeFilter(self, request, context):
+    def UpdateChargeFilter(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def RemoveSubscriptionEntitlement(self, request, context):
+    def DeleteChargeFilter(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateSubscriptionCharge(self, request, context):
+    def CreateOrUpdateEntitlement(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateSubscriptionChargeFilter(self, request, context):
+    def GetEntitlement(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpdateSubscriptionFixedCharge(self, request, context):
+    def ListEntitlements(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveEntitlement(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateFixedCharge(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_SubscriptionServiceServicer_to_server(servicer, server):
+def add_SubscriptionsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Create': grpc.unary_unary_rpc_method_handler(
-                    servicer.Create,
-                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetRequest.FromString,
                     response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
-            'List': grpc.unary_unary_rpc_method_handler(
-                    servicer.List,
-                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
             ),
             'Update': grpc.unary_unary_rpc_method_handler(
                     servicer.Update,
@@ -188,49 +221,64 @@ def add_SubscriptionServiceServicer_to_server(servicer, server):
                     request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.TerminateRequest.FromString,
                     response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.TerminateResponse.SerializeToString,
             ),
+            'UpdateCharge': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCharge,
+                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateChargeRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateChargeResponse.SerializeToString,
+            ),
             'CreateChargeFilter': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateChargeFilter,
                     request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateChargeFilterRequest.FromString,
                     response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateChargeFilterResponse.SerializeToString,
             ),
-            'DeleteSubscriptionChargeFilter': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeleteSubscriptionChargeFilter,
-                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.DeleteSubscriptionChargeFilterRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.DeleteSubscriptionChargeFilterResponse.SerializeToString,
+            'UpdateChargeFilter': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateChargeFilter,
+                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateChargeFilterRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateChargeFilterResponse.SerializeToString,
             ),
-            'RemoveSubscriptionEntitlement': grpc.unary_unary_rpc_method_handler(
-                    servicer.RemoveSubscriptionEntitlement,
-                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.RemoveSubscriptionEntitlementRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.RemoveSubscriptionEntitlementResponse.SerializeToString,
+            'DeleteChargeFilter': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteChargeFilter,
+                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.DeleteChargeFilterRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.DeleteChargeFilterResponse.SerializeToString,
             ),
-            'UpdateSubscriptionCharge': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateSubscriptionCharge,
-                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionChargeRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionChargeResponse.SerializeToString,
+            'CreateOrUpdateEntitlement': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateOrUpdateEntitlement,
+                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateOrUpdateEntitlementRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateOrUpdateEntitlementResponse.SerializeToString,
             ),
-            'UpdateSubscriptionChargeFilter': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateSubscriptionChargeFilter,
-                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionChargeFilterRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionChargeFilterResponse.SerializeToString,
+            'GetEntitlement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEntitlement,
+                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetEntitlementRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetEntitlementResponse.SerializeToString,
             ),
-            'UpdateSubscriptionFixedCharge': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateSubscriptionFixedCharge,
-                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionFixedChargeRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionFixedChargeResponse.SerializeToString,
+            'ListEntitlements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEntitlements,
+                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListEntitlementsRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListEntitlementsResponse.SerializeToString,
+            ),
+            'RemoveEntitlement': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveEntitlement,
+                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.RemoveEntitlementRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.RemoveEntitlementResponse.SerializeToString,
+            ),
+            'UpdateFixedCharge': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateFixedCharge,
+                    request_deserializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateFixedChargeRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateFixedChargeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.subscriptions.v2.SubscriptionService', rpc_method_handlers)
+            'invora.billing.subscriptions.v2.SubscriptionsService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.subscriptions.v2.SubscriptionService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.subscriptions.v2.SubscriptionsService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class SubscriptionService:
+class SubscriptionsService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Create(request,
+    def List(request,
             target,
             options=(),
             channel_credentials=None,
@@ -243,9 +291,9 @@ class SubscriptionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.subscriptions.v2.SubscriptionService/Create',
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateResponse.FromString,
+            '/invora.billing.subscriptions.v2.SubscriptionsService/List',
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -270,7 +318,7 @@ class SubscriptionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.subscriptions.v2.SubscriptionService/Get',
+            '/invora.billing.subscriptions.v2.SubscriptionsService/Get',
             invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
             invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
@@ -284,7 +332,7 @@ class SubscriptionService:
             _registered_method=True)
 
     @staticmethod
-    def List(request,
+    def Create(request,
             target,
             options=(),
             channel_credentials=None,
@@ -297,9 +345,9 @@ class SubscriptionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.subscriptions.v2.SubscriptionService/List',
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListResponse.FromString,
+            '/invora.billing.subscriptions.v2.SubscriptionsService/Create',
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -324,7 +372,7 @@ class SubscriptionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.subscriptions.v2.SubscriptionService/Update',
+            '/invora.billing.subscriptions.v2.SubscriptionsService/Update',
             invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
             invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateResponse.FromString,
             options,
@@ -351,9 +399,36 @@ class SubscriptionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.subscriptions.v2.SubscriptionService/Terminate',
+            '/invora.billing.subscriptions.v2.SubscriptionsService/Terminate',
             invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.TerminateRequest.SerializeToString,
             invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.TerminateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCharge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.subscriptions.v2.SubscriptionsService/UpdateCharge',
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateChargeRequest.SerializeToString,
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateChargeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -378,7 +453,7 @@ class SubscriptionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.subscriptions.v2.SubscriptionService/CreateChargeFilter',
+            '/invora.billing.subscriptions.v2.SubscriptionsService/CreateChargeFilter',
             invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateChargeFilterRequest.SerializeToString,
             invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateChargeFilterResponse.FromString,
             options,
@@ -392,7 +467,7 @@ class SubscriptionService:
             _registered_method=True)
 
     @staticmethod
-    def DeleteSubscriptionChargeFilter(request,
+    def UpdateChargeFilter(request,
             target,
             options=(),
             channel_credentials=None,
@@ -405,9 +480,9 @@ class SubscriptionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.subscriptions.v2.SubscriptionService/DeleteSubscriptionChargeFilter',
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.DeleteSubscriptionChargeFilterRequest.SerializeToString,
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.DeleteSubscriptionChargeFilterResponse.FromString,
+            '/invora.billing.subscriptions.v2.SubscriptionsService/UpdateChargeFilter',
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateChargeFilterRequest.SerializeToString,
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateChargeFilterResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -419,7 +494,7 @@ class SubscriptionService:
             _registered_method=True)
 
     @staticmethod
-    def RemoveSubscriptionEntitlement(request,
+    def DeleteChargeFilter(request,
             target,
             options=(),
             channel_credentials=None,
@@ -432,9 +507,9 @@ class SubscriptionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.subscriptions.v2.SubscriptionService/RemoveSubscriptionEntitlement',
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.RemoveSubscriptionEntitlementRequest.SerializeToString,
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.RemoveSubscriptionEntitlementResponse.FromString,
+            '/invora.billing.subscriptions.v2.SubscriptionsService/DeleteChargeFilter',
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.DeleteChargeFilterRequest.SerializeToString,
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.DeleteChargeFilterResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -446,7 +521,7 @@ class SubscriptionService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateSubscriptionCharge(request,
+    def CreateOrUpdateEntitlement(request,
             target,
             options=(),
             channel_credentials=None,
@@ -459,9 +534,9 @@ class SubscriptionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.subscriptions.v2.SubscriptionService/UpdateSubscriptionCharge',
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionChargeRequest.SerializeToString,
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionChargeResponse.FromString,
+            '/invora.billing.subscriptions.v2.SubscriptionsService/CreateOrUpdateEntitlement',
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateOrUpdateEntitlementRequest.SerializeToString,
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.CreateOrUpdateEntitlementResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -473,7 +548,7 @@ class SubscriptionService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateSubscriptionChargeFilter(request,
+    def GetEntitlement(request,
             target,
             options=(),
             channel_credentials=None,
@@ -486,9 +561,9 @@ class SubscriptionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.subscriptions.v2.SubscriptionService/UpdateSubscriptionChargeFilter',
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionChargeFilterRequest.SerializeToString,
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionChargeFilterResponse.FromString,
+            '/invora.billing.subscriptions.v2.SubscriptionsService/GetEntitlement',
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetEntitlementRequest.SerializeToString,
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.GetEntitlementResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -500,7 +575,7 @@ class SubscriptionService:
             _registered_method=True)
 
     @staticmethod
-    def UpdateSubscriptionFixedCharge(request,
+    def ListEntitlements(request,
             target,
             options=(),
             channel_credentials=None,
@@ -513,9 +588,63 @@ class SubscriptionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.subscriptions.v2.SubscriptionService/UpdateSubscriptionFixedCharge',
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionFixedChargeRequest.SerializeToString,
-            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateSubscriptionFixedChargeResponse.FromString,
+            '/invora.billing.subscriptions.v2.SubscriptionsService/ListEntitlements',
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListEntitlementsRequest.SerializeToString,
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.ListEntitlementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveEntitlement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.subscriptions.v2.SubscriptionsService/RemoveEntitlement',
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.RemoveEntitlementRequest.SerializeToString,
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.RemoveEntitlementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateFixedCharge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.subscriptions.v2.SubscriptionsService/UpdateFixedCharge',
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateFixedChargeRequest.SerializeToString,
+            invora_dot_billing_dot_subscriptions_dot_v2_dot_service__pb2.UpdateFixedChargeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,45 +30,51 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class SubscriptionServiceStub:
+class SubscriptionsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> SubscriptionServiceAsyncStub: ...
-    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
-    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    def __new__(cls, channel: _aio.Channel) -> SubscriptionsServiceAsyncStub: ...
     List: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]
+    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
     Update: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]
     Terminate: _grpc.UnaryUnaryMultiCallable[_service_pb2.TerminateRequest, _service_pb2.TerminateResponse]
+    UpdateCharge: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateChargeRequest, _service_pb2.UpdateChargeResponse]
     CreateChargeFilter: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateChargeFilterRequest, _service_pb2.CreateChargeFilterResponse]
-    DeleteSubscriptionChargeFilter: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteSubscriptionChargeFilterRequest, _service_pb2.DeleteSubscriptionChargeFilterResponse]
-    RemoveSubscriptionEntitlement: _grpc.UnaryUnaryMultiCallable[_service_pb2.RemoveSubscriptionEntitlementRequest, _service_pb2.RemoveSubscriptionEntitlementResponse]
-    UpdateSubscriptionCharge: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateSubscriptionChargeRequest, _service_pb2.UpdateSubscriptionChargeResponse]
-    UpdateSubscriptionChargeFilter: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateSubscriptionChargeFilterRequest, _service_pb2.UpdateSubscriptionChargeFilterResponse]
-    UpdateSubscriptionFixedCharge: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateSubscriptionFixedChargeRequest, _service_pb2.UpdateSubscriptionFixedChargeResponse]
+    UpdateChargeFilter: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateChargeFilterRequest, _service_pb2.UpdateChargeFilterResponse]
+    DeleteChargeFilter: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteChargeFilterRequest, _service_pb2.DeleteChargeFilterResponse]
+    CreateOrUpdateEntitlement: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateOrUpdateEntitlementRequest, _service_pb2.CreateOrUpdateEntitlementResponse]
+    GetEntitlement: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetEntitlementRequest, _service_pb2.GetEntitlementResponse]
+    ListEntitlements: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListEntitlementsRequest, _service_pb2.ListEntitlementsResponse]
+    RemoveEntitlement: _grpc.UnaryUnaryMultiCallable[_service_pb2.RemoveEntitlementRequest, _service_pb2.RemoveEntitlementResponse]
+    UpdateFixedCharge: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateFixedChargeRequest, _service_pb2.UpdateFixedChargeResponse]
 
 @_typing.type_check_only
-class SubscriptionServiceAsyncStub(SubscriptionServiceStub):
+class SubscriptionsServiceAsyncStub(SubscriptionsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
-    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
+    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
     Update: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]  # type: ignore[assignment]
     Terminate: _aio.UnaryUnaryMultiCallable[_service_pb2.TerminateRequest, _service_pb2.TerminateResponse]  # type: ignore[assignment]
+    UpdateCharge: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateChargeRequest, _service_pb2.UpdateChargeResponse]  # type: ignore[assignment]
     CreateChargeFilter: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateChargeFilterRequest, _service_pb2.CreateChargeFilterResponse]  # type: ignore[assignment]
-    DeleteSubscriptionChargeFilter: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteSubscriptionChargeFilterRequest, _service_pb2.DeleteSubscriptionChargeFilterResponse]  # type: ignore[assignment]
-    RemoveSubscriptionEntitlement: _aio.UnaryUnaryMultiCallable[_service_pb2.RemoveSubscriptionEntitlementRequest, _service_pb2.RemoveSubscriptionEntitlementResponse]  # type: ignore[assignment]
-    UpdateSubscriptionCharge: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateSubscriptionChargeRequest, _service_pb2.UpdateSubscriptionChargeResponse]  # type: ignore[assignment]
-    UpdateSubscriptionChargeFilter: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateSubscriptionChargeFilterRequest, _service_pb2.UpdateSubscriptionChargeFilterResponse]  # type: ignore[assignment]
-    UpdateSubscriptionFixedCharge: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateSubscriptionFixedChargeRequest, _service_pb2.UpdateSubscriptionFixedChargeResponse]  # type: ignore[assignment]
+    UpdateChargeFilter: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateChargeFilterRequest, _service_pb2.UpdateChargeFilterResponse]  # type: ignore[assignment]
+    DeleteChargeFilter: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteChargeFilterRequest, _service_pb2.DeleteChargeFilterResponse]  # type: ignore[assignment]
+    CreateOrUpdateEntitlement: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateOrUpdateEntitlementRequest, _service_pb2.CreateOrUpdateEntitlementResponse]  # type: ignore[assignment]
+    GetEntitlement: _aio.UnaryUnaryMultiCallable[_service_pb2.GetEntitlementRequest, _service_pb2.GetEntitlementResponse]  # type: ignore[assignment]
+    ListEntitlements: _aio.UnaryUnaryMultiCallable[_service_pb2.ListEntitlementsRequest, _service_pb2.ListEntitlementsResponse]  # type: ignore[assignment]
+    RemoveEntitlement: _aio.UnaryUnaryMultiCallable[_service_pb2.RemoveEntitlementRequest, _service_pb2.RemoveEntitlementResponse]  # type: ignore[assignment]
+    UpdateFixedCharge: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateFixedChargeRequest, _service_pb2.UpdateFixedChargeResponse]  # type: ignore[assignment]
 
-class SubscriptionServiceServicer(metaclass=_abc_1.ABCMeta):
+class SubscriptionsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
-    def Create(
+    def List(
         self,
-        request: _service_pb2.CreateRequest,
+        request: _service_pb2.ListRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
 
     @_abc_1.abstractmethod
     def Get(
@@ -78,11 +84,11 @@ class SubscriptionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
 
     @_abc_1.abstractmethod
-    def List(
+    def Create(
         self,
-        request: _service_pb2.ListRequest,
+        request: _service_pb2.CreateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
 
     @_abc_1.abstractmethod
     def Update(
@@ -99,6 +105,13 @@ class SubscriptionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.TerminateResponse, _abc.Awaitable[_service_pb2.TerminateResponse]]: ...
 
     @_abc_1.abstractmethod
+    def UpdateCharge(
+        self,
+        request: _service_pb2.UpdateChargeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.UpdateChargeResponse, _abc.Awaitable[_service_pb2.UpdateChargeResponse]]: ...
+
+    @_abc_1.abstractmethod
     def CreateChargeFilter(
         self,
         request: _service_pb2.CreateChargeFilterRequest,
@@ -106,38 +119,52 @@ class SubscriptionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.CreateChargeFilterResponse, _abc.Awaitable[_service_pb2.CreateChargeFilterResponse]]: ...
 
     @_abc_1.abstractmethod
-    def DeleteSubscriptionChargeFilter(
+    def UpdateChargeFilter(
         self,
-        request: _service_pb2.DeleteSubscriptionChargeFilterRequest,
+        request: _service_pb2.UpdateChargeFilterRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.DeleteSubscriptionChargeFilterResponse, _abc.Awaitable[_service_pb2.DeleteSubscriptionChargeFilterResponse]]: ...
+    ) -> _typing.Union[_service_pb2.UpdateChargeFilterResponse, _abc.Awaitable[_service_pb2.UpdateChargeFilterResponse]]: ...
 
     @_abc_1.abstractmethod
-    def RemoveSubscriptionEntitlement(
+    def DeleteChargeFilter(
         self,
-        request: _service_pb2.RemoveSubscriptionEntitlementRequest,
+        request: _service_pb2.DeleteChargeFilterRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.RemoveSubscriptionEntitlementResponse, _abc.Awaitable[_service_pb2.RemoveSubscriptionEntitlementResponse]]: ...
+    ) -> _typing.Union[_service_pb2.DeleteChargeFilterResponse, _abc.Awaitable[_service_pb2.DeleteChargeFilterResponse]]: ...
 
     @_abc_1.abstractmethod
-    def UpdateSubscriptionCharge(
+    def CreateOrUpdateEntitlement(
         self,
-        request: _service_pb2.UpdateSubscriptionChargeRequest,
+        request: _service_pb2.CreateOrUpdateEntitlementRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateSubscriptionChargeResponse, _abc.Awaitable[_service_pb2.UpdateSubscriptionChargeResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateOrUpdateEntitlementResponse, _abc.Awaitable[_service_pb2.CreateOrUpdateEntitlementResponse]]: ...
 
     @_abc_1.abstractmethod
-    def UpdateSubscriptionChargeFilter(
+    def GetEntitlement(
         self,
-        request: _service_pb2.UpdateSubscriptionChargeFilterRequest,
+        request: _service_pb2.GetEntitlementRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateSubscriptionChargeFilterResponse, _abc.Awaitable[_service_pb2.UpdateSubscriptionChargeFilterResponse]]: ...
+    ) -> _typing.Union[_service_pb2.GetEntitlementResponse, _abc.Awaitable[_service_pb2.GetEntitlementResponse]]: ...
 
     @_abc_1.abstractmethod
-    def UpdateSubscriptionFixedCharge(
+    def ListEntitlements(
         self,
-        request: _service_pb2.UpdateSubscriptionFixedChargeRequest,
+        request: _service_pb2.ListEntitlementsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateSubscriptionFixedChargeResponse, _abc.Awaitable[_service_pb2.UpdateSubscriptionFixedChargeResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListEntitlementsResponse, _abc.Awaitable[_service_pb2.ListEntitlementsResponse]]: ...
 
-def add_SubscriptionServiceServicer_to_server(servicer: SubscriptionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+    @_abc_1.abstractmethod
+    def RemoveEntitlement(
+        self,
+        request: _service_pb2.RemoveEntitlementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.RemoveEntitlementResponse, _abc.Awaitable[_service_pb2.RemoveEntitlementResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateFixedCharge(
+        self,
+        request: _service_pb2.UpdateFixedChargeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.UpdateFixedChargeResponse, _abc.Awaitable[_service_pb2.UpdateFixedChargeResponse]]: ...
+
+def add_SubscriptionsServiceServicer_to_server(servicer: SubscriptionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

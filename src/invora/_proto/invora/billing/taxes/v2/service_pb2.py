@@ -24,93 +24,75 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
-from google.protobuf import wrappers_pb2 as google_dot_protobuf_dot_wrappers__pb2
 from invora._proto.invora.billing.common.v2 import models_pb2 as invora_dot_billing_dot_common_dot_v2_dot_models__pb2
+from invora._proto.kernel import decimal_pb2 as kernel_dot_decimal__pb2
 from invora._proto.kernel import options_pb2 as kernel_dot_options__pb2
 from invora._proto.kernel import query_pb2 as kernel_dot_query__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%invora/billing/taxes/v2/service.proto\x12\x17invora.billing.taxes.v2\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a%invora/billing/common/v2/models.proto\x1a\x14kernel/options.proto\x1a\x12kernel/query.proto\"\x89\x02\n\x19\x42illingEntityTaxesRequest\x12\x33\n\x06\x66ilter\x18\x01 \x01(\x0b\x32#.invora.billing.taxes.v2.ListFilter\x12/\n\x04sort\x18\x02 \x01(\x0b\x32!.invora.billing.taxes.v2.ListSort\x12*\n\npagination\x18\x03 \x01(\x0b\x32\x16.kernel.PaginationInfo\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12+\n\x04view\x18\x0b \x01(\x0e\x32\x1d.invora.billing.taxes.v2.View\"\x9e\x01\n\x1a\x42illingEntityTaxesResponse\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32$.invora.billing.common.v2.BillingTax\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x36\n\x10next_page_cursor\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.StringValue\"C\n\nListFilter\x12\x35\n\x04part\x18\x01 \x01(\x0b\x32\'.invora.billing.taxes.v2.ListFilterPart\"5\n\x0eListFilterPart\x12\x1b\n\x11\x62illing_entity_id\x18\x01 \x01(\tH\x00\x42\x06\n\x04type\"@\n\x08ListSort\x12\x34\n\x05rules\x18\x01 \x03(\x0b\x32%.invora.billing.taxes.v2.ListSortRule\"C\n\x0cListSortRule\x12+\n\ncreated_at\x18\x01 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x42\x06\n\x04type\"t\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12+\n\x04view\x18\x0b \x01(\x0e\x32\x1d.invora.billing.taxes.v2.View\"@\n\x0bGetResponse\x12\x31\n\x03tax\x18\x01 \x01(\x0b\x32$.invora.billing.common.v2.BillingTax\"\xfb\x01\n\x0bListRequest\x12\x33\n\x06\x66ilter\x18\x01 \x01(\x0b\x32#.invora.billing.taxes.v2.ListFilter\x12/\n\x04sort\x18\x02 \x01(\x0b\x32!.invora.billing.taxes.v2.ListSort\x12*\n\npagination\x18\x03 \x01(\x0b\x32\x16.kernel.PaginationInfo\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12+\n\x04view\x18\x0b \x01(\x0e\x32\x1d.invora.billing.taxes.v2.View\"\x90\x01\n\x0cListResponse\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32$.invora.billing.common.v2.BillingTax\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x36\n\x10next_page_cursor\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.StringValue\"Y\n\x1e\x42illingEntityApplyTaxesRequest\x12\x37\n\x05input\x18\x01 \x01(\x0b\x32(.invora.billing.taxes.v2.ApplyTaxesInput\"j\n\x1f\x42illingEntityApplyTaxesResponse\x12G\n\x13\x61pply_taxes_payload\x18\x01 \x01(\x0b\x32*.invora.billing.taxes.v2.ApplyTaxesPayload\"[\n\x1f\x42illingEntityRemoveTaxesRequest\x12\x38\n\x05input\x18\x01 \x01(\x0b\x32).invora.billing.taxes.v2.RemoveTaxesInput\"m\n BillingEntityRemoveTaxesResponse\x12I\n\x14remove_taxes_payload\x18\x01 \x01(\x0b\x32+.invora.billing.taxes.v2.RemoveTaxesPayload\"G\n\rCreateRequest\x12\x36\n\x05input\x18\x01 \x01(\x0b\x32\'.invora.billing.taxes.v2.TaxCreateInput\"C\n\x0e\x43reateResponse\x12\x31\n\x03tax\x18\x01 \x01(\x0b\x32$.invora.billing.common.v2.BillingTax\"H\n\rDeleteRequest\x12\x37\n\x05input\x18\x01 \x01(\x0b\x32(.invora.billing.taxes.v2.DestroyTaxInput\"\x10\n\x0e\x44\x65leteResponse\"G\n\rUpdateRequest\x12\x36\n\x05input\x18\x01 \x01(\x0b\x32\'.invora.billing.taxes.v2.TaxUpdateInput\"C\n\x0eUpdateResponse\x12\x31\n\x03tax\x18\x01 \x01(\x0b\x32$.invora.billing.common.v2.BillingTax\"\xdc\x01\n\x0eTaxUpdateInput\x12$\n\x17\x61pplied_to_organization\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x11\n\x04\x63ode\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\n\n\x02id\x18\x04 \x01(\t\x12\x11\n\x04name\x18\x05 \x01(\tH\x03\x88\x01\x01\x12\x11\n\x04rate\x18\x06 \x01(\x01H\x04\x88\x01\x01\x42\x1a\n\x18_applied_to_organizationB\x07\n\x05_codeB\x0e\n\x0c_descriptionB\x07\n\x05_nameB\x07\n\x05_rate\"\x1d\n\x0f\x44\x65stroyTaxInput\x12\n\n\x02id\x18\x01 \x01(\t\"+\n\x11\x44\x65stroyTaxPayload\x12\x0f\n\x02id\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x05\n\x03_id\"d\n\x0eTaxCreateInput\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04rate\x18\x04 \x01(\x01\x42\x0e\n\x0c_description\"@\n\x10RemoveTaxesInput\x12\x19\n\x11\x62illing_entity_id\x18\x01 \x01(\t\x12\x11\n\ttax_codes\x18\x02 \x03(\t\"Q\n\x12RemoveTaxesPayload\x12;\n\rremoved_taxes\x18\x01 \x03(\x0b\x32$.invora.billing.common.v2.BillingTax\"?\n\x0f\x41pplyTaxesInput\x12\x19\n\x11\x62illing_entity_id\x18\x01 \x01(\t\x12\x11\n\ttax_codes\x18\x02 \x03(\t\"P\n\x11\x41pplyTaxesPayload\x12;\n\rapplied_taxes\x18\x01 \x03(\x0b\x32$.invora.billing.common.v2.BillingTax*;\n\x04View\x12\x14\n\x10VIEW_UNSPECIFIED\x10\x00\x12\x0e\n\nVIEW_BASIC\x10\x01\x12\r\n\tVIEW_FULL\x10\x02\x32\xb7\x0b\n\nTaxService\x12\x9f\x01\n\x06\x43reate\x12&.invora.billing.taxes.v2.CreateRequest\x1a\'.invora.billing.taxes.v2.CreateResponse\"D\xe2\xf2\x19 \n\x1eInvora.Billing.Taxes.v2.Create\x82\xd3\xe4\x93\x02\x1a\"\x15/api/v2/billing/taxes:\x01*\x12\x95\x01\n\x03Get\x12#.invora.billing.taxes.v2.GetRequest\x1a$.invora.billing.taxes.v2.GetResponse\"C\xe2\xf2\x19\x1d\n\x1bInvora.Billing.Taxes.v2.Get\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v2/billing/taxes/{id}\x12\x94\x01\n\x04List\x12$.invora.billing.taxes.v2.ListRequest\x1a%.invora.billing.taxes.v2.ListResponse\"?\xe2\xf2\x19\x1e\n\x1cInvora.Billing.Taxes.v2.List\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v2/billing/taxes\x12\x9f\x01\n\x06Update\x12&.invora.billing.taxes.v2.UpdateRequest\x1a\'.invora.billing.taxes.v2.UpdateResponse\"D\xe2\xf2\x19 \n\x1eInvora.Billing.Taxes.v2.Update\x82\xd3\xe4\x93\x02\x1a\x32\x15/api/v2/billing/taxes:\x01*\x12\x9c\x01\n\x06\x44\x65lete\x12&.invora.billing.taxes.v2.DeleteRequest\x1a\'.invora.billing.taxes.v2.DeleteResponse\"A\xe2\xf2\x19 \n\x1eInvora.Billing.Taxes.v2.Delete\x82\xd3\xe4\x93\x02\x17*\x15/api/v2/billing/taxes\x12\xe0\x01\n\x17\x42illingEntityApplyTaxes\x12\x37.invora.billing.taxes.v2.BillingEntityApplyTaxesRequest\x1a\x38.invora.billing.taxes.v2.BillingEntityApplyTaxesResponse\"R\xe2\xf2\x19\x31\n/Invora.Billing.Taxes.v2.BillingEntityApplyTaxes\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v2/billing/taxes\x12\xe4\x01\n\x18\x42illingEntityRemoveTaxes\x12\x38.invora.billing.taxes.v2.BillingEntityRemoveTaxesRequest\x1a\x39.invora.billing.taxes.v2.BillingEntityRemoveTaxesResponse\"S\xe2\xf2\x19\x32\n0Invora.Billing.Taxes.v2.BillingEntityRemoveTaxes\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v2/billing/taxes\x12\xcc\x01\n\x12\x42illingEntityTaxes\x12\x32.invora.billing.taxes.v2.BillingEntityTaxesRequest\x1a\x33.invora.billing.taxes.v2.BillingEntityTaxesResponse\"M\xe2\xf2\x19,\n*Invora.Billing.Taxes.v2.BillingEntityTaxes\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v2/billing/taxesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%invora/billing/taxes/v2/service.proto\x12\x17invora.billing.taxes.v2\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a%invora/billing/common/v2/models.proto\x1a\x14kernel/decimal.proto\x1a\x14kernel/options.proto\x1a\x12kernel/query.proto\"u\n\nGetRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12,\n\x04view\x18\x0b \x01(\x0e\x32\x1e.invora.billing.common.v2.View\"@\n\x0bGetResponse\x12\x31\n\x03tax\x18\x01 \x01(\x0b\x32$.invora.billing.common.v2.BillingTax\"\xfc\x01\n\x0bListRequest\x12\x33\n\x06\x66ilter\x18\x01 \x01(\x0b\x32#.invora.billing.taxes.v2.ListFilter\x12/\n\x04sort\x18\x02 \x01(\x0b\x32!.invora.billing.taxes.v2.ListSort\x12*\n\npagination\x18\x03 \x01(\x0b\x32\x16.kernel.PaginationInfo\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12,\n\x04view\x18\x0b \x01(\x0e\x32\x1e.invora.billing.common.v2.View\"\x8c\x01\n\x0cListResponse\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32$.invora.billing.common.v2.BillingTax\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x1d\n\x10next_page_cursor\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x13\n\x11_next_page_cursor\"X\n\nListFilter\x12\x35\n\x04part\x18\x01 \x01(\x0b\x32\'.invora.billing.taxes.v2.ListFilterPart\x12\x13\n\x0btext_search\x18\x02 \x01(\t\"5\n\x0eListFilterPart\x12\x1b\n\x11\x62illing_entity_id\x18\x01 \x01(\tH\x00\x42\x06\n\x04type\"@\n\x08ListSort\x12\x34\n\x05rules\x18\x01 \x03(\x0b\x32%.invora.billing.taxes.v2.ListSortRule\"C\n\x0cListSortRule\x12+\n\ncreated_at\x18\x01 \x01(\x0e\x32\x15.kernel.SortDirectionH\x00\x42\x06\n\x04type\"y\n\rCreateRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x18\n\x0b\x64\x65scription\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\"\n\x04rate\x18\x04 \x01(\x0b\x32\x14.kernel.DecimalValueB\x0e\n\x0c_description\"C\n\x0e\x43reateResponse\x12\x31\n\x03tax\x18\x01 \x01(\x0b\x32$.invora.billing.common.v2.BillingTax\"\xa2\x02\n\rUpdateRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x17\x61pplied_to_organization\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x11\n\x04\x63ode\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x11\n\x04name\x18\x05 \x01(\tH\x03\x88\x01\x01\x12\'\n\x04rate\x18\x06 \x01(\x0b\x32\x14.kernel.DecimalValueH\x04\x88\x01\x01\x12/\n\x0bupdate_mask\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x1a\n\x18_applied_to_organizationB\x07\n\x05_codeB\x0e\n\x0c_descriptionB\x07\n\x05_nameB\x07\n\x05_rate\"C\n\x0eUpdateResponse\x12\x31\n\x03tax\x18\x01 \x01(\x0b\x32$.invora.billing.common.v2.BillingTax\"\x1b\n\rDeleteRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x10\n\x0e\x44\x65leteResponse\"A\n\x11\x41pplyTaxesRequest\x12\x19\n\x11\x62illing_entity_id\x18\x01 \x01(\t\x12\x11\n\ttax_codes\x18\x02 \x03(\t\"Q\n\x12\x41pplyTaxesResponse\x12;\n\rapplied_taxes\x18\x01 \x03(\x0b\x32$.invora.billing.common.v2.BillingTax\"B\n\x12RemoveTaxesRequest\x12\x19\n\x11\x62illing_entity_id\x18\x01 \x01(\t\x12\x11\n\ttax_codes\x18\x02 \x03(\t\"R\n\x13RemoveTaxesResponse\x12;\n\rremoved_taxes\x18\x01 \x03(\x0b\x32$.invora.billing.common.v2.BillingTax\"\x8e\x02\n\x1dListBillingEntityTaxesRequest\x12\x33\n\x06\x66ilter\x18\x01 \x01(\x0b\x32#.invora.billing.taxes.v2.ListFilter\x12/\n\x04sort\x18\x02 \x01(\x0b\x32!.invora.billing.taxes.v2.ListSort\x12*\n\npagination\x18\x03 \x01(\x0b\x32\x16.kernel.PaginationInfo\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12,\n\x04view\x18\x0b \x01(\x0e\x32\x1e.invora.billing.common.v2.View\"\x9e\x01\n\x1eListBillingEntityTaxesResponse\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32$.invora.billing.common.v2.BillingTax\x12\x13\n\x0btotal_count\x18\x02 \x01(\x04\x12\x1d\n\x10next_page_cursor\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x13\n\x11_next_page_cursor2\xb3\x0b\n\x0cTaxesService\x12\x9c\x01\n\x04List\x12$.invora.billing.taxes.v2.ListRequest\x1a%.invora.billing.taxes.v2.ListResponse\"G\xe2\xf2\x19\x1e\n\x1cInvora.Billing.Taxes.v2.List\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/billing/v2/taxes/list:\x01*\x12\x95\x01\n\x03Get\x12#.invora.billing.taxes.v2.GetRequest\x1a$.invora.billing.taxes.v2.GetResponse\"C\xe2\xf2\x19\x1d\n\x1bInvora.Billing.Taxes.v2.Get\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/billing/v2/taxes/{id}\x12\xa6\x01\n\x06\x43reate\x12&.invora.billing.taxes.v2.CreateRequest\x1a\'.invora.billing.taxes.v2.CreateResponse\"K\xe2\xf2\x19\'\n%Invora.Billing.Taxes.v2.Modify.Create\x82\xd3\xe4\x93\x02\x1a\"\x15/api/billing/v2/taxes:\x01*\x12\xab\x01\n\x06Update\x12&.invora.billing.taxes.v2.UpdateRequest\x1a\'.invora.billing.taxes.v2.UpdateResponse\"P\xe2\xf2\x19\'\n%Invora.Billing.Taxes.v2.Modify.Update\x82\xd3\xe4\x93\x02\x1f\x1a\x1a/api/billing/v2/taxes/{id}:\x01*\x12\xad\x01\n\x06\x44\x65lete\x12&.invora.billing.taxes.v2.DeleteRequest\x1a\'.invora.billing.taxes.v2.DeleteResponse\"R\xe2\xf2\x19\'\n%Invora.Billing.Taxes.v2.Modify.Delete\x82\xd3\xe4\x93\x02!\"\x1c/api/billing/v2/taxes/delete:\x01*\x12\xbc\x01\n\nApplyTaxes\x12*.invora.billing.taxes.v2.ApplyTaxesRequest\x1a+.invora.billing.taxes.v2.ApplyTaxesResponse\"U\xe2\xf2\x19+\n)Invora.Billing.Taxes.v2.Modify.ApplyTaxes\x82\xd3\xe4\x93\x02 \"\x1b/api/billing/v2/taxes/apply:\x01*\x12\xc1\x01\n\x0bRemoveTaxes\x12+.invora.billing.taxes.v2.RemoveTaxesRequest\x1a,.invora.billing.taxes.v2.RemoveTaxesResponse\"W\xe2\xf2\x19,\n*Invora.Billing.Taxes.v2.Modify.RemoveTaxes\x82\xd3\xe4\x93\x02!\"\x1c/api/billing/v2/taxes/remove:\x01*\x12\xe1\x01\n\x16ListBillingEntityTaxes\x12\x36.invora.billing.taxes.v2.ListBillingEntityTaxesRequest\x1a\x37.invora.billing.taxes.v2.ListBillingEntityTaxesResponse\"V\xe2\xf2\x19\x1e\n\x1cInvora.Billing.Taxes.v2.List\x82\xd3\xe4\x93\x02.\")/api/billing/v2/taxes/billing-entity/list:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'invora.billing.taxes.v2.service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TAXSERVICE'].methods_by_name['Create']._loaded_options = None
-  _globals['_TAXSERVICE'].methods_by_name['Create']._serialized_options = b'\342\362\031 \n\036Invora.Billing.Taxes.v2.Create\202\323\344\223\002\032\"\025/api/v2/billing/taxes:\001*'
-  _globals['_TAXSERVICE'].methods_by_name['Get']._loaded_options = None
-  _globals['_TAXSERVICE'].methods_by_name['Get']._serialized_options = b'\342\362\031\035\n\033Invora.Billing.Taxes.v2.Get\202\323\344\223\002\034\022\032/api/v2/billing/taxes/{id}'
-  _globals['_TAXSERVICE'].methods_by_name['List']._loaded_options = None
-  _globals['_TAXSERVICE'].methods_by_name['List']._serialized_options = b'\342\362\031\036\n\034Invora.Billing.Taxes.v2.List\202\323\344\223\002\027\022\025/api/v2/billing/taxes'
-  _globals['_TAXSERVICE'].methods_by_name['Update']._loaded_options = None
-  _globals['_TAXSERVICE'].methods_by_name['Update']._serialized_options = b'\342\362\031 \n\036Invora.Billing.Taxes.v2.Update\202\323\344\223\002\0322\025/api/v2/billing/taxes:\001*'
-  _globals['_TAXSERVICE'].methods_by_name['Delete']._loaded_options = None
-  _globals['_TAXSERVICE'].methods_by_name['Delete']._serialized_options = b'\342\362\031 \n\036Invora.Billing.Taxes.v2.Delete\202\323\344\223\002\027*\025/api/v2/billing/taxes'
-  _globals['_TAXSERVICE'].methods_by_name['BillingEntityApplyTaxes']._loaded_options = None
-  _globals['_TAXSERVICE'].methods_by_name['BillingEntityApplyTaxes']._serialized_options = b'\342\362\0311\n/Invora.Billing.Taxes.v2.BillingEntityApplyTaxes\202\323\344\223\002\027\022\025/api/v2/billing/taxes'
-  _globals['_TAXSERVICE'].methods_by_name['BillingEntityRemoveTaxes']._loaded_options = None
-  _globals['_TAXSERVICE'].methods_by_name['BillingEntityRemoveTaxes']._serialized_options = b'\342\362\0312\n0Invora.Billing.Taxes.v2.BillingEntityRemoveTaxes\202\323\344\223\002\027\022\025/api/v2/billing/taxes'
-  _globals['_TAXSERVICE'].methods_by_name['BillingEntityTaxes']._loaded_options = None
-  _globals['_TAXSERVICE'].methods_by_name['BillingEntityTaxes']._serialized_options = b'\342\362\031,\n*Invora.Billing.Taxes.v2.BillingEntityTaxes\202\323\344\223\002\027\022\025/api/v2/billing/taxes'
-  _globals['_VIEW']._serialized_start=2992
-  _globals['_VIEW']._serialized_end=3051
-  _globals['_BILLINGENTITYTAXESREQUEST']._serialized_start=244
-  _globals['_BILLINGENTITYTAXESREQUEST']._serialized_end=509
-  _globals['_BILLINGENTITYTAXESRESPONSE']._serialized_start=512
-  _globals['_BILLINGENTITYTAXESRESPONSE']._serialized_end=670
-  _globals['_LISTFILTER']._serialized_start=672
-  _globals['_LISTFILTER']._serialized_end=739
-  _globals['_LISTFILTERPART']._serialized_start=741
-  _globals['_LISTFILTERPART']._serialized_end=794
-  _globals['_LISTSORT']._serialized_start=796
-  _globals['_LISTSORT']._serialized_end=860
-  _globals['_LISTSORTRULE']._serialized_start=862
-  _globals['_LISTSORTRULE']._serialized_end=929
-  _globals['_GETREQUEST']._serialized_start=931
-  _globals['_GETREQUEST']._serialized_end=1047
-  _globals['_GETRESPONSE']._serialized_start=1049
-  _globals['_GETRESPONSE']._serialized_end=1113
-  _globals['_LISTREQUEST']._serialized_start=1116
-  _globals['_LISTREQUEST']._serialized_end=1367
-  _globals['_LISTRESPONSE']._serialized_start=1370
-  _globals['_LISTRESPONSE']._serialized_end=1514
-  _globals['_BILLINGENTITYAPPLYTAXESREQUEST']._serialized_start=1516
-  _globals['_BILLINGENTITYAPPLYTAXESREQUEST']._serialized_end=1605
-  _globals['_BILLINGENTITYAPPLYTAXESRESPONSE']._serialized_start=1607
-  _globals['_BILLINGENTITYAPPLYTAXESRESPONSE']._serialized_end=1713
-  _globals['_BILLINGENTITYREMOVETAXESREQUEST']._serialized_start=1715
-  _globals['_BILLINGENTITYREMOVETAXESREQUEST']._serialized_end=1806
-  _globals['_BILLINGENTITYREMOVETAXESRESPONSE']._serialized_start=1808
-  _globals['_BILLINGENTITYREMOVETAXESRESPONSE']._serialized_end=1917
-  _globals['_CREATEREQUEST']._serialized_start=1919
-  _globals['_CREATEREQUEST']._serialized_end=1990
-  _globals['_CREATERESPONSE']._serialized_start=1992
-  _globals['_CREATERESPONSE']._serialized_end=2059
-  _globals['_DELETEREQUEST']._serialized_start=2061
-  _globals['_DELETEREQUEST']._serialized_end=2133
-  _globals['_DELETERESPONSE']._serialized_start=2135
-  _globals['_DELETERESPONSE']._serialized_end=2151
-  _globals['_UPDATEREQUEST']._serialized_start=2153
-  _globals['_UPDATEREQUEST']._serialized_end=2224
-  _globals['_UPDATERESPONSE']._serialized_start=2226
-  _globals['_UPDATERESPONSE']._serialized_end=2293
-  _globals['_TAXUPDATEINPUT']._serialized_start=2296
-  _globals['_TAXUPDATEINPUT']._serialized_end=2516
-  _globals['_DESTROYTAXINPUT']._serialized_start=2518
-  _globals['_DESTROYTAXINPUT']._serialized_end=2547
-  _globals['_DESTROYTAXPAYLOAD']._serialized_start=2549
-  _globals['_DESTROYTAXPAYLOAD']._serialized_end=2592
-  _globals['_TAXCREATEINPUT']._serialized_start=2594
-  _globals['_TAXCREATEINPUT']._serialized_end=2694
-  _globals['_REMOVETAXESINPUT']._serialized_start=2696
-  _globals['_REMOVETAXESINPUT']._serialized_end=2760
-  _globals['_REMOVETAXESPAYLOAD']._serialized_start=2762
-  _globals['_REMOVETAXESPAYLOAD']._serialized_end=2843
-  _globals['_APPLYTAXESINPUT']._serialized_start=2845
-  _globals['_APPLYTAXESINPUT']._serialized_end=2908
-  _globals['_APPLYTAXESPAYLOAD']._serialized_start=2910
-  _globals['_APPLYTAXESPAYLOAD']._serialized_end=2990
-  _globals['_TAXSERVICE']._serialized_start=3054
-  _globals['_TAXSERVICE']._serialized_end=4517
+  _globals['_TAXESSERVICE'].methods_by_name['List']._loaded_options = None
+  _globals['_TAXESSERVICE'].methods_by_name['List']._serialized_options = b'\342\362\031\036\n\034Invora.Billing.Taxes.v2.List\202\323\344\223\002\037\"\032/api/billing/v2/taxes/list:\001*'
+  _globals['_TAXESSERVICE'].methods_by_name['Get']._loaded_options = None
+  _globals['_TAXESSERVICE'].methods_by_name['Get']._serialized_options = b'\342\362\031\035\n\033Invora.Billing.Taxes.v2.Get\202\323\344\223\002\034\022\032/api/billing/v2/taxes/{id}'
+  _globals['_TAXESSERVICE'].methods_by_name['Create']._loaded_options = None
+  _globals['_TAXESSERVICE'].methods_by_name['Create']._serialized_options = b'\342\362\031\'\n%Invora.Billing.Taxes.v2.Modify.Create\202\323\344\223\002\032\"\025/api/billing/v2/taxes:\001*'
+  _globals['_TAXESSERVICE'].methods_by_name['Update']._loaded_options = None
+  _globals['_TAXESSERVICE'].methods_by_name['Update']._serialized_options = b'\342\362\031\'\n%Invora.Billing.Taxes.v2.Modify.Update\202\323\344\223\002\037\032\032/api/billing/v2/taxes/{id}:\001*'
+  _globals['_TAXESSERVICE'].methods_by_name['Delete']._loaded_options = None
+  _globals['_TAXESSERVICE'].methods_by_name['Delete']._serialized_options = b'\342\362\031\'\n%Invora.Billing.Taxes.v2.Modify.Delete\202\323\344\223\002!\"\034/api/billing/v2/taxes/delete:\001*'
+  _globals['_TAXESSERVICE'].methods_by_name['ApplyTaxes']._loaded_options = None
+  _globals['_TAXESSERVICE'].methods_by_name['ApplyTaxes']._serialized_options = b'\342\362\031+\n)Invora.Billing.Taxes.v2.Modify.ApplyTaxes\202\323\344\223\002 \"\033/api/billing/v2/taxes/apply:\001*'
+  _globals['_TAXESSERVICE'].methods_by_name['RemoveTaxes']._loaded_options = None
+  _globals['_TAXESSERVICE'].methods_by_name['RemoveTaxes']._serialized_options = b'\342\362\031,\n*Invora.Billing.Taxes.v2.Modify.RemoveTaxes\202\323\344\223\002!\"\034/api/billing/v2/taxes/remove:\001*'
+  _globals['_TAXESSERVICE'].methods_by_name['ListBillingEntityTaxes']._loaded_options = None
+  _globals['_TAXESSERVICE'].methods_by_name['ListBillingEntityTaxes']._serialized_options = b'\342\362\031\036\n\034Invora.Billing.Taxes.v2.List\202\323\344\223\002.\")/api/billing/v2/taxes/billing-entity/list:\001*'
+  _globals['_GETREQUEST']._serialized_start=233
+  _globals['_GETREQUEST']._serialized_end=350
+  _globals['_GETRESPONSE']._serialized_start=352
+  _globals['_GETRESPONSE']._serialized_end=416
+  _globals['_LISTREQUEST']._serialized_start=419
+  _globals['_LISTREQUEST']._serialized_end=671
+  _globals['_LISTRESPONSE']._serialized_start=674
+  _globals['_LISTRESPONSE']._serialized_end=814
+  _globals['_LISTFILTER']._serialized_start=816
+  _globals['_LISTFILTER']._serialized_end=904
+  _globals['_LISTFILTERPART']._serialized_start=906
+  _globals['_LISTFILTERPART']._serialized_end=959
+  _globals['_LISTSORT']._serialized_start=961
+  _globals['_LISTSORT']._serialized_end=1025
+  _globals['_LISTSORTRULE']._serialized_start=1027
+  _globals['_LISTSORTRULE']._serialized_end=1094
+  _globals['_CREATEREQUEST']._serialized_start=1096
+  _globals['_CREATEREQUEST']._serialized_end=1217
+  _globals['_CREATERESPONSE']._serialized_start=1219
+  _globals['_CREATERESPONSE']._serialized_end=1286
+  _globals['_UPDATEREQUEST']._serialized_start=1289
+  _globals['_UPDATEREQUEST']._serialized_end=1579
+  _globals['_UPDATERESPONSE']._serialized_start=1581
+  _globals['_UPDATERESPONSE']._serialized_end=1648
+  _globals['_DELETEREQUEST']._serialized_start=1650
+  _globals['_DELETEREQUEST']._serialized_end=1677
+  _globals['_DELETERESPONSE']._serialized_start=1679
+  _globals['_DELETERESPONSE']._serialized_end=1695
+  _globals['_APPLYTAXESREQUEST']._serialized_start=1697
+  _globals['_APPLYTAXESREQUEST']._serialized_end=1762
+  _globals['_APPLYTAXESRESPONSE']._serialized_start=1764
+  _globals['_APPLYTAXESRESPONSE']._serialized_end=1845
+  _globals['_REMOVETAXESREQUEST']._serialized_start=1847
+  _globals['_REMOVETAXESREQUEST']._serialized_end=1913
+  _globals['_REMOVETAXESRESPONSE']._serialized_start=1915
+  _globals['_REMOVETAXESRESPONSE']._serialized_end=1997
+  _globals['_LISTBILLINGENTITYTAXESREQUEST']._serialized_start=2000
+  _globals['_LISTBILLINGENTITYTAXESREQUEST']._serialized_end=2270
+  _globals['_LISTBILLINGENTITYTAXESRESPONSE']._serialized_start=2273
+  _globals['_LISTBILLINGENTITYTAXESRESPONSE']._serialized_end=2431
+  _globals['_TAXESSERVICE']._serialized_start=2434
+  _globals['_TAXESSERVICE']._serialized_end=3893
 # @@protoc_insertion_point(module_scope)

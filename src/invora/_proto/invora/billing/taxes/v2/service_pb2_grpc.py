@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class TaxServiceStub:
+class TaxesServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,52 +34,52 @@ class TaxServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Create = channel.unary_unary(
-                '/invora.billing.taxes.v2.TaxService/Create',
-                request_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.CreateResponse.FromString,
-                _registered_method=True)
-        self.Get = channel.unary_unary(
-                '/invora.billing.taxes.v2.TaxService/Get',
-                request_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.taxes.v2.TaxService/List',
+                '/invora.billing.taxes.v2.TaxesService/List',
                 request_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/invora.billing.taxes.v2.TaxesService/Get',
+                request_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.GetResponse.FromString,
+                _registered_method=True)
+        self.Create = channel.unary_unary(
+                '/invora.billing.taxes.v2.TaxesService/Create',
+                request_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.CreateResponse.FromString,
+                _registered_method=True)
         self.Update = channel.unary_unary(
-                '/invora.billing.taxes.v2.TaxService/Update',
+                '/invora.billing.taxes.v2.TaxesService/Update',
                 request_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.UpdateResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
-                '/invora.billing.taxes.v2.TaxService/Delete',
+                '/invora.billing.taxes.v2.TaxesService/Delete',
                 request_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.DeleteResponse.FromString,
                 _registered_method=True)
-        self.BillingEntityApplyTaxes = channel.unary_unary(
-                '/invora.billing.taxes.v2.TaxService/BillingEntityApplyTaxes',
-                request_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityApplyTaxesRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityApplyTaxesResponse.FromString,
+        self.ApplyTaxes = channel.unary_unary(
+                '/invora.billing.taxes.v2.TaxesService/ApplyTaxes',
+                request_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ApplyTaxesRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ApplyTaxesResponse.FromString,
                 _registered_method=True)
-        self.BillingEntityRemoveTaxes = channel.unary_unary(
-                '/invora.billing.taxes.v2.TaxService/BillingEntityRemoveTaxes',
-                request_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityRemoveTaxesRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityRemoveTaxesResponse.FromString,
+        self.RemoveTaxes = channel.unary_unary(
+                '/invora.billing.taxes.v2.TaxesService/RemoveTaxes',
+                request_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.RemoveTaxesRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.RemoveTaxesResponse.FromString,
                 _registered_method=True)
-        self.BillingEntityTaxes = channel.unary_unary(
-                '/invora.billing.taxes.v2.TaxService/BillingEntityTaxes',
-                request_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityTaxesRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityTaxesResponse.FromString,
+        self.ListBillingEntityTaxes = channel.unary_unary(
+                '/invora.billing.taxes.v2.TaxesService/ListBillingEntityTaxes',
+                request_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListBillingEntityTaxesRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListBillingEntityTaxesResponse.FromString,
                 _registered_method=True)
 
 
-class TaxServiceServicer:
+class TaxesServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Create(self, request, context):
+    def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,7 +91,7 @@ class TaxServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def List(self, request, context):
+    def Create(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,41 +109,41 @@ class TaxServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def BillingEntityApplyTaxes(self, request, context):
+    def ApplyTaxes(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def BillingEntityRemoveTaxes(self, request, context):
+    def RemoveTaxes(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def BillingEntityTaxes(self, request, context):
+    def ListBillingEntityTaxes(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_TaxServiceServicer_to_server(servicer, server):
+def add_TaxesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Create': grpc.unary_unary_rpc_method_handler(
-                    servicer.Create,
-                    request_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.CreateRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.GetRequest.FromString,
                     response_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
-            'List': grpc.unary_unary_rpc_method_handler(
-                    servicer.List,
-                    request_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.CreateRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
             ),
             'Update': grpc.unary_unary_rpc_method_handler(
                     servicer.Update,
@@ -155,34 +155,34 @@ def add_TaxServiceServicer_to_server(servicer, server):
                     request_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.DeleteRequest.FromString,
                     response_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.DeleteResponse.SerializeToString,
             ),
-            'BillingEntityApplyTaxes': grpc.unary_unary_rpc_method_handler(
-                    servicer.BillingEntityApplyTaxes,
-                    request_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityApplyTaxesRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityApplyTaxesResponse.SerializeToString,
+            'ApplyTaxes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyTaxes,
+                    request_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ApplyTaxesRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ApplyTaxesResponse.SerializeToString,
             ),
-            'BillingEntityRemoveTaxes': grpc.unary_unary_rpc_method_handler(
-                    servicer.BillingEntityRemoveTaxes,
-                    request_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityRemoveTaxesRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityRemoveTaxesResponse.SerializeToString,
+            'RemoveTaxes': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveTaxes,
+                    request_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.RemoveTaxesRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.RemoveTaxesResponse.SerializeToString,
             ),
-            'BillingEntityTaxes': grpc.unary_unary_rpc_method_handler(
-                    servicer.BillingEntityTaxes,
-                    request_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityTaxesRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityTaxesResponse.SerializeToString,
+            'ListBillingEntityTaxes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBillingEntityTaxes,
+                    request_deserializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListBillingEntityTaxesRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListBillingEntityTaxesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.taxes.v2.TaxService', rpc_method_handlers)
+            'invora.billing.taxes.v2.TaxesService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.taxes.v2.TaxService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.taxes.v2.TaxesService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class TaxService:
+class TaxesService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Create(request,
+    def List(request,
             target,
             options=(),
             channel_credentials=None,
@@ -195,9 +195,9 @@ class TaxService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.taxes.v2.TaxService/Create',
-            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.CreateResponse.FromString,
+            '/invora.billing.taxes.v2.TaxesService/List',
+            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
+            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -222,7 +222,7 @@ class TaxService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.taxes.v2.TaxService/Get',
+            '/invora.billing.taxes.v2.TaxesService/Get',
             invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
             invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
@@ -236,7 +236,7 @@ class TaxService:
             _registered_method=True)
 
     @staticmethod
-    def List(request,
+    def Create(request,
             target,
             options=(),
             channel_credentials=None,
@@ -249,9 +249,9 @@ class TaxService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.taxes.v2.TaxService/List',
-            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
-            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListResponse.FromString,
+            '/invora.billing.taxes.v2.TaxesService/Create',
+            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.CreateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -276,7 +276,7 @@ class TaxService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.taxes.v2.TaxService/Update',
+            '/invora.billing.taxes.v2.TaxesService/Update',
             invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
             invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.UpdateResponse.FromString,
             options,
@@ -303,7 +303,7 @@ class TaxService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.taxes.v2.TaxService/Delete',
+            '/invora.billing.taxes.v2.TaxesService/Delete',
             invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
             invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.DeleteResponse.FromString,
             options,
@@ -317,7 +317,7 @@ class TaxService:
             _registered_method=True)
 
     @staticmethod
-    def BillingEntityApplyTaxes(request,
+    def ApplyTaxes(request,
             target,
             options=(),
             channel_credentials=None,
@@ -330,9 +330,9 @@ class TaxService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.taxes.v2.TaxService/BillingEntityApplyTaxes',
-            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityApplyTaxesRequest.SerializeToString,
-            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityApplyTaxesResponse.FromString,
+            '/invora.billing.taxes.v2.TaxesService/ApplyTaxes',
+            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ApplyTaxesRequest.SerializeToString,
+            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ApplyTaxesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -344,7 +344,7 @@ class TaxService:
             _registered_method=True)
 
     @staticmethod
-    def BillingEntityRemoveTaxes(request,
+    def RemoveTaxes(request,
             target,
             options=(),
             channel_credentials=None,
@@ -357,9 +357,9 @@ class TaxService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.taxes.v2.TaxService/BillingEntityRemoveTaxes',
-            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityRemoveTaxesRequest.SerializeToString,
-            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityRemoveTaxesResponse.FromString,
+            '/invora.billing.taxes.v2.TaxesService/RemoveTaxes',
+            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.RemoveTaxesRequest.SerializeToString,
+            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.RemoveTaxesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -371,7 +371,7 @@ class TaxService:
             _registered_method=True)
 
     @staticmethod
-    def BillingEntityTaxes(request,
+    def ListBillingEntityTaxes(request,
             target,
             options=(),
             channel_credentials=None,
@@ -384,9 +384,9 @@ class TaxService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.taxes.v2.TaxService/BillingEntityTaxes',
-            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityTaxesRequest.SerializeToString,
-            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.BillingEntityTaxesResponse.FromString,
+            '/invora.billing.taxes.v2.TaxesService/ListBillingEntityTaxes',
+            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListBillingEntityTaxesRequest.SerializeToString,
+            invora_dot_billing_dot_taxes_dot_v2_dot_service__pb2.ListBillingEntityTaxesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,39 +30,39 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class TaxServiceStub:
+class TaxesServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> TaxServiceAsyncStub: ...
-    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
-    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    def __new__(cls, channel: _aio.Channel) -> TaxesServiceAsyncStub: ...
     List: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]
+    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
     Update: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]
     Delete: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]
-    BillingEntityApplyTaxes: _grpc.UnaryUnaryMultiCallable[_service_pb2.BillingEntityApplyTaxesRequest, _service_pb2.BillingEntityApplyTaxesResponse]
-    BillingEntityRemoveTaxes: _grpc.UnaryUnaryMultiCallable[_service_pb2.BillingEntityRemoveTaxesRequest, _service_pb2.BillingEntityRemoveTaxesResponse]
-    BillingEntityTaxes: _grpc.UnaryUnaryMultiCallable[_service_pb2.BillingEntityTaxesRequest, _service_pb2.BillingEntityTaxesResponse]
+    ApplyTaxes: _grpc.UnaryUnaryMultiCallable[_service_pb2.ApplyTaxesRequest, _service_pb2.ApplyTaxesResponse]
+    RemoveTaxes: _grpc.UnaryUnaryMultiCallable[_service_pb2.RemoveTaxesRequest, _service_pb2.RemoveTaxesResponse]
+    ListBillingEntityTaxes: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListBillingEntityTaxesRequest, _service_pb2.ListBillingEntityTaxesResponse]
 
 @_typing.type_check_only
-class TaxServiceAsyncStub(TaxServiceStub):
+class TaxesServiceAsyncStub(TaxesServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
-    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
+    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
     Update: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]  # type: ignore[assignment]
-    BillingEntityApplyTaxes: _aio.UnaryUnaryMultiCallable[_service_pb2.BillingEntityApplyTaxesRequest, _service_pb2.BillingEntityApplyTaxesResponse]  # type: ignore[assignment]
-    BillingEntityRemoveTaxes: _aio.UnaryUnaryMultiCallable[_service_pb2.BillingEntityRemoveTaxesRequest, _service_pb2.BillingEntityRemoveTaxesResponse]  # type: ignore[assignment]
-    BillingEntityTaxes: _aio.UnaryUnaryMultiCallable[_service_pb2.BillingEntityTaxesRequest, _service_pb2.BillingEntityTaxesResponse]  # type: ignore[assignment]
+    ApplyTaxes: _aio.UnaryUnaryMultiCallable[_service_pb2.ApplyTaxesRequest, _service_pb2.ApplyTaxesResponse]  # type: ignore[assignment]
+    RemoveTaxes: _aio.UnaryUnaryMultiCallable[_service_pb2.RemoveTaxesRequest, _service_pb2.RemoveTaxesResponse]  # type: ignore[assignment]
+    ListBillingEntityTaxes: _aio.UnaryUnaryMultiCallable[_service_pb2.ListBillingEntityTaxesRequest, _service_pb2.ListBillingEntityTaxesResponse]  # type: ignore[assignment]
 
-class TaxServiceServicer(metaclass=_abc_1.ABCMeta):
+class TaxesServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
-    def Create(
+    def List(
         self,
-        request: _service_pb2.CreateRequest,
+        request: _service_pb2.ListRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
 
     @_abc_1.abstractmethod
     def Get(
@@ -72,11 +72,11 @@ class TaxServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
 
     @_abc_1.abstractmethod
-    def List(
+    def Create(
         self,
-        request: _service_pb2.ListRequest,
+        request: _service_pb2.CreateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
 
     @_abc_1.abstractmethod
     def Update(
@@ -93,24 +93,24 @@ class TaxServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.DeleteResponse, _abc.Awaitable[_service_pb2.DeleteResponse]]: ...
 
     @_abc_1.abstractmethod
-    def BillingEntityApplyTaxes(
+    def ApplyTaxes(
         self,
-        request: _service_pb2.BillingEntityApplyTaxesRequest,
+        request: _service_pb2.ApplyTaxesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.BillingEntityApplyTaxesResponse, _abc.Awaitable[_service_pb2.BillingEntityApplyTaxesResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ApplyTaxesResponse, _abc.Awaitable[_service_pb2.ApplyTaxesResponse]]: ...
 
     @_abc_1.abstractmethod
-    def BillingEntityRemoveTaxes(
+    def RemoveTaxes(
         self,
-        request: _service_pb2.BillingEntityRemoveTaxesRequest,
+        request: _service_pb2.RemoveTaxesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.BillingEntityRemoveTaxesResponse, _abc.Awaitable[_service_pb2.BillingEntityRemoveTaxesResponse]]: ...
+    ) -> _typing.Union[_service_pb2.RemoveTaxesResponse, _abc.Awaitable[_service_pb2.RemoveTaxesResponse]]: ...
 
     @_abc_1.abstractmethod
-    def BillingEntityTaxes(
+    def ListBillingEntityTaxes(
         self,
-        request: _service_pb2.BillingEntityTaxesRequest,
+        request: _service_pb2.ListBillingEntityTaxesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.BillingEntityTaxesResponse, _abc.Awaitable[_service_pb2.BillingEntityTaxesResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListBillingEntityTaxesResponse, _abc.Awaitable[_service_pb2.ListBillingEntityTaxesResponse]]: ...
 
-def add_TaxServiceServicer_to_server(servicer: TaxServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+def add_TaxesServiceServicer_to_server(servicer: TaxesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -12,9 +12,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from invora._proto.invora.billing.common.v2 import models_pb2 as _models_pb2
 from invora._proto.kernel import query_pb2 as _query_pb2
 import builtins as _builtins
@@ -28,22 +26,156 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _View:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
+@_typing.final
+class ListRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
 
-class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    VIEW_UNSPECIFIED: _View.ValueType  # 0
-    VIEW_BASIC: _View.ValueType  # 1
-    VIEW_FULL: _View.ValueType  # 2
+    FILTER_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def filter(self) -> Global___ListWalletFilter: ...
+    @_builtins.property
+    def sort(self) -> Global___ListWalletSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        filter: Global___ListWalletFilter | None = ...,
+        sort: Global___ListWalletSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-class View(_View, metaclass=_ViewEnumTypeWrapper): ...
+Global___ListRequest: _TypeAlias = ListRequest  # noqa: Y015
 
-VIEW_UNSPECIFIED: View.ValueType  # 0
-VIEW_BASIC: View.ValueType  # 1
-VIEW_FULL: View.ValueType  # 2
-Global___View: _TypeAlias = View  # noqa: Y015
+@_typing.final
+class ListResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingWallet]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.BillingWallet] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
+
+@_typing.final
+class ListWalletFilter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PART_FIELD_NUMBER: _builtins.int
+    TEXT_SEARCH_FIELD_NUMBER: _builtins.int
+    text_search: _builtins.str
+    @_builtins.property
+    def part(self) -> Global___ListWalletFilterPart: ...
+    def __init__(
+        self,
+        *,
+        part: Global___ListWalletFilterPart | None = ...,
+        text_search: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["part", b"part", "text_search", b"text_search"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWalletFilter: _TypeAlias = ListWalletFilter  # noqa: Y015
+
+@_typing.final
+class ListWalletFilterPart(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    currency: _models_pb2.CurrencyEnum.ValueType
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        currency: _models_pb2.CurrencyEnum.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "customer_id", b"customer_id", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "customer_id", b"customer_id", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["customer_id", "currency"]  # noqa: Y015
+    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
+
+Global___ListWalletFilterPart: _TypeAlias = ListWalletFilterPart  # noqa: Y015
+
+@_typing.final
+class ListWalletSort(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListWalletSortRule]: ...
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[Global___ListWalletSortRule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWalletSort: _TypeAlias = ListWalletSort  # noqa: Y015
+
+@_typing.final
+class ListWalletSortRule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    created_at: _query_pb2.SortDirection.ValueType
+    def __init__(
+        self,
+        *,
+        created_at: _query_pb2.SortDirection.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["created_at"]  # noqa: Y015
+    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
+
+Global___ListWalletSortRule: _TypeAlias = ListWalletSortRule  # noqa: Y015
 
 @_typing.final
 class GetRequest(_message.Message):
@@ -53,7 +185,7 @@ class GetRequest(_message.Message):
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
@@ -61,7 +193,7 @@ class GetRequest(_message.Message):
         *,
         id: _builtins.str = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -92,987 +224,7 @@ class GetResponse(_message.Message):
 Global___GetResponse: _TypeAlias = GetResponse  # noqa: Y015
 
 @_typing.final
-class GetTransactionRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    view: Global___View.ValueType
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetTransactionRequest: _TypeAlias = GetTransactionRequest  # noqa: Y015
-
-@_typing.final
-class GetTransactionResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    WALLET_TRANSACTION_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def wallet_transaction(self) -> _models_pb2.BillingWalletTransaction: ...
-    def __init__(
-        self,
-        *,
-        wallet_transaction: _models_pb2.BillingWalletTransaction | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["wallet_transaction", b"wallet_transaction"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["wallet_transaction", b"wallet_transaction"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetTransactionResponse: _TypeAlias = GetTransactionResponse  # noqa: Y015
-
-@_typing.final
-class ListTransactionConsumptionsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListTransactionConsumptionsRequest: _TypeAlias = ListTransactionConsumptionsRequest  # noqa: Y015
-
-@_typing.final
-class ListTransactionConsumptionsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___WalletTransactionConsumption]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[Global___WalletTransactionConsumption] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListTransactionConsumptionsResponse: _TypeAlias = ListTransactionConsumptionsResponse  # noqa: Y015
-
-@_typing.final
-class ListFilter(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    PART_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def part(self) -> Global___ListFilterPart: ...
-    def __init__(
-        self,
-        *,
-        part: Global___ListFilterPart | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListFilter: _TypeAlias = ListFilter  # noqa: Y015
-
-@_typing.final
-class ListFilterPart(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    WALLET_TRANSACTION_ID_FIELD_NUMBER: _builtins.int
-    wallet_transaction_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        wallet_transaction_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["type", b"type", "wallet_transaction_id", b"wallet_transaction_id"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["type", b"type", "wallet_transaction_id", b"wallet_transaction_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["wallet_transaction_id"]  # noqa: Y015
-    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
-
-Global___ListFilterPart: _TypeAlias = ListFilterPart  # noqa: Y015
-
-@_typing.final
-class ListSort(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    RULES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListSortRule]: ...
-    def __init__(
-        self,
-        *,
-        rules: _abc.Iterable[Global___ListSortRule] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListSort: _TypeAlias = ListSort  # noqa: Y015
-
-@_typing.final
-class ListSortRule(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CREATED_AT_FIELD_NUMBER: _builtins.int
-    created_at: _query_pb2.SortDirection.ValueType
-    def __init__(
-        self,
-        *,
-        created_at: _query_pb2.SortDirection.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["created_at"]  # noqa: Y015
-    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
-
-Global___ListSortRule: _TypeAlias = ListSortRule  # noqa: Y015
-
-@_typing.final
-class ListTransactionFundingsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListTransactionFundingsRequest: _TypeAlias = ListTransactionFundingsRequest  # noqa: Y015
-
-@_typing.final
-class ListTransactionFundingsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___WalletTransactionFunding]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[Global___WalletTransactionFunding] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListTransactionFundingsResponse: _TypeAlias = ListTransactionFundingsResponse  # noqa: Y015
-
-@_typing.final
-class ListTransactionsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListTransactionsRequest: _TypeAlias = ListTransactionsRequest  # noqa: Y015
-
-@_typing.final
-class ListTransactionsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingWalletTransaction]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[_models_pb2.BillingWalletTransaction] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListTransactionsResponse: _TypeAlias = ListTransactionsResponse  # noqa: Y015
-
-@_typing.final
-class ListRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListRequest: _TypeAlias = ListRequest  # noqa: Y015
-
-@_typing.final
-class ListResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingWallet]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[_models_pb2.BillingWallet] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
-
-@_typing.final
-class CreateCustomerWalletRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___CreateCustomerWalletInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___CreateCustomerWalletInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateCustomerWalletRequest: _TypeAlias = CreateCustomerWalletRequest  # noqa: Y015
-
-@_typing.final
-class CreateCustomerWalletResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    WALLET_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def wallet(self) -> _models_pb2.BillingWallet: ...
-    def __init__(
-        self,
-        *,
-        wallet: _models_pb2.BillingWallet | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateCustomerWalletResponse: _TypeAlias = CreateCustomerWalletResponse  # noqa: Y015
-
-@_typing.final
-class CreateCustomerWalletTransactionRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    FILTER_FIELD_NUMBER: _builtins.int
-    SORT_FIELD_NUMBER: _builtins.int
-    PAGINATION_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
-    @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
-    @_builtins.property
-    def sort(self) -> Global___ListSort: ...
-    @_builtins.property
-    def pagination(self) -> _query_pb2.PaginationInfo: ...
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
-        pagination: _query_pb2.PaginationInfo | None = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateCustomerWalletTransactionRequest: _TypeAlias = CreateCustomerWalletTransactionRequest  # noqa: Y015
-
-@_typing.final
-class CreateCustomerWalletTransactionResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ITEMS_FIELD_NUMBER: _builtins.int
-    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
-    total_count: _builtins.int
-    @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingWalletTransaction]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
-    def __init__(
-        self,
-        *,
-        items: _abc.Iterable[_models_pb2.BillingWalletTransaction] | None = ...,
-        total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateCustomerWalletTransactionResponse: _TypeAlias = CreateCustomerWalletTransactionResponse  # noqa: Y015
-
-@_typing.final
-class TerminateCustomerWalletRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___TerminateCustomerWalletInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___TerminateCustomerWalletInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TerminateCustomerWalletRequest: _TypeAlias = TerminateCustomerWalletRequest  # noqa: Y015
-
-@_typing.final
-class TerminateCustomerWalletResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    WALLET_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def wallet(self) -> _models_pb2.BillingWallet: ...
-    def __init__(
-        self,
-        *,
-        wallet: _models_pb2.BillingWallet | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TerminateCustomerWalletResponse: _TypeAlias = TerminateCustomerWalletResponse  # noqa: Y015
-
-@_typing.final
-class UpdateCustomerWalletRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___UpdateCustomerWalletInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___UpdateCustomerWalletInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateCustomerWalletRequest: _TypeAlias = UpdateCustomerWalletRequest  # noqa: Y015
-
-@_typing.final
-class UpdateCustomerWalletResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    WALLET_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def wallet(self) -> _models_pb2.BillingWallet: ...
-    def __init__(
-        self,
-        *,
-        wallet: _models_pb2.BillingWallet | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateCustomerWalletResponse: _TypeAlias = UpdateCustomerWalletResponse  # noqa: Y015
-
-@_typing.final
-class UpdateCustomerWalletInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    APPLIES_TO_FIELD_NUMBER: _builtins.int
-    CODE_FIELD_NUMBER: _builtins.int
-    EXPIRATION_AT_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
-    INVOICE_REQUIRES_SUCCESSFUL_PAYMENT_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    PAID_TOP_UP_MAX_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
-    PAID_TOP_UP_MIN_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
-    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
-    PRIORITY_FIELD_NUMBER: _builtins.int
-    RECURRING_TRANSACTION_RULES_FIELD_NUMBER: _builtins.int
-    code: _builtins.str
-    id: _builtins.str
-    invoice_requires_successful_payment: _builtins.bool
-    name: _builtins.str
-    paid_top_up_max_amount_cents: _builtins.int
-    paid_top_up_min_amount_cents: _builtins.int
-    priority: _builtins.int
-    @_builtins.property
-    def applies_to(self) -> Global___AppliesToInput: ...
-    @_builtins.property
-    def expiration_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSectionsReferenceInput: ...
-    @_builtins.property
-    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.MetadataInput]: ...
-    @_builtins.property
-    def payment_method(self) -> _models_pb2.PaymentMethodReferenceInput: ...
-    @_builtins.property
-    def recurring_transaction_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateRecurringTransactionRuleInput]: ...
-    def __init__(
-        self,
-        *,
-        applies_to: Global___AppliesToInput | None = ...,
-        code: _builtins.str | None = ...,
-        expiration_at: _timestamp_pb2.Timestamp | None = ...,
-        id: _builtins.str = ...,
-        invoice_custom_section: _models_pb2.InvoiceCustomSectionsReferenceInput | None = ...,
-        invoice_requires_successful_payment: _builtins.bool | None = ...,
-        metadata: _abc.Iterable[_models_pb2.MetadataInput] | None = ...,
-        name: _builtins.str | None = ...,
-        paid_top_up_max_amount_cents: _builtins.int | None = ...,
-        paid_top_up_min_amount_cents: _builtins.int | None = ...,
-        payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
-        priority: _builtins.int = ...,
-        recurring_transaction_rules: _abc.Iterable[Global___UpdateRecurringTransactionRuleInput] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_applies_to", b"_applies_to", "_code", b"_code", "_expiration_at", b"_expiration_at", "_invoice_custom_section", b"_invoice_custom_section", "_invoice_requires_successful_payment", b"_invoice_requires_successful_payment", "_name", b"_name", "_paid_top_up_max_amount_cents", b"_paid_top_up_max_amount_cents", "_paid_top_up_min_amount_cents", b"_paid_top_up_min_amount_cents", "_payment_method", b"_payment_method", "applies_to", b"applies_to", "code", b"code", "expiration_at", b"expiration_at", "invoice_custom_section", b"invoice_custom_section", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "name", b"name", "paid_top_up_max_amount_cents", b"paid_top_up_max_amount_cents", "paid_top_up_min_amount_cents", b"paid_top_up_min_amount_cents", "payment_method", b"payment_method"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_applies_to", b"_applies_to", "_code", b"_code", "_expiration_at", b"_expiration_at", "_invoice_custom_section", b"_invoice_custom_section", "_invoice_requires_successful_payment", b"_invoice_requires_successful_payment", "_name", b"_name", "_paid_top_up_max_amount_cents", b"_paid_top_up_max_amount_cents", "_paid_top_up_min_amount_cents", b"_paid_top_up_min_amount_cents", "_payment_method", b"_payment_method", "applies_to", b"applies_to", "code", b"code", "expiration_at", b"expiration_at", "id", b"id", "invoice_custom_section", b"invoice_custom_section", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "metadata", b"metadata", "name", b"name", "paid_top_up_max_amount_cents", b"paid_top_up_max_amount_cents", "paid_top_up_min_amount_cents", b"paid_top_up_min_amount_cents", "payment_method", b"payment_method", "priority", b"priority", "recurring_transaction_rules", b"recurring_transaction_rules"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__applies_to: _TypeAlias = _typing.Literal["applies_to"]  # noqa: Y015
-    _WhichOneofArgType__applies_to: _TypeAlias = _typing.Literal["_applies_to", b"_applies_to"]  # noqa: Y015
-    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
-    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
-    _WhichOneofReturnType__expiration_at: _TypeAlias = _typing.Literal["expiration_at"]  # noqa: Y015
-    _WhichOneofArgType__expiration_at: _TypeAlias = _typing.Literal["_expiration_at", b"_expiration_at"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_custom_section: _TypeAlias = _typing.Literal["invoice_custom_section"]  # noqa: Y015
-    _WhichOneofArgType__invoice_custom_section: _TypeAlias = _typing.Literal["_invoice_custom_section", b"_invoice_custom_section"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_requires_successful_payment: _TypeAlias = _typing.Literal["invoice_requires_successful_payment"]  # noqa: Y015
-    _WhichOneofArgType__invoice_requires_successful_payment: _TypeAlias = _typing.Literal["_invoice_requires_successful_payment", b"_invoice_requires_successful_payment"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__paid_top_up_max_amount_cents: _TypeAlias = _typing.Literal["paid_top_up_max_amount_cents"]  # noqa: Y015
-    _WhichOneofArgType__paid_top_up_max_amount_cents: _TypeAlias = _typing.Literal["_paid_top_up_max_amount_cents", b"_paid_top_up_max_amount_cents"]  # noqa: Y015
-    _WhichOneofReturnType__paid_top_up_min_amount_cents: _TypeAlias = _typing.Literal["paid_top_up_min_amount_cents"]  # noqa: Y015
-    _WhichOneofArgType__paid_top_up_min_amount_cents: _TypeAlias = _typing.Literal["_paid_top_up_min_amount_cents", b"_paid_top_up_min_amount_cents"]  # noqa: Y015
-    _WhichOneofReturnType__payment_method: _TypeAlias = _typing.Literal["payment_method"]  # noqa: Y015
-    _WhichOneofArgType__payment_method: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__applies_to) -> _WhichOneofReturnType__applies_to | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__expiration_at) -> _WhichOneofReturnType__expiration_at | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_custom_section) -> _WhichOneofReturnType__invoice_custom_section | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_requires_successful_payment) -> _WhichOneofReturnType__invoice_requires_successful_payment | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__paid_top_up_max_amount_cents) -> _WhichOneofReturnType__paid_top_up_max_amount_cents | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__paid_top_up_min_amount_cents) -> _WhichOneofReturnType__paid_top_up_min_amount_cents | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_method) -> _WhichOneofReturnType__payment_method | None: ...
-
-Global___UpdateCustomerWalletInput: _TypeAlias = UpdateCustomerWalletInput  # noqa: Y015
-
-@_typing.final
-class UpdateRecurringTransactionRuleInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EXPIRATION_AT_FIELD_NUMBER: _builtins.int
-    GRANTED_CREDITS_FIELD_NUMBER: _builtins.int
-    IGNORE_PAID_TOP_UP_LIMITS_FIELD_NUMBER: _builtins.int
-    INTERVAL_FIELD_NUMBER: _builtins.int
-    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
-    INVOICE_REQUIRES_SUCCESSFUL_PAYMENT_FIELD_NUMBER: _builtins.int
-    BILLING_PROVIDER_ID_FIELD_NUMBER: _builtins.int
-    METHOD_FIELD_NUMBER: _builtins.int
-    PAID_CREDITS_FIELD_NUMBER: _builtins.int
-    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
-    STARTED_AT_FIELD_NUMBER: _builtins.int
-    TARGET_ONGOING_BALANCE_FIELD_NUMBER: _builtins.int
-    THRESHOLD_CREDITS_FIELD_NUMBER: _builtins.int
-    TRANSACTION_METADATA_FIELD_NUMBER: _builtins.int
-    TRANSACTION_NAME_FIELD_NUMBER: _builtins.int
-    TRIGGER_FIELD_NUMBER: _builtins.int
-    granted_credits: _builtins.str
-    ignore_paid_top_up_limits: _builtins.bool
-    interval: _models_pb2.RecurringTransactionIntervalEnum.ValueType
-    invoice_requires_successful_payment: _builtins.bool
-    billing_provider_id: _builtins.str
-    method: _models_pb2.RecurringTransactionMethodEnum.ValueType
-    paid_credits: _builtins.str
-    target_ongoing_balance: _builtins.str
-    threshold_credits: _builtins.str
-    transaction_name: _builtins.str
-    trigger: _models_pb2.RecurringTransactionTriggerEnum.ValueType
-    @_builtins.property
-    def expiration_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSectionsReferenceInput: ...
-    @_builtins.property
-    def payment_method(self) -> _models_pb2.PaymentMethodReferenceInput: ...
-    @_builtins.property
-    def started_at(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def transaction_metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateTransactionMetadataInput]: ...
-    def __init__(
-        self,
-        *,
-        expiration_at: _timestamp_pb2.Timestamp | None = ...,
-        granted_credits: _builtins.str | None = ...,
-        ignore_paid_top_up_limits: _builtins.bool | None = ...,
-        interval: _models_pb2.RecurringTransactionIntervalEnum.ValueType | None = ...,
-        invoice_custom_section: _models_pb2.InvoiceCustomSectionsReferenceInput | None = ...,
-        invoice_requires_successful_payment: _builtins.bool | None = ...,
-        billing_provider_id: _builtins.str | None = ...,
-        method: _models_pb2.RecurringTransactionMethodEnum.ValueType | None = ...,
-        paid_credits: _builtins.str | None = ...,
-        payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
-        started_at: _timestamp_pb2.Timestamp | None = ...,
-        target_ongoing_balance: _builtins.str | None = ...,
-        threshold_credits: _builtins.str | None = ...,
-        transaction_metadata: _abc.Iterable[Global___CreateTransactionMetadataInput] | None = ...,
-        transaction_name: _builtins.str | None = ...,
-        trigger: _models_pb2.RecurringTransactionTriggerEnum.ValueType | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_billing_provider_id", b"_billing_provider_id", "_expiration_at", b"_expiration_at", "_granted_credits", b"_granted_credits", "_ignore_paid_top_up_limits", b"_ignore_paid_top_up_limits", "_interval", b"_interval", "_invoice_custom_section", b"_invoice_custom_section", "_invoice_requires_successful_payment", b"_invoice_requires_successful_payment", "_method", b"_method", "_paid_credits", b"_paid_credits", "_payment_method", b"_payment_method", "_started_at", b"_started_at", "_target_ongoing_balance", b"_target_ongoing_balance", "_threshold_credits", b"_threshold_credits", "_transaction_name", b"_transaction_name", "_trigger", b"_trigger", "billing_provider_id", b"billing_provider_id", "expiration_at", b"expiration_at", "granted_credits", b"granted_credits", "ignore_paid_top_up_limits", b"ignore_paid_top_up_limits", "interval", b"interval", "invoice_custom_section", b"invoice_custom_section", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "method", b"method", "paid_credits", b"paid_credits", "payment_method", b"payment_method", "started_at", b"started_at", "target_ongoing_balance", b"target_ongoing_balance", "threshold_credits", b"threshold_credits", "transaction_name", b"transaction_name", "trigger", b"trigger"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_billing_provider_id", b"_billing_provider_id", "_expiration_at", b"_expiration_at", "_granted_credits", b"_granted_credits", "_ignore_paid_top_up_limits", b"_ignore_paid_top_up_limits", "_interval", b"_interval", "_invoice_custom_section", b"_invoice_custom_section", "_invoice_requires_successful_payment", b"_invoice_requires_successful_payment", "_method", b"_method", "_paid_credits", b"_paid_credits", "_payment_method", b"_payment_method", "_started_at", b"_started_at", "_target_ongoing_balance", b"_target_ongoing_balance", "_threshold_credits", b"_threshold_credits", "_transaction_name", b"_transaction_name", "_trigger", b"_trigger", "billing_provider_id", b"billing_provider_id", "expiration_at", b"expiration_at", "granted_credits", b"granted_credits", "ignore_paid_top_up_limits", b"ignore_paid_top_up_limits", "interval", b"interval", "invoice_custom_section", b"invoice_custom_section", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "method", b"method", "paid_credits", b"paid_credits", "payment_method", b"payment_method", "started_at", b"started_at", "target_ongoing_balance", b"target_ongoing_balance", "threshold_credits", b"threshold_credits", "transaction_metadata", b"transaction_metadata", "transaction_name", b"transaction_name", "trigger", b"trigger"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__billing_provider_id: _TypeAlias = _typing.Literal["billing_provider_id"]  # noqa: Y015
-    _WhichOneofArgType__billing_provider_id: _TypeAlias = _typing.Literal["_billing_provider_id", b"_billing_provider_id"]  # noqa: Y015
-    _WhichOneofReturnType__expiration_at: _TypeAlias = _typing.Literal["expiration_at"]  # noqa: Y015
-    _WhichOneofArgType__expiration_at: _TypeAlias = _typing.Literal["_expiration_at", b"_expiration_at"]  # noqa: Y015
-    _WhichOneofReturnType__granted_credits: _TypeAlias = _typing.Literal["granted_credits"]  # noqa: Y015
-    _WhichOneofArgType__granted_credits: _TypeAlias = _typing.Literal["_granted_credits", b"_granted_credits"]  # noqa: Y015
-    _WhichOneofReturnType__ignore_paid_top_up_limits: _TypeAlias = _typing.Literal["ignore_paid_top_up_limits"]  # noqa: Y015
-    _WhichOneofArgType__ignore_paid_top_up_limits: _TypeAlias = _typing.Literal["_ignore_paid_top_up_limits", b"_ignore_paid_top_up_limits"]  # noqa: Y015
-    _WhichOneofReturnType__interval: _TypeAlias = _typing.Literal["interval"]  # noqa: Y015
-    _WhichOneofArgType__interval: _TypeAlias = _typing.Literal["_interval", b"_interval"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_custom_section: _TypeAlias = _typing.Literal["invoice_custom_section"]  # noqa: Y015
-    _WhichOneofArgType__invoice_custom_section: _TypeAlias = _typing.Literal["_invoice_custom_section", b"_invoice_custom_section"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_requires_successful_payment: _TypeAlias = _typing.Literal["invoice_requires_successful_payment"]  # noqa: Y015
-    _WhichOneofArgType__invoice_requires_successful_payment: _TypeAlias = _typing.Literal["_invoice_requires_successful_payment", b"_invoice_requires_successful_payment"]  # noqa: Y015
-    _WhichOneofReturnType__method: _TypeAlias = _typing.Literal["method"]  # noqa: Y015
-    _WhichOneofArgType__method: _TypeAlias = _typing.Literal["_method", b"_method"]  # noqa: Y015
-    _WhichOneofReturnType__paid_credits: _TypeAlias = _typing.Literal["paid_credits"]  # noqa: Y015
-    _WhichOneofArgType__paid_credits: _TypeAlias = _typing.Literal["_paid_credits", b"_paid_credits"]  # noqa: Y015
-    _WhichOneofReturnType__payment_method: _TypeAlias = _typing.Literal["payment_method"]  # noqa: Y015
-    _WhichOneofArgType__payment_method: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method"]  # noqa: Y015
-    _WhichOneofReturnType__started_at: _TypeAlias = _typing.Literal["started_at"]  # noqa: Y015
-    _WhichOneofArgType__started_at: _TypeAlias = _typing.Literal["_started_at", b"_started_at"]  # noqa: Y015
-    _WhichOneofReturnType__target_ongoing_balance: _TypeAlias = _typing.Literal["target_ongoing_balance"]  # noqa: Y015
-    _WhichOneofArgType__target_ongoing_balance: _TypeAlias = _typing.Literal["_target_ongoing_balance", b"_target_ongoing_balance"]  # noqa: Y015
-    _WhichOneofReturnType__threshold_credits: _TypeAlias = _typing.Literal["threshold_credits"]  # noqa: Y015
-    _WhichOneofArgType__threshold_credits: _TypeAlias = _typing.Literal["_threshold_credits", b"_threshold_credits"]  # noqa: Y015
-    _WhichOneofReturnType__transaction_name: _TypeAlias = _typing.Literal["transaction_name"]  # noqa: Y015
-    _WhichOneofArgType__transaction_name: _TypeAlias = _typing.Literal["_transaction_name", b"_transaction_name"]  # noqa: Y015
-    _WhichOneofReturnType__trigger: _TypeAlias = _typing.Literal["trigger"]  # noqa: Y015
-    _WhichOneofArgType__trigger: _TypeAlias = _typing.Literal["_trigger", b"_trigger"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__billing_provider_id) -> _WhichOneofReturnType__billing_provider_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__expiration_at) -> _WhichOneofReturnType__expiration_at | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__granted_credits) -> _WhichOneofReturnType__granted_credits | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__ignore_paid_top_up_limits) -> _WhichOneofReturnType__ignore_paid_top_up_limits | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval) -> _WhichOneofReturnType__interval | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_custom_section) -> _WhichOneofReturnType__invoice_custom_section | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_requires_successful_payment) -> _WhichOneofReturnType__invoice_requires_successful_payment | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__method) -> _WhichOneofReturnType__method | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__paid_credits) -> _WhichOneofReturnType__paid_credits | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_method) -> _WhichOneofReturnType__payment_method | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__started_at) -> _WhichOneofReturnType__started_at | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__target_ongoing_balance) -> _WhichOneofReturnType__target_ongoing_balance | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__threshold_credits) -> _WhichOneofReturnType__threshold_credits | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__transaction_name) -> _WhichOneofReturnType__transaction_name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__trigger) -> _WhichOneofReturnType__trigger | None: ...
-
-Global___UpdateRecurringTransactionRuleInput: _TypeAlias = UpdateRecurringTransactionRuleInput  # noqa: Y015
-
-@_typing.final
-class CreateTransactionMetadataInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    KEY_FIELD_NUMBER: _builtins.int
-    VALUE_FIELD_NUMBER: _builtins.int
-    key: _builtins.str
-    value: _builtins.str
-    def __init__(
-        self,
-        *,
-        key: _builtins.str = ...,
-        value: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateTransactionMetadataInput: _TypeAlias = CreateTransactionMetadataInput  # noqa: Y015
-
-@_typing.final
-class AppliesToInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    BILLABLE_METRIC_IDS_FIELD_NUMBER: _builtins.int
-    FEE_TYPES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def billable_metric_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def fee_types(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.FeeTypesEnum.ValueType]: ...
-    def __init__(
-        self,
-        *,
-        billable_metric_ids: _abc.Iterable[_builtins.str] | None = ...,
-        fee_types: _abc.Iterable[_models_pb2.FeeTypesEnum.ValueType] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["billable_metric_ids", b"billable_metric_ids", "fee_types", b"fee_types"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___AppliesToInput: _TypeAlias = AppliesToInput  # noqa: Y015
-
-@_typing.final
-class TerminateCustomerWalletInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___TerminateCustomerWalletInput: _TypeAlias = TerminateCustomerWalletInput  # noqa: Y015
-
-@_typing.final
-class CreateCustomerWalletTransactionInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    GRANTED_CREDITS_FIELD_NUMBER: _builtins.int
-    IGNORE_PAID_TOP_UP_LIMITS_FIELD_NUMBER: _builtins.int
-    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
-    INVOICE_REQUIRES_SUCCESSFUL_PAYMENT_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    PAID_CREDITS_FIELD_NUMBER: _builtins.int
-    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
-    PRIORITY_FIELD_NUMBER: _builtins.int
-    VOIDED_CREDITS_FIELD_NUMBER: _builtins.int
-    WALLET_ID_FIELD_NUMBER: _builtins.int
-    granted_credits: _builtins.str
-    ignore_paid_top_up_limits: _builtins.bool
-    invoice_requires_successful_payment: _builtins.bool
-    name: _builtins.str
-    paid_credits: _builtins.str
-    priority: _builtins.int
-    voided_credits: _builtins.str
-    wallet_id: _builtins.str
-    @_builtins.property
-    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSectionsReferenceInput: ...
-    @_builtins.property
-    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___WalletTransactionMetadataInput]: ...
-    @_builtins.property
-    def payment_method(self) -> _models_pb2.PaymentMethodReferenceInput: ...
-    def __init__(
-        self,
-        *,
-        granted_credits: _builtins.str | None = ...,
-        ignore_paid_top_up_limits: _builtins.bool | None = ...,
-        invoice_custom_section: _models_pb2.InvoiceCustomSectionsReferenceInput | None = ...,
-        invoice_requires_successful_payment: _builtins.bool | None = ...,
-        metadata: _abc.Iterable[Global___WalletTransactionMetadataInput] | None = ...,
-        name: _builtins.str | None = ...,
-        paid_credits: _builtins.str | None = ...,
-        payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
-        priority: _builtins.int | None = ...,
-        voided_credits: _builtins.str | None = ...,
-        wallet_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_granted_credits", b"_granted_credits", "_ignore_paid_top_up_limits", b"_ignore_paid_top_up_limits", "_invoice_custom_section", b"_invoice_custom_section", "_invoice_requires_successful_payment", b"_invoice_requires_successful_payment", "_name", b"_name", "_paid_credits", b"_paid_credits", "_payment_method", b"_payment_method", "_priority", b"_priority", "_voided_credits", b"_voided_credits", "granted_credits", b"granted_credits", "ignore_paid_top_up_limits", b"ignore_paid_top_up_limits", "invoice_custom_section", b"invoice_custom_section", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "name", b"name", "paid_credits", b"paid_credits", "payment_method", b"payment_method", "priority", b"priority", "voided_credits", b"voided_credits"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_granted_credits", b"_granted_credits", "_ignore_paid_top_up_limits", b"_ignore_paid_top_up_limits", "_invoice_custom_section", b"_invoice_custom_section", "_invoice_requires_successful_payment", b"_invoice_requires_successful_payment", "_name", b"_name", "_paid_credits", b"_paid_credits", "_payment_method", b"_payment_method", "_priority", b"_priority", "_voided_credits", b"_voided_credits", "granted_credits", b"granted_credits", "ignore_paid_top_up_limits", b"ignore_paid_top_up_limits", "invoice_custom_section", b"invoice_custom_section", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "metadata", b"metadata", "name", b"name", "paid_credits", b"paid_credits", "payment_method", b"payment_method", "priority", b"priority", "voided_credits", b"voided_credits", "wallet_id", b"wallet_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__granted_credits: _TypeAlias = _typing.Literal["granted_credits"]  # noqa: Y015
-    _WhichOneofArgType__granted_credits: _TypeAlias = _typing.Literal["_granted_credits", b"_granted_credits"]  # noqa: Y015
-    _WhichOneofReturnType__ignore_paid_top_up_limits: _TypeAlias = _typing.Literal["ignore_paid_top_up_limits"]  # noqa: Y015
-    _WhichOneofArgType__ignore_paid_top_up_limits: _TypeAlias = _typing.Literal["_ignore_paid_top_up_limits", b"_ignore_paid_top_up_limits"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_custom_section: _TypeAlias = _typing.Literal["invoice_custom_section"]  # noqa: Y015
-    _WhichOneofArgType__invoice_custom_section: _TypeAlias = _typing.Literal["_invoice_custom_section", b"_invoice_custom_section"]  # noqa: Y015
-    _WhichOneofReturnType__invoice_requires_successful_payment: _TypeAlias = _typing.Literal["invoice_requires_successful_payment"]  # noqa: Y015
-    _WhichOneofArgType__invoice_requires_successful_payment: _TypeAlias = _typing.Literal["_invoice_requires_successful_payment", b"_invoice_requires_successful_payment"]  # noqa: Y015
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__paid_credits: _TypeAlias = _typing.Literal["paid_credits"]  # noqa: Y015
-    _WhichOneofArgType__paid_credits: _TypeAlias = _typing.Literal["_paid_credits", b"_paid_credits"]  # noqa: Y015
-    _WhichOneofReturnType__payment_method: _TypeAlias = _typing.Literal["payment_method"]  # noqa: Y015
-    _WhichOneofArgType__payment_method: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method"]  # noqa: Y015
-    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
-    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
-    _WhichOneofReturnType__voided_credits: _TypeAlias = _typing.Literal["voided_credits"]  # noqa: Y015
-    _WhichOneofArgType__voided_credits: _TypeAlias = _typing.Literal["_voided_credits", b"_voided_credits"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__granted_credits) -> _WhichOneofReturnType__granted_credits | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__ignore_paid_top_up_limits) -> _WhichOneofReturnType__ignore_paid_top_up_limits | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_custom_section) -> _WhichOneofReturnType__invoice_custom_section | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_requires_successful_payment) -> _WhichOneofReturnType__invoice_requires_successful_payment | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__paid_credits) -> _WhichOneofReturnType__paid_credits | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_method) -> _WhichOneofReturnType__payment_method | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__voided_credits) -> _WhichOneofReturnType__voided_credits | None: ...
-
-Global___CreateCustomerWalletTransactionInput: _TypeAlias = CreateCustomerWalletTransactionInput  # noqa: Y015
-
-@_typing.final
-class WalletTransactionMetadataInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    KEY_FIELD_NUMBER: _builtins.int
-    VALUE_FIELD_NUMBER: _builtins.int
-    key: _builtins.str
-    value: _builtins.str
-    def __init__(
-        self,
-        *,
-        key: _builtins.str = ...,
-        value: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___WalletTransactionMetadataInput: _TypeAlias = WalletTransactionMetadataInput  # noqa: Y015
-
-@_typing.final
-class WalletTransactionCollection(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    COLLECTION_FIELD_NUMBER: _builtins.int
-    METADATA_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def collection(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingWalletTransaction]: ...
-    @_builtins.property
-    def metadata(self) -> _models_pb2.CollectionMetadata: ...
-    def __init__(
-        self,
-        *,
-        collection: _abc.Iterable[_models_pb2.BillingWalletTransaction] | None = ...,
-        metadata: _models_pb2.CollectionMetadata | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "metadata", b"metadata"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___WalletTransactionCollection: _TypeAlias = WalletTransactionCollection  # noqa: Y015
-
-@_typing.final
-class CreateCustomerWalletInput(_message.Message):
+class CreateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     APPLIES_TO_FIELD_NUMBER: _builtins.int
@@ -1191,7 +343,689 @@ class CreateCustomerWalletInput(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__transaction_name) -> _WhichOneofReturnType__transaction_name | None: ...
 
-Global___CreateCustomerWalletInput: _TypeAlias = CreateCustomerWalletInput  # noqa: Y015
+Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
+
+@_typing.final
+class CreateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def wallet(self) -> _models_pb2.BillingWallet: ...
+    def __init__(
+        self,
+        *,
+        wallet: _models_pb2.BillingWallet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
+
+@_typing.final
+class UpdateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    APPLIES_TO_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    EXPIRATION_AT_FIELD_NUMBER: _builtins.int
+    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
+    INVOICE_REQUIRES_SUCCESSFUL_PAYMENT_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PAID_TOP_UP_MAX_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    PAID_TOP_UP_MIN_AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    RECURRING_TRANSACTION_RULES_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    code: _builtins.str
+    invoice_requires_successful_payment: _builtins.bool
+    name: _builtins.str
+    paid_top_up_max_amount_cents: _builtins.int
+    paid_top_up_min_amount_cents: _builtins.int
+    priority: _builtins.int
+    @_builtins.property
+    def applies_to(self) -> Global___AppliesToInput: ...
+    @_builtins.property
+    def expiration_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSectionsReferenceInput: ...
+    @_builtins.property
+    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.MetadataInput]: ...
+    @_builtins.property
+    def payment_method(self) -> _models_pb2.PaymentMethodReferenceInput: ...
+    @_builtins.property
+    def recurring_transaction_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateRecurringTransactionRuleInput]: ...
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        applies_to: Global___AppliesToInput | None = ...,
+        code: _builtins.str | None = ...,
+        expiration_at: _timestamp_pb2.Timestamp | None = ...,
+        invoice_custom_section: _models_pb2.InvoiceCustomSectionsReferenceInput | None = ...,
+        invoice_requires_successful_payment: _builtins.bool | None = ...,
+        metadata: _abc.Iterable[_models_pb2.MetadataInput] | None = ...,
+        name: _builtins.str | None = ...,
+        paid_top_up_max_amount_cents: _builtins.int | None = ...,
+        paid_top_up_min_amount_cents: _builtins.int | None = ...,
+        payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
+        priority: _builtins.int = ...,
+        recurring_transaction_rules: _abc.Iterable[Global___UpdateRecurringTransactionRuleInput] | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_applies_to", b"_applies_to", "_code", b"_code", "_expiration_at", b"_expiration_at", "_invoice_custom_section", b"_invoice_custom_section", "_invoice_requires_successful_payment", b"_invoice_requires_successful_payment", "_name", b"_name", "_paid_top_up_max_amount_cents", b"_paid_top_up_max_amount_cents", "_paid_top_up_min_amount_cents", b"_paid_top_up_min_amount_cents", "_payment_method", b"_payment_method", "applies_to", b"applies_to", "code", b"code", "expiration_at", b"expiration_at", "invoice_custom_section", b"invoice_custom_section", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "name", b"name", "paid_top_up_max_amount_cents", b"paid_top_up_max_amount_cents", "paid_top_up_min_amount_cents", b"paid_top_up_min_amount_cents", "payment_method", b"payment_method", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_applies_to", b"_applies_to", "_code", b"_code", "_expiration_at", b"_expiration_at", "_invoice_custom_section", b"_invoice_custom_section", "_invoice_requires_successful_payment", b"_invoice_requires_successful_payment", "_name", b"_name", "_paid_top_up_max_amount_cents", b"_paid_top_up_max_amount_cents", "_paid_top_up_min_amount_cents", b"_paid_top_up_min_amount_cents", "_payment_method", b"_payment_method", "applies_to", b"applies_to", "code", b"code", "expiration_at", b"expiration_at", "id", b"id", "invoice_custom_section", b"invoice_custom_section", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "metadata", b"metadata", "name", b"name", "paid_top_up_max_amount_cents", b"paid_top_up_max_amount_cents", "paid_top_up_min_amount_cents", b"paid_top_up_min_amount_cents", "payment_method", b"payment_method", "priority", b"priority", "recurring_transaction_rules", b"recurring_transaction_rules", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__applies_to: _TypeAlias = _typing.Literal["applies_to"]  # noqa: Y015
+    _WhichOneofArgType__applies_to: _TypeAlias = _typing.Literal["_applies_to", b"_applies_to"]  # noqa: Y015
+    _WhichOneofReturnType__code: _TypeAlias = _typing.Literal["code"]  # noqa: Y015
+    _WhichOneofArgType__code: _TypeAlias = _typing.Literal["_code", b"_code"]  # noqa: Y015
+    _WhichOneofReturnType__expiration_at: _TypeAlias = _typing.Literal["expiration_at"]  # noqa: Y015
+    _WhichOneofArgType__expiration_at: _TypeAlias = _typing.Literal["_expiration_at", b"_expiration_at"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_custom_section: _TypeAlias = _typing.Literal["invoice_custom_section"]  # noqa: Y015
+    _WhichOneofArgType__invoice_custom_section: _TypeAlias = _typing.Literal["_invoice_custom_section", b"_invoice_custom_section"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_requires_successful_payment: _TypeAlias = _typing.Literal["invoice_requires_successful_payment"]  # noqa: Y015
+    _WhichOneofArgType__invoice_requires_successful_payment: _TypeAlias = _typing.Literal["_invoice_requires_successful_payment", b"_invoice_requires_successful_payment"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__paid_top_up_max_amount_cents: _TypeAlias = _typing.Literal["paid_top_up_max_amount_cents"]  # noqa: Y015
+    _WhichOneofArgType__paid_top_up_max_amount_cents: _TypeAlias = _typing.Literal["_paid_top_up_max_amount_cents", b"_paid_top_up_max_amount_cents"]  # noqa: Y015
+    _WhichOneofReturnType__paid_top_up_min_amount_cents: _TypeAlias = _typing.Literal["paid_top_up_min_amount_cents"]  # noqa: Y015
+    _WhichOneofArgType__paid_top_up_min_amount_cents: _TypeAlias = _typing.Literal["_paid_top_up_min_amount_cents", b"_paid_top_up_min_amount_cents"]  # noqa: Y015
+    _WhichOneofReturnType__payment_method: _TypeAlias = _typing.Literal["payment_method"]  # noqa: Y015
+    _WhichOneofArgType__payment_method: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__applies_to) -> _WhichOneofReturnType__applies_to | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code) -> _WhichOneofReturnType__code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expiration_at) -> _WhichOneofReturnType__expiration_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_custom_section) -> _WhichOneofReturnType__invoice_custom_section | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_requires_successful_payment) -> _WhichOneofReturnType__invoice_requires_successful_payment | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__paid_top_up_max_amount_cents) -> _WhichOneofReturnType__paid_top_up_max_amount_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__paid_top_up_min_amount_cents) -> _WhichOneofReturnType__paid_top_up_min_amount_cents | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_method) -> _WhichOneofReturnType__payment_method | None: ...
+
+Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def wallet(self) -> _models_pb2.BillingWallet: ...
+    def __init__(
+        self,
+        *,
+        wallet: _models_pb2.BillingWallet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
+
+@_typing.final
+class TerminateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminateRequest: _TypeAlias = TerminateRequest  # noqa: Y015
+
+@_typing.final
+class TerminateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def wallet(self) -> _models_pb2.BillingWallet: ...
+    def __init__(
+        self,
+        *,
+        wallet: _models_pb2.BillingWallet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["wallet", b"wallet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TerminateResponse: _TypeAlias = TerminateResponse  # noqa: Y015
+
+@_typing.final
+class CreateTransactionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLET_ID_FIELD_NUMBER: _builtins.int
+    GRANTED_CREDITS_FIELD_NUMBER: _builtins.int
+    IGNORE_PAID_TOP_UP_LIMITS_FIELD_NUMBER: _builtins.int
+    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
+    INVOICE_REQUIRES_SUCCESSFUL_PAYMENT_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PAID_CREDITS_FIELD_NUMBER: _builtins.int
+    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    VOIDED_CREDITS_FIELD_NUMBER: _builtins.int
+    wallet_id: _builtins.str
+    granted_credits: _builtins.str
+    ignore_paid_top_up_limits: _builtins.bool
+    invoice_requires_successful_payment: _builtins.bool
+    name: _builtins.str
+    paid_credits: _builtins.str
+    priority: _builtins.int
+    voided_credits: _builtins.str
+    @_builtins.property
+    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSectionsReferenceInput: ...
+    @_builtins.property
+    def metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___TransactionMetadataInput]: ...
+    @_builtins.property
+    def payment_method(self) -> _models_pb2.PaymentMethodReferenceInput: ...
+    def __init__(
+        self,
+        *,
+        wallet_id: _builtins.str = ...,
+        granted_credits: _builtins.str | None = ...,
+        ignore_paid_top_up_limits: _builtins.bool | None = ...,
+        invoice_custom_section: _models_pb2.InvoiceCustomSectionsReferenceInput | None = ...,
+        invoice_requires_successful_payment: _builtins.bool | None = ...,
+        metadata: _abc.Iterable[Global___TransactionMetadataInput] | None = ...,
+        name: _builtins.str | None = ...,
+        paid_credits: _builtins.str | None = ...,
+        payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
+        priority: _builtins.int | None = ...,
+        voided_credits: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_granted_credits", b"_granted_credits", "_ignore_paid_top_up_limits", b"_ignore_paid_top_up_limits", "_invoice_custom_section", b"_invoice_custom_section", "_invoice_requires_successful_payment", b"_invoice_requires_successful_payment", "_name", b"_name", "_paid_credits", b"_paid_credits", "_payment_method", b"_payment_method", "_priority", b"_priority", "_voided_credits", b"_voided_credits", "granted_credits", b"granted_credits", "ignore_paid_top_up_limits", b"ignore_paid_top_up_limits", "invoice_custom_section", b"invoice_custom_section", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "name", b"name", "paid_credits", b"paid_credits", "payment_method", b"payment_method", "priority", b"priority", "voided_credits", b"voided_credits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_granted_credits", b"_granted_credits", "_ignore_paid_top_up_limits", b"_ignore_paid_top_up_limits", "_invoice_custom_section", b"_invoice_custom_section", "_invoice_requires_successful_payment", b"_invoice_requires_successful_payment", "_name", b"_name", "_paid_credits", b"_paid_credits", "_payment_method", b"_payment_method", "_priority", b"_priority", "_voided_credits", b"_voided_credits", "granted_credits", b"granted_credits", "ignore_paid_top_up_limits", b"ignore_paid_top_up_limits", "invoice_custom_section", b"invoice_custom_section", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "metadata", b"metadata", "name", b"name", "paid_credits", b"paid_credits", "payment_method", b"payment_method", "priority", b"priority", "voided_credits", b"voided_credits", "wallet_id", b"wallet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__granted_credits: _TypeAlias = _typing.Literal["granted_credits"]  # noqa: Y015
+    _WhichOneofArgType__granted_credits: _TypeAlias = _typing.Literal["_granted_credits", b"_granted_credits"]  # noqa: Y015
+    _WhichOneofReturnType__ignore_paid_top_up_limits: _TypeAlias = _typing.Literal["ignore_paid_top_up_limits"]  # noqa: Y015
+    _WhichOneofArgType__ignore_paid_top_up_limits: _TypeAlias = _typing.Literal["_ignore_paid_top_up_limits", b"_ignore_paid_top_up_limits"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_custom_section: _TypeAlias = _typing.Literal["invoice_custom_section"]  # noqa: Y015
+    _WhichOneofArgType__invoice_custom_section: _TypeAlias = _typing.Literal["_invoice_custom_section", b"_invoice_custom_section"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_requires_successful_payment: _TypeAlias = _typing.Literal["invoice_requires_successful_payment"]  # noqa: Y015
+    _WhichOneofArgType__invoice_requires_successful_payment: _TypeAlias = _typing.Literal["_invoice_requires_successful_payment", b"_invoice_requires_successful_payment"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__paid_credits: _TypeAlias = _typing.Literal["paid_credits"]  # noqa: Y015
+    _WhichOneofArgType__paid_credits: _TypeAlias = _typing.Literal["_paid_credits", b"_paid_credits"]  # noqa: Y015
+    _WhichOneofReturnType__payment_method: _TypeAlias = _typing.Literal["payment_method"]  # noqa: Y015
+    _WhichOneofArgType__payment_method: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method"]  # noqa: Y015
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    _WhichOneofReturnType__voided_credits: _TypeAlias = _typing.Literal["voided_credits"]  # noqa: Y015
+    _WhichOneofArgType__voided_credits: _TypeAlias = _typing.Literal["_voided_credits", b"_voided_credits"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__granted_credits) -> _WhichOneofReturnType__granted_credits | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ignore_paid_top_up_limits) -> _WhichOneofReturnType__ignore_paid_top_up_limits | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_custom_section) -> _WhichOneofReturnType__invoice_custom_section | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_requires_successful_payment) -> _WhichOneofReturnType__invoice_requires_successful_payment | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__paid_credits) -> _WhichOneofReturnType__paid_credits | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_method) -> _WhichOneofReturnType__payment_method | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__voided_credits) -> _WhichOneofReturnType__voided_credits | None: ...
+
+Global___CreateTransactionRequest: _TypeAlias = CreateTransactionRequest  # noqa: Y015
+
+@_typing.final
+class CreateTransactionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSACTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def transaction(self) -> _models_pb2.BillingWalletTransaction: ...
+    def __init__(
+        self,
+        *,
+        transaction: _models_pb2.BillingWalletTransaction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["transaction", b"transaction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["transaction", b"transaction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTransactionResponse: _TypeAlias = CreateTransactionResponse  # noqa: Y015
+
+@_typing.final
+class GetTransactionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLET_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    wallet_id: _builtins.str
+    id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        wallet_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view", "wallet_id", b"wallet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTransactionRequest: _TypeAlias = GetTransactionRequest  # noqa: Y015
+
+@_typing.final
+class GetTransactionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSACTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def transaction(self) -> _models_pb2.BillingWalletTransaction: ...
+    def __init__(
+        self,
+        *,
+        transaction: _models_pb2.BillingWalletTransaction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["transaction", b"transaction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["transaction", b"transaction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTransactionResponse: _TypeAlias = GetTransactionResponse  # noqa: Y015
+
+@_typing.final
+class ListTransactionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLET_ID_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    wallet_id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def filter(self) -> Global___ListTransactionFilter: ...
+    @_builtins.property
+    def sort(self) -> Global___ListTransactionSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        wallet_id: _builtins.str = ...,
+        filter: Global___ListTransactionFilter | None = ...,
+        sort: Global___ListTransactionSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view", "wallet_id", b"wallet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTransactionsRequest: _TypeAlias = ListTransactionsRequest  # noqa: Y015
+
+@_typing.final
+class ListTransactionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingWalletTransaction]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[_models_pb2.BillingWalletTransaction] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListTransactionsResponse: _TypeAlias = ListTransactionsResponse  # noqa: Y015
+
+@_typing.final
+class ListTransactionFilter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PART_FIELD_NUMBER: _builtins.int
+    TEXT_SEARCH_FIELD_NUMBER: _builtins.int
+    text_search: _builtins.str
+    @_builtins.property
+    def part(self) -> Global___ListTransactionFilterPart: ...
+    def __init__(
+        self,
+        *,
+        part: Global___ListTransactionFilterPart | None = ...,
+        text_search: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["part", b"part", "text_search", b"text_search"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTransactionFilter: _TypeAlias = ListTransactionFilter  # noqa: Y015
+
+@_typing.final
+class ListTransactionFilterPart(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def created_at(self) -> _query_pb2.ListRequestFilterPartDate: ...
+    def __init__(
+        self,
+        *,
+        created_at: _query_pb2.ListRequestFilterPartDate | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["created_at"]  # noqa: Y015
+    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
+
+Global___ListTransactionFilterPart: _TypeAlias = ListTransactionFilterPart  # noqa: Y015
+
+@_typing.final
+class ListTransactionSort(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListTransactionSortRule]: ...
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[Global___ListTransactionSortRule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTransactionSort: _TypeAlias = ListTransactionSort  # noqa: Y015
+
+@_typing.final
+class ListTransactionSortRule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    created_at: _query_pb2.SortDirection.ValueType
+    def __init__(
+        self,
+        *,
+        created_at: _query_pb2.SortDirection.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["created_at"]  # noqa: Y015
+    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
+
+Global___ListTransactionSortRule: _TypeAlias = ListTransactionSortRule  # noqa: Y015
+
+@_typing.final
+class ListTransactionConsumptionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLET_ID_FIELD_NUMBER: _builtins.int
+    TRANSACTION_ID_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    wallet_id: _builtins.str
+    transaction_id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def sort(self) -> Global___ListTransactionDetailSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        wallet_id: _builtins.str = ...,
+        transaction_id: _builtins.str = ...,
+        sort: Global___ListTransactionDetailSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "transaction_id", b"transaction_id", "view", b"view", "wallet_id", b"wallet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTransactionConsumptionsRequest: _TypeAlias = ListTransactionConsumptionsRequest  # noqa: Y015
+
+@_typing.final
+class ListTransactionConsumptionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___WalletTransactionConsumption]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___WalletTransactionConsumption] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListTransactionConsumptionsResponse: _TypeAlias = ListTransactionConsumptionsResponse  # noqa: Y015
+
+@_typing.final
+class ListTransactionFundingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WALLET_ID_FIELD_NUMBER: _builtins.int
+    TRANSACTION_ID_FIELD_NUMBER: _builtins.int
+    SORT_FIELD_NUMBER: _builtins.int
+    PAGINATION_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    wallet_id: _builtins.str
+    transaction_id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def sort(self) -> Global___ListTransactionDetailSort: ...
+    @_builtins.property
+    def pagination(self) -> _query_pb2.PaginationInfo: ...
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        wallet_id: _builtins.str = ...,
+        transaction_id: _builtins.str = ...,
+        sort: Global___ListTransactionDetailSort | None = ...,
+        pagination: _query_pb2.PaginationInfo | None = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "transaction_id", b"transaction_id", "view", b"view", "wallet_id", b"wallet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTransactionFundingsRequest: _TypeAlias = ListTransactionFundingsRequest  # noqa: Y015
+
+@_typing.final
+class ListTransactionFundingsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    next_page_cursor: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___WalletTransactionFunding]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___WalletTransactionFunding] | None = ...,
+        total_count: _builtins.int = ...,
+        next_page_cursor: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListTransactionFundingsResponse: _TypeAlias = ListTransactionFundingsResponse  # noqa: Y015
+
+@_typing.final
+class ListTransactionDetailSort(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListTransactionDetailSortRule]: ...
+    def __init__(
+        self,
+        *,
+        rules: _abc.Iterable[Global___ListTransactionDetailSortRule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTransactionDetailSort: _TypeAlias = ListTransactionDetailSort  # noqa: Y015
+
+@_typing.final
+class ListTransactionDetailSortRule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    created_at: _query_pb2.SortDirection.ValueType
+    def __init__(
+        self,
+        *,
+        created_at: _query_pb2.SortDirection.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["created_at"]  # noqa: Y015
+    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
+
+Global___ListTransactionDetailSortRule: _TypeAlias = ListTransactionDetailSortRule  # noqa: Y015
+
+@_typing.final
+class AppliesToInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BILLABLE_METRIC_IDS_FIELD_NUMBER: _builtins.int
+    FEE_TYPES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def billable_metric_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def fee_types(self) -> _containers.RepeatedScalarFieldContainer[_models_pb2.FeeTypes.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        billable_metric_ids: _abc.Iterable[_builtins.str] | None = ...,
+        fee_types: _abc.Iterable[_models_pb2.FeeTypes.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["billable_metric_ids", b"billable_metric_ids", "fee_types", b"fee_types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppliesToInput: _TypeAlias = AppliesToInput  # noqa: Y015
 
 @_typing.final
 class CreateRecurringTransactionRuleInput(_message.Message):
@@ -1214,14 +1048,14 @@ class CreateRecurringTransactionRuleInput(_message.Message):
     TRIGGER_FIELD_NUMBER: _builtins.int
     granted_credits: _builtins.str
     ignore_paid_top_up_limits: _builtins.bool
-    interval: _models_pb2.RecurringTransactionIntervalEnum.ValueType
+    interval: _models_pb2.RecurringTransactionInterval.ValueType
     invoice_requires_successful_payment: _builtins.bool
-    method: _models_pb2.RecurringTransactionMethodEnum.ValueType
+    method: _models_pb2.RecurringTransactionMethod.ValueType
     paid_credits: _builtins.str
     target_ongoing_balance: _builtins.str
     threshold_credits: _builtins.str
     transaction_name: _builtins.str
-    trigger: _models_pb2.RecurringTransactionTriggerEnum.ValueType
+    trigger: _models_pb2.RecurringTransactionTrigger.ValueType
     @_builtins.property
     def expiration_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1231,25 +1065,25 @@ class CreateRecurringTransactionRuleInput(_message.Message):
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def transaction_metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreateTransactionMetadataInput]: ...
+    def transaction_metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___TransactionMetadataInput]: ...
     def __init__(
         self,
         *,
         expiration_at: _timestamp_pb2.Timestamp | None = ...,
         granted_credits: _builtins.str | None = ...,
         ignore_paid_top_up_limits: _builtins.bool | None = ...,
-        interval: _models_pb2.RecurringTransactionIntervalEnum.ValueType | None = ...,
+        interval: _models_pb2.RecurringTransactionInterval.ValueType | None = ...,
         invoice_custom_section: _models_pb2.InvoiceCustomSectionsReferenceInput | None = ...,
         invoice_requires_successful_payment: _builtins.bool | None = ...,
-        method: _models_pb2.RecurringTransactionMethodEnum.ValueType | None = ...,
+        method: _models_pb2.RecurringTransactionMethod.ValueType | None = ...,
         paid_credits: _builtins.str | None = ...,
         payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         target_ongoing_balance: _builtins.str | None = ...,
         threshold_credits: _builtins.str | None = ...,
-        transaction_metadata: _abc.Iterable[Global___CreateTransactionMetadataInput] | None = ...,
+        transaction_metadata: _abc.Iterable[Global___TransactionMetadataInput] | None = ...,
         transaction_name: _builtins.str | None = ...,
-        trigger: _models_pb2.RecurringTransactionTriggerEnum.ValueType = ...,
+        trigger: _models_pb2.RecurringTransactionTrigger.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_expiration_at", b"_expiration_at", "_granted_credits", b"_granted_credits", "_ignore_paid_top_up_limits", b"_ignore_paid_top_up_limits", "_interval", b"_interval", "_invoice_custom_section", b"_invoice_custom_section", "_invoice_requires_successful_payment", b"_invoice_requires_successful_payment", "_method", b"_method", "_paid_credits", b"_paid_credits", "_payment_method", b"_payment_method", "_started_at", b"_started_at", "_target_ongoing_balance", b"_target_ongoing_balance", "_threshold_credits", b"_threshold_credits", "_transaction_name", b"_transaction_name", "expiration_at", b"expiration_at", "granted_credits", b"granted_credits", "ignore_paid_top_up_limits", b"ignore_paid_top_up_limits", "interval", b"interval", "invoice_custom_section", b"invoice_custom_section", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "method", b"method", "paid_credits", b"paid_credits", "payment_method", b"payment_method", "started_at", b"started_at", "target_ongoing_balance", b"target_ongoing_balance", "threshold_credits", b"threshold_credits", "transaction_name", b"transaction_name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -1311,37 +1145,154 @@ class CreateRecurringTransactionRuleInput(_message.Message):
 Global___CreateRecurringTransactionRuleInput: _TypeAlias = CreateRecurringTransactionRuleInput  # noqa: Y015
 
 @_typing.final
-class WalletTransactionFunding(_message.Message):
+class UpdateRecurringTransactionRuleInput(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
-    CREATED_AT_FIELD_NUMBER: _builtins.int
-    CREDIT_AMOUNT_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    WALLET_TRANSACTION_FIELD_NUMBER: _builtins.int
-    amount_cents: _builtins.int
-    credit_amount: _builtins.str
-    id: _builtins.str
+    EXPIRATION_AT_FIELD_NUMBER: _builtins.int
+    GRANTED_CREDITS_FIELD_NUMBER: _builtins.int
+    IGNORE_PAID_TOP_UP_LIMITS_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    INVOICE_CUSTOM_SECTION_FIELD_NUMBER: _builtins.int
+    INVOICE_REQUIRES_SUCCESSFUL_PAYMENT_FIELD_NUMBER: _builtins.int
+    BILLING_PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    PAID_CREDITS_FIELD_NUMBER: _builtins.int
+    PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    TARGET_ONGOING_BALANCE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_CREDITS_FIELD_NUMBER: _builtins.int
+    TRANSACTION_METADATA_FIELD_NUMBER: _builtins.int
+    TRANSACTION_NAME_FIELD_NUMBER: _builtins.int
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    granted_credits: _builtins.str
+    ignore_paid_top_up_limits: _builtins.bool
+    interval: _models_pb2.RecurringTransactionInterval.ValueType
+    invoice_requires_successful_payment: _builtins.bool
+    billing_provider_id: _builtins.str
+    method: _models_pb2.RecurringTransactionMethod.ValueType
+    paid_credits: _builtins.str
+    target_ongoing_balance: _builtins.str
+    threshold_credits: _builtins.str
+    transaction_name: _builtins.str
+    trigger: _models_pb2.RecurringTransactionTrigger.ValueType
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def expiration_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
-    def wallet_transaction(self) -> _models_pb2.BillingWalletTransaction: ...
+    def invoice_custom_section(self) -> _models_pb2.InvoiceCustomSectionsReferenceInput: ...
+    @_builtins.property
+    def payment_method(self) -> _models_pb2.PaymentMethodReferenceInput: ...
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def transaction_metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___TransactionMetadataInput]: ...
     def __init__(
         self,
         *,
-        amount_cents: _builtins.int = ...,
-        created_at: _timestamp_pb2.Timestamp | None = ...,
-        credit_amount: _builtins.str = ...,
-        id: _builtins.str = ...,
-        wallet_transaction: _models_pb2.BillingWalletTransaction | None = ...,
+        expiration_at: _timestamp_pb2.Timestamp | None = ...,
+        granted_credits: _builtins.str | None = ...,
+        ignore_paid_top_up_limits: _builtins.bool | None = ...,
+        interval: _models_pb2.RecurringTransactionInterval.ValueType | None = ...,
+        invoice_custom_section: _models_pb2.InvoiceCustomSectionsReferenceInput | None = ...,
+        invoice_requires_successful_payment: _builtins.bool | None = ...,
+        billing_provider_id: _builtins.str | None = ...,
+        method: _models_pb2.RecurringTransactionMethod.ValueType | None = ...,
+        paid_credits: _builtins.str | None = ...,
+        payment_method: _models_pb2.PaymentMethodReferenceInput | None = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        target_ongoing_balance: _builtins.str | None = ...,
+        threshold_credits: _builtins.str | None = ...,
+        transaction_metadata: _abc.Iterable[Global___TransactionMetadataInput] | None = ...,
+        transaction_name: _builtins.str | None = ...,
+        trigger: _models_pb2.RecurringTransactionTrigger.ValueType | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "wallet_transaction", b"wallet_transaction"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_billing_provider_id", b"_billing_provider_id", "_expiration_at", b"_expiration_at", "_granted_credits", b"_granted_credits", "_ignore_paid_top_up_limits", b"_ignore_paid_top_up_limits", "_interval", b"_interval", "_invoice_custom_section", b"_invoice_custom_section", "_invoice_requires_successful_payment", b"_invoice_requires_successful_payment", "_method", b"_method", "_paid_credits", b"_paid_credits", "_payment_method", b"_payment_method", "_started_at", b"_started_at", "_target_ongoing_balance", b"_target_ongoing_balance", "_threshold_credits", b"_threshold_credits", "_transaction_name", b"_transaction_name", "_trigger", b"_trigger", "billing_provider_id", b"billing_provider_id", "expiration_at", b"expiration_at", "granted_credits", b"granted_credits", "ignore_paid_top_up_limits", b"ignore_paid_top_up_limits", "interval", b"interval", "invoice_custom_section", b"invoice_custom_section", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "method", b"method", "paid_credits", b"paid_credits", "payment_method", b"payment_method", "started_at", b"started_at", "target_ongoing_balance", b"target_ongoing_balance", "threshold_credits", b"threshold_credits", "transaction_name", b"transaction_name", "trigger", b"trigger"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "created_at", b"created_at", "credit_amount", b"credit_amount", "id", b"id", "wallet_transaction", b"wallet_transaction"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_billing_provider_id", b"_billing_provider_id", "_expiration_at", b"_expiration_at", "_granted_credits", b"_granted_credits", "_ignore_paid_top_up_limits", b"_ignore_paid_top_up_limits", "_interval", b"_interval", "_invoice_custom_section", b"_invoice_custom_section", "_invoice_requires_successful_payment", b"_invoice_requires_successful_payment", "_method", b"_method", "_paid_credits", b"_paid_credits", "_payment_method", b"_payment_method", "_started_at", b"_started_at", "_target_ongoing_balance", b"_target_ongoing_balance", "_threshold_credits", b"_threshold_credits", "_transaction_name", b"_transaction_name", "_trigger", b"_trigger", "billing_provider_id", b"billing_provider_id", "expiration_at", b"expiration_at", "granted_credits", b"granted_credits", "ignore_paid_top_up_limits", b"ignore_paid_top_up_limits", "interval", b"interval", "invoice_custom_section", b"invoice_custom_section", "invoice_requires_successful_payment", b"invoice_requires_successful_payment", "method", b"method", "paid_credits", b"paid_credits", "payment_method", b"payment_method", "started_at", b"started_at", "target_ongoing_balance", b"target_ongoing_balance", "threshold_credits", b"threshold_credits", "transaction_metadata", b"transaction_metadata", "transaction_name", b"transaction_name", "trigger", b"trigger"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__billing_provider_id: _TypeAlias = _typing.Literal["billing_provider_id"]  # noqa: Y015
+    _WhichOneofArgType__billing_provider_id: _TypeAlias = _typing.Literal["_billing_provider_id", b"_billing_provider_id"]  # noqa: Y015
+    _WhichOneofReturnType__expiration_at: _TypeAlias = _typing.Literal["expiration_at"]  # noqa: Y015
+    _WhichOneofArgType__expiration_at: _TypeAlias = _typing.Literal["_expiration_at", b"_expiration_at"]  # noqa: Y015
+    _WhichOneofReturnType__granted_credits: _TypeAlias = _typing.Literal["granted_credits"]  # noqa: Y015
+    _WhichOneofArgType__granted_credits: _TypeAlias = _typing.Literal["_granted_credits", b"_granted_credits"]  # noqa: Y015
+    _WhichOneofReturnType__ignore_paid_top_up_limits: _TypeAlias = _typing.Literal["ignore_paid_top_up_limits"]  # noqa: Y015
+    _WhichOneofArgType__ignore_paid_top_up_limits: _TypeAlias = _typing.Literal["_ignore_paid_top_up_limits", b"_ignore_paid_top_up_limits"]  # noqa: Y015
+    _WhichOneofReturnType__interval: _TypeAlias = _typing.Literal["interval"]  # noqa: Y015
+    _WhichOneofArgType__interval: _TypeAlias = _typing.Literal["_interval", b"_interval"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_custom_section: _TypeAlias = _typing.Literal["invoice_custom_section"]  # noqa: Y015
+    _WhichOneofArgType__invoice_custom_section: _TypeAlias = _typing.Literal["_invoice_custom_section", b"_invoice_custom_section"]  # noqa: Y015
+    _WhichOneofReturnType__invoice_requires_successful_payment: _TypeAlias = _typing.Literal["invoice_requires_successful_payment"]  # noqa: Y015
+    _WhichOneofArgType__invoice_requires_successful_payment: _TypeAlias = _typing.Literal["_invoice_requires_successful_payment", b"_invoice_requires_successful_payment"]  # noqa: Y015
+    _WhichOneofReturnType__method: _TypeAlias = _typing.Literal["method"]  # noqa: Y015
+    _WhichOneofArgType__method: _TypeAlias = _typing.Literal["_method", b"_method"]  # noqa: Y015
+    _WhichOneofReturnType__paid_credits: _TypeAlias = _typing.Literal["paid_credits"]  # noqa: Y015
+    _WhichOneofArgType__paid_credits: _TypeAlias = _typing.Literal["_paid_credits", b"_paid_credits"]  # noqa: Y015
+    _WhichOneofReturnType__payment_method: _TypeAlias = _typing.Literal["payment_method"]  # noqa: Y015
+    _WhichOneofArgType__payment_method: _TypeAlias = _typing.Literal["_payment_method", b"_payment_method"]  # noqa: Y015
+    _WhichOneofReturnType__started_at: _TypeAlias = _typing.Literal["started_at"]  # noqa: Y015
+    _WhichOneofArgType__started_at: _TypeAlias = _typing.Literal["_started_at", b"_started_at"]  # noqa: Y015
+    _WhichOneofReturnType__target_ongoing_balance: _TypeAlias = _typing.Literal["target_ongoing_balance"]  # noqa: Y015
+    _WhichOneofArgType__target_ongoing_balance: _TypeAlias = _typing.Literal["_target_ongoing_balance", b"_target_ongoing_balance"]  # noqa: Y015
+    _WhichOneofReturnType__threshold_credits: _TypeAlias = _typing.Literal["threshold_credits"]  # noqa: Y015
+    _WhichOneofArgType__threshold_credits: _TypeAlias = _typing.Literal["_threshold_credits", b"_threshold_credits"]  # noqa: Y015
+    _WhichOneofReturnType__transaction_name: _TypeAlias = _typing.Literal["transaction_name"]  # noqa: Y015
+    _WhichOneofArgType__transaction_name: _TypeAlias = _typing.Literal["_transaction_name", b"_transaction_name"]  # noqa: Y015
+    _WhichOneofReturnType__trigger: _TypeAlias = _typing.Literal["trigger"]  # noqa: Y015
+    _WhichOneofArgType__trigger: _TypeAlias = _typing.Literal["_trigger", b"_trigger"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__billing_provider_id) -> _WhichOneofReturnType__billing_provider_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expiration_at) -> _WhichOneofReturnType__expiration_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__granted_credits) -> _WhichOneofReturnType__granted_credits | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ignore_paid_top_up_limits) -> _WhichOneofReturnType__ignore_paid_top_up_limits | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval) -> _WhichOneofReturnType__interval | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_custom_section) -> _WhichOneofReturnType__invoice_custom_section | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__invoice_requires_successful_payment) -> _WhichOneofReturnType__invoice_requires_successful_payment | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__method) -> _WhichOneofReturnType__method | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__paid_credits) -> _WhichOneofReturnType__paid_credits | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payment_method) -> _WhichOneofReturnType__payment_method | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__started_at) -> _WhichOneofReturnType__started_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__target_ongoing_balance) -> _WhichOneofReturnType__target_ongoing_balance | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__threshold_credits) -> _WhichOneofReturnType__threshold_credits | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__transaction_name) -> _WhichOneofReturnType__transaction_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__trigger) -> _WhichOneofReturnType__trigger | None: ...
+
+Global___UpdateRecurringTransactionRuleInput: _TypeAlias = UpdateRecurringTransactionRuleInput  # noqa: Y015
+
+@_typing.final
+class TransactionMetadataInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    value: _builtins.str
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___WalletTransactionFunding: _TypeAlias = WalletTransactionFunding  # noqa: Y015
+Global___TransactionMetadataInput: _TypeAlias = TransactionMetadataInput  # noqa: Y015
 
 @_typing.final
 class WalletTransactionConsumption(_message.Message):
@@ -1375,3 +1326,36 @@ class WalletTransactionConsumption(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WalletTransactionConsumption: _TypeAlias = WalletTransactionConsumption  # noqa: Y015
+
+@_typing.final
+class WalletTransactionFunding(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    CREDIT_AMOUNT_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    WALLET_TRANSACTION_FIELD_NUMBER: _builtins.int
+    amount_cents: _builtins.int
+    credit_amount: _builtins.str
+    id: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def wallet_transaction(self) -> _models_pb2.BillingWalletTransaction: ...
+    def __init__(
+        self,
+        *,
+        amount_cents: _builtins.int = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        credit_amount: _builtins.str = ...,
+        id: _builtins.str = ...,
+        wallet_transaction: _models_pb2.BillingWalletTransaction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "wallet_transaction", b"wallet_transaction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "created_at", b"created_at", "credit_amount", b"credit_amount", "id", b"id", "wallet_transaction", b"wallet_transaction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WalletTransactionFunding: _TypeAlias = WalletTransactionFunding  # noqa: Y015

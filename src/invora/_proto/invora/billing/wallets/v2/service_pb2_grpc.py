@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class WalletServiceStub:
+class WalletsServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,66 +34,60 @@ class WalletServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Get = channel.unary_unary(
-                '/invora.billing.wallets.v2.WalletService/Get',
-                request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.wallets.v2.WalletService/List',
+                '/invora.billing.wallets.v2.WalletsService/List',
                 request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
-        self.CreateCustomerWallet = channel.unary_unary(
-                '/invora.billing.wallets.v2.WalletService/CreateCustomerWallet',
-                request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateCustomerWalletRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateCustomerWalletResponse.FromString,
+        self.Get = channel.unary_unary(
+                '/invora.billing.wallets.v2.WalletsService/Get',
+                request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetResponse.FromString,
                 _registered_method=True)
-        self.CreateCustomerWalletTransaction = channel.unary_unary(
-                '/invora.billing.wallets.v2.WalletService/CreateCustomerWalletTransaction',
-                request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateCustomerWalletTransactionRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateCustomerWalletTransactionResponse.FromString,
+        self.Create = channel.unary_unary(
+                '/invora.billing.wallets.v2.WalletsService/Create',
+                request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateResponse.FromString,
+                _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/invora.billing.wallets.v2.WalletsService/Update',
+                request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.UpdateResponse.FromString,
+                _registered_method=True)
+        self.Terminate = channel.unary_unary(
+                '/invora.billing.wallets.v2.WalletsService/Terminate',
+                request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.TerminateRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.TerminateResponse.FromString,
+                _registered_method=True)
+        self.CreateTransaction = channel.unary_unary(
+                '/invora.billing.wallets.v2.WalletsService/CreateTransaction',
+                request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateTransactionRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateTransactionResponse.FromString,
                 _registered_method=True)
         self.GetTransaction = channel.unary_unary(
-                '/invora.billing.wallets.v2.WalletService/GetTransaction',
+                '/invora.billing.wallets.v2.WalletsService/GetTransaction',
                 request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetTransactionRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetTransactionResponse.FromString,
                 _registered_method=True)
+        self.ListTransactions = channel.unary_unary(
+                '/invora.billing.wallets.v2.WalletsService/ListTransactions',
+                request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionsRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionsResponse.FromString,
+                _registered_method=True)
         self.ListTransactionConsumptions = channel.unary_unary(
-                '/invora.billing.wallets.v2.WalletService/ListTransactionConsumptions',
+                '/invora.billing.wallets.v2.WalletsService/ListTransactionConsumptions',
                 request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionConsumptionsRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionConsumptionsResponse.FromString,
                 _registered_method=True)
         self.ListTransactionFundings = channel.unary_unary(
-                '/invora.billing.wallets.v2.WalletService/ListTransactionFundings',
+                '/invora.billing.wallets.v2.WalletsService/ListTransactionFundings',
                 request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionFundingsRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionFundingsResponse.FromString,
                 _registered_method=True)
-        self.ListTransactions = channel.unary_unary(
-                '/invora.billing.wallets.v2.WalletService/ListTransactions',
-                request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionsRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionsResponse.FromString,
-                _registered_method=True)
-        self.TerminateCustomerWallet = channel.unary_unary(
-                '/invora.billing.wallets.v2.WalletService/TerminateCustomerWallet',
-                request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.TerminateCustomerWalletRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.TerminateCustomerWalletResponse.FromString,
-                _registered_method=True)
-        self.UpdateCustomerWallet = channel.unary_unary(
-                '/invora.billing.wallets.v2.WalletService/UpdateCustomerWallet',
-                request_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.UpdateCustomerWalletRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.UpdateCustomerWalletResponse.FromString,
-                _registered_method=True)
 
 
-class WalletServiceServicer:
+class WalletsServiceServicer:
     """Missing associated documentation comment in .proto file."""
-
-    def Get(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
 
     def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -101,19 +95,43 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CreateCustomerWallet(self, request, context):
+    def Get(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CreateCustomerWalletTransaction(self, request, context):
+    def Create(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Update(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Terminate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTransaction(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetTransaction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTransactions(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,51 +149,48 @@ class WalletServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListTransactions(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
 
-    def TerminateCustomerWallet(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def UpdateCustomerWallet(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_WalletServiceServicer_to_server(servicer, server):
+def add_WalletsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Get': grpc.unary_unary_rpc_method_handler(
-                    servicer.Get,
-                    request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
-            ),
             'List': grpc.unary_unary_rpc_method_handler(
                     servicer.List,
                     request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListRequest.FromString,
                     response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
             ),
-            'CreateCustomerWallet': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateCustomerWallet,
-                    request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateCustomerWalletRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateCustomerWalletResponse.SerializeToString,
+            'Get': grpc.unary_unary_rpc_method_handler(
+                    servicer.Get,
+                    request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
-            'CreateCustomerWalletTransaction': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateCustomerWalletTransaction,
-                    request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateCustomerWalletTransactionRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateCustomerWalletTransactionResponse.SerializeToString,
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.UpdateRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.UpdateResponse.SerializeToString,
+            ),
+            'Terminate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Terminate,
+                    request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.TerminateRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.TerminateResponse.SerializeToString,
+            ),
+            'CreateTransaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTransaction,
+                    request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateTransactionRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateTransactionResponse.SerializeToString,
             ),
             'GetTransaction': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTransaction,
                     request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetTransactionRequest.FromString,
                     response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetTransactionResponse.SerializeToString,
+            ),
+            'ListTransactions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTransactions,
+                    request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionsRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionsResponse.SerializeToString,
             ),
             'ListTransactionConsumptions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTransactionConsumptions,
@@ -187,58 +202,16 @@ def add_WalletServiceServicer_to_server(servicer, server):
                     request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionFundingsRequest.FromString,
                     response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionFundingsResponse.SerializeToString,
             ),
-            'ListTransactions': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListTransactions,
-                    request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionsRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionsResponse.SerializeToString,
-            ),
-            'TerminateCustomerWallet': grpc.unary_unary_rpc_method_handler(
-                    servicer.TerminateCustomerWallet,
-                    request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.TerminateCustomerWalletRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.TerminateCustomerWalletResponse.SerializeToString,
-            ),
-            'UpdateCustomerWallet': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateCustomerWallet,
-                    request_deserializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.UpdateCustomerWalletRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.UpdateCustomerWalletResponse.SerializeToString,
-            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.wallets.v2.WalletService', rpc_method_handlers)
+            'invora.billing.wallets.v2.WalletsService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.wallets.v2.WalletService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.wallets.v2.WalletsService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class WalletService:
+class WalletsService:
     """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def Get(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.wallets.v2.WalletService/Get',
-            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def List(request,
@@ -254,7 +227,7 @@ class WalletService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.wallets.v2.WalletService/List',
+            '/invora.billing.wallets.v2.WalletsService/List',
             invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
             invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListResponse.FromString,
             options,
@@ -268,7 +241,7 @@ class WalletService:
             _registered_method=True)
 
     @staticmethod
-    def CreateCustomerWallet(request,
+    def Get(request,
             target,
             options=(),
             channel_credentials=None,
@@ -281,9 +254,9 @@ class WalletService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.wallets.v2.WalletService/CreateCustomerWallet',
-            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateCustomerWalletRequest.SerializeToString,
-            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateCustomerWalletResponse.FromString,
+            '/invora.billing.wallets.v2.WalletsService/Get',
+            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -295,7 +268,7 @@ class WalletService:
             _registered_method=True)
 
     @staticmethod
-    def CreateCustomerWalletTransaction(request,
+    def Create(request,
             target,
             options=(),
             channel_credentials=None,
@@ -308,9 +281,90 @@ class WalletService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.wallets.v2.WalletService/CreateCustomerWalletTransaction',
-            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateCustomerWalletTransactionRequest.SerializeToString,
-            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateCustomerWalletTransactionResponse.FromString,
+            '/invora.billing.wallets.v2.WalletsService/Create',
+            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.wallets.v2.WalletsService/Update',
+            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
+            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.UpdateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Terminate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.wallets.v2.WalletsService/Terminate',
+            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.TerminateRequest.SerializeToString,
+            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.TerminateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTransaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.wallets.v2.WalletsService/CreateTransaction',
+            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateTransactionRequest.SerializeToString,
+            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.CreateTransactionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -335,9 +389,36 @@ class WalletService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.wallets.v2.WalletService/GetTransaction',
+            '/invora.billing.wallets.v2.WalletsService/GetTransaction',
             invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetTransactionRequest.SerializeToString,
             invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.GetTransactionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTransactions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.wallets.v2.WalletsService/ListTransactions',
+            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionsRequest.SerializeToString,
+            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -362,7 +443,7 @@ class WalletService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.wallets.v2.WalletService/ListTransactionConsumptions',
+            '/invora.billing.wallets.v2.WalletsService/ListTransactionConsumptions',
             invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionConsumptionsRequest.SerializeToString,
             invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionConsumptionsResponse.FromString,
             options,
@@ -389,90 +470,9 @@ class WalletService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.wallets.v2.WalletService/ListTransactionFundings',
+            '/invora.billing.wallets.v2.WalletsService/ListTransactionFundings',
             invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionFundingsRequest.SerializeToString,
             invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionFundingsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListTransactions(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.wallets.v2.WalletService/ListTransactions',
-            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionsRequest.SerializeToString,
-            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.ListTransactionsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def TerminateCustomerWallet(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.wallets.v2.WalletService/TerminateCustomerWallet',
-            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.TerminateCustomerWalletRequest.SerializeToString,
-            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.TerminateCustomerWalletResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def UpdateCustomerWallet(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.wallets.v2.WalletService/UpdateCustomerWallet',
-            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.UpdateCustomerWalletRequest.SerializeToString,
-            invora_dot_billing_dot_wallets_dot_v2_dot_service__pb2.UpdateCustomerWalletResponse.FromString,
             options,
             channel_credentials,
             insecure,

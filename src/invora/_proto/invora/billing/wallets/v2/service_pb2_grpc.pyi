@@ -30,44 +30,37 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class WalletServiceStub:
+class WalletsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> WalletServiceAsyncStub: ...
-    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    def __new__(cls, channel: _aio.Channel) -> WalletsServiceAsyncStub: ...
     List: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]
-    CreateCustomerWallet: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateCustomerWalletRequest, _service_pb2.CreateCustomerWalletResponse]
-    CreateCustomerWalletTransaction: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateCustomerWalletTransactionRequest, _service_pb2.CreateCustomerWalletTransactionResponse]
+    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
+    Update: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]
+    Terminate: _grpc.UnaryUnaryMultiCallable[_service_pb2.TerminateRequest, _service_pb2.TerminateResponse]
+    CreateTransaction: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateTransactionRequest, _service_pb2.CreateTransactionResponse]
     GetTransaction: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetTransactionRequest, _service_pb2.GetTransactionResponse]
+    ListTransactions: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListTransactionsRequest, _service_pb2.ListTransactionsResponse]
     ListTransactionConsumptions: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListTransactionConsumptionsRequest, _service_pb2.ListTransactionConsumptionsResponse]
     ListTransactionFundings: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListTransactionFundingsRequest, _service_pb2.ListTransactionFundingsResponse]
-    ListTransactions: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListTransactionsRequest, _service_pb2.ListTransactionsResponse]
-    TerminateCustomerWallet: _grpc.UnaryUnaryMultiCallable[_service_pb2.TerminateCustomerWalletRequest, _service_pb2.TerminateCustomerWalletResponse]
-    UpdateCustomerWallet: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateCustomerWalletRequest, _service_pb2.UpdateCustomerWalletResponse]
 
 @_typing.type_check_only
-class WalletServiceAsyncStub(WalletServiceStub):
+class WalletsServiceAsyncStub(WalletsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]  # type: ignore[assignment]
-    CreateCustomerWallet: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateCustomerWalletRequest, _service_pb2.CreateCustomerWalletResponse]  # type: ignore[assignment]
-    CreateCustomerWalletTransaction: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateCustomerWalletTransactionRequest, _service_pb2.CreateCustomerWalletTransactionResponse]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
+    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
+    Update: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]  # type: ignore[assignment]
+    Terminate: _aio.UnaryUnaryMultiCallable[_service_pb2.TerminateRequest, _service_pb2.TerminateResponse]  # type: ignore[assignment]
+    CreateTransaction: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateTransactionRequest, _service_pb2.CreateTransactionResponse]  # type: ignore[assignment]
     GetTransaction: _aio.UnaryUnaryMultiCallable[_service_pb2.GetTransactionRequest, _service_pb2.GetTransactionResponse]  # type: ignore[assignment]
+    ListTransactions: _aio.UnaryUnaryMultiCallable[_service_pb2.ListTransactionsRequest, _service_pb2.ListTransactionsResponse]  # type: ignore[assignment]
     ListTransactionConsumptions: _aio.UnaryUnaryMultiCallable[_service_pb2.ListTransactionConsumptionsRequest, _service_pb2.ListTransactionConsumptionsResponse]  # type: ignore[assignment]
     ListTransactionFundings: _aio.UnaryUnaryMultiCallable[_service_pb2.ListTransactionFundingsRequest, _service_pb2.ListTransactionFundingsResponse]  # type: ignore[assignment]
-    ListTransactions: _aio.UnaryUnaryMultiCallable[_service_pb2.ListTransactionsRequest, _service_pb2.ListTransactionsResponse]  # type: ignore[assignment]
-    TerminateCustomerWallet: _aio.UnaryUnaryMultiCallable[_service_pb2.TerminateCustomerWalletRequest, _service_pb2.TerminateCustomerWalletResponse]  # type: ignore[assignment]
-    UpdateCustomerWallet: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateCustomerWalletRequest, _service_pb2.UpdateCustomerWalletResponse]  # type: ignore[assignment]
 
-class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
-    @_abc_1.abstractmethod
-    def Get(
-        self,
-        request: _service_pb2.GetRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
-
+class WalletsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def List(
         self,
@@ -76,18 +69,39 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
 
     @_abc_1.abstractmethod
-    def CreateCustomerWallet(
+    def Get(
         self,
-        request: _service_pb2.CreateCustomerWalletRequest,
+        request: _service_pb2.GetRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateCustomerWalletResponse, _abc.Awaitable[_service_pb2.CreateCustomerWalletResponse]]: ...
+    ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
 
     @_abc_1.abstractmethod
-    def CreateCustomerWalletTransaction(
+    def Create(
         self,
-        request: _service_pb2.CreateCustomerWalletTransactionRequest,
+        request: _service_pb2.CreateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateCustomerWalletTransactionResponse, _abc.Awaitable[_service_pb2.CreateCustomerWalletTransactionResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Update(
+        self,
+        request: _service_pb2.UpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.UpdateResponse, _abc.Awaitable[_service_pb2.UpdateResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Terminate(
+        self,
+        request: _service_pb2.TerminateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.TerminateResponse, _abc.Awaitable[_service_pb2.TerminateResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateTransaction(
+        self,
+        request: _service_pb2.CreateTransactionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.CreateTransactionResponse, _abc.Awaitable[_service_pb2.CreateTransactionResponse]]: ...
 
     @_abc_1.abstractmethod
     def GetTransaction(
@@ -95,6 +109,13 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _service_pb2.GetTransactionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.GetTransactionResponse, _abc.Awaitable[_service_pb2.GetTransactionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListTransactions(
+        self,
+        request: _service_pb2.ListTransactionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ListTransactionsResponse, _abc.Awaitable[_service_pb2.ListTransactionsResponse]]: ...
 
     @_abc_1.abstractmethod
     def ListTransactionConsumptions(
@@ -110,25 +131,4 @@ class WalletServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.ListTransactionFundingsResponse, _abc.Awaitable[_service_pb2.ListTransactionFundingsResponse]]: ...
 
-    @_abc_1.abstractmethod
-    def ListTransactions(
-        self,
-        request: _service_pb2.ListTransactionsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.ListTransactionsResponse, _abc.Awaitable[_service_pb2.ListTransactionsResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def TerminateCustomerWallet(
-        self,
-        request: _service_pb2.TerminateCustomerWalletRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.TerminateCustomerWalletResponse, _abc.Awaitable[_service_pb2.TerminateCustomerWalletResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def UpdateCustomerWallet(
-        self,
-        request: _service_pb2.UpdateCustomerWalletRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.UpdateCustomerWalletResponse, _abc.Awaitable[_service_pb2.UpdateCustomerWalletResponse]]: ...
-
-def add_WalletServiceServicer_to_server(servicer: WalletServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+def add_WalletsServiceServicer_to_server(servicer: WalletsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -144,9 +144,9 @@ class InvoiceEventPayload(_message.Message):
     issuing_date: _builtins.str
     payment_due_date: _builtins.str
     net_payment_term: _builtins.str
-    invoice_type: _models_pb2.InvoiceTypeEnum.ValueType
-    status: _models_pb2.InvoiceStatusTypeEnum.ValueType
-    payment_status: _models_pb2.InvoicePaymentStatusTypeEnum.ValueType
+    invoice_type: _models_pb2.InvoiceType.ValueType
+    status: _models_pb2.InvoiceStatusType.ValueType
+    payment_status: _models_pb2.InvoicePaymentStatusType.ValueType
     currency: _builtins.str
     file_url: _builtins.str
     @_builtins.property
@@ -176,9 +176,9 @@ class InvoiceEventPayload(_message.Message):
         issuing_date: _builtins.str = ...,
         payment_due_date: _builtins.str = ...,
         net_payment_term: _builtins.str = ...,
-        invoice_type: _models_pb2.InvoiceTypeEnum.ValueType = ...,
-        status: _models_pb2.InvoiceStatusTypeEnum.ValueType = ...,
-        payment_status: _models_pb2.InvoicePaymentStatusTypeEnum.ValueType = ...,
+        invoice_type: _models_pb2.InvoiceType.ValueType = ...,
+        status: _models_pb2.InvoiceStatusType.ValueType = ...,
+        payment_status: _models_pb2.InvoicePaymentStatusType.ValueType = ...,
         currency: _builtins.str = ...,
         fees_amount_cents: _decimal_pb2.DecimalValue | None = ...,
         taxes_amount_cents: _decimal_pb2.DecimalValue | None = ...,
@@ -210,14 +210,14 @@ class InvoiceSubscription(_message.Message):
     id: _builtins.str
     external_id: _builtins.str
     plan_code: _builtins.str
-    status: _models_pb2.StatusTypeEnum.ValueType
+    status: _models_pb2.StatusType.ValueType
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         external_id: _builtins.str = ...,
         plan_code: _builtins.str = ...,
-        status: _models_pb2.StatusTypeEnum.ValueType = ...,
+        status: _models_pb2.StatusType.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -238,7 +238,7 @@ class InvoiceFee(_message.Message):
     UNITS_FIELD_NUMBER: _builtins.int
     EVENTS_COUNT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    item_type: _models_pb2.FeeTypesEnum.ValueType
+    item_type: _models_pb2.FeeTypes.ValueType
     item_code: _builtins.str
     events_count: _builtins.int
     @_builtins.property
@@ -249,7 +249,7 @@ class InvoiceFee(_message.Message):
         self,
         *,
         id: _builtins.str = ...,
-        item_type: _models_pb2.FeeTypesEnum.ValueType = ...,
+        item_type: _models_pb2.FeeTypes.ValueType = ...,
         item_code: _builtins.str = ...,
         amount_cents: _decimal_pb2.DecimalValue | None = ...,
         units: _decimal_pb2.DecimalValue | None = ...,
@@ -318,9 +318,9 @@ class CreditNoteEventPayload(_message.Message):
     sequential_id: _builtins.str
     number: _builtins.str
     issuing_date: _builtins.str
-    credit_status: _models_pb2.CreditNoteCreditStatusEnum.ValueType
-    refund_status: _models_pb2.CreditNoteRefundStatusEnum.ValueType
-    reason: _models_pb2.CreditNoteReasonEnum.ValueType
+    credit_status: _models_pb2.CreditNoteCreditStatus.ValueType
+    refund_status: _models_pb2.CreditNoteRefundStatus.ValueType
+    reason: _models_pb2.CreditNoteReason.ValueType
     currency: _builtins.str
     invoice_number: _builtins.str
     @_builtins.property
@@ -340,9 +340,9 @@ class CreditNoteEventPayload(_message.Message):
         sequential_id: _builtins.str = ...,
         number: _builtins.str = ...,
         issuing_date: _builtins.str = ...,
-        credit_status: _models_pb2.CreditNoteCreditStatusEnum.ValueType = ...,
-        refund_status: _models_pb2.CreditNoteRefundStatusEnum.ValueType = ...,
-        reason: _models_pb2.CreditNoteReasonEnum.ValueType = ...,
+        credit_status: _models_pb2.CreditNoteCreditStatus.ValueType = ...,
+        refund_status: _models_pb2.CreditNoteRefundStatus.ValueType = ...,
+        reason: _models_pb2.CreditNoteReason.ValueType = ...,
         currency: _builtins.str = ...,
         total_amount_cents: _decimal_pb2.DecimalValue | None = ...,
         credit_amount_cents: _decimal_pb2.DecimalValue | None = ...,
@@ -377,9 +377,9 @@ class SubscriptionEventPayload(_message.Message):
     CUSTOMER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     external_id: _builtins.str
-    status: _models_pb2.StatusTypeEnum.ValueType
+    status: _models_pb2.StatusType.ValueType
     plan_code: _builtins.str
-    billing_time: _models_pb2.BillingTimeEnum.ValueType
+    billing_time: _models_pb2.BillingTime.ValueType
     previous_plan_code: _builtins.str
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -398,9 +398,9 @@ class SubscriptionEventPayload(_message.Message):
         *,
         id: _builtins.str = ...,
         external_id: _builtins.str = ...,
-        status: _models_pb2.StatusTypeEnum.ValueType = ...,
+        status: _models_pb2.StatusType.ValueType = ...,
         plan_code: _builtins.str = ...,
-        billing_time: _models_pb2.BillingTimeEnum.ValueType = ...,
+        billing_time: _models_pb2.BillingTime.ValueType = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         ending_at: _timestamp_pb2.Timestamp | None = ...,
         terminated_at: _timestamp_pb2.Timestamp | None = ...,
@@ -433,10 +433,10 @@ class PaymentEventPayload(_message.Message):
     PROVIDER_ERROR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     invoice_id: _builtins.str
-    payment_provider: _models_pb2.ProviderTypeEnum.ValueType
+    payment_provider: _models_pb2.ProviderType.ValueType
     payment_provider_code: _builtins.str
     provider_payment_id: _builtins.str
-    status: _models_pb2.PayablePaymentStatusEnum.ValueType
+    status: _models_pb2.PayablePaymentStatus.ValueType
     currency: _builtins.str
     provider_error: _builtins.str
     @_builtins.property
@@ -448,10 +448,10 @@ class PaymentEventPayload(_message.Message):
         *,
         id: _builtins.str = ...,
         invoice_id: _builtins.str = ...,
-        payment_provider: _models_pb2.ProviderTypeEnum.ValueType = ...,
+        payment_provider: _models_pb2.ProviderType.ValueType = ...,
         payment_provider_code: _builtins.str = ...,
         provider_payment_id: _builtins.str = ...,
-        status: _models_pb2.PayablePaymentStatusEnum.ValueType = ...,
+        status: _models_pb2.PayablePaymentStatus.ValueType = ...,
         amount_cents: _decimal_pb2.DecimalValue | None = ...,
         currency: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
@@ -502,7 +502,7 @@ class CustomerEventPayload(_message.Message):
     name: _builtins.str
     email: _builtins.str
     currency: _builtins.str
-    payment_provider: _models_pb2.ProviderTypeEnum.ValueType
+    payment_provider: _models_pb2.ProviderType.ValueType
     payment_provider_code: _builtins.str
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
@@ -514,7 +514,7 @@ class CustomerEventPayload(_message.Message):
         name: _builtins.str = ...,
         email: _builtins.str = ...,
         currency: _builtins.str = ...,
-        payment_provider: _models_pb2.ProviderTypeEnum.ValueType = ...,
+        payment_provider: _models_pb2.ProviderType.ValueType = ...,
         payment_provider_code: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
@@ -543,7 +543,7 @@ class WalletEventPayload(_message.Message):
     EXTERNAL_CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
-    status: _models_pb2.WalletStatusEnum.ValueType
+    status: _models_pb2.WalletStatus.ValueType
     currency: _builtins.str
     external_customer_id: _builtins.str
     @_builtins.property
@@ -563,7 +563,7 @@ class WalletEventPayload(_message.Message):
         *,
         id: _builtins.str = ...,
         name: _builtins.str = ...,
-        status: _models_pb2.WalletStatusEnum.ValueType = ...,
+        status: _models_pb2.WalletStatus.ValueType = ...,
         balance_cents: _decimal_pb2.DecimalValue | None = ...,
         consumed_credits: _decimal_pb2.DecimalValue | None = ...,
         ongoing_balance_cents: _decimal_pb2.DecimalValue | None = ...,
@@ -595,8 +595,8 @@ class WalletTransactionEventPayload(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     wallet_id: _builtins.str
-    status: _models_pb2.WalletTransactionStatusEnum.ValueType
-    transaction_type: _models_pb2.WalletTransactionTransactionTypeEnum.ValueType
+    status: _models_pb2.WalletTransactionStatus.ValueType
+    transaction_type: _models_pb2.WalletTransactionTransactionType.ValueType
     @_builtins.property
     def amount(self) -> _decimal_pb2.DecimalValue: ...
     @_builtins.property
@@ -610,8 +610,8 @@ class WalletTransactionEventPayload(_message.Message):
         *,
         id: _builtins.str = ...,
         wallet_id: _builtins.str = ...,
-        status: _models_pb2.WalletTransactionStatusEnum.ValueType = ...,
-        transaction_type: _models_pb2.WalletTransactionTransactionTypeEnum.ValueType = ...,
+        status: _models_pb2.WalletTransactionStatus.ValueType = ...,
+        transaction_type: _models_pb2.WalletTransactionTransactionType.ValueType = ...,
         amount: _decimal_pb2.DecimalValue | None = ...,
         credit_amount: _decimal_pb2.DecimalValue | None = ...,
         settled_at: _timestamp_pb2.Timestamp | None = ...,
@@ -670,7 +670,7 @@ class FeeEventPayload(_message.Message):
     id: _builtins.str
     subscription_id: _builtins.str
     invoice_id: _builtins.str
-    item_type: _models_pb2.FeeTypesEnum.ValueType
+    item_type: _models_pb2.FeeTypes.ValueType
     item_code: _builtins.str
     events_count: _builtins.int
     @_builtins.property
@@ -685,7 +685,7 @@ class FeeEventPayload(_message.Message):
         id: _builtins.str = ...,
         subscription_id: _builtins.str = ...,
         invoice_id: _builtins.str = ...,
-        item_type: _models_pb2.FeeTypesEnum.ValueType = ...,
+        item_type: _models_pb2.FeeTypes.ValueType = ...,
         item_code: _builtins.str = ...,
         amount_cents: _decimal_pb2.DecimalValue | None = ...,
         units: _decimal_pb2.DecimalValue | None = ...,
@@ -746,7 +746,7 @@ class PaymentGatewayWebhookEvent(_message.Message):
     RAW_PAYLOAD_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     TENANT_ID_FIELD_NUMBER: _builtins.int
-    provider: _models_pb2.ProviderTypeEnum.ValueType
+    provider: _models_pb2.ProviderType.ValueType
     event_type: _builtins.str
     signature: _builtins.str
     tenant_id: _builtins.str
@@ -755,7 +755,7 @@ class PaymentGatewayWebhookEvent(_message.Message):
     def __init__(
         self,
         *,
-        provider: _models_pb2.ProviderTypeEnum.ValueType = ...,
+        provider: _models_pb2.ProviderType.ValueType = ...,
         event_type: _builtins.str = ...,
         raw_payload: _struct_pb2.Struct | None = ...,
         signature: _builtins.str = ...,

@@ -12,7 +12,6 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from invora._proto.invora.billing.common.v2 import models_pb2 as _models_pb2
@@ -28,239 +27,176 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class _View:
+class _WebhookEndpointSignatureAlgo:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _ViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_View.ValueType], _builtins.type):
+class _WebhookEndpointSignatureAlgoEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WebhookEndpointSignatureAlgo.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    VIEW_UNSPECIFIED: _View.ValueType  # 0
-    VIEW_BASIC: _View.ValueType  # 1
-    VIEW_FULL: _View.ValueType  # 2
+    WEBHOOK_ENDPOINT_SIGNATURE_ALGO_UNSPECIFIED: _WebhookEndpointSignatureAlgo.ValueType  # 0
+    WEBHOOK_ENDPOINT_SIGNATURE_ALGO_HMAC: _WebhookEndpointSignatureAlgo.ValueType  # 1
+    WEBHOOK_ENDPOINT_SIGNATURE_ALGO_JWT: _WebhookEndpointSignatureAlgo.ValueType  # 2
 
-class View(_View, metaclass=_ViewEnumTypeWrapper): ...
+class WebhookEndpointSignatureAlgo(_WebhookEndpointSignatureAlgo, metaclass=_WebhookEndpointSignatureAlgoEnumTypeWrapper): ...
 
-VIEW_UNSPECIFIED: View.ValueType  # 0
-VIEW_BASIC: View.ValueType  # 1
-VIEW_FULL: View.ValueType  # 2
-Global___View: _TypeAlias = View  # noqa: Y015
+WEBHOOK_ENDPOINT_SIGNATURE_ALGO_UNSPECIFIED: WebhookEndpointSignatureAlgo.ValueType  # 0
+WEBHOOK_ENDPOINT_SIGNATURE_ALGO_HMAC: WebhookEndpointSignatureAlgo.ValueType  # 1
+WEBHOOK_ENDPOINT_SIGNATURE_ALGO_JWT: WebhookEndpointSignatureAlgo.ValueType  # 2
+Global___WebhookEndpointSignatureAlgo: _TypeAlias = WebhookEndpointSignatureAlgo  # noqa: Y015
 
-class _WebhookEndpointSignatureAlgoEnum:
+class _EventType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _WebhookEndpointSignatureAlgoEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WebhookEndpointSignatureAlgoEnum.ValueType], _builtins.type):
+class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    WEBHOOK_ENDPOINT_SIGNATURE_ALGO_ENUM_UNSPECIFIED: _WebhookEndpointSignatureAlgoEnum.ValueType  # 0
-    WEBHOOK_ENDPOINT_SIGNATURE_ALGO_ENUM_HMAC: _WebhookEndpointSignatureAlgoEnum.ValueType  # 1
-    WEBHOOK_ENDPOINT_SIGNATURE_ALGO_ENUM_JWT: _WebhookEndpointSignatureAlgoEnum.ValueType  # 2
+    EVENT_TYPE_UNSPECIFIED: _EventType.ValueType  # 0
+    EVENT_TYPE_ALERT_TRIGGERED: _EventType.ValueType  # 1
+    EVENT_TYPE_ALL: _EventType.ValueType  # 2
+    EVENT_TYPE_CREDIT_NOTE_CREATED: _EventType.ValueType  # 3
+    EVENT_TYPE_CREDIT_NOTE_GENERATED: _EventType.ValueType  # 4
+    EVENT_TYPE_CREDIT_NOTE_PROVIDER_REFUND_FAILURE: _EventType.ValueType  # 5
+    EVENT_TYPE_CUSTOMER_ACCOUNTING_PROVIDER_CREATED: _EventType.ValueType  # 6
+    EVENT_TYPE_CUSTOMER_ACCOUNTING_PROVIDER_ERROR: _EventType.ValueType  # 7
+    EVENT_TYPE_CUSTOMER_CHECKOUT_URL_GENERATED: _EventType.ValueType  # 8
+    EVENT_TYPE_CUSTOMER_CREATED: _EventType.ValueType  # 9
+    EVENT_TYPE_CUSTOMER_CRM_PROVIDER_CREATED: _EventType.ValueType  # 10
+    EVENT_TYPE_CUSTOMER_CRM_PROVIDER_ERROR: _EventType.ValueType  # 11
+    EVENT_TYPE_CUSTOMER_PAYMENT_PROVIDER_CREATED: _EventType.ValueType  # 12
+    EVENT_TYPE_CUSTOMER_PAYMENT_PROVIDER_ERROR: _EventType.ValueType  # 13
+    EVENT_TYPE_CUSTOMER_TAX_PROVIDER_ERROR: _EventType.ValueType  # 14
+    EVENT_TYPE_CUSTOMER_UPDATED: _EventType.ValueType  # 15
+    EVENT_TYPE_CUSTOMER_VIES_CHECK: _EventType.ValueType  # 16
+    EVENT_TYPE_DUNNING_CAMPAIGN_FINISHED: _EventType.ValueType  # 17
+    EVENT_TYPE_EVENT_ERROR: _EventType.ValueType  # 18
+    EVENT_TYPE_EVENTS_ERRORS: _EventType.ValueType  # 19
+    EVENT_TYPE_FEATURE_CREATED: _EventType.ValueType  # 20
+    EVENT_TYPE_FEATURE_DELETED: _EventType.ValueType  # 21
+    EVENT_TYPE_FEATURE_UPDATED: _EventType.ValueType  # 22
+    EVENT_TYPE_FEE_CREATED: _EventType.ValueType  # 23
+    EVENT_TYPE_FEE_TAX_PROVIDER_ERROR: _EventType.ValueType  # 24
+    EVENT_TYPE_INTEGRATION_PROVIDER_ERROR: _EventType.ValueType  # 25
+    EVENT_TYPE_INVOICE_CREATED: _EventType.ValueType  # 26
+    EVENT_TYPE_INVOICE_DRAFTED: _EventType.ValueType  # 27
+    EVENT_TYPE_INVOICE_GENERATED: _EventType.ValueType  # 28
+    EVENT_TYPE_INVOICE_ONE_OFF_CREATED: _EventType.ValueType  # 29
+    EVENT_TYPE_INVOICE_PAID_CREDIT_ADDED: _EventType.ValueType  # 30
+    EVENT_TYPE_INVOICE_PAYMENT_DISPUTE_LOST: _EventType.ValueType  # 31
+    EVENT_TYPE_INVOICE_PAYMENT_FAILURE: _EventType.ValueType  # 32
+    EVENT_TYPE_INVOICE_PAYMENT_OVERDUE: _EventType.ValueType  # 33
+    EVENT_TYPE_INVOICE_PAYMENT_STATUS_UPDATED: _EventType.ValueType  # 34
+    EVENT_TYPE_INVOICE_RESYNCED: _EventType.ValueType  # 35
+    EVENT_TYPE_INVOICE_VOIDED: _EventType.ValueType  # 36
+    EVENT_TYPE_PAYMENT_PROVIDER_ERROR: _EventType.ValueType  # 37
+    EVENT_TYPE_PAYMENT_RECEIPT_CREATED: _EventType.ValueType  # 38
+    EVENT_TYPE_PAYMENT_RECEIPT_GENERATED: _EventType.ValueType  # 39
+    EVENT_TYPE_PAYMENT_REQUEST_CREATED: _EventType.ValueType  # 40
+    EVENT_TYPE_PAYMENT_REQUEST_PAYMENT_FAILURE: _EventType.ValueType  # 41
+    EVENT_TYPE_PAYMENT_REQUEST_PAYMENT_STATUS_UPDATED: _EventType.ValueType  # 42
+    EVENT_TYPE_PAYMENT_REQUIRES_ACTION: _EventType.ValueType  # 43
+    EVENT_TYPE_PAYMENT_SUCCEEDED: _EventType.ValueType  # 44
+    EVENT_TYPE_PLAN_CREATED: _EventType.ValueType  # 45
+    EVENT_TYPE_PLAN_DELETED: _EventType.ValueType  # 46
+    EVENT_TYPE_PLAN_UPDATED: _EventType.ValueType  # 47
+    EVENT_TYPE_SUBSCRIPTION_STARTED: _EventType.ValueType  # 48
+    EVENT_TYPE_SUBSCRIPTION_TERMINATED: _EventType.ValueType  # 49
+    EVENT_TYPE_SUBSCRIPTION_TERMINATION_ALERT: _EventType.ValueType  # 50
+    EVENT_TYPE_SUBSCRIPTION_TRIAL_ENDED: _EventType.ValueType  # 51
+    EVENT_TYPE_SUBSCRIPTION_UPDATED: _EventType.ValueType  # 52
+    EVENT_TYPE_SUBSCRIPTION_USAGE_THRESHOLD_REACHED: _EventType.ValueType  # 53
+    EVENT_TYPE_WALLET_CREATED: _EventType.ValueType  # 54
+    EVENT_TYPE_WALLET_DEPLETED_ONGOING_BALANCE: _EventType.ValueType  # 55
+    EVENT_TYPE_WALLET_TERMINATED: _EventType.ValueType  # 56
+    EVENT_TYPE_WALLET_TRANSACTION_CREATED: _EventType.ValueType  # 57
+    EVENT_TYPE_WALLET_TRANSACTION_PAYMENT_FAILURE: _EventType.ValueType  # 58
+    EVENT_TYPE_WALLET_TRANSACTION_UPDATED: _EventType.ValueType  # 59
+    EVENT_TYPE_WALLET_UPDATED: _EventType.ValueType  # 60
 
-class WebhookEndpointSignatureAlgoEnum(_WebhookEndpointSignatureAlgoEnum, metaclass=_WebhookEndpointSignatureAlgoEnumEnumTypeWrapper): ...
+class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper): ...
 
-WEBHOOK_ENDPOINT_SIGNATURE_ALGO_ENUM_UNSPECIFIED: WebhookEndpointSignatureAlgoEnum.ValueType  # 0
-WEBHOOK_ENDPOINT_SIGNATURE_ALGO_ENUM_HMAC: WebhookEndpointSignatureAlgoEnum.ValueType  # 1
-WEBHOOK_ENDPOINT_SIGNATURE_ALGO_ENUM_JWT: WebhookEndpointSignatureAlgoEnum.ValueType  # 2
-Global___WebhookEndpointSignatureAlgoEnum: _TypeAlias = WebhookEndpointSignatureAlgoEnum  # noqa: Y015
+EVENT_TYPE_UNSPECIFIED: EventType.ValueType  # 0
+EVENT_TYPE_ALERT_TRIGGERED: EventType.ValueType  # 1
+EVENT_TYPE_ALL: EventType.ValueType  # 2
+EVENT_TYPE_CREDIT_NOTE_CREATED: EventType.ValueType  # 3
+EVENT_TYPE_CREDIT_NOTE_GENERATED: EventType.ValueType  # 4
+EVENT_TYPE_CREDIT_NOTE_PROVIDER_REFUND_FAILURE: EventType.ValueType  # 5
+EVENT_TYPE_CUSTOMER_ACCOUNTING_PROVIDER_CREATED: EventType.ValueType  # 6
+EVENT_TYPE_CUSTOMER_ACCOUNTING_PROVIDER_ERROR: EventType.ValueType  # 7
+EVENT_TYPE_CUSTOMER_CHECKOUT_URL_GENERATED: EventType.ValueType  # 8
+EVENT_TYPE_CUSTOMER_CREATED: EventType.ValueType  # 9
+EVENT_TYPE_CUSTOMER_CRM_PROVIDER_CREATED: EventType.ValueType  # 10
+EVENT_TYPE_CUSTOMER_CRM_PROVIDER_ERROR: EventType.ValueType  # 11
+EVENT_TYPE_CUSTOMER_PAYMENT_PROVIDER_CREATED: EventType.ValueType  # 12
+EVENT_TYPE_CUSTOMER_PAYMENT_PROVIDER_ERROR: EventType.ValueType  # 13
+EVENT_TYPE_CUSTOMER_TAX_PROVIDER_ERROR: EventType.ValueType  # 14
+EVENT_TYPE_CUSTOMER_UPDATED: EventType.ValueType  # 15
+EVENT_TYPE_CUSTOMER_VIES_CHECK: EventType.ValueType  # 16
+EVENT_TYPE_DUNNING_CAMPAIGN_FINISHED: EventType.ValueType  # 17
+EVENT_TYPE_EVENT_ERROR: EventType.ValueType  # 18
+EVENT_TYPE_EVENTS_ERRORS: EventType.ValueType  # 19
+EVENT_TYPE_FEATURE_CREATED: EventType.ValueType  # 20
+EVENT_TYPE_FEATURE_DELETED: EventType.ValueType  # 21
+EVENT_TYPE_FEATURE_UPDATED: EventType.ValueType  # 22
+EVENT_TYPE_FEE_CREATED: EventType.ValueType  # 23
+EVENT_TYPE_FEE_TAX_PROVIDER_ERROR: EventType.ValueType  # 24
+EVENT_TYPE_INTEGRATION_PROVIDER_ERROR: EventType.ValueType  # 25
+EVENT_TYPE_INVOICE_CREATED: EventType.ValueType  # 26
+EVENT_TYPE_INVOICE_DRAFTED: EventType.ValueType  # 27
+EVENT_TYPE_INVOICE_GENERATED: EventType.ValueType  # 28
+EVENT_TYPE_INVOICE_ONE_OFF_CREATED: EventType.ValueType  # 29
+EVENT_TYPE_INVOICE_PAID_CREDIT_ADDED: EventType.ValueType  # 30
+EVENT_TYPE_INVOICE_PAYMENT_DISPUTE_LOST: EventType.ValueType  # 31
+EVENT_TYPE_INVOICE_PAYMENT_FAILURE: EventType.ValueType  # 32
+EVENT_TYPE_INVOICE_PAYMENT_OVERDUE: EventType.ValueType  # 33
+EVENT_TYPE_INVOICE_PAYMENT_STATUS_UPDATED: EventType.ValueType  # 34
+EVENT_TYPE_INVOICE_RESYNCED: EventType.ValueType  # 35
+EVENT_TYPE_INVOICE_VOIDED: EventType.ValueType  # 36
+EVENT_TYPE_PAYMENT_PROVIDER_ERROR: EventType.ValueType  # 37
+EVENT_TYPE_PAYMENT_RECEIPT_CREATED: EventType.ValueType  # 38
+EVENT_TYPE_PAYMENT_RECEIPT_GENERATED: EventType.ValueType  # 39
+EVENT_TYPE_PAYMENT_REQUEST_CREATED: EventType.ValueType  # 40
+EVENT_TYPE_PAYMENT_REQUEST_PAYMENT_FAILURE: EventType.ValueType  # 41
+EVENT_TYPE_PAYMENT_REQUEST_PAYMENT_STATUS_UPDATED: EventType.ValueType  # 42
+EVENT_TYPE_PAYMENT_REQUIRES_ACTION: EventType.ValueType  # 43
+EVENT_TYPE_PAYMENT_SUCCEEDED: EventType.ValueType  # 44
+EVENT_TYPE_PLAN_CREATED: EventType.ValueType  # 45
+EVENT_TYPE_PLAN_DELETED: EventType.ValueType  # 46
+EVENT_TYPE_PLAN_UPDATED: EventType.ValueType  # 47
+EVENT_TYPE_SUBSCRIPTION_STARTED: EventType.ValueType  # 48
+EVENT_TYPE_SUBSCRIPTION_TERMINATED: EventType.ValueType  # 49
+EVENT_TYPE_SUBSCRIPTION_TERMINATION_ALERT: EventType.ValueType  # 50
+EVENT_TYPE_SUBSCRIPTION_TRIAL_ENDED: EventType.ValueType  # 51
+EVENT_TYPE_SUBSCRIPTION_UPDATED: EventType.ValueType  # 52
+EVENT_TYPE_SUBSCRIPTION_USAGE_THRESHOLD_REACHED: EventType.ValueType  # 53
+EVENT_TYPE_WALLET_CREATED: EventType.ValueType  # 54
+EVENT_TYPE_WALLET_DEPLETED_ONGOING_BALANCE: EventType.ValueType  # 55
+EVENT_TYPE_WALLET_TERMINATED: EventType.ValueType  # 56
+EVENT_TYPE_WALLET_TRANSACTION_CREATED: EventType.ValueType  # 57
+EVENT_TYPE_WALLET_TRANSACTION_PAYMENT_FAILURE: EventType.ValueType  # 58
+EVENT_TYPE_WALLET_TRANSACTION_UPDATED: EventType.ValueType  # 59
+EVENT_TYPE_WALLET_UPDATED: EventType.ValueType  # 60
+Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
-class _EventTypeEnum:
+class _WebhookStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
 
-class _EventTypeEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventTypeEnum.ValueType], _builtins.type):
+class _WebhookStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WebhookStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    EVENT_TYPE_ENUM_UNSPECIFIED: _EventTypeEnum.ValueType  # 0
-    EVENT_TYPE_ENUM_ALERT_TRIGGERED: _EventTypeEnum.ValueType  # 1
-    EVENT_TYPE_ENUM_ALL: _EventTypeEnum.ValueType  # 2
-    EVENT_TYPE_ENUM_CREDIT_NOTE_CREATED: _EventTypeEnum.ValueType  # 3
-    EVENT_TYPE_ENUM_CREDIT_NOTE_GENERATED: _EventTypeEnum.ValueType  # 4
-    EVENT_TYPE_ENUM_CREDIT_NOTE_PROVIDER_REFUND_FAILURE: _EventTypeEnum.ValueType  # 5
-    EVENT_TYPE_ENUM_CUSTOMER_ACCOUNTING_PROVIDER_CREATED: _EventTypeEnum.ValueType  # 6
-    EVENT_TYPE_ENUM_CUSTOMER_ACCOUNTING_PROVIDER_ERROR: _EventTypeEnum.ValueType  # 7
-    EVENT_TYPE_ENUM_CUSTOMER_CHECKOUT_URL_GENERATED: _EventTypeEnum.ValueType  # 8
-    EVENT_TYPE_ENUM_CUSTOMER_CREATED: _EventTypeEnum.ValueType  # 9
-    EVENT_TYPE_ENUM_CUSTOMER_CRM_PROVIDER_CREATED: _EventTypeEnum.ValueType  # 10
-    EVENT_TYPE_ENUM_CUSTOMER_CRM_PROVIDER_ERROR: _EventTypeEnum.ValueType  # 11
-    EVENT_TYPE_ENUM_CUSTOMER_PAYMENT_PROVIDER_CREATED: _EventTypeEnum.ValueType  # 12
-    EVENT_TYPE_ENUM_CUSTOMER_PAYMENT_PROVIDER_ERROR: _EventTypeEnum.ValueType  # 13
-    EVENT_TYPE_ENUM_CUSTOMER_TAX_PROVIDER_ERROR: _EventTypeEnum.ValueType  # 14
-    EVENT_TYPE_ENUM_CUSTOMER_UPDATED: _EventTypeEnum.ValueType  # 15
-    EVENT_TYPE_ENUM_CUSTOMER_VIES_CHECK: _EventTypeEnum.ValueType  # 16
-    EVENT_TYPE_ENUM_DUNNING_CAMPAIGN_FINISHED: _EventTypeEnum.ValueType  # 17
-    EVENT_TYPE_ENUM_EVENT_ERROR: _EventTypeEnum.ValueType  # 18
-    EVENT_TYPE_ENUM_EVENTS_ERRORS: _EventTypeEnum.ValueType  # 19
-    EVENT_TYPE_ENUM_FEATURE_CREATED: _EventTypeEnum.ValueType  # 20
-    EVENT_TYPE_ENUM_FEATURE_DELETED: _EventTypeEnum.ValueType  # 21
-    EVENT_TYPE_ENUM_FEATURE_UPDATED: _EventTypeEnum.ValueType  # 22
-    EVENT_TYPE_ENUM_FEE_CREATED: _EventTypeEnum.ValueType  # 23
-    EVENT_TYPE_ENUM_FEE_TAX_PROVIDER_ERROR: _EventTypeEnum.ValueType  # 24
-    EVENT_TYPE_ENUM_INTEGRATION_PROVIDER_ERROR: _EventTypeEnum.ValueType  # 25
-    EVENT_TYPE_ENUM_INVOICE_CREATED: _EventTypeEnum.ValueType  # 26
-    EVENT_TYPE_ENUM_INVOICE_DRAFTED: _EventTypeEnum.ValueType  # 27
-    EVENT_TYPE_ENUM_INVOICE_GENERATED: _EventTypeEnum.ValueType  # 28
-    EVENT_TYPE_ENUM_INVOICE_ONE_OFF_CREATED: _EventTypeEnum.ValueType  # 29
-    EVENT_TYPE_ENUM_INVOICE_PAID_CREDIT_ADDED: _EventTypeEnum.ValueType  # 30
-    EVENT_TYPE_ENUM_INVOICE_PAYMENT_DISPUTE_LOST: _EventTypeEnum.ValueType  # 31
-    EVENT_TYPE_ENUM_INVOICE_PAYMENT_FAILURE: _EventTypeEnum.ValueType  # 32
-    EVENT_TYPE_ENUM_INVOICE_PAYMENT_OVERDUE: _EventTypeEnum.ValueType  # 33
-    EVENT_TYPE_ENUM_INVOICE_PAYMENT_STATUS_UPDATED: _EventTypeEnum.ValueType  # 34
-    EVENT_TYPE_ENUM_INVOICE_RESYNCED: _EventTypeEnum.ValueType  # 35
-    EVENT_TYPE_ENUM_INVOICE_VOIDED: _EventTypeEnum.ValueType  # 36
-    EVENT_TYPE_ENUM_PAYMENT_PROVIDER_ERROR: _EventTypeEnum.ValueType  # 37
-    EVENT_TYPE_ENUM_PAYMENT_RECEIPT_CREATED: _EventTypeEnum.ValueType  # 38
-    EVENT_TYPE_ENUM_PAYMENT_RECEIPT_GENERATED: _EventTypeEnum.ValueType  # 39
-    EVENT_TYPE_ENUM_PAYMENT_REQUEST_CREATED: _EventTypeEnum.ValueType  # 40
-    EVENT_TYPE_ENUM_PAYMENT_REQUEST_PAYMENT_FAILURE: _EventTypeEnum.ValueType  # 41
-    EVENT_TYPE_ENUM_PAYMENT_REQUEST_PAYMENT_STATUS_UPDATED: _EventTypeEnum.ValueType  # 42
-    EVENT_TYPE_ENUM_PAYMENT_REQUIRES_ACTION: _EventTypeEnum.ValueType  # 43
-    EVENT_TYPE_ENUM_PAYMENT_SUCCEEDED: _EventTypeEnum.ValueType  # 44
-    EVENT_TYPE_ENUM_PLAN_CREATED: _EventTypeEnum.ValueType  # 45
-    EVENT_TYPE_ENUM_PLAN_DELETED: _EventTypeEnum.ValueType  # 46
-    EVENT_TYPE_ENUM_PLAN_UPDATED: _EventTypeEnum.ValueType  # 47
-    EVENT_TYPE_ENUM_SUBSCRIPTION_STARTED: _EventTypeEnum.ValueType  # 48
-    EVENT_TYPE_ENUM_SUBSCRIPTION_TERMINATED: _EventTypeEnum.ValueType  # 49
-    EVENT_TYPE_ENUM_SUBSCRIPTION_TERMINATION_ALERT: _EventTypeEnum.ValueType  # 50
-    EVENT_TYPE_ENUM_SUBSCRIPTION_TRIAL_ENDED: _EventTypeEnum.ValueType  # 51
-    EVENT_TYPE_ENUM_SUBSCRIPTION_UPDATED: _EventTypeEnum.ValueType  # 52
-    EVENT_TYPE_ENUM_SUBSCRIPTION_USAGE_THRESHOLD_REACHED: _EventTypeEnum.ValueType  # 53
-    EVENT_TYPE_ENUM_WALLET_CREATED: _EventTypeEnum.ValueType  # 54
-    EVENT_TYPE_ENUM_WALLET_DEPLETED_ONGOING_BALANCE: _EventTypeEnum.ValueType  # 55
-    EVENT_TYPE_ENUM_WALLET_TERMINATED: _EventTypeEnum.ValueType  # 56
-    EVENT_TYPE_ENUM_WALLET_TRANSACTION_CREATED: _EventTypeEnum.ValueType  # 57
-    EVENT_TYPE_ENUM_WALLET_TRANSACTION_PAYMENT_FAILURE: _EventTypeEnum.ValueType  # 58
-    EVENT_TYPE_ENUM_WALLET_TRANSACTION_UPDATED: _EventTypeEnum.ValueType  # 59
-    EVENT_TYPE_ENUM_WALLET_UPDATED: _EventTypeEnum.ValueType  # 60
+    WEBHOOK_STATUS_UNSPECIFIED: _WebhookStatus.ValueType  # 0
+    WEBHOOK_STATUS_FAILED: _WebhookStatus.ValueType  # 1
+    WEBHOOK_STATUS_PENDING: _WebhookStatus.ValueType  # 2
+    WEBHOOK_STATUS_RETRYING: _WebhookStatus.ValueType  # 3
+    WEBHOOK_STATUS_SUCCEEDED: _WebhookStatus.ValueType  # 4
 
-class EventTypeEnum(_EventTypeEnum, metaclass=_EventTypeEnumEnumTypeWrapper): ...
+class WebhookStatus(_WebhookStatus, metaclass=_WebhookStatusEnumTypeWrapper): ...
 
-EVENT_TYPE_ENUM_UNSPECIFIED: EventTypeEnum.ValueType  # 0
-EVENT_TYPE_ENUM_ALERT_TRIGGERED: EventTypeEnum.ValueType  # 1
-EVENT_TYPE_ENUM_ALL: EventTypeEnum.ValueType  # 2
-EVENT_TYPE_ENUM_CREDIT_NOTE_CREATED: EventTypeEnum.ValueType  # 3
-EVENT_TYPE_ENUM_CREDIT_NOTE_GENERATED: EventTypeEnum.ValueType  # 4
-EVENT_TYPE_ENUM_CREDIT_NOTE_PROVIDER_REFUND_FAILURE: EventTypeEnum.ValueType  # 5
-EVENT_TYPE_ENUM_CUSTOMER_ACCOUNTING_PROVIDER_CREATED: EventTypeEnum.ValueType  # 6
-EVENT_TYPE_ENUM_CUSTOMER_ACCOUNTING_PROVIDER_ERROR: EventTypeEnum.ValueType  # 7
-EVENT_TYPE_ENUM_CUSTOMER_CHECKOUT_URL_GENERATED: EventTypeEnum.ValueType  # 8
-EVENT_TYPE_ENUM_CUSTOMER_CREATED: EventTypeEnum.ValueType  # 9
-EVENT_TYPE_ENUM_CUSTOMER_CRM_PROVIDER_CREATED: EventTypeEnum.ValueType  # 10
-EVENT_TYPE_ENUM_CUSTOMER_CRM_PROVIDER_ERROR: EventTypeEnum.ValueType  # 11
-EVENT_TYPE_ENUM_CUSTOMER_PAYMENT_PROVIDER_CREATED: EventTypeEnum.ValueType  # 12
-EVENT_TYPE_ENUM_CUSTOMER_PAYMENT_PROVIDER_ERROR: EventTypeEnum.ValueType  # 13
-EVENT_TYPE_ENUM_CUSTOMER_TAX_PROVIDER_ERROR: EventTypeEnum.ValueType  # 14
-EVENT_TYPE_ENUM_CUSTOMER_UPDATED: EventTypeEnum.ValueType  # 15
-EVENT_TYPE_ENUM_CUSTOMER_VIES_CHECK: EventTypeEnum.ValueType  # 16
-EVENT_TYPE_ENUM_DUNNING_CAMPAIGN_FINISHED: EventTypeEnum.ValueType  # 17
-EVENT_TYPE_ENUM_EVENT_ERROR: EventTypeEnum.ValueType  # 18
-EVENT_TYPE_ENUM_EVENTS_ERRORS: EventTypeEnum.ValueType  # 19
-EVENT_TYPE_ENUM_FEATURE_CREATED: EventTypeEnum.ValueType  # 20
-EVENT_TYPE_ENUM_FEATURE_DELETED: EventTypeEnum.ValueType  # 21
-EVENT_TYPE_ENUM_FEATURE_UPDATED: EventTypeEnum.ValueType  # 22
-EVENT_TYPE_ENUM_FEE_CREATED: EventTypeEnum.ValueType  # 23
-EVENT_TYPE_ENUM_FEE_TAX_PROVIDER_ERROR: EventTypeEnum.ValueType  # 24
-EVENT_TYPE_ENUM_INTEGRATION_PROVIDER_ERROR: EventTypeEnum.ValueType  # 25
-EVENT_TYPE_ENUM_INVOICE_CREATED: EventTypeEnum.ValueType  # 26
-EVENT_TYPE_ENUM_INVOICE_DRAFTED: EventTypeEnum.ValueType  # 27
-EVENT_TYPE_ENUM_INVOICE_GENERATED: EventTypeEnum.ValueType  # 28
-EVENT_TYPE_ENUM_INVOICE_ONE_OFF_CREATED: EventTypeEnum.ValueType  # 29
-EVENT_TYPE_ENUM_INVOICE_PAID_CREDIT_ADDED: EventTypeEnum.ValueType  # 30
-EVENT_TYPE_ENUM_INVOICE_PAYMENT_DISPUTE_LOST: EventTypeEnum.ValueType  # 31
-EVENT_TYPE_ENUM_INVOICE_PAYMENT_FAILURE: EventTypeEnum.ValueType  # 32
-EVENT_TYPE_ENUM_INVOICE_PAYMENT_OVERDUE: EventTypeEnum.ValueType  # 33
-EVENT_TYPE_ENUM_INVOICE_PAYMENT_STATUS_UPDATED: EventTypeEnum.ValueType  # 34
-EVENT_TYPE_ENUM_INVOICE_RESYNCED: EventTypeEnum.ValueType  # 35
-EVENT_TYPE_ENUM_INVOICE_VOIDED: EventTypeEnum.ValueType  # 36
-EVENT_TYPE_ENUM_PAYMENT_PROVIDER_ERROR: EventTypeEnum.ValueType  # 37
-EVENT_TYPE_ENUM_PAYMENT_RECEIPT_CREATED: EventTypeEnum.ValueType  # 38
-EVENT_TYPE_ENUM_PAYMENT_RECEIPT_GENERATED: EventTypeEnum.ValueType  # 39
-EVENT_TYPE_ENUM_PAYMENT_REQUEST_CREATED: EventTypeEnum.ValueType  # 40
-EVENT_TYPE_ENUM_PAYMENT_REQUEST_PAYMENT_FAILURE: EventTypeEnum.ValueType  # 41
-EVENT_TYPE_ENUM_PAYMENT_REQUEST_PAYMENT_STATUS_UPDATED: EventTypeEnum.ValueType  # 42
-EVENT_TYPE_ENUM_PAYMENT_REQUIRES_ACTION: EventTypeEnum.ValueType  # 43
-EVENT_TYPE_ENUM_PAYMENT_SUCCEEDED: EventTypeEnum.ValueType  # 44
-EVENT_TYPE_ENUM_PLAN_CREATED: EventTypeEnum.ValueType  # 45
-EVENT_TYPE_ENUM_PLAN_DELETED: EventTypeEnum.ValueType  # 46
-EVENT_TYPE_ENUM_PLAN_UPDATED: EventTypeEnum.ValueType  # 47
-EVENT_TYPE_ENUM_SUBSCRIPTION_STARTED: EventTypeEnum.ValueType  # 48
-EVENT_TYPE_ENUM_SUBSCRIPTION_TERMINATED: EventTypeEnum.ValueType  # 49
-EVENT_TYPE_ENUM_SUBSCRIPTION_TERMINATION_ALERT: EventTypeEnum.ValueType  # 50
-EVENT_TYPE_ENUM_SUBSCRIPTION_TRIAL_ENDED: EventTypeEnum.ValueType  # 51
-EVENT_TYPE_ENUM_SUBSCRIPTION_UPDATED: EventTypeEnum.ValueType  # 52
-EVENT_TYPE_ENUM_SUBSCRIPTION_USAGE_THRESHOLD_REACHED: EventTypeEnum.ValueType  # 53
-EVENT_TYPE_ENUM_WALLET_CREATED: EventTypeEnum.ValueType  # 54
-EVENT_TYPE_ENUM_WALLET_DEPLETED_ONGOING_BALANCE: EventTypeEnum.ValueType  # 55
-EVENT_TYPE_ENUM_WALLET_TERMINATED: EventTypeEnum.ValueType  # 56
-EVENT_TYPE_ENUM_WALLET_TRANSACTION_CREATED: EventTypeEnum.ValueType  # 57
-EVENT_TYPE_ENUM_WALLET_TRANSACTION_PAYMENT_FAILURE: EventTypeEnum.ValueType  # 58
-EVENT_TYPE_ENUM_WALLET_TRANSACTION_UPDATED: EventTypeEnum.ValueType  # 59
-EVENT_TYPE_ENUM_WALLET_UPDATED: EventTypeEnum.ValueType  # 60
-Global___EventTypeEnum: _TypeAlias = EventTypeEnum  # noqa: Y015
-
-class _WebhookStatusEnum:
-    ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType  # noqa: Y015
-
-class _WebhookStatusEnumEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WebhookStatusEnum.ValueType], _builtins.type):
-    DESCRIPTOR: _descriptor.EnumDescriptor
-    WEBHOOK_STATUS_ENUM_UNSPECIFIED: _WebhookStatusEnum.ValueType  # 0
-    WEBHOOK_STATUS_ENUM_FAILED: _WebhookStatusEnum.ValueType  # 1
-    WEBHOOK_STATUS_ENUM_PENDING: _WebhookStatusEnum.ValueType  # 2
-    WEBHOOK_STATUS_ENUM_RETRYING: _WebhookStatusEnum.ValueType  # 3
-    WEBHOOK_STATUS_ENUM_SUCCEEDED: _WebhookStatusEnum.ValueType  # 4
-
-class WebhookStatusEnum(_WebhookStatusEnum, metaclass=_WebhookStatusEnumEnumTypeWrapper): ...
-
-WEBHOOK_STATUS_ENUM_UNSPECIFIED: WebhookStatusEnum.ValueType  # 0
-WEBHOOK_STATUS_ENUM_FAILED: WebhookStatusEnum.ValueType  # 1
-WEBHOOK_STATUS_ENUM_PENDING: WebhookStatusEnum.ValueType  # 2
-WEBHOOK_STATUS_ENUM_RETRYING: WebhookStatusEnum.ValueType  # 3
-WEBHOOK_STATUS_ENUM_SUCCEEDED: WebhookStatusEnum.ValueType  # 4
-Global___WebhookStatusEnum: _TypeAlias = WebhookStatusEnum  # noqa: Y015
-
-@_typing.final
-class WebhookRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    READ_MASK_FIELD_NUMBER: _builtins.int
-    VIEW_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    view: Global___View.ValueType
-    @_builtins.property
-    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-        read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___WebhookRequest: _TypeAlias = WebhookRequest  # noqa: Y015
-
-@_typing.final
-class WebhookResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    WEBHOOK_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def webhook(self) -> _models_pb2.BillingWebhook: ...
-    def __init__(
-        self,
-        *,
-        webhook: _models_pb2.BillingWebhook | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___WebhookResponse: _TypeAlias = WebhookResponse  # noqa: Y015
+WEBHOOK_STATUS_UNSPECIFIED: WebhookStatus.ValueType  # 0
+WEBHOOK_STATUS_FAILED: WebhookStatus.ValueType  # 1
+WEBHOOK_STATUS_PENDING: WebhookStatus.ValueType  # 2
+WEBHOOK_STATUS_RETRYING: WebhookStatus.ValueType  # 3
+WEBHOOK_STATUS_SUCCEEDED: WebhookStatus.ValueType  # 4
+Global___WebhookStatus: _TypeAlias = WebhookStatus  # noqa: Y015
 
 @_typing.final
 class GetRequest(_message.Message):
@@ -270,7 +206,7 @@ class GetRequest(_message.Message):
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def read_mask(self) -> _field_mask_pb2.FieldMask: ...
     def __init__(
@@ -278,7 +214,7 @@ class GetRequest(_message.Message):
         *,
         id: _builtins.str = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -317,7 +253,7 @@ class ListRequest(_message.Message):
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    view: _models_pb2.View.ValueType
     @_builtins.property
     def filter(self) -> Global___ListFilter: ...
     @_builtins.property
@@ -333,7 +269,7 @@ class ListRequest(_message.Message):
         sort: Global___ListSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -351,22 +287,23 @@ class ListResponse(_message.Message):
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingWebhookEndpoint]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.BillingWebhookEndpoint] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
 
 Global___ListResponse: _TypeAlias = ListResponse  # noqa: Y015
 
@@ -431,19 +368,223 @@ class ListSortRule(_message.Message):
 Global___ListSortRule: _TypeAlias = ListSortRule  # noqa: Y015
 
 @_typing.final
-class WebhooksRequest(_message.Message):
+class CreateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    EVENT_TYPES_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SIGNATURE_ALGO_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    signature_algo: Global___WebhookEndpointSignatureAlgo.ValueType
+    webhook_url: _builtins.str
+    @_builtins.property
+    def event_types(self) -> _containers.RepeatedScalarFieldContainer[Global___EventType.ValueType]: ...
+    def __init__(
+        self,
+        *,
+        event_types: _abc.Iterable[Global___EventType.ValueType] | None = ...,
+        name: _builtins.str | None = ...,
+        signature_algo: Global___WebhookEndpointSignatureAlgo.ValueType | None = ...,
+        webhook_url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_signature_algo", b"_signature_algo", "name", b"name", "signature_algo", b"signature_algo"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_signature_algo", b"_signature_algo", "event_types", b"event_types", "name", b"name", "signature_algo", b"signature_algo", "webhook_url", b"webhook_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__signature_algo: _TypeAlias = _typing.Literal["signature_algo"]  # noqa: Y015
+    _WhichOneofArgType__signature_algo: _TypeAlias = _typing.Literal["_signature_algo", b"_signature_algo"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__signature_algo) -> _WhichOneofReturnType__signature_algo | None: ...
+
+Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
+
+@_typing.final
+class CreateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_ENDPOINT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def webhook_endpoint(self) -> _models_pb2.BillingWebhookEndpoint: ...
+    def __init__(
+        self,
+        *,
+        webhook_endpoint: _models_pb2.BillingWebhookEndpoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook_endpoint", b"webhook_endpoint"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook_endpoint", b"webhook_endpoint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
+
+@_typing.final
+class UpdateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_TYPES_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SIGNATURE_ALGO_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    MASK_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    signature_algo: Global___WebhookEndpointSignatureAlgo.ValueType
+    webhook_url: _builtins.str
+    @_builtins.property
+    def event_types(self) -> _containers.RepeatedScalarFieldContainer[Global___EventType.ValueType]: ...
+    @_builtins.property
+    def mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        event_types: _abc.Iterable[Global___EventType.ValueType] | None = ...,
+        id: _builtins.str = ...,
+        name: _builtins.str | None = ...,
+        signature_algo: Global___WebhookEndpointSignatureAlgo.ValueType | None = ...,
+        webhook_url: _builtins.str = ...,
+        mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_signature_algo", b"_signature_algo", "mask", b"mask", "name", b"name", "signature_algo", b"signature_algo"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_signature_algo", b"_signature_algo", "event_types", b"event_types", "id", b"id", "mask", b"mask", "name", b"name", "signature_algo", b"signature_algo", "webhook_url", b"webhook_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__signature_algo: _TypeAlias = _typing.Literal["signature_algo"]  # noqa: Y015
+    _WhichOneofArgType__signature_algo: _TypeAlias = _typing.Literal["_signature_algo", b"_signature_algo"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__signature_algo) -> _WhichOneofReturnType__signature_algo | None: ...
+
+Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_ENDPOINT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def webhook_endpoint(self) -> _models_pb2.BillingWebhookEndpoint: ...
+    def __init__(
+        self,
+        *,
+        webhook_endpoint: _models_pb2.BillingWebhookEndpoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook_endpoint", b"webhook_endpoint"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook_endpoint", b"webhook_endpoint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
+
+@_typing.final
+class DeleteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
+
+@_typing.final
+class DeleteResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
+
+@_typing.final
+class GetWebhookRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_ENDPOINT_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    READ_MASK_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
+    webhook_endpoint_id: _builtins.str
+    id: _builtins.str
+    view: _models_pb2.View.ValueType
+    @_builtins.property
+    def read_mask(self) -> _field_mask_pb2.FieldMask: ...
+    def __init__(
+        self,
+        *,
+        webhook_endpoint_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+        read_mask: _field_mask_pb2.FieldMask | None = ...,
+        view: _models_pb2.View.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_mask", b"read_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "read_mask", b"read_mask", "view", b"view", "webhook_endpoint_id", b"webhook_endpoint_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWebhookRequest: _TypeAlias = GetWebhookRequest  # noqa: Y015
+
+@_typing.final
+class GetWebhookResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def webhook(self) -> _models_pb2.BillingWebhook: ...
+    def __init__(
+        self,
+        *,
+        webhook: _models_pb2.BillingWebhook | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook", b"webhook"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWebhookResponse: _TypeAlias = GetWebhookResponse  # noqa: Y015
+
+@_typing.final
+class ListWebhooksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEBHOOK_ENDPOINT_ID_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     SORT_FIELD_NUMBER: _builtins.int
     PAGINATION_FIELD_NUMBER: _builtins.int
     READ_MASK_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
-    view: Global___View.ValueType
+    webhook_endpoint_id: _builtins.str
+    view: _models_pb2.View.ValueType
     @_builtins.property
-    def filter(self) -> Global___ListFilter: ...
+    def filter(self) -> Global___ListWebhooksFilter: ...
     @_builtins.property
-    def sort(self) -> Global___ListSort: ...
+    def sort(self) -> Global___ListWebhooksSort: ...
     @_builtins.property
     def pagination(self) -> _query_pb2.PaginationInfo: ...
     @_builtins.property
@@ -451,46 +592,109 @@ class WebhooksRequest(_message.Message):
     def __init__(
         self,
         *,
-        filter: Global___ListFilter | None = ...,
-        sort: Global___ListSort | None = ...,
+        webhook_endpoint_id: _builtins.str = ...,
+        filter: Global___ListWebhooksFilter | None = ...,
+        sort: Global___ListWebhooksSort | None = ...,
         pagination: _query_pb2.PaginationInfo | None = ...,
         read_mask: _field_mask_pb2.FieldMask | None = ...,
-        view: Global___View.ValueType = ...,
+        view: _models_pb2.View.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "pagination", b"pagination", "read_mask", b"read_mask", "sort", b"sort", "view", b"view", "webhook_endpoint_id", b"webhook_endpoint_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___WebhooksRequest: _TypeAlias = WebhooksRequest  # noqa: Y015
+Global___ListWebhooksRequest: _TypeAlias = ListWebhooksRequest  # noqa: Y015
 
 @_typing.final
-class WebhooksResponse(_message.Message):
+class ListWebhooksResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEMS_FIELD_NUMBER: _builtins.int
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_CURSOR_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
+    next_page_cursor: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_models_pb2.BillingWebhook]: ...
-    @_builtins.property
-    def next_page_cursor(self) -> _wrappers_pb2.StringValue: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[_models_pb2.BillingWebhook] | None = ...,
         total_count: _builtins.int = ...,
-        next_page_cursor: _wrappers_pb2.StringValue | None = ...,
+        next_page_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_page_cursor", b"next_page_cursor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "next_page_cursor", b"next_page_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor", "items", b"items", "next_page_cursor", b"next_page_cursor", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__next_page_cursor: _TypeAlias = _typing.Literal["next_page_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_page_cursor: _TypeAlias = _typing.Literal["_next_page_cursor", b"_next_page_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_cursor) -> _WhichOneofReturnType__next_page_cursor | None: ...
+
+Global___ListWebhooksResponse: _TypeAlias = ListWebhooksResponse  # noqa: Y015
+
+@_typing.final
+class ListWebhooksFilter(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PART_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def part(self) -> Global___ListWebhooksFilterPart: ...
+    def __init__(
+        self,
+        *,
+        part: Global___ListWebhooksFilterPart | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___WebhooksResponse: _TypeAlias = WebhooksResponse  # noqa: Y015
+Global___ListWebhooksFilter: _TypeAlias = ListWebhooksFilter  # noqa: Y015
+
+@_typing.final
+class ListWebhooksFilterPart(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_TYPES_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    HTTP_STATUSES_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    status: Global___WebhookStatus.ValueType
+    @_builtins.property
+    def event_types(self) -> Global___ListEventTypesFilter: ...
+    @_builtins.property
+    def from_date(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def http_statuses(self) -> Global___ListHttpStatusesFilter: ...
+    @_builtins.property
+    def statuses(self) -> Global___ListStatusesFilter: ...
+    @_builtins.property
+    def to_date(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_types: Global___ListEventTypesFilter | None = ...,
+        from_date: _timestamp_pb2.Timestamp | None = ...,
+        http_statuses: Global___ListHttpStatusesFilter | None = ...,
+        status: Global___WebhookStatus.ValueType = ...,
+        statuses: Global___ListStatusesFilter | None = ...,
+        to_date: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event_types", b"event_types", "from_date", b"from_date", "http_statuses", b"http_statuses", "status", b"status", "statuses", b"statuses", "to_date", b"to_date", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_types", b"event_types", "from_date", b"from_date", "http_statuses", b"http_statuses", "status", b"status", "statuses", b"statuses", "to_date", b"to_date", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["event_types", "from_date", "http_statuses", "status", "statuses", "to_date"]  # noqa: Y015
+    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
+
+Global___ListWebhooksFilterPart: _TypeAlias = ListWebhooksFilterPart  # noqa: Y015
 
 @_typing.final
 class ListEventTypesFilter(_message.Message):
@@ -538,11 +742,11 @@ class ListStatusesFilter(_message.Message):
 
     IN_VALUES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def in_values(self) -> _containers.RepeatedScalarFieldContainer[Global___WebhookStatusEnum.ValueType]: ...
+    def in_values(self) -> _containers.RepeatedScalarFieldContainer[Global___WebhookStatus.ValueType]: ...
     def __init__(
         self,
         *,
-        in_values: _abc.Iterable[Global___WebhookStatusEnum.ValueType] | None = ...,
+        in_values: _abc.Iterable[Global___WebhookStatus.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -553,139 +757,63 @@ class ListStatusesFilter(_message.Message):
 Global___ListStatusesFilter: _TypeAlias = ListStatusesFilter  # noqa: Y015
 
 @_typing.final
-class ListFilterPart(_message.Message):
+class ListWebhooksSort(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    EVENT_TYPES_FIELD_NUMBER: _builtins.int
-    FROM_DATE_FIELD_NUMBER: _builtins.int
-    HTTP_STATUSES_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    STATUSES_FIELD_NUMBER: _builtins.int
-    TO_DATE_FIELD_NUMBER: _builtins.int
-    WEBHOOK_ENDPOINT_ID_FIELD_NUMBER: _builtins.int
-    status: Global___WebhookStatusEnum.ValueType
-    webhook_endpoint_id: _builtins.str
+    RULES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def event_types(self) -> Global___ListEventTypesFilter: ...
-    @_builtins.property
-    def from_date(self) -> _timestamp_pb2.Timestamp: ...
-    @_builtins.property
-    def http_statuses(self) -> Global___ListHttpStatusesFilter: ...
-    @_builtins.property
-    def statuses(self) -> Global___ListStatusesFilter: ...
-    @_builtins.property
-    def to_date(self) -> _timestamp_pb2.Timestamp: ...
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___ListWebhooksSortRule]: ...
     def __init__(
         self,
         *,
-        event_types: Global___ListEventTypesFilter | None = ...,
-        from_date: _timestamp_pb2.Timestamp | None = ...,
-        http_statuses: Global___ListHttpStatusesFilter | None = ...,
-        status: Global___WebhookStatusEnum.ValueType = ...,
-        statuses: Global___ListStatusesFilter | None = ...,
-        to_date: _timestamp_pb2.Timestamp | None = ...,
-        webhook_endpoint_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event_types", b"event_types", "from_date", b"from_date", "http_statuses", b"http_statuses", "status", b"status", "statuses", b"statuses", "to_date", b"to_date", "type", b"type", "webhook_endpoint_id", b"webhook_endpoint_id"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_types", b"event_types", "from_date", b"from_date", "http_statuses", b"http_statuses", "status", b"status", "statuses", b"statuses", "to_date", b"to_date", "type", b"type", "webhook_endpoint_id", b"webhook_endpoint_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["event_types", "from_date", "http_statuses", "status", "statuses", "to_date", "webhook_endpoint_id"]  # noqa: Y015
-    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
-
-Global___ListFilterPart: _TypeAlias = ListFilterPart  # noqa: Y015
-
-@_typing.final
-class CreateRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___WebhookEndpointCreateInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___WebhookEndpointCreateInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateRequest: _TypeAlias = CreateRequest  # noqa: Y015
-
-@_typing.final
-class CreateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    WEBHOOK_ENDPOINT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def webhook_endpoint(self) -> _models_pb2.BillingWebhookEndpoint: ...
-    def __init__(
-        self,
-        *,
-        webhook_endpoint: _models_pb2.BillingWebhookEndpoint | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook_endpoint", b"webhook_endpoint"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook_endpoint", b"webhook_endpoint"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateResponse: _TypeAlias = CreateResponse  # noqa: Y015
-
-@_typing.final
-class DeleteRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___DestroyWebhookEndpointInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___DestroyWebhookEndpointInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteRequest: _TypeAlias = DeleteRequest  # noqa: Y015
-
-@_typing.final
-class DeleteResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    def __init__(
-        self,
+        rules: _abc.Iterable[Global___ListWebhooksSortRule] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rules", b"rules"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
+Global___ListWebhooksSort: _TypeAlias = ListWebhooksSort  # noqa: Y015
+
+@_typing.final
+class ListWebhooksSortRule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    created_at: _query_pb2.SortDirection.ValueType
+    def __init__(
+        self,
+        *,
+        created_at: _query_pb2.SortDirection.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_type: _TypeAlias = _typing.Literal["created_at"]  # noqa: Y015
+    _WhichOneofArgType_type: _TypeAlias = _typing.Literal["type", b"type"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_type) -> _WhichOneofReturnType_type | None: ...
+
+Global___ListWebhooksSortRule: _TypeAlias = ListWebhooksSortRule  # noqa: Y015
 
 @_typing.final
 class RetryWebhookRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___RetryWebhookInput: ...
+    WEBHOOK_ENDPOINT_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    webhook_endpoint_id: _builtins.str
+    id: _builtins.str
     def __init__(
         self,
         *,
-        input: Global___RetryWebhookInput | None = ...,
+        webhook_endpoint_id: _builtins.str = ...,
+        id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "webhook_endpoint_id", b"webhook_endpoint_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -710,177 +838,3 @@ class RetryWebhookResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetryWebhookResponse: _TypeAlias = RetryWebhookResponse  # noqa: Y015
-
-@_typing.final
-class UpdateRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    INPUT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def input(self) -> Global___WebhookEndpointUpdateInput: ...
-    def __init__(
-        self,
-        *,
-        input: Global___WebhookEndpointUpdateInput | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
-
-@_typing.final
-class UpdateResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    WEBHOOK_ENDPOINT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def webhook_endpoint(self) -> _models_pb2.BillingWebhookEndpoint: ...
-    def __init__(
-        self,
-        *,
-        webhook_endpoint: _models_pb2.BillingWebhookEndpoint | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["webhook_endpoint", b"webhook_endpoint"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["webhook_endpoint", b"webhook_endpoint"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
-
-@_typing.final
-class WebhookEndpointUpdateInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EVENT_TYPES_FIELD_NUMBER: _builtins.int
-    ID_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SIGNATURE_ALGO_FIELD_NUMBER: _builtins.int
-    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    name: _builtins.str
-    signature_algo: Global___WebhookEndpointSignatureAlgoEnum.ValueType
-    webhook_url: _builtins.str
-    @_builtins.property
-    def event_types(self) -> _containers.RepeatedScalarFieldContainer[Global___EventTypeEnum.ValueType]: ...
-    def __init__(
-        self,
-        *,
-        event_types: _abc.Iterable[Global___EventTypeEnum.ValueType] | None = ...,
-        id: _builtins.str = ...,
-        name: _builtins.str | None = ...,
-        signature_algo: Global___WebhookEndpointSignatureAlgoEnum.ValueType | None = ...,
-        webhook_url: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_signature_algo", b"_signature_algo", "name", b"name", "signature_algo", b"signature_algo"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_signature_algo", b"_signature_algo", "event_types", b"event_types", "id", b"id", "name", b"name", "signature_algo", b"signature_algo", "webhook_url", b"webhook_url"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__signature_algo: _TypeAlias = _typing.Literal["signature_algo"]  # noqa: Y015
-    _WhichOneofArgType__signature_algo: _TypeAlias = _typing.Literal["_signature_algo", b"_signature_algo"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__signature_algo) -> _WhichOneofReturnType__signature_algo | None: ...
-
-Global___WebhookEndpointUpdateInput: _TypeAlias = WebhookEndpointUpdateInput  # noqa: Y015
-
-@_typing.final
-class RetryWebhookInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___RetryWebhookInput: _TypeAlias = RetryWebhookInput  # noqa: Y015
-
-@_typing.final
-class DestroyWebhookEndpointInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DestroyWebhookEndpointInput: _TypeAlias = DestroyWebhookEndpointInput  # noqa: Y015
-
-@_typing.final
-class DestroyWebhookEndpointPayload(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    id: _builtins.str
-    def __init__(
-        self,
-        *,
-        id: _builtins.str | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_id", b"_id", "id", b"id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
-    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
-
-Global___DestroyWebhookEndpointPayload: _TypeAlias = DestroyWebhookEndpointPayload  # noqa: Y015
-
-@_typing.final
-class WebhookEndpointCreateInput(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EVENT_TYPES_FIELD_NUMBER: _builtins.int
-    NAME_FIELD_NUMBER: _builtins.int
-    SIGNATURE_ALGO_FIELD_NUMBER: _builtins.int
-    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
-    name: _builtins.str
-    signature_algo: Global___WebhookEndpointSignatureAlgoEnum.ValueType
-    webhook_url: _builtins.str
-    @_builtins.property
-    def event_types(self) -> _containers.RepeatedScalarFieldContainer[Global___EventTypeEnum.ValueType]: ...
-    def __init__(
-        self,
-        *,
-        event_types: _abc.Iterable[Global___EventTypeEnum.ValueType] | None = ...,
-        name: _builtins.str | None = ...,
-        signature_algo: Global___WebhookEndpointSignatureAlgoEnum.ValueType | None = ...,
-        webhook_url: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_signature_algo", b"_signature_algo", "name", b"name", "signature_algo", b"signature_algo"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_signature_algo", b"_signature_algo", "event_types", b"event_types", "name", b"name", "signature_algo", b"signature_algo", "webhook_url", b"webhook_url"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
-    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
-    _WhichOneofReturnType__signature_algo: _TypeAlias = _typing.Literal["signature_algo"]  # noqa: Y015
-    _WhichOneofArgType__signature_algo: _TypeAlias = _typing.Literal["_signature_algo", b"_signature_algo"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__signature_algo) -> _WhichOneofReturnType__signature_algo | None: ...
-
-Global___WebhookEndpointCreateInput: _TypeAlias = WebhookEndpointCreateInput  # noqa: Y015

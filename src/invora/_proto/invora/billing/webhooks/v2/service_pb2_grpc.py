@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class WebhookEndpointServiceStub:
+class WebhookEndpointsServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,52 +34,52 @@ class WebhookEndpointServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Create = channel.unary_unary(
-                '/invora.billing.webhooks.v2.WebhookEndpointService/Create',
-                request_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.CreateResponse.FromString,
-                _registered_method=True)
-        self.Get = channel.unary_unary(
-                '/invora.billing.webhooks.v2.WebhookEndpointService/Get',
-                request_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetResponse.FromString,
-                _registered_method=True)
         self.List = channel.unary_unary(
-                '/invora.billing.webhooks.v2.WebhookEndpointService/List',
+                '/invora.billing.webhooks.v2.WebhookEndpointsService/List',
                 request_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListResponse.FromString,
                 _registered_method=True)
+        self.Get = channel.unary_unary(
+                '/invora.billing.webhooks.v2.WebhookEndpointsService/Get',
+                request_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetResponse.FromString,
+                _registered_method=True)
+        self.Create = channel.unary_unary(
+                '/invora.billing.webhooks.v2.WebhookEndpointsService/Create',
+                request_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.CreateResponse.FromString,
+                _registered_method=True)
         self.Update = channel.unary_unary(
-                '/invora.billing.webhooks.v2.WebhookEndpointService/Update',
+                '/invora.billing.webhooks.v2.WebhookEndpointsService/Update',
                 request_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.UpdateResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
-                '/invora.billing.webhooks.v2.WebhookEndpointService/Delete',
+                '/invora.billing.webhooks.v2.WebhookEndpointsService/Delete',
                 request_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/invora.billing.webhooks.v2.WebhookEndpointsService/ListWebhooks',
+                request_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.GetWebhook = channel.unary_unary(
+                '/invora.billing.webhooks.v2.WebhookEndpointsService/GetWebhook',
+                request_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetWebhookRequest.SerializeToString,
+                response_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetWebhookResponse.FromString,
+                _registered_method=True)
         self.RetryWebhook = channel.unary_unary(
-                '/invora.billing.webhooks.v2.WebhookEndpointService/RetryWebhook',
+                '/invora.billing.webhooks.v2.WebhookEndpointsService/RetryWebhook',
                 request_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.RetryWebhookRequest.SerializeToString,
                 response_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.RetryWebhookResponse.FromString,
                 _registered_method=True)
-        self.Webhook = channel.unary_unary(
-                '/invora.billing.webhooks.v2.WebhookEndpointService/Webhook',
-                request_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.WebhookRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.WebhookResponse.FromString,
-                _registered_method=True)
-        self.Webhooks = channel.unary_unary(
-                '/invora.billing.webhooks.v2.WebhookEndpointService/Webhooks',
-                request_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.WebhooksRequest.SerializeToString,
-                response_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.WebhooksResponse.FromString,
-                _registered_method=True)
 
 
-class WebhookEndpointServiceServicer:
+class WebhookEndpointsServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Create(self, request, context):
+    def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,7 +91,7 @@ class WebhookEndpointServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def List(self, request, context):
+    def Create(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,41 +109,41 @@ class WebhookEndpointServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWebhooks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWebhook(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RetryWebhook(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Webhook(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
 
-    def Webhooks(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-
-def add_WebhookEndpointServiceServicer_to_server(servicer, server):
+def add_WebhookEndpointsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Create': grpc.unary_unary_rpc_method_handler(
-                    servicer.Create,
-                    request_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.CreateRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetRequest.FromString,
                     response_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetResponse.SerializeToString,
             ),
-            'List': grpc.unary_unary_rpc_method_handler(
-                    servicer.List,
-                    request_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListResponse.SerializeToString,
+            'Create': grpc.unary_unary_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.CreateRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.CreateResponse.SerializeToString,
             ),
             'Update': grpc.unary_unary_rpc_method_handler(
                     servicer.Update,
@@ -155,34 +155,34 @@ def add_WebhookEndpointServiceServicer_to_server(servicer, server):
                     request_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.DeleteRequest.FromString,
                     response_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.DeleteResponse.SerializeToString,
             ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'GetWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhook,
+                    request_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetWebhookRequest.FromString,
+                    response_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetWebhookResponse.SerializeToString,
+            ),
             'RetryWebhook': grpc.unary_unary_rpc_method_handler(
                     servicer.RetryWebhook,
                     request_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.RetryWebhookRequest.FromString,
                     response_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.RetryWebhookResponse.SerializeToString,
             ),
-            'Webhook': grpc.unary_unary_rpc_method_handler(
-                    servicer.Webhook,
-                    request_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.WebhookRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.WebhookResponse.SerializeToString,
-            ),
-            'Webhooks': grpc.unary_unary_rpc_method_handler(
-                    servicer.Webhooks,
-                    request_deserializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.WebhooksRequest.FromString,
-                    response_serializer=invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.WebhooksResponse.SerializeToString,
-            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'invora.billing.webhooks.v2.WebhookEndpointService', rpc_method_handlers)
+            'invora.billing.webhooks.v2.WebhookEndpointsService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('invora.billing.webhooks.v2.WebhookEndpointService', rpc_method_handlers)
+    server.add_registered_method_handlers('invora.billing.webhooks.v2.WebhookEndpointsService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class WebhookEndpointService:
+class WebhookEndpointsService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Create(request,
+    def List(request,
             target,
             options=(),
             channel_credentials=None,
@@ -195,9 +195,9 @@ class WebhookEndpointService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.webhooks.v2.WebhookEndpointService/Create',
-            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
-            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.CreateResponse.FromString,
+            '/invora.billing.webhooks.v2.WebhookEndpointsService/List',
+            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
+            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -222,7 +222,7 @@ class WebhookEndpointService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.webhooks.v2.WebhookEndpointService/Get',
+            '/invora.billing.webhooks.v2.WebhookEndpointsService/Get',
             invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetRequest.SerializeToString,
             invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetResponse.FromString,
             options,
@@ -236,7 +236,7 @@ class WebhookEndpointService:
             _registered_method=True)
 
     @staticmethod
-    def List(request,
+    def Create(request,
             target,
             options=(),
             channel_credentials=None,
@@ -249,9 +249,9 @@ class WebhookEndpointService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.webhooks.v2.WebhookEndpointService/List',
-            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListRequest.SerializeToString,
-            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListResponse.FromString,
+            '/invora.billing.webhooks.v2.WebhookEndpointsService/Create',
+            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.CreateRequest.SerializeToString,
+            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.CreateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -276,7 +276,7 @@ class WebhookEndpointService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.webhooks.v2.WebhookEndpointService/Update',
+            '/invora.billing.webhooks.v2.WebhookEndpointsService/Update',
             invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.UpdateRequest.SerializeToString,
             invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.UpdateResponse.FromString,
             options,
@@ -303,9 +303,63 @@ class WebhookEndpointService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.webhooks.v2.WebhookEndpointService/Delete',
+            '/invora.billing.webhooks.v2.WebhookEndpointsService/Delete',
             invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.DeleteRequest.SerializeToString,
             invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.webhooks.v2.WebhookEndpointsService/ListWebhooks',
+            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListWebhooksRequest.SerializeToString,
+            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/invora.billing.webhooks.v2.WebhookEndpointsService/GetWebhook',
+            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetWebhookRequest.SerializeToString,
+            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.GetWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -330,63 +384,9 @@ class WebhookEndpointService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/invora.billing.webhooks.v2.WebhookEndpointService/RetryWebhook',
+            '/invora.billing.webhooks.v2.WebhookEndpointsService/RetryWebhook',
             invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.RetryWebhookRequest.SerializeToString,
             invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.RetryWebhookResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Webhook(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.webhooks.v2.WebhookEndpointService/Webhook',
-            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.WebhookRequest.SerializeToString,
-            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.WebhookResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Webhooks(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/invora.billing.webhooks.v2.WebhookEndpointService/Webhooks',
-            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.WebhooksRequest.SerializeToString,
-            invora_dot_billing_dot_webhooks_dot_v2_dot_service__pb2.WebhooksResponse.FromString,
             options,
             channel_credentials,
             insecure,

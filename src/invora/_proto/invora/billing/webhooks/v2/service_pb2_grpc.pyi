@@ -30,39 +30,39 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class WebhookEndpointServiceStub:
+class WebhookEndpointsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> WebhookEndpointServiceAsyncStub: ...
-    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
-    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    def __new__(cls, channel: _aio.Channel) -> WebhookEndpointsServiceAsyncStub: ...
     List: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]
+    Get: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]
+    Create: _grpc.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]
     Update: _grpc.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]
     Delete: _grpc.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]
+    ListWebhooks: _grpc.UnaryUnaryMultiCallable[_service_pb2.ListWebhooksRequest, _service_pb2.ListWebhooksResponse]
+    GetWebhook: _grpc.UnaryUnaryMultiCallable[_service_pb2.GetWebhookRequest, _service_pb2.GetWebhookResponse]
     RetryWebhook: _grpc.UnaryUnaryMultiCallable[_service_pb2.RetryWebhookRequest, _service_pb2.RetryWebhookResponse]
-    Webhook: _grpc.UnaryUnaryMultiCallable[_service_pb2.WebhookRequest, _service_pb2.WebhookResponse]
-    Webhooks: _grpc.UnaryUnaryMultiCallable[_service_pb2.WebhooksRequest, _service_pb2.WebhooksResponse]
 
 @_typing.type_check_only
-class WebhookEndpointServiceAsyncStub(WebhookEndpointServiceStub):
+class WebhookEndpointsServiceAsyncStub(WebhookEndpointsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
-    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_service_pb2.ListRequest, _service_pb2.ListResponse]  # type: ignore[assignment]
+    Get: _aio.UnaryUnaryMultiCallable[_service_pb2.GetRequest, _service_pb2.GetResponse]  # type: ignore[assignment]
+    Create: _aio.UnaryUnaryMultiCallable[_service_pb2.CreateRequest, _service_pb2.CreateResponse]  # type: ignore[assignment]
     Update: _aio.UnaryUnaryMultiCallable[_service_pb2.UpdateRequest, _service_pb2.UpdateResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_service_pb2.DeleteRequest, _service_pb2.DeleteResponse]  # type: ignore[assignment]
+    ListWebhooks: _aio.UnaryUnaryMultiCallable[_service_pb2.ListWebhooksRequest, _service_pb2.ListWebhooksResponse]  # type: ignore[assignment]
+    GetWebhook: _aio.UnaryUnaryMultiCallable[_service_pb2.GetWebhookRequest, _service_pb2.GetWebhookResponse]  # type: ignore[assignment]
     RetryWebhook: _aio.UnaryUnaryMultiCallable[_service_pb2.RetryWebhookRequest, _service_pb2.RetryWebhookResponse]  # type: ignore[assignment]
-    Webhook: _aio.UnaryUnaryMultiCallable[_service_pb2.WebhookRequest, _service_pb2.WebhookResponse]  # type: ignore[assignment]
-    Webhooks: _aio.UnaryUnaryMultiCallable[_service_pb2.WebhooksRequest, _service_pb2.WebhooksResponse]  # type: ignore[assignment]
 
-class WebhookEndpointServiceServicer(metaclass=_abc_1.ABCMeta):
+class WebhookEndpointsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
-    def Create(
+    def List(
         self,
-        request: _service_pb2.CreateRequest,
+        request: _service_pb2.ListRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
+    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
 
     @_abc_1.abstractmethod
     def Get(
@@ -72,11 +72,11 @@ class WebhookEndpointServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.GetResponse, _abc.Awaitable[_service_pb2.GetResponse]]: ...
 
     @_abc_1.abstractmethod
-    def List(
+    def Create(
         self,
-        request: _service_pb2.ListRequest,
+        request: _service_pb2.CreateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.ListResponse, _abc.Awaitable[_service_pb2.ListResponse]]: ...
+    ) -> _typing.Union[_service_pb2.CreateResponse, _abc.Awaitable[_service_pb2.CreateResponse]]: ...
 
     @_abc_1.abstractmethod
     def Update(
@@ -93,24 +93,24 @@ class WebhookEndpointServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_service_pb2.DeleteResponse, _abc.Awaitable[_service_pb2.DeleteResponse]]: ...
 
     @_abc_1.abstractmethod
+    def ListWebhooks(
+        self,
+        request: _service_pb2.ListWebhooksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.ListWebhooksResponse, _abc.Awaitable[_service_pb2.ListWebhooksResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetWebhook(
+        self,
+        request: _service_pb2.GetWebhookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_service_pb2.GetWebhookResponse, _abc.Awaitable[_service_pb2.GetWebhookResponse]]: ...
+
+    @_abc_1.abstractmethod
     def RetryWebhook(
         self,
         request: _service_pb2.RetryWebhookRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_service_pb2.RetryWebhookResponse, _abc.Awaitable[_service_pb2.RetryWebhookResponse]]: ...
 
-    @_abc_1.abstractmethod
-    def Webhook(
-        self,
-        request: _service_pb2.WebhookRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.WebhookResponse, _abc.Awaitable[_service_pb2.WebhookResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def Webhooks(
-        self,
-        request: _service_pb2.WebhooksRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_service_pb2.WebhooksResponse, _abc.Awaitable[_service_pb2.WebhooksResponse]]: ...
-
-def add_WebhookEndpointServiceServicer_to_server(servicer: WebhookEndpointServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+def add_WebhookEndpointsServiceServicer_to_server(servicer: WebhookEndpointsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
