@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invora._core import AsyncCore, Core, OnCall, Scope
 from invora._proto.services import AsyncServices, Services
 from invora._service import DEFAULT, Namespace, RetryArg
-from invora._target import ENVIRONMENTS, parse_target
+from invora._target import ENVIRONMENTS, check_metadata, check_metadata_key, parse_target
 from invora.auth import Credentials, StaticToken
 from invora.errors import ConfigurationError
 from invora.retry import Retry
-from invora.transport import RawResponse, TransportConfig, transport_classes
+from invora.transport import AsyncRequestFeed, RawResponse, RequestFeed, TransportConfig, transport_classes
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncClient", "Client"]
 
 _VERSION = "0.1.0"
-_HEADER_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 
 
 class _Settings:
@@ -93,13 +91,10 @@ class _Settings:
             retry = Retry()
         if retry is not None and not isinstance(retry, Retry):
             raise ConfigurationError("retry must be an invora.Retry or None")
-        header = org_header.strip().lower() if isinstance(org_header, str) else ""
-        if not _HEADER_RE.fullmatch(header) or header.startswith("grpc-") or header.endswith("-bin"):
-            raise ConfigurationError(f"invalid org_header {org_header!r}: a lower-case ASCII metadata key")
-        extra: tuple[tuple[str, str], ...] = ()
-        if metadata:
-            pairs = metadata.items() if isinstance(metadata, Mapping) else metadata
-            extra = tuple((str(k).lower(), v) for k, v in pairs)
+        header = check_metadata_key(org_header.strip() if isinstance(org_header, str) else org_header, "org_header")
+        if header.endswith("-bin"):
+            raise ConfigurationError(f"invalid org_header {org_header!r}: a text (not -bin) metadata key")
+        extra: Any = check_metadata(metadata) if metadata else ()
         opts = tuple(
             channel_options.items() if isinstance(channel_options, Mapping) else channel_options or ()
         )
@@ -180,7 +175,18 @@ class _ClientMixin:
     def _prepare(self, method: str | MethodInfo, request: Any) -> tuple[Any, Any, Mapping[str, Any] | None]:
         from invora import _catalog
 
-        info = _catalog.method(method) if isinstance(method, str) else method
+        if isinstance(method, str):
+            try:
+                info = _catalog.method(method)
+            except LookupError as exc:
+                raise ConfigurationError(str(exc.args[0]) if exc.args else f"unknown method {method!r}") from None
+        elif isinstance(method, _catalog.MethodInfo):
+            info = method
+        else:
+            raise ConfigurationError(
+                f"method must be 'pkg.Service/Method' or an accessor path such as 'simple.invoices.get', "
+                f"got {type(method).__name__}"
+            )
         binding = self._scope.core.binding(info)
         if isinstance(request, Mapping) and not info.client_streaming:
             return binding, None, request
@@ -281,7 +287,7 @@ class Client(Services, _ClientMixin):  # type: ignore[misc]
         core.check_usable()
         md = scope.call_metadata(org_id, metadata)
         if binding.info.client_streaming:
-            req, retry = (binding.coerce(r) for r in req), None
+            req, retry = RequestFeed(req, binding.coerce), None
         else:
             req = binding.build(req, fields)
             if binding.info.server_streaming:
@@ -389,7 +395,7 @@ class AsyncClient(AsyncServices, _ClientMixin):  # type: ignore[misc]
         core.check_usable()
         md = scope.call_metadata(org_id, metadata)
         if binding.info.client_streaming:
-            req, retry = _coerce_any(binding.coerce, req), None
+            req, retry = AsyncRequestFeed(req, binding.coerce), None
         else:
             req = binding.build(req, fields)
             if binding.info.server_streaming:
@@ -409,15 +415,3 @@ class AsyncClient(AsyncServices, _ClientMixin):  # type: ignore[misc]
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-
-def _coerce_any(coerce: Callable[[Any], Any], requests: Any) -> Any:
-    from collections.abc import AsyncIterable
-
-    if isinstance(requests, AsyncIterable):
-
-        async def gen() -> Any:
-            async for r in requests:
-                yield coerce(r)
-
-        return gen()
-    return (coerce(r) for r in requests)

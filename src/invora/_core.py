@@ -16,17 +16,24 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from google.protobuf.message import Message
 
 from invora._service import DEFAULT, RetryArg
-from invora._target import check_org_id
-from invora.errors import ClientClosedError, ClientForkedError, InvoraError, Unauthenticated
+from invora._target import check_metadata, check_org_id
+from invora.errors import (
+    ClientClosedError,
+    ClientForkedError,
+    ConfigurationError,
+    InvoraError,
+    Unauthenticated,
+)
 from invora.pagination import AsyncPager, Pager
 from invora.retry import Retry
+from invora.transport import AsyncRequestFeed, RequestFeed
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo
@@ -43,6 +50,8 @@ _perf = time.perf_counter
 _getpid = os.getpid
 
 OnCall = Callable[[str, float, grpc.StatusCode, int, int], None]
+_FOREVER = 10 * 365 * 86400.0  # a timeout longer than this (or NaN/inf) is a mistake, not a deadline
+_MAX_NESTING = 100  # the deepest request dict accepted when the message schema itself is recursive
 
 
 class CallSpan(Protocol):
@@ -144,7 +153,101 @@ class Binding:
         )
 
 
+_DEPTHS: dict[Any, int] = {}
+
+
+def _schema_depth(desc: Any, path: frozenset[Any] = frozenset()) -> int:
+    """How deep a request dict for ``desc`` may nest; ``_MAX_NESTING`` when the schema is recursive
+    (a message that can contain itself, ``Struct``), since any depth is then valid. Memoised: a message
+    that reaches a cycle is unbounded wherever it is met."""
+    known = _DEPTHS.get(desc)
+    if known is not None:
+        return known
+    if desc in path:
+        return _MAX_NESTING
+    inner = path | {desc}
+    deepest = 0
+    for fd in desc.fields:
+        sub = fd.message_type
+        if sub is None:
+            deepest = max(deepest, 1 if fd.is_repeated else 0)
+        elif sub.GetOptions().map_entry:  # a map is one dict level; its value type may nest further
+            deepest = max(deepest, _schema_depth(sub, inner))
+        else:
+            deepest = max(deepest, _schema_depth(sub, inner) + (2 if fd.is_repeated else 1))
+        if deepest >= _MAX_NESTING:
+            break
+    _DEPTHS[desc] = result = min(deepest, _MAX_NESTING)
+    return result
+
+
+def _check_nesting(cls: Any, fields: Mapping[str, Any]) -> None:
+    """Refuse request dicts nested deeper than the schema allows (they would otherwise end in a
+    RecursionError deep inside protobuf); iterative, so any input depth is measured safely."""
+    desc = cls.DESCRIPTOR
+    allowed = _schema_depth(desc)
+    stack: list[tuple[Any, int]] = [(fields, 0)]
+    while stack:
+        value, level = stack.pop()
+        if not isinstance(value, (Mapping, list, tuple)):
+            continue
+        if level > allowed:
+            raise ConfigurationError(
+                f"{desc.full_name}: the request is nested deeper ({level}+ levels) than its schema allows "
+                f"({allowed}); check for a dict or list inside itself or a value under the wrong field"
+            )
+        if isinstance(value, Mapping):
+            stack.extend((v, level + 1) for v in value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, level + 1) for v in value)
+
+
+def _decimal_hint(cls: Any, fields: Mapping[str, Any]) -> str:
+    """A pointer to ``from_decimal`` when a Decimal or float was given for a DecimalValue field."""
+    import decimal
+
+    for key, value in fields.items():
+        fd = cls.DESCRIPTOR.fields_by_name.get(key)
+        if fd is None or fd.message_type is None:
+            continue
+        if isinstance(value, (decimal.Decimal, float)):
+            if fd.message_type.full_name.endswith("DecimalValue"):
+                return (
+                    f"{cls.DESCRIPTOR.full_name}.{key} is a DecimalValue: pass "
+                    f"invora.decimal.from_decimal({str(value)!r}) (money never goes through float)"
+                )
+            return f"{cls.DESCRIPTOR.full_name}.{key} is a {fd.message_type.full_name} message, not a number"
+        if isinstance(value, Mapping):
+            inner = _decimal_hint(_message_class(fd), value)
+            if inner:
+                return inner
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                if isinstance(item, Mapping):
+                    inner = _decimal_hint(_message_class(fd), item)
+                    if inner:
+                        return inner
+    return ""
+
+
+def _message_class(fd: Any) -> Any:
+    from google.protobuf import message_factory
+
+    return message_factory.GetMessageClass(fd.message_type)
+
+
 def _from_fields(cls: Any, fields: Mapping[str, Any]) -> Any:
+    _check_nesting(cls, fields)
+    try:
+        return _build(cls, fields)
+    except TypeError:
+        hint = _decimal_hint(cls, fields)
+        if hint:
+            raise TypeError(hint) from None
+        raise
+
+
+def _build(cls: Any, fields: Mapping[str, Any]) -> Any:
     kw = {k: v for k, v in fields.items() if v is not None}
     try:
         return cls(**kw)
@@ -336,7 +439,7 @@ class Core(_CoreBase):
     ) -> _Stream:
         if isinstance(requests, (Message, Mapping)) or not isinstance(requests, Iterable):
             raise TypeError(f"{b.full_name} is client-streaming: pass an iterable of requests")
-        items = (b.coerce(r) for r in requests)
+        items = RequestFeed(requests, b.coerce)
         return _Stream(self, b, items, self.stream_timeout if timeout is None else timeout, md, True)
 
     def close(self) -> None:
@@ -482,16 +585,7 @@ class AsyncCore(_CoreBase):
             raise TypeError(
                 f"{b.full_name} is client-streaming: pass an iterable or async iterable of requests"
             )
-        items: Any
-        if isinstance(requests, AsyncIterable):
-
-            async def coerce_async(source: AsyncIterable[Any]) -> AsyncIterator[Any]:
-                async for r in source:
-                    yield b.coerce(r)
-
-            items = coerce_async(requests)
-        else:
-            items = (b.coerce(r) for r in requests)
+        items = AsyncRequestFeed(requests, b.coerce)
         return _AsyncStream(self, b, items, self.stream_timeout if timeout is None else timeout, md, True)
 
     async def close(self) -> None:
@@ -574,8 +668,7 @@ class Scope:
     ) -> Metadata:
         md = self.org_md if org_id is None else ((self.core.org_header, check_org_id(org_id)), *self.extra_md)
         if metadata:
-            pairs = metadata.items() if isinstance(metadata, Mapping) else metadata
-            md = md + tuple((k, v) for k, v in pairs)
+            md = md + check_metadata(metadata)  # type: ignore[operator]
         return md
 
     def dispatch(
@@ -594,8 +687,10 @@ class Scope:
         if core.pid != _getpid() or core.closed:
             core.check_usable()
         md = self.org_md if org_id is None and not metadata else self.call_metadata(org_id, metadata)
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < _FOREVER
+        ):
+            raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
         kind = b.kind
         if kind == "unary_unary":
             req = b.build(request, fields)

@@ -35,9 +35,10 @@ class Target:
 
 
 def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 and ``localhost`` (plus ``*.localhost``)."""
+    """127.0.0.0/8, ::1 and ``localhost`` itself. Other names (``evil.localhost`` included) resolve
+    through DNS, which may answer anything: they are not trusted with plaintext credentials."""
     host = host.strip("[]").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -113,3 +114,57 @@ def check_org_id(org_id: str) -> str:
             f"invalid org id {shown}: must be 1-256 printable ASCII characters without whitespace"
         )
     return org_id
+
+
+# Keys the SDK, HTTP or gRPC own: a caller's metadata must not set them (credentials go through
+# ``credentials=``, where the plaintext rule applies; the rest would corrupt the call).
+_RESERVED = frozenset(
+    {"authorization", "content-type", "content-length", "user-agent", "te", "host", "connection",
+     "transfer-encoding", "upgrade", "proxy-authorization", "cookie"}
+)  # fmt: skip
+_KEY_RE = re.compile(r"[a-z0-9_.-]+")
+_VALUE_RE = re.compile(r"[\x20-\x7e]*")
+
+
+def check_metadata_key(key: object, what: str = "metadata key") -> str:
+    """A lower-case ASCII metadata key the caller may set; ConfigurationError naming the rule otherwise."""
+    if not isinstance(key, str):
+        raise ConfigurationError(f"{what} must be a string, got {type(key).__name__}")
+    lowered = key.lower()
+    shown = repr(key) if len(key) <= 80 else repr(key[:80]) + "…"
+    if not _KEY_RE.fullmatch(lowered) or lowered.startswith(("grpc-", ":")):
+        raise ConfigurationError(
+            f"invalid {what} {shown}: use lower-case ASCII letters, digits, '-', '_' and '.', "
+            "not starting with 'grpc-'"
+        )
+    if lowered in _RESERVED:
+        hint = " (pass credentials= instead)" if lowered.endswith("authorization") else ""
+        raise ConfigurationError(f"{what} {shown} is set by the SDK and cannot be overridden{hint}")
+    return lowered
+
+
+def check_metadata(pairs: object) -> tuple[tuple[str, str | bytes], ...]:
+    """Caller metadata (pairs or a mapping) as a tuple; ConfigurationError before any network when a key
+    or value would be refused by gRPC/HTTP (which would otherwise fail the call with INTERNAL)."""
+    from collections.abc import Mapping
+
+    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    out: list[tuple[str, str | bytes]] = []
+    try:
+        entries = [tuple(p) for p in items]  # type: ignore[union-attr]
+    except TypeError:
+        raise ConfigurationError("metadata must be a mapping or a sequence of (key, value) pairs") from None
+    for entry in entries:
+        if len(entry) != 2:
+            raise ConfigurationError("metadata must be a mapping or a sequence of (key, value) pairs")
+        key = check_metadata_key(entry[0])
+        value = entry[1]
+        if key.endswith("-bin"):
+            if not isinstance(value, bytes):
+                raise ConfigurationError(f"metadata {key!r} ends in -bin: its value must be bytes")
+        elif not isinstance(value, str) or not _VALUE_RE.fullmatch(value) or len(value) > 8192:
+            raise ConfigurationError(
+                f"invalid value for metadata {key!r}: printable ASCII text up to 8192 characters"
+            )
+        out.append((key, value))
+    return tuple(out)

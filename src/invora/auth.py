@@ -2,9 +2,13 @@
 
 :class:`ClientCredentials` runs the OAuth2 ``client_credentials`` grant against the OIDC token endpoint
 and caches the token on the monotonic clock, refreshing ``min(refresh_buffer, ttl / 2)`` before expiry.
-Any number of concurrent callers cause exactly one token request: threads serialise on a lock (and
-re-check the cache), asyncio tasks of a loop share one in-flight task that runs the fetch in a worker
-thread, so the event loop never blocks and sync and async callers share the same lock.
+
+Fetches are single-flight: one background thread talks to the endpoint and every caller that needs its
+result — threads and asyncio tasks of any loop alike — waits on the same future. While the cached token
+is still valid, a due refresh never blocks anyone: callers keep using the cached token and the flight
+runs behind them. Callers that have no valid token wait for the flight at most ``timeout`` seconds, and
+when it fails they all get its error: a hanging or failing endpoint costs each caller one timeout at
+most, never a queue of serial attempts.
 
 Credentials hand out ready-made metadata tuples (``(("authorization", "Bearer …"),)``); the client adds
 them to each call directly, which is much cheaper than gRPC call credentials under concurrency.
@@ -13,6 +17,8 @@ them to each call directly, which is much cheaper than gRPC call credentials und
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import math
 import os
 import threading
 import time
@@ -24,8 +30,9 @@ from urllib.parse import urlsplit
 
 import grpc
 
+from invora import _json
 from invora._target import is_loopback
-from invora.errors import AuthenticationError, ConfigurationError
+from invora.errors import AuthenticationError, ConfigurationError, register_secret
 
 __all__ = [
     "DEFAULT_TOKEN_URL",
@@ -36,6 +43,7 @@ __all__ = [
 ]
 
 DEFAULT_TOKEN_URL = "https://auth.invora.app/oauth/v2/token"
+_MAX_BODY = 1024 * 1024  # a token response or discovery document is a few hundred bytes
 AuthMetadata = tuple[tuple[str, str], ...]
 
 
@@ -79,6 +87,7 @@ class StaticToken(Credentials):
             token = token[7:].strip()
         if not token or not token.isascii() or not token.isprintable() or " " in token:
             raise ConfigurationError("StaticToken: the token must be non-empty printable ASCII")
+        register_secret(token)
         self._md = _bearer(token)
 
     def metadata(self) -> AuthMetadata:
@@ -124,28 +133,35 @@ class ClientCredentials(Credentials):
             scopes = scopes.split()
         self.client_id = client_id
         self.__secret = client_secret
+        register_secret(client_secret)
         self.issuer = issuer.rstrip("/") if issuer else None
         self._token_url = token_url or (None if issuer else DEFAULT_TOKEN_URL)
         for url in (self._token_url, self.issuer):
             if url:
                 _check_url(url)
         self.scopes = tuple(scopes)
-        self.refresh_buffer = refresh_buffer
-        self.timeout = timeout
+        for name, value in (("refresh_buffer", refresh_buffer), ("timeout", timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigurationError(f"ClientCredentials {name} must be a number of seconds, got {value!r}")
+        if timeout <= 0 or refresh_buffer < 0:
+            raise ConfigurationError("ClientCredentials needs timeout > 0 and refresh_buffer >= 0")
+        self.refresh_buffer = float(refresh_buffer)
+        self.timeout = float(timeout)
         self.verify = verify
         self._extra = dict(extra_params or {})
         self._lock = threading.Lock()
         self._md: AuthMetadata | None = None
         self._refresh_at = 0.0  # monotonic time after which the cached token is refreshed
         self._expires_at = 0.0  # monotonic time after which it is unusable
-        self._flights: dict[asyncio.AbstractEventLoop, asyncio.Future[AuthMetadata]] = {}
+        self._flight: concurrent.futures.Future[AuthMetadata] | None = None
         self.token_requests = 0  # successful grants (for diagnostics and tests)
         _LIVE.add(self)
 
     def _after_fork_in_child(self) -> None:
-        # A lock held by another thread at fork time would stay locked forever in the child.
+        # A lock held by another thread at fork time would stay locked forever in the child, and the
+        # flight's thread does not exist there.
         self._lock = threading.Lock()
-        self._flights = {}
+        self._flight = None
 
     def __repr__(self) -> str:
         return (
@@ -157,7 +173,13 @@ class ClientCredentials(Credentials):
         md = self._md
         if md is not None and time.monotonic() < self._refresh_at:
             return md
-        return self._refresh()
+        flight = self._due()
+        if flight is None:
+            return self._md  # type: ignore[return-value]  # still valid; the refresh runs behind
+        try:
+            return flight.result(self.timeout)
+        except concurrent.futures.TimeoutError:
+            raise self._timed_out() from None
 
     def cached_metadata(self) -> AuthMetadata | None:
         md = self._md
@@ -169,14 +191,14 @@ class ClientCredentials(Credentials):
         md = self.cached_metadata()
         if md is not None:
             return md
-        loop = asyncio.get_running_loop()
-        flight = self._flights.get(loop)
+        flight = self._due()
         if flight is None:
-            flight = loop.create_task(asyncio.to_thread(self._refresh))
-            self._flights[loop] = flight
-            flight.add_done_callback(lambda _f: self._flights.pop(loop, None))
-        # shield: a cancelled caller must not cancel the fetch the other tasks wait for
-        return await asyncio.shield(flight)
+            return self._md  # type: ignore[return-value]
+        try:
+            # shield: a cancelled caller must not cancel the flight others wait for
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(flight)), self.timeout)
+        except asyncio.TimeoutError:
+            raise self._timed_out() from None
 
     def invalidate(self, metadata: AuthMetadata) -> None:
         with self._lock:
@@ -184,41 +206,75 @@ class ClientCredentials(Credentials):
                 self._md = None
                 self._refresh_at = self._expires_at = 0.0
 
+    # -- the flight -----------------------------------------------------------------------------------
+    def _due(self) -> concurrent.futures.Future[AuthMetadata] | None:
+        """The flight to wait for, started if needed; None when the cached token is still valid (then a
+        refresh is started in the background and the caller goes on with the cached token)."""
+        with self._lock:
+            now = time.monotonic()
+            if self._md is not None and now < self._refresh_at:
+                return None
+            flight = self._flight
+            if flight is None:
+                flight = self._flight = concurrent.futures.Future()
+                flight.set_running_or_notify_cancel()  # never cancellable: many callers share it
+                threading.Thread(target=self._fly, args=(flight,), name="invora-token", daemon=True).start()
+            if self._md is not None and now < self._expires_at - 1.0:
+                return None
+            return flight
+
+    def _fly(self, flight: concurrent.futures.Future[AuthMetadata]) -> None:
+        try:
+            token, ttl = self._fetch(self.token_url)
+        except BaseException as exc:
+            with self._lock:
+                self._flight = None
+                now = time.monotonic()
+                if self._md is not None and now < self._expires_at - 1.0:
+                    # An early refresh failed but the token is still valid: keep it, try again soon.
+                    self._refresh_at = now + min(5.0, (self._expires_at - now) / 2)
+            flight.set_exception(exc if isinstance(exc, Exception) else AuthenticationError(repr(exc)))
+            return
+        register_secret(token)
+        md = _bearer(token)
+        with self._lock:
+            now = time.monotonic()
+            self._md = md
+            self._expires_at = now + ttl
+            self._refresh_at = now + ttl - min(self.refresh_buffer, ttl / 2)
+            self.token_requests += 1
+            self._flight = None
+        flight.set_result(md)
+
+    def _timed_out(self) -> AuthenticationError:
+        return AuthenticationError(
+            f"token endpoint {self._token_url or self.issuer} did not answer within {self.timeout:g}s",
+            http_status=0,
+        )
+
     # -- fetching -------------------------------------------------------------------------------------
     @property
     def token_url(self) -> str:
         """The token endpoint (runs discovery on first use when only ``issuer`` was given)."""
         if self._token_url is None:
             with self._lock:
-                if self._token_url is None:
-                    self._token_url = self._discover()
-        return self._token_url
+                url = self._token_url
+            if url is None:
+                url = self._discover()
+                with self._lock:
+                    self._token_url = url
+        return self._token_url  # type: ignore[return-value]
 
-    def _refresh(self) -> AuthMetadata:
-        url = self.token_url
-        with self._lock:
-            now = time.monotonic()
-            if self._md is not None and now < self._refresh_at:
-                return self._md  # another thread refreshed while this one waited
-            try:
-                token, ttl = self._fetch(url)
-            except AuthenticationError:
-                if self._md is not None and now < self._expires_at - 5.0:
-                    # Early refresh failed but the current token is still valid: keep using it, retry soon.
-                    self._refresh_at = now + min(5.0, (self._expires_at - now) / 2)
-                    return self._md
-                raise
-            now = time.monotonic()
-            self._md = _bearer(token)
-            self._expires_at = now + ttl
-            self._refresh_at = now + ttl - min(self.refresh_buffer, ttl / 2)
-            self.token_requests += 1
-            return self._md
-
-    def _http(self) -> Any:
+    def _http(self, url: str) -> Any:
         import httpx
 
-        return httpx.Client(timeout=self.timeout, verify=_ssl_verify(self.verify), follow_redirects=False)
+        # trust_env off for plaintext (loopback) URLs: an HTTP_PROXY would receive the secret in clear.
+        return httpx.Client(
+            timeout=self.timeout,
+            verify=_ssl_verify(self.verify),
+            follow_redirects=False,
+            trust_env=urlsplit(url).scheme == "https",
+        )
 
     def _fetch(self, url: str) -> tuple[str, float]:
         import httpx
@@ -229,7 +285,7 @@ class ClientCredentials(Credentials):
             form["scope"] = " ".join(self.scopes)
         form.update(self._extra)
         try:
-            with self._http() as http:
+            with self._http(url) as http:
                 resp = http.post(url, data=form, headers={"Accept": "application/json"})
         except httpx.TimeoutException:
             raise AuthenticationError(
@@ -243,10 +299,8 @@ class ClientCredentials(Credentials):
         return self._parse(url, resp.status_code, resp.headers.get("content-type", ""), resp.content)
 
     def _parse(self, url: str, status: int, ctype: str, body: bytes) -> tuple[str, float]:
-        import json
-
         try:
-            data = json.loads(body) if body else None
+            data = _json.loads(body, max_bytes=_MAX_BODY, what="the token response") if body else None
         except ValueError:
             data = None
         if status >= 400:
@@ -288,26 +342,27 @@ class ClientCredentials(Credentials):
             raise AuthenticationError(f"token endpoint {url} issued a malformed token", http_status=status)
         try:
             ttl = float(data.get("expires_in", 3600))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             ttl = 3600.0
-        return token, max(ttl, 1.0)
+        if not math.isfinite(ttl):
+            ttl = 3600.0
+        return token, min(max(ttl, 1.0), 86_400.0)
 
     def _discover(self) -> str:
-        import json
-
         import httpx
 
         assert self.issuer is not None
         url = self.issuer + "/.well-known/openid-configuration"
         try:
-            with self._http() as http:
+            with self._http(url) as http:
                 resp = http.get(url, headers={"Accept": "application/json"})
         except httpx.HTTPError as exc:
             raise AuthenticationError(
                 f"OIDC discovery at {url} failed: {type(exc).__name__}: {exc}", http_status=0
             ) from None
         try:
-            endpoint = json.loads(resp.content)["token_endpoint"] if resp.status_code == 200 else None
+            document = _json.loads(resp.content, max_bytes=_MAX_BODY, what="the OIDC discovery document")
+            endpoint = document["token_endpoint"] if resp.status_code == 200 else None
         except (ValueError, KeyError, TypeError):
             endpoint = None
         if not isinstance(endpoint, str) or not endpoint:

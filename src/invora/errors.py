@@ -12,13 +12,15 @@ derive from :class:`InvoraError` directly.
 
 from __future__ import annotations
 
-import json
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import grpc
 from google.protobuf.message import Message
+
+from invora import _json
 
 __all__ = [
     "Aborted",
@@ -51,6 +53,7 @@ __all__ = [
     "from_status",
     "http_status_for",
     "redact",
+    "register_secret",
 ]
 
 Metadata = tuple[tuple[str, Any], ...]
@@ -96,20 +99,46 @@ _CODE_BY_NUMBER: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.Statu
 _CODE_BY_NAME: dict[str, grpc.StatusCode] = {c.name: c for c in grpc.StatusCode}
 
 _DETAILS_KEY = "grpc-status-details-bin"
+_MAX_ERROR_BODY = 4 * 1024 * 1024  # a google.rpc.Status JSON body; anything larger is not one
 _VALIDATION_ERROR = "invora.documents.v2.ValidationError"
 # Modules that register detail types not loaded by default (resolved only when such a detail arrives).
 _DETAIL_MODULES = {_VALIDATION_ERROR: "invora._proto.invora.documents.v2.models_pb2"}
 
-# Bearer tokens, JWTs and secrets in form bodies must never reach a message or a log line.
+# JWTs and ``client_secret=`` form values are secrets whatever their context; a bearer token only when
+# it looks like one (a long run of token characters), so that "missing bearer token" stays readable.
 _SECRET_RE = re.compile(
-    r"(?i)(bearer\s+)[^\s\"',;]+"
+    r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{16,}"
     r"|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
     r"|(client_secret=)[^&\s\"']+"
 )
+# The exact tokens and client secrets this process holds (registered by invora.auth): scrubbed wherever
+# they appear, with or without "Bearer ", whatever the server or a library did to the text around them.
+_KNOWN: dict[str, None] = {}
+_KNOWN_MAX = 256
+_known_re: re.Pattern[str] | None = None
+_known_lock = threading.Lock()
+
+
+def register_secret(value: str) -> None:
+    """Have :func:`redact` scrub ``value`` (a token or client secret) from every message from now on."""
+    global _known_re
+    if not isinstance(value, str) or len(value) < 6:
+        return  # too short to scrub without garbling ordinary words (and too short to be a real secret)
+    with _known_lock:
+        if value in _KNOWN:
+            return
+        _KNOWN[value] = None
+        while len(_KNOWN) > _KNOWN_MAX:  # oldest first: tokens rotate, the newest are the live ones
+            del _KNOWN[next(iter(_KNOWN))]
+        ordered = sorted(_KNOWN, key=len, reverse=True)
+        _known_re = re.compile("|".join(re.escape(v) for v in ordered))
 
 
 def redact(text: str) -> str:
-    """Replace bearer tokens, JWTs and ``client_secret=`` values in ``text`` with ``***``."""
+    """``text`` without the secrets this process knows, bearer tokens, JWTs or ``client_secret=`` values."""
+    known = _known_re
+    if known is not None:
+        text = known.sub("***", text)
 
     def sub(m: re.Match[str]) -> str:
         return (m.group(1) or m.group(2) or "") + "***"
@@ -172,7 +201,7 @@ class InvoraError(Exception):
         found = [f"{v.field}: {v.description}" for v in self.field_violations]
         found += [f"{v.field}: {v.message}" for v in self.validation_errors]
         extra = [e for e in dict.fromkeys(found) if e not in self.message][:5]
-        return f"{text} ({'; '.join(extra)})" if extra else text
+        return redact(f"{text} ({'; '.join(extra)})") if extra else text
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code.name}, message={self.message!r})"
@@ -386,17 +415,14 @@ def error_class(code: grpc.StatusCode) -> type[RpcError]:
     return _BY_CODE.get(code, Unknown)
 
 
-# A status produced by the client library itself when no connection could be made: the request was not
-# transmitted, so even a non-idempotent write may be retried.
-_NOT_SENT_RE = re.compile(
-    r"failed to connect to all addresses|DNS resolution failed|Connection refused|"
-    r"name resolution|Failed to connect to remote host",
-    re.IGNORECASE,
-)
+def from_grpc_error(
+    err: grpc.RpcError, method: str | None = None, *, request_not_sent: bool = False
+) -> RpcError:
+    """Map a ``grpc.RpcError`` (sync or aio) to its :class:`RpcError` subclass (returned, not raised).
 
-
-def from_grpc_error(err: grpc.RpcError, method: str | None = None) -> RpcError:
-    """Map a ``grpc.RpcError`` (sync or aio) to its :class:`RpcError` subclass (returned, not raised)."""
+    Whether the request left the client is for the transport to say (``request_not_sent``): it knows
+    whether the channel was connected; the status message is the server's to choose and decides nothing.
+    """
     code: Any
     try:
         code = err.code()
@@ -405,25 +431,18 @@ def from_grpc_error(err: grpc.RpcError, method: str | None = None) -> RpcError:
         code, message = grpc.StatusCode.UNKNOWN, str(err)
     if not isinstance(code, grpc.StatusCode):
         code = grpc.StatusCode.UNKNOWN
-    trailing = _safe_md(err, "trailing_metadata")
-    initial = _safe_md(err, "initial_metadata")
-    debug: str | None
-    try:
-        debug = err.debug_error_string()  # type: ignore[attr-defined]
-    except Exception:
-        debug = None
-    not_sent = (
-        code == grpc.StatusCode.UNAVAILABLE
-        and not trailing
-        and not initial
-        and bool(_NOT_SENT_RE.search(message) or (debug and _NOT_SENT_RE.search(debug)))
-    )
+    debug: str | None = None
+    if not isinstance(err, grpc.Future):  # a stream's rendezvous can block here: finished errors only
+        try:
+            debug = err.debug_error_string()  # type: ignore[attr-defined]
+        except Exception:
+            debug = None
     return error_class(code)(
         message,
-        trailing_metadata=trailing,
-        initial_metadata=initial,
+        trailing_metadata=_safe_md(err, "trailing_metadata"),
+        initial_metadata=_safe_md(err, "initial_metadata"),
         debug=debug,
-        request_not_sent=not_sent,
+        request_not_sent=request_not_sent,
         method=method,
     )
 
@@ -504,7 +523,7 @@ def from_http(
     elif body:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         try:
-            data = json.loads(text)
+            data = _json.loads(body, max_bytes=_MAX_ERROR_BODY, what="the error body")
         except ValueError:
             data = None
     retry_after = _retry_after(headers)

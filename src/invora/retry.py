@@ -21,13 +21,14 @@ The rule implemented:
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
 
 import grpc
 
-from invora.errors import InvoraError
+from invora.errors import ConfigurationError, InvoraError
 
 __all__ = ["Retry", "RetryState"]
 
@@ -51,12 +52,20 @@ class Retry:
     idempotent_codes: frozenset[grpc.StatusCode] = field(default=_IDEMPOTENT_ONLY)
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("Retry.attempts must be >= 1")
-        if self.initial < 0 or self.maximum < 0 or self.multiplier < 1:
-            raise ValueError("Retry needs initial >= 0, maximum >= 0 and multiplier >= 1")
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ConfigurationError(f"Retry.attempts must be a whole number >= 1, got {self.attempts!r}")
+        for name in ("initial", "maximum", "multiplier", "max_retry_delay", "deadline"):
+            value = getattr(self, name)
+            if value is None and name == "deadline":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigurationError(f"Retry.{name} must be a finite number of seconds, got {value!r}")
+        if self.initial < 0 or self.maximum < 0 or self.multiplier < 1 or self.max_retry_delay < 0:
+            raise ConfigurationError(
+                "Retry needs initial >= 0, maximum >= 0, max_retry_delay >= 0 and multiplier >= 1"
+            )
         if self.deadline is not None and self.deadline <= 0:
-            raise ValueError("Retry.deadline must be positive (or None for no overall budget)")
+            raise ConfigurationError("Retry.deadline must be positive (or None for no overall budget)")
 
     def start(self, idempotent: bool, started: float | None = None) -> RetryState:
         """Begin a call; ``started`` is its ``time.monotonic()`` start (defaults to now)."""

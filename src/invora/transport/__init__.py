@@ -18,8 +18,9 @@ providing ``invora.transport.rest`` with ``RestTransport`` / ``AsyncRestTranspor
 from __future__ import annotations
 
 import importlib
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,9 +35,11 @@ if TYPE_CHECKING:
 __all__ = [
     "TRANSPORTS",
     "AsyncStreamCall",
+    "AsyncRequestFeed",
     "AsyncTransport",
     "Metadata",
     "RawResponse",
+    "RequestFeed",
     "StreamCall",
     "Transport",
     "TransportConfig",
@@ -168,6 +171,77 @@ class AsyncTransport(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+
+class RequestFeed:
+    """The caller's request iterator as a transport consumes it: items coerced one by one; when the
+    iterator raises (or yields something that cannot be coerced) the call is cancelled — never half-closed,
+    so the server cannot act on a partial stream — and the stream re-raises the caller's own exception.
+
+    The transport calls :meth:`bind` with its call right after starting it (the call's own thread may
+    already be reading), and checks :attr:`error` when the call ends in cancellation.
+    """
+
+    def __init__(self, source: Iterable[Any], coerce: Callable[[Any], Any]) -> None:
+        self._source = iter(source)
+        self._coerce = coerce
+        self._bound = threading.Event()
+        self._cancel: Callable[[], Any] | None = None
+        #: The exception the caller's iterator raised, if it did.
+        self.error: Exception | None = None
+
+    def bind(self, cancel: Callable[[], Any]) -> None:
+        self._cancel = cancel
+        self._bound.set()
+
+    def __iter__(self) -> RequestFeed:
+        return self
+
+    def __next__(self) -> Any:
+        if self.error is not None:
+            raise StopIteration
+        try:
+            return self._coerce(next(self._source))
+        except StopIteration:
+            raise
+        except Exception as exc:
+            self.error = exc
+        # The transport binds as soon as the call object exists, which is before it can fail to exist.
+        self._bound.wait()
+        assert self._cancel is not None
+        self._cancel()
+        raise StopIteration
+
+
+class AsyncRequestFeed:
+    """:class:`RequestFeed` for grpc.aio: takes a sync or an async iterable."""
+
+    def __init__(self, source: Iterable[Any] | AsyncIterable[Any], coerce: Callable[[Any], Any]) -> None:
+        self._async = source.__aiter__() if isinstance(source, AsyncIterable) else None
+        self._sync = iter(source) if self._async is None else None  # type: ignore[arg-type]
+        self._coerce = coerce
+        self._cancel: Callable[[], Any] | None = None
+        self.error: Exception | None = None
+
+    def bind(self, cancel: Callable[[], Any]) -> None:
+        self._cancel = cancel
+
+    def __aiter__(self) -> AsyncRequestFeed:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self.error is not None:
+            raise StopAsyncIteration
+        try:
+            item = await self._async.__anext__() if self._async is not None else next(self._sync)  # type: ignore[arg-type]
+            return self._coerce(item)
+        except (StopIteration, StopAsyncIteration):
+            raise StopAsyncIteration from None
+        except Exception as exc:
+            self.error = exc
+        if self._cancel is not None:  # bound synchronously when the call was created, before any read
+            self._cancel()
+        raise StopAsyncIteration
 
 
 # name -> (module, sync class, async class)

@@ -4,26 +4,38 @@ Multicallables are built straight from the catalog (method path + message classe
 channel, so no generated ``*_pb2_grpc`` stub module is imported. The aio channel belongs to the event
 loop that created it: it is opened lazily inside the running loop, and reopened if the client is later
 used from another loop.
+
+Whether a request left the client is decided here, from the channel's own state, never from a status
+message: a unary attempt is sent only on a READY channel. On a channel that is not connected, the attempt
+waits (within its deadline) for a connection; if none comes it fails with ``Unavailable`` and
+``request_not_sent=True`` — the one failure after which even a non-idempotent write may be retried. A
+channel that already failed keeps reporting TRANSIENT_FAILURE while grpc reconnects in the background
+every ``grpc.max_reconnect_backoff_ms`` at most (2 s here, instead of grpc's 120 s), so an attempt waits a
+little longer than that for the next reconnection: the default retry (4 attempts) then spans several
+seconds of outage, and a server restarted within them is found.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 
-from invora.errors import from_grpc_error
+from invora.errors import Unavailable, from_grpc_error
 from invora.transport import (
     AsyncRawCallable,
+    AsyncRequestFeed,
     AsyncTransport,
     AsyncUnaryCallable,
     Metadata,
     RawCallable,
     RawResponse,
+    RequestFeed,
     Transport,
     TransportConfig,
     UnaryCallable,
@@ -46,17 +58,102 @@ DEFAULT_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_time_ms", 300_000),
     ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.keepalive_permit_without_calls", 0),
+    # Reconnect at most every 2 s (grpc's default cap is 120 s) so a restarted server is found within the
+    # retry budget; a connection attempt may still take 5 s (the "min backoff" is grpc's connect timeout).
+    ("grpc.initial_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.min_reconnect_backoff_ms", 5000),
 )
+# cygrpc connectivity states (grpc.ChannelConnectivity values are tuples around these).
+_IDLE, _READY, _FAILURE, _SHUTDOWN = 0, 2, 3, 4
 
 
 def channel_options(config: TransportConfig) -> list[tuple[str, Any]]:
-    """Defaults, then the user's options (which win), plus user agent and TLS name override."""
+    """Defaults, then the user's options (which win), plus user agent and TLS name override.
+
+    A plaintext channel never goes through an ``http_proxy``/``grpc_proxy`` from the environment: it is
+    allowed only to loopback, and a proxy would receive the bearer token in clear.
+    """
     merged: dict[str, Any] = dict(DEFAULT_OPTIONS)
     merged["grpc.primary_user_agent"] = config.user_agent
     if config.ssl_target_name:
         merged["grpc.ssl_target_name_override"] = config.ssl_target_name
     merged.update(dict(config.channel_options))
+    if not config.secure:
+        merged["grpc.enable_http_proxy"] = 0
     return list(merged.items())
+
+
+def _patience(config: TransportConfig) -> float:
+    """How long an attempt waits for a failing channel's next reconnection: the backoff cap plus its
+    20 % jitter and a margin for the connection itself."""
+    cap_ms = dict(channel_options(config)).get("grpc.max_reconnect_backoff_ms", 2000)
+    try:
+        cap = float(cap_ms) / 1000.0
+    except (TypeError, ValueError):
+        cap = 2.0
+    return cap * 1.2 + 0.5
+
+
+def _not_connected(config: TransportConfig, method: MethodInfo, waited: float) -> Unavailable:
+    return Unavailable(
+        f"could not connect to {config.address} (waited {waited:.1f}s); the request was not sent",
+        request_not_sent=True,
+        method=method.full_name,
+    )
+
+
+def _wait_ready(channel: grpc.Channel, timeout: float, patience: float) -> bool:
+    """Whether ``channel`` is (or becomes, within ``min(timeout, patience)``) READY.
+
+    A connection attempt started here that fails ends the wait at once; a channel already failing is
+    given until its next reconnection. Uses the channel's cygrpc handle, as grpc's own ``subscribe`` does,
+    because the public API only offers a polling thread per subscription.
+    """
+    cy = channel._channel  # type: ignore[attr-defined]
+    state = cy.check_connectivity_state(True)
+    if state == _READY:
+        return True
+    was_failing = state == _FAILURE
+    end = time.time() + min(timeout, patience)
+    while True:
+        if state == _READY:
+            return True
+        if state == _SHUTDOWN or (state == _FAILURE and not was_failing):
+            return False
+        if state == _IDLE:
+            cy.check_connectivity_state(True)
+        left = end - time.time()
+        if left <= 0:
+            return False
+        cy.watch_connectivity_state(state, time.time() + min(left, 0.5))
+        state = cy.check_connectivity_state(False)
+
+
+async def _await_ready(channel: grpc.aio.Channel, timeout: float, patience: float) -> bool:
+    """:func:`_wait_ready` for grpc.aio (public API: ``get_state`` / ``wait_for_state_change``)."""
+    ready, failing = grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE
+    state = channel.get_state(try_to_connect=True)
+    if state is ready:
+        return True
+    was_failing = state is failing
+    loop = asyncio.get_running_loop()
+    end = loop.time() + min(timeout, patience)
+    while True:
+        if state is ready:
+            return True
+        if state is grpc.ChannelConnectivity.SHUTDOWN or (state is failing and not was_failing):
+            return False
+        if state is grpc.ChannelConnectivity.IDLE:
+            channel.get_state(try_to_connect=True)
+        left = end - loop.time()
+        if left <= 0:
+            return False
+        try:
+            await asyncio.wait_for(channel.wait_for_state_change(state), min(left, 0.5))
+        except asyncio.TimeoutError:
+            pass
+        state = channel.get_state(try_to_connect=False)
 
 
 def _channel_credentials(config: TransportConfig) -> grpc.ChannelCredentials:
@@ -83,14 +180,25 @@ def _md(value: Any) -> tuple[tuple[str, Any], ...]:
 
 
 # -- sync -------------------------------------------------------------------------------------------------
+def _failure(exc: grpc.RpcError, name: str | None, feed: Any) -> BaseException:
+    """What a failed stream raises: the caller's own exception when its request iterator failed (the
+    feed cancelled the call), else the InvoraError of the status."""
+    if feed is not None and feed.error is not None:
+        return feed.error  # type: ignore[no-any-return]
+    return from_grpc_error(exc, name)
+
+
 class _SyncStream:
     """Iterator over a grpc stream call that raises InvoraError subclasses."""
 
-    __slots__ = ("_call", "_name")
+    __slots__ = ("_call", "_feed", "_name")
 
-    def __init__(self, call: Any, name: str | None = None) -> None:
+    def __init__(self, call: Any, name: str | None = None, feed: RequestFeed | None = None) -> None:
         self._call = call
         self._name = name
+        self._feed = feed
+        if feed is not None:
+            feed.bind(call.cancel)
 
     def __iter__(self) -> _SyncStream:
         return self
@@ -99,7 +207,7 @@ class _SyncStream:
         try:
             return next(self._call)
         except grpc.RpcError as exc:
-            raise from_grpc_error(exc, self._name) from exc
+            raise _failure(exc, self._name, self._feed) from None
 
     def cancel(self) -> bool:
         return bool(self._call.cancel())
@@ -108,7 +216,7 @@ class _SyncStream:
         try:
             return _md(self._call.initial_metadata())
         except grpc.RpcError as exc:
-            raise from_grpc_error(exc, self._name) from exc
+            raise _failure(exc, self._name, self._feed) from None
 
     def trailing_metadata(self) -> tuple[tuple[str, Any], ...]:
         return _md(self._call.trailing_metadata())
@@ -124,6 +232,7 @@ class GrpcTransport(Transport):
         super().__init__(config)
         self._lock = threading.Lock()
         self._channel: grpc.Channel | None = None
+        self._patience = _patience(config)
 
     @property
     def channel(self) -> grpc.Channel:
@@ -149,14 +258,28 @@ class GrpcTransport(Transport):
     def _unary_mc(self, method: MethodInfo) -> Any:
         return _multicallable(self.channel, "unary_unary", method)
 
+    def _connected(self, method: MethodInfo, timeout: float) -> float:
+        """The attempt's timeout left once the channel is READY; raises Unavailable(request_not_sent)."""
+        channel = self.channel
+        if channel._channel.check_connectivity_state(False) == _READY:  # type: ignore[attr-defined]
+            return timeout
+        started = time.monotonic()
+        ready = _wait_ready(channel, timeout, self._patience)
+        waited = time.monotonic() - started
+        if not ready:
+            raise _not_connected(self.config, method, waited)
+        return max(timeout - waited, 0.001)
+
     def unary(self, method: MethodInfo) -> UnaryCallable:
         mc = self._unary_mc(method)
+        connected = self._connected
 
         def call(request: Message, timeout: float, metadata: Metadata) -> Message:
+            timeout = connected(method, timeout)
             try:
                 return mc(request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]
             except grpc.RpcError as exc:
-                raise from_grpc_error(exc, method.full_name) from exc
+                raise from_grpc_error(exc, method.full_name) from None
 
         return call
 
@@ -175,10 +298,11 @@ class GrpcTransport(Transport):
         mc = self._unary_mc(method)
 
         def call(request: Message, timeout: float, metadata: Metadata) -> RawResponse:
+            timeout = self._connected(method, timeout)
             try:
                 response, rpc = mc.with_call(request, timeout=timeout, metadata=metadata)
             except grpc.RpcError as exc:
-                raise from_grpc_error(exc, method.full_name) from exc
+                raise from_grpc_error(exc, method.full_name) from None
             return RawResponse(
                 response, _md(rpc.initial_metadata()), _md(rpc.trailing_metadata()), rpc.code()
             )
@@ -200,14 +324,15 @@ class GrpcTransport(Transport):
             mc = _multicallable(self.channel, "stream_stream", method)
 
             def call(requests: Iterable[Message], timeout: float, metadata: Metadata) -> _SyncStream:
-                return _SyncStream(mc(iter(requests), timeout=timeout, metadata=metadata), method.full_name)
+                call = mc(iter(requests), timeout=timeout, metadata=metadata)
+                return _SyncStream(call, method.full_name, _feed_of(requests))
 
             return call
         unary_mc = _multicallable(self.channel, "stream_unary", method)
 
         def call_unary(requests: Iterable[Message], timeout: float, metadata: Metadata) -> _SyncStream:
             future = unary_mc.future(iter(requests), timeout=timeout, metadata=metadata)
-            return _SyncStream(_single(future), method.full_name)
+            return _SyncStream(_single(future), method.full_name, _feed_of(requests))
 
         return call_unary
 
@@ -216,6 +341,10 @@ class GrpcTransport(Transport):
             channel, self._channel = self._channel, None
         if channel is not None:
             channel.close()
+
+
+def _feed_of(requests: Any) -> Any:
+    return requests if isinstance(requests, (RequestFeed, AsyncRequestFeed)) else None
 
 
 class _single:
@@ -242,20 +371,33 @@ class _single:
 class _AsyncStream:
     """Async iterator over a grpc.aio stream call that raises InvoraError subclasses."""
 
-    __slots__ = ("_call", "_name")
+    __slots__ = ("_call", "_feed", "_name")
 
-    def __init__(self, call: Any, name: str | None = None) -> None:
+    def __init__(self, call: Any, name: str | None = None, feed: AsyncRequestFeed | None = None) -> None:
         self._call = call
         self._name = name
+        self._feed = feed
+        if feed is not None:
+            feed.bind(call.cancel)
 
     def __aiter__(self) -> _AsyncStream:
         return self
+
+    def _failed(self) -> BaseException | None:
+        feed = self._feed
+        return feed.error if feed is not None else None
 
     async def __anext__(self) -> Any:
         try:
             message = await self._call.read()
         except grpc.RpcError as exc:
-            raise from_grpc_error(exc, self._name) from exc
+            raise _failure(exc, self._name, self._feed) from None
+        except asyncio.CancelledError:
+            # grpc.aio reports the cancellation the feed made as CancelledError; a real one propagates.
+            error = self._failed()
+            if error is None:
+                raise
+            raise error from None
         if message is _EOF:
             raise StopAsyncIteration
         return message
@@ -289,6 +431,7 @@ class AsyncGrpcTransport(AsyncTransport):
         super().__init__(config)
         self._current: _LoopChannel | None = None
         self._all: list[_LoopChannel] = []
+        self._patience = _patience(config)
 
     @property
     def has_connections(self) -> bool:
@@ -330,16 +473,29 @@ class AsyncGrpcTransport(AsyncTransport):
             )
         return mc
 
+    async def _connected(self, method: MethodInfo, timeout: float) -> float:
+        """:meth:`GrpcTransport._connected` for the channel of the running loop."""
+        channel = self._current.channel if self._current is not None else self._open().channel
+        if channel.get_state() is grpc.ChannelConnectivity.READY:
+            return timeout
+        started = time.monotonic()
+        ready = await _await_ready(channel, timeout, self._patience)
+        waited = time.monotonic() - started
+        if not ready:
+            raise _not_connected(self.config, method, waited)
+        return max(timeout - waited, 0.001)
+
     def unary(self, method: MethodInfo) -> AsyncUnaryCallable:
         codecs = _codecs(method)
         mc_for = self._mc
 
         async def call(request: Message, timeout: float, metadata: Metadata) -> Message:
             mc = mc_for("unary_unary", method, codecs)
+            timeout = await self._connected(method, timeout)
             try:
                 return await mc(request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]
             except grpc.RpcError as exc:
-                raise from_grpc_error(exc, method.full_name) from exc
+                raise from_grpc_error(exc, method.full_name) from None
 
         return call
 
@@ -360,7 +516,9 @@ class AsyncGrpcTransport(AsyncTransport):
                     await stream.trailing_metadata(),
                     grpc.StatusCode.OK,
                 )
-            rpc = self._mc("unary_unary", method, codecs)(request, timeout=timeout, metadata=metadata)
+            mc = self._mc("unary_unary", method, codecs)
+            timeout = await self._connected(method, timeout)
+            rpc = mc(request, timeout=timeout, metadata=metadata)
             try:
                 response = await rpc
                 return RawResponse(
@@ -370,7 +528,7 @@ class AsyncGrpcTransport(AsyncTransport):
                     await rpc.code(),
                 )
             except grpc.RpcError as exc:
-                raise from_grpc_error(exc, method.full_name) from exc
+                raise from_grpc_error(exc, method.full_name) from None
 
         return call
 
@@ -392,10 +550,11 @@ class AsyncGrpcTransport(AsyncTransport):
         ) -> Any:
             mc = self._mc(kind, method, codecs)
             rpc = mc(requests, timeout=timeout, metadata=metadata)
+            feed = _feed_of(requests)
             return (
-                _AsyncStream(rpc, method.full_name)
+                _AsyncStream(rpc, method.full_name, feed)
                 if kind == "stream_stream"
-                else _AsyncSingle(rpc, method.full_name)
+                else _AsyncSingle(rpc, method.full_name, feed)
             )
 
         return call
@@ -419,8 +578,8 @@ class _AsyncSingle(_AsyncStream):
 
     __slots__ = ("_done",)
 
-    def __init__(self, call: Any, name: str | None = None) -> None:
-        super().__init__(call, name)
+    def __init__(self, call: Any, name: str | None = None, feed: AsyncRequestFeed | None = None) -> None:
+        super().__init__(call, name, feed)
         self._done = False
 
     async def __anext__(self) -> Any:
@@ -430,4 +589,9 @@ class _AsyncSingle(_AsyncStream):
         try:
             return await self._call
         except grpc.RpcError as exc:
-            raise from_grpc_error(exc, self._name) from exc
+            raise _failure(exc, self._name, self._feed) from None
+        except asyncio.CancelledError:
+            error = self._failed()
+            if error is None:
+                raise
+            raise error from None
