@@ -166,8 +166,8 @@ def test_jwt_valid_with_either_key_and_either_body_binding() -> None:
     assert verify(BODY, jwt(KEY_B, "b"), jwks=KEYS).id == "inv_1"
     # The body carried whole in `data` instead of its hash.
     assert verify(BODY, jwt(body_sha256=None, data=BODY.decode()), jwks=KEYS).id == "inv_1"
-    # No exp/iat at all: accepted (replays are then left to deduplication).
-    assert verify(BODY, jwt(iat=None, exp=None), jwks=KEYS).id == "inv_1"
+    # No exp: the age check (iat + tolerance) still bounds replays.
+    assert verify(BODY, jwt(exp=None), jwks=KEYS).id == "inv_1"
     # A single-key set needs no kid.
     assert verify(BODY, jwt(kid=None), jwks=JWKS(jwk_set((KEY_A, "a")))).id == "inv_1"
 

@@ -11,8 +11,14 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from invora import _json
+
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+
+
+#: Longest compact JWS accepted (tokens and webhook signatures are a few KB; a header line is 8 KB).
+MAX_JWS = 64 * 1024
 
 
 def b64url(data: bytes) -> str:
@@ -77,11 +83,13 @@ def sign_rs256(key: RSAPrivateKey, header: Mapping[str, Any], claims: Mapping[st
 
 def split_jws(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
     """Header, claims, signing input and signature of a compact JWS; ``ValueError`` if malformed."""
+    if len(token) > MAX_JWS:
+        raise ValueError(f"a JWS of {len(token)} characters is longer than the {MAX_JWS} accepted")
     parts = token.split(".")
     if len(parts) != 3 or not all(parts):
         raise ValueError("not a compact JWS (three non-empty base64url parts separated by '.')")
-    header = json.loads(b64url_decode(parts[0]))
-    claims = json.loads(b64url_decode(parts[1]))
+    header = _json.loads(b64url_decode(parts[0]), max_bytes=MAX_JWS, max_depth=8, what="the JWS header")
+    claims = _json.loads(b64url_decode(parts[1]), max_bytes=MAX_JWS, max_depth=16, what="the JWS payload")
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise ValueError("JWS header and payload must be JSON objects")
     return header, claims, (parts[0] + "." + parts[1]).encode("ascii"), b64url_decode(parts[2])

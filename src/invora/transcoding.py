@@ -38,6 +38,10 @@ __all__ = [
 ]
 
 
+#: Largest JSON request body decoded (gRPC's message limit in this SDK).
+MAX_BODY = 64 * 1024 * 1024
+
+
 class TranscodingError(ValueError):
     """A request or response does not fit its HTTP rule; ``field`` names the offending field if known."""
 
@@ -427,16 +431,15 @@ def decode(
 ) -> Any:
     """The request message for an HTTP call already matched to ``rule``; :class:`TranscodingError` on
     unknown fields, bad values or a malformed body."""
-    import json
+    from invora import _json
 
     desc = request_class.DESCRIPTOR
     tree: dict[str, Any] = {}
     data: Any = None
     if isinstance(body, (bytes, str)):
-        text = body.decode("utf-8") if isinstance(body, bytes) else body
-        if text.strip():
+        if body.strip():
             try:
-                data = json.loads(text)
+                data = _json.loads(body, max_bytes=MAX_BODY, what="the request body")
             except ValueError as exc:
                 raise TranscodingError(f"request body is not JSON: {exc}") from None
     elif body is not None:

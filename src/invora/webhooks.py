@@ -25,7 +25,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from invora import _jose
+from invora import _jose, _json
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 SIGNATURE_HEADER = "X-Invora-Signature"
+#: Largest webhook body or JWKS document parsed (Invora's events are a few KB).
+MAX_BODY = 16 * 1024 * 1024
 #: Clock skew allowed on the JWT's ``exp``/``nbf``/``iat`` (seconds).
 LEEWAY = 30.0
 
@@ -140,7 +142,7 @@ class Event:
         """The event in a body (already verified). ``id`` and ``created_at`` are read from the top level,
         or else from the object the event is about (``payload[object_type]``)."""
         try:
-            payload = json.loads(body)
+            payload = _json.loads(body, max_bytes=MAX_BODY, what="the webhook body")
         except ValueError as exc:
             raise PayloadError(f"webhook body is not JSON: {exc}") from None
         if not isinstance(payload, dict):
@@ -174,7 +176,7 @@ class KeySet(Protocol):
 def _parse_jwks(document: Mapping[str, Any] | str | bytes, source: str) -> dict[str, RSAPublicKey]:
     if isinstance(document, (str, bytes)):
         try:
-            document = json.loads(document)
+            document = _json.loads(document, max_bytes=MAX_BODY, what=source)
         except ValueError as exc:
             raise JWKSUnavailable(f"{source} is not JSON: {exc}") from None
     keys = document.get("keys") if isinstance(document, Mapping) else None
@@ -225,7 +227,8 @@ class JWKS:
 def _unknown(kid: str | None, keys: Mapping[str, Any]) -> str:
     if kid is None:
         return f"the JWT has no 'kid' header and the key set holds {len(keys)} keys; cannot choose one"
-    return f"the JWT was signed with key {kid!r}, which is not in the key set ({', '.join(sorted(keys))})"
+    shown = repr(kid) if len(kid) <= 64 else f"{kid[:64]!r}… ({len(kid)} characters)"
+    return f"the JWT was signed with key {shown}, which is not in the key set ({', '.join(sorted(keys))})"
 
 
 class RemoteJWKS:
@@ -385,11 +388,14 @@ def _verify_jwt(body: bytes, token: str, jwks: KeySet, tolerance: float, now: fl
         value = claims.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise MalformedSignature(f"JWT claim {name!r} must be a number (seconds since the epoch)")
         return float(value)
 
     exp, nbf, iat = number("exp"), number("nbf"), number("iat")
+    if iat is None:
+        # Without iat the tolerance cannot apply and a captured delivery would replay forever.
+        raise MalformedSignature("the JWT has no 'iat' claim: its age, and so a replay, cannot be checked")
     if exp is not None and now > exp + LEEWAY:
         raise ExpiredSignature(f"the JWT expired {now - exp:.0f}s ago")
     if nbf is not None and now < nbf - LEEWAY:

@@ -9,6 +9,7 @@ it expires, so the RSA check runs once per token, not once per call.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import threading
 import time
@@ -19,6 +20,12 @@ from typing import Any
 from invora._jose import rsa_jwk, sign_rs256, split_jws, verify_rs256
 
 AUDIENCE = "invora"
+LEEWAY = 30.0  # clock skew allowed on nbf (seconds)
+
+
+def _seconds(value: Any) -> bool:
+    """A finite epoch time (NaN compares false with everything and would never expire)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 ALL_SCOPES = "openid Invora.*"
 
 
@@ -154,8 +161,11 @@ class KeyRing:
             raise TokenError("TOKEN_INVALID", "the access token was issued by another issuer")
         exp = payload.get("exp")
         org = payload.get("org_id")
-        if not isinstance(exp, (int, float)) or not isinstance(org, str):
+        if not _seconds(exp) or not isinstance(org, str):
             raise TokenError("TOKEN_INVALID", "the access token lacks exp or org_id")
+        nbf = payload.get("nbf")
+        if nbf is not None and (not _seconds(nbf) or nbf > time.time() + LEEWAY):
+            raise TokenError("TOKEN_INVALID", "the access token is not valid yet (nbf)")
         exact, prefixes = parse_scopes(str(payload.get("scope", "")))
         roles = payload.get("roles")
         return Claims(

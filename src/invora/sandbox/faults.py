@@ -72,11 +72,15 @@ def invalid_argument(message: str, field: str | None = None, *, reason: str = "I
 
 
 def not_found(what: str, key: Any) -> Fault:
+    # A caller's key is echoed only in part: a 1 MB key would not fit the status trailer (the client
+    # would see RESOURCE_EXHAUSTED instead of NOT_FOUND).
+    text = str(key)
+    shown = repr(text) if len(text) <= 128 else f"{text[:128]!r}… ({len(text)} characters)"
     return Fault(
         grpc.StatusCode.NOT_FOUND,
-        f"{what} {key!r} not found",
+        f"{what} {shown} not found",
         reason="NOT_FOUND",
-        metadata={"key": str(key)},
+        metadata={"key": text[:128]},
     )
 
 

@@ -9,21 +9,28 @@ anything else (a proxy's HTML page, an empty 503) maps by HTTP status.
 
 Streaming RPCs have no HTTP rule: calling one raises :class:`invora.errors.Unimplemented` before any
 network, naming ``transport="grpc"`` as the alternative.
+
+Like gRPC's, a call's ``timeout`` bounds the whole exchange (httpx's own timeouts are per read, which a
+trickling server can stretch without end), and a response body is capped at 64 MiB, gRPC's receive
+limit. Blocking calls therefore run the exchange on a small per-transport thread pool and wait for it
+with the deadline; asyncio calls wrap it in ``asyncio.wait_for``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import httpx
 
-from invora import transcoding
+from invora import _json, transcoding
 from invora.errors import RpcError, error_class, from_http
 from invora.transport import (
     AsyncRawCallable,
@@ -45,6 +52,26 @@ if TYPE_CHECKING:
 __all__ = ["AsyncRestTransport", "RestTransport"]
 
 _LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=100, keepalive_expiry=60.0)
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # gRPC's grpc.max_receive_message_length in this SDK
+
+
+class _Reply:
+    """What came back: status, headers and the whole (capped) body."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, headers: httpx.Headers, content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Expired(Exception):
+    pass
 
 
 def _verify(config: TransportConfig) -> ssl.SSLContext | bool:
@@ -66,7 +93,9 @@ def _client_kwargs(config: TransportConfig) -> dict[str, Any]:
         "verify": _verify(config),
         "headers": {"user-agent": config.user_agent, "accept": "application/json"},
         "limits": _LIMITS,
-        "trust_env": True,  # HTTP(S)_PROXY / NO_PROXY / SSL_CERT_FILE, as users expect
+        # HTTP(S)_PROXY / NO_PROXY / SSL_CERT_FILE, as users expect, except for plaintext (loopback)
+        # targets: a proxy there would receive the bearer token in clear.
+        "trust_env": config.secure,
         "http2": bool(config.extra.get("http2", False)),
     }
 
@@ -108,20 +137,36 @@ class _Codec:
             headers["content-type"] = "application/json"
         return verb, path, query, content, headers
 
-    def response(self, response: httpx.Response) -> Message:
+    def response(self, response: _Reply) -> Message:
         status = response.status_code
         if status >= 300:
             raise from_http(status, response.content, response.headers, self.name)
         try:
-            data = response.json() if response.content else {}
+            data = (
+                _json.loads(response.content, max_bytes=MAX_RESPONSE_BYTES, what="the response body")
+                if response.content
+                else {}
+            )
+            if not self.rule.response_body and not isinstance(data, dict):  # type: ignore[union-attr]
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
             message: Message = transcoding.decode_response(self.rule, data, self.method.response_class)
         except (ValueError, transcoding.TranscodingError) as exc:
-            snippet = " ".join(response.text[:200].split())
+            snippet = " ".join(response.content[:200].decode("utf-8", "replace").split())
             raise error_class(grpc.StatusCode.INTERNAL)(
                 f"HTTP {status} with a body that is not the expected JSON ({exc}): {snippet}",
                 method=self.name,
             ) from None
         return message
+
+    def expired(self, timeout: float) -> RpcError:
+        return error_class(grpc.StatusCode.DEADLINE_EXCEEDED)(
+            f"the REST call did not complete within {timeout:g}s", method=self.name
+        )
+
+    def too_large(self) -> RpcError:
+        return error_class(grpc.StatusCode.RESOURCE_EXHAUSTED)(
+            f"the response is larger than {MAX_RESPONSE_BYTES} bytes", method=self.name
+        )
 
     def transport_error(self, exc: httpx.HTTPError) -> RpcError:
         """Connection failures map to UNAVAILABLE (retryable) and timeouts to DEADLINE_EXCEEDED; a failed
@@ -138,7 +183,12 @@ class _Codec:
         )
 
 
-def _raw(message: Message, response: httpx.Response) -> RawResponse:
+def _declared_too_large(response: httpx.Response) -> bool:
+    length = response.headers.get("content-length", "")
+    return length.isdigit() and int(length) > MAX_RESPONSE_BYTES
+
+
+def _raw(message: Message, response: _Reply) -> RawResponse:
     return RawResponse(message, tuple(response.headers.items()), (), grpc.StatusCode.OK)
 
 
@@ -149,6 +199,7 @@ class RestTransport(Transport):
         super().__init__(config)
         self._lock = threading.Lock()
         self._http: httpx.Client | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     @property
     def http(self) -> httpx.Client:
@@ -161,17 +212,54 @@ class RestTransport(Transport):
         return client
 
     @property
+    def pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                pool = self._pool
+                if pool is None:
+                    pool = self._pool = concurrent.futures.ThreadPoolExecutor(
+                        _LIMITS.max_connections, thread_name_prefix="invora-rest"
+                    )
+        return pool
+
+    @property
     def has_connections(self) -> bool:
         return self._http is not None
 
-    def _send(self, codec: _Codec, request: Message, timeout: float, metadata: Metadata) -> httpx.Response:
-        verb, path, query, content, headers = codec.request(request, metadata)
+    def _exchange(self, args: tuple[Any, ...], timeout: float, deadline: float) -> _Reply:
+        verb, path, query, content, headers = args
+        with self.http.stream(
+            verb, path, params=query, content=content, headers=headers, timeout=timeout
+        ) as response:
+            if _declared_too_large(response):
+                raise _TooLarge
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise _TooLarge
+                if time.monotonic() > deadline:
+                    raise _Expired  # the caller has already given up: stop reading a trickle
+                chunks.append(chunk)
+            return _Reply(response.status_code, response.headers, b"".join(chunks))
+
+    def _send(self, codec: _Codec, request: Message, timeout: float, metadata: Metadata) -> _Reply:
+        args = codec.request(request, metadata)
+        deadline = time.monotonic() + timeout
+        future = self.pool.submit(self._exchange, args, timeout, deadline)
         try:
-            return self.http.request(
-                verb, path, params=query, content=content, headers=headers, timeout=timeout
-            )
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise codec.expired(timeout) from None
+        except _Expired:
+            raise codec.expired(timeout) from None
+        except _TooLarge:
+            raise codec.too_large() from None
         except httpx.HTTPError as exc:
-            raise codec.transport_error(exc) from exc
+            raise codec.transport_error(exc) from None
 
     def unary(self, method: MethodInfo) -> UnaryCallable:
         codec = _Codec(method)
@@ -199,6 +287,9 @@ class RestTransport(Transport):
     def close(self) -> None:
         with self._lock:
             client, self._http = self._http, None
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         if client is not None:
             client.close()
 
@@ -225,16 +316,32 @@ class AsyncRestTransport(AsyncTransport):
     def has_connections(self) -> bool:
         return self._http is not None
 
-    async def _send(
-        self, codec: _Codec, request: Message, timeout: float, metadata: Metadata
-    ) -> httpx.Response:
-        verb, path, query, content, headers = codec.request(request, metadata)
+    async def _exchange(self, args: tuple[Any, ...], timeout: float) -> _Reply:
+        verb, path, query, content, headers = args
+        async with self.http.stream(
+            verb, path, params=query, content=content, headers=headers, timeout=timeout
+        ) as response:
+            if _declared_too_large(response):
+                raise _TooLarge
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise _TooLarge
+                chunks.append(chunk)
+            return _Reply(response.status_code, response.headers, b"".join(chunks))
+
+    async def _send(self, codec: _Codec, request: Message, timeout: float, metadata: Metadata) -> _Reply:
+        args = codec.request(request, metadata)
         try:
-            return await self.http.request(
-                verb, path, params=query, content=content, headers=headers, timeout=timeout
-            )
+            return await asyncio.wait_for(self._exchange(args, timeout), timeout)
+        except asyncio.TimeoutError:
+            raise codec.expired(timeout) from None
+        except _TooLarge:
+            raise codec.too_large() from None
         except httpx.HTTPError as exc:
-            raise codec.transport_error(exc) from exc
+            raise codec.transport_error(exc) from None
 
     def unary(self, method: MethodInfo) -> AsyncUnaryCallable:
         codec = _Codec(method)
