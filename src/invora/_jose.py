@@ -35,6 +35,17 @@ def b64url_decode(text: str) -> bytes:
         raise ValueError("not base64url") from None
 
 
+def require_crypto() -> None:
+    """Fail with the install line, not a bare ModuleNotFoundError, when ``cryptography`` is missing."""
+    try:
+        import cryptography  # noqa: F401
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "JWT signatures need the 'webhooks' extra (cryptography): pip install 'invora[webhooks]'",
+            name="cryptography",
+        ) from None
+
+
 def _uint_b64(n: int) -> str:
     return b64url(n.to_bytes((n.bit_length() + 7) // 8, "big"))
 
@@ -54,6 +65,7 @@ def rsa_jwk(key: RSAPublicKey, kid: str) -> dict[str, str]:
 
 def rsa_public_key(jwk: Mapping[str, Any]) -> RSAPublicKey:
     """The RSA public key of a JWK; ``ValueError`` naming what is wrong with it."""
+    require_crypto()
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
 
     if jwk.get("kty") != "RSA":
@@ -96,6 +108,7 @@ def split_jws(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]
 
 
 def verify_rs256(key: RSAPublicKey, signing_input: bytes, signature: bytes) -> bool:
+    require_crypto()
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding

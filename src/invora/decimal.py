@@ -52,7 +52,11 @@ def from_decimal(value: decimal.Decimal | str | int) -> DecimalValue:
         raise ValueError(f"not a decimal number: {value!r}") from None
     if not d.is_finite():
         raise ValueError(f"DecimalValue cannot hold {value!r}")
-    d = d.quantize(_NANO, context=_CTX)
+    rounded = d.quantize(_NANO, context=_CTX)
+    if d and not rounded:
+        # Rounding the tenth decimal is expected; rounding a whole amount away is a unit mistake.
+        raise ValueError(f"{value!r} is smaller than DecimalValue's resolution (1e-9) and would become 0")
+    d = rounded
     sign = -1 if d < 0 else 1
     total_nanos = int(abs(d).scaleb(9, context=_CTX))
     units, nanos = divmod(total_nanos, _BILLION)

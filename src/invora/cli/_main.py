@@ -84,6 +84,10 @@ def _register_bench(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     loadtest_cli.register(sub, parents)
 
 
+# Optional dependencies -> the extra that installs them (pyproject.toml).
+_EXTRAS = {"hdrh": "bench", "cryptography": "sandbox", "locust": "locust", "h2": "http2", "opentelemetry": "otel"}
+
+
 def _first_positional(argv: Sequence[str]) -> str | None:
     for arg in argv:
         if not arg.startswith("-"):
@@ -146,6 +150,12 @@ def _run(argv: list[str], command: str | None) -> int:
         return EXIT_RPC
     except (BrokenPipeError, KeyboardInterrupt):
         raise  # handled by main()
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        sys.stderr.write(f"invora: error: this needs the '{extra}' extra: pip install 'invora[{extra}]'\n")
+        return EXIT_USAGE
     except Exception as exc:  # a bug: one line by default, the traceback with INVORA_DEBUG=1
         if os.environ.get("INVORA_DEBUG"):
             raise

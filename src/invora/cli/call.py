@@ -382,11 +382,14 @@ def run_list(args: argparse.Namespace) -> int:
         else:
             count = 0
             out.write("[")
-            for item in pager:
-                text = json.dumps(_item(item, args.all_fields), ensure_ascii=False, indent=2)
-                out.write(("," if count else "") + "\n" + textwrap.indent(text, "  "))
-                count += 1
-            out.write("\n]\n" if count else "]\n")
+            try:
+                for item in pager:
+                    text = json.dumps(_item(item, args.all_fields), ensure_ascii=False, indent=2)
+                    out.write(("," if count else "") + "\n" + textwrap.indent(text, "  "))
+                    count += 1
+            finally:  # interrupted or failed mid-way: what was printed stays a valid JSON array
+                out.write("\n]\n" if count else "]\n")
+                out.flush()
     return EXIT_OK
 
 

@@ -108,6 +108,12 @@ def run_bench(args: argparse.Namespace) -> int:
     from invora.loadtest.report import format_csv, format_json, format_text
     from invora.loadtest.template import Template, TemplateError
 
+    if resolve(args, "target") is None and resolve(args, "env") is None:
+        # Load-testing production by omission would be an incident: the target is always explicit.
+        raise UsageError(
+            "invora bench needs an explicit --target (or INVORA_TARGET), or --env to load-test an Invora "
+            "environment on purpose"
+        )
     info = find_method(args.method)
     if info.client_streaming:
         raise UsageError(

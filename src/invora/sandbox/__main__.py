@@ -77,8 +77,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m invora.san
             file=sys.stderr,
         )
         return 2
-    except OSError as exc:
-        print(f"error: cannot start the sandbox: {exc}", file=sys.stderr)
+    except (OSError, RuntimeError) as exc:  # grpc reports a port it cannot bind as RuntimeError
+        print(
+            f"error: cannot start the sandbox on {args.host} (gRPC port {args.grpc_port}, HTTP port "
+            f"{args.http_port}): {exc}",
+            file=sys.stderr,
+        )
         return 1
     try:
         sys.stdout.write(json.dumps(sb.info()) + "\n")

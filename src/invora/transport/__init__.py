@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TRANSPORTS",
-    "AsyncStreamCall",
     "AsyncRequestFeed",
+    "AsyncStreamCall",
     "AsyncTransport",
     "Metadata",
     "RawResponse",

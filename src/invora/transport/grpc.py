@@ -18,6 +18,7 @@ seconds of outage, and a server restarted within them is found.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterable, Callable, Iterable
@@ -149,10 +150,8 @@ async def _await_ready(channel: grpc.aio.Channel, timeout: float, patience: floa
         left = end - loop.time()
         if left <= 0:
             return False
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(channel.wait_for_state_change(state), min(left, 0.5))
-        except asyncio.TimeoutError:
-            pass
         state = channel.get_state(try_to_connect=False)
 
 
