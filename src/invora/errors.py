@@ -12,8 +12,10 @@ derive from :class:`InvoraError` directly.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -144,6 +146,20 @@ def redact(text: str) -> str:
         return (m.group(1) or m.group(2) or "") + "***"
 
     return _SECRET_RE.sub(sub, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs :func:`redact`'s secrets from a record's message and traceback (installed on ``invora``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+        return True
+
+
+logging.getLogger("invora").addFilter(RedactingFilter())
 
 
 def http_status_for(code: grpc.StatusCode) -> int:
