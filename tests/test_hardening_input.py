@@ -136,7 +136,7 @@ def test_sandbox_gateway_refuses_nested_bodies_and_tokens_with_client_errors(
     assert 400 <= resp.status_code < 500, resp.text[:200]
     # A bearer JWT whose header is nested past the recursion limit (and fits a 16 KB metadata value):
     # UNAUTHENTICATED, not INTERNAL.
-    token = f"{_b64json(nested_object(1500))}.{_b64json('{}')}.c2ln"
+    token = f"{_b64json(nested(1200))}.{_b64json('{}')}.c2ln"
     with invora.Client(invora_sandbox.grpc_target, credentials=token, retry=None) as client:
         _site("sandbox bearer JWT", lambda: client.simple.invoices.get(key="k"), invora.Unauthenticated)
 
