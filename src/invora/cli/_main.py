@@ -150,19 +150,27 @@ def _run(argv: list[str], command: str | None) -> int:
         return EXIT_RPC
     except (BrokenPipeError, KeyboardInterrupt):
         raise  # handled by main()
-    except ModuleNotFoundError as exc:
+    except ImportError as exc:  # an optional dependency is missing: say which extra installs it
         extra = _EXTRAS.get((exc.name or "").partition(".")[0])
-        if extra is None:
-            raise
-        sys.stderr.write(f"invora: error: this needs the '{extra}' extra: pip install 'invora[{extra}]'\n")
+        if extra is not None:
+            sys.stderr.write(f"invora: error: this needs the '{extra}' extra: pip install 'invora[{extra}]'\n")
+        elif "pip install 'invora[" in str(exc):
+            sys.stderr.write(f"invora: error: {exc}\n")
+        else:
+            return _internal(exc)
         return EXIT_USAGE
-    except Exception as exc:  # a bug: one line by default, the traceback with INVORA_DEBUG=1
-        if os.environ.get("INVORA_DEBUG"):
-            raise
-        from invora.errors import redact
+    except Exception as exc:
+        return _internal(exc)
 
-        sys.stderr.write(
-            f"invora: internal error: {type(exc).__name__}: {redact(str(exc))} "
-            "(set INVORA_DEBUG=1 for the traceback)\n"
-        )
-        return EXIT_INTERNAL
+
+def _internal(exc: Exception) -> int:
+    """A bug: one line by default, the traceback with INVORA_DEBUG=1."""
+    if os.environ.get("INVORA_DEBUG"):
+        raise exc
+    from invora.errors import redact
+
+    sys.stderr.write(
+        f"invora: internal error: {type(exc).__name__}: {redact(str(exc))} "
+        "(set INVORA_DEBUG=1 for the traceback)\n"
+    )
+    return EXIT_INTERNAL

@@ -245,15 +245,17 @@ def client_from_args(
     }
     if "credentials" not in options:
         kwargs["credentials"] = credentials_from_args(args)
-    _check_same_world(args, target, env, options.get("credentials", kwargs.get("credentials")))
     if target is None:
         kwargs["environment"] = env or "production"
     kwargs.update(options)
     cls = invora.AsyncClient if asynchronous else invora.Client
     try:
-        return cls(target, **kwargs)
+        client = cls(target, **kwargs)
     except invora.ConfigurationError as exc:
         raise UsageError(str(exc)) from None
+    # Checked once the settings themselves are valid; channels open lazily, so nothing was sent yet.
+    _check_same_world(args, target, env, kwargs.get("credentials"))
+    return client
 
 
 def read_json(args: argparse.Namespace, *, stdin: TextIO | None = None) -> Any:
