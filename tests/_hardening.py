@@ -46,7 +46,7 @@ def ends(fn: Callable[[], Any], within: float = 60.0) -> tuple[Any, BaseExceptio
         started = time.monotonic()
         try:
             box["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001 — handed back to the test
+        except BaseException as exc:
             box["error"] = exc
         box["seconds"] = time.monotonic() - started
 
@@ -232,12 +232,14 @@ class TokenEndpoint:
                 return Reply(400, ('{"error":' + nested(50_000) + "}").encode())
             if mode == "echo_secret":
                 secret = form.get("client_secret", [""])[0]
-                return Reply(401, json.dumps({"error": "invalid_client", "error_description": secret}).encode())
+                return Reply(
+                    401, json.dumps({"error": "invalid_client", "error_description": secret}).encode()
+                )
             token = f"opaque-token-{n}-{os.urandom(8).hex()}"
             with self.lock:
                 self.issued.append(token)
             ttl = self.ttl
-            text = '{"access_token": "%s", "token_type": "Bearer", "expires_in": %s}' % (
+            text = '{{"access_token": "{}", "token_type": "Bearer", "expires_in": {}}}'.format(
                 token,
                 ttl if isinstance(ttl, str) and not ttl.startswith('"') else json.dumps(ttl),
             )

@@ -83,9 +83,8 @@ def test_rest_writes_are_not_duplicated_by_a_lying_server() -> None:
 
 def test_a_write_to_a_closed_port_is_retried_because_the_client_saw_no_connection() -> None:
     target = f"127.0.0.1:{_closed_port()}"
-    with invora.Client(target, retry=FAST, timeout=5) as client:
-        with pytest.raises(invora.Unavailable) as info:
-            client.simple.invoices.update(key="INV-1")
+    with invora.Client(target, retry=FAST, timeout=5) as client, pytest.raises(invora.Unavailable) as info:
+        client.simple.invoices.update(key="INV-1")
     assert info.value.request_not_sent and info.value.attempts == 4
     assert "not sent" in str(info.value)
 
@@ -214,7 +213,7 @@ def test_refresh_against_a_hanging_endpoint_blocks_nobody_and_fails_once_per_fli
                     started = time.monotonic()
                     try:
                         client.simple.invoices.get(key="k")
-                    except BaseException as exc:  # noqa: BLE001
+                    except BaseException as exc:
                         with lock:
                             failures.append(exc)
                     with lock:
@@ -289,7 +288,7 @@ def test_first_call_after_a_restart_succeeds_with_the_default_retry(rpc: str) ->
                 stub.start()
 
             threading.Thread(target=restart, daemon=True).start()
-            _, error, seconds = ends(lambda: call(key="after"), within=120)
+            _, error, _seconds = ends(lambda: call(key="after"), within=120)
     finally:
         stub.stop()
     record(f"first {rpc} after a {RESTART:g}s restart, default retry", "ok" if error is None else repr(error))

@@ -106,13 +106,19 @@ def test_webhook_jwt_header_and_payload_before_the_signature_check() -> None:
         header = nested_object(DEEP) if part == "header" else '{"alg":"RS256"}'
         payload = nested_object(DEEP) if part == "payload" else "{}"
         token = f"{_b64json(header)}.{_b64json(payload)}.c2ln"
-        _site(f"webhook JWT {part}", lambda t=token: webhooks.verify(body, t, jwks=keys), webhooks.SignatureError)
+        _site(
+            f"webhook JWT {part}",
+            lambda t=token: webhooks.verify(body, t, jwks=keys),
+            webhooks.SignatureError,
+        )
 
 
 def test_hmac_valid_webhook_body_and_jwks_documents() -> None:
     body = nested_object(DEEP).encode()
     sig = hmac.new(b"whsec", body, hashlib.sha256).hexdigest()
-    _site("HMAC-valid webhook body", lambda: webhooks.verify(body, sig, secret="whsec"), webhooks.PayloadError)
+    _site(
+        "HMAC-valid webhook body", lambda: webhooks.verify(body, sig, secret="whsec"), webhooks.PayloadError
+    )
     _site("JWKS document", lambda: webhooks.JWKS(nested_object(DEEP)), webhooks.JWKSUnavailable)
 
 
@@ -308,9 +314,11 @@ def test_loopback_means_loopback_and_metadata_cannot_carry_a_bearer(stub: GrpcSt
         assert remote._settings.config.secure  # TLS by default: only real loopback is plaintext
     with pytest.raises(invora.ConfigurationError, match="credentials="):
         invora.Client("10.0.0.1:50051", tls=False, metadata={"authorization": "Bearer x"})
-    with invora.Client(stub.target, retry=None) as client:
-        with pytest.raises(invora.ConfigurationError, match="credentials="):
-            client.simple.invoices.get(key="k", metadata=[("Authorization", "Bearer x")])
+    with (
+        invora.Client(stub.target, retry=None) as client,
+        pytest.raises(invora.ConfigurationError, match="credentials="),
+    ):
+        client.simple.invoices.get(key="k", metadata=[("Authorization", "Bearer x")])
     assert stub.received == []
 
 
@@ -379,7 +387,13 @@ def test_a_nonsense_expires_in_never_turns_into_a_fetch_per_call(ttl: str) -> No
 
 def test_bad_metadata_and_arguments_fail_before_the_network(stub: GrpcStub) -> None:
     with invora.Client(stub.target, retry=None) as client:
-        for md in ([("bad key", "v")], [("k", "line\nbreak")], [("k", 5)], [("x-bin", "text")], [("grpc-x", "v")]):
+        for md in (
+            [("bad key", "v")],
+            [("k", "line\nbreak")],
+            [("k", 5)],
+            [("x-bin", "text")],
+            [("grpc-x", "v")],
+        ):
             with pytest.raises(invora.ConfigurationError):
                 client.simple.invoices.get(key="k", metadata=md)
         for method in ("no.such.method", None, 42):
@@ -403,9 +417,11 @@ def test_bad_metadata_and_arguments_fail_before_the_network(stub: GrpcStub) -> N
 def test_the_sandbox_echoes_a_huge_key_only_in_part(invora_sandbox: Sandbox) -> None:
     sb = invora_sandbox
     creds = ClientCredentials(sb.client_id, sb.client_secret, sb.token_url)
-    with invora.Client(sb.grpc_target, credentials=creds, retry=None) as client:
-        with pytest.raises(invora.NotFound) as info:
-            client.simple.invoices.get(key="K" * 1_000_000)
+    with (
+        invora.Client(sb.grpc_target, credentials=creds, retry=None) as client,
+        pytest.raises(invora.NotFound) as info,
+    ):
+        client.simple.invoices.get(key="K" * 1_000_000)
     assert len(str(info.value)) < 1000
 
 
@@ -417,9 +433,11 @@ def test_the_sandbox_enforces_nbf(invora_sandbox: Sandbox) -> None:
     claims["nbf"] = time.time() + 3600
     claims["jti"] = "nbf-test"
     early = _jose.sign_rs256(ring._key, {"alg": "RS256", "typ": "JWT", "kid": ring.kid}, claims)
-    with invora.Client(sb.grpc_target, credentials=early, retry=None) as client:
-        with pytest.raises(invora.Unauthenticated, match="nbf"):
-            client.simple.invoices.get(key="k")
+    with (
+        invora.Client(sb.grpc_target, credentials=early, retry=None) as client,
+        pytest.raises(invora.Unauthenticated, match="nbf"),
+    ):
+        client.simple.invoices.get(key="k")
 
 
 def _signed_webhook(claims: dict[str, Any], kid: str = "k1") -> tuple[bytes, str, webhooks.JWKS]:

@@ -173,4 +173,6 @@ def test_the_sandbox_names_the_port_it_could_not_bind() -> None:
             "import sys\nfrom invora.cli import main\nsys.exit(main(sys.argv[1:]))",
             "sandbox", "--grpc-port", "0", "--http-port", str(port),
         )  # fmt: skip
-    assert result.returncode == 1 and f"HTTP port {port}" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 1 and f"HTTP port {port}" in result.stderr and "Traceback" not in result.stderr
+    )

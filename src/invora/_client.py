@@ -91,7 +91,9 @@ class _Settings:
             retry = Retry()
         if retry is not None and not isinstance(retry, Retry):
             raise ConfigurationError("retry must be an invora.Retry or None")
-        header = check_metadata_key(org_header.strip() if isinstance(org_header, str) else org_header, "org_header")
+        header = check_metadata_key(
+            org_header.strip() if isinstance(org_header, str) else org_header, "org_header"
+        )
         if header.endswith("-bin"):
             raise ConfigurationError(f"invalid org_header {org_header!r}: a text (not -bin) metadata key")
         extra: Any = check_metadata(metadata) if metadata else ()
@@ -179,7 +181,9 @@ class _ClientMixin:
             try:
                 info = _catalog.method(method)
             except LookupError as exc:
-                raise ConfigurationError(str(exc.args[0]) if exc.args else f"unknown method {method!r}") from None
+                raise ConfigurationError(
+                    str(exc.args[0]) if exc.args else f"unknown method {method!r}"
+                ) from None
         elif isinstance(method, _catalog.MethodInfo):
             info = method
         else:
@@ -414,4 +418,3 @@ class AsyncClient(AsyncServices, _ClientMixin):  # type: ignore[misc]
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-

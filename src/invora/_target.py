@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from invora.errors import ConfigurationError
@@ -148,10 +149,10 @@ def check_metadata(pairs: object) -> tuple[tuple[str, str | bytes], ...]:
     or value would be refused by gRPC/HTTP (which would otherwise fail the call with INTERNAL)."""
     from collections.abc import Mapping
 
-    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    items: Any = pairs.items() if isinstance(pairs, Mapping) else pairs
     out: list[tuple[str, str | bytes]] = []
     try:
-        entries = [tuple(p) for p in items]  # type: ignore[union-attr]
+        entries = [tuple(p) for p in items]
     except TypeError:
         raise ConfigurationError("metadata must be a mapping or a sequence of (key, value) pairs") from None
     for entry in entries:

@@ -142,7 +142,9 @@ class ClientCredentials(Credentials):
         self.scopes = tuple(scopes)
         for name, value in (("refresh_buffer", refresh_buffer), ("timeout", timeout)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigurationError(f"ClientCredentials {name} must be a number of seconds, got {value!r}")
+                raise ConfigurationError(
+                    f"ClientCredentials {name} must be a number of seconds, got {value!r}"
+                )
         if timeout <= 0 or refresh_buffer < 0:
             raise ConfigurationError("ClientCredentials needs timeout > 0 and refresh_buffer >= 0")
         self.refresh_buffer = float(refresh_buffer)
@@ -263,7 +265,7 @@ class ClientCredentials(Credentials):
                 url = self._discover()
                 with self._lock:
                     self._token_url = url
-        return self._token_url  # type: ignore[return-value]
+        return self._token_url
 
     def _http(self, url: str) -> Any:
         import httpx

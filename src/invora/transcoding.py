@@ -50,8 +50,6 @@ class TranscodingError(ValueError):
         self.field = field
 
 
-
-
 # -- path templates -------------------------------------------------------------------------------------
 
 

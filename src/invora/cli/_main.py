@@ -85,7 +85,13 @@ def _register_bench(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 # Optional dependencies -> the extra that installs them (pyproject.toml).
-_EXTRAS = {"hdrh": "bench", "cryptography": "sandbox", "locust": "locust", "h2": "http2", "opentelemetry": "otel"}
+_EXTRAS = {
+    "hdrh": "bench",
+    "cryptography": "sandbox",
+    "locust": "locust",
+    "h2": "http2",
+    "opentelemetry": "otel",
+}
 
 
 def _first_positional(argv: Sequence[str]) -> str | None:
@@ -153,7 +159,9 @@ def _run(argv: list[str], command: str | None) -> int:
     except ImportError as exc:  # an optional dependency is missing: say which extra installs it
         extra = _EXTRAS.get((exc.name or "").partition(".")[0])
         if extra is not None:
-            sys.stderr.write(f"invora: error: this needs the '{extra}' extra: pip install 'invora[{extra}]'\n")
+            sys.stderr.write(
+                f"invora: error: this needs the '{extra}' extra: pip install 'invora[{extra}]'\n"
+            )
         elif "pip install 'invora[" in str(exc):
             sys.stderr.write(f"invora: error: {exc}\n")
         else:

@@ -184,36 +184,6 @@ def client_from_args(
     asynchronous: Literal[False] = False,
     options: Mapping[str, Any] | None = None,
 ) -> Client: ...
-def _check_same_world(args: argparse.Namespace, target: str | None, env: str | None, creds: Any) -> None:
-    """Sandbox (loopback) and remote settings must not mix: a loopback target with Invora's token
-    endpoint would post the sandbox secret to production, and a loopback token endpoint with a remote
-    (or default production) target would send a sandbox token there. Refused before anything is sent."""
-    from invora import ClientCredentials
-    from invora._target import is_loopback, parse_target
-    from invora.errors import ConfigurationError
-
-    if not isinstance(creds, ClientCredentials):
-        return
-    token_url = resolve(args, "token_url")
-    token_local = token_url is not None and is_loopback(urlsplit(token_url).hostname or "")
-    try:
-        target_local = target is not None and parse_target(target).loopback
-    except ConfigurationError as exc:
-        raise UsageError(str(exc)) from None
-    where = target if target is not None else f"the {env or 'production'} environment"
-    if target_local and not token_local:
-        raise UsageError(
-            f"the target {target} is local (a sandbox?) but the token endpoint is "
-            f"{token_url or 'Invora production'}: pass --token-url (the sandbox's token_url) so the "
-            "client secret is not sent elsewhere"
-        )
-    if token_local and not target_local:
-        raise UsageError(
-            f"the token endpoint {token_url} is local (a sandbox?) but calls would go to {where}: pass "
-            "--target with the sandbox's gRPC address"
-        )
-
-
 @overload
 def client_from_args(
     args: argparse.Namespace, *, asynchronous: Literal[True], options: Mapping[str, Any] | None = None

@@ -26,6 +26,8 @@ LEEWAY = 30.0  # clock skew allowed on nbf (seconds)
 def _seconds(value: Any) -> bool:
     """A finite epoch time (NaN compares false with everything and would never expire)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 ALL_SCOPES = "openid Invora.*"
 
 
@@ -161,7 +163,7 @@ class KeyRing:
             raise TokenError("TOKEN_INVALID", "the access token was issued by another issuer")
         exp = payload.get("exp")
         org = payload.get("org_id")
-        if not _seconds(exp) or not isinstance(org, str):
+        if not isinstance(exp, (int, float)) or not _seconds(exp) or not isinstance(org, str):
             raise TokenError("TOKEN_INVALID", "the access token lacks exp or org_id")
         nbf = payload.get("nbf")
         if nbf is not None and (not _seconds(nbf) or nbf > time.time() + LEEWAY):

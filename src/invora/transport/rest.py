@@ -147,7 +147,7 @@ class _Codec:
                 if response.content
                 else {}
             )
-            if not self.rule.response_body and not isinstance(data, dict):  # type: ignore[union-attr]
+            if not self.rule.response_body and not isinstance(data, dict):
                 raise ValueError(f"expected a JSON object, got {type(data).__name__}")
             message: Message = transcoding.decode_response(self.rule, data, self.method.response_class)
         except (ValueError, transcoding.TranscodingError) as exc:
