@@ -176,3 +176,17 @@ def test_the_sandbox_names_the_port_it_could_not_bind() -> None:
     assert (
         result.returncode == 1 and f"HTTP port {port}" in result.stderr and "Traceback" not in result.stderr
     )
+
+
+def test_native_grpc_log_lines_stay_off_the_cli_stderr(invora_sandbox: Sandbox) -> None:
+    # TLS to a plaintext port: grpc's C core logs every failed handshake to file descriptor 2.
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom invora.cli import main\nsys.exit(main(sys.argv[1:]))",
+         "call", "simple.invoices.get", "--data", '{"key": "k"}', "--token", "opaque-token-123456",
+         "--target", f"https://{invora_sandbox.grpc_target}"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "UNAVAILABLE" in result.stderr
+    assert "ssl_transport_security" not in result.stderr and ".cc:" not in result.stderr

@@ -9,9 +9,12 @@ shows the traceback); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from invora.cli.common import (
@@ -94,6 +97,42 @@ _EXTRAS = {
 }
 
 
+# grpc's C core logs through absl straight to file descriptor 2, e.g.
+# "I1201 06:12:16.487057   14951 ssl_transport_security.cc:2563] Handshake failed ...".
+_NATIVE_LOG = re.compile(rb"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./-]+:\d+\] ")
+
+
+@contextlib.contextmanager
+def _native_logs_dropped() -> Iterator[None]:
+    """The command's stderr carries its own messages only. grpc reads GRPC_VERBOSITY once, when it is
+    imported (``import invora`` has done that), so its native log lines are filtered out of fd 2 here."""
+    try:
+        saved = os.dup(2)
+        read_end, write_end = os.pipe()
+    except OSError:
+        yield
+        return
+    sys.stderr.flush()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as source:
+            for line in source:
+                if not _NATIVE_LOG.match(line):
+                    os.write(saved, line)
+
+    thread = threading.Thread(target=pump, name="invora-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer goes: the pump drains it and stops
+        thread.join(5)
+        os.close(saved)
+
+
 def _first_positional(argv: Sequence[str]) -> str | None:
     for arg in argv:
         if not arg.startswith("-"):
@@ -112,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return sandbox_main(args_list[1:], prog="invora sandbox")
     try:
-        return _run(args_list, command)
+        with _native_logs_dropped():
+            return _run(args_list, command)
     except KeyboardInterrupt:
         sys.stderr.write("invora: interrupted\n")
         return 130
