@@ -241,7 +241,7 @@ class TokenEndpoint:
             ttl = self.ttl
             text = '{{"access_token": "{}", "token_type": "Bearer", "expires_in": {}}}'.format(
                 token,
-                ttl if isinstance(ttl, str) and not ttl.startswith('"') else json.dumps(ttl),
+                ttl if isinstance(ttl, str) else json.dumps(ttl),  # a str is raw JSON text
             )
             return Reply(200, text.encode())
 

@@ -348,10 +348,9 @@ async def test_async_trickle_ends_at_the_call_timeout() -> None:
 
 
 def test_oversized_and_null_rest_bodies() -> None:
-    from invora.transport.rest import MAX_RESPONSE_BYTES
-
+    limit = 64 * 1024 * 1024  # gRPC's receive limit in this SDK; REST has the same
     replies = {
-        "declared": Reply(200, b"{}", length=MAX_RESPONSE_BYTES + 1),
+        "declared": Reply(200, b"{}", length=limit + 1),
         "streamed": Reply(200, chunks([b" " * (1 << 20)] * 65 + [b"{}"], 0.0)),
         "null": Reply(200, b"null"),
     }

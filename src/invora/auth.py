@@ -175,9 +175,9 @@ class ClientCredentials(Credentials):
         md = self._md
         if md is not None and time.monotonic() < self._refresh_at:
             return md
-        flight = self._due()
+        md, flight = self._due()
         if flight is None:
-            return self._md  # type: ignore[return-value]  # still valid; the refresh runs behind
+            return md  # type: ignore[return-value]  # still valid; a refresh may run behind
         try:
             return flight.result(self.timeout)
         except concurrent.futures.TimeoutError:
@@ -193,9 +193,9 @@ class ClientCredentials(Credentials):
         md = self.cached_metadata()
         if md is not None:
             return md
-        flight = self._due()
+        md, flight = self._due()
         if flight is None:
-            return self._md  # type: ignore[return-value]
+            return md  # type: ignore[return-value]
         try:
             # shield: a cancelled caller must not cancel the flight others wait for
             return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(flight)), self.timeout)
@@ -209,21 +209,22 @@ class ClientCredentials(Credentials):
                 self._refresh_at = self._expires_at = 0.0
 
     # -- the flight -----------------------------------------------------------------------------------
-    def _due(self) -> concurrent.futures.Future[AuthMetadata] | None:
-        """The flight to wait for, started if needed; None when the cached token is still valid (then a
-        refresh is started in the background and the caller goes on with the cached token)."""
+    def _due(self) -> tuple[AuthMetadata | None, concurrent.futures.Future[AuthMetadata] | None]:
+        """``(cached token, None)`` while it is valid — a due refresh is then started in the background
+        and the caller goes on with it — else ``(None, the flight to wait for)``, started if needed."""
         with self._lock:
             now = time.monotonic()
-            if self._md is not None and now < self._refresh_at:
-                return None
+            md = self._md
+            if md is not None and now < self._refresh_at:
+                return md, None
             flight = self._flight
             if flight is None:
                 flight = self._flight = concurrent.futures.Future()
                 flight.set_running_or_notify_cancel()  # never cancellable: many callers share it
                 threading.Thread(target=self._fly, args=(flight,), name="invora-token", daemon=True).start()
-            if self._md is not None and now < self._expires_at - 1.0:
-                return None
-            return flight
+            if md is not None and now < self._expires_at - 1.0:
+                return md, None
+            return None, flight
 
     def _fly(self, flight: concurrent.futures.Future[AuthMetadata]) -> None:
         try:
