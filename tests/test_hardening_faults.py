@@ -291,6 +291,7 @@ def test_first_call_after_a_restart_succeeds_with_the_default_retry(rpc: str) ->
             _, error, _seconds = ends(lambda: call(key="after"), within=120)
     finally:
         stub.stop()
-    record(f"first {rpc} after a {RESTART:g}s restart, default retry", "ok" if error is None else repr(error))
+    outcome = f"ok after {seconds:.1f}s" if error is None else repr(error)
+    record(f"first {rpc} after a {RESTART:g}s restart, default retry", outcome)
     assert error is None
     assert [r for r, req, _ in stub.received if req.key == "after"]
