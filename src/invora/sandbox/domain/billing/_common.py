@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from invora.sandbox.app import CallContext, Sandbox
     from invora.sandbox.store import GenericService, Handler
 
+D = decimal.Decimal
 Factory = Callable[["Sandbox", "MethodInfo", "GenericService"], "Handler"]
 
 P = "invora.billing"
