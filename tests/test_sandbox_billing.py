@@ -632,3 +632,20 @@ def test_documents_request_id_returns_the_first_response(invora_sandbox: Sandbox
                 request_id="f-2",
             )
         assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_generic_crud_on_id_keyed_billing_resources(client: invora.Client) -> None:
+    """Resources without domain behaviour (taxes here) get the generic store: flat requests, ``id`` keys."""
+    taxes = client.billing.taxes
+    tax = taxes.create(code="vat", name="VAT", rate=from_decimal("15")).tax
+    assert tax.id and tax.code == "vat" and to_decimal(tax.rate) == 15 and tax.HasField("created_at")
+    assert taxes.get(id=tax.id).tax == tax
+    upd = taxes.update(id=tax.id, name="VAT (KSA)").tax
+    assert upd.name == "VAT (KSA)" and upd.code == "vat" and upd.id == tax.id
+    assert [t.name for t in taxes.list()] == ["VAT (KSA)"]
+    assert [t.id for t in taxes.list(filter={"text_search": "ksa"})] == [tax.id]
+    taxes.delete(id=tax.id)
+    with pytest.raises(invora.NotFound):
+        taxes.get(id=tax.id)
+    with pytest.raises(invora.InvalidArgument):
+        taxes.get(id="")
