@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf import timestamp_pb2
 
-from invora._proto.invora.billing.common.v2 import models_pb2 as m
+from invora._proto.invora.billing.common.v2 import models_pb2
 from invora.decimal import from_decimal, to_decimal
 from invora.sandbox import listing
 from invora.sandbox.faults import Fault, bad_request, invalid_argument, not_found
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from invora._catalog import MethodInfo
     from invora.sandbox.app import CallContext, Sandbox
     from invora.sandbox.store import GenericService, Handler
+
+m: Any = models_pb2  # enum values as plain ints (the generated stubs type them as NewTypes)
 
 D = decimal.Decimal
 Factory = Callable[["Sandbox", "MethodInfo", "GenericService"], "Handler"]

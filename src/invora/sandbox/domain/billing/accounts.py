@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from invora._proto.invora.billing.common.v2 import models_pb2 as m
 from invora._proto.invora.billing.subscriptions.v2 import service_pb2 as subs_pb2
 from invora.sandbox.domain.billing import _common as c
 from invora.sandbox.domain.billing.catalog import Plans, check_properties
 from invora.sandbox.faults import invalid_argument, not_found
 from invora.sandbox.store import Record, convert, copy_matching, now_ts
+
+m = c.m
 
 ACTIVE, PENDING = m.STATUS_TYPE_ACTIVE, m.STATUS_TYPE_PENDING
 TERMINATED, CANCELED = m.STATUS_TYPE_TERMINATED, m.STATUS_TYPE_CANCELED
@@ -57,7 +58,8 @@ class Customers:
             for f, _ in request.ListFields():
                 if f.name in ("id", "update_mask") or (paths and f.name not in paths):
                     continue
-                cust.ClearField(f.name) if f.name in cust.DESCRIPTOR.fields_by_name else None
+                if f.name in cust.DESCRIPTOR.fields_by_name:
+                    cust.ClearField(f.name)
                 copy_matching(request, cust, only=[f.name])
             for p in paths - {f.name for f, _ in request.ListFields()}:
                 if p in cust.DESCRIPTOR.fields_by_name and p not in ("id", "external_id"):
@@ -418,6 +420,9 @@ class Subscriptions:
         with ctx.store.lock:
             advance(ctx)
             recs = list(c.coll(ctx, c.SUBSCRIPTION).values())
+            if ctx.method.full_name.startswith(c.ACCOUNTS) and request.HasField("filter"):
+                request = c.copy(request)  # the portal's filter (months, expire_cache) is no condition
+                request.ClearField("filter")
             return c.list_response(ctx, request, recs)
 
     # -- entitlements -----------------------------------------------------------------------------------

@@ -3,14 +3,16 @@ features, and coupons with their applications to customers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
-from invora._proto.invora.billing.common.v2 import models_pb2 as m
 from invora.sandbox.domain.billing import _common as c
 from invora.sandbox.faults import Fault, invalid_argument, not_found
 from invora.sandbox.store import Record, copy_matching, now_ts
+
+m = c.m
 
 AGGREGATIONS = {
     m.AGGREGATION_TYPE_COUNT_AGG,
@@ -173,7 +175,7 @@ class Plans:
             copy_matching(request.minimum_commitment, plan.minimum_commitment)
         plan.updated_at.CopyFrom(now_ts())
 
-    def _charge(self, ctx: Any, ci: Any, i: int, old: dict[str, Any], codes: list[str]) -> Any:
+    def _charge(self, ctx: Any, ci: Any, i: int, old: dict[str, Any], codes: Sequence[str]) -> Any:
         path = f"charges[{i}]"
         if not ci.billable_metric_id:
             raise c.required(f"{path}.billable_metric_id")

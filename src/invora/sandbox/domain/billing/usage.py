@@ -14,11 +14,12 @@ from typing import Any
 
 import grpc
 
-from invora._proto.invora.billing.common.v2 import models_pb2 as m
 from invora._proto.invora.billing.events.v2 import service_pb2 as events_pb2
 from invora.sandbox.domain.billing import _common as c
 from invora.sandbox.faults import Fault, bad_request, invalid_argument, not_found
 from invora.sandbox.store import Record, now_ts
+
+m = c.m
 
 MAX_BATCH = 100
 _REQUIRED = ("transaction_id", "external_subscription_id", "code")
