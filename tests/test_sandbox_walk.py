@@ -70,7 +70,8 @@ def test_every_rpc_over_grpc(sb: Sandbox) -> None:
             codes[code.name] += 1
     assert not bad, bad
     # The generic store serves most of the schema: a regression to "UNIMPLEMENTED everywhere" fails here.
-    assert codes["OK"] >= 150 and codes["UNIMPLEMENTED"] <= 100, codes
+    # Billing's domain handlers answer an empty request INVALID_ARGUMENT (required fields) rather than OK.
+    assert codes["OK"] >= 120 and codes["UNIMPLEMENTED"] <= 100, codes
 
 
 def test_unimplemented_messages_are_clear(sb: Sandbox) -> None:
@@ -80,7 +81,7 @@ def test_unimplemented_messages_are_clear(sb: Sandbox) -> None:
     ):
         raw.call("billing.invoices.download_invoice")
     assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "InvoiceService/DownloadInvoice is not implemented by the sandbox" in (exc.value.details() or "")
+    assert "InvoicesService/DownloadInvoice is not implemented by the sandbox" in (exc.value.details() or "")
 
 
 def test_every_rpc_over_rest(sb: Sandbox) -> None:
@@ -141,23 +142,28 @@ def test_shadowed_rpcs_still_work_over_grpc(sb: Sandbox) -> None:
 
 
 def test_generic_crud_billing_plan(sb: Sandbox) -> None:
-    """The descriptor-driven store on a service with `input` wrappers and string ids."""
+    """Billing's flat requests and string ids (plans have domain rules on top: see test_sandbox_billing)."""
     t = sb.create_tenant("Billing Co")
     with RawCaller(sb.grpc_target, token=sb.mint_token(t)) as raw:
         plan = raw.call(
-            "billing.plans.create", input={"name": "Pro", "code": "pro", "amount_cents": 1900}
+            "billing.plans.create",
+            name="Pro",
+            code="pro",
+            amount_cents=1900,
+            amount_currency=110,
+            interval=1,
         ).plan
         assert plan.id and plan.name == "Pro" and plan.amount_cents == 1900 and plan.HasField("created_at")
         got = raw.call("billing.plans.get", id=plan.id).plan
         assert got == plan
-        upd = raw.call("billing.plans.update", input={"id": plan.id, "name": "Pro+"}).plan
+        upd = raw.call("billing.plans.update", id=plan.id, name="Pro+").plan
         assert upd.name == "Pro+" and upd.code == "pro"
         lst = raw.call("billing.plans.list")
         assert lst.total_count == 1 and lst.items[0].name == "Pro+"
         assert raw.call("billing.plans.list", filter={"part": {"with_deleted": True}}).total_count == 1
         assert raw.call("billing.plans.list", filter={"text_search": "pro+"}).total_count == 1
         assert raw.call("billing.plans.list", filter={"text_search": "basic"}).total_count == 0
-        raw.call("billing.plans.delete", input={"id": plan.id})
+        raw.call("billing.plans.delete", id=plan.id)
         with pytest.raises(grpc.RpcError) as exc:
             raw.call("billing.plans.get", id=plan.id)
         assert exc.value.code() == grpc.StatusCode.NOT_FOUND
