@@ -649,3 +649,30 @@ def test_generic_crud_on_id_keyed_billing_resources(client: invora.Client) -> No
         taxes.get(id=tax.id)
     with pytest.raises(invora.InvalidArgument):
         taxes.get(id="")
+
+
+def test_billing_periods() -> None:
+    from invora.sandbox.domain.billing._common import billing_period, m
+
+    utc = dt.timezone.utc
+    at = dt.datetime(2026, 5, 20, 13, 0, tzinfo=utc)
+    anchor = dt.datetime(2026, 1, 31, 9, 30, tzinfo=utc)
+    cal, ann = m.BILLING_TIME_CALENDAR, m.BILLING_TIME_ANNIVERSARY
+
+    def d(*a: int) -> dt.datetime:
+        return dt.datetime(*a, tzinfo=utc)
+
+    assert billing_period(anchor, m.PLAN_INTERVAL_MONTHLY, cal, at) == (d(2026, 5, 1), d(2026, 6, 1))
+    assert billing_period(anchor, m.PLAN_INTERVAL_QUARTERLY, cal, at) == (d(2026, 4, 1), d(2026, 7, 1))
+    assert billing_period(anchor, m.PLAN_INTERVAL_YEARLY, cal, at) == (d(2026, 1, 1), d(2027, 1, 1))
+    assert billing_period(anchor, m.PLAN_INTERVAL_WEEKLY, cal, at) == (d(2026, 5, 18), d(2026, 5, 25))
+    # Anniversary: from the subscription's day; the 31st clamps to shorter months.
+    assert billing_period(anchor, m.PLAN_INTERVAL_MONTHLY, ann, at) == (
+        d(2026, 4, 30, 9, 30),
+        d(2026, 5, 31, 9, 30),
+    )
+    assert billing_period(anchor, m.PLAN_INTERVAL_SEMIANNUAL, ann, at) == (anchor, d(2026, 7, 31, 9, 30))
+    assert billing_period(anchor, m.PLAN_INTERVAL_WEEKLY, ann, at) == (
+        d(2026, 5, 16, 9, 30),
+        d(2026, 5, 23, 9, 30),
+    )

@@ -188,8 +188,9 @@ def usage(ctx: Any, sub: Any, *, projected: bool = False) -> Any:
     out.from_datetime.CopyFrom(c.ts(start))
     out.to_datetime.CopyFrom(c.ts(end - dt.timedelta(seconds=1)))
     out.issuing_date.year, out.issuing_date.month, out.issuing_date.day = end.year, end.month, end.day
-    elapsed = max((at - start).total_seconds(), 1.0)
-    ratio = D(str(max(1.0, (end - start).total_seconds() / elapsed)))
+    # Projection by whole days, as a billing engine projects: the days so far (at least one) to the period's.
+    day = dt.timedelta(days=1)
+    ratio = D(math.ceil((end - start) / day)) / D(max(1, math.ceil((at - start) / day)))
     for charge in sub.plan.charges:
         metric = charge.billable_metric
         mine = [e for e in events if e.code == metric.code]
