@@ -118,10 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_secret_flags(argv: Sequence[str]) -> None:
     """argparse reads ``--client-secret -x...`` as a missing value; say how to pass such a secret."""
+    from itertools import pairwise
+
     from invora.cli.common import FLAGS
 
     secret = {"--" + f.name for f in FLAGS if f.secret}
-    for flag, value in zip(argv, argv[1:]):
+    for flag, value in pairwise(argv):
         if flag == "--":
             return
         if flag in secret and value.startswith("-"):
