@@ -167,7 +167,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetActivityLog",
@@ -207,7 +207,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -612,7 +612,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetTenant",
@@ -652,7 +652,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ReviewPlatformApplication",
@@ -701,7 +701,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetInvoice",
@@ -830,7 +830,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetRegulationConfig",
@@ -879,7 +879,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -1108,7 +1108,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListInvoiceCollections",
@@ -1128,7 +1128,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListOverdueBalances",
@@ -1148,7 +1148,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListSubscriptions",
@@ -1168,7 +1168,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListWallets",
@@ -1188,7 +1188,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -1217,7 +1217,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -1366,7 +1366,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -1486,7 +1486,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateAppliedCoupon",
@@ -1555,7 +1555,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -1655,7 +1655,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Download",
@@ -1824,7 +1824,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -2073,7 +2073,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -2182,7 +2182,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Create",
@@ -2262,7 +2262,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListMappings",
@@ -2282,7 +2282,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateMapping",
@@ -2362,7 +2362,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateCollectionMapping",
@@ -2491,7 +2491,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -2571,7 +2571,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "FetchDraftInvoiceTaxes",
@@ -3100,7 +3100,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -3229,7 +3229,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListApiKeys",
@@ -3289,7 +3289,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GrossRevenues",
@@ -3418,7 +3418,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -3767,7 +3767,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -3847,7 +3847,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreatePaymentRequest",
@@ -3947,7 +3947,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "SetPaymentMethodAsDefault",
@@ -4076,7 +4076,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -4196,7 +4196,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateAddOn",
@@ -4296,7 +4296,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateFeature",
@@ -4385,7 +4385,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -4605,7 +4605,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "RemoveEntitlement",
@@ -4674,7 +4674,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -4814,7 +4814,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -4843,7 +4843,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -4983,7 +4983,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListTransactionConsumptions",
@@ -5003,7 +5003,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListTransactionFundings",
@@ -5023,7 +5023,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -5052,7 +5052,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5152,7 +5152,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetWebhook",
@@ -5221,7 +5221,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5370,7 +5370,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5479,7 +5479,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5528,7 +5528,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5577,7 +5577,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListStream",
@@ -6036,7 +6036,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -6225,7 +6225,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetConnectedBusiness",
@@ -6325,7 +6325,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -6666,7 +6666,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListStream",
@@ -6789,7 +6789,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetConnection",
@@ -6969,7 +6969,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CheckConnectionHealth",
@@ -7018,7 +7018,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -7307,7 +7307,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "DeleteEntry",
@@ -7376,7 +7376,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -7574,7 +7574,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetRegulation",
@@ -8121,7 +8121,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -8250,7 +8250,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -8379,7 +8379,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -8522,7 +8522,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListStream",
