@@ -124,7 +124,7 @@ def test_links_resolve_and_the_readme_has_only_absolute_ones() -> None:
             if path.name == "README.md":
                 if not target.startswith(("https://", "http://")):
                     dangling.append(
-                        f"README.md: relative link {target}#{anchor} (the package index cannot follow it)"
+                        f"README.md: relative link {target or '#' + anchor} (the package index cannot follow it)"
                     )
                     continue
                 if not target.startswith(REPO_URL):
