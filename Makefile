@@ -46,8 +46,9 @@ test: lint typecheck tools
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+## A local gateway until Ctrl-C; `source sandbox.env` in another shell sets INVORA_* for the CLI and the SDK.
 sandbox: $(STAMP)
-	$(PY) -m invora.sandbox --grpc-port 50051 --http-port 8080
+	$(PY) -m invora.sandbox --grpc-port 50051 --http-port 8080 --env-file sandbox.env
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

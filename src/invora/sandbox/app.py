@@ -269,7 +269,8 @@ class Sandbox:
     def _new_client(self, org_id: str, scopes: Iterable[str] | None) -> ClientCred:
         cred = ClientCred(
             client_id=f"sbx-{secrets.token_hex(8)}",
-            secret=secrets.token_urlsafe(32),
+            secret="sbx_"
+            + secrets.token_urlsafe(32),  # never starts with "-", which argv would take for a flag
             org_id=org_id,
             scope=" ".join(scopes) if scopes is not None else auth.ALL_SCOPES,
         )
