@@ -148,7 +148,8 @@ def file_provenance(file: str) -> str | None:
     """The vendor build a proto file's wire facts come from, ``"reconstructed"``, or None (not ours)."""
     from invora._proto.catalog import FILES
 
-    return FILES.get(file)
+    found: str | None = FILES.get(file)
+    return found
 
 
 @functools.cache

@@ -223,6 +223,8 @@ class _CoreBase:
         self.closed = False
         self._bindings: dict[str, Binding] = {}
         self._lock = threading.Lock()
+        #: ``invora.schema.guard.SchemaState`` when the client has a runtime schema or a schema check.
+        self.schema: Any = None
 
     def binding(self, info: MethodInfo) -> Binding:
         binding = self._bindings.get(info.path)
@@ -231,7 +233,10 @@ class _CoreBase:
             with self._lock:
                 binding = self._bindings.get(info.path)
                 if binding is None:
-                    binding = self._bindings[info.path] = Binding(info, self.transport)
+                    binding = Binding(info, self.transport)
+                    if self.schema is not None:
+                        self.schema.attach(binding)  # schema_check: the first call checks the service
+                    self._bindings[info.path] = binding
         return binding
 
     def check_process(self) -> None:

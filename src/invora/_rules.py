@@ -91,7 +91,7 @@ def accessor_paths(services: list[tuple[str, str]]) -> dict[str, str]:
 def is_read(method_name: str, http_verb: str | None, scope: str | None) -> bool:
     if http_verb == "get" or _READ_NAME.match(method_name):
         return True
-    return bool(scope) and ".Modify." not in scope and scope.rsplit(".", 1)[-1] in _READ_SCOPE_LEAF
+    return scope is not None and ".Modify." not in scope and scope.rsplit(".", 1)[-1] in _READ_SCOPE_LEAF
 
 
 def idempotency_key(
@@ -153,10 +153,13 @@ SCOPE_EXTENSION = 53036
 
 def decode_scope(options: descriptor_pb2.MethodOptions) -> str | None:
     """Read ``(kernel.options).scope`` from method options without needing kernel's generated code."""
-    for field in UnknownFieldSet(options):
+    # Through Empty, every field is unknown: the same answer whether or not kernel's extension is loaded.
+    fields: Any = UnknownFieldSet(empty_pb2.Empty.FromString(options.SerializeToString()))
+    for field in fields:
         if field.field_number != SCOPE_EXTENSION:
             continue
-        for inner in UnknownFieldSet(empty_pb2.Empty.FromString(field.data)):
+        inners: Any = UnknownFieldSet(empty_pb2.Empty.FromString(field.data))
+        for inner in inners:
             if inner.field_number == 1:
                 return str(inner.data.decode("utf-8"))
     return None
@@ -186,7 +189,7 @@ def method_facts(
     ``messages`` maps ``.full.Name`` to every message the request and response refer to. The keys are
     those of the catalog (``invora._proto.catalog``) minus the Python-only ``attr``.
     """
-    from google.api import annotations_pb2
+    from google.api import annotations_pb2  # type: ignore[import-untyped]
 
     req = messages[method.input_type]
     resp = messages[method.output_type]

@@ -43,6 +43,11 @@ def register(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     call.add_argument("--output", "-o", choices=("json", "jsonl"), default="json", help="pretty or one line")
     _output_flags(call)
     call.add_argument("--verbose", "-v", action="store_true", help="print response metadata to stderr")
+    call.add_argument(
+        "--schema",
+        metavar="FILE",
+        help="a FileDescriptorSet for RPCs this SDK was not built with (default: ask the server by reflection)",
+    )
     call.set_defaults(handler=run_call)
 
     lst = sub.add_parser(
@@ -296,10 +301,18 @@ def run_call(args: argparse.Namespace) -> int:
     from invora.cli._output import dump_json, to_dict
     from invora.cli._resolve import find_method
 
-    info = find_method(args.method)
+    try:
+        info: MethodInfo | None = find_method(args.method)
+    except UsageError:
+        if "/" not in args.method:
+            raise
+        info = None  # not compiled in: resolved in --schema or the server's reflection below
     data = read_json(args)
     compact = args.output == "jsonl"
-    with client_from_args(args) as client:
+    options = {"schema": args.schema} if args.schema else None
+    with client_from_args(args, options=options) as client:
+        if info is None:
+            info = _runtime_method(client, args.method)
         if info.client_streaming:
             items = data if isinstance(data, list) else ([] if data is None else [data])
             requests = [build_request(info, item) for item in items]
@@ -320,6 +333,15 @@ def run_call(args: argparse.Namespace) -> int:
             dump_json(to_dict(message, all_fields=args.all_fields), compact=compact)
             sys.stdout.flush()
     return EXIT_OK
+
+
+def _runtime_method(client: Any, spec: str) -> MethodInfo:
+    from invora.schema.guard import runtime_method
+
+    try:
+        return runtime_method(client, spec)
+    except LookupError as exc:
+        raise UsageError(f"unknown method {spec!r}: {exc}") from None
 
 
 def _stream(result: Any) -> Iterator[Any]:
