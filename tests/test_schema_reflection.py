@@ -428,9 +428,11 @@ def test_invoke_with_a_given_schema_and_no_reflection(
 def test_runtime_rpcs_retry_only_reads(server_factory: Callable[..., SchemaServer]) -> None:
     fast = invora.Retry(initial=0.01, maximum=0.02)
     write = server_factory(_with_archive(), _archive, fail_first=1)
-    with invora.Client(write.target, retry=fast, schema=_with_archive()) as client:
-        with pytest.raises(invora.errors.Unavailable):
-            client.invoke(f"{SIMPLE}/Archive", {"key": "k1"})
+    with (
+        invora.Client(write.target, retry=fast, schema=_with_archive()) as client,
+        pytest.raises(invora.errors.Unavailable),
+    ):
+        client.invoke(f"{SIMPLE}/Archive", {"key": "k1"})
     assert len(write.calls) == 1  # a write is not repeated
     read = server_factory(_with_archive(), _archive, fail_first=1)
     with invora.Client(read.target, retry=fast, schema=_with_archive()) as client:
