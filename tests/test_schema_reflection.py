@@ -84,7 +84,9 @@ class SchemaServer:
 
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
             with self._lock:
-                self.calls.append((path, {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}))
+                self.calls.append(
+                    (path, {k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
+                )
                 failing = self._fail_first > 0
                 self._fail_first -= 1
             if failing:
@@ -205,11 +207,15 @@ def test_schema_pull_writes_a_set_a_third_party_can_call_with(
     method = svc.methods_by_name["List"]
     req_cls = message_factory.GetMessageClass(method.input_type)
     resp_cls = message_factory.GetMessageClass(method.output_type)
-    creds = invora.ClientCredentials(invora_sandbox.client_id, invora_sandbox.client_secret, invora_sandbox.token_url)
+    creds = invora.ClientCredentials(
+        invora_sandbox.client_id, invora_sandbox.client_secret, invora_sandbox.token_url
+    )
     md = (*creds.metadata(), ("x-target-org-id", invora_sandbox.org_id))
     with grpc.insecure_channel(invora_sandbox.grpc_target) as channel:
         call = channel.unary_unary(
-            f"/{SIMPLE}/List", request_serializer=req_cls.SerializeToString, response_deserializer=resp_cls.FromString
+            f"/{SIMPLE}/List",
+            request_serializer=req_cls.SerializeToString,
+            response_deserializer=resp_cls.FromString,
         )
         response = call(req_cls(), metadata=md, timeout=10)
     assert response.DESCRIPTOR.full_name == "invora.simple.invoices.v1.ListResponse"
@@ -224,7 +230,9 @@ def _buf() -> str | None:
 def test_buf_curl_uses_the_pulled_set(invora_sandbox: Any, tmp_path: Path) -> None:
     out = tmp_path / "sandbox.binpb"
     assert cli_main(["schema", "pull", *_cli_args(invora_sandbox), "-o", str(out)]) == 0
-    creds = invora.ClientCredentials(invora_sandbox.client_id, invora_sandbox.client_secret, invora_sandbox.token_url)
+    creds = invora.ClientCredentials(
+        invora_sandbox.client_id, invora_sandbox.client_secret, invora_sandbox.token_url
+    )
     token = dict(creds.metadata())["authorization"]
     result = subprocess.run(
         [
@@ -318,7 +326,9 @@ def test_strict_raises_before_the_request_leaves(server_factory: Callable[..., S
     assert server.calls == []
 
 
-async def test_strict_async_raises_before_the_request_leaves(server_factory: Callable[..., SchemaServer]) -> None:
+async def test_strict_async_raises_before_the_request_leaves(
+    server_factory: Callable[..., SchemaServer],
+) -> None:
     server = server_factory(_renumbered())
     async with invora.AsyncClient(server.target, schema_check="strict") as client:
         with pytest.raises(SchemaMismatch):
@@ -466,7 +476,9 @@ def test_diff_services_reports_each_kind_of_difference() -> None:
     svc.method[0].server_streaming = True
     svc.method[1].options.Clear()
     invoice = _message(theirs, INVOICE)
-    next(fl for fl in invoice.field if fl.name == "note").type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+    next(
+        fl for fl in invoice.field if fl.name == "note"
+    ).type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
     invoice.field.add(name="added", number=99, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING)
     other = theirs.file.add(name="extra.proto", package="extra")
     other.service.add(name="ExtraService")
@@ -499,7 +511,9 @@ def test_catalog_records_provenance_per_file_and_service() -> None:
     docs = _catalog.service("documents")
     assert docs.provenance == "1.3" and docs.reconstructed == (reconstructed[-1],)
     assert _catalog.service("billing.plans").reconstructed == ()
-    assert _catalog.service("regulations.zatca").depends == {"1.0.0": ("invora/regulations/zatca/v1/models.proto",)}
+    assert _catalog.service("regulations.zatca").depends == {
+        "1.0.0": ("invora/regulations/zatca/v1/models.proto",)
+    }
 
 
 def test_describe_shows_provenance(capsys: pytest.CaptureFixture[str]) -> None:
@@ -508,8 +522,12 @@ def test_describe_shows_provenance(capsys: pytest.CaptureFixture[str]) -> None:
     assert "wire facts: vendor build 1.3 + reconstructed types" in out
     assert cli_main(["describe", "invora.simple.invoices.v1.Invoice"]) == 0
     assert "wire facts: reconstructed" in capsys.readouterr().out
-    assert cli_main(["describe", "--output", "json", "invora.regulations.zatca.v1.ZatcaRegulationService"]) == 0
-    assert json.loads(capsys.readouterr().out)["depends"] == {"1.0.0": ["invora/regulations/zatca/v1/models.proto"]}
+    assert (
+        cli_main(["describe", "--output", "json", "invora.regulations.zatca.v1.ZatcaRegulationService"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["depends"] == {
+        "1.0.0": ["invora/regulations/zatca/v1/models.proto"]
+    }
 
 
 def test_provenance_of_overlays_and_older_files() -> None:
@@ -518,10 +536,21 @@ def test_provenance_of_overlays_and_older_files() -> None:
     manifest = {
         "build": "1.3",
         "file_builds": {"a/old.proto": "1.0.0"},
-        "overlays": [{"image": "overlay-b.binpb", "replace": ["b/"], "build": "1.4"}, {"image": "o.binpb", "replace": ["c/"]}],
+        "overlays": [
+            {"image": "overlay-b.binpb", "replace": ["b/"], "build": "1.4"},
+            {"image": "o.binpb", "replace": ["c/"]},
+        ],
     }
     files = provenance.file_provenance(
-        manifest, ["a/old.proto", "a/new.proto", "b/x.proto", "c/y.proto", "invora/simple/z.proto", "google/protobuf/any.proto"]
+        manifest,
+        [
+            "a/old.proto",
+            "a/new.proto",
+            "b/x.proto",
+            "c/y.proto",
+            "invora/simple/z.proto",
+            "google/protobuf/any.proto",
+        ],
     )
     assert files == {
         "a/new.proto": "1.3",
