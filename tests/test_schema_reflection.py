@@ -465,6 +465,26 @@ def test_invora_call_an_rpc_missing_from_the_catalog(
     assert json.loads(capsys.readouterr().out)["key"] == "k6"
     assert cli_main(args) == 2
     assert "offers no reflection" in capsys.readouterr().err
+    missing = ["call", "invora.nope.v1.NopeService/Get", "--target", server.target, "--data", "{}"]
+    code = cli_main(missing)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "unknown method 'invora.nope.v1.NopeService/Get'" in err and "does not serve" in err
+
+
+def test_adopt_records_the_build(tmp_path: Path) -> None:
+    import generate
+
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    (upstream / "images.json").write_text(
+        json.dumps({"base": "invora.binpb", "build": "1.3", "overlays": []})
+    )
+    image = tmp_path / "newer.binpb"
+    image.write_bytes(compiled_set(["invora.billing.plans.v2.PlansService"]).SerializeToString())
+    name = generate.adopt(image, ["invora/billing/"], upstream, build="1.4")
+    manifest = json.loads((upstream / "images.json").read_text())
+    assert manifest["overlays"] == [{"image": name, "replace": ["invora/billing/"], "build": "1.4"}]
 
 
 # -- the comparator ------------------------------------------------------------------------------------------

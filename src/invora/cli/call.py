@@ -301,18 +301,19 @@ def run_call(args: argparse.Namespace) -> int:
     from invora.cli._output import dump_json, to_dict
     from invora.cli._resolve import find_method
 
+    unknown: UsageError | None = None
     try:
         info: MethodInfo | None = find_method(args.method)
-    except UsageError:
+    except UsageError as exc:
         if "/" not in args.method:
             raise
-        info = None  # not compiled in: resolved in --schema or the server's reflection below
+        info, unknown = None, exc  # not compiled in: resolved in --schema or the server's reflection below
     data = read_json(args)
     compact = args.output == "jsonl"
     options = {"schema": args.schema} if args.schema else None
     with client_from_args(args, options=options) as client:
         if info is None:
-            info = _runtime_method(client, args.method)
+            info = _runtime_method(client, args.method, unknown)
         if info.client_streaming:
             items = data if isinstance(data, list) else ([] if data is None else [data])
             requests = [build_request(info, item) for item in items]
@@ -335,13 +336,13 @@ def run_call(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _runtime_method(client: Any, spec: str) -> MethodInfo:
+def _runtime_method(client: Any, spec: str, unknown: UsageError | None) -> MethodInfo:
     from invora.schema.guard import runtime_method
 
     try:
         return runtime_method(client, spec)
     except LookupError as exc:
-        raise UsageError(f"unknown method {spec!r}: {exc}") from None
+        raise UsageError(f"{unknown}; {exc}") from None
 
 
 def _stream(result: Any) -> Iterator[Any]:

@@ -191,4 +191,6 @@ def runtime_method(client: Client | AsyncClient, spec: str) -> MethodInfo:
                 "Client(schema=FILE) with a descriptor set that has it"
             ) from None
         found = state.pulled[service] = RuntimeSchema(fds)
+    if service not in found.services:
+        raise LookupError(f"{client.target} does not serve {service} either (reflection)")
     return found.method(spec)
