@@ -371,6 +371,16 @@ def test_bad_schema_check_value_is_a_configuration_error() -> None:
         invora.Client("127.0.0.1:1", schema_check="loud")
 
 
+def test_reflection_needs_the_grpc_transport(server_factory: Callable[..., SchemaServer]) -> None:
+    server = server_factory(_with_archive(), _archive)
+    with invora.Client(f"http://{server.target}", transport="rest") as client:
+        with pytest.raises(invora.ConfigurationError, match="reflection is a gRPC service"):
+            pull(client)
+        with pytest.raises(LookupError, match="over REST, pass Client"):
+            client.invoke(f"{SIMPLE}/Archive", {"key": "k1"})
+    assert server.calls == []
+
+
 # -- a server without reflection ------------------------------------------------------------------------------
 def test_pull_without_reflection_is_a_clear_error(
     server_factory: Callable[..., SchemaServer], capsys: pytest.CaptureFixture[str], tmp_path: Path

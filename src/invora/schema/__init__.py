@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from invora.schema.compare import SchemaDiff
-    from invora.schema.errors import ReflectionUnavailable, SchemaMismatch
+    from invora.schema.errors import ReflectionError, ReflectionUnavailable, SchemaMismatch
     from invora.schema.reflection import check, compiled_set, pull
     from invora.schema.runtime import RuntimeSchema
 
 __all__ = [
+    "ReflectionError",
     "ReflectionUnavailable",
     "RuntimeSchema",
     "SchemaDiff",
@@ -32,6 +33,7 @@ __all__ = [
 
 _WHERE = {
     "SchemaDiff": "invora.schema.compare",
+    "ReflectionError": "invora.schema.errors",
     "ReflectionUnavailable": "invora.schema.errors",
     "SchemaMismatch": "invora.schema.errors",
     "check": "invora.schema.reflection",

@@ -8,10 +8,16 @@ import grpc
 
 from invora.errors import InvoraError
 
-__all__ = ["ReflectionUnavailable", "SchemaMismatch"]
+__all__ = ["ReflectionError", "ReflectionUnavailable", "SchemaMismatch"]
 
 
-class ReflectionUnavailable(InvoraError):
+class ReflectionError(InvoraError):
+    """The server's reflection answered something unusable (too large, or missing its own imports)."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
+class ReflectionUnavailable(ReflectionError):
     """The server does not offer gRPC server reflection (neither ``grpc.reflection.v1`` nor ``v1alpha``)."""
 
     code = grpc.StatusCode.UNIMPLEMENTED

@@ -181,6 +181,10 @@ def runtime_method(client: Client | AsyncClient, spec: str) -> MethodInfo:
         except LookupError:
             pass
     service = spec.strip().lstrip("/").partition("/")[0]
+    if client._settings.transport_name != "grpc":
+        raise LookupError(
+            f"{spec!r} is not in the SDK's schema: over REST, pass Client(schema=FILE) that has it"
+        )
     found = state.pulled.get(service)
     if found is None:
         try:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf import descriptor_pb2
 
-from invora.schema.errors import ReflectionUnavailable
+from invora.schema.errors import ReflectionError, ReflectionUnavailable
 
 if TYPE_CHECKING:
     from invora._client import AsyncClient, Client
@@ -74,7 +74,7 @@ class _Session:
         for raw in response.file_descriptor_response.file_descriptor_proto:
             self._bytes += len(raw)
             if self._bytes > MAX_BYTES or len(self.files) >= MAX_FILES:
-                raise ValueError(f"the server's schema exceeds {MAX_FILES} files or {MAX_BYTES} bytes")
+                raise ReflectionError(f"the server's schema exceeds {MAX_FILES} files or {MAX_BYTES} bytes")
             f = descriptor_pb2.FileDescriptorProto.FromString(raw)
             self.files.setdefault(f.name, f)
 
@@ -130,7 +130,7 @@ def _fetch(
             if response.HasField("error_response"):
                 if response.error_response.error_code == _NOT_FOUND:
                     continue  # the server does not serve it: it is "only in the SDK"
-                raise ValueError(f"reflection refused {name}: code {response.error_response.error_code}")
+                raise ReflectionError(f"reflection refused {name}: code {response.error_response.error_code}")
             session.take_files(response)
         while True:
             missing = sorted({d for f in session.files.values() for d in f.dependency} - set(session.files))
@@ -139,7 +139,7 @@ def _fetch(
             for name in missing:
                 response = session.ask(file_by_filename=name)
                 if response.HasField("error_response"):
-                    raise ValueError(f"the server's reflection lacks {name}, an import of its own files")
+                    raise ReflectionError(f"the server's reflection lacks {name}, an import of its own files")
                 session.take_files(response)
         return _ordered(session.files)
     finally:
@@ -167,8 +167,11 @@ def _ordered(files: dict[str, descriptor_pb2.FileDescriptorProto]) -> descriptor
 # -- with a client's settings ---------------------------------------------------------------------------
 def _client_channel(client: Client | AsyncClient) -> tuple[grpc.Channel, bool]:
     """The client's own sync gRPC channel, or a new one with its settings (True: close it after)."""
+    from invora.errors import ConfigurationError
     from invora.transport.grpc import GrpcTransport, _channel_credentials, channel_options
 
+    if client._settings.transport_name != "grpc":
+        raise ConfigurationError("server reflection is a gRPC service: use a client with transport='grpc'")
     transport = client._scope.core.transport
     if isinstance(transport, GrpcTransport):
         return transport.channel, False
