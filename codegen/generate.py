@@ -36,14 +36,14 @@ from collections.abc import Iterable
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from google.protobuf import descriptor_pb2
-
 import provenance
-import render
 import rules
+from google.protobuf import descriptor_pb2
+from rules import accessor_paths, snake
+
+import render
 import simple
 import ubl
-from rules import accessor_paths, snake
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 UPSTREAM = ROOT / "codegen" / "upstream"

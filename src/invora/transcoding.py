@@ -46,8 +46,6 @@ class TranscodingError(ValueError):
         self.field = field
 
 
-
-
 # -- path templates -------------------------------------------------------------------------------------
 
 

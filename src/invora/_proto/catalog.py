@@ -357,7 +357,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetActivityLog",
@@ -397,7 +397,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -812,7 +812,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetTenant",
@@ -852,7 +852,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ReviewPlatformApplication",
@@ -903,7 +903,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetInvoice",
@@ -1034,7 +1034,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetRegulationConfig",
@@ -1089,7 +1089,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -1320,7 +1320,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListInvoiceCollections",
@@ -1340,7 +1340,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListOverdueBalances",
@@ -1360,7 +1360,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListSubscriptions",
@@ -1380,7 +1380,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListWallets",
@@ -1400,7 +1400,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -1431,7 +1431,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -1582,7 +1582,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -1702,7 +1702,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateAppliedCoupon",
@@ -1773,7 +1773,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -1873,7 +1873,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Download",
@@ -2044,7 +2044,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -2295,7 +2295,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -2406,7 +2406,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Create",
@@ -2486,7 +2486,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListMappings",
@@ -2506,7 +2506,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateMapping",
@@ -2586,7 +2586,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateCollectionMapping",
@@ -2717,7 +2717,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -2797,7 +2797,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "FetchDraftInvoiceTaxes",
@@ -3328,7 +3328,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -3459,7 +3459,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListApiKeys",
@@ -3519,7 +3519,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GrossRevenues",
@@ -3650,7 +3650,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -4001,7 +4001,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -4081,7 +4081,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreatePaymentRequest",
@@ -4181,7 +4181,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "SetPaymentMethodAsDefault",
@@ -4312,7 +4312,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -4432,7 +4432,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateAddOn",
@@ -4532,7 +4532,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateFeature",
@@ -4623,7 +4623,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -4843,7 +4843,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "RemoveEntitlement",
@@ -4914,7 +4914,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5054,7 +5054,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -5085,7 +5085,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5225,7 +5225,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListTransactionConsumptions",
@@ -5245,7 +5245,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListTransactionFundings",
@@ -5265,7 +5265,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -5296,7 +5296,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5396,7 +5396,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetWebhook",
@@ -5471,7 +5471,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5626,7 +5626,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5737,7 +5737,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5788,7 +5788,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5843,7 +5843,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListStream",
@@ -6304,7 +6304,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -6495,7 +6495,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetConnectedBusiness",
@@ -6595,7 +6595,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -6942,7 +6942,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListStream",
@@ -7067,7 +7067,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetConnection",
@@ -7247,7 +7247,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CheckConnectionHealth",
@@ -7302,7 +7302,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -7597,7 +7597,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "DeleteEntry",
@@ -7672,7 +7672,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -7874,7 +7874,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetRegulation",
@@ -8431,7 +8431,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -8562,7 +8562,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -8693,7 +8693,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -8838,7 +8838,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListStream",
