@@ -49,6 +49,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 UPSTREAM = ROOT / "codegen" / "upstream"
 PROTOS = ROOT / "protos"
 PYOUT = ROOT / "src" / "invora" / "_proto"
+TYPES = ROOT / "src" / "invora" / "types"
 PY_ROOT = "invora._proto"
 CAC_FILE = "oasis/names/specification/ubl/schema/xsd/commonaggregatecomponents_2/models.proto"
 
@@ -556,7 +557,60 @@ def write_namespaces(catalog: list[dict[str, object]], pkg: pathlib.Path) -> Non
 
 
 # ----------------------------------------------------------------------------------------------
-def generate(protos_out: pathlib.Path, py_out: pathlib.Path) -> None:
+def types_path(package: str) -> tuple[str, ...]:
+    """``invora.billing.plans.v2`` -> ("billing", "plans"); UBL packages go under ("ubl", <last segment>)."""
+    segs = package.split(".")
+    if segs[0] == "oasis":
+        segs = ["ubl", segs[-1]]
+    segs = [s for s in segs if not re.fullmatch(r"v\d+(alpha\d*|beta\d*)?", s)]
+    if segs and segs[0] == "invora":
+        segs = segs[1:]
+    return tuple(s + "_" if keyword.iskeyword(s) else s for s in segs)
+
+
+def write_types(fds: descriptor_pb2.FileDescriptorSet, out: pathlib.Path) -> None:
+    """``invora.types``: every message and enum, re-exported per proto package, for annotations.
+
+    One Python package per proto package (``invora.types.billing.common`` holds ``BillingPlan``), so users
+    write ``from invora.types.billing.common import BillingPlan`` instead of importing ``invora._proto``.
+    Names are unique within a proto package, so nothing shadows anything.
+    """
+    if out.exists():
+        shutil.rmtree(out)
+    by_path: dict[tuple[str, ...], list[descriptor_pb2.FileDescriptorProto]] = {}
+    for f in fds.file:
+        if f.name.startswith("google/") or not f.package:
+            continue
+        by_path.setdefault(types_path(f.package), []).append(f)
+    dirs = {path[:i] for path in by_path for i in range(len(path) + 1)}
+    for d in sorted(dirs):
+        target = out.joinpath(*d) / "__init__.py"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        files = sorted(by_path.get(d, []), key=lambda f: f.name)
+        lines = [GENERATED_NOTE.rstrip("\n")]
+        if not d:
+            lines.append('"""Message and enum classes of the Invora schema, one module per proto package."""')
+        elif files:
+            lines.append(f'"""Messages and enums of ``{files[0].package}``."""')
+        else:
+            lines.append(f'"""Namespace: ``{".".join(d)}``."""')
+        names: list[str] = []
+        for f in files:
+            mod = py_module(f.name)
+            exported = [m.name for m in f.message_type] + [e.name for e in f.enum_type]
+            if exported:
+                lines.append("")
+                lines.append(f"from {mod} import (")
+                lines.extend(f"    {n} as {n}," for n in exported)
+                lines.append(")")
+                names.extend(exported)
+        lines.append("")
+        lines.append(f"__all__ = {sorted(names)!r}")
+        target.write_text("\n".join(lines) + "\n")
+    (out / "py.typed").write_text("")
+
+
+def generate(protos_out: pathlib.Path, py_out: pathlib.Path, types_out: pathlib.Path) -> None:
     files = load_upstream()
     write_protos(files, protos_out)
     if py_out.exists():
@@ -573,7 +627,8 @@ def generate(protos_out: pathlib.Path, py_out: pathlib.Path) -> None:
     write_catalog(catalog, files, py_out)
     write_surface(catalog, index, py_out)
     (py_out / "py.typed").write_text("")
-    format_python(py_out / "services", py_out / "catalog.py")
+    write_types(fds, types_out)
+    format_python(py_out / "services", py_out / "catalog.py", types_out)
 
 
 def format_python(*paths: pathlib.Path) -> None:
@@ -611,14 +666,15 @@ def main(argv: list[str] | None = None) -> int:
         name = adopt(args.adopt, args.replace, build=args.build)
         print(f"adopted {args.adopt} as codegen/upstream/{name}", file=sys.stderr)
     if not args.check:
-        generate(PROTOS, PYOUT)
+        generate(PROTOS, PYOUT, TYPES)
         print(f"generated {len(proto_files(PROTOS))} protos and {PYOUT.relative_to(ROOT)}", file=sys.stderr)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = pathlib.Path(tmp)
-        generate(tmpdir / "protos", tmpdir / "py")
+        generate(tmpdir / "protos", tmpdir / "py", tmpdir / "types")
         stale = [f"protos/{p}" for p in tree_diff(PROTOS, tmpdir / "protos")]
         stale += [f"src/invora/_proto/{p}" for p in tree_diff(PYOUT, tmpdir / "py")]
+        stale += [f"src/invora/types/{p}" for p in tree_diff(TYPES, tmpdir / "types")]
     for line in stale:
         print(line)
     if stale:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from typing import Any
 
 import grpc
 import pytest
+from _tools import buf
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 
 import invora
@@ -221,12 +221,6 @@ def test_schema_pull_writes_a_set_a_third_party_can_call_with(
     assert response.DESCRIPTOR.full_name == "invora.simple.invoices.v1.ListResponse"
 
 
-def _buf() -> str | None:
-    local = ROOT / "node_modules" / ".bin" / "buf"
-    return str(local) if local.exists() else shutil.which("buf")
-
-
-@pytest.mark.skipif(_buf() is None, reason="buf is not installed (npm @bufbuild/buf)")
 def test_buf_curl_uses_the_pulled_set(invora_sandbox: Any, tmp_path: Path) -> None:
     out = tmp_path / "sandbox.binpb"
     assert cli_main(["schema", "pull", *_cli_args(invora_sandbox), "-o", str(out)]) == 0
@@ -236,7 +230,7 @@ def test_buf_curl_uses_the_pulled_set(invora_sandbox: Any, tmp_path: Path) -> No
     token = dict(creds.metadata())["authorization"]
     result = subprocess.run(
         [
-            str(_buf()), "curl", "--schema", str(out), "--protocol", "grpc", "--http2-prior-knowledge",
+            buf(), "curl", "--schema", str(out), "--protocol", "grpc", "--http2-prior-knowledge",
             "-H", f"authorization: {token}", "-H", f"x-target-org-id: {invora_sandbox.org_id}",
             "-d", "{}", f"http://{invora_sandbox.grpc_target}/{SIMPLE}/List",
         ],
