@@ -239,10 +239,8 @@ class TokenEndpoint:
             with self.lock:
                 self.issued.append(token)
             ttl = self.ttl
-            text = '{{"access_token": "{}", "token_type": "Bearer", "expires_in": {}}}'.format(
-                token,
-                ttl if isinstance(ttl, str) else json.dumps(ttl),  # a str is raw JSON text
-            )
+            expires = ttl if isinstance(ttl, str) else json.dumps(ttl)  # a str is raw JSON text
+            text = f'{{"access_token": "{token}", "token_type": "Bearer", "expires_in": {expires}}}'
             return Reply(200, text.encode())
 
         self.http = HttpStub(handle)

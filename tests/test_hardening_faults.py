@@ -288,7 +288,7 @@ def test_first_call_after_a_restart_succeeds_with_the_default_retry(rpc: str) ->
                 stub.start()
 
             threading.Thread(target=restart, daemon=True).start()
-            _, error, _seconds = ends(lambda: call(key="after"), within=120)
+            _, error, seconds = ends(lambda: call(key="after"), within=120)
     finally:
         stub.stop()
     outcome = f"ok after {seconds:.1f}s" if error is None else repr(error)
