@@ -140,6 +140,11 @@ class Reply:
         self.length = length  # a Content-Length to announce (default: the body's, when it is bytes)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hung up is part of the tests, not news
+
+
 class HttpStub:
     """A threaded HTTP server; ``handler(method, path, headers, body) -> Reply`` answers every request."""
 
@@ -183,7 +188,7 @@ class HttpStub:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server = _QuietServer(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()

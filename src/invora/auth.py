@@ -196,9 +196,11 @@ class ClientCredentials(Credentials):
         md, flight = self._due()
         if flight is None:
             return md  # type: ignore[return-value]
+        waiter = asyncio.wrap_future(flight)
+        waiter.add_done_callback(_retrieved)  # a caller that gave up leaves no unretrieved exception
         try:
             # shield: a cancelled caller must not cancel the flight others wait for
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(flight)), self.timeout)
+            return await asyncio.wait_for(asyncio.shield(waiter), self.timeout)
         except asyncio.TimeoutError:
             raise self._timed_out() from None
 
@@ -380,6 +382,11 @@ class ClientCredentials(Credentials):
         from invora.errors import redact
 
         return redact(text.replace(self.__secret, "***"))
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _ssl_verify(verify: Any) -> Any:
