@@ -86,7 +86,6 @@ def test_a_write_to_a_closed_port_is_retried_because_the_client_saw_no_connectio
     with invora.Client(target, retry=FAST, timeout=5) as client, pytest.raises(invora.Unavailable) as info:
         client.simple.invoices.update(key="INV-1")
     assert info.value.request_not_sent and info.value.attempts == 4
-    assert "not sent" in str(info.value)
 
 
 def _closed_port() -> int:

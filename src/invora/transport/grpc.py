@@ -6,13 +6,15 @@ loop that created it: it is opened lazily inside the running loop, and reopened 
 used from another loop.
 
 Whether a request left the client is decided here, from the channel's own state, never from a status
-message: a unary attempt is sent only on a READY channel. On a channel that is not connected, the attempt
-waits (within its deadline) for a connection; if none comes it fails with ``Unavailable`` and
-``request_not_sent=True`` — the one failure after which even a non-idempotent write may be retried. A
-channel that already failed keeps reporting TRANSIENT_FAILURE while grpc reconnects in the background
-every ``grpc.max_reconnect_backoff_ms`` at most (2 s here, instead of grpc's 120 s), so an attempt waits a
-little longer than that for the next reconnection: the default retry (4 attempts) then spans several
-seconds of outage, and a server restarted within them is found.
+message. On a channel that is not connected, a unary attempt first waits (within its deadline) for a
+connection. If none comes, the call is still made — grpc then fails it at once with its own account of
+the connection failure — and an ``UNAVAILABLE`` it ends with while the channel is still in
+TRANSIENT_FAILURE (it never connected since) is marked ``request_not_sent=True``: the one failure after
+which even a non-idempotent write may be retried. A call made on a READY channel is never marked so,
+whatever the server answers. A channel that already failed keeps reporting TRANSIENT_FAILURE while grpc
+reconnects in the background every ``grpc.max_reconnect_backoff_ms`` at most (2 s here, instead of
+grpc's 120 s), so an attempt waits a little longer than that for the next reconnection: the default retry
+(4 attempts) then spans several seconds of outage, and a server restarted within them is found.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
-from invora.errors import Unavailable, from_grpc_error
+from invora.errors import RpcError, from_grpc_error
 from invora.transport import (
     AsyncRawCallable,
     AsyncRequestFeed,
@@ -94,14 +96,6 @@ def _patience(config: TransportConfig) -> float:
     except (TypeError, ValueError):
         cap = 2.0
     return cap * 1.2 + 0.5
-
-
-def _not_connected(config: TransportConfig, method: MethodInfo, waited: float) -> Unavailable:
-    return Unavailable(
-        f"could not connect to {config.address} (waited {waited:.1f}s); the request was not sent",
-        request_not_sent=True,
-        method=method.full_name,
-    )
 
 
 def _wait_ready(channel: grpc.Channel, timeout: float, patience: float) -> bool:
@@ -257,28 +251,35 @@ class GrpcTransport(Transport):
     def _unary_mc(self, method: MethodInfo) -> Any:
         return _multicallable(self.channel, "unary_unary", method)
 
-    def _connected(self, method: MethodInfo, timeout: float) -> float:
-        """The attempt's timeout left once the channel is READY; raises Unavailable(request_not_sent)."""
+    def _connected(self, timeout: float) -> tuple[float, bool]:
+        """(the attempt's timeout left, whether the channel is READY) after waiting for a connection."""
         channel = self.channel
         if channel._channel.check_connectivity_state(False) == _READY:  # type: ignore[attr-defined]
-            return timeout
+            return timeout, True
         started = time.monotonic()
         ready = _wait_ready(channel, timeout, self._patience)
-        waited = time.monotonic() - started
-        if not ready:
-            raise _not_connected(self.config, method, waited)
-        return max(timeout - waited, 0.001)
+        return max(timeout - (time.monotonic() - started), 0.001), ready
+
+    def _error(self, exc: grpc.RpcError, method: MethodInfo, ready: bool) -> RpcError:
+        """The error of a failed call; not sent only if it was made on a channel that had not connected
+        and still has not (grpc fails such calls before writing anything)."""
+        not_sent = (
+            not ready
+            and exc.code() == grpc.StatusCode.UNAVAILABLE
+            and self.channel._channel.check_connectivity_state(False) == _FAILURE  # type: ignore[attr-defined]
+        )
+        return from_grpc_error(exc, method.full_name, request_not_sent=not_sent)
 
     def unary(self, method: MethodInfo) -> UnaryCallable:
         mc = self._unary_mc(method)
         connected = self._connected
 
         def call(request: Message, timeout: float, metadata: Metadata) -> Message:
-            timeout = connected(method, timeout)
+            timeout, ready = connected(timeout)
             try:
                 return mc(request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]
             except grpc.RpcError as exc:
-                raise from_grpc_error(exc, method.full_name) from None
+                raise self._error(exc, method, ready) from None
 
         return call
 
@@ -297,11 +298,11 @@ class GrpcTransport(Transport):
         mc = self._unary_mc(method)
 
         def call(request: Message, timeout: float, metadata: Metadata) -> RawResponse:
-            timeout = self._connected(method, timeout)
+            timeout, ready = self._connected(timeout)
             try:
                 response, rpc = mc.with_call(request, timeout=timeout, metadata=metadata)
             except grpc.RpcError as exc:
-                raise from_grpc_error(exc, method.full_name) from None
+                raise self._error(exc, method, ready) from None
             return RawResponse(
                 response, _md(rpc.initial_metadata()), _md(rpc.trailing_metadata()), rpc.code()
             )
@@ -472,17 +473,26 @@ class AsyncGrpcTransport(AsyncTransport):
             )
         return mc
 
-    async def _connected(self, method: MethodInfo, timeout: float) -> float:
+    def _channel(self) -> grpc.aio.Channel:
+        return self._current.channel if self._current is not None else self._open().channel
+
+    async def _connected(self, timeout: float) -> tuple[float, bool]:
         """:meth:`GrpcTransport._connected` for the channel of the running loop."""
-        channel = self._current.channel if self._current is not None else self._open().channel
+        channel = self._channel()
         if channel.get_state() is grpc.ChannelConnectivity.READY:
-            return timeout
+            return timeout, True
         started = time.monotonic()
         ready = await _await_ready(channel, timeout, self._patience)
-        waited = time.monotonic() - started
-        if not ready:
-            raise _not_connected(self.config, method, waited)
-        return max(timeout - waited, 0.001)
+        return max(timeout - (time.monotonic() - started), 0.001), ready
+
+    def _error(self, exc: grpc.RpcError, method: MethodInfo, ready: bool) -> RpcError:
+        """:meth:`GrpcTransport._error` for the channel of the running loop."""
+        not_sent = (
+            not ready
+            and exc.code() == grpc.StatusCode.UNAVAILABLE
+            and self._channel().get_state() is grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        )
+        return from_grpc_error(exc, method.full_name, request_not_sent=not_sent)
 
     def unary(self, method: MethodInfo) -> AsyncUnaryCallable:
         codecs = _codecs(method)
@@ -490,11 +500,11 @@ class AsyncGrpcTransport(AsyncTransport):
 
         async def call(request: Message, timeout: float, metadata: Metadata) -> Message:
             mc = mc_for("unary_unary", method, codecs)
-            timeout = await self._connected(method, timeout)
+            timeout, ready = await self._connected(timeout)
             try:
                 return await mc(request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]
             except grpc.RpcError as exc:
-                raise from_grpc_error(exc, method.full_name) from None
+                raise self._error(exc, method, ready) from None
 
         return call
 
@@ -516,7 +526,7 @@ class AsyncGrpcTransport(AsyncTransport):
                     grpc.StatusCode.OK,
                 )
             mc = self._mc("unary_unary", method, codecs)
-            timeout = await self._connected(method, timeout)
+            timeout, ready = await self._connected(timeout)
             rpc = mc(request, timeout=timeout, metadata=metadata)
             try:
                 response = await rpc
@@ -527,7 +537,7 @@ class AsyncGrpcTransport(AsyncTransport):
                     await rpc.code(),
                 )
             except grpc.RpcError as exc:
-                raise from_grpc_error(exc, method.full_name) from None
+                raise self._error(exc, method, ready) from None
 
         return call
 
