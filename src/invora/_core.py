@@ -32,7 +32,7 @@ from invora.errors import (
     Unauthenticated,
 )
 from invora.pagination import AsyncPager, Pager
-from invora.retry import Retry
+from invora.retry import Retry, RetryState
 from invora.transport import AsyncRequestFeed, RequestFeed
 
 if TYPE_CHECKING:
@@ -368,8 +368,99 @@ class _CoreBase:
         self.check_process()
 
 
+class _Attempts:
+    """The decisions of one unary call, attempt by attempt, with no I/O (the sync and async loops only
+    fetch credentials, call and wait): metadata and span of each attempt, the observer, one token refresh
+    on UNAUTHENTICATED, and the retry decision and delay."""
+
+    __slots__ = (
+        "amd",
+        "auth_retry",
+        "b",
+        "core",
+        "md",
+        "policy",
+        "rebudget",
+        "req",
+        "span",
+        "started",
+        "state",
+        "t0",
+    )
+
+    def __init__(self, core: _CoreBase, b: Binding, req: Any, retry: RetryArg, md: Metadata) -> None:
+        self.core = core
+        self.b = b
+        self.req = req
+        self.md = md
+        policy = core.retry if retry is DEFAULT else retry
+        self.policy = policy if isinstance(policy, Retry) else None
+        creds = core.credentials
+        self.auth_retry = creds is not None and creds.refreshable
+        self.started = _monotonic() if policy is not None else 0.0
+        self.state: RetryState | None = None
+        self.amd: AuthMetadata = ()
+        self.span: CallSpan | None = None
+        self.t0 = 0.0
+        self.rebudget = False
+
+    def begin(self, amd: AuthMetadata) -> Metadata:
+        """The metadata of the next attempt (credentials ``amd`` first); starts its clock and span."""
+        self.amd = amd
+        md = self.md
+        full = amd + md if md else amd
+        core = self.core
+        if core.on_call is not None:
+            self.t0 = _perf()
+        tracer = core.tracer
+        if tracer is not None:
+            span = self.span = tracer.start(self.b.full_name)
+            full = full + span.metadata
+        return full
+
+    def succeeded(self, response: Any) -> None:
+        if self.span is not None:
+            self.span.end(None)
+        if self.core.on_call is not None:
+            self.core.notify(self.b.full_name, self.t0, _OK, self.req, response)
+
+    def failed(self, exc: BaseException) -> float | None:
+        """Ends the attempt with ``exc``: None when it must be raised, else the wait before the next."""
+        if self.span is not None:
+            self.span.end(exc)
+        if not isinstance(exc, InvoraError):
+            return None  # a local failure (bad request type, cancellation)
+        core = self.core
+        if core.on_call is not None:
+            core.notify(self.b.full_name, self.t0, exc.code, self.req, None)
+        if isinstance(exc, Unauthenticated):
+            if not self.auth_retry:
+                return None
+            self.auth_retry = False
+            core.credentials.invalidate(self.amd)  # type: ignore[union-attr]
+            return 0.0
+        policy = self.policy
+        if policy is None:
+            return None
+        state = self.state
+        if state is None:
+            state = self.state = policy.start(self.b.idempotent, self.started)
+        delay = state.next_delay(exc)
+        exc.attempts = state.attempt
+        self.rebudget = delay is not None
+        return delay
+
+    def timeout(self, timeout: float) -> float:
+        """The next attempt's deadline, once the wait is over: bounded by the retry budget left, or
+        unchanged after a token refresh."""
+        if not self.rebudget:
+            return timeout
+        self.rebudget = False
+        return self.state.attempt_timeout(timeout)  # type: ignore[union-attr]
+
+
 class Core(_CoreBase):
-    """Blocking pipeline."""
+    """Blocking pipeline: the decisions are :class:`_Attempts`'; this loop only calls and sleeps."""
 
     transport: Transport
 
@@ -380,59 +471,22 @@ class Core(_CoreBase):
             call = b.call
         if timeout is None:
             timeout = self.timeout
-        policy = self.retry if retry is DEFAULT else retry
         creds = self.credentials
-        observed = self.on_call is not None
-        auth_retry = creds is not None and creds.refreshable
-        started = _monotonic() if policy is not None else 0.0
-        state = None
-        amd: AuthMetadata = ()
+        attempts = _Attempts(self, b, req, retry, md)
         while True:
-            if creds is not None:
-                amd = creds.metadata()
-                full = amd + md if md else amd
-            else:
-                full = md
-            t0 = _perf() if observed else 0.0
-            span = self.tracer.start(b.full_name) if self.tracer is not None else None
-            if span is not None:
-                full = full + span.metadata
+            full = attempts.begin(creds.metadata() if creds is not None else ())
             try:
                 response = call(req, timeout, full)
-                if span is not None:
-                    span.end(None)
-                if observed:
-                    self.notify(b.full_name, t0, _OK, req, response)
-                return response
-            except Unauthenticated as exc:
-                if span is not None:
-                    span.end(exc)
-                if observed:
-                    self.notify(b.full_name, t0, exc.code, req, None)
-                if not auth_retry:
-                    raise
-                auth_retry = False
-                creds.invalidate(amd)  # type: ignore[union-attr]
-                continue
-            except InvoraError as exc:
-                if span is not None:
-                    span.end(exc)
-                if observed:
-                    self.notify(b.full_name, t0, exc.code, req, None)
-                if policy is None or not isinstance(policy, Retry):
-                    raise
-                if state is None:
-                    state = policy.start(b.idempotent, started)
-                delay = state.next_delay(exc)
-                exc.attempts = state.attempt
+            except BaseException as exc:
+                delay = attempts.failed(exc)
                 if delay is None:
                     raise
-            except BaseException as exc:  # a local failure (bad request type, cancellation): close the span
-                if span is not None:
-                    span.end(exc)
-                raise
-            time.sleep(delay)
-            timeout = state.attempt_timeout(timeout)
+            else:
+                attempts.succeeded(response)
+                return response
+            if delay:
+                time.sleep(delay)
+            timeout = attempts.timeout(timeout)
 
     def server_stream(self, b: Binding, req: Any, timeout: float | None, md: Metadata) -> _Stream:
         return _Stream(self, b, req, self.stream_timeout if timeout is None else timeout, md, False)
@@ -450,11 +504,13 @@ class Core(_CoreBase):
         self.transport.close()
 
 
-class _Stream:
-    """A server or bidi stream: iterate responses; one transparent token refresh before the first one."""
+class _StreamBase:
+    """What a sync and an async stream share: the opening call, and the one transparent token refresh
+    when the first response fails with UNAUTHENTICATED (a bidi request iterator cannot be replayed, so
+    only server streams get it)."""
 
     def __init__(
-        self, core: Core, b: Binding, req: Any, timeout: float, md: Metadata, client_streaming: bool
+        self, core: _CoreBase, b: Binding, req: Any, timeout: float, md: Metadata, client_streaming: bool
     ):
         self._core = core
         self._b = b
@@ -465,16 +521,33 @@ class _Stream:
         self._amd: AuthMetadata = ()
         self._received = False
         creds = core.credentials
-        # A bidi request iterator cannot be replayed, so only server streams get the refresh-and-retry.
         self._auth_retry = creds is not None and creds.refreshable and not client_streaming
+
+    def _open(self, amd: AuthMetadata | None) -> None:
+        md = self._md
+        if amd is not None:
+            self._amd = amd
+            md = amd + md
+        self._call = self._b.call(self._req, self._timeout, md)
+
+    def _refresh(self) -> bool:
+        """After UNAUTHENTICATED: whether to reopen (the token was invalidated) or raise."""
+        if self._received or not self._auth_retry:
+            return False
+        self._auth_retry = False
+        self._core.credentials.invalidate(self._amd)  # type: ignore[union-attr]
+        return True
+
+    def cancel(self) -> bool:
+        return bool(self._call.cancel()) if self._call is not None else False
+
+
+class _Stream(_StreamBase):
+    """A server or bidi stream: iterate responses."""
 
     def _start(self) -> None:
         creds = self._core.credentials
-        md = self._md
-        if creds is not None:
-            self._amd = creds.metadata()
-            md = self._amd + md
-        self._call = self._b.call(self._req, self._timeout, md)
+        self._open(creds.metadata() if creds is not None else None)
 
     def __iter__(self) -> _Stream:
         return self
@@ -485,17 +558,12 @@ class _Stream:
         try:
             item = next(self._call)
         except Unauthenticated:
-            if self._received or not self._auth_retry:
+            if not self._refresh():
                 raise
-            self._auth_retry = False
-            self._core.credentials.invalidate(self._amd)  # type: ignore[union-attr]
             self._start()
             item = next(self._call)
         self._received = True
         return item
-
-    def cancel(self) -> bool:
-        return bool(self._call.cancel()) if self._call is not None else False
 
     def initial_metadata(self) -> tuple[tuple[str, Any], ...]:
         if self._call is None:
@@ -524,61 +592,26 @@ class AsyncCore(_CoreBase):
             call = b.call
         if timeout is None:
             timeout = self.timeout
-        policy = self.retry if retry is DEFAULT else retry
         creds = self.credentials
-        observed = self.on_call is not None
-        auth_retry = creds is not None and creds.refreshable
-        started = _monotonic() if policy is not None else 0.0
-        state = None
-        amd: AuthMetadata | None = ()
+        attempts = _Attempts(self, b, req, retry, md)
         while True:
-            if creds is not None:
-                amd = creds.cached_metadata()
-                if amd is None:
-                    amd = await creds.ametadata()
-                full = amd + md if md else amd
+            if creds is None:
+                full = attempts.begin(())
             else:
-                full = md
-            t0 = _perf() if observed else 0.0
-            span = self.tracer.start(b.full_name) if self.tracer is not None else None
-            if span is not None:
-                full = full + span.metadata
+                amd = creds.cached_metadata()
+                full = attempts.begin(await creds.ametadata() if amd is None else amd)
             try:
                 response = await call(req, timeout, full)
-                if span is not None:
-                    span.end(None)
-                if observed:
-                    self.notify(b.full_name, t0, _OK, req, response)
-                return response
-            except Unauthenticated as exc:
-                if span is not None:
-                    span.end(exc)
-                if observed:
-                    self.notify(b.full_name, t0, exc.code, req, None)
-                if not auth_retry:
-                    raise
-                auth_retry = False
-                creds.invalidate(amd)  # type: ignore[union-attr,arg-type]
-                continue
-            except InvoraError as exc:
-                if span is not None:
-                    span.end(exc)
-                if observed:
-                    self.notify(b.full_name, t0, exc.code, req, None)
-                if policy is None or not isinstance(policy, Retry):
-                    raise
-                if state is None:
-                    state = policy.start(b.idempotent, started)
-                delay = state.next_delay(exc)
-                exc.attempts = state.attempt
+            except BaseException as exc:
+                delay = attempts.failed(exc)
                 if delay is None:
                     raise
-            except BaseException as exc:  # a local failure (bad request type, cancellation): close the span
-                if span is not None:
-                    span.end(exc)
-                raise
-            await asyncio.sleep(delay)
-            timeout = state.attempt_timeout(timeout)
+            else:
+                attempts.succeeded(response)
+                return response
+            if delay:
+                await asyncio.sleep(delay)
+            timeout = attempts.timeout(timeout)
 
     def server_stream(self, b: Binding, req: Any, timeout: float | None, md: Metadata) -> _AsyncStream:
         return _AsyncStream(self, b, req, self.stream_timeout if timeout is None else timeout, md, False)
@@ -596,30 +629,12 @@ class AsyncCore(_CoreBase):
         await self.transport.close()
 
 
-class _AsyncStream:
-    """Async twin of :class:`_Stream`; the call starts on the first ``__anext__`` (inside the loop)."""
-
-    def __init__(
-        self, core: AsyncCore, b: Binding, req: Any, timeout: float, md: Metadata, client_streaming: bool
-    ):
-        self._core = core
-        self._b = b
-        self._req = req
-        self._timeout = timeout
-        self._md = md
-        self._call: Any = None
-        self._amd: AuthMetadata = ()
-        self._received = False
-        creds = core.credentials
-        self._auth_retry = creds is not None and creds.refreshable and not client_streaming
+class _AsyncStream(_StreamBase):
+    """The async stream; the call starts on the first ``__anext__`` (inside the loop)."""
 
     async def _start(self) -> None:
         creds = self._core.credentials
-        md = self._md
-        if creds is not None:
-            self._amd = await creds.ametadata()
-            md = self._amd + md
-        self._call = self._b.call(self._req, self._timeout, md)
+        self._open(await creds.ametadata() if creds is not None else None)
 
     def __aiter__(self) -> _AsyncStream:
         return self
@@ -630,17 +645,12 @@ class _AsyncStream:
         try:
             item = await self._call.__anext__()
         except Unauthenticated:
-            if self._received or not self._auth_retry:
+            if not self._refresh():
                 raise
-            self._auth_retry = False
-            self._core.credentials.invalidate(self._amd)  # type: ignore[union-attr]
             await self._start()
             item = await self._call.__anext__()
         self._received = True
         return item
-
-    def cancel(self) -> bool:
-        return bool(self._call.cancel()) if self._call is not None else False
 
     async def initial_metadata(self) -> tuple[tuple[str, Any], ...]:
         if self._call is None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Generic, NoReturn, TypeVar
 
 from invora.errors import InvoraError, OutOfRange, Unknown
 
@@ -46,8 +46,11 @@ def _cursor_error(exc: InvoraError, cursor: str) -> InvoraError:
 
 
 class _PagerBase(Generic[ItemT, PageT]):
+    """The page-advancing decisions both pagers share; the subclasses only fetch and wait."""
+
     def __init__(
         self,
+        fetch: Callable[[Any], Any],
         request: Any,
         *,
         items_field: str = "items",
@@ -57,13 +60,15 @@ class _PagerBase(Generic[ItemT, PageT]):
     ) -> None:
         if max_items is not None and max_items < 0:
             raise ValueError("max_items must be >= 0")
+        self._fetch_page = fetch
         self._request = request  # owned copy, never the caller's message
         self._items_field = items_field
         self._max_items = max_items
         self.prefetch = prefetch
         self.method = method
         self._last_page: PageT | None = None
-        self._started = False
+        self._pending_first: PageT | None = None
+        self._seen = 0
         #: Cursor to resume after the pages handed out so far (None before the first page / after the last).
         self.next_page_cursor: str | None = None
         #: Pages fetched so far (including a prefetched one not yet handed out).
@@ -72,14 +77,32 @@ class _PagerBase(Generic[ItemT, PageT]):
     def _cursor_of(self, page: Any) -> str:
         return page.next_page_cursor  # type: ignore[no-any-return]
 
-    def _next_request(self, request: Any, cursor: str) -> Any:
-        nxt = type(request)()
-        nxt.CopyFrom(request)
-        nxt.pagination.cursor = cursor
-        return nxt
-
     def _items_of(self, page: Any) -> Any:
         return getattr(page, self._items_field)
+
+    def _first(self) -> PageT | None:
+        """The page fetched ahead of iteration (by ``total_count``), handed out once."""
+        page, self._pending_first = self._pending_first, None
+        return page
+
+    def _advance(self, request: Any, page: PageT) -> Any:
+        """Records ``page`` (the answer to ``request``); returns the request of the next page, or None."""
+        self._last_page = page
+        cursor = self._cursor_of(page)
+        self._seen += len(self._items_of(page))
+        nxt = None
+        if cursor and (self._max_items is None or self._seen < self._max_items):
+            if cursor == request.pagination.cursor:
+                raise Unknown(f"{self.method}: the server returned the same page cursor twice")
+            nxt = type(request)()
+            nxt.CopyFrom(request)
+            nxt.pagination.cursor = cursor
+        self.next_page_cursor = cursor or None
+        return nxt
+
+    def _fetched(self, page: PageT) -> PageT:
+        self.pages_fetched += 1
+        return page
 
     @property
     def total_count(self) -> int | None:
@@ -92,6 +115,14 @@ class _PagerBase(Generic[ItemT, PageT]):
             f"{type(self).__name__}({self.method}, pages_fetched={self.pages_fetched}, "
             f"next_page_cursor={self.next_page_cursor!r})"
         )
+
+
+def _page_error(exc: InvoraError, request: Any) -> NoReturn:
+    """Raise a failed page's error, saying so when its cursor is what the server rejected."""
+    err = _cursor_error(exc, request.pagination.cursor)
+    if err is exc:
+        raise exc
+    raise err from exc
 
 
 class _Prefetch:
@@ -123,45 +154,22 @@ class _Prefetch:
 class Pager(_PagerBase[ItemT, PageT]):
     """Items across pages (``for item in pager``) or pages (``for page in pager.pages``)."""
 
-    def __init__(self, fetch: Callable[[Any], PageT], request: Any, **kwargs: Any) -> None:
-        super().__init__(request, **kwargs)
-        self._fetch_page = fetch
-        self._pending_first: PageT | None = None
-        self._gen: Iterator[PageT] | None = None
+    _gen: Iterator[PageT] | None = None
 
     def _fetch(self, request: Any) -> PageT:
         try:
-            page = self._fetch_page(request)
+            return self._fetched(self._fetch_page(request))
         except InvoraError as exc:
-            err = _cursor_error(exc, request.pagination.cursor)
-            if err is exc:
-                raise
-            raise err from exc
-        self.pages_fetched += 1
-        return page
+            _page_error(exc, request)
 
     def _page_gen(self) -> Iterator[PageT]:
         request = self._request
-        page = self._pending_first
-        self._pending_first = None
+        page = self._first()
         if page is None:
             page = self._fetch(request)
-        seen = 0
-        max_items = self._max_items
         while True:
-            self._last_page = page
-            cursor = self._cursor_of(page)
-            seen += len(self._items_of(page))
-            more = bool(cursor) and (max_items is None or seen < max_items)
-            ahead: _Prefetch | None = None
-            nxt = None
-            if more:
-                if cursor == request.pagination.cursor:
-                    raise Unknown(f"{self.method}: the server returned the same page cursor twice")
-                nxt = self._next_request(request, cursor)
-                if self.prefetch:
-                    ahead = _Prefetch(self._fetch, nxt)
-            self.next_page_cursor = cursor or None
+            nxt = self._advance(request, page)
+            ahead = _Prefetch(self._fetch, nxt) if nxt is not None and self.prefetch else None
             yield page
             if nxt is None:
                 return
@@ -202,46 +210,25 @@ class Pager(_PagerBase[ItemT, PageT]):
 class AsyncPager(_PagerBase[ItemT, PageT]):
     """``async for item in pager`` / ``async for page in pager.pages``; prefetches with a task."""
 
-    def __init__(self, fetch: Callable[[Any], Awaitable[PageT]], request: Any, **kwargs: Any) -> None:
-        super().__init__(request, **kwargs)
-        self._fetch_page = fetch
-        self._pending_first: PageT | None = None
-        self._gen: AsyncIterator[PageT] | None = None
+    _gen: AsyncIterator[PageT] | None = None
 
     async def _fetch(self, request: Any) -> PageT:
         try:
-            page = await self._fetch_page(request)
+            return self._fetched(await self._fetch_page(request))
         except InvoraError as exc:
-            err = _cursor_error(exc, request.pagination.cursor)
-            if err is exc:
-                raise
-            raise err from exc
-        self.pages_fetched += 1
-        return page
+            _page_error(exc, request)
 
     async def _page_gen(self) -> AsyncIterator[PageT]:
         request = self._request
-        page = self._pending_first
-        self._pending_first = None
+        page = self._first()
         if page is None:
             page = await self._fetch(request)
-        seen = 0
-        max_items = self._max_items
         ahead: asyncio.Task[PageT] | None = None
         try:
             while True:
-                self._last_page = page
-                cursor = self._cursor_of(page)
-                seen += len(self._items_of(page))
-                more = bool(cursor) and (max_items is None or seen < max_items)
-                nxt = None
-                if more:
-                    if cursor == request.pagination.cursor:
-                        raise Unknown(f"{self.method}: the server returned the same page cursor twice")
-                    nxt = self._next_request(request, cursor)
-                    if self.prefetch:
-                        ahead = asyncio.ensure_future(self._fetch(nxt))
-                self.next_page_cursor = cursor or None
+                nxt = self._advance(request, page)
+                if nxt is not None and self.prefetch:
+                    ahead = asyncio.ensure_future(self._fetch(nxt))
                 yield page
                 if nxt is None:
                     return
