@@ -449,3 +449,41 @@ def test_server_latency_beyond_the_deadline(sb: Any, tenant: Any) -> None:
             assert info.value.attempts == 2  # a read: retried once with a fresh attempt deadline
         finally:
             sb.set_latency(0.0, method=GET)
+
+
+# -- with_options ----------------------------------------------------------------------------------------------
+def test_with_options_copy_shares_channels_and_changes_only_what_is_asked(sb: Any, tenant: Any) -> None:
+    seen: list[str] = []
+    client = client_for(sb, tenant)
+    copy = client.with_options(retry=None, on_call=lambda m, d, c, q, r: seen.append(c.name))
+    assert copy.org_id == tenant.org_id and copy._scope.core.transport is client._scope.core.transport
+    key = client.simple.invoices.create(changes=changes()).details.key
+    sb.inject_error(GET, grpc.StatusCode.UNAVAILABLE, times=1)
+    with pytest.raises(invora.Unavailable):
+        copy.simple.invoices.get(key=key)  # retry=None on the copy
+    assert seen == ["UNAVAILABLE"]
+    sb.inject_error(GET, grpc.StatusCode.UNAVAILABLE, times=1)
+    assert client.simple.invoices.get(key=key).details.key == key  # the original still retries
+    assert seen == ["UNAVAILABLE"]  # and has no observer
+    copy.close()  # a copy over shared channels leaves them open
+    assert copy.simple.invoices.get(key=key).details.key == key
+    client.close()
+    with pytest.raises(invora.ClientClosedError):
+        copy.simple.invoices.get(key=key)
+
+
+async def test_with_options_new_target_owns_its_channels(sb: Any, tenant: Any) -> None:
+    creds = invora.ClientCredentials(tenant.client_id, tenant.client_secret, sb.token_url)
+    client = invora.AsyncClient(environment="staging", credentials=creds, org_id=tenant.org_id)
+    moved = client.with_options(target=sb.grpc_target, timeout=7)
+    assert moved.target != client.target and moved._scope.core.timeout == 7.0
+    await client.close()
+    assert (await moved.simple.invoices.list(page_size=1).fetch_total_count()) >= 0
+    await moved.close()
+    with pytest.raises(invora.ClientClosedError):
+        await moved.simple.invoices.get(key="x")
+
+
+def test_with_options_refuses_unknown_names(sb: Any, tenant: Any) -> None:
+    with client_for(sb, tenant) as client, pytest.raises(invora.ConfigurationError, match="timeot"):
+        client.with_options(timeot=5)

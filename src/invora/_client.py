@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from invora._core import AsyncCore, Core, OnCall, Scope
 from invora._proto.services import AsyncServices, Services
@@ -26,31 +27,45 @@ __all__ = ["AsyncClient", "Client"]
 _VERSION = "0.1.0"
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The client's arguments as given, frozen: built once, copied with changes by ``with_options``."""
+
+    target: str | None = None
+    environment: str | None = None
+    credentials: Credentials | str | None = None
+    org_id: str | None = None
+    timeout: float = 30.0
+    stream_timeout: float = 600.0
+    retry: Retry | Any | None = DEFAULT
+    tls: bool | None = None
+    root_certificates: bytes | str | os.PathLike[str] | None = None
+    private_key: bytes | None = None
+    certificate_chain: bytes | None = None
+    ssl_target_name: str | None = None
+    channel_options: Sequence[tuple[str, Any]] | Mapping[str, Any] | None = None
+    org_header: str = "x-target-org-id"
+    metadata: Sequence[tuple[str, str]] | Mapping[str, str] | None = None
+    on_call: OnCall | None = None
+    transport: str = "grpc"
+    prefetch: bool = True
+    user_agent: str | None = None
+    schema_check: str = "off"
+    schema: str | os.PathLike[str] | bytes | FileDescriptorSet | None = None
+
+
+_OPTION_NAMES = frozenset(f.name for f in fields(_Options))
+
+
 class _Settings:
     """Validated client configuration (everything decided before any network)."""
 
-    def __init__(
-        self,
-        target: str | None,
-        environment: str | None,
-        credentials: Credentials | str | None,
-        org_id: str | None,
-        timeout: float,
-        stream_timeout: float,
-        retry: Retry | Any | None,
-        tls: bool | None,
-        root_certificates: bytes | str | os.PathLike[str] | None,
-        private_key: bytes | None,
-        certificate_chain: bytes | None,
-        ssl_target_name: str | None,
-        channel_options: Sequence[tuple[str, Any]] | Mapping[str, Any] | None,
-        org_header: str,
-        metadata: Sequence[tuple[str, str]] | Mapping[str, str] | None,
-        on_call: OnCall | None,
-        transport: str,
-        prefetch: bool,
-        user_agent: str | None,
-    ) -> None:
+    def __init__(self, options: _Options) -> None:
+        o = self.options = options
+        target, environment, credentials = o.target, o.environment, o.credentials
+        timeout, stream_timeout, retry, tls = o.timeout, o.stream_timeout, o.retry, o.tls
+        private_key, org_header, metadata, on_call = o.private_key, o.org_header, o.metadata, o.on_call
+        channel_options, transport = o.channel_options, o.transport
         if target is not None and environment is not None:
             raise ConfigurationError("pass target or environment, not both")
         if target is None:
@@ -61,7 +76,7 @@ class _Settings:
                 )
             target = ENVIRONMENTS[env]
         parsed = parse_target(target)
-        roots = _read_roots(root_certificates)
+        roots = _read_roots(o.root_certificates)
         if parsed.scheme == "https" and tls is False:
             raise ConfigurationError(f"target {target!r} says https but tls=False")
         if parsed.scheme == "http" and (tls is True or roots is not None):
@@ -113,20 +128,20 @@ class _Settings:
             secure=secure,
             root_certificates=roots,
             private_key=private_key,
-            certificate_chain=certificate_chain,
-            ssl_target_name=ssl_target_name,
+            certificate_chain=o.certificate_chain,
+            ssl_target_name=o.ssl_target_name,
             channel_options=opts,
-            user_agent=user_agent or f"invora-python/{_VERSION}",
+            user_agent=o.user_agent or f"invora-python/{_VERSION}",
         )
         self.credentials = credentials
-        self.org_id = org_id
+        self.org_id = o.org_id
         self.timeout = float(timeout)
         self.stream_timeout = float(stream_timeout)
         self.retry: Retry | None = retry
         self.org_header = header
         self.extra_md = extra
         self.on_call = on_call
-        self.prefetch = prefetch
+        self.prefetch = o.prefetch
 
 
 def _read_roots(value: bytes | str | os.PathLike[str] | None) -> bytes | None:
@@ -173,10 +188,77 @@ _INIT_DOC = """
 """
 
 
-class _ClientMixin:
-    _scope: Scope
+_C = TypeVar("_C", bound="_BaseClient")
+
+
+class _BaseClient(Namespace):
+    """What both clients share: arguments, validation, the core, views, generic calls; the two
+    subclasses add only what differs between blocking and awaiting (``raw``, ``close``, context)."""
+
     _settings: _Settings
     _owner: bool
+    _async: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        environment: str | None = None,
+        credentials: Credentials | str | None = None,
+        org_id: str | None = None,
+        timeout: float = 30.0,
+        stream_timeout: float = 600.0,
+        retry: Retry | Any | None = DEFAULT,
+        tls: bool | None = None,
+        root_certificates: bytes | str | os.PathLike[str] | None = None,
+        private_key: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        ssl_target_name: str | None = None,
+        channel_options: Sequence[tuple[str, Any]] | Mapping[str, Any] | None = None,
+        org_header: str = "x-target-org-id",
+        metadata: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
+        on_call: OnCall | None = None,
+        transport: str = "grpc",
+        prefetch: bool = True,
+        user_agent: str | None = None,
+        schema_check: str = "off",
+        schema: str | os.PathLike[str] | bytes | FileDescriptorSet | None = None,
+    ) -> None:
+        options = _Options(
+            target=target, environment=environment, credentials=credentials, org_id=org_id, timeout=timeout,
+            stream_timeout=stream_timeout, retry=retry, tls=tls, root_certificates=root_certificates,
+            private_key=private_key, certificate_chain=certificate_chain, ssl_target_name=ssl_target_name,
+            channel_options=channel_options, org_header=org_header, metadata=metadata, on_call=on_call,
+            transport=transport, prefetch=prefetch, user_agent=user_agent, schema_check=schema_check,
+            schema=schema,
+        )  # fmt: skip
+        self._start(_Settings(options), None)
+
+    def _start(self, s: _Settings, parent: Core | AsyncCore | None) -> None:
+        """Builds the core: over ``parent``'s transport when given (a ``with_options`` copy), else a new one."""
+        core_cls = AsyncCore if self._async else Core
+        if parent is None:
+            transport = (s.async_transport_cls if self._async else s.sync_transport_cls)(s.config)
+        else:
+            transport = parent.transport
+        core = core_cls(
+            transport,
+            s.credentials,
+            timeout=s.timeout,
+            stream_timeout=s.stream_timeout,
+            retry=s.retry,
+            on_call=s.on_call,
+            org_header=s.org_header,
+            prefetch=s.prefetch,
+        )
+        if parent is not None:
+            parent.adopt(core)
+        self._settings = s
+        self._owner = parent is None
+        Namespace.__init__(self, Scope(core, s.org_id, s.extra_md))
+        o = s.options
+        if o.schema is not None or o.schema_check != "off":
+            _install_schema(self, o.schema_check, o.schema)
 
     @property
     def org_id(self) -> str | None:
@@ -191,13 +273,36 @@ class _ClientMixin:
     def credentials(self) -> Credentials | None:
         return self._settings.credentials
 
-    def with_org(self, org_id: str | None) -> Any:
+    def with_org(self: _C, org_id: str | None) -> _C:
         """A view acting on ``org_id`` (None: home org); shares channels and credentials with this client."""
         view = object.__new__(type(self))
         view._settings = self._settings
         view._owner = False
-        Namespace.__init__(view, Scope(self._scope.core, org_id, self._scope.extra_md))  # type: ignore[arg-type]
+        Namespace.__init__(view, Scope(self._scope.core, org_id, self._scope.extra_md))
         return view
+
+    def with_options(self: _C, **changes: Any) -> _C:
+        """A copy with some constructor arguments changed (``client.with_options(timeout=5, retry=None)``).
+
+        The copy shares this client's channels and is closed with it, unless a change needs other
+        channels (``target``, ``transport``, TLS or channel options): then it has its own, to close too.
+        """
+        unknown = sorted(set(changes) - _OPTION_NAMES)
+        if unknown:
+            raise ConfigurationError(
+                f"with_options() got unknown option(s) {', '.join(unknown)}; "
+                f"expected some of {', '.join(sorted(_OPTION_NAMES))}"
+            )
+        changes.setdefault("org_id", self._scope.org_id)
+        if "target" in changes or "environment" in changes:  # a new address replaces the old either way
+            changes.setdefault("target", None)
+            changes.setdefault("environment", None)
+        s = _Settings(replace(self._settings.options, **changes))
+        old = self._settings
+        same_channels = s.config == old.config and s.transport_name == old.transport_name
+        copy = object.__new__(type(self))
+        copy._start(s, self._scope.core if same_channels else None)
+        return copy
 
     def _prepare(self, method: str | MethodInfo, request: Any) -> tuple[Any, Any, Mapping[str, Any] | None]:
         from invora import _catalog
@@ -225,63 +330,6 @@ class _ClientMixin:
             return binding, None, request
         return binding, request, None
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.target} {self._scope!r}>"
-
-
-class Client(Services, _ClientMixin):  # type: ignore[misc]
-    __doc__ = "Blocking Invora client: ``client.simple.invoices.create(...)``.\n" + _INIT_DOC
-
-    def __init__(
-        self,
-        target: str | None = None,
-        *,
-        environment: str | None = None,
-        credentials: Credentials | str | None = None,
-        org_id: str | None = None,
-        timeout: float = 30.0,
-        stream_timeout: float = 600.0,
-        retry: Retry | Any | None = DEFAULT,
-        tls: bool | None = None,
-        root_certificates: bytes | str | os.PathLike[str] | None = None,
-        private_key: bytes | None = None,
-        certificate_chain: bytes | None = None,
-        ssl_target_name: str | None = None,
-        channel_options: Sequence[tuple[str, Any]] | Mapping[str, Any] | None = None,
-        org_header: str = "x-target-org-id",
-        metadata: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
-        on_call: OnCall | None = None,
-        transport: str = "grpc",
-        prefetch: bool = True,
-        user_agent: str | None = None,
-        schema_check: str = "off",
-        schema: str | os.PathLike[str] | bytes | FileDescriptorSet | None = None,
-    ) -> None:
-        s = _Settings(
-            target, environment, credentials, org_id, timeout, stream_timeout, retry, tls, root_certificates,
-            private_key, certificate_chain, ssl_target_name, channel_options, org_header, metadata, on_call,
-            transport, prefetch, user_agent,
-        )  # fmt: skip
-        core = Core(
-            s.sync_transport_cls(s.config),
-            s.credentials,
-            timeout=s.timeout,
-            stream_timeout=s.stream_timeout,
-            retry=s.retry,
-            on_call=s.on_call,
-            org_header=s.org_header,
-            prefetch=s.prefetch,
-        )
-        self._settings = s
-        self._owner = True
-        super().__init__(Scope(core, s.org_id, s.extra_md))
-        if schema is not None or schema_check != "off":
-            _install_schema(self, schema_check, schema)
-
-    def with_org(self, org_id: str | None) -> Client:
-        """A view acting on ``org_id`` (None: home org); shares channels and credentials with this client."""
-        return super().with_org(org_id)  # type: ignore[no-any-return]
-
     def invoke(
         self,
         method: str | MethodInfo,
@@ -298,12 +346,46 @@ class Client(Services, _ClientMixin):  # type: ignore[misc]
         """Call any RPC by ``"pkg.Service/Method"`` or accessor path (``"simple.invoices.get"``).
 
         ``request`` is a message, a dict of fields, or (client streaming) an iterable of either. Returns
-        what the typed method returns: a response, a :class:`~invora.pagination.Pager` or a stream.
+        what the typed method returns: a response, a :class:`~invora.pagination.Pager` or a stream (on
+        an :class:`AsyncClient`: a coroutine, an ``AsyncPager`` or an async stream).
         """
         binding, req, fields = self._prepare(method, request)
         return self._scope.dispatch(
             binding, req, fields, timeout, retry, metadata, org_id, page_size, max_items
         )
+
+    def _raw(
+        self,
+        method: str | MethodInfo,
+        request: Any,
+        timeout: float | None,
+        retry: RetryArg,
+        metadata: Sequence[tuple[str, str]] | None,
+        org_id: str | None,
+    ) -> Any:
+        """The unary call (a coroutine on the async core) behind ``raw``."""
+        binding, req, fields = self._prepare(method, request)
+        scope = self._scope
+        core = scope.core
+        core.check_usable()
+        md = scope.call_metadata(org_id, metadata)
+        if binding.info.client_streaming:
+            feed = AsyncRequestFeed if self._async else RequestFeed
+            req, retry = feed(req, binding.coerce), None
+        else:
+            req = binding.build(req, fields)
+            if binding.info.server_streaming:
+                retry = None  # streams are never retried
+        if binding.info.server_streaming or binding.info.client_streaming:
+            timeout = core.stream_timeout if timeout is None else timeout
+        return core.unary(binding, req, timeout, retry, md, call=binding.raw)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.target} {self._scope!r}>"
+
+
+class Client(_BaseClient, Services):  # type: ignore[misc]
+    __doc__ = "Blocking Invora client: ``client.simple.invoices.create(...)``.\n" + _INIT_DOC
 
     def raw(
         self,
@@ -317,21 +399,7 @@ class Client(Services, _ClientMixin):  # type: ignore[misc]
         org_id: str | None = None,
     ) -> RawResponse:
         """One call (one page, for lists) with its initial/trailing metadata and status code."""
-        binding, req, fields = self._prepare(method, request)
-        scope = self._scope
-        core = scope.core
-        assert isinstance(core, Core)
-        core.check_usable()
-        md = scope.call_metadata(org_id, metadata)
-        if binding.info.client_streaming:
-            req, retry = RequestFeed(req, binding.coerce), None
-        else:
-            req = binding.build(req, fields)
-            if binding.info.server_streaming:
-                retry = None  # streams are never retried
-        if binding.info.server_streaming or binding.info.client_streaming:
-            timeout = core.stream_timeout if timeout is None else timeout
-        return core.unary(binding, req, timeout, retry, md, call=binding.raw)  # type: ignore[no-any-return]
+        return self._raw(method, request, timeout, retry, metadata, org_id)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Close the channels (views share them: closing a view does nothing)."""
@@ -345,77 +413,9 @@ class Client(Services, _ClientMixin):  # type: ignore[misc]
         self.close()
 
 
-class AsyncClient(AsyncServices, _ClientMixin):  # type: ignore[misc]
+class AsyncClient(_BaseClient, AsyncServices):  # type: ignore[misc]
     __doc__ = "asyncio Invora client: ``await client.simple.invoices.create(...)``.\n" + _INIT_DOC
-
-    def __init__(
-        self,
-        target: str | None = None,
-        *,
-        environment: str | None = None,
-        credentials: Credentials | str | None = None,
-        org_id: str | None = None,
-        timeout: float = 30.0,
-        stream_timeout: float = 600.0,
-        retry: Retry | Any | None = DEFAULT,
-        tls: bool | None = None,
-        root_certificates: bytes | str | os.PathLike[str] | None = None,
-        private_key: bytes | None = None,
-        certificate_chain: bytes | None = None,
-        ssl_target_name: str | None = None,
-        channel_options: Sequence[tuple[str, Any]] | Mapping[str, Any] | None = None,
-        org_header: str = "x-target-org-id",
-        metadata: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
-        on_call: OnCall | None = None,
-        transport: str = "grpc",
-        prefetch: bool = True,
-        user_agent: str | None = None,
-        schema_check: str = "off",
-        schema: str | os.PathLike[str] | bytes | FileDescriptorSet | None = None,
-    ) -> None:
-        s = _Settings(
-            target, environment, credentials, org_id, timeout, stream_timeout, retry, tls, root_certificates,
-            private_key, certificate_chain, ssl_target_name, channel_options, org_header, metadata, on_call,
-            transport, prefetch, user_agent,
-        )  # fmt: skip
-        core = AsyncCore(
-            s.async_transport_cls(s.config),
-            s.credentials,
-            timeout=s.timeout,
-            stream_timeout=s.stream_timeout,
-            retry=s.retry,
-            on_call=s.on_call,
-            org_header=s.org_header,
-            prefetch=s.prefetch,
-        )
-        self._settings = s
-        self._owner = True
-        super().__init__(Scope(core, s.org_id, s.extra_md))
-        if schema is not None or schema_check != "off":
-            _install_schema(self, schema_check, schema)
-
-    def with_org(self, org_id: str | None) -> AsyncClient:
-        """A view acting on ``org_id`` (None: home org); shares channels and credentials with this client."""
-        return super().with_org(org_id)  # type: ignore[no-any-return]
-
-    def invoke(
-        self,
-        method: str | MethodInfo,
-        request: Any = None,
-        /,
-        *,
-        timeout: float | None = None,
-        retry: RetryArg = DEFAULT,
-        metadata: Sequence[tuple[str, str]] | None = None,
-        org_id: str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
-    ) -> Any:
-        """Like :meth:`Client.invoke`: a coroutine for unary RPCs, an AsyncPager or async stream otherwise."""
-        binding, req, fields = self._prepare(method, request)
-        return self._scope.dispatch(
-            binding, req, fields, timeout, retry, metadata, org_id, page_size, max_items
-        )
+    _async = True
 
     async def raw(
         self,
@@ -429,21 +429,7 @@ class AsyncClient(AsyncServices, _ClientMixin):  # type: ignore[misc]
         org_id: str | None = None,
     ) -> RawResponse:
         """Like :meth:`Client.raw`."""
-        binding, req, fields = self._prepare(method, request)
-        scope = self._scope
-        core = scope.core
-        assert isinstance(core, AsyncCore)
-        core.check_usable()
-        md = scope.call_metadata(org_id, metadata)
-        if binding.info.client_streaming:
-            req, retry = AsyncRequestFeed(req, binding.coerce), None
-        else:
-            req = binding.build(req, fields)
-            if binding.info.server_streaming:
-                retry = None
-        if binding.info.server_streaming or binding.info.client_streaming:
-            timeout = core.stream_timeout if timeout is None else timeout
-        return await core.unary(binding, req, timeout, retry, md, call=binding.raw)  # type: ignore[no-any-return]
+        return await self._raw(method, request, timeout, retry, metadata, org_id)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Close the channels (views share them: closing a view does nothing)."""

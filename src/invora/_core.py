@@ -16,6 +16,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -326,6 +327,19 @@ class _CoreBase:
         self._lock = threading.Lock()
         #: ``invora.schema.guard.SchemaState`` when the client has a runtime schema or a schema check.
         self.schema: Any = None
+        self._copies: weakref.WeakSet[_CoreBase] = weakref.WeakSet()
+
+    def adopt(self, copy: _CoreBase) -> None:
+        """``copy`` (a ``with_options`` client's core) runs over this core's transport: it keeps the
+        tracer and is closed with this core."""
+        copy.tracer = self.tracer
+        copy.closed = self.closed
+        self._copies.add(copy)
+
+    def mark_closed(self) -> None:
+        self.closed = True
+        for copy in list(self._copies):
+            copy.mark_closed()
 
     def binding(self, info: MethodInfo) -> Binding:
         binding = self._bindings.get(info)
@@ -500,7 +514,7 @@ class Core(_CoreBase):
         return _Stream(self, b, items, self.stream_timeout if timeout is None else timeout, md, True)
 
     def close(self) -> None:
-        self.closed = True
+        self.mark_closed()
         self.transport.close()
 
 
@@ -625,7 +639,7 @@ class AsyncCore(_CoreBase):
         return _AsyncStream(self, b, items, self.stream_timeout if timeout is None else timeout, md, True)
 
     async def close(self) -> None:
-        self.closed = True
+        self.mark_closed()
         await self.transport.close()
 
 
