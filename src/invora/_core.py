@@ -391,7 +391,9 @@ class _Attempts:
         "amd",
         "auth_retry",
         "b",
+        "call",
         "core",
+        "delay",
         "md",
         "policy",
         "rebudget",
@@ -400,10 +402,23 @@ class _Attempts:
         "started",
         "state",
         "t0",
+        "timeout",
     )
 
-    def __init__(self, core: _CoreBase, b: Binding, req: Any, retry: RetryArg, md: Metadata) -> None:
+    def __init__(
+        self,
+        core: _CoreBase,
+        b: Binding,
+        req: Any,
+        timeout: float | None,
+        retry: RetryArg,
+        md: Metadata,
+        call: Any,
+    ) -> None:
         self.core = core
+        self.call = b.call if call is None else call  # the transport's callable, or a raw one
+        self.timeout = core.timeout if timeout is None else timeout
+        self.delay = 0.0
         self.b = b
         self.req = req
         self.md = md
@@ -419,7 +434,11 @@ class _Attempts:
         self.rebudget = False
 
     def begin(self, amd: AuthMetadata) -> Metadata:
-        """The metadata of the next attempt (credentials ``amd`` first); starts its clock and span."""
+        """The metadata of the next attempt (credentials ``amd`` first); starts its clock and span. After
+        a retry's wait, the attempt's deadline is bounded by the retry budget left."""
+        if self.rebudget:
+            self.rebudget = False
+            self.timeout = self.state.attempt_timeout(self.timeout)  # type: ignore[union-attr]
         self.amd = amd
         md = self.md
         full = amd + md if md else amd
@@ -432,45 +451,42 @@ class _Attempts:
             full = full + span.metadata
         return full
 
-    def succeeded(self, response: Any) -> None:
+    def succeeded(self, response: Any) -> Any:
         if self.span is not None:
             self.span.end(None)
         if self.core.on_call is not None:
             self.core.notify(self.b.full_name, self.t0, _OK, self.req, response)
+        return response
 
-    def failed(self, exc: BaseException) -> float | None:
-        """Ends the attempt with ``exc``: None when it must be raised, else the wait before the next."""
+    def failed(self, exc: BaseException) -> bool:
+        """Ends the attempt with ``exc``: whether to try again (after ``delay``) rather than raise."""
         if self.span is not None:
             self.span.end(exc)
         if not isinstance(exc, InvoraError):
-            return None  # a local failure (bad request type, cancellation)
+            return False  # a local failure (bad request type, cancellation)
         core = self.core
         if core.on_call is not None:
             core.notify(self.b.full_name, self.t0, exc.code, self.req, None)
         if isinstance(exc, Unauthenticated):
             if not self.auth_retry:
-                return None
+                return False
             self.auth_retry = False
             core.credentials.invalidate(self.amd)  # type: ignore[union-attr]
-            return 0.0
+            self.delay = 0.0  # at once, with the same deadline
+            return True
         policy = self.policy
         if policy is None:
-            return None
+            return False
         state = self.state
         if state is None:
             state = self.state = policy.start(self.b.idempotent, self.started)
         delay = state.next_delay(exc)
         exc.attempts = state.attempt
-        self.rebudget = delay is not None
-        return delay
-
-    def timeout(self, timeout: float) -> float:
-        """The next attempt's deadline, once the wait is over: bounded by the retry budget left, or
-        unchanged after a token refresh."""
-        if not self.rebudget:
-            return timeout
-        self.rebudget = False
-        return self.state.attempt_timeout(timeout)  # type: ignore[union-attr]
+        if delay is None:
+            return False
+        self.delay = delay
+        self.rebudget = True
+        return True
 
 
 class Core(_CoreBase):
@@ -481,26 +497,17 @@ class Core(_CoreBase):
     def unary(
         self, b: Binding, req: Any, timeout: float | None, retry: RetryArg, md: Metadata, call: Any = None
     ) -> Any:
-        if call is None:
-            call = b.call
-        if timeout is None:
-            timeout = self.timeout
+        a = _Attempts(self, b, req, timeout, retry, md, call)
         creds = self.credentials
-        attempts = _Attempts(self, b, req, retry, md)
         while True:
-            full = attempts.begin(creds.metadata() if creds is not None else ())
+            full = a.begin(creds.metadata() if creds is not None else ())
             try:
-                response = call(req, timeout, full)
+                return a.succeeded(a.call(req, a.timeout, full))
             except BaseException as exc:
-                delay = attempts.failed(exc)
-                if delay is None:
+                if not a.failed(exc):
                     raise
-            else:
-                attempts.succeeded(response)
-                return response
-            if delay:
-                time.sleep(delay)
-            timeout = attempts.timeout(timeout)
+            if a.delay:
+                time.sleep(a.delay)
 
     def server_stream(self, b: Binding, req: Any, timeout: float | None, md: Metadata) -> _Stream:
         return _Stream(self, b, req, self.stream_timeout if timeout is None else timeout, md, False)
@@ -602,30 +609,21 @@ class AsyncCore(_CoreBase):
     async def unary(
         self, b: Binding, req: Any, timeout: float | None, retry: RetryArg, md: Metadata, call: Any = None
     ) -> Any:
-        if call is None:
-            call = b.call
-        if timeout is None:
-            timeout = self.timeout
-        creds = self.credentials
-        attempts = _Attempts(self, b, req, retry, md)
+        a = _Attempts(self, b, req, timeout, retry, md, call)
         while True:
+            creds = self.credentials
             if creds is None:
-                full = attempts.begin(())
+                full = a.begin(())
             else:
                 amd = creds.cached_metadata()
-                full = attempts.begin(await creds.ametadata() if amd is None else amd)
+                full = a.begin(await creds.ametadata() if amd is None else amd)
             try:
-                response = await call(req, timeout, full)
+                return a.succeeded(await a.call(req, a.timeout, full))
             except BaseException as exc:
-                delay = attempts.failed(exc)
-                if delay is None:
+                if not a.failed(exc):
                     raise
-            else:
-                attempts.succeeded(response)
-                return response
-            if delay:
-                await asyncio.sleep(delay)
-            timeout = attempts.timeout(timeout)
+            if a.delay:
+                await asyncio.sleep(a.delay)
 
     def server_stream(self, b: Binding, req: Any, timeout: float | None, md: Metadata) -> _AsyncStream:
         return _AsyncStream(self, b, req, self.stream_timeout if timeout is None else timeout, md, False)
