@@ -14,7 +14,15 @@ from invora._target import ENVIRONMENTS, check_metadata, check_metadata_key, par
 from invora.auth import Credentials, StaticToken
 from invora.errors import ConfigurationError
 from invora.retry import Retry
-from invora.transport import AsyncRequestFeed, RawResponse, RequestFeed, TransportConfig, transport_classes
+from invora.transport import (
+    AsyncRequestFeed,
+    AsyncTransport,
+    RawResponse,
+    RequestFeed,
+    Transport,
+    TransportConfig,
+    transport_classes,
+)
 
 if TYPE_CHECKING:
     from google.protobuf.descriptor_pb2 import FileDescriptorSet
@@ -47,7 +55,7 @@ class _Settings:
         org_header: str,
         metadata: Sequence[tuple[str, str]] | Mapping[str, str] | None,
         on_call: OnCall | None,
-        transport: str,
+        transport: str | Transport | AsyncTransport,
         prefetch: bool,
         user_agent: str | None,
     ) -> None:
@@ -105,7 +113,7 @@ class _Settings:
         if on_call is not None and not callable(on_call):
             raise ConfigurationError("on_call must be callable")
         self.sync_transport_cls, self.async_transport_cls = transport_classes(transport)
-        self.transport_name = transport
+        self.transport_name = transport if isinstance(transport, str) else transport.name
         self.target = parsed
         self.config = TransportConfig(
             host=parsed.host,
@@ -159,7 +167,8 @@ _INIT_DOC = """
     - ``org_header``: the metadata key carrying ``org_id`` (default ``x-target-org-id``).
     - ``metadata``: extra metadata (HTTP headers over REST) sent with every call.
     - ``on_call``: ``on_call(method, seconds, code, request_bytes, response_bytes)`` after each call or page.
-    - ``transport``: ``"grpc"`` (default) or ``"rest"`` (REST/JSON through the schema's HTTP rules).
+    - ``transport``: ``"grpc"`` (default), ``"rest"`` (REST/JSON through the schema's HTTP rules), or a
+      transport instance (e.g. :class:`invora.testing.FakeTransport` for unit tests without sockets).
     - ``prefetch``: fetch a list's next page while the current one is consumed (default True).
     - ``user_agent``: the user agent to send (default ``invora-python/<version>``).
     - ``schema_check``: ``"off"`` (default), ``"warn"`` or ``"strict"``: before the first gRPC call of a
@@ -251,7 +260,7 @@ class Client(Services, _ClientMixin):  # type: ignore[misc]
         org_header: str = "x-target-org-id",
         metadata: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
         on_call: OnCall | None = None,
-        transport: str = "grpc",
+        transport: str | Transport | AsyncTransport = "grpc",
         prefetch: bool = True,
         user_agent: str | None = None,
         schema_check: str = "off",
@@ -367,7 +376,7 @@ class AsyncClient(AsyncServices, _ClientMixin):  # type: ignore[misc]
         org_header: str = "x-target-org-id",
         metadata: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
         on_call: OnCall | None = None,
-        transport: str = "grpc",
+        transport: str | Transport | AsyncTransport = "grpc",
         prefetch: bool = True,
         user_agent: str | None = None,
         schema_check: str = "off",
