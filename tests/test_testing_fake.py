@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import grpc
 import pytest
@@ -68,3 +69,22 @@ def test_a_wrong_answer_says_what_is_expected() -> None:
     fake = FakeTransport().respond("billing.plans.get", 42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=re.escape("invora.billing.plans.v2.GetResponse, a dict")):
         invora.Client(transport=fake).billing.plans.get(id="p1")
+
+
+def test_from_env_reads_what_the_cli_reads(invora_sandbox: Any) -> None:
+    env = {
+        "INVORA_TARGET": invora_sandbox.grpc_target,
+        "INVORA_TOKEN_URL": invora_sandbox.token_url,
+        "INVORA_CLIENT_ID": invora_sandbox.client_id,
+        "INVORA_CLIENT_SECRET": invora_sandbox.client_secret,
+        "INVORA_ORG_ID": invora_sandbox.org_id,
+    }
+    with invora.Client.from_env(env, timeout=5) as client:
+        assert client.org_id == invora_sandbox.org_id
+        assert client.simple.invoices.list(page_size=1).pages  # a real call needs the credentials
+        list(client.simple.invoices.list(page_size=1))
+    # The sandbox's secret is never posted to Invora's production token endpoint.
+    with pytest.raises(invora.ConfigurationError, match="token endpoint"):
+        invora.Client.from_env({k: v for k, v in env.items() if k != "INVORA_TOKEN_URL"})
+    with pytest.raises(invora.ConfigurationError, match=re.escape("INVORA_TRANSPORT: invalid value 'soap'")):
+        invora.AsyncClient.from_env({**env, "INVORA_TRANSPORT": "soap"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invora._core import AsyncCore, Core, OnCall, Scope
 from invora._proto.services import AsyncServices, Services
@@ -182,6 +182,9 @@ _INIT_DOC = """
 """
 
 
+_C = TypeVar("_C", bound="_ClientMixin")
+
+
 class _ClientMixin:
     _scope: Scope
     _settings: _Settings
@@ -199,6 +202,19 @@ class _ClientMixin:
     @property
     def credentials(self) -> Credentials | None:
         return self._settings.credentials
+
+    @classmethod
+    def from_env(cls: type[_C], environ: Mapping[str, str] | None = None, **options: Any) -> _C:
+        """A client from the ``INVORA_*`` variables the CLI reads (``INVORA_TARGET`` or ``INVORA_ENV``,
+        ``INVORA_TRANSPORT``, ``INVORA_CLIENT_ID``/``INVORA_CLIENT_SECRET``/``INVORA_TOKEN_URL`` or
+        ``INVORA_TOKEN``, ``INVORA_ORG_ID``); ``options`` are further constructor arguments and win.
+
+        Mixed sandbox and production settings (a loopback target with Invora's token endpoint, or the
+        reverse) raise :class:`invora.ConfigurationError` before anything is sent.
+        """
+        from invora import _env
+
+        return _env.build(cls, _env.from_environ(environ), options)  # type: ignore[no-any-return]
 
     def with_org(self, org_id: str | None) -> Any:
         """A view acting on ``org_id`` (None: home org); shares channels and credentials with this client."""
