@@ -101,7 +101,6 @@ class ServiceInfo:
     accessor: str  # e.g. "simple.invoices"
     file: str  # proto file, e.g. "invora/simple/invoices/v1/service.proto"
     module: str  # generated messages module
-    grpc_module: str  # generated stub module
     methods: dict[str, MethodInfo] = field(default_factory=dict, repr=False)
 
     @property
@@ -111,9 +110,6 @@ class ServiceInfo:
     def load(self) -> Any:
         """Import the generated message module (registers the file and its dependencies)."""
         return importlib.import_module(self.module)
-
-    def load_grpc(self) -> Any:
-        return importlib.import_module(self.grpc_module)
 
     def message_class(self, full_name: str) -> type[Message]:
         self.load()
@@ -148,7 +144,6 @@ def services() -> tuple[ServiceInfo, ...]:
             accessor=data["accessor"],
             file=data["file"],
             module=data["module"],
-            grpc_module=data["grpc_module"],
         )
         for m in data["methods"]:
             page = m["page"]

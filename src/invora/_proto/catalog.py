@@ -7,7 +7,6 @@ SERVICES = [
         "accessor": "admin.billing.orgs",
         "file": "invora/admin/billing/v2/service.proto",
         "module": "invora._proto.invora.admin.billing.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.admin.billing.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "ProvisionOrg",
@@ -216,7 +215,6 @@ SERVICES = [
         "accessor": "admin.billing.salla_plan_mappings",
         "file": "invora/admin/billing/v2/salla_plan_mapping_service.proto",
         "module": "invora._proto.invora.admin.billing.v2.salla_plan_mapping_service_pb2",
-        "grpc_module": "invora._proto.invora.admin.billing.v2.salla_plan_mapping_service_pb2_grpc",
         "methods": [
             {
                 "name": "UpsertSallaPlanMapping",
@@ -305,7 +303,6 @@ SERVICES = [
         "accessor": "admin.code_items",
         "file": "invora/admin/code_items/v2/service.proto",
         "module": "invora._proto.invora.admin.code_items.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.admin.code_items.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "Create",
@@ -374,7 +371,6 @@ SERVICES = [
         "accessor": "admin.code_lists",
         "file": "invora/admin/code_lists/v2/service.proto",
         "module": "invora._proto.invora.admin.code_lists.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.admin.code_lists.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "Create",
@@ -443,7 +439,6 @@ SERVICES = [
         "accessor": "admin.identity.impersonation",
         "file": "invora/admin/identity/v2/impersonation_service.proto",
         "module": "invora._proto.invora.admin.identity.v2.impersonation_service_pb2",
-        "grpc_module": "invora._proto.invora.admin.identity.v2.impersonation_service_pb2_grpc",
         "methods": [
             {
                 "name": "BeginImpersonation",
@@ -492,7 +487,6 @@ SERVICES = [
         "accessor": "admin.identity.tenants",
         "file": "invora/admin/identity/v2/service.proto",
         "module": "invora._proto.invora.admin.identity.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.admin.identity.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "CreateTenant",
@@ -681,7 +675,6 @@ SERVICES = [
         "accessor": "admin.invoices",
         "file": "invora/admin/invoices/v2/service.proto",
         "module": "invora._proto.invora.admin.invoices.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.admin.invoices.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "ListAllInvoices",
@@ -750,7 +743,6 @@ SERVICES = [
         "accessor": "admin.regulations",
         "file": "invora/admin/regulations/v2/service.proto",
         "module": "invora._proto.invora.admin.regulations.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.admin.regulations.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "EnableRegulation",
@@ -859,7 +851,6 @@ SERVICES = [
         "accessor": "allowances",
         "file": "invora/allowances/v2/service.proto",
         "module": "invora._proto.invora.allowances.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.allowances.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -968,7 +959,6 @@ SERVICES = [
         "accessor": "billing.accounts",
         "file": "invora/billing/account/v2/service.proto",
         "module": "invora._proto.invora.billing.account.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.account.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "GetOrganization",
@@ -1197,7 +1187,6 @@ SERVICES = [
         "accessor": "billing.alerts",
         "file": "invora/billing/alerts/v2/service.proto",
         "module": "invora._proto.invora.billing.alerts.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.alerts.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -1346,7 +1335,6 @@ SERVICES = [
         "accessor": "billing.coupons",
         "file": "invora/billing/coupons/v2/service.proto",
         "module": "invora._proto.invora.billing.coupons.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.coupons.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -1535,7 +1523,6 @@ SERVICES = [
         "accessor": "billing.credit_notes",
         "file": "invora/billing/credit_notes/v2/service.proto",
         "module": "invora._proto.invora.billing.credit_notes.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.credit_notes.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -1804,7 +1791,6 @@ SERVICES = [
         "accessor": "billing.customers",
         "file": "invora/billing/customers/v2/service.proto",
         "module": "invora._proto.invora.billing.customers.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.customers.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -2053,7 +2039,6 @@ SERVICES = [
         "accessor": "billing.events",
         "file": "invora/billing/events/v2/service.proto",
         "module": "invora._proto.invora.billing.events.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.events.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -2142,7 +2127,6 @@ SERVICES = [
         "accessor": "billing.integrations",
         "file": "invora/billing/integrations/v2/service.proto",
         "module": "invora._proto.invora.billing.integrations.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.integrations.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "Get",
@@ -2471,7 +2455,6 @@ SERVICES = [
         "accessor": "billing.invoices",
         "file": "invora/billing/invoices/v2/service.proto",
         "module": "invora._proto.invora.billing.invoices.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.invoices.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -3080,7 +3063,6 @@ SERVICES = [
         "accessor": "billing.metrics",
         "file": "invora/billing/metering/v2/service.proto",
         "module": "invora._proto.invora.billing.metering.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.metering.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -3189,7 +3171,6 @@ SERVICES = [
         "accessor": "billing.observability",
         "file": "invora/billing/observability/v2/service.proto",
         "module": "invora._proto.invora.billing.observability.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.observability.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "GetActivityLog",
@@ -3398,7 +3379,6 @@ SERVICES = [
         "accessor": "billing.payment_providers",
         "file": "invora/billing/payment_providers/v2/service.proto",
         "module": "invora._proto.invora.billing.payment_providers.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.payment_providers.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -3747,7 +3727,6 @@ SERVICES = [
         "accessor": "billing.payments",
         "file": "invora/billing/payments/v2/service.proto",
         "module": "invora._proto.invora.billing.payments.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.payments.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -4056,7 +4035,6 @@ SERVICES = [
         "accessor": "billing.plans",
         "file": "invora/billing/plans/v2/service.proto",
         "module": "invora._proto.invora.billing.plans.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.plans.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -4365,7 +4343,6 @@ SERVICES = [
         "accessor": "billing.subscriptions",
         "file": "invora/billing/subscriptions/v2/service.proto",
         "module": "invora._proto.invora.billing.subscriptions.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.subscriptions.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -4654,7 +4631,6 @@ SERVICES = [
         "accessor": "billing.taxes",
         "file": "invora/billing/taxes/v2/service.proto",
         "module": "invora._proto.invora.billing.taxes.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.taxes.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -4823,7 +4799,6 @@ SERVICES = [
         "accessor": "billing.wallets",
         "file": "invora/billing/wallets/v2/service.proto",
         "module": "invora._proto.invora.billing.wallets.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.wallets.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -5032,7 +5007,6 @@ SERVICES = [
         "accessor": "billing.webhook_endpoints",
         "file": "invora/billing/webhooks/v2/service.proto",
         "module": "invora._proto.invora.billing.webhooks.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.webhooks.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -5201,7 +5175,6 @@ SERVICES = [
         "accessor": "branches",
         "file": "invora/branches/v2/service.proto",
         "module": "invora._proto.invora.branches.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.branches.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -5350,7 +5323,6 @@ SERVICES = [
         "accessor": "charges",
         "file": "invora/charges/v2/service.proto",
         "module": "invora._proto.invora.charges.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.charges.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -5459,7 +5431,6 @@ SERVICES = [
         "accessor": "code_items",
         "file": "invora/code_items/v2/service.proto",
         "module": "invora._proto.invora.code_items.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.code_items.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -5508,7 +5479,6 @@ SERVICES = [
         "accessor": "code_lists",
         "file": "invora/code_lists/v2/service.proto",
         "module": "invora._proto.invora.code_lists.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.code_lists.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -5557,7 +5527,6 @@ SERVICES = [
         "accessor": "documents",
         "file": "invora/documents/v2/service.proto",
         "module": "invora._proto.invora.documents.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.documents.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -6016,7 +5985,6 @@ SERVICES = [
         "accessor": "exchange_rates",
         "file": "invora/exchange_rates/v2/service.proto",
         "module": "invora._proto.invora.exchange_rates.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.exchange_rates.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -6145,7 +6113,6 @@ SERVICES = [
         "accessor": "identity.connected_business",
         "file": "invora/identity/v2/platform_enrollment_service.proto",
         "module": "invora._proto.invora.identity.v2.platform_enrollment_service_pb2",
-        "grpc_module": "invora._proto.invora.identity.v2.platform_enrollment_service_pb2_grpc",
         "methods": [
             {
                 "name": "CreateConnectedBusiness",
@@ -6334,7 +6301,6 @@ SERVICES = [
         "accessor": "identity.impersonation",
         "file": "invora/identity/v2/impersonation_service.proto",
         "module": "invora._proto.invora.identity.v2.impersonation_service_pb2",
-        "grpc_module": "invora._proto.invora.identity.v2.impersonation_service_pb2_grpc",
         "methods": [
             {
                 "name": "BeginImpersonation",
@@ -6383,7 +6349,6 @@ SERVICES = [
         "accessor": "identity.public_registration",
         "file": "invora/identity/v2/public_registration_service.proto",
         "module": "invora._proto.invora.identity.v2.public_registration_service_pb2",
-        "grpc_module": "invora._proto.invora.identity.v2.public_registration_service_pb2_grpc",
         "methods": [
             {
                 "name": "CreateBusiness",
@@ -6452,7 +6417,6 @@ SERVICES = [
         "accessor": "imports",
         "file": "invora/imports/v2/service.proto",
         "module": "invora._proto.invora.imports.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.imports.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "ImportFromQrCode",
@@ -6689,7 +6653,6 @@ SERVICES = [
         "accessor": "marketplace",
         "file": "invora/marketplace/v2/service.proto",
         "module": "invora._proto.invora.marketplace.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.marketplace.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "ListProviders",
@@ -6998,7 +6961,6 @@ SERVICES = [
         "accessor": "parties",
         "file": "invora/parties/v2/service.proto",
         "module": "invora._proto.invora.parties.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.parties.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -7227,7 +7189,6 @@ SERVICES = [
         "accessor": "pdf",
         "file": "invora/pdf/v2/service.proto",
         "module": "invora._proto.invora.pdf.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.pdf.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "Generate",
@@ -7356,7 +7317,6 @@ SERVICES = [
         "accessor": "people",
         "file": "invora/people/v2/service.proto",
         "module": "invora._proto.invora.people.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.people.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "List",
@@ -7465,7 +7425,6 @@ SERVICES = [
         "accessor": "regulations.regulation_enrollment",
         "file": "invora/regulations/v2/enrollment_service.proto",
         "module": "invora._proto.invora.regulations.v2.enrollment_service_pb2",
-        "grpc_module": "invora._proto.invora.regulations.v2.enrollment_service_pb2_grpc",
         "methods": [
             {
                 "name": "BeginEnrollment",
@@ -7554,7 +7513,6 @@ SERVICES = [
         "accessor": "regulations.regulation_info",
         "file": "invora/regulations/v2/service.proto",
         "module": "invora._proto.invora.regulations.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.regulations.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "ListRegulations",
@@ -7783,7 +7741,6 @@ SERVICES = [
         "accessor": "regulations.zatca",
         "file": "invora/regulations/zatca/v1/service.proto",
         "module": "invora._proto.invora.regulations.zatca.v1.service_pb2",
-        "grpc_module": "invora._proto.invora.regulations.zatca.v1.service_pb2_grpc",
         "methods": [
             {
                 "name": "ExplainQrCode",
@@ -7872,7 +7829,6 @@ SERVICES = [
         "accessor": "settings",
         "file": "invora/settings/v2/service.proto",
         "module": "invora._proto.invora.settings.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.settings.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "GetSettings",
@@ -8001,7 +7957,6 @@ SERVICES = [
         "accessor": "simple.credit_notes",
         "file": "invora/simple/credit_notes/v1/service.proto",
         "module": "invora._proto.invora.simple.credit_notes.v1.service_pb2",
-        "grpc_module": "invora._proto.invora.simple.credit_notes.v1.service_pb2_grpc",
         "methods": [
             {
                 "name": "Create",
@@ -8130,7 +8085,6 @@ SERVICES = [
         "accessor": "simple.debit_notes",
         "file": "invora/simple/debit_notes/v1/service.proto",
         "module": "invora._proto.invora.simple.debit_notes.v1.service_pb2",
-        "grpc_module": "invora._proto.invora.simple.debit_notes.v1.service_pb2_grpc",
         "methods": [
             {
                 "name": "Create",
@@ -8259,7 +8213,6 @@ SERVICES = [
         "accessor": "simple.invoices",
         "file": "invora/simple/invoices/v1/service.proto",
         "module": "invora._proto.invora.simple.invoices.v1.service_pb2",
-        "grpc_module": "invora._proto.invora.simple.invoices.v1.service_pb2_grpc",
         "methods": [
             {
                 "name": "Create",
@@ -8388,7 +8341,6 @@ SERVICES = [
         "accessor": "tax_reports",
         "file": "invora/tax_reports/v2/service.proto",
         "module": "invora._proto.invora.tax_reports.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.tax_reports.v2.service_pb2_grpc",
         "methods": [
             {
                 "name": "Plan",
