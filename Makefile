@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install generate check-generated test lint typecheck demo sandbox bench clean
+.PHONY: install generate check-generated test test-matrix lint typecheck demo sandbox bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(PY) -m pytest -q
 
+## The compatibility matrix: the suite on Python 3.10-3.13, on the lowest protobuf/grpcio, from the wheel.
+test-matrix:
+	.ci/matrix
+
 ## The main job: a walk through the SDK against the embedded sandbox.
 demo: $(STAMP)
 	$(PY) examples/demo.py
@@ -44,4 +48,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist .matrix .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,8 @@ Fenced blocks carry a marker after the language:
 - ```` ```sh tested=server ```` — a long-running server: must print its JSON line, then stop on SIGTERM.
 - ```` ```python tested ```` — run in a subprocess after every earlier ``python tested`` block of the same
   file, like a notebook (a snippet may use names an earlier one defined).
-- ```` ```python tested=pytest ```` — written to a file and run by pytest (uses the ``invora_sandbox`` plugin).
+- ```` ```python tested=pytest ```` — written to a file and run by pytest, next to a ``conftest.py`` that opts in
+  to the ``invora_sandbox`` plugin as a user's would.
 - ```` ```sh untested ```` — only with an ``<!-- untested: reason -->`` comment right above, and only the
   few listed in ``UNTESTED`` below.
 
@@ -219,6 +220,7 @@ PYTESTS = [b for b in COMMANDS if b.marker == "tested=pytest"]
 @pytest.mark.parametrize("block", PYTESTS, ids=[b.id for b in PYTESTS])
 def test_pytest_block(block: Block, env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "test_snippet.py").write_text(block.code)
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["invora.sandbox.pytest_plugin"]\n')
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_snippet.py"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0, _report(r)
