@@ -40,14 +40,18 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     return cert_file, key_file
 
@@ -87,7 +91,9 @@ class WireServer:
             pass
 
     def _h2(self, tls: ssl.SSLSocket) -> None:
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
         conn.initiate_connection()
         tls.sendall(conn.data_to_send())
         heads: dict[int, dict[str, str]] = {}
@@ -119,7 +125,9 @@ class WireServer:
             buf += chunk
         method, path, _ = buf.split(b"\r\n", 1)[0].decode().split(" ", 2)
         self.seen.append(("http/1.1", method, path))
-        tls.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+        tls.sendall(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
+        )
 
     def close(self) -> None:
         self.stopping.set()
@@ -140,7 +148,9 @@ def server(tmp_path: Path) -> Iterator[tuple[WireServer, bytes]]:
 def test_rest_speaks_http2_when_the_extra_is_installed(server: tuple[WireServer, bytes]) -> None:
     srv, cert = server
     target = f"https://127.0.0.1:{srv.port}"
-    with invora.Client(target, transport="rest", root_certificates=cert, credentials="t", retry=None) as client:
+    with invora.Client(
+        target, transport="rest", root_certificates=cert, credentials="t", retry=None
+    ) as client:
         client.simple.invoices.get(key="INV-1")
         client.simple.invoices.get(key="INV-2")
     assert srv.seen == [
@@ -152,6 +162,8 @@ def test_rest_speaks_http2_when_the_extra_is_installed(server: tuple[WireServer,
 async def test_async_rest_speaks_http2(server: tuple[WireServer, bytes]) -> None:
     srv, cert = server
     target = f"https://127.0.0.1:{srv.port}"
-    async with invora.AsyncClient(target, transport="rest", root_certificates=cert, credentials="t") as client:
+    async with invora.AsyncClient(
+        target, transport="rest", root_certificates=cert, credentials="t"
+    ) as client:
         await client.simple.invoices.get(key="INV-3")
     assert srv.seen == [("h2", "GET", "/api/v1/simple/invoices/INV-3")]
