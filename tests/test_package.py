@@ -195,3 +195,16 @@ def test_generated_modules_carry_no_runtime_version_check_and_no_grpc_stubs() ->
     checked = [p.name for p in modules if "runtime_version" in p.read_text()]
     assert checked == []
     assert sorted(proto.rglob("*_pb2_grpc.py*")) == []
+
+
+def test_descriptor_apis_that_differ_across_protobuf_go_through_pbcompat() -> None:
+    """``FieldDescriptor.is_repeated`` is missing before protobuf 6.31 and ``label`` after 7.0."""
+    pattern = re.compile(r"\.(is_repeated|label)\b(?!\s*=)")
+    offenders = [
+        f"{p.relative_to(PACKAGE.parent)}:{n}"
+        for p in PACKAGE.rglob("*.py")
+        if "_proto" not in p.relative_to(PACKAGE).parts and p.name != "_pbcompat.py"
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line.split("#")[0])
+    ]
+    assert offenders == [], "use invora._pbcompat.is_repeated(field): " + ", ".join(offenders)
