@@ -19,6 +19,8 @@ from google.api import annotations_pb2, field_behavior_pb2  # noqa: F401  (regis
 from google.protobuf import descriptor_pb2
 from google.protobuf.message import Message
 
+from invora._pbcompat import is_repeated  # FieldDescriptor.is_repeated is missing before protobuf 6.31
+
 
 def _canonical(f: descriptor_pb2.FileDescriptorProto) -> descriptor_pb2.FileDescriptorProto:
     out = descriptor_pb2.FileDescriptorProto()
@@ -43,7 +45,7 @@ def diff_messages(expected: Message, actual: Message, path: str) -> Iterable[str
     for field in expected.DESCRIPTOR.fields:
         name = field.name
         ev, av = getattr(expected, name), getattr(actual, name)
-        if field.is_repeated:
+        if is_repeated(field):
             if field.type == field.TYPE_MESSAGE:
                 yield from _diff_repeated(list(ev), list(av), f"{path}.{name}")
             elif list(ev) != list(av):

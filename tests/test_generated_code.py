@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.generator
 def test_make_generate_reproduces_the_committed_output() -> None:
     """Drift check: regenerating from codegen/upstream must not change protos/ or src/invora/_proto."""
     result = subprocess.run(

@@ -19,6 +19,7 @@ APPS = ("invora.cli", "invora.loadtest", "invora.sandbox")
 SANDBOX_MAY_USE = {
     "invora._catalog",
     "invora._jose",
+    "invora._pbcompat",
     "invora._proto",
     "invora.decimal",
     "invora.errors",
