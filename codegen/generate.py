@@ -37,14 +37,14 @@ from collections.abc import Iterable
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+import rules
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
+from rules import accessor_paths, snake
 
 import render
-import rules
 import simple
 import ubl
-from rules import accessor_paths, snake
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 UPSTREAM = ROOT / "codegen" / "upstream"
@@ -529,6 +529,14 @@ def write_surface(catalog: list[dict[str, object]], index: Index, out: pathlib.P
     write_namespaces(catalog, pkg)
 
 
+def _summary(svc: dict[str, object]) -> str:
+    """One line for ``help(client)``: the service and its methods (the schema carries no prose)."""
+    methods: list[dict[str, object]] = svc["methods"]  # type: ignore[assignment]
+    names = [str(m["attr"]) for m in methods]
+    more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+    return f"``{svc['full_name']}``: {', '.join(names[:8])}{more}."
+
+
 def write_namespaces(catalog: list[dict[str, object]], pkg: pathlib.Path) -> None:
     """``services/__init__.py``: the attribute tree (``client.billing.plans``) with lazy service modules."""
     tree: dict[str, object] = {}
@@ -571,6 +579,7 @@ def write_namespaces(catalog: list[dict[str, object]], pkg: pathlib.Path) -> Non
                     "",
                     "    @property",
                     f"    def {key}(self) -> {child_cls}:",
+                    f'        """Services: {", ".join(sorted(child))}."""',
                     f'        return self._child("{key}", {child_cls})',
                 ]
             else:
@@ -583,7 +592,7 @@ def write_namespaces(catalog: list[dict[str, object]], pkg: pathlib.Path) -> Non
                     "",
                     "    @property",
                     f"    def {key}(self) -> {typ}:",
-                    f'        """``{svc["full_name"]}``."""',  # type: ignore[index]
+                    f'        """{_summary(svc)}"""',  # type: ignore[arg-type]
                     f'        return self._service("{key}", "invora._proto.services.{mod}", "{cls_name}")',
                 ]
         classes.append(body)

@@ -12,7 +12,7 @@ each rule on the real image and on small hand-made descriptors.
   module, payments; the client fills an empty one with a UUID4) or the caller's ``transaction_id`` (usage
   events, alone or in a batch).
 - **Pagination**: a read whose request has ``pagination`` (``kernel.PaginationInfo``) and whose response
-  has repeated ``items`` and ``next_page_cursor``. Writes never paginate: re-sending a write with each
+  has repeated ``items`` and a string ``next_page_cursor``. Writes never paginate: re-sending a write with each
   cursor would repeat its effect.
 """
 
@@ -134,9 +134,6 @@ def page_shape(
         and "next_page_cursor" in resp
     ):
         return None
-    cursor = resp["next_page_cursor"]
-    return {
-        "items": "items",
-        "cursor": "wrapper" if cursor.type == FDP.TYPE_MESSAGE else "string",
-        "total_count": "total_count" in resp,
-    }
+    if resp["next_page_cursor"].type != FDP.TYPE_STRING:
+        return None
+    return {"items": "items", "total_count": "total_count" in resp}

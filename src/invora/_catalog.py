@@ -39,7 +39,6 @@ class HttpRule:
 @dataclass(frozen=True)
 class PageInfo:
     items: str  # repeated field of the response holding the page's items
-    cursor: str  # "string" (optional string) or "wrapper" (google.protobuf.StringValue)
     total_count: bool  # response has total_count
 
 

@@ -142,12 +142,30 @@ def _read_roots(value: bytes | str | os.PathLike[str] | None) -> bytes | None:
 
 
 _INIT_DOC = """
-    ``target`` is ``host:port`` (or ``https://host``); ``environment`` ("production" | "staging") picks
-    Invora's gateway instead. TLS with system roots is used for remote targets, plaintext only for
-    loopback ones unless ``tls``/``root_certificates`` say otherwise. ``timeout`` is the default deadline
-    of each attempt (seconds); ``stream_timeout`` the default for streams; ``retry`` an
-    :class:`invora.Retry` or None. ``org_id`` is the default tenancy (``org_header`` metadata);
-    ``on_call(method, seconds, code, request_bytes, response_bytes)`` observes every unary call and page.
+    Arguments (all keyword-only but ``target``):
+
+    - ``target``: ``host:port`` or ``https://host`` for gRPC; the REST base URL with ``transport="rest"``.
+    - ``environment``: ``"production"`` or ``"staging"``: Invora's gateway, instead of a ``target``.
+    - ``credentials``: :class:`invora.ClientCredentials`, :class:`invora.StaticToken`, a token, or None.
+    - ``org_id``: the organization calls act on by default (None: the token's home organization).
+    - ``timeout``: default deadline of each attempt of a unary call or page, in seconds (30).
+    - ``stream_timeout``: default deadline of a streaming call, in seconds (600).
+    - ``retry``: an :class:`invora.Retry` policy (default ``Retry()``), or None for no retries.
+    - ``tls``: True or False to force TLS on or off; default on, except plaintext for loopback targets.
+    - ``root_certificates``: PEM roots (bytes, PEM text or a file path) to trust instead of the system's.
+    - ``private_key``: PEM private key of a mutual-TLS client certificate (gRPC only).
+    - ``certificate_chain``: PEM certificate chain of that key (gRPC only).
+    - ``ssl_target_name``: the name the server's certificate must carry, when not the target's host (gRPC).
+    - ``channel_options``: extra gRPC channel options, e.g. ``{"grpc.max_receive_message_length": n}``.
+    - ``org_header``: the metadata key carrying ``org_id`` (default ``x-target-org-id``).
+    - ``metadata``: extra metadata (HTTP headers over REST) sent with every call.
+    - ``on_call``: ``on_call(method, seconds, code, request_bytes, response_bytes)`` after each call or page.
+    - ``transport``: ``"grpc"`` (default) or ``"rest"`` (REST/JSON through the schema's HTTP rules).
+    - ``prefetch``: fetch a list's next page while the current one is consumed (default True).
+    - ``user_agent``: the user agent to send (default ``invora-python/<version>``).
+
+    Services hang off the client as attributes (``client.simple.invoices``, ``client.billing.plans``);
+    ``dir(client)`` and ``help(client.simple)`` list them.
 """
 
 

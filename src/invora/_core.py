@@ -74,7 +74,6 @@ class Binding:
         "page",
         "request_class",
         "transport",
-        "wrapper_cursor",
     )
 
     def __init__(self, info: MethodInfo, transport: Transport | AsyncTransport) -> None:
@@ -85,7 +84,6 @@ class Binding:
         self.fill_request_id = info.has_request_id
         self.page = info.page
         self.items_field = info.page.items if info.page else ""
-        self.wrapper_cursor = bool(info.page and info.page.cursor == "wrapper")
         self.kind = info.kind
         self.transport = transport
         if info.client_streaming:
@@ -640,7 +638,6 @@ class Scope:
             fetch,
             owned,
             items_field=b.items_field,
-            wrapper_cursor=b.wrapper_cursor,
             max_items=max_items,
             prefetch=core.prefetch,
             method=b.full_name,

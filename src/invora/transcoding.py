@@ -48,8 +48,6 @@ class TranscodingError(ValueError):
         self.field = field
 
 
-
-
 # -- path templates -------------------------------------------------------------------------------------
 
 

@@ -166,7 +166,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetActivityLog",
@@ -206,7 +206,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -606,7 +606,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetTenant",
@@ -646,7 +646,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ReviewPlatformApplication",
@@ -694,7 +694,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetInvoice",
@@ -822,7 +822,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetRegulationConfig",
@@ -870,7 +870,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -1098,7 +1098,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListInvoiceCollections",
@@ -1118,7 +1118,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListOverdueBalances",
@@ -1138,7 +1138,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListSubscriptions",
@@ -1158,7 +1158,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListWallets",
@@ -1178,7 +1178,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -1206,7 +1206,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -1354,7 +1354,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -1474,7 +1474,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateAppliedCoupon",
@@ -1542,7 +1542,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -1642,7 +1642,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Download",
@@ -1810,7 +1810,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -2058,7 +2058,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -2166,7 +2166,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Create",
@@ -2246,7 +2246,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListMappings",
@@ -2266,7 +2266,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateMapping",
@@ -2346,7 +2346,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateCollectionMapping",
@@ -2474,7 +2474,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -2554,7 +2554,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "FetchDraftInvoiceTaxes",
@@ -3082,7 +3082,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -3210,7 +3210,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListApiKeys",
@@ -3270,7 +3270,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GrossRevenues",
@@ -3398,7 +3398,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -3746,7 +3746,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -3826,7 +3826,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreatePaymentRequest",
@@ -3926,7 +3926,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "SetPaymentMethodAsDefault",
@@ -4054,7 +4054,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -4174,7 +4174,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateAddOn",
@@ -4274,7 +4274,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CreateFeature",
@@ -4362,7 +4362,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -4582,7 +4582,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "RemoveEntitlement",
@@ -4650,7 +4650,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -4790,7 +4790,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -4818,7 +4818,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -4958,7 +4958,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListTransactionConsumptions",
@@ -4978,7 +4978,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListTransactionFundings",
@@ -4998,7 +4998,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -5026,7 +5026,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5126,7 +5126,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetWebhook",
@@ -5194,7 +5194,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5342,7 +5342,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5450,7 +5450,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5498,7 +5498,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -5546,7 +5546,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListStream",
@@ -6004,7 +6004,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -6192,7 +6192,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetConnectedBusiness",
@@ -6292,7 +6292,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -6630,7 +6630,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListStream",
@@ -6752,7 +6752,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetConnection",
@@ -6932,7 +6932,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "CheckConnectionHealth",
@@ -6980,7 +6980,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -7268,7 +7268,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "DeleteEntry",
@@ -7336,7 +7336,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "Get",
@@ -7532,7 +7532,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "GetRegulation",
@@ -8076,7 +8076,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -8204,7 +8204,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -8332,7 +8332,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
         ],
     },
@@ -8474,7 +8474,7 @@ SERVICES = [
                 "read": True,
                 "idempotency_key": None,
                 "request_id": False,
-                "page": {"items": "items", "cursor": "string", "total_count": True},
+                "page": {"items": "items", "total_count": True},
             },
             {
                 "name": "ListStream",

@@ -40,7 +40,13 @@ def register(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
         "server streams print one JSON document per message.",
     )
     call.add_argument("method", help="'pkg.Service/Method' or accessor path such as simple.invoices.get")
-    call.add_argument("--output", "-o", choices=("json", "jsonl"), default="json", help="pretty or one line")
+    call.add_argument(
+        "--output",
+        "-o",
+        choices=("json", "jsonl"),
+        default="json",
+        help="json: pretty (default); jsonl: one compact line",
+    )
     _output_flags(call)
     call.add_argument("--verbose", "-v", action="store_true", help="print response metadata to stderr")
     call.set_defaults(handler=run_call)
@@ -63,7 +69,11 @@ def register(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     lst.add_argument("--limit", "-n", type=_positive, help="stop after N items (default: all)")
     lst.add_argument("--page-size", type=_positive, help="items per request (pagination.limit)")
     lst.add_argument(
-        "--output", "-o", choices=("json", "jsonl", "table"), default="json", help="default json (an array)"
+        "--output",
+        "-o",
+        choices=("json", "jsonl", "table"),
+        default="json",
+        help="json: one pretty array (default); jsonl: one compact line per item; table",
     )
     lst.add_argument("--columns", help="table columns, comma-separated field names")
     _output_flags(lst)
@@ -355,7 +365,7 @@ def _list_method(spec: str) -> MethodInfo:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from invora.cli._output import render_table, table_columns, table_rows
+    from invora.cli._output import dump_json, render_table, table_columns, table_rows
 
     info = _list_method(args.method)
     request = build_request(info, read_json(args))
@@ -377,7 +387,7 @@ def run_list(args: argparse.Namespace) -> int:
             render_table([c.name for c in columns], table_rows(pager, columns))
         elif args.output == "jsonl":
             for item in pager:
-                out.write(json.dumps(_item(item, args.all_fields), ensure_ascii=False) + "\n")
+                dump_json(_item(item, args.all_fields), compact=True, out=out)
                 out.flush()  # streamed: a reader sees items as pages arrive
         else:
             count = 0

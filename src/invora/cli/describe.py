@@ -100,8 +100,8 @@ def _method_summary(m: MethodInfo) -> dict[str, Any]:
         "output": m.output_type,
         "http": _rule(m.http),
         "scope": m.scope,
-        "retry_safe": m.read or m.has_request_id,
-        "request_id": m.has_request_id,
+        "retry_safe": m.read or m.idempotency_key is not None,
+        "idempotency_key": m.idempotency_key,
         "paginated": m.page is not None,
     }
 
@@ -119,7 +119,7 @@ def _service(svc: ServiceInfo) -> dict[str, Any]:
 def _method(m: MethodInfo) -> dict[str, Any]:
     out = {"kind": "method", **_method_summary(m)}
     if m.page is not None:
-        out["page"] = {"items": m.page.items, "cursor": m.page.cursor, "total_count": m.page.total_count}
+        out["page"] = {"items": m.page.items, "total_count": m.page.total_count}
     out["request"] = _message(m.request_class.DESCRIPTOR)
     return out
 
@@ -214,14 +214,14 @@ def _text(d: dict[str, Any]) -> str:
             f"  http:     {'; '.join(d['http']) or '(none: gRPC only)'}",
             f"  scope:    {d['scope'] or '(none)'}",
             "  retries:  "
-            + ("safe (read)" if d["retry_safe"] and not d["request_id"] else "")
-            + ("safe (request_id idempotency key)" if d["request_id"] else "")
+            + ("safe (read)" if d["retry_safe"] and not d["idempotency_key"] else "")
+            + (f"safe ({d['idempotency_key']} idempotency key)" if d["idempotency_key"] else "")
             + ("" if d["retry_safe"] else "only when the request was never sent (a non-idempotent write)"),
         ]
         if "page" in d:
             p = d["page"]
             lines.append(
-                f"  paginated: items in '{p['items']}', cursor {p['cursor']}"
+                f"  paginated: items in '{p['items']}', cursor next_page_cursor"
                 + (", total_count" if p["total_count"] else "")
                 + " — `invora list` follows the cursors"
             )
