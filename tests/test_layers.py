@@ -30,6 +30,7 @@ KNOWN_CYCLES: list[frozenset[str]] = [
     frozenset(
         {"invora.sandbox.app", "invora.sandbox.domain", "invora.sandbox.domain.simple", "invora.sandbox.http"}
     ),
+    frozenset({"invora.sandbox.domain.billing.accounts", "invora.sandbox.domain.billing.usage"}),
 ]
 
 
