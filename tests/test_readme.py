@@ -284,15 +284,21 @@ NEWCOMER = [b for b in ALL if b.path.name == "README.md" and b.newcomer]
 
 
 def _copy_of_the_repository(dest: Path) -> None:
-    """What ``git clone`` checks out: the tracked files (as in the working tree, so edits not yet committed
-    are what is tested). ``.venv`` is this checkout's, linked: ``make install`` takes minutes and the network,
-    and it installed the very same files (editable)."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=60)
-    for name in filter(None, listed.stdout.decode().split("\0")):
-        source = ROOT / name
-        if source.is_file():  # a tracked file deleted in the working tree is not copied
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
+    """What ``git clone`` checks out (in an unpacked sdist: what it carries): the tracked files (as in the
+    working tree, so edits not yet committed are what is tested). ``.venv`` is this checkout's, linked: ``make
+    install`` takes minutes and the network, and it installed the very same files."""
+    if not (ROOT / ".git").exists():  # an unpacked sdist (.ci/matrix): every file it carries is the checkout
+        shutil.copytree(ROOT, dest, symlinks=True, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.egg-info", ".pytest_cache"))  # fmt: skip
+    else:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=60
+        )
+        for name in filter(None, listed.stdout.decode().split("\0")):
+            source = ROOT / name
+            if source.is_file():  # a tracked file deleted in the working tree is not copied
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest / name)
     (dest / ".venv").symlink_to(ROOT / ".venv")
 
 
