@@ -12,6 +12,7 @@ much less. Rows:
   same 100 calls in flight: how much of the achievable rate the load generator reaches;
 - token single-flight: token requests per 1,000 calls from 64 threads that start cold and see the token
   invalidated three times, SDK vs a hand-rolled check-then-fetch cache;
+- ``Client(schema_check="warn")`` vs ``"off"`` after the one reflection check (the guard's per-call cost);
 - import time and RSS of ``import invora`` vs ``import grpc`` (fresh interpreters, median).
 
     .venv/bin/python benchmarks/run.py [--quick] [--markdown]
@@ -37,6 +38,7 @@ import httpx
 from client_overhead import Bench, interleaved, start_sandbox
 from import_cost import CLIENT_READY, measure
 from rest_vs_grpc import _client, async_rate, sync_rate
+from schema_check import measure as schema_check_rates
 
 import invora
 from invora import _catalog
@@ -333,6 +335,10 @@ def main() -> int:
         rows += rest_vs_grpc(info, seconds)
         rows.append(load_generator(info, seconds))
         rows.append(token_single_flight(info))
+        off, warn = schema_check_rates(info, calls, rounds)
+        rows.append(
+            _row("schema_check", "sync sequential Get, after the check", "calls/s", "off", off, "warn", warn)
+        )
     finally:
         proc.terminate()
         try:

@@ -220,13 +220,14 @@ def main() -> int:
                 )
             say(f"current usage so far this period: {usage.total_amount_cents / 100:.2f} SAR")
 
-    print(f"\nDone in {time.monotonic() - started:.1f} s. Next:")
-    print(
-        "  invora sandbox --grpc-port 50051 --http-port 8080   # keep a sandbox running; prints credentials"
-    )
-    print("  invora describe simple.invoices                     # every RPC, its HTTP rule and scope")
-    print("  invora describe billing.plans                       # the billing API (/api/billing/v2)")
-    print("  examples/quickstart_sync.py, examples/quickstart_async.py, README.md")
+    print(f"\nDone in {time.monotonic() - started:.1f} s. Next, from this directory:")
+    print("  source .venv/bin/activate                         # puts `invora` and the SDK's python on PATH")
+    print("  invora sandbox --seed 5 --env-file sandbox.env    # a local gateway, until Ctrl-C")
+    print("and in a second terminal:")
+    print("  source .venv/bin/activate && source sandbox.env   # sets INVORA_TARGET ... INVORA_ORG_ID")
+    print("  invora call simple.invoices.create --data @examples/invoice.json")
+    print("  invora describe billing.plans                     # the billing API (/api/billing/v2)")
+    print("  python examples/quickstart_sync.py                # more in README.md, 'After the demo'")
     return 0
 
 

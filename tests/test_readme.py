@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REPO_URL = "https://github.com/invora/invora-python"
 DOCS = [ROOT / "README.md", *(ROOT / "docs" / f"{n}.md" for n in (
     "authentication", "tenancy", "errors", "pagination", "retries", "async", "sandbox", "cli", "rest",
-    "load-testing", "benchmarks", "webhooks", "locust",
+    "load-testing", "benchmarks", "webhooks", "locust", "schema-check",
 ))]  # fmt: skip
 # Blocks that cannot run in the suite, with the reason (keep this list tiny).
 UNTESTED = {

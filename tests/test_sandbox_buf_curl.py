@@ -9,12 +9,11 @@ standard files from the protobuf runtime, as any user of the image has to.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import _tools
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
 
@@ -23,17 +22,6 @@ from invora.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = ROOT / "codegen" / "upstream" / "invora.binpb"
-
-
-def _buf() -> str:
-    local = ROOT / ".tools" / "node_modules" / ".bin" / "buf"
-    found = str(local) if local.exists() else shutil.which("buf")
-    if found is None:
-        why = "buf is not installed: run `make install` (npm install --prefix .tools @bufbuild/buf)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +55,7 @@ def schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_buf_curl_creates_gets_and_lists_plans_and_customers(schema: Path) -> None:
-    buf = _buf()
+    buf = _tools.buf()
     with Sandbox() as sb:
         token = sb.mint_token(sb.tenant)
 

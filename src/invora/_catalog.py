@@ -101,6 +101,16 @@ class ServiceInfo:
     file: str  # proto file, e.g. "invora/simple/invoices/v1/service.proto"
     module: str  # generated messages module
     methods: dict[str, MethodInfo] = field(default_factory=dict, repr=False)
+    #: Vendor build of the file's wire facts, or "reconstructed" (ours); see :func:`file_provenance`.
+    provenance: str = ""
+    #: Files of other provenance that the requests and responses reach: ``{"reconstructed": [file]}``.
+    depends: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+
+    @property
+    def reconstructed(self) -> tuple[str, ...]:
+        """Files behind this service whose field names and numbers are ours, not the vendor's."""
+        own = (self.file,) if self.provenance == RECONSTRUCTED else ()
+        return own + self.depends.get(RECONSTRUCTED, ())
 
     @property
     def name(self) -> str:
@@ -126,6 +136,17 @@ class ServiceInfo:
         return found
 
 
+RECONSTRUCTED = "reconstructed"
+
+
+def file_provenance(file: str) -> str | None:
+    """The vendor build a proto file's wire facts come from, ``"reconstructed"``, or None (not ours)."""
+    from invora._proto.catalog import FILES
+
+    found: str | None = FILES.get(file)
+    return found
+
+
 @functools.cache
 def _message_class(full_name: str) -> type[Message]:
     desc = descriptor_pool.Default().FindMessageTypeByName(full_name)
@@ -143,6 +164,8 @@ def services() -> tuple[ServiceInfo, ...]:
             accessor=data["accessor"],
             file=data["file"],
             module=data["module"],
+            provenance=data["provenance"],
+            depends={k: tuple(v) for k, v in data["depends"].items()},
         )
         for m in data["methods"]:
             page = m["page"]

@@ -219,17 +219,22 @@ class _CoreBase:
         self.prefetch = prefetch
         self.pid = _getpid()
         self.closed = False
-        self._bindings: dict[str, Binding] = {}
+        self._bindings: dict[MethodInfo, Binding] = {}  # by identity: a runtime RPC may share a path
         self._lock = threading.Lock()
+        #: ``invora.schema.guard.SchemaState`` when the client has a runtime schema or a schema check.
+        self.schema: Any = None
 
     def binding(self, info: MethodInfo) -> Binding:
-        binding = self._bindings.get(info.path)
+        binding = self._bindings.get(info)
         if binding is None:
             self.check_usable()
             with self._lock:
-                binding = self._bindings.get(info.path)
+                binding = self._bindings.get(info)
                 if binding is None:
-                    binding = self._bindings[info.path] = Binding(info, self.transport)
+                    binding = Binding(info, self.transport)
+                    if self.schema is not None:
+                        self.schema.attach(binding)  # schema_check: the first call checks the service
+                    self._bindings[info] = binding
         return binding
 
     def check_process(self) -> None:

@@ -36,6 +36,7 @@ examples:
   invora describe simple.invoices                        # RPCs, HTTP rules and scopes
   invora call simple.invoices.get --data '{"key": "..."}'
   invora list simple.invoices --filter text=INV-2026 --output table
+  invora schema check --target localhost:50051            # our wire facts vs the server's
 
 secrets: set INVORA_CLIENT_SECRET rather than --client-secret (command lines are visible to other users)
 
@@ -46,7 +47,7 @@ exit codes: 0 ok, 1 RPC error (status printed), 2 usage error, 3 token endpoint 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser; ``bench`` comes from :mod:`invora.loadtest.cli`, imported only when it runs."""
     from invora import __version__
-    from invora.cli import call, describe, token
+    from invora.cli import call, describe, schema, token
 
     parser = argparse.ArgumentParser(
         prog="invora",
@@ -59,6 +60,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parents = [common_parent()]
     call.register(sub, parents)
     describe.register(sub, parents)
+    schema.register(sub, parents)
     token.register(sub, parents)
     sub.add_parser(
         "sandbox",

@@ -49,6 +49,11 @@ def register(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     )
     _output_flags(call)
     call.add_argument("--verbose", "-v", action="store_true", help="print response metadata to stderr")
+    call.add_argument(
+        "--schema",
+        metavar="FILE",
+        help="a FileDescriptorSet for RPCs this SDK was not built with (default: ask the server by reflection)",
+    )
     call.set_defaults(handler=run_call)
 
     lst = sub.add_parser(
@@ -306,10 +311,19 @@ def run_call(args: argparse.Namespace) -> int:
     from invora.cli._output import dump_json, to_dict
     from invora.cli._resolve import find_method
 
-    info = find_method(args.method)
+    unknown: UsageError | None = None
+    try:
+        info: MethodInfo | None = find_method(args.method)
+    except UsageError as exc:
+        if "/" not in args.method:
+            raise
+        info, unknown = None, exc  # not compiled in: resolved in --schema or the server's reflection below
     data = read_json(args)
     compact = args.output == "jsonl"
-    with client_from_args(args) as client:
+    options = {"schema": args.schema} if args.schema else None
+    with client_from_args(args, options=options) as client:
+        if info is None:
+            info = _runtime_method(client, args.method, unknown)
         if info.client_streaming:
             items = data if isinstance(data, list) else ([] if data is None else [data])
             requests = [build_request(info, item) for item in items]
@@ -330,6 +344,15 @@ def run_call(args: argparse.Namespace) -> int:
             dump_json(to_dict(message, all_fields=args.all_fields), compact=compact)
             sys.stdout.flush()
     return EXIT_OK
+
+
+def _runtime_method(client: Any, spec: str, unknown: UsageError | None) -> MethodInfo:
+    from invora.schema.guard import runtime_method
+
+    try:
+        return runtime_method(client, spec)
+    except LookupError as exc:
+        raise UsageError(f"{unknown}; {exc}") from None
 
 
 def _stream(result: Any) -> Iterator[Any]:

@@ -52,7 +52,12 @@ def describe(name: str | None) -> dict[str, Any]:
         return {
             "kind": "services",
             "services": [
-                {"name": s.full_name, "accessor": s.accessor, "methods": len(s.methods)}
+                {
+                    "name": s.full_name,
+                    "accessor": s.accessor,
+                    "methods": len(s.methods),
+                    "provenance": _provenance(s),
+                }
                 for s in _catalog.services()
             ],
         }
@@ -112,8 +117,27 @@ def _service(svc: ServiceInfo) -> dict[str, Any]:
         "name": svc.full_name,
         "accessor": svc.accessor,
         "file": svc.file,
+        "provenance": _provenance(svc),
+        "depends": {k: list(v) for k, v in svc.depends.items()},
         "methods": [_method_summary(m) for m in svc.methods.values()],
     }
+
+
+def _provenance(svc: ServiceInfo) -> str:
+    """``vendor build 1.3``, ``reconstructed``, or ``vendor build 1.3 + reconstructed types``."""
+    if svc.provenance == "reconstructed":
+        return "reconstructed"
+    extra = [("reconstructed" if k == "reconstructed" else f"build {k}") + " types" for k in svc.depends]
+    return " + ".join([f"vendor build {svc.provenance}", *extra])
+
+
+def _desc_provenance(desc: Any) -> str | None:
+    from invora import _catalog
+
+    label = _catalog.file_provenance(desc.file.name)
+    return (
+        None if label is None else ("reconstructed" if label == "reconstructed" else f"vendor build {label}")
+    )
 
 
 def _method(m: MethodInfo) -> dict[str, Any]:
@@ -167,13 +191,21 @@ def _message(desc: Any) -> dict[str, Any]:
                 "behavior": _behaviour(f),
             }
         )
-    return {"kind": "message", "name": desc.full_name, "fields": fields}
+    return {
+        "kind": "message",
+        "name": desc.full_name,
+        "file": desc.file.name,
+        "provenance": _desc_provenance(desc),
+        "fields": fields,
+    }
 
 
 def _enum(desc: Any) -> dict[str, Any]:
     return {
         "kind": "enum",
         "name": desc.full_name,
+        "file": desc.file.name,
+        "provenance": _desc_provenance(desc),
         "values": [{"name": v.name, "number": v.number} for v in desc.values],
     }
 
@@ -191,10 +223,14 @@ def _table(rows: list[list[str]], indent: str = "  ") -> str:
 def _text(d: dict[str, Any]) -> str:
     kind = d["kind"]
     if kind == "services":
-        rows = [[s["accessor"], s["name"], f"{s['methods']} rpcs"] for s in d["services"]]
+        rows = [[s["accessor"], s["name"], f"{s['methods']} rpcs", s["provenance"]] for s in d["services"]]
         return f"{len(rows)} services (describe one by accessor or full name):\n" + _table(rows)
     if kind == "service":
-        out = f"service {d['name']}\n  accessor: client.{d['accessor']}\n  proto: {d['file']}\n\n"
+        out = f"service {d['name']}\n  accessor: client.{d['accessor']}\n  proto: {d['file']}\n"
+        out += f"  wire facts: {d['provenance']}\n"
+        for label, files in d["depends"].items():
+            out += f"  reaches {label}: {', '.join(files)}\n"
+        out += "\n"
         rows = []
         for m in d["methods"]:
             flags = ",".join(
@@ -239,6 +275,10 @@ def _text(d: dict[str, Any]) -> str:
             for f in d["fields"]
         ]
         body = _table([["#", "FIELD", "JSON", "TYPE", "", ""], *rows]) if rows else "  (no fields)\n"
-        return f"message {d['name']}\n" + body
+        return f"message {d['name']}\n" + _provenance_line(d) + body
     rows = [[str(v["number"]), v["name"]] for v in d["values"]]
-    return f"enum {d['name']}\n" + _table(rows)
+    return f"enum {d['name']}\n" + _provenance_line(d) + _table(rows)
+
+
+def _provenance_line(d: dict[str, Any]) -> str:
+    return f"  proto: {d['file']} — wire facts: {d['provenance']}\n" if d.get("provenance") else ""
