@@ -31,6 +31,7 @@ KNOWN_CYCLES: list[frozenset[str]] = [
         {"invora.sandbox.app", "invora.sandbox.domain", "invora.sandbox.domain.simple", "invora.sandbox.http"}
     ),
     frozenset({"invora.sandbox.domain.billing.accounts", "invora.sandbox.domain.billing.usage"}),
+    frozenset({"invora._client", "invora.schema.guard", "invora.schema.reflection", "invora.schema.runtime"}),
 ]
 
 
