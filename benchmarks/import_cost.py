@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,10 @@ FIRST_USE = (
 
 
 def measure(stmt: str, after: str = "pass", runs: int = 7) -> dict[str, float]:
+    # One unmeasured run that may write bytecode: an installed package has its .pyc files (pip writes
+    # them), a source checkout under PYTHONDONTWRITEBYTECODE=1 would otherwise compile on every run.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-c", f"{stmt}\n{after}"], env=env, capture_output=True, check=True)
     samples = []
     for _ in range(runs):
         out = subprocess.run(
