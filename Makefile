@@ -8,7 +8,7 @@ BUF_VERSION := 1.75.0
 TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 
-.PHONY: install tools generate check-generated test lint typecheck demo sandbox bench clean
+.PHONY: install tools generate check-generated test test-matrix lint typecheck demo sandbox bench clean
 
 install: $(STAMP) tools
 
@@ -42,6 +42,10 @@ typecheck: $(STAMP)
 test: lint typecheck tools
 	$(PY) -m pytest -q
 
+## The compatibility matrix: the suite on Python 3.10-3.13, on the lowest protobuf/grpcio, from the wheel.
+test-matrix:
+	.ci/matrix
+
 ## The main job: a walk through the SDK against the embedded sandbox.
 demo: $(STAMP)
 	$(PY) examples/demo.py
@@ -54,4 +58,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) build dist .matrix .pytest_cache .mypy_cache .ruff_cache

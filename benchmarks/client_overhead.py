@@ -32,6 +32,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+import raw_stub
 
 import invora
 from invora import _catalog
@@ -77,7 +78,7 @@ class Bench:
         self.client = invora.Client(self.target, credentials=self.creds, org_id=self.org, timeout=30)
         self.metadata = (*self.creds.metadata(), ("x-target-org-id", self.org))
         svc = _catalog.service("simple.invoices")
-        self.stub_cls = getattr(svc.load_grpc(), f"{svc.name}Stub")
+        self.stub_cls = raw_stub.stub_class(svc)
         # Same channel options as the SDK's channel, so the ratio isolates the per-call layer.
         self.options = channel_options(self.client._settings.config)
         self.channel = grpc.insecure_channel(self.target, self.options)

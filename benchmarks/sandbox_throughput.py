@@ -1,7 +1,7 @@
 """Sandbox throughput vs a raw grpcio echo server serving the same message types.
 
 Both servers run in their own process (so neither shares a GIL with the client) with the same grpcio
-configuration; the client uses raw generated stubs with the same metadata (bearer token + tenancy header)
+configuration; the client uses raw grpcio multicallables (what a generated stub holds) with the same metadata (bearer token + tenancy header)
 against both. Measured, in interleaved rounds (median of ``--rounds``), for ``SimpleInvoiceService/Get``:
 
 - sequential: one thread, one call at a time;
@@ -48,6 +48,16 @@ def _read_line(proc: subprocess.Popen[str], what: str) -> str:
     return line[0]
 
 
+def _raw_get(channel: Any) -> Any:
+    """SimpleInvoiceService/Get as a plain grpcio multicallable (sync or aio channel)."""
+    get = SVC.method("Get")
+    return channel.unary_unary(
+        get.path,
+        request_serializer=get.request_class.SerializeToString,
+        response_deserializer=get.response_class.FromString,
+    )
+
+
 def serve_echo() -> None:
     """Child process: a bare grpcio server answering Get with a fixed, realistic invoice."""
     from invora.sandbox.app import Sandbox
@@ -84,17 +94,17 @@ class Target:
         self.target = grpc_target
         self.metadata = metadata
         self.channel = grpc.insecure_channel(grpc_target)
-        self.stub = SVC.load_grpc().SimpleInvoiceServiceStub(self.channel)
+        self.get = _raw_get(self.channel)
         self.request = SVC.method("Get").request_class(key=key)
 
     def sequential(self, n: int) -> int:
-        get, req, md = self.stub.Get, self.request, self.metadata
+        get, req, md = self.get, self.request, self.metadata
         for _ in range(n):
             get(req, metadata=md, timeout=30)
         return n
 
     def threads(self, n: int) -> int:
-        get, req, md = self.stub.Get, self.request, self.metadata
+        get, req, md = self.get, self.request, self.metadata
         per = n // 8
 
         def worker() -> None:
@@ -109,13 +119,13 @@ class Target:
     def aio(self, n: int, inflight: int) -> int:
         async def run() -> int:
             async with grpc.aio.insecure_channel(self.target) as ch:
-                stub = SVC.load_grpc().SimpleInvoiceServiceStub(ch)
+                get = _raw_get(ch)
                 req, md = self.request, self.metadata
                 sem = asyncio.Semaphore(inflight)
 
                 async def one() -> None:
                     async with sem:
-                        await stub.Get(req, metadata=md, timeout=30)
+                        await get(req, metadata=md, timeout=30)
 
                 await asyncio.gather(*(one() for _ in range(n)))
             return n
@@ -167,7 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         ).json()["access_token"]
         md = (("authorization", f"Bearer {token}"), ("x-target-org-id", info["org_id"]))
         probe = Target("probe", info["grpc_target"], md, "")
-        key = probe.stub.List(SVC.method("List").request_class(), metadata=md, timeout=30).items[0].key
+        lst = SVC.method("List")
+        list_mc = probe.channel.unary_unary(
+            lst.path,
+            request_serializer=lst.request_class.SerializeToString,
+            response_deserializer=lst.response_class.FromString,
+        )
+        key = list_mc(lst.request_class(), metadata=md, timeout=30).items[0].key
         sb = Target("sandbox", info["grpc_target"], md, key)
         raw = Target("echo", echo_info["grpc_target"], md, key)
         n = args.calls

@@ -10,8 +10,9 @@ Steps, each deterministic so the committed output can be drift-checked:
    overlays whose files replace the base's by path — adopting a newer build of one package is adding an
    overlay), and build the UBL Common Aggregate Components file from the vendored XSDs.
 2. Render every file to ``protos/`` (``render.py``) and expand the Simple module (``simple.py``).
-3. Compile ``protos/`` with grpcio-tools' protoc: ``_pb2.py``, ``_pb2_grpc.py`` and mypy-protobuf
-   ``.pyi`` stubs. Proto paths are kept under ``invora._proto`` (``kernel/query.proto`` becomes
+3. Compile ``protos/`` with grpcio-tools' protoc: ``_pb2.py`` and mypy-protobuf ``.pyi`` stubs (no
+   ``_pb2_grpc.py``: the SDK and the sandbox call and serve methods from the catalog). The gencode's
+   runtime version check is removed (``strip_runtime_check``) so one tree runs on protobuf 5.29 to 7.x. Proto paths are kept under ``invora._proto`` (``kernel/query.proto`` becomes
    ``invora._proto.kernel.query_pb2``): imports between generated modules are rewritten to that root,
    so the generated tree never shadows top-level packages such as ``kernel`` or ``invora``.
 4. From the compiled descriptors, write ``invora/_proto/catalog.py`` (plain data describing every
@@ -160,7 +161,6 @@ def run_protoc(protos: pathlib.Path, args: list[str]) -> None:
     cmd += [f"-I{d}" for d in include_dirs()]
     cmd += [
         f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
-        f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
     ]
     cmd += args + proto_files(protos)
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=protos)
@@ -180,9 +180,7 @@ def compile_python(protos: pathlib.Path, out: pathlib.Path, roots: Iterable[str]
             protos,
             [
                 f"--python_out={tmp}",
-                f"--grpc_python_out={tmp}",
                 f"--mypy_out={tmp}",
-                f"--mypy_grpc_out={tmp}",
             ],
         )
         pattern = re.compile(rf"^(\s*)(from|import) ({'|'.join(map(re.escape, roots))})\b", re.MULTILINE)
@@ -192,6 +190,8 @@ def compile_python(protos: pathlib.Path, out: pathlib.Path, roots: Iterable[str]
             rel = path.relative_to(tmp)
             text = path.read_text()
             text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)} {PY_ROOT}.{m.group(3)}", text)
+            if path.name.endswith("_pb2.py"):
+                text = strip_runtime_check(text, rel.as_posix())
             # mypy-protobuf spells fully-qualified module paths in annotations, e.g. `kernel.query_pb2.X`.
             target = out / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -206,6 +206,31 @@ def compile_python(protos: pathlib.Path, out: pathlib.Path, roots: Iterable[str]
                 d = d.parent
     finally:
         shutil.rmtree(tmp)
+
+
+# protoc >= 26 stamps its own version into every module and makes the runtime refuse anything older
+# (protoc 35 -> protobuf >= 7.35.1). The code itself is what protoc 29 writes, byte for byte apart from
+# that stamp (checked for this whole tree when the floor was set), and protoc 29's gencode is what
+# protobuf 5.29 to 7.x accept. So the check goes, the floor lives in pyproject.toml, and the floor's CI
+# job (`make test-matrix`) proves it. A change in protoc's output shape fails generation here, loudly.
+_RUNTIME_CHECK = re.compile(
+    r"^from google\.protobuf import runtime_version as _runtime_version\n"
+    r"(?P<between>(?:.*\n)*?)"
+    r"_runtime_version\.ValidateProtobufRuntimeVersion\(\n(?:    .*\n){6}\)\n",
+    re.MULTILINE,
+)
+_GENCODE_VERSION = re.compile(r"^# Protobuf Python Version: .*$", re.MULTILINE)
+RUNTIME_NOTE = (
+    "# Protobuf runtime: any of protobuf 5.29 to 7.x (runtime check removed by codegen/generate.py)"
+)
+
+
+def strip_runtime_check(text: str, name: str) -> str:
+    text, n = _RUNTIME_CHECK.subn(lambda m: m["between"], text)
+    text, v = _GENCODE_VERSION.subn(RUNTIME_NOTE, text)
+    if n != 1 or v != 1:
+        raise SystemExit(f"{name}: protoc's output changed shape; review strip_runtime_check()")
+    return text
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,7 +298,6 @@ def build_catalog(
                 "accessor": paths[full],
                 "file": f.name,
                 "module": py_module(f.name),
-                "grpc_module": py_module(f.name, "_pb2_grpc"),
                 **provenance.service_provenance(fds, f, s, files),
                 "methods": [method_info(index, m) for m in s.method],
             }

@@ -350,7 +350,7 @@ def test_module_entry_point_matches_console_script(sb: Sandbox) -> None:
         "INVORA_CLIENT_SECRET": sb.client_secret,
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "invora.loadtest.cli", "simple.invoices.list", "-n", "5", "-q", "-o", "json"],
+        [sys.executable, "-m", "invora", "bench", "simple.invoices.list", "-n", "5", "-q", "-o", "json"],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -11,8 +11,6 @@ import pytest
 import invora.catalog
 from invora import _catalog
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def test_types_are_the_classes_the_client_returns() -> None:
     from invora.types.billing.common import BillingPlan, CurrencyEnum
@@ -69,9 +67,9 @@ def test_user_annotations_type_check(tmp_path: Path) -> None:
         "def wrong(client: invora.Client) -> BillingPlan:\n"
         "    return client.billing.customers.get(id='c').customer\n"
     )
+    # No mypy_path: mypy finds `invora` where a user's would (editable install or wheel), via py.typed.
     (tmp_path / "mypy.ini").write_text(
-        f"[mypy]\nstrict = True\nmypy_path = {ROOT / 'src'}\n"
-        "[mypy-grpc.*,grpc_status.*,google.rpc.*]\nignore_missing_imports = True\n"
+        "[mypy]\nstrict = True\n[mypy-grpc.*,grpc_status.*,google.rpc.*]\nignore_missing_imports = True\n"
     )
     out = subprocess.run(
         [sys.executable, "-m", "mypy", "--no-incremental", "--config-file", "mypy.ini", "user.py"],

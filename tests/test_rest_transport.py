@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import invora
 from invora import _catalog, transcoding
+from invora._pbcompat import is_repeated
 
 
 class _Canned(BaseHTTPRequestHandler):
@@ -200,7 +201,7 @@ def _fill(data: st.DataObject, msg: Message, depth: int, query_only: bool) -> No
                 continue
             if fd.message_type.GetOptions().map_entry:
                 continue
-            if fd.is_repeated:
+            if is_repeated(fd):
                 if query_only:
                     continue  # repeated messages cannot travel as query parameters
                 for _ in range(data.draw(st.integers(0, 2))):
@@ -217,7 +218,7 @@ def _fill(data: st.DataObject, msg: Message, depth: int, query_only: bool) -> No
             strategy: Any = st.sampled_from([v.number for v in fd.enum_type.values])
         else:
             strategy = _SCALARS[fd.type]
-        if fd.is_repeated:
+        if is_repeated(fd):
             getattr(msg, fd.name).extend(data.draw(st.lists(strategy, max_size=3)))
         else:
             setattr(msg, fd.name, data.draw(strategy))

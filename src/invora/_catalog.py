@@ -100,7 +100,6 @@ class ServiceInfo:
     accessor: str  # e.g. "simple.invoices"
     file: str  # proto file, e.g. "invora/simple/invoices/v1/service.proto"
     module: str  # generated messages module
-    grpc_module: str  # generated stub module
     methods: dict[str, MethodInfo] = field(default_factory=dict, repr=False)
     #: Vendor build of the file's wire facts, or "reconstructed" (ours); see :func:`file_provenance`.
     provenance: str = ""
@@ -120,9 +119,6 @@ class ServiceInfo:
     def load(self) -> Any:
         """Import the generated message module (registers the file and its dependencies)."""
         return importlib.import_module(self.module)
-
-    def load_grpc(self) -> Any:
-        return importlib.import_module(self.grpc_module)
 
     def message_class(self, full_name: str) -> type[Message]:
         self.load()
@@ -168,7 +164,6 @@ def services() -> tuple[ServiceInfo, ...]:
             accessor=data["accessor"],
             file=data["file"],
             module=data["module"],
-            grpc_module=data["grpc_module"],
             provenance=data["provenance"],
             depends={k: tuple(v) for k, v in data["depends"].items()},
         )

@@ -15,7 +15,15 @@ from invora._target import ENVIRONMENTS, check_metadata, check_metadata_key, par
 from invora.auth import Credentials, StaticToken
 from invora.errors import ConfigurationError
 from invora.retry import Retry
-from invora.transport import AsyncRequestFeed, RawResponse, RequestFeed, TransportConfig, transport_classes
+from invora.transport import (
+    AsyncRequestFeed,
+    AsyncTransport,
+    RawResponse,
+    RequestFeed,
+    Transport,
+    TransportConfig,
+    transport_classes,
+)
 
 if TYPE_CHECKING:
     from google.protobuf.descriptor_pb2 import FileDescriptorSet
@@ -47,7 +55,7 @@ class _Options:
     org_header: str = "x-target-org-id"
     metadata: Sequence[tuple[str, str]] | Mapping[str, str] | None = None
     on_call: OnCall | None = None
-    transport: str = "grpc"
+    transport: str | Transport | AsyncTransport = "grpc"
     prefetch: bool = True
     user_agent: str | None = None
     schema_check: str = "off"
@@ -120,7 +128,7 @@ class _Settings:
         if on_call is not None and not callable(on_call):
             raise ConfigurationError("on_call must be callable")
         self.sync_transport_cls, self.async_transport_cls = transport_classes(transport)
-        self.transport_name = transport
+        self.transport_name = transport if isinstance(transport, str) else transport.name
         self.target = parsed
         self.config = TransportConfig(
             host=parsed.host,
@@ -174,7 +182,8 @@ _INIT_DOC = """
     - ``org_header``: the metadata key carrying ``org_id`` (default ``x-target-org-id``).
     - ``metadata``: extra metadata (HTTP headers over REST) sent with every call.
     - ``on_call``: ``on_call(method, seconds, code, request_bytes, response_bytes)`` after each call or page.
-    - ``transport``: ``"grpc"`` (default) or ``"rest"`` (REST/JSON through the schema's HTTP rules).
+    - ``transport``: ``"grpc"`` (default), ``"rest"`` (REST/JSON through the schema's HTTP rules), or a
+      transport instance (e.g. :class:`invora.testing.FakeTransport` for unit tests without sockets).
     - ``prefetch``: fetch a list's next page while the current one is consumed (default True).
     - ``user_agent``: the user agent to send (default ``invora-python/<version>``).
     - ``schema_check``: ``"off"`` (default), ``"warn"`` or ``"strict"``: before the first gRPC call of a
@@ -218,7 +227,7 @@ class _BaseClient(Namespace):
         org_header: str = "x-target-org-id",
         metadata: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
         on_call: OnCall | None = None,
-        transport: str = "grpc",
+        transport: str | Transport | AsyncTransport = "grpc",
         prefetch: bool = True,
         user_agent: str | None = None,
         schema_check: str = "off",
@@ -273,6 +282,19 @@ class _BaseClient(Namespace):
     def credentials(self) -> Credentials | None:
         return self._settings.credentials
 
+    @classmethod
+    def from_env(cls: type[_C], environ: Mapping[str, str] | None = None, **options: Any) -> _C:
+        """A client from the ``INVORA_*`` variables the CLI reads (``INVORA_TARGET`` or ``INVORA_ENV``,
+        ``INVORA_TRANSPORT``, ``INVORA_CLIENT_ID``/``INVORA_CLIENT_SECRET``/``INVORA_TOKEN_URL`` or
+        ``INVORA_TOKEN``, ``INVORA_ORG_ID``); ``options`` are further constructor arguments and win.
+
+        Mixed sandbox and production settings (a loopback target with Invora's token endpoint, or the
+        reverse) raise :class:`invora.ConfigurationError` before anything is sent.
+        """
+        from invora import _env
+
+        return _env.build(cls, _env.from_environ(environ), options)  # type: ignore[no-any-return]
+
     def with_org(self: _C, org_id: str | None) -> _C:
         """A view acting on ``org_id`` (None: home org); shares channels and credentials with this client."""
         view = object.__new__(type(self))
@@ -284,8 +306,9 @@ class _BaseClient(Namespace):
     def with_options(self: _C, **changes: Any) -> _C:
         """A copy with some constructor arguments changed (``client.with_options(timeout=5, retry=None)``).
 
-        The copy shares this client's channels and is closed with it, unless a change needs other
-        channels (``target``, ``transport``, TLS or channel options): then it has its own, to close too.
+        The copy shares this client's channels (or transport instance) and is closed with it, unless a
+        change needs other channels (``target``, ``transport``, TLS or channel options): then it has its
+        own, to close too.
         """
         unknown = sorted(set(changes) - _OPTION_NAMES)
         if unknown:
@@ -299,7 +322,10 @@ class _BaseClient(Namespace):
             changes.setdefault("environment", None)
         s = _Settings(replace(self._settings.options, **changes))
         old = self._settings
-        same_channels = s.config == old.config and s.transport_name == old.transport_name
+        given = s.options.transport
+        same_channels = given == old.options.transport and (
+            s.config == old.config or not isinstance(given, str)
+        )
         copy = object.__new__(type(self))
         copy._start(s, self._scope.core if same_channels else None)
         return copy

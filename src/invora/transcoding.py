@@ -21,6 +21,8 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from invora._pbcompat import is_repeated
+
 if TYPE_CHECKING:
     from invora._catalog import HttpRule, MethodInfo
 
@@ -375,7 +377,7 @@ def _put(tree: dict[str, Any], desc: Any, path: str, values: list[str], *, origi
             if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
                 raise TranscodingError(f"map field {path!r} cannot be set from a {origin} parameter", path)
             conv = [_text_to_json(fd, v, path) for v in values]
-            if fd.is_repeated:
+            if is_repeated(fd):
                 existing = node.get(key)
                 node[key] = (existing if isinstance(existing, list) else []) + conv
             else:
@@ -385,7 +387,7 @@ def _put(tree: dict[str, Any], desc: Any, path: str, values: list[str], *, origi
                     )
                 node[key] = conv[0]
         else:
-            if fd.message_type is None or fd.is_repeated:
+            if fd.message_type is None or is_repeated(fd):
                 raise TranscodingError(
                     f"{origin} parameter {path!r}: {step!r} is not a singular message", path
                 )

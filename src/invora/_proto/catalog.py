@@ -195,7 +195,6 @@ SERVICES = [
         "accessor": "admin.billing.orgs",
         "file": "invora/admin/billing/v2/service.proto",
         "module": "invora._proto.invora.admin.billing.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.admin.billing.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -406,7 +405,6 @@ SERVICES = [
         "accessor": "admin.billing.salla_plan_mappings",
         "file": "invora/admin/billing/v2/salla_plan_mapping_service.proto",
         "module": "invora._proto.invora.admin.billing.v2.salla_plan_mapping_service_pb2",
-        "grpc_module": "invora._proto.invora.admin.billing.v2.salla_plan_mapping_service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -497,7 +495,6 @@ SERVICES = [
         "accessor": "admin.code_items",
         "file": "invora/admin/code_items/v2/service.proto",
         "module": "invora._proto.invora.admin.code_items.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.admin.code_items.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -568,7 +565,6 @@ SERVICES = [
         "accessor": "admin.code_lists",
         "file": "invora/admin/code_lists/v2/service.proto",
         "module": "invora._proto.invora.admin.code_lists.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.admin.code_lists.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -639,7 +635,6 @@ SERVICES = [
         "accessor": "admin.identity.impersonation",
         "file": "invora/admin/identity/v2/impersonation_service.proto",
         "module": "invora._proto.invora.admin.identity.v2.impersonation_service_pb2",
-        "grpc_module": "invora._proto.invora.admin.identity.v2.impersonation_service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -690,7 +685,6 @@ SERVICES = [
         "accessor": "admin.identity.tenants",
         "file": "invora/admin/identity/v2/service.proto",
         "module": "invora._proto.invora.admin.identity.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.admin.identity.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -881,7 +875,6 @@ SERVICES = [
         "accessor": "admin.invoices",
         "file": "invora/admin/invoices/v2/service.proto",
         "module": "invora._proto.invora.admin.invoices.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.admin.invoices.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -952,7 +945,6 @@ SERVICES = [
         "accessor": "admin.regulations",
         "file": "invora/admin/regulations/v2/service.proto",
         "module": "invora._proto.invora.admin.regulations.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.admin.regulations.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -1063,7 +1055,6 @@ SERVICES = [
         "accessor": "allowances",
         "file": "invora/allowances/v2/service.proto",
         "module": "invora._proto.invora.allowances.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.allowances.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {
             "reconstructed": [
@@ -1178,7 +1169,6 @@ SERVICES = [
         "accessor": "billing.accounts",
         "file": "invora/billing/account/v2/service.proto",
         "module": "invora._proto.invora.billing.account.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.account.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -1409,7 +1399,6 @@ SERVICES = [
         "accessor": "billing.alerts",
         "file": "invora/billing/alerts/v2/service.proto",
         "module": "invora._proto.invora.billing.alerts.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.alerts.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -1560,7 +1549,6 @@ SERVICES = [
         "accessor": "billing.coupons",
         "file": "invora/billing/coupons/v2/service.proto",
         "module": "invora._proto.invora.billing.coupons.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.coupons.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -1751,7 +1739,6 @@ SERVICES = [
         "accessor": "billing.credit_notes",
         "file": "invora/billing/credit_notes/v2/service.proto",
         "module": "invora._proto.invora.billing.credit_notes.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.credit_notes.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -2022,7 +2009,6 @@ SERVICES = [
         "accessor": "billing.customers",
         "file": "invora/billing/customers/v2/service.proto",
         "module": "invora._proto.invora.billing.customers.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.customers.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -2273,7 +2259,6 @@ SERVICES = [
         "accessor": "billing.events",
         "file": "invora/billing/events/v2/service.proto",
         "module": "invora._proto.invora.billing.events.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.events.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -2364,7 +2349,6 @@ SERVICES = [
         "accessor": "billing.integrations",
         "file": "invora/billing/integrations/v2/service.proto",
         "module": "invora._proto.invora.billing.integrations.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.integrations.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -2695,7 +2679,6 @@ SERVICES = [
         "accessor": "billing.invoices",
         "file": "invora/billing/invoices/v2/service.proto",
         "module": "invora._proto.invora.billing.invoices.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.invoices.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -3306,7 +3289,6 @@ SERVICES = [
         "accessor": "billing.metrics",
         "file": "invora/billing/metering/v2/service.proto",
         "module": "invora._proto.invora.billing.metering.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.metering.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -3417,7 +3399,6 @@ SERVICES = [
         "accessor": "billing.observability",
         "file": "invora/billing/observability/v2/service.proto",
         "module": "invora._proto.invora.billing.observability.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.observability.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -3628,7 +3609,6 @@ SERVICES = [
         "accessor": "billing.payment_providers",
         "file": "invora/billing/payment_providers/v2/service.proto",
         "module": "invora._proto.invora.billing.payment_providers.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.payment_providers.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -3979,7 +3959,6 @@ SERVICES = [
         "accessor": "billing.payments",
         "file": "invora/billing/payments/v2/service.proto",
         "module": "invora._proto.invora.billing.payments.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.payments.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -4290,7 +4269,6 @@ SERVICES = [
         "accessor": "billing.plans",
         "file": "invora/billing/plans/v2/service.proto",
         "module": "invora._proto.invora.billing.plans.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.plans.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -4601,7 +4579,6 @@ SERVICES = [
         "accessor": "billing.subscriptions",
         "file": "invora/billing/subscriptions/v2/service.proto",
         "module": "invora._proto.invora.billing.subscriptions.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.subscriptions.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -4892,7 +4869,6 @@ SERVICES = [
         "accessor": "billing.taxes",
         "file": "invora/billing/taxes/v2/service.proto",
         "module": "invora._proto.invora.billing.taxes.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.taxes.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -5063,7 +5039,6 @@ SERVICES = [
         "accessor": "billing.wallets",
         "file": "invora/billing/wallets/v2/service.proto",
         "module": "invora._proto.invora.billing.wallets.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.wallets.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -5274,7 +5249,6 @@ SERVICES = [
         "accessor": "billing.webhook_endpoints",
         "file": "invora/billing/webhooks/v2/service.proto",
         "module": "invora._proto.invora.billing.webhooks.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.billing.webhooks.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -5445,7 +5419,6 @@ SERVICES = [
         "accessor": "branches",
         "file": "invora/branches/v2/service.proto",
         "module": "invora._proto.invora.branches.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.branches.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {
             "reconstructed": [
@@ -5600,7 +5573,6 @@ SERVICES = [
         "accessor": "charges",
         "file": "invora/charges/v2/service.proto",
         "module": "invora._proto.invora.charges.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.charges.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {
             "reconstructed": [
@@ -5715,7 +5687,6 @@ SERVICES = [
         "accessor": "code_items",
         "file": "invora/code_items/v2/service.proto",
         "module": "invora._proto.invora.code_items.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.code_items.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -5766,7 +5737,6 @@ SERVICES = [
         "accessor": "code_lists",
         "file": "invora/code_lists/v2/service.proto",
         "module": "invora._proto.invora.code_lists.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.code_lists.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -5817,7 +5787,6 @@ SERVICES = [
         "accessor": "documents",
         "file": "invora/documents/v2/service.proto",
         "module": "invora._proto.invora.documents.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.documents.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {
             "reconstructed": [
@@ -6282,7 +6251,6 @@ SERVICES = [
         "accessor": "exchange_rates",
         "file": "invora/exchange_rates/v2/service.proto",
         "module": "invora._proto.invora.exchange_rates.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.exchange_rates.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -6413,7 +6381,6 @@ SERVICES = [
         "accessor": "identity.connected_business",
         "file": "invora/identity/v2/platform_enrollment_service.proto",
         "module": "invora._proto.invora.identity.v2.platform_enrollment_service_pb2",
-        "grpc_module": "invora._proto.invora.identity.v2.platform_enrollment_service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -6604,7 +6571,6 @@ SERVICES = [
         "accessor": "identity.impersonation",
         "file": "invora/identity/v2/impersonation_service.proto",
         "module": "invora._proto.invora.identity.v2.impersonation_service_pb2",
-        "grpc_module": "invora._proto.invora.identity.v2.impersonation_service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -6655,7 +6621,6 @@ SERVICES = [
         "accessor": "identity.public_registration",
         "file": "invora/identity/v2/public_registration_service.proto",
         "module": "invora._proto.invora.identity.v2.public_registration_service_pb2",
-        "grpc_module": "invora._proto.invora.identity.v2.public_registration_service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -6726,7 +6691,6 @@ SERVICES = [
         "accessor": "imports",
         "file": "invora/imports/v2/service.proto",
         "module": "invora._proto.invora.imports.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.imports.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -6965,7 +6929,6 @@ SERVICES = [
         "accessor": "marketplace",
         "file": "invora/marketplace/v2/service.proto",
         "module": "invora._proto.invora.marketplace.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.marketplace.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -7276,7 +7239,6 @@ SERVICES = [
         "accessor": "parties",
         "file": "invora/parties/v2/service.proto",
         "module": "invora._proto.invora.parties.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.parties.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {
             "reconstructed": [
@@ -7511,7 +7473,6 @@ SERVICES = [
         "accessor": "pdf",
         "file": "invora/pdf/v2/service.proto",
         "module": "invora._proto.invora.pdf.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.pdf.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {
             "reconstructed": [
@@ -7646,7 +7607,6 @@ SERVICES = [
         "accessor": "people",
         "file": "invora/people/v2/service.proto",
         "module": "invora._proto.invora.people.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.people.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {
             "reconstructed": [
@@ -7761,7 +7721,6 @@ SERVICES = [
         "accessor": "regulations.regulation_enrollment",
         "file": "invora/regulations/v2/enrollment_service.proto",
         "module": "invora._proto.invora.regulations.v2.enrollment_service_pb2",
-        "grpc_module": "invora._proto.invora.regulations.v2.enrollment_service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -7852,7 +7811,6 @@ SERVICES = [
         "accessor": "regulations.regulation_info",
         "file": "invora/regulations/v2/service.proto",
         "module": "invora._proto.invora.regulations.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.regulations.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [
@@ -8083,7 +8041,6 @@ SERVICES = [
         "accessor": "regulations.zatca",
         "file": "invora/regulations/zatca/v1/service.proto",
         "module": "invora._proto.invora.regulations.zatca.v1.service_pb2",
-        "grpc_module": "invora._proto.invora.regulations.zatca.v1.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {"1.0.0": ["invora/regulations/zatca/v1/models.proto"]},
         "methods": [
@@ -8174,7 +8131,6 @@ SERVICES = [
         "accessor": "settings",
         "file": "invora/settings/v2/service.proto",
         "module": "invora._proto.invora.settings.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.settings.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {
             "reconstructed": [
@@ -8309,7 +8265,6 @@ SERVICES = [
         "accessor": "simple.credit_notes",
         "file": "invora/simple/credit_notes/v1/service.proto",
         "module": "invora._proto.invora.simple.credit_notes.v1.service_pb2",
-        "grpc_module": "invora._proto.invora.simple.credit_notes.v1.service_pb2_grpc",
         "provenance": "reconstructed",
         "depends": {"1.3": ["kernel/decimal.proto", "kernel/query.proto"]},
         "methods": [
@@ -8440,7 +8395,6 @@ SERVICES = [
         "accessor": "simple.debit_notes",
         "file": "invora/simple/debit_notes/v1/service.proto",
         "module": "invora._proto.invora.simple.debit_notes.v1.service_pb2",
-        "grpc_module": "invora._proto.invora.simple.debit_notes.v1.service_pb2_grpc",
         "provenance": "reconstructed",
         "depends": {"1.3": ["kernel/decimal.proto", "kernel/query.proto"]},
         "methods": [
@@ -8571,7 +8525,6 @@ SERVICES = [
         "accessor": "simple.invoices",
         "file": "invora/simple/invoices/v1/service.proto",
         "module": "invora._proto.invora.simple.invoices.v1.service_pb2",
-        "grpc_module": "invora._proto.invora.simple.invoices.v1.service_pb2_grpc",
         "provenance": "reconstructed",
         "depends": {"1.3": ["kernel/decimal.proto", "kernel/query.proto"]},
         "methods": [
@@ -8702,7 +8655,6 @@ SERVICES = [
         "accessor": "tax_reports",
         "file": "invora/tax_reports/v2/service.proto",
         "module": "invora._proto.invora.tax_reports.v2.service_pb2",
-        "grpc_module": "invora._proto.invora.tax_reports.v2.service_pb2_grpc",
         "provenance": "1.3",
         "depends": {},
         "methods": [

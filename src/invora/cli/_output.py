@@ -7,6 +7,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from invora._pbcompat import is_repeated
+
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
@@ -48,7 +50,7 @@ _HIDDEN_BY_DEFAULT = {"concurrency_stamp"}
 
 
 def _tabular(field: Any) -> bool:
-    if field.is_repeated:
+    if is_repeated(field):
         return False
     if field.message_type is None:
         return True
@@ -73,7 +75,7 @@ def table_columns(descriptor: Any, wanted: Sequence[str] | None) -> list[Any]:
 
 
 def _cell(message: Message, field: Any) -> str:
-    if field.message_type is not None and not field.is_repeated:
+    if field.message_type is not None and not is_repeated(field):
         if not message.HasField(field.name):
             return ""
         value: Any = getattr(message, field.name)
@@ -88,7 +90,7 @@ def _cell(message: Message, field: Any) -> str:
             return str(value.ToJsonString())
         if kind.startswith("google.protobuf.") and kind.endswith("Value"):
             return str(value.value)
-    if field.message_type is not None or field.is_repeated:
+    if field.message_type is not None or is_repeated(field):
         from google.protobuf import json_format
 
         return json.dumps(json_format.MessageToDict(message).get(field.json_name), separators=(",", ":"))

@@ -15,7 +15,6 @@ import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TextIO, overload
-from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from invora import AsyncClient, Client, Credentials
@@ -127,67 +126,28 @@ def resolve(args: argparse.Namespace, dest: str, environ: Mapping[str, str] | No
     return value
 
 
-def _explicit(args: argparse.Namespace, dest: str) -> bool:
-    return getattr(args, dest, None) is not None
+def _settings(args: argparse.Namespace) -> Any:
+    """The flags, each falling back to its ``INVORA_*`` variable, as the SDK's settings reader sees them."""
+    from invora._env import Setting
+
+    def get(name: str) -> Setting:
+        flag = _BY_DEST[name]
+        value = getattr(args, name, None)
+        if value is not None:
+            return Setting(value, "--" + flag.name, explicit=True)
+        return Setting(os.environ.get(flag.env) or None, flag.env)
+
+    return get
 
 
 def credentials_from_args(args: argparse.Namespace) -> Credentials | None:
     """``--token`` (static) or ``--client-id``/``--client-secret`` (client credentials), or None."""
-    from invora import ClientCredentials, ConfigurationError, StaticToken
+    from invora import ConfigurationError, _env
 
-    token = resolve(args, "token")
-    client_id = resolve(args, "client_id")
-    secret = resolve(args, "client_secret")
-    if token is not None and client_id is not None:
-        # An explicit flag wins over the other kind coming from the environment.
-        if _explicit(args, "token") and not _explicit(args, "client_id"):
-            client_id = secret = None
-        elif _explicit(args, "client_id") and not _explicit(args, "token"):
-            token = None
-        else:
-            raise UsageError("give either --token or --client-id/--client-secret, not both")
     try:
-        if token is not None:
-            return StaticToken(token)
-        if client_id is None and secret is None:
-            return None
-        if client_id is None:
-            raise UsageError("--client-secret needs --client-id (or INVORA_CLIENT_ID)")
-        if secret is None:
-            raise UsageError("--client-id needs --client-secret (or INVORA_CLIENT_SECRET)")
-        return ClientCredentials(client_id, secret, resolve(args, "token_url"))
+        return _env.credentials(_settings(args))
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _check_same_world(args: argparse.Namespace, target: str | None, env: str | None, creds: Any) -> None:
-    """Sandbox (loopback) and remote settings must not mix: a loopback target with Invora's token
-    endpoint would post the sandbox secret to production, and a loopback token endpoint with a remote
-    (or default production) target would send a sandbox token there. Refused before anything is sent."""
-    from invora import ClientCredentials
-    from invora._target import is_loopback, parse_target
-    from invora.errors import ConfigurationError
-
-    if not isinstance(creds, ClientCredentials):
-        return
-    token_url = resolve(args, "token_url")
-    token_local = token_url is not None and is_loopback(urlsplit(token_url).hostname or "")
-    try:
-        target_local = target is not None and parse_target(target).loopback
-    except ConfigurationError as exc:
-        raise UsageError(str(exc)) from None
-    where = target if target is not None else f"the {env or 'production'} environment"
-    if target_local and not token_local:
-        raise UsageError(
-            f"the target {target} is local (a sandbox?) but the token endpoint is "
-            f"{token_url or 'Invora production'}: pass --token-url (the sandbox's token_url) so the "
-            "client secret is not sent elsewhere"
-        )
-    if token_local and not target_local:
-        raise UsageError(
-            f"the token endpoint {token_url} is local (a sandbox?) but calls would go to {where}: pass "
-            "--target with the sandbox's gRPC address"
-        )
 
 
 @overload
@@ -211,34 +171,13 @@ def client_from_args(
     :class:`UsageError` before any network.
     """
     import invora
+    from invora import _env
 
-    target = resolve(args, "target")
-    env = resolve(args, "env")
-    if target is not None and env is not None:
-        if _explicit(args, "target") and _explicit(args, "env"):
-            raise UsageError("give either --target or --env, not both")
-        if _explicit(args, "env"):
-            target = None
-        else:
-            env = None
-    options = dict(options or {})
-    kwargs: dict[str, Any] = {
-        "org_id": resolve(args, "org_id"),
-        "transport": resolve(args, "transport") or "grpc",
-    }
-    if "credentials" not in options:
-        kwargs["credentials"] = credentials_from_args(args)
-    if target is None:
-        kwargs["environment"] = env or "production"
-    kwargs.update(options)
     cls = invora.AsyncClient if asynchronous else invora.Client
     try:
-        client = cls(target, **kwargs)
+        return _env.build(cls, _settings(args), options)  # type: ignore[no-any-return]
     except invora.ConfigurationError as exc:
         raise UsageError(str(exc)) from None
-    # Checked once the settings themselves are valid; channels open lazily, so nothing was sent yet.
-    _check_same_world(args, target, env, kwargs.get("credentials"))
-    return client
 
 
 def read_json(args: argparse.Namespace, *, stdin: TextIO | None = None) -> Any:

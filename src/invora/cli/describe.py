@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from invora._pbcompat import is_repeated
 from invora.cli.common import EXIT_OK, UsageError
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ def _message(desc: Any) -> dict[str, Any]:
     fields = []
     for f in desc.fields:
         is_map = f.message_type is not None and f.message_type.GetOptions().map_entry
-        label = "repeated" if f.is_repeated and not is_map else ("optional" if f.has_presence else "")
+        label = "repeated" if is_repeated(f) and not is_map else ("optional" if f.has_presence else "")
         oneof = (
             f.containing_oneof.name
             if f.containing_oneof and not f.containing_oneof.name.startswith("_")

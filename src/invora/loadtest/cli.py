@@ -18,7 +18,7 @@ from typing import Any
 
 from invora.cli.common import EXIT_OK, EXIT_RPC, UsageError, client_from_args, read_json, resolve
 
-__all__ = ["main", "register", "run_bench"]
+__all__ = ["register", "run_bench"]
 
 _EPILOG = """\
 request templates (--data): placeholders inside JSON strings are filled per call:
@@ -159,14 +159,3 @@ async def _bench(args: argparse.Namespace, plan: Any, info: Any, template: Any, 
     finally:
         for client in clients:
             await client.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m invora.loadtest.cli``: the same as ``invora bench``."""
-    from invora.cli import main as invora_main
-
-    return invora_main(["bench", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

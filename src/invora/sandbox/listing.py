@@ -28,6 +28,7 @@ import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from invora._pbcompat import is_repeated
 from invora.sandbox.faults import Fault
 
 MAX_PAGE_SIZE = 1000
@@ -80,11 +81,11 @@ def find_value(msg: Any, name: str, depth: int = 5) -> Any:
         nxt: list[Message] = []
         for m in layer:
             fd = m.DESCRIPTOR.fields_by_name.get(name)
-            if fd is not None and (fd.is_repeated or not fd.has_presence or m.HasField(name)):
+            if fd is not None and (is_repeated(fd) or not fd.has_presence or m.HasField(name)):
                 return getattr(m, name)
             for f, v in m.ListFields():
                 if f.message_type is not None and not f.message_type.GetOptions().map_entry:
-                    if f.is_repeated:
+                    if is_repeated(f):
                         nxt.extend(v[:3])
                     else:
                         nxt.append(v)
@@ -108,7 +109,7 @@ def path_value(msg: Any, path: str) -> Any:
                 reason="INVALID_FILTER",
                 metadata={"field_path": path},
             )
-        if fd.has_presence and not fd.is_repeated and not cur.HasField(fd.name):
+        if fd.has_presence and not is_repeated(fd) and not cur.HasField(fd.name):
             return None
         cur = getattr(cur, fd.name)
     return cur
@@ -357,9 +358,9 @@ def strings_of(msg: Any, depth: int = 4) -> list[str]:
         for m in layer:
             for f, v in m.ListFields():
                 if f.type == FieldDescriptor.TYPE_STRING:
-                    out.extend(v if f.is_repeated else [v])
+                    out.extend(v if is_repeated(f) else [v])
                 elif f.message_type is not None and not f.message_type.GetOptions().map_entry:
-                    nxt.extend(v if f.is_repeated else [v])
+                    nxt.extend(v if is_repeated(f) else [v])
         layer = nxt
         if not layer:
             break

@@ -1,4 +1,6 @@
-"""pytest plugin (entry point ``invora``): a session-scoped ``invora_sandbox`` fixture.
+"""pytest plugin: a session-scoped ``invora_sandbox`` fixture. Opt-in, so installing the SDK adds nothing to
+other projects' pytest sessions: ``pytest_plugins = ["invora.sandbox.pytest_plugin"]`` in a top-level
+``conftest.py``, or ``-p invora.sandbox.pytest_plugin``.
 
     def test_create(invora_sandbox):
         client = invora.Client(invora_sandbox.grpc_target, credentials=invora.ClientCredentials(

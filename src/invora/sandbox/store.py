@@ -29,6 +29,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from invora._pbcompat import is_repeated
 from invora.sandbox import listing
 from invora.sandbox.faults import Fault, invalid_argument, not_found, unimplemented
 
@@ -100,7 +101,7 @@ def _assign_scalar(dst: Any, df: FieldDescriptor, sf: FieldDescriptor, value: An
                 tv = target.get(ev.name) if ev is not None else None
                 return tv.number if tv is not None else None
 
-            if df.is_repeated:
+            if is_repeated(df):
                 getattr(dst, df.name).extend(c for c in (conv(v) for v in value) if c is not None)
             else:
                 c = conv(value)
@@ -109,7 +110,7 @@ def _assign_scalar(dst: Any, df: FieldDescriptor, sf: FieldDescriptor, value: An
             return
     elif df.cpp_type != sf.cpp_type:
         return
-    if df.is_repeated:
+    if is_repeated(df):
         getattr(dst, df.name).extend(value)
     else:
         setattr(dst, df.name, value)
@@ -126,7 +127,7 @@ def copy_matching(src: Any, dst: Any, *, only: Iterable[str] | None = None, dept
         if wanted is not None and sf.name not in wanted:
             continue
         df = dfields.get(sf.name)
-        if df is None or df.is_repeated != sf.is_repeated:
+        if df is None or is_repeated(df) != is_repeated(sf):
             continue
         smt, dmt = sf.message_type, df.message_type
         if smt is None and dmt is None:
@@ -141,11 +142,11 @@ def copy_matching(src: Any, dst: Any, *, only: Iterable[str] | None = None, dept
                         getattr(dst, df.name).update(value)
                 continue
             if smt.full_name == dmt.full_name:
-                if df.is_repeated:
+                if is_repeated(df):
                     getattr(dst, df.name).extend(value)
                 else:
                     getattr(dst, df.name).CopyFrom(value)
-            elif df.is_repeated:
+            elif is_repeated(df):
                 target = getattr(dst, df.name)
                 for item in value:
                     copy_matching(item, target.add(), depth=depth - 1)
@@ -153,10 +154,10 @@ def copy_matching(src: Any, dst: Any, *, only: Iterable[str] | None = None, dept
                 getattr(dst, df.name).value = value.value
             else:
                 copy_matching(value, getattr(dst, df.name), depth=depth - 1)
-        elif smt is None and dmt is not None and dmt.full_name in _WRAPPERS and not sf.is_repeated:
+        elif smt is None and dmt is not None and dmt.full_name in _WRAPPERS and not is_repeated(sf):
             with contextlib.suppress(TypeError, ValueError):
                 getattr(dst, df.name).value = value
-        elif smt is not None and dmt is None and smt.full_name in _WRAPPERS and not sf.is_repeated:
+        elif smt is not None and dmt is None and smt.full_name in _WRAPPERS and not is_repeated(sf):
             with contextlib.suppress(TypeError, ValueError):
                 setattr(dst, df.name, value.value)
 
@@ -170,7 +171,7 @@ def convert(src: Any, cls: Any) -> Any:
     out = cls()
     copy_matching(src, out)
     for fd in cls.DESCRIPTOR.fields:
-        if fd.is_repeated or (fd.message_type is not None and out.HasField(fd.name)):
+        if is_repeated(fd) or (fd.message_type is not None and out.HasField(fd.name)):
             continue
         if fd.message_type is None and getattr(out, fd.name):
             continue
@@ -236,7 +237,7 @@ class Shape:
         self.key_is_kv = False
         for name in ("key", "id"):
             fd = f.get(name)
-            if fd is not None and not fd.is_repeated:
+            if fd is not None and not is_repeated(fd):
                 if fd.message_type is None and fd.cpp_type == FieldDescriptor.CPPTYPE_STRING:
                     self.key_field = name
                     break
@@ -248,7 +249,7 @@ class Shape:
                 if (
                     fd.name.endswith("_id")
                     and fd.message_type is None
-                    and not fd.is_repeated
+                    and not is_repeated(fd)
                     and fd.cpp_type == FieldDescriptor.CPPTYPE_STRING
                 ):
                     self.key_field = fd.name
@@ -334,7 +335,7 @@ def get_attr(entity: Record, name: str) -> Any:
         return entity.extra[name]
     fd = msg.DESCRIPTOR.fields_by_name.get(name)
     if fd is not None:
-        if fd.message_type is not None and not fd.is_repeated and not msg.HasField(name):
+        if fd.message_type is not None and not is_repeated(fd) and not msg.HasField(name):
             return None
         return getattr(msg, name)
     if name == "key":
@@ -350,8 +351,8 @@ def get_attr(entity: Record, name: str) -> Any:
 
 def response_entity_field(desc: Any) -> Any:
     """The one singular message field of a response that carries an entity (``details``, ``plan``…)."""
-    msgs = [f for f in desc.fields if f.message_type is not None and not f.is_repeated]
-    others = [f for f in desc.fields if f.message_type is None or f.is_repeated]
+    msgs = [f for f in desc.fields if f.message_type is not None and not is_repeated(f)]
+    others = [f for f in desc.fields if f.message_type is None or is_repeated(f)]
     if len(msgs) == 1 and all(f.name in ("client_id", "client_secret", "exact_match") for f in others):
         return msgs[0]
     return None
@@ -362,7 +363,7 @@ def _request_ident(request: Any, shape: Shape | None) -> tuple[str, str] | None:
     f = request.DESCRIPTOR.fields_by_name
     for name in ("key", "id"):
         fd = f.get(name)
-        if fd is not None and fd.message_type is None and not fd.is_repeated:
+        if fd is not None and fd.message_type is None and not is_repeated(fd):
             return name, str(getattr(request, name))
     inp = f.get("input")
     if inp is not None and inp.message_type is not None and "id" in inp.message_type.fields_by_name:
@@ -372,7 +373,7 @@ def _request_ident(request: Any, shape: Shape | None) -> tuple[str, str] | None:
     ids = [
         fd.name
         for fd in request.DESCRIPTOR.fields
-        if fd.name.endswith("_id") and fd.message_type is None and not fd.is_repeated
+        if fd.name.endswith("_id") and fd.message_type is None and not is_repeated(fd)
     ]
     if len(ids) == 1:
         return ids[0], str(getattr(request, ids[0]))
@@ -432,12 +433,12 @@ class GenericService:
         if m.is_streaming:
             return self._stream(m)
         if name.startswith("Bulk"):
-            if "items" in rf and rf["items"].is_repeated:
+            if "items" in rf and is_repeated(rf["items"]):
                 return self._bulk(m)
             raise _Unsupported("bulk RPC without per-item results")
         if (
             "items" in rf
-            and rf["items"].is_repeated
+            and is_repeated(rf["items"])
             and rf["items"].message_type is not None
             and ("total_count" in rf or "pagination" in req_desc.fields_by_name or name.startswith("List"))
         ):
@@ -658,7 +659,7 @@ class GenericService:
         if shape is None:
             raise _Unsupported("delete RPC of a service without an entity type")
         coll = self.coll_name(shape)
-        keys_field = "keys" if "keys" in req_fields and req_fields["keys"].is_repeated else None
+        keys_field = "keys" if "keys" in req_fields and is_repeated(req_fields["keys"]) else None
         if keys_field is None and _request_ident(m.request_class(), shape) is None:
             raise _Unsupported("delete RPC without keys")
         what = shape.desc.name
@@ -916,7 +917,7 @@ class _Unsupported(Exception):
 def _source_field(fields: Any) -> str | None:
     for name in ("changes", "input", "event", "item"):
         fd = fields.get(name)
-        if fd is not None and fd.message_type is not None and not fd.is_repeated:
+        if fd is not None and fd.message_type is not None and not is_repeated(fd):
             return name
     return None
 

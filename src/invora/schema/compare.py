@@ -22,6 +22,8 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from google.protobuf.message import Message
 
+from invora._pbcompat import is_repeated
+
 __all__ = ["SchemaDiff", "diff_messages", "diff_services", "diff_sets"]
 
 _ServiceLike = descriptor_pb2.ServiceDescriptorProto
@@ -47,7 +49,7 @@ def diff_messages(expected: Message, actual: Message, path: str) -> Iterable[str
     for fd in expected.DESCRIPTOR.fields:
         name = fd.name
         ev, av = getattr(expected, name), getattr(actual, name)
-        if fd.is_repeated:
+        if is_repeated(fd):
             if fd.type == fd.TYPE_MESSAGE:
                 yield from _diff_repeated(list(ev), list(av), f"{path}.{name}")
             elif list(ev) != list(av):

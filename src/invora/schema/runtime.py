@@ -36,9 +36,6 @@ class _RuntimeService(ServiceInfo):
     def load(self) -> Any:
         return None
 
-    def load_grpc(self) -> Any:
-        return None
-
     def message_class(self, full_name: str) -> type[Message]:
         cls: type[Message] = message_factory.GetMessageClass(self.pool.FindMessageTypeByName(full_name))
         return cls
@@ -64,7 +61,7 @@ class RuntimeSchema:
         self.services: dict[str, ServiceInfo] = {}
         for f, s in services:
             full = f"{f.package}.{s.name}" if f.package else s.name
-            svc = _RuntimeService(full, paths[full], f.name, "", "", pool=self.pool, provenance="runtime")
+            svc = _RuntimeService(full, paths[full], f.name, "", pool=self.pool, provenance="runtime")
             for m in s.method:
                 svc.methods[m.name] = _method_info(svc, _rules.method_facts(m, messages))
             self.services[full] = svc

@@ -7,6 +7,9 @@ into verb, path, query and JSON body, and the response JSON is parsed with unkno
 Errors come back as the JSON form of ``google.rpc.Status`` and map to the same exception classes as gRPC;
 anything else (a proxy's HTML page, an empty 503) maps by HTTP status.
 
+HTTP/2 is used when the ``http2`` extra (``h2``) is installed and a TLS server offers it (ALPN); plaintext
+stays HTTP/1.1, which every server speaks.
+
 Streaming RPCs have no HTTP rule: calling one raises :class:`invora.errors.Unimplemented` before any
 network, naming ``transport="grpc"`` as the alternative.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib.util
 import json
 import ssl
 import threading
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncRestTransport", "RestTransport"]
 
+_HTTP2 = importlib.util.find_spec("h2") is not None  # the `http2` extra
 _LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=100, keepalive_expiry=60.0)
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # gRPC's grpc.max_receive_message_length in this SDK
 
@@ -96,7 +101,7 @@ def _client_kwargs(config: TransportConfig) -> dict[str, Any]:
         # HTTP(S)_PROXY / NO_PROXY / SSL_CERT_FILE, as users expect, except for plaintext (loopback)
         # targets: a proxy there would receive the bearer token in clear.
         "trust_env": config.secure,
-        "http2": bool(config.extra.get("http2", False)),
+        "http2": bool(config.extra.get("http2", _HTTP2)),
     }
 
 

@@ -1,0 +1,26 @@
+"""What a generated ``*_pb2_grpc`` stub holds, built from the catalog: one grpcio multicallable per method.
+
+The package generates no stub modules; the raw baselines of the benchmarks use this instead, which is the
+same grpcio call path a generated stub takes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invora._catalog import ServiceInfo
+
+
+def stub_class(svc: ServiceInfo) -> Any:
+    class Stub:
+        def __init__(self, channel: Any) -> None:
+            for m in svc.methods.values():
+                mc = getattr(channel, m.kind)(
+                    m.path,
+                    request_serializer=m.request_class.SerializeToString,
+                    response_deserializer=m.response_class.FromString,
+                )
+                setattr(self, m.name, mc)
+
+    Stub.__name__ = f"{svc.name}Stub"
+    return Stub
