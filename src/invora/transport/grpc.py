@@ -181,17 +181,28 @@ def _failure(exc: grpc.RpcError, name: str | None, feed: Any) -> BaseException:
     return from_grpc_error(exc, name)
 
 
-class _SyncStream:
-    """Iterator over a grpc stream call that raises InvoraError subclasses."""
+class _StreamCall:
+    """What the sync and asyncio stream wrappers share: the call, and a request feed that cancels it."""
 
     __slots__ = ("_call", "_feed", "_name")
 
-    def __init__(self, call: Any, name: str | None = None, feed: RequestFeed | None = None) -> None:
+    def __init__(
+        self, call: Any, name: str | None = None, feed: RequestFeed | AsyncRequestFeed | None = None
+    ) -> None:
         self._call = call
         self._name = name
         self._feed = feed
         if feed is not None:
             feed.bind(call.cancel)
+
+    def cancel(self) -> bool:
+        return bool(self._call.cancel())
+
+
+class _SyncStream(_StreamCall):
+    """Iterator over a grpc stream call that raises InvoraError subclasses."""
+
+    __slots__ = ()
 
     def __iter__(self) -> _SyncStream:
         return self
@@ -201,9 +212,6 @@ class _SyncStream:
             return next(self._call)
         except grpc.RpcError as exc:
             raise _failure(exc, self._name, self._feed) from None
-
-    def cancel(self) -> bool:
-        return bool(self._call.cancel())
 
     def initial_metadata(self) -> tuple[tuple[str, Any], ...]:
         try:
@@ -368,17 +376,10 @@ class _single:
 
 
 # -- asyncio ----------------------------------------------------------------------------------------------
-class _AsyncStream:
+class _AsyncStream(_StreamCall):
     """Async iterator over a grpc.aio stream call that raises InvoraError subclasses."""
 
-    __slots__ = ("_call", "_feed", "_name")
-
-    def __init__(self, call: Any, name: str | None = None, feed: AsyncRequestFeed | None = None) -> None:
-        self._call = call
-        self._name = name
-        self._feed = feed
-        if feed is not None:
-            feed.bind(call.cancel)
+    __slots__ = ()
 
     def __aiter__(self) -> _AsyncStream:
         return self
@@ -401,9 +402,6 @@ class _AsyncStream:
         if message is _EOF:
             raise StopAsyncIteration
         return message
-
-    def cancel(self) -> bool:
-        return bool(self._call.cancel())
 
     async def initial_metadata(self) -> tuple[tuple[str, Any], ...]:
         return _md(await self._call.initial_metadata())
