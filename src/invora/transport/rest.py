@@ -198,7 +198,17 @@ def _raw(message: Message, response: _Reply) -> RawResponse:
     return RawResponse(message, tuple(response.headers.items()), (), grpc.StatusCode.OK)
 
 
-class RestTransport(Transport):
+class _UnaryOnly:
+    """Both REST transports: the HTTP rules carry unary RPCs only."""
+
+    def server_stream(self, method: MethodInfo) -> Callable[..., Any]:
+        _unsupported(method)
+
+    def stream_stream(self, method: MethodInfo) -> Callable[..., Any]:
+        _unsupported(method)
+
+
+class RestTransport(_UnaryOnly, Transport):
     name = "rest"
 
     def __init__(self, config: TransportConfig) -> None:
@@ -284,12 +294,6 @@ class RestTransport(Transport):
 
         return call
 
-    def server_stream(self, method: MethodInfo) -> Callable[..., Any]:
-        _unsupported(method)
-
-    def stream_stream(self, method: MethodInfo) -> Callable[..., Any]:
-        _unsupported(method)
-
     def close(self) -> None:
         with self._lock:
             client, self._http = self._http, None
@@ -300,7 +304,7 @@ class RestTransport(Transport):
             client.close()
 
 
-class AsyncRestTransport(AsyncTransport):
+class AsyncRestTransport(_UnaryOnly, AsyncTransport):
     """httpx.AsyncClient owned by the loop that created it (reopened when used from another loop)."""
 
     name = "rest"
@@ -365,12 +369,6 @@ class AsyncRestTransport(AsyncTransport):
             return _raw(codec.response(response), response)
 
         return call
-
-    def server_stream(self, method: MethodInfo) -> Callable[..., Any]:
-        _unsupported(method)
-
-    def stream_stream(self, method: MethodInfo) -> Callable[..., Any]:
-        _unsupported(method)
 
     async def close(self) -> None:
         client, self._http = self._http, None
