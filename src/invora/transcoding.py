@@ -262,9 +262,20 @@ class Router:
                 self.routes.setdefault(verb, []).append(Route(m, rule, tpl, verb))
         for routes in self.routes.values():
             routes.sort(key=lambda r: r.template.specificity())  # stable: catalog order among equals
+        # Each route's leading literal segments (never its last one, which may carry a custom verb):
+        # a path that differs there cannot match, so most routes are passed over by one list compare.
+        self._scan = {
+            verb: [(_literal_prefix(r.template), r) for r in routes] for verb, routes in self.routes.items()
+        }
 
     def match(self, verb: str, path: str) -> tuple[Route, dict[str, str]] | None:
-        for route in self.routes.get(verb.upper(), ()):
+        raw = path.split("?", 1)[0]
+        # The shortcut compares raw segments, so only when nothing in the path is percent-encoded.
+        parts = raw[1:].split("/") if raw.startswith("/") and "%" not in raw else None
+        for prefix, route in self._scan.get(verb.upper(), ()):
+            n = len(prefix)
+            if parts is not None and len(parts) > n and parts[:n] != prefix:
+                continue
             bindings = route.template.match(path)
             if bindings is not None:
                 return route, bindings
@@ -274,6 +285,15 @@ class Router:
         return sorted(
             v for v, routes in self.routes.items() if any(r.template.match(path) is not None for r in routes)
         )
+
+
+def _literal_prefix(template: PathTemplate) -> list[str]:
+    out: list[str] = []
+    for seg in template.segments[:-1]:
+        if isinstance(seg, Variable) or seg in ("*", "**"):
+            break
+        out.append(seg)
+    return out
 
 
 @functools.lru_cache(maxsize=1)
