@@ -273,9 +273,10 @@ class Router:
         # The shortcut compares raw segments, so only when nothing in the path is percent-encoded.
         parts = raw[1:].split("/") if raw.startswith("/") and "%" not in raw else None
         for prefix, route in self._scan.get(verb.upper(), ()):
-            n = len(prefix)
-            if parts is not None and len(parts) > n and parts[:n] != prefix:
-                continue
+            if parts is not None:
+                k = min(len(prefix), len(parts) - 1)  # never the path's last part: it may carry ":verb"
+                if parts[:k] != prefix[:k]:
+                    continue
             bindings = route.template.match(path)
             if bindings is not None:
                 return route, bindings
