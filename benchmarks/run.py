@@ -8,8 +8,12 @@ much less. Rows:
   asyncio 100 in flight — ``SimpleInvoiceService/Get``; interleaved rounds, median of per-round ratios;
 - pagination: the SDK pager (prefetching the next page while the consumer works) vs a naive raw loop;
 - REST vs gRPC through the SDK, same three shapes;
+- the sandbox itself (``scale.py``): its REST server vs its gRPC server at 100 in flight, driven by the
+  leanest client for each protocol (throughput and the sandbox's CPU time per call), and its gRPC server
+  vs a bare grpcio server at 50 in flight;
 - ``invora bench`` (the asyncio load generator, 2 channels) vs a hand-written ``grpc.aio`` loop with the
   same 100 calls in flight: how much of the achievable rate the load generator reaches;
+- ``invora bench --processes 2`` vs one process (closed loop, 100 in flight);
 - token single-flight: token requests per 1,000 calls from 64 threads that start cold and see the token
   invalidated three times, SDK vs a hand-rolled check-then-fetch cache;
 - import time and RSS of ``import invora`` vs ``import grpc`` (fresh interpreters, median).
@@ -37,6 +41,7 @@ import httpx
 from client_overhead import Bench, interleaved, start_sandbox
 from import_cost import measure
 from rest_vs_grpc import _client, async_rate, sync_rate
+from scale import bench_processes, rest_vs_grpc_server, sandbox_vs_echo
 
 import invora
 from invora import _catalog
@@ -186,6 +191,27 @@ def load_generator(info: dict[str, Any], seconds: float) -> Row:
     )  # fmt: skip
 
 
+# -- the sandbox and the load generator at scale ------------------------------------------------------------
+def sandbox_rows(info: dict[str, Any], pid: int, seconds: float, rounds: int) -> list[Row]:
+    r = rest_vs_grpc_server(info, pid, seconds, rounds)
+    e = sandbox_vs_echo(info, seconds, rounds)
+    return [
+        _row("sandbox", "REST vs gRPC server, 100 in flight", "calls/s", "grpc", r["grpc"], "rest", r["rest"]),
+        Row(
+            "sandbox", "CPU per call, REST vs gRPC", "µs", "grpc", statistics.median(r["grpc_cpu"]),
+            "rest", statistics.median(r["rest_cpu"]), _median_ratio(r["grpc_cpu"], r["rest_cpu"]), "lower",
+        ),
+        _row("sandbox", "gRPC vs bare grpcio, 50 in flight", "calls/s", "grpcio", e["echo"], "sandbox",
+             e["sandbox"]),
+    ]  # fmt: skip
+
+
+def processes_row(info: dict[str, Any], seconds: float, rounds: int) -> Row:
+    b = bench_processes(info, seconds, rounds)
+    return _row("load generator", "bench -p 2 vs -p 1, 100 in flight", "calls/s", "1 proc", b["1"], "2 procs",
+                b["2"])  # fmt: skip
+
+
 # -- token single-flight ------------------------------------------------------------------------------------------
 def token_single_flight(info: dict[str, Any], calls: int = 1024, threads: int = 64) -> Row:
     """Token fetches per 1,000 calls: cold start plus three invalidations, 64 threads racing each time."""
@@ -331,7 +357,9 @@ def main() -> int:
     try:
         rows = sdk_vs_raw(info, calls, rounds)
         rows += rest_vs_grpc(info, seconds)
+        rows += sandbox_rows(info, proc.pid, seconds, max(3, rounds // 2))
         rows.append(load_generator(info, seconds))
+        rows.append(processes_row(info, max(seconds, 3.0), max(3, rounds // 2)))
         rows.append(token_single_flight(info))
     finally:
         proc.terminate()
