@@ -357,9 +357,9 @@ def main() -> int:
     try:
         rows = sdk_vs_raw(info, calls, rounds)
         rows += rest_vs_grpc(info, seconds)
-        rows += sandbox_rows(info, proc.pid, seconds, max(3, rounds // 2))
+        rows += sandbox_rows(info, proc.pid, seconds, rounds)
         rows.append(load_generator(info, seconds))
-        rows.append(processes_row(info, max(seconds, 3.0), max(3, rounds // 2)))
+        rows.append(processes_row(info, max(seconds, 3.0), 4 if rounds > 2 else 2))
         rows.append(token_single_flight(info))
     finally:
         proc.terminate()

@@ -13,7 +13,7 @@ Three measurements against one sandbox process (``make bench`` runs them; alone:
   (``sandbox_throughput.py --serve-echo``).
 - **invora bench --processes 2 vs 1**: the console script, closed loop, 100 in flight, against the sandbox.
 
-Rounds are interleaved (A, B, A, B…) and the ratio is the median of per-round ratios.
+Rounds are interleaved (A B, B A, A B…) and the ratio is the median of per-round ratios.
 """
 
 from __future__ import annotations
@@ -168,14 +168,22 @@ def rest_vs_grpc_server(
     key = first_key(info, md)
     check_rest_route(info, md, key)
     out: dict[str, list[float]] = {"grpc": [], "rest": [], "grpc_cpu": [], "rest_cpu": []}
-    for _ in range(rounds):
-        rate, cpu = measured(pid, lambda: grpc_rate(info["grpc_target"], md, key, seconds, 100))
-        out["grpc"].append(rate)
-        out["grpc_cpu"].append(cpu)
-        rate, cpu = measured(pid, lambda: rest_rate(info["rest_url"], md, key, seconds, 100))
-        out["rest"].append(rate)
-        out["rest_cpu"].append(cpu)
+    sides = {
+        "grpc": lambda: grpc_rate(info["grpc_target"], md, key, seconds, 100),
+        "rest": lambda: rest_rate(info["rest_url"], md, key, seconds, 100),
+    }
+    for i in range(rounds):
+        for name in ordered(sides, i):
+            rate, cpu = measured(pid, sides[name])
+            out[name].append(rate)
+            out[f"{name}_cpu"].append(cpu)
     return out
+
+
+def ordered(sides: dict[str, Any], i: int) -> list[str]:
+    """A, B in even rounds, B, A in odd ones: a load that drifts during a round favours neither side."""
+    names = list(sides)
+    return names if i % 2 == 0 else names[::-1]
 
 
 def start_echo() -> subprocess.Popen[str]:
@@ -197,9 +205,13 @@ def sandbox_vs_echo(info: dict[str, Any], seconds: float, rounds: int) -> dict[s
         grpc_rate(echo_target, md, key, 0.5, 50)  # warm up both
         grpc_rate(info["grpc_target"], md, key, 0.5, 50)
         out: dict[str, list[float]] = {"echo": [], "sandbox": []}
-        for _ in range(rounds):
-            out["echo"].append(grpc_rate(echo_target, md, key, seconds, 50))
-            out["sandbox"].append(grpc_rate(info["grpc_target"], md, key, seconds, 50))
+        sides = {
+            "echo": lambda: grpc_rate(echo_target, md, key, seconds, 50),
+            "sandbox": lambda: grpc_rate(info["grpc_target"], md, key, seconds, 50),
+        }
+        for i in range(rounds):
+            for name in ordered(sides, i):
+                out[name].append(sides[name]())
         return out
     finally:
         if echo.stdin:
@@ -230,9 +242,9 @@ def bench_rps(info: dict[str, Any], processes: int, seconds: float) -> float:
 
 def bench_processes(info: dict[str, Any], seconds: float, rounds: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"1": [], "2": []}
-    for _ in range(rounds):
-        out["1"].append(bench_rps(info, 1, seconds))
-        out["2"].append(bench_rps(info, 2, seconds))
+    for i in range(rounds):
+        for name in ordered(out, i):
+            out[name].append(bench_rps(info, int(name), seconds))
     return out
 
 
