@@ -47,8 +47,6 @@ class TranscodingError(ValueError):
         self.field = field
 
 
-
-
 # -- path templates -------------------------------------------------------------------------------------
 
 
