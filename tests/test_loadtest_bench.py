@@ -286,6 +286,15 @@ def test_rest_transport(sb: Sandbox) -> None:
     assert s["transport"] == "rest" and s["ok"] == 40 and s["target"] == sb.rest_url.removeprefix("http://")
 
 
+def test_warmup_with_a_total_counts_only_the_measured_calls(sb: Sandbox) -> None:
+    sb.clear_calls()
+    proc = bench(sb, "simple.invoices.list", "-n", "40", "-c", "4", "--warmup", "0.3", "-o", "json", "-q")
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    assert s["count"] == s["ok"] == 40
+    assert _calls(sb, LIST) > 40 + 1  # the warm-up calls reached the server and were left out
+
+
 # -- --processes ------------------------------------------------------------------------------------------
 def test_merged_recorders_equal_one_recorder_of_every_call() -> None:
     """HDR histograms add bucket by bucket: the merge's percentiles are those of the union."""

@@ -290,7 +290,8 @@ async def measure(
         if warm.fatal is not None:
             raise warm.fatal
     if plan.warmup > 0:
-        await _Run(dataclasses.replace(plan, total=None, progress=None), clients, call, plan.warmup).execute()
+        warmup = dataclasses.replace(plan, duration=plan.warmup, total=None, progress=None)
+        await _Run(warmup, clients, call, plan.warmup).execute()
     start = await start_at() if start_at is not None else None
     measured = _Run(plan, clients, call, plan.duration, publish)
     elapsed = await measured.execute(start)
