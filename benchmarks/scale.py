@@ -11,7 +11,8 @@ Three measurements against one sandbox process (``make bench`` runs them; alone:
 - **sandbox gRPC vs a bare grpcio server, 50 in flight**: the same raw stubs against the sandbox and
   against an echo server answering the same message types with a fixed invoice
   (``sandbox_throughput.py --serve-echo``).
-- **invora bench --processes 2 vs 1**: the console script, closed loop, 100 in flight, against the sandbox.
+- **invora bench --processes 2 vs 1**: the console script, ``simple.invoices.get``, closed loop, 100 in
+  flight, 2 channels per process, against the sandbox.
 
 Rounds are interleaved (A B, B A, A B…) and the ratio is the median of per-round ratios.
 """
@@ -220,7 +221,7 @@ def sandbox_vs_echo(info: dict[str, Any], seconds: float, rounds: int) -> dict[s
         echo.wait(30)
 
 
-def bench_rps(info: dict[str, Any], processes: int, seconds: float) -> float:
+def bench_rps(info: dict[str, Any], key: str, processes: int, seconds: float) -> float:
     env = {
         **os.environ,
         "INVORA_TARGET": info["grpc_target"],
@@ -229,7 +230,7 @@ def bench_rps(info: dict[str, Any], processes: int, seconds: float) -> float:
         "INVORA_CLIENT_SECRET": info["client_secret"],
         "INVORA_ORG_ID": info["org_id"],
     }
-    cmd = [INVORA, "bench", "simple.invoices.list", "--data", '{"pagination": {"limit": "1"}}', "-c", "100",
+    cmd = [INVORA, "bench", "simple.invoices.get", "--data", json.dumps({"key": key}), "-c", "100",
            "--connections", "2", "-d", f"{seconds}s", "-p", str(processes), "-o", "json", "-q"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     if proc.returncode != 0:
@@ -241,10 +242,11 @@ def bench_rps(info: dict[str, Any], processes: int, seconds: float) -> float:
 
 
 def bench_processes(info: dict[str, Any], seconds: float, rounds: int) -> dict[str, list[float]]:
+    key = first_key(info, metadata(info))
     out: dict[str, list[float]] = {"1": [], "2": []}
     for i in range(rounds):
         for name in ordered(out, i):
-            out[name].append(bench_rps(info, int(name), seconds))
+            out[name].append(bench_rps(info, key, int(name), seconds))
     return out
 
 
