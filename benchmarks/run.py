@@ -18,7 +18,7 @@ much less. Rows:
   invalidated three times, SDK vs a hand-rolled check-then-fetch cache;
 - import time and RSS of ``import invora`` vs ``import grpc`` (fresh interpreters, median).
 
-    .venv/bin/python benchmarks/run.py [--quick] [--markdown]
+    .venv/bin/python benchmarks/run.py [--quick] [--markdown] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -346,13 +346,8 @@ def render(rows: list[Row], markdown: bool) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, noisier ratios)")
-    p.add_argument("--markdown", action="store_true", help="print the table as Markdown (docs/benchmarks.md)")
-    args = p.parse_args()
-    calls, rounds, seconds, runs = (300, 2, 0.5, 3) if args.quick else (1000, 6, 2.0, 7)
-    started = time.perf_counter()
+def measure_all(calls: int, rounds: int, seconds: float, runs: int) -> list[Row]:
+    """Every row, against one fresh sandbox process."""
     proc, info = start_sandbox(600)
     try:
         rows = sdk_vs_raw(info, calls, rounds)
@@ -367,11 +362,37 @@ def main() -> int:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-    rows += import_cost(runs)
+    return rows + import_cost(runs)
+
+
+def median_rows(runs: list[list[Row]]) -> list[Row]:
+    """Cell by cell medians of repeated runs (each ratio is the median of the runs' ratios)."""
+    med = statistics.median
+    out = []
+    for same in zip(*runs, strict=True):
+        r = same[0]
+        out.append(Row(r.group, r.scenario, r.unit, r.base_name, med(x.base for x in same), r.ours_name,
+                       med(x.ours for x in same), med(x.ratio for x in same), r.better))  # fmt: skip
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, noisier ratios)")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown (docs/benchmarks.md)")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="run everything N times and print each cell's median"
+    )
+    args = p.parse_args()
+    calls, rounds, seconds, runs = (300, 2, 0.5, 3) if args.quick else (1000, 6, 2.0, 7)
+    started = time.perf_counter()
+    rows = median_rows([measure_all(calls, rounds, seconds, runs) for _ in range(max(1, args.repeat))])
     print(f"machine: {machine()}")
     print(
         "ratio = invora / baseline, measured in this run against one sandbox process; throughput rows: "
-        "higher is better; fetches, time and memory: lower is better.\n"
+        "higher is better; fetches, time and memory: lower is better."
+        + (f" Median of {args.repeat} runs." if args.repeat > 1 else "")
+        + "\n"
     )
     print(render(rows, args.markdown))
     print(f"\n({time.perf_counter() - started:.0f} s)")
