@@ -1,13 +1,14 @@
 """The HTTP side: OIDC discovery, the token endpoint, JWKS, and REST/JSON transcoding of every RPC.
 
 An ASGI application served by uvicorn (httptools, the C HTTP/1.1 parser) on its own event loop in a
-background thread, so the REST side costs the sandbox a few tens of microseconds per call and load tests
-measure the client rather than the sandbox. TLS when the sandbox has a certificate. Errors are the JSON
+background thread: a production-grade server, so that load tests over REST measure the client rather
+than the sandbox. TLS when the sandbox has a certificate. Errors are the JSON
 form of ``google.rpc.Status`` with the HTTP status of the API's table; token endpoint errors are OAuth JSON
 (``{error, error_description}``).
 
 Calls run on the event loop (the pipeline is short and never waits) unless the sandbox has a latency
-knob set, when they run in a worker thread so one slow call does not hold up the others.
+knob set, when they run in a pool of worker threads (as many as the gRPC side has) so one slow call does
+not hold up the others.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent import futures
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("invora.sandbox")
 MAX_BODY = 32 * 1024 * 1024
+POOL_THREADS = 32  # calls slowed by the latency knob, at once (as on the gRPC side)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -98,8 +101,9 @@ class _Request:
 class App:
     """The ASGI application; one per sandbox."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Sandbox, pool: futures.Executor) -> None:
         self.sandbox = sandbox
+        self.pool = pool  # for calls the latency knob slows down
         self.closing: asyncio.Event | None = None  # created on the server's loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -122,7 +126,8 @@ class App:
             )
             try:
                 if self._blocks(request):
-                    response = await asyncio.to_thread(self._handle, request)
+                    loop = asyncio.get_running_loop()
+                    response = await loop.run_in_executor(self.pool, self._handle, request)
                 else:
                     response = await self._handle_async(request)
             except Exception as exc:
@@ -309,7 +314,8 @@ class HttpServer:
 
         self.host = host
         self.tls = tls is not None
-        self.app = App(sandbox)
+        self._pool = futures.ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="sandbox-http")
+        self.app = App(sandbox, self._pool)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when proto says TCP
         # (otherwise headers and body, two writes, wait out a delayed ACK: ~40 ms per call).
@@ -389,3 +395,4 @@ class HttpServer:
         if self._thread is not None:
             self._thread.join(5)
         self._sock.close()
+        self._pool.shutdown(wait=False)
