@@ -3,10 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# buf (npm @bufbuild/buf), project-local: tests drive it as a third-party gRPC client of the sandbox.
+BUF_VERSION := 1.75.0
+TOOLS  := .tools
+BUF    := $(TOOLS)/node_modules/.bin/buf
 
-.PHONY: install generate check-generated test lint typecheck demo sandbox bench clean
+.PHONY: install tools generate check-generated test lint typecheck demo sandbox bench clean
 
-install: $(STAMP)
+install: $(STAMP) tools
+
+tools: $(BUF)
+
+$(BUF):
+	npm install --no-save --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,18 +39,19 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 ## The whole suite: lint, strict typing of hand-written code, generated-code drift, and the tests.
-test: lint typecheck
+test: lint typecheck tools
 	$(PY) -m pytest -q
 
 ## The main job: a walk through the SDK against the embedded sandbox.
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+## A local gateway until Ctrl-C; `source sandbox.env` in another shell sets INVORA_* for the CLI and the SDK.
 sandbox: $(STAMP)
-	$(PY) -m invora.sandbox --grpc-port 50051 --http-port 8080
+	$(PY) -m invora.sandbox --grpc-port 50051 --http-port 8080 --env-file sandbox.env
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) build dist .pytest_cache .mypy_cache .ruff_cache

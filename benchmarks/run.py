@@ -16,6 +16,7 @@ much less. Rows:
 - ``invora bench --processes 2`` vs one process (closed loop, 100 in flight);
 - token single-flight: token requests per 1,000 calls from 64 threads that start cold and see the token
   invalidated three times, SDK vs a hand-rolled check-then-fetch cache;
+- ``Client(schema_check="warn")`` vs ``"off"`` after the one reflection check (the guard's per-call cost);
 - import time and RSS of ``import invora`` vs ``import grpc`` (fresh interpreters, median).
 
     .venv/bin/python benchmarks/run.py [--quick] [--markdown] [--repeat 3]
@@ -42,6 +43,7 @@ from client_overhead import Bench, interleaved, start_sandbox
 from import_cost import measure
 from rest_vs_grpc import _client, async_rate, sync_rate
 from scale import bench_processes, rest_vs_grpc_server, sandbox_vs_echo
+from schema_check import measure as schema_check_rates
 
 import invora
 from invora import _catalog
@@ -356,6 +358,10 @@ def measure_all(calls: int, rounds: int, seconds: float, runs: int) -> list[Row]
         rows.append(load_generator(info, seconds))
         rows.append(processes_row(info, max(seconds, 3.0), 4 if rounds > 2 else 2))
         rows.append(token_single_flight(info))
+        off, warn = schema_check_rates(info, calls, rounds)
+        rows.append(
+            _row("schema_check", "sync sequential Get, after the check", "calls/s", "off", off, "warn", warn)
+        )
     finally:
         proc.terminate()
         try:

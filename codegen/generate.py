@@ -36,19 +36,20 @@ from collections.abc import Iterable
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from google.api import annotations_pb2, http_pb2
+import provenance
+import rules
 from google.protobuf import descriptor_pb2
+from rules import accessor_paths, snake
 
 import render
-import rules
 import simple
 import ubl
-from rules import accessor_paths, snake
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 UPSTREAM = ROOT / "codegen" / "upstream"
 PROTOS = ROOT / "protos"
 PYOUT = ROOT / "src" / "invora" / "_proto"
+TYPES = ROOT / "src" / "invora" / "types"
 PY_ROOT = "invora._proto"
 CAC_FILE = "oasis/names/specification/ubl/schema/xsd/commonaggregatecomponents_2/models.proto"
 
@@ -89,10 +90,13 @@ def load_upstream(upstream_dir: pathlib.Path = UPSTREAM) -> list[descriptor_pb2.
     return list(files.values())
 
 
-def adopt(image: pathlib.Path, prefixes: list[str], upstream_dir: pathlib.Path = UPSTREAM) -> str:
+def adopt(
+    image: pathlib.Path, prefixes: list[str], upstream_dir: pathlib.Path = UPSTREAM, build: str | None = None
+) -> str:
     """Vendor a newer build of some packages as an overlay (copy the image, record it in images.json).
 
-    Returns the overlay's file name. Re-adopting the same prefixes replaces the earlier overlay.
+    ``build`` labels the overlay's provenance in the catalog (default: the overlay's file name). Returns
+    the overlay's file name. Re-adopting the same prefixes replaces the earlier overlay.
     """
     if not prefixes:
         raise SystemExit("--adopt needs at least one --replace PREFIX (e.g. invora/billing/)")
@@ -104,7 +108,7 @@ def adopt(image: pathlib.Path, prefixes: list[str], upstream_dir: pathlib.Path =
     name = "overlay-" + re.sub(r"[^a-z0-9]+", "-", "-".join(prefixes).lower()).strip("-") + ".binpb"
     shutil.copyfile(image, upstream_dir / name)
     overlays = [o for o in manifest.get("overlays", []) if sorted(o["replace"]) != sorted(prefixes)]
-    overlays.append({"image": name, "replace": sorted(prefixes)})
+    overlays.append({"image": name, "replace": sorted(prefixes), **({"build": build} if build else {})})
     manifest["overlays"] = overlays
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return name
@@ -250,48 +254,14 @@ def param_name(field: str) -> str:
 
 
 def method_info(index: Index, m: descriptor_pb2.MethodDescriptorProto) -> dict[str, object]:
-    req = index.messages[m.input_type][1]
-    resp = index.messages[m.output_type][1]
-    opts = descriptor_pb2.MethodOptions()
-    opts.CopyFrom(m.options)
-    http = None
-    if opts.HasExtension(annotations_pb2.http):
-        http = http_rule(opts.Extensions[annotations_pb2.http])
-    scope = render.decode_scope(opts)
-    read = rules.is_read(m.name, http["verb"] if http else None, scope)
-    key = None if read else rules.idempotency_key(req, index.protos)
-    page = rules.page_shape(read, m.client_streaming or m.server_streaming, req, resp)
-    return {
-        "name": m.name,
-        "attr": snake(m.name) + ("_" if keyword.iskeyword(snake(m.name)) else ""),
-        "input": m.input_type[1:],
-        "output": m.output_type[1:],
-        "client_streaming": m.client_streaming,
-        "server_streaming": m.server_streaming,
-        "http": http,
-        "scope": scope,
-        "read": read,
-        "idempotency_key": key[0] if key else None,
-        "request_id": bool(key and key[1]),
-        "page": page,
-    }
+    facts = rules.method_facts(m, index.protos)
+    attr = snake(m.name) + ("_" if keyword.iskeyword(snake(m.name)) else "")
+    return {"name": facts.pop("name"), "attr": attr, **facts}
 
 
-def http_rule(rule: http_pb2.HttpRule) -> dict[str, object]:
-    verb = rule.WhichOneof("pattern") or ""
-    path = rule.custom.path if verb == "custom" else getattr(rule, verb, "")
-    if verb == "custom":
-        verb = rule.custom.kind.lower()
-    return {
-        "verb": verb,
-        "path": path,
-        "body": rule.body,
-        "response_body": rule.response_body,
-        "additional": [http_rule(extra) for extra in rule.additional_bindings],
-    }
-
-
-def build_catalog(fds: descriptor_pb2.FileDescriptorSet, index: Index) -> list[dict[str, object]]:
+def build_catalog(
+    fds: descriptor_pb2.FileDescriptorSet, index: Index, files: dict[str, str]
+) -> list[dict[str, object]]:
     services = [(f, s) for f in fds.file if not f.name.startswith("google/") for s in f.service]
     paths = accessor_paths([(f.package, s.name) for f, s in services])
     catalog = []
@@ -304,19 +274,25 @@ def build_catalog(fds: descriptor_pb2.FileDescriptorSet, index: Index) -> list[d
                 "file": f.name,
                 "module": py_module(f.name),
                 "grpc_module": py_module(f.name, "_pb2_grpc"),
+                **provenance.service_provenance(fds, f, s, files),
                 "methods": [method_info(index, m) for m in s.method],
             }
         )
     return catalog
 
 
-def write_catalog(catalog: list[dict[str, object]], out: pathlib.Path) -> None:
-    body = json.dumps(catalog, indent=1, sort_keys=False)
-    body = body.replace("true", "True").replace("false", "False").replace("null", "None")
+def write_catalog(catalog: list[dict[str, object]], files: dict[str, str], out: pathlib.Path) -> None:
+    def literal(value: object) -> str:
+        body = json.dumps(value, indent=1, sort_keys=False)
+        return body.replace("true", "True").replace("false", "False").replace("null", "None")
+
     (out / "catalog.py").write_text(
         GENERATED_NOTE
-        + '"""Every service and RPC of the schema as plain data; ``invora._catalog`` wraps it."""\n\n'
-        + f"SERVICES = {body}\n"
+        + '"""Every service and RPC of the schema as plain data; ``invora._catalog`` wraps it.\n\n'
+        + "``FILES``: each proto file's provenance, the vendor build its wire facts come from or\n"
+        + '``"reconstructed"`` (ours; see docs/schema.md)."""\n\n'
+        + f"FILES = {literal(files)}\n\n"
+        + f"SERVICES = {literal(catalog)}\n"
     )
 
 
@@ -505,6 +481,14 @@ def write_surface(catalog: list[dict[str, object]], index: Index, out: pathlib.P
     write_namespaces(catalog, pkg)
 
 
+def _summary(svc: dict[str, object]) -> str:
+    """One line for ``help(client)``: the service and its methods (the schema carries no prose)."""
+    methods: list[dict[str, object]] = svc["methods"]  # type: ignore[assignment]
+    names = [str(m["attr"]) for m in methods]
+    more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+    return f"``{svc['full_name']}``: {', '.join(names[:8])}{more}."
+
+
 def write_namespaces(catalog: list[dict[str, object]], pkg: pathlib.Path) -> None:
     """``services/__init__.py``: the attribute tree (``client.billing.plans``) with lazy service modules."""
     tree: dict[str, object] = {}
@@ -547,6 +531,7 @@ def write_namespaces(catalog: list[dict[str, object]], pkg: pathlib.Path) -> Non
                     "",
                     "    @property",
                     f"    def {key}(self) -> {child_cls}:",
+                    f'        """Services: {", ".join(sorted(child))}."""',
                     f'        return self._child("{key}", {child_cls})',
                 ]
             else:
@@ -559,7 +544,7 @@ def write_namespaces(catalog: list[dict[str, object]], pkg: pathlib.Path) -> Non
                     "",
                     "    @property",
                     f"    def {key}(self) -> {typ}:",
-                    f'        """``{svc["full_name"]}``."""',  # type: ignore[index]
+                    f'        """{_summary(svc)}"""',  # type: ignore[arg-type]
                     f'        return self._service("{key}", "invora._proto.services.{mod}", "{cls_name}")',
                 ]
         classes.append(body)
@@ -572,7 +557,60 @@ def write_namespaces(catalog: list[dict[str, object]], pkg: pathlib.Path) -> Non
 
 
 # ----------------------------------------------------------------------------------------------
-def generate(protos_out: pathlib.Path, py_out: pathlib.Path) -> None:
+def types_path(package: str) -> tuple[str, ...]:
+    """``invora.billing.plans.v2`` -> ("billing", "plans"); UBL packages go under ("ubl", <last segment>)."""
+    segs = package.split(".")
+    if segs[0] == "oasis":
+        segs = ["ubl", segs[-1]]
+    segs = [s for s in segs if not re.fullmatch(r"v\d+(alpha\d*|beta\d*)?", s)]
+    if segs and segs[0] == "invora":
+        segs = segs[1:]
+    return tuple(s + "_" if keyword.iskeyword(s) else s for s in segs)
+
+
+def write_types(fds: descriptor_pb2.FileDescriptorSet, out: pathlib.Path) -> None:
+    """``invora.types``: every message and enum, re-exported per proto package, for annotations.
+
+    One Python package per proto package (``invora.types.billing.common`` holds ``BillingPlan``), so users
+    write ``from invora.types.billing.common import BillingPlan`` instead of importing ``invora._proto``.
+    Names are unique within a proto package, so nothing shadows anything.
+    """
+    if out.exists():
+        shutil.rmtree(out)
+    by_path: dict[tuple[str, ...], list[descriptor_pb2.FileDescriptorProto]] = {}
+    for f in fds.file:
+        if f.name.startswith("google/") or not f.package:
+            continue
+        by_path.setdefault(types_path(f.package), []).append(f)
+    dirs = {path[:i] for path in by_path for i in range(len(path) + 1)}
+    for d in sorted(dirs):
+        target = out.joinpath(*d) / "__init__.py"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        files = sorted(by_path.get(d, []), key=lambda f: f.name)
+        lines = [GENERATED_NOTE.rstrip("\n")]
+        if not d:
+            lines.append('"""Message and enum classes of the Invora schema, one module per proto package."""')
+        elif files:
+            lines.append(f'"""Messages and enums of ``{files[0].package}``."""')
+        else:
+            lines.append(f'"""Namespace: ``{".".join(d)}``."""')
+        names: list[str] = []
+        for f in files:
+            mod = py_module(f.name)
+            exported = [m.name for m in f.message_type] + [e.name for e in f.enum_type]
+            if exported:
+                lines.append("")
+                lines.append(f"from {mod} import (")
+                lines.extend(f"    {n} as {n}," for n in exported)
+                lines.append(")")
+                names.extend(exported)
+        lines.append("")
+        lines.append(f"__all__ = {sorted(names)!r}")
+        target.write_text("\n".join(lines) + "\n")
+    (out / "py.typed").write_text("")
+
+
+def generate(protos_out: pathlib.Path, py_out: pathlib.Path, types_out: pathlib.Path) -> None:
     files = load_upstream()
     write_protos(files, protos_out)
     if py_out.exists():
@@ -583,11 +621,14 @@ def generate(protos_out: pathlib.Path, py_out: pathlib.Path) -> None:
     roots = sorted({name.split("/")[0] for name in proto_files(protos_out)})
     compile_python(protos_out, py_out, roots)
     index = Index(fds)
-    catalog = build_catalog(fds, index)
-    write_catalog(catalog, py_out)
+    manifest = json.loads((UPSTREAM / "images.json").read_text())
+    files = provenance.file_provenance(manifest, (f.name for f in fds.file))
+    catalog = build_catalog(fds, index, files)
+    write_catalog(catalog, files, py_out)
     write_surface(catalog, index, py_out)
     (py_out / "py.typed").write_text("")
-    format_python(py_out / "services", py_out / "catalog.py")
+    write_types(fds, types_out)
+    format_python(py_out / "services", py_out / "catalog.py", types_out)
 
 
 def format_python(*paths: pathlib.Path) -> None:
@@ -619,19 +660,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="generate into a temp dir and compare")
     p.add_argument("--adopt", type=pathlib.Path, metavar="IMAGE", help="take a newer build's files ...")
     p.add_argument("--replace", action="append", default=[], metavar="PREFIX", help="... under PREFIX")
+    p.add_argument("--build", metavar="LABEL", help="the adopted image's vendor build, e.g. 1.4")
     args = p.parse_args(argv)
     if args.adopt:
-        name = adopt(args.adopt, args.replace)
+        name = adopt(args.adopt, args.replace, build=args.build)
         print(f"adopted {args.adopt} as codegen/upstream/{name}", file=sys.stderr)
     if not args.check:
-        generate(PROTOS, PYOUT)
+        generate(PROTOS, PYOUT, TYPES)
         print(f"generated {len(proto_files(PROTOS))} protos and {PYOUT.relative_to(ROOT)}", file=sys.stderr)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = pathlib.Path(tmp)
-        generate(tmpdir / "protos", tmpdir / "py")
+        generate(tmpdir / "protos", tmpdir / "py", tmpdir / "types")
         stale = [f"protos/{p}" for p in tree_diff(PROTOS, tmpdir / "protos")]
         stale += [f"src/invora/_proto/{p}" for p in tree_diff(PYOUT, tmpdir / "py")]
+        stale += [f"src/invora/types/{p}" for p in tree_diff(TYPES, tmpdir / "types")]
     for line in stale:
         print(line)
     if stale:

@@ -21,12 +21,13 @@ import sys
 from collections.abc import Iterable
 
 from google.api import annotations_pb2, field_behavior_pb2, http_pb2
-from google.protobuf import descriptor_pb2, empty_pb2
+from google.protobuf import descriptor_pb2
 from google.protobuf.unknown_fields import UnknownFieldSet
+
+from invora._rules import SCOPE_EXTENSION, decode_scope
 
 FDP = descriptor_pb2.FieldDescriptorProto
 
-SCOPE_EXTENSION = 53036  # kernel.options on MethodOptions: KernelMethodOptions { string scope = 1; }
 
 _SCALARS = {
     FDP.TYPE_DOUBLE: "double",
@@ -65,22 +66,6 @@ def default_json_name(name: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
-
-
-def decode_scope(options: descriptor_pb2.MethodOptions) -> str | None:
-    """Read ``(kernel.options).scope`` from method options without needing kernel's generated code."""
-    for field in UnknownFieldSet(options):
-        if field.field_number != SCOPE_EXTENSION:
-            continue
-        for inner in _parse_unknown(field.data):
-            if inner.field_number == 1:
-                return inner.data.decode("utf-8")
-    return None
-
-
-def _parse_unknown(data: bytes) -> UnknownFieldSet:
-    # An Empty message keeps any bytes as unknown fields, which is all we need for a tiny sub-message.
-    return UnknownFieldSet(empty_pb2.Empty.FromString(data))
 
 
 class SymbolTable:

@@ -1,142 +1,37 @@
-"""The schema-derived rules the client acts on, in one place: names, reads, idempotency, pagination.
+"""The schema-derived rules (names, reads, idempotency, pagination): one implementation, in the package.
 
-Everything here is a pure function of descriptors (no I/O), so ``tests/test_codegen_rules.py`` can check
-each rule on the real image and on small hand-made descriptors.
-
-- **Accessor paths** (``client.billing.plans``): the package minus ``invora`` and the version; a package
-  with several services adds each service's snake_case name minus ``Service``; a few services whose
-  package name is not what a user would type get an explicit name (``ACCESSOR_NAMES``).
-- **Reads** are safe to repeat: an HTTP ``GET`` rule, an RPC named ``List…``/``Get…``, or a read scope
-  (``Invora.<Area>.v<N>.List`` / ``.Get``) on a list-shaped RPC such as ``CustomerInvoices``.
-- **Idempotent writes** carry a key the server deduplicates on: ``request_id`` (documents, the Simple
-  module, payments; the client fills an empty one with a UUID4) or the caller's ``transaction_id`` (usage
-  events, alone or in a batch).
-- **Pagination**: a read whose request has ``pagination`` (``kernel.PaginationInfo``) and whose response
-  has repeated ``items`` and ``next_page_cursor``. Writes never paginate: re-sending a write with each
-  cursor would repeat its effect.
+The client needs the same rules at run time for RPCs it was not built with (``invora.schema``), so they
+live in ``src/invora/_rules.py``; this module re-exports them for the generators and their tests.
 """
 
 from __future__ import annotations
 
-import keyword
-import re
+from invora._rules import (
+    ACCESSOR_NAMES,
+    FDP,
+    IDEMPOTENCY_FIELDS,
+    SCOPE_EXTENSION,
+    accessor_paths,
+    decode_scope,
+    http_rule,
+    idempotency_key,
+    is_read,
+    method_facts,
+    page_shape,
+    snake,
+)
 
-from google.protobuf import descriptor_pb2
-
-FDP = descriptor_pb2.FieldDescriptorProto
-
-#: Services whose package segment is not the name a user guesses. Keys are full service names.
-ACCESSOR_NAMES = {
-    "invora.billing.account.v2.AccountsService": "billing.accounts",
-    "invora.billing.metering.v2.BillableMetricsService": "billing.metrics",
-    "invora.billing.webhooks.v2.WebhookEndpointsService": "billing.webhook_endpoints",
-    "invora.admin.billing.v2.BillingOrgAdminService": "admin.billing.orgs",
-    "invora.admin.billing.v2.SallaPlanMappingAdminService": "admin.billing.salla_plan_mappings",
-    "invora.admin.identity.v2.TenantAdminService": "admin.identity.tenants",
-}
-
-_VERSION = re.compile(r"v\d+(alpha\d*|beta\d*)?")
-_READ_NAME = re.compile(r"(List|Get)([A-Z]|$)")
-_READ_SCOPE_LEAF = ("List", "Get")
-
-#: Request fields that make a write idempotent, in the order they are looked for. ``fill``: the client
-#: generates one when the caller left it empty.
-IDEMPOTENCY_FIELDS = (("request_id", True), ("transaction_id", False))
-
-
-def snake(name: str) -> str:
-    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
-    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
-    return s.lower()
-
-
-def accessor_paths(services: list[tuple[str, str]]) -> dict[str, str]:
-    """Map service full name -> client attribute path.
-
-    A path that is also a prefix of another gets ``_service`` appended, so namespaces and services never
-    share an attribute. Python keywords get a trailing underscore.
-    """
-    by_package: dict[str, list[str]] = {}
-    for package, name in services:
-        by_package.setdefault(package, []).append(name)
-    paths: dict[str, str] = {}
-    for package, names in by_package.items():
-        segs = [s for s in package.split(".") if not _VERSION.fullmatch(s)]
-        if segs and segs[0] == "invora":
-            segs = segs[1:]
-        for name in names:
-            full = f"{package}.{name}"
-            if full in ACCESSOR_NAMES:
-                paths[full] = ACCESSOR_NAMES[full]
-                continue
-            parts = list(segs)
-            if len(names) > 1 or not parts:
-                parts.append(
-                    snake(name[: -len("Service")] if name.endswith("Service") and name != "Service" else name)
-                )
-            parts = [p + "_" if keyword.iskeyword(p) else p for p in parts]
-            paths[full] = ".".join(parts)
-    values = set(paths.values())
-    for full, path in sorted(paths.items()):
-        if any(other.startswith(path + ".") for other in values):
-            paths[full] = path + "_service"
-    return paths
-
-
-def is_read(method_name: str, http_verb: str | None, scope: str | None) -> bool:
-    if http_verb == "get" or _READ_NAME.match(method_name):
-        return True
-    return bool(scope) and ".Modify." not in scope and scope.rsplit(".", 1)[-1] in _READ_SCOPE_LEAF
-
-
-def idempotency_key(
-    request: descriptor_pb2.DescriptorProto,
-    messages: dict[str, descriptor_pb2.DescriptorProto],
-) -> tuple[str, bool] | None:
-    """``(field path, client fills it)`` for a write the server deduplicates, else None.
-
-    The key is a top-level string field, or the field of every item of a repeated message field (a
-    batch), e.g. ``events.transaction_id``.
-    """
-    for name, fill in IDEMPOTENCY_FIELDS:
-        for fl in request.field:
-            if fl.name == name and _is_single_string(fl):
-                return name, fill
-        if fill:
-            continue  # the client fills top-level keys only; batches carry the caller's own keys
-        for fl in request.field:
-            if fl.type == FDP.TYPE_MESSAGE and fl.label == FDP.LABEL_REPEATED:
-                item = messages.get(fl.type_name)
-                if item is not None and any(f.name == name and _is_single_string(f) for f in item.field):
-                    return f"{fl.name}.{name}", False
-    return None
-
-
-def _is_single_string(fl: descriptor_pb2.FieldDescriptorProto) -> bool:
-    return fl.type == FDP.TYPE_STRING and fl.label != FDP.LABEL_REPEATED
-
-
-def page_shape(
-    read: bool,
-    streaming: bool,
-    request: descriptor_pb2.DescriptorProto,
-    response: descriptor_pb2.DescriptorProto,
-) -> dict[str, object] | None:
-    if not read or streaming:
-        return None
-    req = {f.name: f for f in request.field}
-    resp = {f.name: f for f in response.field}
-    if not (
-        "pagination" in req
-        and req["pagination"].type_name == ".kernel.PaginationInfo"
-        and "items" in resp
-        and resp["items"].label == FDP.LABEL_REPEATED
-        and "next_page_cursor" in resp
-    ):
-        return None
-    cursor = resp["next_page_cursor"]
-    return {
-        "items": "items",
-        "cursor": "wrapper" if cursor.type == FDP.TYPE_MESSAGE else "string",
-        "total_count": "total_count" in resp,
-    }
+__all__ = [
+    "ACCESSOR_NAMES",
+    "FDP",
+    "IDEMPOTENCY_FIELDS",
+    "SCOPE_EXTENSION",
+    "accessor_paths",
+    "decode_scope",
+    "http_rule",
+    "idempotency_key",
+    "is_read",
+    "method_facts",
+    "page_shape",
+    "snake",
+]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -18,7 +19,7 @@ import invora
 from invora import from_decimal, to_decimal
 from invora.sandbox import Sandbox
 
-STEPS = 7
+STEPS = 9
 _step = 0
 
 
@@ -65,18 +66,23 @@ def main() -> int:
     with Sandbox(grpc_port=0, http_port=0, seed=0) as sb:
         say(f"gRPC {sb.grpc_target}   REST + OIDC {sb.rest_url}")
 
-        step("Registering a business: PublicRegistrationService.CompleteBusinessProfile")
-        # The dashboard's sign-up flow calls this RPC; here an existing sandbox session stands in for it.
-        signup = invora.Client(
-            sb.grpc_target, credentials=invora.ClientCredentials(sb.client_id, sb.client_secret, sb.token_url)
+        step("Onboarding a business: ConnectedBusinessService.CreateConnectedBusiness")
+        # A platform (marketplace, ERP, POS vendor) onboards its merchants and receives their machine
+        # credentials. (Self-registration, PublicRegistrationService.CreateBusiness, returns none.)
+        platform = sb.create_tenant("Souq Platform", kind="platform")
+        platform_credentials = invora.ClientCredentials(
+            platform.client_id, platform.client_secret, token_url=sb.token_url
         )
-        with signup:
-            reg = signup.identity.public_registration.complete_business_profile(
-                business_name="Souq Al Madina Trading", country="SA"
+        with invora.Client(sb.grpc_target, credentials=platform_credentials) as onboarding:
+            reg = onboarding.identity.connected_business.create_connected_business(
+                name="Souq Al Madina Trading", admin_email="owner@souq.example"
             )
-        say(f'tenant {reg.tenant_id} "{reg.business_name}"')
+        biz = reg.connected_business
+        say(f'org {biz.tenant_id} "{biz.name}", managed by platform {biz.parent_tenant_id}')
         say(f"client_id {reg.client_id}; client_secret received ({len(reg.client_secret)} chars)")
-        say("credentials come back exactly once: store them in a secret manager, never in code")
+        say(
+            "credentials come back exactly once (RotateCredentials replaces them): keep them in a secret manager"
+        )
 
         step("Authenticating with the new credentials (OAuth2 client_credentials)")
         credentials = invora.ClientCredentials(reg.client_id, reg.client_secret, token_url=sb.token_url)
@@ -154,13 +160,82 @@ def main() -> int:
                 say("unexpected: the update succeeded")
                 return 1
 
-    print(f"\nDone in {time.monotonic() - started:.1f} s. Next:")
-    print(
-        "  invora sandbox --grpc-port 50051 --http-port 8080   # keep a sandbox running; prints credentials"
-    )
-    print("  invora describe simple.invoices                     # every RPC, its HTTP rule and scope")
-    print("  examples/quickstart_sync.py, examples/quickstart_async.py, README.md")
+            step("Billing: a metered plan, a customer and a subscription")
+            calls = client.billing.metrics.create(
+                code="api_calls", name="API calls", aggregation_type="AGGREGATION_TYPE_COUNT_AGG"
+            ).billable_metric
+            plan = client.billing.plans.create(
+                code="business_pro",
+                name="Business Pro",
+                amount_cents=50000,
+                amount_currency="CURRENCY_ENUM_SAR",
+                interval="PLAN_INTERVAL_MONTHLY",
+                pay_in_advance=True,
+                charges=[
+                    {
+                        "billable_metric_id": calls.id,
+                        "charge_model": "CHARGE_MODEL_STANDARD",
+                        "properties": {"amount": from_decimal("0.05")},
+                    }
+                ],
+            ).plan
+            say(
+                f"plan {plan.code}: {plan.amount_cents / 100:.2f} SAR a month + 0.05 SAR per {calls.code} event"
+            )
+            customer = client.billing.customers.create(
+                external_id="najd-foods", name="Najd Foods", currency="CURRENCY_ENUM_SAR"
+            ).customer
+            sub = client.billing.subscriptions.create(
+                customer_id=customer.id,
+                plan_id=plan.id,
+                external_id="najd-foods-pro",
+                billing_time="BILLING_TIME_CALENDAR",
+            ).subscription
+            start = sub.current_billing_period_started_at.ToDatetime()
+            end = sub.current_billing_period_ending_at.ToDatetime()
+            say(f"customer {customer.external_id} subscribed as {sub.external_id}: {_enum(sub, 'status')}")
+            say(f"current billing period {start:%Y-%m-%d} .. {end:%Y-%m-%d} (calendar month)")
+
+            step("Usage events: five API calls, one delivered twice (same transaction_id)")
+            events = [
+                {
+                    "transaction_id": f"najd-call-{i}",
+                    "external_subscription_id": sub.external_id,
+                    "code": calls.code,
+                    "properties": {"endpoint": "/invoices"},
+                }
+                for i in (1, 2, 3, 4, 5, 3)
+            ]
+            client.billing.events.batch_create(events=events)
+            stored = client.billing.events.list(page_size=100).total_count
+            distinct = len({e["transaction_id"] for e in events})
+            say(f"sent {len(events)} events ({distinct} transaction ids) in one BatchCreate; {stored} stored")
+            usage = client.billing.customers.get_usage(
+                customer_id=customer.id, subscription_id=sub.id
+            ).customer_usage
+            for cu in usage.charges_usage:
+                say(
+                    f"{cu.billable_metric.code}: {to_decimal(cu.units)} units from {cu.events_count} events"
+                    f" -> {cu.amount_cents / 100:.2f} {_enum(usage, 'currency')}"
+                )
+            say(f"current usage so far this period: {usage.total_amount_cents / 100:.2f} SAR")
+
+    print(f"\nDone in {time.monotonic() - started:.1f} s. Next, from this directory:")
+    print("  source .venv/bin/activate                         # puts `invora` and the SDK's python on PATH")
+    print("  invora sandbox --seed 5 --env-file sandbox.env    # a local gateway, until Ctrl-C")
+    print("and in a second terminal:")
+    print("  source .venv/bin/activate && source sandbox.env   # sets INVORA_TARGET ... INVORA_ORG_ID")
+    print("  invora call simple.invoices.create --data @examples/invoice.json")
+    print("  invora describe billing.plans                     # the billing API (/api/billing/v2)")
+    print("  python examples/quickstart_sync.py                # more in README.md, 'After the demo'")
     return 0
+
+
+def _enum(msg: Any, field: str) -> str:
+    """An enum field's value name without its type prefix (``STATUS_TYPE_ACTIVE`` -> ``ACTIVE``)."""
+    enum = msg.DESCRIPTOR.fields_by_name[field].enum_type
+    prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", enum.name).upper() + "_"
+    return str(enum.values_by_number[getattr(msg, field)].name).removeprefix(prefix)
 
 
 def _status_name(doc: Any) -> str:

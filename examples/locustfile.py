@@ -1,7 +1,7 @@
 """A Locust load test of the Simple invoices API: accountants browsing, issuing and re-reading invoices.
 
-    make sandbox                                   # or any Invora target
-    export INVORA_TOKEN_URL=http://127.0.0.1:8080/oauth/v2/token INVORA_CLIENT_ID=... INVORA_CLIENT_SECRET=...
+    make sandbox                                   # or any Invora target; writes sandbox.env
+    source sandbox.env                             # in another shell: the INVORA_* credentials
     locust -f examples/locustfile.py --host 127.0.0.1:50051 --headless -u 20 -r 10 -t 30s
 
 Distributed, unchanged: ``locust -f examples/locustfile.py --master`` on one machine and

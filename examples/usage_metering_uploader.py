@@ -1,9 +1,10 @@
 """Batch-upload usage events for billing, safely retryable thanks to ``transaction_id`` deduplication.
 
-Usage events (API calls, messages sent, GB stored…) go to ``invora.billing.events.v2.EventService``
-``BatchCreate`` in batches. The billing engine keeps one event per ``transaction_id``: re-sending a batch
-after a timeout, a crash or a deploy never double-counts. That is what makes the retry loop below safe,
-even though the SDK itself never retries a write that may have reached the server.
+Usage events (API calls, messages sent, GB stored…) go to ``invora.billing.events.v2.EventsService``
+``BatchCreate`` (``POST /api/billing/v2/events/batch-create``) in batches. The billing engine keeps one
+event per ``transaction_id``: re-sending a batch never double-counts. That makes the write idempotent, so
+the SDK already retries a failed BatchCreate by itself; the loop below covers what outlasts those retries
+(an outage, a deploy, a crash and restart) by re-sending the same batch later.
 
     python examples/usage_metering_uploader.py [events.jsonl]   # one JSON event per line; default: generated
 """
@@ -85,20 +86,31 @@ def main(argv: list[str]) -> None:
     else:
         events = list(generated_events())
     with connect() as conn, conn.client() as client:
-        if conn.sandbox is not None:  # show the retry path: the sandbox fails the next call once
-            conn.sandbox.inject_error("billing.events.batch_create", grpc.StatusCode.UNAVAILABLE, times=1)
+        if conn.sandbox is not None:  # show the re-send path: an outage longer than the SDK's own retries
+            outage = invora.Retry().attempts
+            conn.sandbox.inject_error(
+                "billing.events.batch_create", grpc.StatusCode.UNAVAILABLE, times=outage
+            )
         sent, calls = upload(client, events)
         print(f"uploaded {sent} events in {calls} BatchCreate calls")
         sample = events[0]["transaction_id"]
-        first = client.billing.events.get(transaction_id=sample).event
+        first = stored_copy(client, sample)
 
         # A crash-and-restart re-sends everything: nothing is counted twice.
         sent_again, _ = upload(client, events)
-        again = client.billing.events.get(transaction_id=sample).event
+        again = stored_copy(client, sample)
         same = (again.id, again.received_at) == (first.id, first.received_at)
         print(f"re-uploaded {sent_again} events; event {sample} kept its first copy: {same}")
         if not same:
             raise SystemExit("duplicate usage event stored")
+
+
+def stored_copy(client: invora.Client, transaction_id: str) -> Any:
+    """The stored event for a transaction id (events are read by their own ``id``; a text search finds it)."""
+    for event in client.billing.events.list(filter={"text_search": transaction_id}):
+        if event.transaction_id == transaction_id:
+            return event
+    raise SystemExit(f"event {transaction_id} was not stored")
 
 
 if __name__ == "__main__":

@@ -183,10 +183,35 @@ def test_unreachable_target_is_a_clear_unavailable(env: dict[str, str]) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = run(env, "call", "simple.invoices.get", "--data", '{"key": "x"}', "--target", f"127.0.0.1:{port}")
-    assert r.returncode == 1
-    assert "UNAVAILABLE (HTTP 503)" in r.stderr and "is the target reachable?" in r.stderr
-    assert "Traceback" not in r.stderr
+    get = ("call", "simple.invoices.get", "--data", '{"key": "x"}')
+    for target in (
+        ["--target", f"127.0.0.1:{port}"],
+        ["--transport", "rest", "--target", f"http://127.0.0.1:{port}"],
+    ):
+        r = run(env, *get, *target)
+        assert r.returncode == 1
+        # No response came, so no HTTP status is shown (over REST, none exists).
+        assert "UNAVAILABLE (connection failed, no response)" in r.stderr, r.stderr
+        assert "HTTP 503" not in r.stderr and "is the target reachable?" in r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_wrong_protocol_for_the_port_gets_a_hint(env: dict[str, str], invora_sandbox: Any) -> None:
+    get = ("call", "simple.invoices.get", "--data", '{"key": "x"}')
+    rest_port = invora_sandbox.rest_url.removeprefix("http://")
+    r = run(env, *get, "--target", rest_port)  # gRPC to the REST (HTTP/1) port
+    assert r.returncode == 1 and "hint: the target does not speak gRPC" in r.stderr, r.stderr
+    assert "--transport rest" in r.stderr
+    r = run(env, *get, "--transport", "rest", "--target", f"http://{invora_sandbox.grpc_target}")  # and back
+    assert r.returncode == 1 and "(no HTTP response)" in r.stderr, r.stderr
+    assert "drop --transport rest" in r.stderr
+
+
+def test_a_secret_starting_with_a_dash(env: dict[str, str]) -> None:
+    r = run(env, "call", "simple.invoices.get", "--data", '{"key": "x"}', "--client-secret", "-abc")
+    assert r.returncode == 2 and "--client-secret=VALUE" in r.stderr and "INVORA_CLIENT_SECRET" in r.stderr
+    r = run(env, "call", "simple.invoices.get", "--data", '{"key": "x"}', "--client-secret=-abc")
+    assert r.returncode == 3 and "-abc" not in r.stderr  # reached the token endpoint, which refused it
 
 
 def test_plaintext_to_remote_host_with_credentials_is_refused(env: dict[str, str]) -> None:

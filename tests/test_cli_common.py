@@ -158,6 +158,9 @@ def test_help_and_version() -> None:
     for command in ("call", "list", "describe", "token", "sandbox", "bench"):
         assert command in r.stdout
     assert "exit codes" in r.stdout
+    codes = r.stdout.split("exit codes:", 1)[1]
+    for code in (0, 1, 2, 3, 70, 130):  # the list in invora.cli.common and docs/cli.md
+        assert f"{code} " in codes, code
     assert run("--version").stdout.strip() == f"invora {invora.__version__}"
     sub = run("list", "--help")
     assert sub.returncode == 0 and "INVORA_CLIENT_SECRET" in sub.stdout and "text=WORDS" in sub.stdout

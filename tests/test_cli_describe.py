@@ -34,7 +34,7 @@ def test_no_argument_lists_every_service() -> None:
     assert {s["name"] for s in data["services"]} == {s.full_name for s in _catalog.services()}
     text = run("describe")
     assert text.returncode == 0
-    assert "simple.invoices" in text.stdout and "invora.billing.plans.v2.PlanService" in text.stdout
+    assert "simple.invoices" in text.stdout and "invora.billing.plans.v2.PlansService" in text.stdout
 
 
 @pytest.mark.parametrize(
@@ -56,11 +56,15 @@ def test_method_by_accessor_and_full_name() -> None:
     a = describe_json("simple.invoices.list")
     b = describe_json("invora.simple.invoices.v1.SimpleInvoiceService/List")
     assert a == b
-    assert a["kind"] == "method" and a["page"] == {"items": "items", "cursor": "string", "total_count": True}
+    assert a["kind"] == "method" and a["page"] == {"items": "items", "total_count": True}
     fields = {f["name"]: f for f in a["request"]["fields"]}  # type: ignore[index]
     assert fields["filter"]["type"] == "invora.simple.invoices.v1.ListFilter"
     text = run("describe", "documents.stream_create").stdout
     assert "stream_stream" in text and "gRPC only" in text
+    events = run("describe", "billing.events.batch_create").stdout
+    assert "safe (events.transaction_id idempotency key)" in events
+    freeze = describe_json("documents.freeze")
+    assert freeze["retry_safe"] is True and freeze["idempotency_key"] == "request_id"
 
 
 def test_message_fields_and_behaviour() -> None:

@@ -65,6 +65,8 @@ def test_limit_stops_early(setup: Any) -> None:
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 4 and all(json.loads(x)["key"] for x in lines)
+    # Compact, as `invora call -o jsonl` prints.
+    assert lines == [json.dumps(json.loads(x), separators=(",", ":"), ensure_ascii=False) for x in lines]
 
 
 def test_table_output(setup: Any) -> None:

@@ -117,3 +117,11 @@ def test_missing_or_conflicting_credentials_are_usage_errors(env: dict[str, str]
     assert r.returncode == 2 and "--client-id needs --client-secret" in r.stderr
     r = run(bare, "token", "--client-id", "abc", "--client-secret", "s3cr3t-value", "--token", "t")
     assert r.returncode == 2 and "not both" in r.stderr and "s3cr3t-value" not in r.stderr
+
+
+def test_help_offers_only_the_flags_that_apply(env: dict[str, str]) -> None:
+    r = run(env, "token", "--help")
+    assert r.returncode == 0
+    assert "--client-id" in r.stdout and "--client-secret" in r.stdout and "--token-url" in r.stdout
+    for flag in ("--data", "--org-id", "--target", "--transport", "--env "):
+        assert flag not in r.stdout, flag

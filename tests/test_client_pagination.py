@@ -37,7 +37,6 @@ class ListServer:
         self.server.start()
 
     def _handler(self, accessor: str, m: _catalog.MethodInfo, item_field: str) -> grpc.RpcMethodHandler:
-        wrapper = m.page is not None and m.page.cursor == "wrapper"
 
         def handle(req: Any, context: grpc.ServicerContext) -> Any:
             cursor = req.pagination.cursor
@@ -54,10 +53,7 @@ class ListServer:
             for i in range(start, min(start + limit, self.total)):
                 setattr(resp.items.add(), item_field, f"{accessor}-{i}")
             if start + limit < self.total:
-                if wrapper:
-                    resp.next_page_cursor.value = f"c:{start + limit}"
-                else:
-                    resp.next_page_cursor = f"c:{start + limit}"
+                resp.next_page_cursor = f"c:{start + limit}"
             return resp
 
         return grpc.unary_unary_rpc_method_handler(
@@ -103,11 +99,11 @@ def test_items_across_pages_with_string_cursor(server: ListServer) -> None:
     assert pager.total_count == 95 and pager.next_page_cursor is None and pager.pages_fetched == 5
 
 
-def test_wrapper_cursor_pages_and_per_call_org(server: ListServer) -> None:
+def test_billing_pages_and_per_call_org(server: ListServer) -> None:
     with invora.Client(server.target, org_id="org-a") as client:
         pages = list(client.billing.plans.list(page_size=50, org_id="org-b").pages)
     assert [len(p.items) for p in pages] == [50, 45]
-    assert pages[0].next_page_cursor.value == "c:50" and not pages[1].HasField("next_page_cursor")
+    assert pages[0].next_page_cursor == "c:50" and not pages[1].HasField("next_page_cursor")
     assert [md["x-target-org-id"] for *_, md in server.requests] == ["org-b", "org-b"]
 
 

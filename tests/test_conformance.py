@@ -262,3 +262,71 @@ async def test_auth_refresh_after_revocation_and_expiry(
             assert short.token_requests >= 2
         finally:
             await api.close()
+
+
+# -- billing (the current /api/billing/v2 API: flat requests, string ids) --------------------------------
+EVENT_CREATE = "invora.billing.events.v2.EventsService/Create"
+CUSTOMER_CREATE = "invora.billing.customers.v2.CustomersService/Create"
+
+
+async def test_billing_crud_and_pagination(api: Api) -> None:
+    customers = api.client.billing.customers
+    made = []
+    for i in range(5):
+        c = await api(
+            customers.create(external_id=f"cust-{i}", name=f"Customer {i} Najd", currency="CURRENCY_ENUM_SAR")
+        )
+        made.append(c.customer)
+    assert all(c.id for c in made) and len({c.id for c in made}) == 5
+
+    pages = await api.pages(customers.list(page_size=2))
+    assert [len(p.items) for p in pages] == [2, 2, 1] and pages[0].total_count == 5
+    listed = await api.items(customers.list(page_size=2))
+    assert {c.id for c in listed} == {c.id for c in made}
+
+    got = (await api(customers.get(id=made[0].id))).customer
+    assert got.external_id == "cust-0" and got.name == "Customer 0 Najd"
+    renamed = (await api(customers.update(id=made[0].id, external_id="cust-0", name="Renamed"))).customer
+    assert renamed.id == made[0].id and renamed.name == "Renamed"
+
+    await api(customers.delete(id=made[1].id))
+    with pytest.raises(invora.NotFound) as missing:
+        await api(customers.get(id=made[1].id))
+    assert missing.value.http_status == 404
+
+    plan = (
+        await api(
+            api.client.billing.plans.create(
+                code=f"pro-{next(_names)}",
+                name="Pro",
+                amount_cents=50000,
+                amount_currency="CURRENCY_ENUM_SAR",
+                interval="PLAN_INTERVAL_MONTHLY",
+            )
+        )
+    ).plan
+    assert (await api(api.client.billing.plans.get(id=plan.id))).plan.code == plan.code
+    assert api.calls("invora.billing.customers.v2.CustomersService/Get"), "no billing Get over this transport"
+
+
+async def test_usage_events_are_retried_on_their_idempotency_key(api: Api) -> None:
+    events = api.client.billing.events
+    before = len(api.calls(EVENT_CREATE))
+    # ABORTED is retried only for idempotent calls: a usage event is one, through its transaction_id.
+    api.sb.inject_error(EVENT_CREATE, grpc.StatusCode.ABORTED, times=1)
+    await api(
+        events.create(
+            transaction_id=f"tx-{next(_names)}",
+            external_subscription_id="sub-1",
+            code="api_calls",
+            properties={"count": 1},
+        )
+    )
+    assert len(api.calls(EVENT_CREATE)) - before == 2
+
+    # A billing write without an idempotency key is not repeated.
+    before = len(api.calls(CUSTOMER_CREATE))
+    api.sb.inject_error(CUSTOMER_CREATE, grpc.StatusCode.ABORTED, times=1)
+    with pytest.raises(invora.Aborted):
+        await api(api.client.billing.customers.create(external_id=f"c-{next(_names)}", name="Once"))
+    assert len(api.calls(CUSTOMER_CREATE)) - before == 1

@@ -40,13 +40,17 @@ def ok(r: subprocess.CompletedProcess[str]) -> str:
 
 def test_demo_walks_every_step() -> None:
     out = ok(run("demo.py"))
-    for n in range(1, 8):
-        assert f"[{n}/7]" in out
-    assert "client_secret received" in out
+    for n in range(1, 10):
+        assert f"[{n}/9]" in out
+    assert "client_secret received" in out and "CreateConnectedBusiness" in out
     assert "INV-2026-000003  ZATCA ACCEPTED" in out
     assert "page 2: INV-2026-000003" in out and "total_count 3, last page" in out
     assert "except invora.FailedPrecondition:  FAILED_PRECONDITION -> HTTP 400" in out
     assert "ErrorInfo: reason=DOCUMENT_FROZEN" in out
+    assert "subscribed as najd-foods-pro: ACTIVE" in out
+    assert "sent 6 events (5 transaction ids) in one BatchCreate; 5 stored" in out
+    assert "api_calls: 5 units from 5 events -> 0.25 SAR" in out
+    assert "current usage so far this period: 0.25 SAR" in out
 
 
 def test_quickstart_sync_against_a_configured_target(invora_sandbox: Any) -> None:
@@ -111,7 +115,7 @@ def test_usage_metering_uploader_from_file(invora_sandbox: Any, tmp_path: Path) 
     invora_sandbox.clear_calls()
     out = ok(run("usage_metering_uploader.py", env_for(invora_sandbox, tenant), str(events)))
     assert "uploaded 120 events in 2 BatchCreate calls" in out and "kept its first copy: True" in out
-    batch_calls = [c for c in invora_sandbox.calls if c.method.endswith("EventService/BatchCreate")]
+    batch_calls = [c for c in invora_sandbox.calls if c.method.endswith("EventsService/BatchCreate")]
     assert len(batch_calls) == 4 and all(c.org_id == tenant.org_id for c in batch_calls)
 
 

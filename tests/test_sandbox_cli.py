@@ -204,3 +204,57 @@ def test_fixed_port_conflict_is_reported() -> None:
             Sandbox(grpc_port=sb.grpc_port).start()
         with pytest.raises(OSError):
             Sandbox(http_port=sb.http_port).start()
+
+
+def test_env_file_is_sourced_by_a_shell_and_removed_on_exit(tmp_path: Path) -> None:
+    path = tmp_path / "sandbox.env"
+    proc, info = _start("--env-file", str(path))
+    try:
+        assert path.stat().st_mode & 0o777 == 0o600  # it holds the client secret
+        script = (
+            f'source {path}; printf "%s\\n" "$INVORA_TARGET" "$INVORA_TOKEN_URL" "$INVORA_CLIENT_ID" '
+            + ('"$INVORA_CLIENT_SECRET" "$INVORA_ORG_ID"')
+        )
+        r = subprocess.run(["bash", "-euc", script], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        keys = ("grpc_target", "token_url", "client_id", "client_secret", "org_id")
+        assert r.stdout.splitlines() == [info[k] for k in keys]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"source {path}" in err and info["client_secret"] not in err
+    assert not path.exists()  # stale credentials would point at a sandbox that is gone
+
+
+def test_env_line_quotes_every_value_for_the_shell() -> None:
+    from invora.sandbox.__main__ import env_line
+
+    nasty = {
+        "grpc_target": "127.0.0.1:1",
+        "token_url": "http://x/t?a=1&b=2",
+        "client_id": "id with spaces",
+        "client_secret": "-'$(touch /nonexistent)`x`\"",
+        "org_id": "1",
+    }
+    script = (
+        env_line(nasty) + '; printf "%s\\n" "$INVORA_TOKEN_URL" "$INVORA_CLIENT_ID" "$INVORA_CLIENT_SECRET"'
+    )
+    r = subprocess.run(["bash", "-euc", script], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [nasty["token_url"], nasty["client_id"], nasty["client_secret"]]
+
+
+def test_issued_secrets_never_start_with_a_dash() -> None:
+    # argparse reads `--client-secret -x...` as a missing value; one in 64 url-safe secrets would start so.
+    with Sandbox(grpc_port=0, http_port=0) as sb:
+        secrets = [sb.client_secret] + [sb.create_tenant(f"T{i}").client_secret for i in range(300)]
+    assert len(set(secrets)) == len(secrets) and not [s for s in secrets if s.startswith("-")]
+
+
+def test_help_shows_the_default_ports_and_the_env_file() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "invora.sandbox", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0
+    assert "default 50051" in r.stdout and "default 8080" in r.stdout and "--env-file" in r.stdout

@@ -1,4 +1,4 @@
-"""Registration, connected businesses, usage events, rate limit and the fault knobs."""
+"""Registration, connected businesses, rate limit and the fault knobs (billing: test_sandbox_billing)."""
 
 from __future__ import annotations
 
@@ -32,35 +32,30 @@ def details(err: grpc.RpcError, cls: type) -> list:  # type: ignore[type-arg]
     return out
 
 
-def test_registration_issues_working_credentials(invora_sandbox: Sandbox) -> None:
+def test_create_business_gives_the_caller_a_role_on_it(invora_sandbox: Sandbox) -> None:
+    """No credentials come back from registration: the caller acts on the new business through the
+    tenancy header; anybody else is refused."""
     sb = invora_sandbox
-    with RawCaller(sb.grpc_target, token=sb.mint_token(sb.tenant)) as raw:
-        resp = raw.call(
-            "identity.public_registration.complete_business_profile",
-            business_name="Cairo Goods",
-            country="EG",
-        )
-        assert (
-            resp.tenant_id and resp.business_name == "Cairo Goods" and resp.client_id and resp.client_secret
-        )
-        first_step = resp.checklist.steps[0]
-        assert first_step.key == "business_profile" and first_step.completed
+    owner = sb.create_tenant("Owner", country="EG")
+    svc = "identity.public_registration"
+    with RawCaller(sb.grpc_target, token=sb.mint_token(owner)) as raw:
+        resp = raw.call(f"{svc}.create_business", business_name="  Cairo   Goods ")
+        assert resp.org_id and resp.org_id != owner.org_id
+        assert resp.org_name == "Cairo Goods" and resp.default_branch_country == "EG"
+        assert not set(resp.DESCRIPTOR.fields_by_name) & {"client_id", "client_secret"}
+        assert raw.call(f"{svc}.create_business").org_name == "Untitled business"  # the name is optional
         with pytest.raises(grpc.RpcError) as exc:
-            raw.call("identity.public_registration.complete_business_profile", business_name="")
+            raw.call(f"{svc}.create_business", business_name="x" * 201)
         assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    # The new credentials work at the token endpoint and act on the new organization.
-    token = token_for(sb, resp.client_id, resp.client_secret)
-    with RawCaller(sb.grpc_target, token=token) as raw:
-        status = raw.call("identity.public_registration.get_onboarding_status")
-        assert status.tenant_id == resp.tenant_id and status.org_type == 1
-        raw.call("identity.public_registration.update_business_details", tax_id="123456789", city="Cairo")
-        plans = raw.call("identity.public_registration.list_available_plans").plans
-        picked = raw.call("identity.public_registration.select_plan", plan_code=plans[0].code)
+
+        plans = raw.call(f"{svc}.list_available_plans", org_id=resp.org_id).items
+        assert [p.code for p in plans] == ["starter", "growth", "scale"] and plans[0].features
+        picked = raw.call(f"{svc}.select_plan", plan_code=plans[0].code, org_id=resp.org_id)
         assert picked.subscription_id and picked.checklist.completion_ratio == pytest.approx(1.0)
         with pytest.raises(grpc.RpcError) as exc:
-            raw.call("identity.public_registration.select_plan", plan_code="nope")
+            raw.call(f"{svc}.select_plan", plan_code="nope", org_id=resp.org_id)
         assert exc.value.code() == grpc.StatusCode.NOT_FOUND
-        # An Egyptian seller's frozen invoice goes to the ETA.
+        # An Egyptian business's frozen invoice goes to the ETA, in the new organization only.
         line = {
             "description": "x",
             "quantity": {"units": 1},
@@ -71,9 +66,23 @@ def test_registration_issues_working_credentials(invora_sandbox: Sandbox) -> Non
             "simple.invoices.create",
             changes={"buyer": {"name": "B"}, "lines": [line]},
             freeze_immediately=True,
+            org_id=resp.org_id,
         ).details
-        assert doc.regulation_metadata.authority == "EGYPT_ETA" and doc.currency_code == "EGP"
-        assert doc.seller.vat_number == "123456789"
+        assert doc.regulation_metadata.authority == "EGYPT_ETA" and doc.seller.name == "Cairo Goods"
+        assert raw.call("simple.invoices.list").total_count == 0
+        assert raw.call("simple.invoices.list", org_id=resp.org_id).total_count == 1
+    stranger = sb.create_tenant("Stranger")
+    with RawCaller(sb.grpc_target, token=sb.mint_token(stranger)) as raw:
+        with pytest.raises(grpc.RpcError) as exc:
+            raw.call("simple.invoices.list", org_id=resp.org_id)
+        assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # Over REST, as the API reference documents it.
+    r = httpx.post(
+        f"{sb.rest_url}/api/v2/identity/businesses",
+        headers={"Authorization": f"Bearer {sb.mint_token(owner)}"},
+        json={"businessName": "Alex Trading"},
+    )
+    assert r.status_code == 200 and r.json()["orgName"] == "Alex Trading" and r.json()["orgId"], r.text
 
 
 def test_platform_manages_connected_businesses(invora_sandbox: Sandbox) -> None:
@@ -160,42 +169,6 @@ def test_connect_business_helper(invora_sandbox: Sandbox) -> None:
     assert child.kind == "connected" and child.org_id != platform.org_id
     with pytest.raises(ValueError):
         sb.connect_business(sb.create_tenant("not a platform"), "x")
-
-
-def test_usage_events_dedup_by_transaction_id(invora_sandbox: Sandbox) -> None:
-    sb = invora_sandbox
-    t = sb.create_tenant("Metered")
-    ev = {
-        "transaction_id": "tx-1",
-        "external_subscription_id": "sub-1",
-        "code": "api_calls",
-        "properties": {"n": 3},
-    }
-    with RawCaller(sb.grpc_target, token=sb.mint_token(t)) as raw:
-        raw.call("billing.events.create", event=ev)
-        raw.call("billing.events.create", event={**ev, "properties": {"n": 99}})  # a retry: same transaction
-        raw.call(
-            "billing.events.batch_create",
-            events=[ev, {**ev, "transaction_id": "tx-2"}, {**ev, "transaction_id": "tx-2"}],
-        )
-        events = raw.call("billing.events.list")
-        assert events.total_count == 2
-        first = raw.call("billing.events.get", transaction_id="tx-1").event
-        assert first.payload["n"] == 3 and first.code == "api_calls" and first.HasField("received_at")
-        with pytest.raises(grpc.RpcError) as exc:
-            raw.call("billing.events.create", event={"transaction_id": "tx-3"})
-        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        fields = {v.field for v in details(exc.value, error_details_pb2.BadRequest)[0].field_violations}
-        assert fields == {"event.external_subscription_id", "event.code"}
-    # Over REST too (POST /api/v2/billing/events with body "*").
-    r = httpx.post(
-        f"{sb.rest_url}/api/v2/billing/events",
-        headers={"Authorization": f"Bearer {sb.mint_token(t)}"},
-        json={"event": {"transactionId": "tx-1", "externalSubscriptionId": "sub-1", "code": "api_calls"}},
-    )
-    assert r.status_code == 200
-    with RawCaller(sb.grpc_target, token=sb.mint_token(t)) as raw:
-        assert raw.call("billing.events.list").total_count == 2
 
 
 def test_rate_limit_resource_exhausted_with_retry_info() -> None:

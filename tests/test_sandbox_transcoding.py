@@ -74,8 +74,11 @@ def test_router_prefers_literals_and_separates_verbs() -> None:
     assert route.method.name == "Update"
     assert r.match("DELETE", "/api/v1/simple/invoices/k1") is None
     assert "GET" in r.allowed_verbs("/api/v1/simple/invoices/k1")
-    route, _ = r.match("POST", "/api/v2/billing/events:batchCreate")  # type: ignore[misc]
+    route, _ = r.match("POST", "/api/billing/v2/events/batch-create")  # type: ignore[misc]
     assert route.method.name == "BatchCreate"
+    route, b = r.match("GET", "/api/billing/v2/events/e1")  # type: ignore[misc]
+    assert route.method.name == "Get" and b == {"id": "e1"}
+    assert r.match("POST", "/api/v2/billing/events:batchCreate") is None  # the 1.0.0 route is gone
 
 
 # -- request decode / encode ----------------------------------------------------------------------------
@@ -146,12 +149,18 @@ def test_expand_roundtrips_through_decode() -> None:
     assert found is not None
     assert decode(found[0].rule, found[1], query, __import__("json").dumps(body), m.request_class) == req
     # GET: everything not in the path goes to the query, nested with dots, WKTs as strings.
-    lm = method("billing.plans.list")
+    lm = method("admin.regulations.list_tenant_regulations")
     assert lm.http is not None
-    lreq = lm.request_class(pagination={"limit": {"value": 5}, "cursor": "c"}, read_mask={"paths": ["id"]})
+    lreq = lm.request_class(tenant_id="t1", pagination={"limit": {"value": 5}, "cursor": "c"})
     verb, path, query, body = expand(lm.http, lreq)
-    assert body is None and ("pagination.limit", "5") in query and ("readMask", "id") in query
-    assert decode(lm.http, {}, query, None, lm.request_class) == lreq
+    assert body is None and ("pagination.limit", "5") in query and ("pagination.cursor", "c") in query
+    assert decode(lm.http, {"tenant_id": "t1"}, query, None, lm.request_class) == lreq
+    gm = method("billing.plans.get")
+    assert gm.http is not None
+    greq = gm.request_class(id="p1", read_mask={"paths": ["id", "name"]})
+    verb, path, query, body = expand(gm.http, greq)
+    assert (verb, path, query) == ("GET", "/api/billing/v2/plans/p1", [("readMask", "id,name")])
+    assert decode(gm.http, {"id": "p1"}, query, None, gm.request_class) == greq
     # A missing path field is an error, not an empty segment.
     with pytest.raises(TranscodingError):
         expand(method("simple.invoices.get").http, method("simple.invoices.get").request_class())  # type: ignore[arg-type]

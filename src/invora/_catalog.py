@@ -39,7 +39,6 @@ class HttpRule:
 @dataclass(frozen=True)
 class PageInfo:
     items: str  # repeated field of the response holding the page's items
-    cursor: str  # "string" (optional string) or "wrapper" (google.protobuf.StringValue)
     total_count: bool  # response has total_count
 
 
@@ -103,6 +102,16 @@ class ServiceInfo:
     module: str  # generated messages module
     grpc_module: str  # generated stub module
     methods: dict[str, MethodInfo] = field(default_factory=dict, repr=False)
+    #: Vendor build of the file's wire facts, or "reconstructed" (ours); see :func:`file_provenance`.
+    provenance: str = ""
+    #: Files of other provenance that the requests and responses reach: ``{"reconstructed": [file]}``.
+    depends: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+
+    @property
+    def reconstructed(self) -> tuple[str, ...]:
+        """Files behind this service whose field names and numbers are ours, not the vendor's."""
+        own = (self.file,) if self.provenance == RECONSTRUCTED else ()
+        return own + self.depends.get(RECONSTRUCTED, ())
 
     @property
     def name(self) -> str:
@@ -130,6 +139,17 @@ class ServiceInfo:
         return found
 
 
+RECONSTRUCTED = "reconstructed"
+
+
+def file_provenance(file: str) -> str | None:
+    """The vendor build a proto file's wire facts come from, ``"reconstructed"``, or None (not ours)."""
+    from invora._proto.catalog import FILES
+
+    found: str | None = FILES.get(file)
+    return found
+
+
 @functools.cache
 def _loaded_message_class(module: str, full_name: str) -> type[Message]:
     # Cached with the import: request_class/response_class are on every call's path, client and sandbox.
@@ -155,6 +175,8 @@ def services() -> tuple[ServiceInfo, ...]:
             file=data["file"],
             module=data["module"],
             grpc_module=data["grpc_module"],
+            provenance=data["provenance"],
+            depends={k: tuple(v) for k, v in data["depends"].items()},
         )
         for m in data["methods"]:
             page = m["page"]

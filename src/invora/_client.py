@@ -18,6 +18,8 @@ from invora.retry import Retry
 from invora.transport import RawResponse, TransportConfig, transport_classes
 
 if TYPE_CHECKING:
+    from google.protobuf.descriptor_pb2 import FileDescriptorSet
+
     from invora._catalog import MethodInfo
 
 __all__ = ["AsyncClient", "Client"]
@@ -142,12 +144,35 @@ def _read_roots(value: bytes | str | os.PathLike[str] | None) -> bytes | None:
 
 
 _INIT_DOC = """
-    ``target`` is ``host:port`` (or ``https://host``); ``environment`` ("production" | "staging") picks
-    Invora's gateway instead. TLS with system roots is used for remote targets, plaintext only for
-    loopback ones unless ``tls``/``root_certificates`` say otherwise. ``timeout`` is the default deadline
-    of each attempt (seconds); ``stream_timeout`` the default for streams; ``retry`` an
-    :class:`invora.Retry` or None. ``org_id`` is the default tenancy (``org_header`` metadata);
-    ``on_call(method, seconds, code, request_bytes, response_bytes)`` observes every unary call and page.
+    Arguments (all keyword-only but ``target``):
+
+    - ``target``: ``host:port`` or ``https://host`` for gRPC; the REST base URL with ``transport="rest"``.
+    - ``environment``: ``"production"`` or ``"staging"``: Invora's gateway, instead of a ``target``.
+    - ``credentials``: :class:`invora.ClientCredentials`, :class:`invora.StaticToken`, a token, or None.
+    - ``org_id``: the organization calls act on by default (None: the token's home organization).
+    - ``timeout``: default deadline of each attempt of a unary call or page, in seconds (30).
+    - ``stream_timeout``: default deadline of a streaming call, in seconds (600).
+    - ``retry``: an :class:`invora.Retry` policy (default ``Retry()``), or None for no retries.
+    - ``tls``: True or False to force TLS on or off; default on, except plaintext for loopback targets.
+    - ``root_certificates``: PEM roots (bytes, PEM text or a file path) to trust instead of the system's.
+    - ``private_key``: PEM private key of a mutual-TLS client certificate (gRPC only).
+    - ``certificate_chain``: PEM certificate chain of that key (gRPC only).
+    - ``ssl_target_name``: the name the server's certificate must carry, when not the target's host (gRPC).
+    - ``channel_options``: extra gRPC channel options, e.g. ``{"grpc.max_receive_message_length": n}``.
+    - ``org_header``: the metadata key carrying ``org_id`` (default ``x-target-org-id``).
+    - ``metadata``: extra metadata (HTTP headers over REST) sent with every call.
+    - ``on_call``: ``on_call(method, seconds, code, request_bytes, response_bytes)`` after each call or page.
+    - ``transport``: ``"grpc"`` (default) or ``"rest"`` (REST/JSON through the schema's HTTP rules).
+    - ``prefetch``: fetch a list's next page while the current one is consumed (default True).
+    - ``user_agent``: the user agent to send (default ``invora-python/<version>``).
+    - ``schema_check``: ``"off"`` (default), ``"warn"`` or ``"strict"``: before the first gRPC call of a
+      service whose wire facts are reconstructed, compare them with the server's (reflection), once per
+      channel; warn, or raise before sending. See docs/schema-check.md.
+    - ``schema``: a ``FileDescriptorSet`` (or its file) through which :meth:`invoke` reaches RPCs the SDK
+      was not built with; without it they are looked up through reflection.
+
+    Services hang off the client as attributes (``client.simple.invoices``, ``client.billing.plans``);
+    ``dir(client)`` and ``help(client.simple)`` list them.
 """
 
 
@@ -180,7 +205,17 @@ class _ClientMixin:
     def _prepare(self, method: str | MethodInfo, request: Any) -> tuple[Any, Any, Mapping[str, Any] | None]:
         from invora import _catalog
 
-        info = _catalog.method(method) if isinstance(method, str) else method
+        if isinstance(method, str):
+            try:
+                info = _catalog.method(method)
+            except LookupError:
+                if "/" not in method:
+                    raise
+                from invora.schema.guard import runtime_method
+
+                info = runtime_method(self, method)  # type: ignore[arg-type]
+        else:
+            info = method
         binding = self._scope.core.binding(info)
         if isinstance(request, Mapping) and not info.client_streaming:
             return binding, None, request
@@ -215,6 +250,8 @@ class Client(Services, _ClientMixin):  # type: ignore[misc]
         transport: str = "grpc",
         prefetch: bool = True,
         user_agent: str | None = None,
+        schema_check: str = "off",
+        schema: str | os.PathLike[str] | bytes | FileDescriptorSet | None = None,
     ) -> None:
         s = _Settings(
             target, environment, credentials, org_id, timeout, stream_timeout, retry, tls, root_certificates,
@@ -234,6 +271,8 @@ class Client(Services, _ClientMixin):  # type: ignore[misc]
         self._settings = s
         self._owner = True
         super().__init__(Scope(core, s.org_id, s.extra_md))
+        if schema is not None or schema_check != "off":
+            _install_schema(self, schema_check, schema)
 
     def with_org(self, org_id: str | None) -> Client:
         """A view acting on ``org_id`` (None: home org); shares channels and credentials with this client."""
@@ -327,6 +366,8 @@ class AsyncClient(AsyncServices, _ClientMixin):  # type: ignore[misc]
         transport: str = "grpc",
         prefetch: bool = True,
         user_agent: str | None = None,
+        schema_check: str = "off",
+        schema: str | os.PathLike[str] | bytes | FileDescriptorSet | None = None,
     ) -> None:
         s = _Settings(
             target, environment, credentials, org_id, timeout, stream_timeout, retry, tls, root_certificates,
@@ -346,6 +387,8 @@ class AsyncClient(AsyncServices, _ClientMixin):  # type: ignore[misc]
         self._settings = s
         self._owner = True
         super().__init__(Scope(core, s.org_id, s.extra_md))
+        if schema is not None or schema_check != "off":
+            _install_schema(self, schema_check, schema)
 
     def with_org(self, org_id: str | None) -> AsyncClient:
         """A view acting on ``org_id`` (None: home org); shares channels and credentials with this client."""
@@ -408,6 +451,12 @@ class AsyncClient(AsyncServices, _ClientMixin):  # type: ignore[misc]
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _install_schema(client: Any, schema_check: str, schema: Any) -> None:
+    from invora.schema.guard import install
+
+    install(client, schema_check, schema)
 
 
 def _coerce_any(coerce: Callable[[Any], Any], requests: Any) -> Any:

@@ -74,7 +74,6 @@ class Binding:
         "page",
         "request_class",
         "transport",
-        "wrapper_cursor",
     )
 
     def __init__(self, info: MethodInfo, transport: Transport | AsyncTransport) -> None:
@@ -85,7 +84,6 @@ class Binding:
         self.fill_request_id = info.has_request_id
         self.page = info.page
         self.items_field = info.page.items if info.page else ""
-        self.wrapper_cursor = bool(info.page and info.page.cursor == "wrapper")
         self.kind = info.kind
         self.transport = transport
         if info.client_streaming:
@@ -221,17 +219,22 @@ class _CoreBase:
         self.prefetch = prefetch
         self.pid = _getpid()
         self.closed = False
-        self._bindings: dict[str, Binding] = {}
+        self._bindings: dict[MethodInfo, Binding] = {}  # by identity: a runtime RPC may share a path
         self._lock = threading.Lock()
+        #: ``invora.schema.guard.SchemaState`` when the client has a runtime schema or a schema check.
+        self.schema: Any = None
 
     def binding(self, info: MethodInfo) -> Binding:
-        binding = self._bindings.get(info.path)
+        binding = self._bindings.get(info)
         if binding is None:
             self.check_usable()
             with self._lock:
-                binding = self._bindings.get(info.path)
+                binding = self._bindings.get(info)
                 if binding is None:
-                    binding = self._bindings[info.path] = Binding(info, self.transport)
+                    binding = Binding(info, self.transport)
+                    if self.schema is not None:
+                        self.schema.attach(binding)  # schema_check: the first call checks the service
+                    self._bindings[info] = binding
         return binding
 
     def check_process(self) -> None:
@@ -640,7 +643,6 @@ class Scope:
             fetch,
             owned,
             items_field=b.items_field,
-            wrapper_cursor=b.wrapper_cursor,
             max_items=max_items,
             prefetch=core.prefetch,
             method=b.full_name,

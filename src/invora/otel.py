@@ -62,7 +62,7 @@ class _Span:
             else:
                 span.set_attribute("error.type", type(error).__name__)
             http_status = getattr(error, "http_status", None)
-            if self._rest and isinstance(http_status, int):
+            if self._rest and isinstance(http_status, int) and http_status:  # 0: no response came
                 span.set_attribute("http.response.status_code", http_status)
             span.record_exception(error)
             span.set_status(

@@ -1,7 +1,7 @@
 """Cursor pagination: iterate items or pages of any ``List*`` RPC, one page fetched ahead.
 
 Every List RPC of the API answers ``{repeated items = 1; uint64 total_count = 2; next_page_cursor = 3}``
-(the cursor an ``optional string`` or a ``google.protobuf.StringValue``) and takes the cursor back as
+(the cursor an ``optional string``) and takes the cursor back as
 ``pagination.cursor``. A pager re-sends the caller's request with each cursor, through the same call
 pipeline (deadline, retries, metadata, tenancy, observer) as a single call.
 
@@ -51,7 +51,6 @@ class _PagerBase(Generic[ItemT, PageT]):
         request: Any,
         *,
         items_field: str = "items",
-        wrapper_cursor: bool = False,
         max_items: int | None = None,
         prefetch: bool = True,
         method: str = "",
@@ -60,7 +59,6 @@ class _PagerBase(Generic[ItemT, PageT]):
             raise ValueError("max_items must be >= 0")
         self._request = request  # owned copy, never the caller's message
         self._items_field = items_field
-        self._wrapper = wrapper_cursor
         self._max_items = max_items
         self.prefetch = prefetch
         self.method = method
@@ -72,8 +70,7 @@ class _PagerBase(Generic[ItemT, PageT]):
         self.pages_fetched = 0
 
     def _cursor_of(self, page: Any) -> str:
-        cursor = page.next_page_cursor
-        return cursor.value if self._wrapper else cursor  # type: ignore[no-any-return]
+        return page.next_page_cursor  # type: ignore[no-any-return]
 
     def _next_request(self, request: Any, cursor: str) -> Any:
         nxt = type(request)()

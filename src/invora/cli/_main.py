@@ -2,8 +2,8 @@
 
 Exit codes: 0 success; 1 the call ended with a non-OK status (including UNAVAILABLE when the target is
 unreachable); 2 usage error (bad flags, unknown method, malformed JSON, invalid configuration such as a
-bad org id or target); 3 the token endpoint refused or failed (no RPC was attempted); 70 internal error (a bug; INVORA_DEBUG=1
-shows the traceback); 130 interrupted.
+bad org id or target); 3 the token endpoint refused or failed (no RPC was attempted); 70 internal error
+(a bug; INVORA_DEBUG=1 shows the traceback); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -32,18 +32,22 @@ tokens, run a local sandbox and load tests. Connection flags fall back to INVORA
 
 _EPILOG = """\
 examples:
-  invora sandbox --grpc-port 50051 --http-port 8080      # a local gateway (prints credentials)
+  invora sandbox --env-file sandbox.env                  # a local gateway; `source sandbox.env` elsewhere
   invora describe simple.invoices                        # RPCs, HTTP rules and scopes
   invora call simple.invoices.get --data '{"key": "..."}'
   invora list simple.invoices --filter text=INV-2026 --output table
+  invora schema check --target localhost:50051            # our wire facts vs the server's
 
-exit codes: 0 ok, 1 RPC error (status printed), 2 usage error, 3 token endpoint error, 130 interrupted"""
+secrets: set INVORA_CLIENT_SECRET rather than --client-secret (command lines are visible to other users)
+
+exit codes: 0 ok, 1 RPC error (status printed), 2 usage error, 3 token endpoint error,
+  70 internal error (a bug; INVORA_DEBUG=1 shows the traceback), 130 interrupted"""
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser; ``bench`` comes from :mod:`invora.loadtest.cli`, imported only when it runs."""
     from invora import __version__
-    from invora.cli import call, describe, token
+    from invora.cli import call, describe, schema, token
 
     parser = argparse.ArgumentParser(
         prog="invora",
@@ -56,6 +60,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parents = [common_parent()]
     call.register(sub, parents)
     describe.register(sub, parents)
+    schema.register(sub, parents)
     token.register(sub, parents)
     sub.add_parser(
         "sandbox",
@@ -113,10 +118,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+def _check_secret_flags(argv: Sequence[str]) -> None:
+    """argparse reads ``--client-secret -x...`` as a missing value; say how to pass such a secret."""
+    from itertools import pairwise
+
+    from invora.cli.common import FLAGS
+
+    secret = {"--" + f.name for f in FLAGS if f.secret}
+    for flag, value in pairwise(argv):
+        if flag == "--":
+            return
+        if flag in secret and value.startswith("-"):
+            raise UsageError(
+                f"{flag} needs a value; one starting with '-' is written {flag}=VALUE "
+                f"(better: set INVORA_{flag[2:].replace('-', '_').upper()}, which other users cannot see)"
+            )
+
+
 def _run(argv: list[str], command: str | None) -> int:
     from invora.errors import AuthenticationError, ConfigurationError, InvoraError
 
     try:
+        _check_secret_flags(argv)
         parser = build_parser(command)
         try:
             args = parser.parse_args(argv)

@@ -133,7 +133,7 @@ def print_error(exc: InvoraError, out: TextIO | None = None) -> None:
     """Status, message and every unpacked detail, one per line (no traceback, never a token)."""
     stream = out or sys.stderr
     code = exc.code.name
-    stream.write(f"invora: {code} (HTTP {exc.http_status}): {exc.message or '(no message)'}\n")
+    stream.write(f"invora: {code} ({_status_label(exc)}): {exc.message or '(no message)'}\n")
     if exc.method:
         stream.write(f"  method: {exc.method}\n")
     if exc.attempts > 1:
@@ -175,8 +175,29 @@ def _detail_line(detail: Message) -> str:
     return f"{kind}: {body_text}"
 
 
+def _status_label(exc: InvoraError) -> str:
+    """``HTTP 404`` when there is an HTTP status to show; a failed connection has none."""
+    if exc.code.name == "UNAVAILABLE" and exc.request_not_sent:
+        return "connection failed, no response"
+    return f"HTTP {exc.http_status}" if exc.http_status else "no HTTP response"
+
+
+# What gRPC's own client reports (in the error's message and debug string, both written by the client
+# library, not the server) when the peer answered HTTP/2's connection preface with something else, such as
+# an HTTP/1 REST port. Used for a hint only, never for a decision.
+_NOT_HTTP2 = ("Failed parsing HTTP/2", "Trying to connect an http1.x server")
+
+
 def _hint(exc: InvoraError) -> str:
     name = exc.code.name
+    seen = f"{exc.message} {exc.debug or ''}"
+    if name == "UNAVAILABLE" and any(text in seen for text in _NOT_HTTP2):
+        return (
+            "the target does not speak gRPC (HTTP/2): if it is a REST endpoint, add --transport rest and "
+            "give its URL, e.g. --target http://127.0.0.1:8080"
+        )
+    if exc.http_status == 0 and exc.message.startswith("RemoteProtocolError"):  # the REST client's words
+        return "the target did not answer HTTP/1.1: if it is a gRPC port, drop --transport rest"
     if name == "UNAVAILABLE" and ("connect" in exc.message.lower() or exc.request_not_sent):
         return "is the target reachable? check --target / INVORA_TARGET"
     if name == "UNAUTHENTICATED":

@@ -40,9 +40,20 @@ def register(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
         "server streams print one JSON document per message.",
     )
     call.add_argument("method", help="'pkg.Service/Method' or accessor path such as simple.invoices.get")
-    call.add_argument("--output", "-o", choices=("json", "jsonl"), default="json", help="pretty or one line")
+    call.add_argument(
+        "--output",
+        "-o",
+        choices=("json", "jsonl"),
+        default="json",
+        help="json: pretty (default); jsonl: one compact line",
+    )
     _output_flags(call)
     call.add_argument("--verbose", "-v", action="store_true", help="print response metadata to stderr")
+    call.add_argument(
+        "--schema",
+        metavar="FILE",
+        help="a FileDescriptorSet for RPCs this SDK was not built with (default: ask the server by reflection)",
+    )
     call.set_defaults(handler=run_call)
 
     lst = sub.add_parser(
@@ -63,7 +74,11 @@ def register(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     lst.add_argument("--limit", "-n", type=_positive, help="stop after N items (default: all)")
     lst.add_argument("--page-size", type=_positive, help="items per request (pagination.limit)")
     lst.add_argument(
-        "--output", "-o", choices=("json", "jsonl", "table"), default="json", help="default json (an array)"
+        "--output",
+        "-o",
+        choices=("json", "jsonl", "table"),
+        default="json",
+        help="json: one pretty array (default); jsonl: one compact line per item; table",
     )
     lst.add_argument("--columns", help="table columns, comma-separated field names")
     _output_flags(lst)
@@ -296,10 +311,19 @@ def run_call(args: argparse.Namespace) -> int:
     from invora.cli._output import dump_json, to_dict
     from invora.cli._resolve import find_method
 
-    info = find_method(args.method)
+    unknown: UsageError | None = None
+    try:
+        info: MethodInfo | None = find_method(args.method)
+    except UsageError as exc:
+        if "/" not in args.method:
+            raise
+        info, unknown = None, exc  # not compiled in: resolved in --schema or the server's reflection below
     data = read_json(args)
     compact = args.output == "jsonl"
-    with client_from_args(args) as client:
+    options = {"schema": args.schema} if args.schema else None
+    with client_from_args(args, options=options) as client:
+        if info is None:
+            info = _runtime_method(client, args.method, unknown)
         if info.client_streaming:
             items = data if isinstance(data, list) else ([] if data is None else [data])
             requests = [build_request(info, item) for item in items]
@@ -320,6 +344,15 @@ def run_call(args: argparse.Namespace) -> int:
             dump_json(to_dict(message, all_fields=args.all_fields), compact=compact)
             sys.stdout.flush()
     return EXIT_OK
+
+
+def _runtime_method(client: Any, spec: str, unknown: UsageError | None) -> MethodInfo:
+    from invora.schema.guard import runtime_method
+
+    try:
+        return runtime_method(client, spec)
+    except LookupError as exc:
+        raise UsageError(f"{unknown}; {exc}") from None
 
 
 def _stream(result: Any) -> Iterator[Any]:
@@ -355,7 +388,7 @@ def _list_method(spec: str) -> MethodInfo:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from invora.cli._output import render_table, table_columns, table_rows
+    from invora.cli._output import dump_json, render_table, table_columns, table_rows
 
     info = _list_method(args.method)
     request = build_request(info, read_json(args))
@@ -377,7 +410,7 @@ def run_list(args: argparse.Namespace) -> int:
             render_table([c.name for c in columns], table_rows(pager, columns))
         elif args.output == "jsonl":
             for item in pager:
-                out.write(json.dumps(_item(item, args.all_fields), ensure_ascii=False) + "\n")
+                dump_json(_item(item, args.all_fields), compact=True, out=out)
                 out.flush()  # streamed: a reader sees items as pages arrive
         else:
             count = 0

@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TextIO, overload
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from invora import AsyncClient, Client, Credentials
 
 __all__ = [
+    "CREDENTIAL_FLAGS",
     "EXIT_AUTH",
     "EXIT_INTERNAL",
     "EXIT_OK",
@@ -69,7 +70,12 @@ FLAGS: tuple[Flag, ...] = (
     Flag("transport", "wire protocol (default grpc)", choices=("grpc", "rest")),
     Flag("token-url", "OAuth2 token endpoint (default https://auth.invora.app/oauth/v2/token)"),
     Flag("client-id", "client id for the client_credentials grant"),
-    Flag("client-secret", "client secret (prefer the environment variable)", secret=True),
+    Flag(
+        "client-secret",
+        "client secret: prefer the environment variable (command lines are visible to other users); "
+        "one starting with '-' needs --client-secret=VALUE",
+        secret=True,
+    ),
     Flag("token", "a static bearer token, e.g. a personal access token", secret=True),
     Flag("org-id", "act on this organization (x-target-org-id); default: the token's home org"),
     Flag(
@@ -80,10 +86,17 @@ FLAGS: tuple[Flag, ...] = (
 _BY_DEST = {f.dest: f for f in FLAGS}
 
 
-def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    """Add ``--target --transport --token-url --client-id --client-secret --token --org-id --env --data``."""
+#: The flags that only obtain a token (``invora token``): no target, tenancy or request.
+CREDENTIAL_FLAGS = ("token-url", "client-id", "client-secret", "token")
+
+
+def add_common_flags(parser: argparse.ArgumentParser, names: Collection[str] | None = None) -> None:
+    """Add ``--target --transport --token-url --client-id --client-secret --token --org-id --env --data``
+    (or only ``names``)."""
     group = parser.add_argument_group("connection (each flag falls back to INVORA_<NAME> in the environment)")
     for flag in FLAGS:
+        if names is not None and flag.name not in names:
+            continue
         group.add_argument(
             "--" + flag.name,
             dest=flag.dest,
@@ -93,10 +106,10 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def common_parent() -> argparse.ArgumentParser:
-    """A parent parser carrying the common flags (``argparse`` ``parents=[...]``)."""
+def common_parent(names: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """A parent parser carrying the common flags, or only ``names`` (``argparse`` ``parents=[...]``)."""
     parent = argparse.ArgumentParser(add_help=False)
-    add_common_flags(parent)
+    add_common_flags(parent, names)
     return parent
 
 

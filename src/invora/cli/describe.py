@@ -51,7 +51,12 @@ def describe(name: str | None) -> dict[str, Any]:
         return {
             "kind": "services",
             "services": [
-                {"name": s.full_name, "accessor": s.accessor, "methods": len(s.methods)}
+                {
+                    "name": s.full_name,
+                    "accessor": s.accessor,
+                    "methods": len(s.methods),
+                    "provenance": _provenance(s),
+                }
                 for s in _catalog.services()
             ],
         }
@@ -99,8 +104,8 @@ def _method_summary(m: MethodInfo) -> dict[str, Any]:
         "output": m.output_type,
         "http": _rule(m.http),
         "scope": m.scope,
-        "retry_safe": m.read or m.has_request_id,
-        "request_id": m.has_request_id,
+        "retry_safe": m.read or m.idempotency_key is not None,
+        "idempotency_key": m.idempotency_key,
         "paginated": m.page is not None,
     }
 
@@ -111,14 +116,33 @@ def _service(svc: ServiceInfo) -> dict[str, Any]:
         "name": svc.full_name,
         "accessor": svc.accessor,
         "file": svc.file,
+        "provenance": _provenance(svc),
+        "depends": {k: list(v) for k, v in svc.depends.items()},
         "methods": [_method_summary(m) for m in svc.methods.values()],
     }
+
+
+def _provenance(svc: ServiceInfo) -> str:
+    """``vendor build 1.3``, ``reconstructed``, or ``vendor build 1.3 + reconstructed types``."""
+    if svc.provenance == "reconstructed":
+        return "reconstructed"
+    extra = [("reconstructed" if k == "reconstructed" else f"build {k}") + " types" for k in svc.depends]
+    return " + ".join([f"vendor build {svc.provenance}", *extra])
+
+
+def _desc_provenance(desc: Any) -> str | None:
+    from invora import _catalog
+
+    label = _catalog.file_provenance(desc.file.name)
+    return (
+        None if label is None else ("reconstructed" if label == "reconstructed" else f"vendor build {label}")
+    )
 
 
 def _method(m: MethodInfo) -> dict[str, Any]:
     out = {"kind": "method", **_method_summary(m)}
     if m.page is not None:
-        out["page"] = {"items": m.page.items, "cursor": m.page.cursor, "total_count": m.page.total_count}
+        out["page"] = {"items": m.page.items, "total_count": m.page.total_count}
     out["request"] = _message(m.request_class.DESCRIPTOR)
     return out
 
@@ -166,13 +190,21 @@ def _message(desc: Any) -> dict[str, Any]:
                 "behavior": _behaviour(f),
             }
         )
-    return {"kind": "message", "name": desc.full_name, "fields": fields}
+    return {
+        "kind": "message",
+        "name": desc.full_name,
+        "file": desc.file.name,
+        "provenance": _desc_provenance(desc),
+        "fields": fields,
+    }
 
 
 def _enum(desc: Any) -> dict[str, Any]:
     return {
         "kind": "enum",
         "name": desc.full_name,
+        "file": desc.file.name,
+        "provenance": _desc_provenance(desc),
         "values": [{"name": v.name, "number": v.number} for v in desc.values],
     }
 
@@ -190,10 +222,14 @@ def _table(rows: list[list[str]], indent: str = "  ") -> str:
 def _text(d: dict[str, Any]) -> str:
     kind = d["kind"]
     if kind == "services":
-        rows = [[s["accessor"], s["name"], f"{s['methods']} rpcs"] for s in d["services"]]
+        rows = [[s["accessor"], s["name"], f"{s['methods']} rpcs", s["provenance"]] for s in d["services"]]
         return f"{len(rows)} services (describe one by accessor or full name):\n" + _table(rows)
     if kind == "service":
-        out = f"service {d['name']}\n  accessor: client.{d['accessor']}\n  proto: {d['file']}\n\n"
+        out = f"service {d['name']}\n  accessor: client.{d['accessor']}\n  proto: {d['file']}\n"
+        out += f"  wire facts: {d['provenance']}\n"
+        for label, files in d["depends"].items():
+            out += f"  reaches {label}: {', '.join(files)}\n"
+        out += "\n"
         rows = []
         for m in d["methods"]:
             flags = ",".join(
@@ -213,14 +249,14 @@ def _text(d: dict[str, Any]) -> str:
             f"  http:     {'; '.join(d['http']) or '(none: gRPC only)'}",
             f"  scope:    {d['scope'] or '(none)'}",
             "  retries:  "
-            + ("safe (read)" if d["retry_safe"] and not d["request_id"] else "")
-            + ("safe (request_id idempotency key)" if d["request_id"] else "")
+            + ("safe (read)" if d["retry_safe"] and not d["idempotency_key"] else "")
+            + (f"safe ({d['idempotency_key']} idempotency key)" if d["idempotency_key"] else "")
             + ("" if d["retry_safe"] else "only when the request was never sent (a non-idempotent write)"),
         ]
         if "page" in d:
             p = d["page"]
             lines.append(
-                f"  paginated: items in '{p['items']}', cursor {p['cursor']}"
+                f"  paginated: items in '{p['items']}', cursor next_page_cursor"
                 + (", total_count" if p["total_count"] else "")
                 + " — `invora list` follows the cursors"
             )
@@ -238,6 +274,10 @@ def _text(d: dict[str, Any]) -> str:
             for f in d["fields"]
         ]
         body = _table([["#", "FIELD", "JSON", "TYPE", "", ""], *rows]) if rows else "  (no fields)\n"
-        return f"message {d['name']}\n" + body
+        return f"message {d['name']}\n" + _provenance_line(d) + body
     rows = [[str(v["number"]), v["name"]] for v in d["values"]]
-    return f"enum {d['name']}\n" + _table(rows)
+    return f"enum {d['name']}\n" + _provenance_line(d) + _table(rows)
+
+
+def _provenance_line(d: dict[str, Any]) -> str:
+    return f"  proto: {d['file']} — wire facts: {d['provenance']}\n" if d.get("provenance") else ""

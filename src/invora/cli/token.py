@@ -15,15 +15,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from invora.cli.common import EXIT_OK, UsageError, credentials_from_args, resolve
+from invora.cli.common import CREDENTIAL_FLAGS, EXIT_OK, UsageError, common_parent, credentials_from_args
 
 __all__ = ["decode_claims", "register"]
 
 
 def register(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    # Only the credential flags: a token does not depend on the target, the tenancy or a request.
     p = sub.add_parser(
         "token",
-        parents=list(parents),
+        parents=[common_parent(CREDENTIAL_FLAGS)],
         help="fetch a token and show its expiry, subject, org and scopes",
         description="Fetch an access token with the client credentials (or inspect --token) and print its "
         "expiry, subject, organization and scopes. The token itself is printed only with --print-token "
@@ -103,9 +104,6 @@ def run_token(args: argparse.Namespace) -> int:
         exp = claims.get("exp")
         if isinstance(exp, (int, float)):
             info["expires_in"] = int(exp - time.time())
-    target_org = resolve(args, "org_id")
-    if target_org:
-        info["target_org_id"] = target_org
     if args.output == "json":
         from invora.cli._output import dump_json
 
@@ -119,7 +117,6 @@ def run_token(args: argparse.Namespace) -> int:
         ("format", "format"),
         ("subject", "subject"),
         ("org_id", "home org"),
-        ("target_org_id", "acting on org"),
         ("issuer", "issuer"),
         ("audience", "audience"),
         ("issued_at", "issued at"),

@@ -70,6 +70,7 @@ class Org:
     country: str = "SA"
     status: str = "active"  # active | suspended
     vat_number: str = ""
+    members: set[str] = field(default_factory=set)  # other organizations whose callers hold roles here
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -268,7 +269,8 @@ class Sandbox:
     def _new_client(self, org_id: str, scopes: Iterable[str] | None) -> ClientCred:
         cred = ClientCred(
             client_id=f"sbx-{secrets.token_hex(8)}",
-            secret=secrets.token_urlsafe(32),
+            secret="sbx_"
+            + secrets.token_urlsafe(32),  # never starts with "-", which argv would take for a flag
             org_id=org_id,
             scope=" ".join(scopes) if scopes is not None else auth.ALL_SCOPES,
         )
@@ -285,14 +287,22 @@ class Sandbox:
         parent: str | None = None,
     ) -> Tenant:
         """A new organization with its own client credentials (``scopes=None``: every scope)."""
+        with self._lock:
+            org = self.create_org(name, kind=kind, country=country, parent=parent)
+            cred = self._new_client(org.org_id, scopes)
+        return Tenant(org.org_id, cred.client_id, cred.secret, name, kind)
+
+    def create_org(
+        self, name: str, *, kind: str = "business", country: str = "SA", parent: str | None = None
+    ) -> Org:
+        """A new organization without credentials (reachable through a parent's or member's tenancy header)."""
         if kind not in ("business", "platform", "connected"):
             raise ValueError(f"kind must be 'business' or 'platform', not {kind!r}")
         with self._lock:
             org = Org(self._new_org_id(), name, kind, parent=parent, country=country.upper())
             org.vat_number = "3" + str(self._rng.randrange(10**13, 10**14)) + "3"
             self._orgs[org.org_id] = org
-            cred = self._new_client(org.org_id, scopes)
-        return Tenant(org.org_id, cred.client_id, cred.secret, name, kind)
+        return org
 
     def connect_business(self, platform: Tenant, name: str) -> Tenant:
         """A connected business managed by ``platform`` (which may then act on it via the tenancy header)."""
@@ -538,7 +548,7 @@ class Sandbox:
                 reason="UNKNOWN_ORG",
                 metadata={"org_id": target},
             )
-        if org.parent != home and target not in claims.roles:
+        if org.parent != home and home not in org.members and target not in claims.roles:
             raise Fault(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"the caller has no role on organization {target}",

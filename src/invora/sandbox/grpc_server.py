@@ -11,6 +11,7 @@ import grpc
 from grpc_status import rpc_status
 
 from invora.sandbox.faults import Fault
+from invora.sandbox.reflection import enable_reflection
 
 if TYPE_CHECKING:
     from invora.sandbox.app import MethodEntry, Sandbox
@@ -98,6 +99,7 @@ class GrpcServer:
             handlers=[_Router(sandbox)],
             options=[("grpc.so_reuseport", 0)],
         )
+        enable_reflection(self._server, {e.info.service.full_name for e in sandbox.methods.values()})
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             if tls is not None:

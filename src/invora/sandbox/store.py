@@ -654,7 +654,7 @@ class GenericService:
         req_fields = m.request_class.DESCRIPTOR.fields_by_name
         resp_cls: Any = m.response_class
         ef = response_entity_field(resp_cls.DESCRIPTOR)
-        shape = self.shape(ef.message_type) if ef is not None else self.primary
+        shape = self.shape(ef.message_type) if ef is not None else self._named_shape(m.name)
         if shape is None:
             raise _Unsupported("delete RPC of a service without an entity type")
         coll = self.coll_name(shape)
@@ -695,6 +695,16 @@ class GenericService:
             return out
 
         return handler
+
+    def _named_shape(self, name: str) -> Shape | None:
+        """``DeleteAddOn`` with an empty response deletes what ``GetAddOn`` returns (else the primary)."""
+        for prefix in ("Delete", "Destroy"):
+            noun = name.removeprefix(prefix)
+            get = self.svc.methods.get(f"Get{noun}") if noun and noun != name else None
+            ef = response_entity_field(get.response_class.DESCRIPTOR) if get is not None else None
+            if ef is not None:
+                return self.shape(ef.message_type)
+        return self.primary
 
     # -- freeze / clone / bulk --------------------------------------------------------------------------
     def _freeze(self, m: MethodInfo) -> Handler:

@@ -133,6 +133,7 @@ class _Codec:
             code = grpc.StatusCode.UNAVAILABLE
         return error_class(code)(
             f"{type(exc).__name__} talking to the REST endpoint: {exc}",
+            http_status=0,  # no HTTP response came
             request_not_sent=not_sent,
             method=self.name,
         )

@@ -128,12 +128,12 @@ if _t.TYPE_CHECKING:
 class Services_admin_billing(_Namespace):
     @property
     def orgs(self) -> _admin__billing__orgs:
-        """``invora.admin.billing.v2.BillingOrgAdminService``."""
+        """``invora.admin.billing.v2.BillingOrgAdminService``: provision_org, deprovision_org, list_orgs, get_org_status, suspend_org, reactivate_org, update_org_settings, list_activity_logs and 2 more."""
         return self._service("orgs", "invora._proto.services.admin__billing__orgs", "BillingOrgAdminService")
 
     @property
     def salla_plan_mappings(self) -> _admin__billing__salla_plan_mappings:
-        """``invora.admin.billing.v2.SallaPlanMappingAdminService``."""
+        """``invora.admin.billing.v2.SallaPlanMappingAdminService``: upsert_salla_plan_mapping, get_salla_plan_mapping, list_salla_plan_mappings, delete_salla_plan_mapping."""
         return self._service(
             "salla_plan_mappings",
             "invora._proto.services.admin__billing__salla_plan_mappings",
@@ -144,14 +144,14 @@ class Services_admin_billing(_Namespace):
 class Services_admin_identity(_Namespace):
     @property
     def impersonation(self) -> _admin__identity__impersonation:
-        """``invora.admin.identity.v2.ImpersonationService``."""
+        """``invora.admin.identity.v2.ImpersonationService``: begin_impersonation, end_impersonation."""
         return self._service(
             "impersonation", "invora._proto.services.admin__identity__impersonation", "ImpersonationService"
         )
 
     @property
     def tenants(self) -> _admin__identity__tenants:
-        """``invora.admin.identity.v2.TenantAdminService``."""
+        """``invora.admin.identity.v2.TenantAdminService``: create_tenant, update_tenant, destroy_tenant, deactivate_tenant, reactivate_tenant, list_tenants, get_tenant, list_platform_applications and 1 more."""
         return self._service(
             "tenants", "invora._proto.services.admin__identity__tenants", "TenantAdminService"
         )
@@ -160,30 +160,32 @@ class Services_admin_identity(_Namespace):
 class Services_admin(_Namespace):
     @property
     def billing(self) -> Services_admin_billing:
+        """Services: orgs, salla_plan_mappings."""
         return self._child("billing", Services_admin_billing)
 
     @property
     def code_items(self) -> _admin__code_items:
-        """``invora.admin.code_items.v2.CodeItemAdminService``."""
+        """``invora.admin.code_items.v2.CodeItemAdminService``: create, update, delete."""
         return self._service("code_items", "invora._proto.services.admin__code_items", "CodeItemAdminService")
 
     @property
     def code_lists(self) -> _admin__code_lists:
-        """``invora.admin.code_lists.v2.CodeListAdminService``."""
+        """``invora.admin.code_lists.v2.CodeListAdminService``: create, update, delete."""
         return self._service("code_lists", "invora._proto.services.admin__code_lists", "CodeListAdminService")
 
     @property
     def identity(self) -> Services_admin_identity:
+        """Services: impersonation, tenants."""
         return self._child("identity", Services_admin_identity)
 
     @property
     def invoices(self) -> _admin__invoices:
-        """``invora.admin.invoices.v2.InvoiceAdminService``."""
+        """``invora.admin.invoices.v2.InvoiceAdminService``: list_all_invoices, get_invoice, get_tenant_usage_stats."""
         return self._service("invoices", "invora._proto.services.admin__invoices", "InvoiceAdminService")
 
     @property
     def regulations(self) -> _admin__regulations:
-        """``invora.admin.regulations.v2.RegulationAdminService``."""
+        """``invora.admin.regulations.v2.RegulationAdminService``: enable_regulation, disable_regulation, update_regulation_config, list_tenant_regulations, get_regulation_config."""
         return self._service(
             "regulations", "invora._proto.services.admin__regulations", "RegulationAdminService"
         )
@@ -192,63 +194,63 @@ class Services_admin(_Namespace):
 class Services_billing(_Namespace):
     @property
     def accounts(self) -> _billing__accounts:
-        """``invora.billing.account.v2.AccountsService``."""
+        """``invora.billing.account.v2.AccountsService``: get_organization, get_user, get_customer_projected_usage, get_customer_usage, get_subscription, get_wallet, list_invoices, list_invoice_collections and 3 more."""
         return self._service("accounts", "invora._proto.services.billing__accounts", "AccountsService")
 
     @property
     def alerts(self) -> _billing__alerts:
-        """``invora.billing.alerts.v2.AlertsService``."""
+        """``invora.billing.alerts.v2.AlertsService``: list, get, create_subscription_alert, create_customer_wallet_alert, update_subscription_alert, update_customer_wallet_alert, delete."""
         return self._service("alerts", "invora._proto.services.billing__alerts", "AlertsService")
 
     @property
     def coupons(self) -> _billing__coupons:
-        """``invora.billing.coupons.v2.CouponsService``."""
+        """``invora.billing.coupons.v2.CouponsService``: list, get, create, update, delete, terminate, list_applied_coupons, create_applied_coupon and 1 more."""
         return self._service("coupons", "invora._proto.services.billing__coupons", "CouponsService")
 
     @property
     def credit_notes(self) -> _billing__credit_notes:
-        """``invora.billing.credit_notes.v2.CreditNotesService``."""
+        """``invora.billing.credit_notes.v2.CreditNotesService``: list, get, create, update, get_estimate, list_invoice_credit_notes, download, download_xml and 5 more."""
         return self._service(
             "credit_notes", "invora._proto.services.billing__credit_notes", "CreditNotesService"
         )
 
     @property
     def customers(self) -> _billing__customers:
-        """``invora.billing.customers.v2.CustomersService``."""
+        """``invora.billing.customers.v2.CustomersService``: list, get, create, update, delete, create_portal_wallet_transaction, get_checkout_url, get_customer_portal_url and 4 more."""
         return self._service("customers", "invora._proto.services.billing__customers", "CustomersService")
 
     @property
     def events(self) -> _billing__events:
-        """``invora.billing.events.v2.EventsService``."""
+        """``invora.billing.events.v2.EventsService``: list, get, create, batch_create."""
         return self._service("events", "invora._proto.services.billing__events", "EventsService")
 
     @property
     def integrations(self) -> _billing__integrations:
-        """``invora.billing.integrations.v2.IntegrationsService``."""
+        """``invora.billing.integrations.v2.IntegrationsService``: get, list, create, update, delete, list_items, list_mappings, create_mapping and 8 more."""
         return self._service(
             "integrations", "invora._proto.services.billing__integrations", "IntegrationsService"
         )
 
     @property
     def invoices(self) -> _billing__invoices:
-        """``invora.billing.invoices.v2.InvoicesService``."""
+        """``invora.billing.invoices.v2.InvoicesService``: list, get, create, update, customer_invoices, fetch_draft_invoice_taxes, finalize, finalize_all_invoices and 22 more."""
         return self._service("invoices", "invora._proto.services.billing__invoices", "InvoicesService")
 
     @property
     def metrics(self) -> _billing__metrics:
-        """``invora.billing.metering.v2.BillableMetricsService``."""
+        """``invora.billing.metering.v2.BillableMetricsService``: list, get, create, update, delete."""
         return self._service("metrics", "invora._proto.services.billing__metrics", "BillableMetricsService")
 
     @property
     def observability(self) -> _billing__observability:
-        """``invora.billing.observability.v2.ObservabilityService``."""
+        """``invora.billing.observability.v2.ObservabilityService``: get_activity_log, list_activity_logs, list_api_keys, get_api_log, list_api_logs, gross_revenues, invoice_collections, invoiced_usages and 2 more."""
         return self._service(
             "observability", "invora._proto.services.billing__observability", "ObservabilityService"
         )
 
     @property
     def payment_providers(self) -> _billing__payment_providers:
-        """``invora.billing.payment_providers.v2.PaymentProvidersService``."""
+        """``invora.billing.payment_providers.v2.PaymentProvidersService``: list, get, delete, create_adyen, update_adyen, create_cashfree, update_cashfree, create_flutterwave and 9 more."""
         return self._service(
             "payment_providers",
             "invora._proto.services.billing__payment_providers",
@@ -257,34 +259,34 @@ class Services_billing(_Namespace):
 
     @property
     def payments(self) -> _billing__payments:
-        """``invora.billing.payments.v2.PaymentsService``."""
+        """``invora.billing.payments.v2.PaymentsService``: list, get, create, get_payment_url, list_payment_requests, create_payment_request, download_payment_receipt, download_xml_payment_receipt and 7 more."""
         return self._service("payments", "invora._proto.services.billing__payments", "PaymentsService")
 
     @property
     def plans(self) -> _billing__plans:
-        """``invora.billing.plans.v2.PlansService``."""
+        """``invora.billing.plans.v2.PlansService``: list, get, create, update, delete, get_add_on, list_add_ons, create_add_on and 7 more."""
         return self._service("plans", "invora._proto.services.billing__plans", "PlansService")
 
     @property
     def subscriptions(self) -> _billing__subscriptions:
-        """``invora.billing.subscriptions.v2.SubscriptionsService``."""
+        """``invora.billing.subscriptions.v2.SubscriptionsService``: list, get, create, update, terminate, update_charge, create_charge_filter, update_charge_filter and 6 more."""
         return self._service(
             "subscriptions", "invora._proto.services.billing__subscriptions", "SubscriptionsService"
         )
 
     @property
     def taxes(self) -> _billing__taxes:
-        """``invora.billing.taxes.v2.TaxesService``."""
+        """``invora.billing.taxes.v2.TaxesService``: list, get, create, update, delete, apply_taxes, remove_taxes, list_billing_entity_taxes."""
         return self._service("taxes", "invora._proto.services.billing__taxes", "TaxesService")
 
     @property
     def wallets(self) -> _billing__wallets:
-        """``invora.billing.wallets.v2.WalletsService``."""
+        """``invora.billing.wallets.v2.WalletsService``: list, get, create, update, terminate, create_transaction, get_transaction, list_transactions and 2 more."""
         return self._service("wallets", "invora._proto.services.billing__wallets", "WalletsService")
 
     @property
     def webhook_endpoints(self) -> _billing__webhook_endpoints:
-        """``invora.billing.webhooks.v2.WebhookEndpointsService``."""
+        """``invora.billing.webhooks.v2.WebhookEndpointsService``: list, get, create, update, delete, list_webhooks, get_webhook, retry_webhook."""
         return self._service(
             "webhook_endpoints",
             "invora._proto.services.billing__webhook_endpoints",
@@ -295,7 +297,7 @@ class Services_billing(_Namespace):
 class Services_identity(_Namespace):
     @property
     def connected_business(self) -> _identity__connected_business:
-        """``invora.identity.v2.ConnectedBusinessService``."""
+        """``invora.identity.v2.ConnectedBusinessService``: create_connected_business, update_connected_business, delete_connected_business, list_connected_businesses, get_connected_business, suspend_connected_business, reactivate_connected_business, rotate_credentials and 1 more."""
         return self._service(
             "connected_business",
             "invora._proto.services.identity__connected_business",
@@ -304,14 +306,14 @@ class Services_identity(_Namespace):
 
     @property
     def impersonation(self) -> _identity__impersonation:
-        """``invora.identity.v2.ImpersonationService``."""
+        """``invora.identity.v2.ImpersonationService``: begin_impersonation, end_impersonation."""
         return self._service(
             "impersonation", "invora._proto.services.identity__impersonation", "ImpersonationService"
         )
 
     @property
     def public_registration(self) -> _identity__public_registration:
-        """``invora.identity.v2.PublicRegistrationService``."""
+        """``invora.identity.v2.PublicRegistrationService``: create_business, select_plan, list_available_plans."""
         return self._service(
             "public_registration",
             "invora._proto.services.identity__public_registration",
@@ -322,7 +324,7 @@ class Services_identity(_Namespace):
 class Services_regulations(_Namespace):
     @property
     def regulation_enrollment(self) -> _regulations__regulation_enrollment:
-        """``invora.regulations.v2.RegulationEnrollmentService``."""
+        """``invora.regulations.v2.RegulationEnrollmentService``: begin_enrollment, resume_enrollment, get_enrollment_state, get_input_schema."""
         return self._service(
             "regulation_enrollment",
             "invora._proto.services.regulations__regulation_enrollment",
@@ -331,141 +333,146 @@ class Services_regulations(_Namespace):
 
     @property
     def regulation_info(self) -> _regulations__regulation_info:
-        """``invora.regulations.v2.RegulationInfoService``."""
+        """``invora.regulations.v2.RegulationInfoService``: list_regulations, get_regulation, get_regulation_status, list_branch_regulation_statuses, retry_submission, override_submission_status, get_artifact, list_document_regulations and 3 more."""
         return self._service(
             "regulation_info", "invora._proto.services.regulations__regulation_info", "RegulationInfoService"
         )
 
     @property
     def zatca(self) -> _regulations__zatca:
-        """``invora.regulations.zatca.v1.ZatcaRegulationService``."""
+        """``invora.regulations.zatca.v1.ZatcaRegulationService``: explain_qr_code, get_integration_status, initiate_onboarding, get_onboarding_progress."""
         return self._service("zatca", "invora._proto.services.regulations__zatca", "ZatcaRegulationService")
 
 
 class Services_simple(_Namespace):
     @property
     def credit_notes(self) -> _simple__credit_notes:
-        """``invora.simple.credit_notes.v1.SimpleCreditNoteService``."""
+        """``invora.simple.credit_notes.v1.SimpleCreditNoteService``: create, get, update, delete, freeze, list."""
         return self._service(
             "credit_notes", "invora._proto.services.simple__credit_notes", "SimpleCreditNoteService"
         )
 
     @property
     def debit_notes(self) -> _simple__debit_notes:
-        """``invora.simple.debit_notes.v1.SimpleDebitNoteService``."""
+        """``invora.simple.debit_notes.v1.SimpleDebitNoteService``: create, get, update, delete, freeze, list."""
         return self._service(
             "debit_notes", "invora._proto.services.simple__debit_notes", "SimpleDebitNoteService"
         )
 
     @property
     def invoices(self) -> _simple__invoices:
-        """``invora.simple.invoices.v1.SimpleInvoiceService``."""
+        """``invora.simple.invoices.v1.SimpleInvoiceService``: create, get, update, delete, freeze, list."""
         return self._service("invoices", "invora._proto.services.simple__invoices", "SimpleInvoiceService")
 
 
 class Services(_Namespace):
     @property
     def admin(self) -> Services_admin:
+        """Services: billing, code_items, code_lists, identity, invoices, regulations."""
         return self._child("admin", Services_admin)
 
     @property
     def allowances(self) -> _allowances:
-        """``invora.allowances.v2.AllowancesService``."""
+        """``invora.allowances.v2.AllowancesService``: list, get, create, update, delete."""
         return self._service("allowances", "invora._proto.services.allowances", "AllowancesService")
 
     @property
     def billing(self) -> Services_billing:
+        """Services: accounts, alerts, coupons, credit_notes, customers, events, integrations, invoices, metrics, observability, payment_providers, payments, plans, subscriptions, taxes, wallets, webhook_endpoints."""
         return self._child("billing", Services_billing)
 
     @property
     def branches(self) -> _branches:
-        """``invora.branches.v2.BranchesService``."""
+        """``invora.branches.v2.BranchesService``: list, get, create, update, delete, undelete, set_primary."""
         return self._service("branches", "invora._proto.services.branches", "BranchesService")
 
     @property
     def charges(self) -> _charges:
-        """``invora.charges.v2.ChargesService``."""
+        """``invora.charges.v2.ChargesService``: list, get, create, update, delete."""
         return self._service("charges", "invora._proto.services.charges", "ChargesService")
 
     @property
     def code_items(self) -> _code_items:
-        """``invora.code_items.v2.CodeItemsService``."""
+        """``invora.code_items.v2.CodeItemsService``: list, get."""
         return self._service("code_items", "invora._proto.services.code_items", "CodeItemsService")
 
     @property
     def code_lists(self) -> _code_lists:
-        """``invora.code_lists.v2.CodeListsService``."""
+        """``invora.code_lists.v2.CodeListsService``: list, get."""
         return self._service("code_lists", "invora._proto.services.code_lists", "CodeListsService")
 
     @property
     def documents(self) -> _documents:
-        """``invora.documents.v2.DocumentsService``."""
+        """``invora.documents.v2.DocumentsService``: list, list_stream, get, get_stream, create, update, delete, freeze and 16 more."""
         return self._service("documents", "invora._proto.services.documents", "DocumentsService")
 
     @property
     def exchange_rates(self) -> _exchange_rates:
-        """``invora.exchange_rates.v2.ExchangeRateService``."""
+        """``invora.exchange_rates.v2.ExchangeRateService``: list, get, create, update, delete, get_rate."""
         return self._service("exchange_rates", "invora._proto.services.exchange_rates", "ExchangeRateService")
 
     @property
     def identity(self) -> Services_identity:
+        """Services: connected_business, impersonation, public_registration."""
         return self._child("identity", Services_identity)
 
     @property
     def imports(self) -> _imports:
-        """``invora.imports.v2.DocumentImportService``."""
+        """``invora.imports.v2.DocumentImportService``: import_from_qr_code, import_from_pdf, confirm_import, import_from_xml, create, bulk_create, update, delete and 4 more."""
         return self._service("imports", "invora._proto.services.imports", "DocumentImportService")
 
     @property
     def marketplace(self) -> _marketplace:
-        """``invora.marketplace.v2.MarketplaceService``."""
+        """``invora.marketplace.v2.MarketplaceService``: list_providers, get_provider, initiate_connection, complete_connection, list_connections, get_connection, update_connection, disconnect and 7 more."""
         return self._service("marketplace", "invora._proto.services.marketplace", "MarketplaceService")
 
     @property
     def parties(self) -> _parties:
-        """``invora.parties.v2.PartiesService``."""
+        """``invora.parties.v2.PartiesService``: list, get, create, update, delete, import_, export, link_billing_customer and 3 more."""
         return self._service("parties", "invora._proto.services.parties", "PartiesService")
 
     @property
     def pdf(self) -> _pdf:
-        """``invora.pdf.v2.PdfService``."""
+        """``invora.pdf.v2.PdfService``: generate, bulk_generate, get_entry, list_entries, delete_entry, preview."""
         return self._service("pdf", "invora._proto.services.pdf", "PdfService")
 
     @property
     def people(self) -> _people:
-        """``invora.people.v2.PeopleService``."""
+        """``invora.people.v2.PeopleService``: list, get, create, update, delete."""
         return self._service("people", "invora._proto.services.people", "PeopleService")
 
     @property
     def regulations(self) -> Services_regulations:
+        """Services: regulation_enrollment, regulation_info, zatca."""
         return self._child("regulations", Services_regulations)
 
     @property
     def settings(self) -> _settings:
-        """``invora.settings.v2.SettingsService``."""
+        """``invora.settings.v2.SettingsService``: get_settings, update_settings, get_self_party, update_self_party, upload_assets, upload_assets_bulk."""
         return self._service("settings", "invora._proto.services.settings", "SettingsService")
 
     @property
     def simple(self) -> Services_simple:
+        """Services: credit_notes, debit_notes, invoices."""
         return self._child("simple", Services_simple)
 
     @property
     def tax_reports(self) -> _tax_reports:
-        """``invora.tax_reports.v2.TaxReportService``."""
+        """``invora.tax_reports.v2.TaxReportService``: plan, create, update, delete, get, get_stream, list, list_stream."""
         return self._service("tax_reports", "invora._proto.services.tax_reports", "TaxReportService")
 
 
 class AsyncServices_admin_billing(_Namespace):
     @property
     def orgs(self) -> _Async_admin__billing__orgs:
-        """``invora.admin.billing.v2.BillingOrgAdminService``."""
+        """``invora.admin.billing.v2.BillingOrgAdminService``: provision_org, deprovision_org, list_orgs, get_org_status, suspend_org, reactivate_org, update_org_settings, list_activity_logs and 2 more."""
         return self._service(
             "orgs", "invora._proto.services.admin__billing__orgs", "AsyncBillingOrgAdminService"
         )
 
     @property
     def salla_plan_mappings(self) -> _Async_admin__billing__salla_plan_mappings:
-        """``invora.admin.billing.v2.SallaPlanMappingAdminService``."""
+        """``invora.admin.billing.v2.SallaPlanMappingAdminService``: upsert_salla_plan_mapping, get_salla_plan_mapping, list_salla_plan_mappings, delete_salla_plan_mapping."""
         return self._service(
             "salla_plan_mappings",
             "invora._proto.services.admin__billing__salla_plan_mappings",
@@ -476,7 +483,7 @@ class AsyncServices_admin_billing(_Namespace):
 class AsyncServices_admin_identity(_Namespace):
     @property
     def impersonation(self) -> _Async_admin__identity__impersonation:
-        """``invora.admin.identity.v2.ImpersonationService``."""
+        """``invora.admin.identity.v2.ImpersonationService``: begin_impersonation, end_impersonation."""
         return self._service(
             "impersonation",
             "invora._proto.services.admin__identity__impersonation",
@@ -485,7 +492,7 @@ class AsyncServices_admin_identity(_Namespace):
 
     @property
     def tenants(self) -> _Async_admin__identity__tenants:
-        """``invora.admin.identity.v2.TenantAdminService``."""
+        """``invora.admin.identity.v2.TenantAdminService``: create_tenant, update_tenant, destroy_tenant, deactivate_tenant, reactivate_tenant, list_tenants, get_tenant, list_platform_applications and 1 more."""
         return self._service(
             "tenants", "invora._proto.services.admin__identity__tenants", "AsyncTenantAdminService"
         )
@@ -494,34 +501,36 @@ class AsyncServices_admin_identity(_Namespace):
 class AsyncServices_admin(_Namespace):
     @property
     def billing(self) -> AsyncServices_admin_billing:
+        """Services: orgs, salla_plan_mappings."""
         return self._child("billing", AsyncServices_admin_billing)
 
     @property
     def code_items(self) -> _Async_admin__code_items:
-        """``invora.admin.code_items.v2.CodeItemAdminService``."""
+        """``invora.admin.code_items.v2.CodeItemAdminService``: create, update, delete."""
         return self._service(
             "code_items", "invora._proto.services.admin__code_items", "AsyncCodeItemAdminService"
         )
 
     @property
     def code_lists(self) -> _Async_admin__code_lists:
-        """``invora.admin.code_lists.v2.CodeListAdminService``."""
+        """``invora.admin.code_lists.v2.CodeListAdminService``: create, update, delete."""
         return self._service(
             "code_lists", "invora._proto.services.admin__code_lists", "AsyncCodeListAdminService"
         )
 
     @property
     def identity(self) -> AsyncServices_admin_identity:
+        """Services: impersonation, tenants."""
         return self._child("identity", AsyncServices_admin_identity)
 
     @property
     def invoices(self) -> _Async_admin__invoices:
-        """``invora.admin.invoices.v2.InvoiceAdminService``."""
+        """``invora.admin.invoices.v2.InvoiceAdminService``: list_all_invoices, get_invoice, get_tenant_usage_stats."""
         return self._service("invoices", "invora._proto.services.admin__invoices", "AsyncInvoiceAdminService")
 
     @property
     def regulations(self) -> _Async_admin__regulations:
-        """``invora.admin.regulations.v2.RegulationAdminService``."""
+        """``invora.admin.regulations.v2.RegulationAdminService``: enable_regulation, disable_regulation, update_regulation_config, list_tenant_regulations, get_regulation_config."""
         return self._service(
             "regulations", "invora._proto.services.admin__regulations", "AsyncRegulationAdminService"
         )
@@ -530,67 +539,67 @@ class AsyncServices_admin(_Namespace):
 class AsyncServices_billing(_Namespace):
     @property
     def accounts(self) -> _Async_billing__accounts:
-        """``invora.billing.account.v2.AccountsService``."""
+        """``invora.billing.account.v2.AccountsService``: get_organization, get_user, get_customer_projected_usage, get_customer_usage, get_subscription, get_wallet, list_invoices, list_invoice_collections and 3 more."""
         return self._service("accounts", "invora._proto.services.billing__accounts", "AsyncAccountsService")
 
     @property
     def alerts(self) -> _Async_billing__alerts:
-        """``invora.billing.alerts.v2.AlertsService``."""
+        """``invora.billing.alerts.v2.AlertsService``: list, get, create_subscription_alert, create_customer_wallet_alert, update_subscription_alert, update_customer_wallet_alert, delete."""
         return self._service("alerts", "invora._proto.services.billing__alerts", "AsyncAlertsService")
 
     @property
     def coupons(self) -> _Async_billing__coupons:
-        """``invora.billing.coupons.v2.CouponsService``."""
+        """``invora.billing.coupons.v2.CouponsService``: list, get, create, update, delete, terminate, list_applied_coupons, create_applied_coupon and 1 more."""
         return self._service("coupons", "invora._proto.services.billing__coupons", "AsyncCouponsService")
 
     @property
     def credit_notes(self) -> _Async_billing__credit_notes:
-        """``invora.billing.credit_notes.v2.CreditNotesService``."""
+        """``invora.billing.credit_notes.v2.CreditNotesService``: list, get, create, update, get_estimate, list_invoice_credit_notes, download, download_xml and 5 more."""
         return self._service(
             "credit_notes", "invora._proto.services.billing__credit_notes", "AsyncCreditNotesService"
         )
 
     @property
     def customers(self) -> _Async_billing__customers:
-        """``invora.billing.customers.v2.CustomersService``."""
+        """``invora.billing.customers.v2.CustomersService``: list, get, create, update, delete, create_portal_wallet_transaction, get_checkout_url, get_customer_portal_url and 4 more."""
         return self._service(
             "customers", "invora._proto.services.billing__customers", "AsyncCustomersService"
         )
 
     @property
     def events(self) -> _Async_billing__events:
-        """``invora.billing.events.v2.EventsService``."""
+        """``invora.billing.events.v2.EventsService``: list, get, create, batch_create."""
         return self._service("events", "invora._proto.services.billing__events", "AsyncEventsService")
 
     @property
     def integrations(self) -> _Async_billing__integrations:
-        """``invora.billing.integrations.v2.IntegrationsService``."""
+        """``invora.billing.integrations.v2.IntegrationsService``: get, list, create, update, delete, list_items, list_mappings, create_mapping and 8 more."""
         return self._service(
             "integrations", "invora._proto.services.billing__integrations", "AsyncIntegrationsService"
         )
 
     @property
     def invoices(self) -> _Async_billing__invoices:
-        """``invora.billing.invoices.v2.InvoicesService``."""
+        """``invora.billing.invoices.v2.InvoicesService``: list, get, create, update, customer_invoices, fetch_draft_invoice_taxes, finalize, finalize_all_invoices and 22 more."""
         return self._service("invoices", "invora._proto.services.billing__invoices", "AsyncInvoicesService")
 
     @property
     def metrics(self) -> _Async_billing__metrics:
-        """``invora.billing.metering.v2.BillableMetricsService``."""
+        """``invora.billing.metering.v2.BillableMetricsService``: list, get, create, update, delete."""
         return self._service(
             "metrics", "invora._proto.services.billing__metrics", "AsyncBillableMetricsService"
         )
 
     @property
     def observability(self) -> _Async_billing__observability:
-        """``invora.billing.observability.v2.ObservabilityService``."""
+        """``invora.billing.observability.v2.ObservabilityService``: get_activity_log, list_activity_logs, list_api_keys, get_api_log, list_api_logs, gross_revenues, invoice_collections, invoiced_usages and 2 more."""
         return self._service(
             "observability", "invora._proto.services.billing__observability", "AsyncObservabilityService"
         )
 
     @property
     def payment_providers(self) -> _Async_billing__payment_providers:
-        """``invora.billing.payment_providers.v2.PaymentProvidersService``."""
+        """``invora.billing.payment_providers.v2.PaymentProvidersService``: list, get, delete, create_adyen, update_adyen, create_cashfree, update_cashfree, create_flutterwave and 9 more."""
         return self._service(
             "payment_providers",
             "invora._proto.services.billing__payment_providers",
@@ -599,34 +608,34 @@ class AsyncServices_billing(_Namespace):
 
     @property
     def payments(self) -> _Async_billing__payments:
-        """``invora.billing.payments.v2.PaymentsService``."""
+        """``invora.billing.payments.v2.PaymentsService``: list, get, create, get_payment_url, list_payment_requests, create_payment_request, download_payment_receipt, download_xml_payment_receipt and 7 more."""
         return self._service("payments", "invora._proto.services.billing__payments", "AsyncPaymentsService")
 
     @property
     def plans(self) -> _Async_billing__plans:
-        """``invora.billing.plans.v2.PlansService``."""
+        """``invora.billing.plans.v2.PlansService``: list, get, create, update, delete, get_add_on, list_add_ons, create_add_on and 7 more."""
         return self._service("plans", "invora._proto.services.billing__plans", "AsyncPlansService")
 
     @property
     def subscriptions(self) -> _Async_billing__subscriptions:
-        """``invora.billing.subscriptions.v2.SubscriptionsService``."""
+        """``invora.billing.subscriptions.v2.SubscriptionsService``: list, get, create, update, terminate, update_charge, create_charge_filter, update_charge_filter and 6 more."""
         return self._service(
             "subscriptions", "invora._proto.services.billing__subscriptions", "AsyncSubscriptionsService"
         )
 
     @property
     def taxes(self) -> _Async_billing__taxes:
-        """``invora.billing.taxes.v2.TaxesService``."""
+        """``invora.billing.taxes.v2.TaxesService``: list, get, create, update, delete, apply_taxes, remove_taxes, list_billing_entity_taxes."""
         return self._service("taxes", "invora._proto.services.billing__taxes", "AsyncTaxesService")
 
     @property
     def wallets(self) -> _Async_billing__wallets:
-        """``invora.billing.wallets.v2.WalletsService``."""
+        """``invora.billing.wallets.v2.WalletsService``: list, get, create, update, terminate, create_transaction, get_transaction, list_transactions and 2 more."""
         return self._service("wallets", "invora._proto.services.billing__wallets", "AsyncWalletsService")
 
     @property
     def webhook_endpoints(self) -> _Async_billing__webhook_endpoints:
-        """``invora.billing.webhooks.v2.WebhookEndpointsService``."""
+        """``invora.billing.webhooks.v2.WebhookEndpointsService``: list, get, create, update, delete, list_webhooks, get_webhook, retry_webhook."""
         return self._service(
             "webhook_endpoints",
             "invora._proto.services.billing__webhook_endpoints",
@@ -637,7 +646,7 @@ class AsyncServices_billing(_Namespace):
 class AsyncServices_identity(_Namespace):
     @property
     def connected_business(self) -> _Async_identity__connected_business:
-        """``invora.identity.v2.ConnectedBusinessService``."""
+        """``invora.identity.v2.ConnectedBusinessService``: create_connected_business, update_connected_business, delete_connected_business, list_connected_businesses, get_connected_business, suspend_connected_business, reactivate_connected_business, rotate_credentials and 1 more."""
         return self._service(
             "connected_business",
             "invora._proto.services.identity__connected_business",
@@ -646,14 +655,14 @@ class AsyncServices_identity(_Namespace):
 
     @property
     def impersonation(self) -> _Async_identity__impersonation:
-        """``invora.identity.v2.ImpersonationService``."""
+        """``invora.identity.v2.ImpersonationService``: begin_impersonation, end_impersonation."""
         return self._service(
             "impersonation", "invora._proto.services.identity__impersonation", "AsyncImpersonationService"
         )
 
     @property
     def public_registration(self) -> _Async_identity__public_registration:
-        """``invora.identity.v2.PublicRegistrationService``."""
+        """``invora.identity.v2.PublicRegistrationService``: create_business, select_plan, list_available_plans."""
         return self._service(
             "public_registration",
             "invora._proto.services.identity__public_registration",
@@ -664,7 +673,7 @@ class AsyncServices_identity(_Namespace):
 class AsyncServices_regulations(_Namespace):
     @property
     def regulation_enrollment(self) -> _Async_regulations__regulation_enrollment:
-        """``invora.regulations.v2.RegulationEnrollmentService``."""
+        """``invora.regulations.v2.RegulationEnrollmentService``: begin_enrollment, resume_enrollment, get_enrollment_state, get_input_schema."""
         return self._service(
             "regulation_enrollment",
             "invora._proto.services.regulations__regulation_enrollment",
@@ -673,7 +682,7 @@ class AsyncServices_regulations(_Namespace):
 
     @property
     def regulation_info(self) -> _Async_regulations__regulation_info:
-        """``invora.regulations.v2.RegulationInfoService``."""
+        """``invora.regulations.v2.RegulationInfoService``: list_regulations, get_regulation, get_regulation_status, list_branch_regulation_statuses, retry_submission, override_submission_status, get_artifact, list_document_regulations and 3 more."""
         return self._service(
             "regulation_info",
             "invora._proto.services.regulations__regulation_info",
@@ -682,7 +691,7 @@ class AsyncServices_regulations(_Namespace):
 
     @property
     def zatca(self) -> _Async_regulations__zatca:
-        """``invora.regulations.zatca.v1.ZatcaRegulationService``."""
+        """``invora.regulations.zatca.v1.ZatcaRegulationService``: explain_qr_code, get_integration_status, initiate_onboarding, get_onboarding_progress."""
         return self._service(
             "zatca", "invora._proto.services.regulations__zatca", "AsyncZatcaRegulationService"
         )
@@ -691,21 +700,21 @@ class AsyncServices_regulations(_Namespace):
 class AsyncServices_simple(_Namespace):
     @property
     def credit_notes(self) -> _Async_simple__credit_notes:
-        """``invora.simple.credit_notes.v1.SimpleCreditNoteService``."""
+        """``invora.simple.credit_notes.v1.SimpleCreditNoteService``: create, get, update, delete, freeze, list."""
         return self._service(
             "credit_notes", "invora._proto.services.simple__credit_notes", "AsyncSimpleCreditNoteService"
         )
 
     @property
     def debit_notes(self) -> _Async_simple__debit_notes:
-        """``invora.simple.debit_notes.v1.SimpleDebitNoteService``."""
+        """``invora.simple.debit_notes.v1.SimpleDebitNoteService``: create, get, update, delete, freeze, list."""
         return self._service(
             "debit_notes", "invora._proto.services.simple__debit_notes", "AsyncSimpleDebitNoteService"
         )
 
     @property
     def invoices(self) -> _Async_simple__invoices:
-        """``invora.simple.invoices.v1.SimpleInvoiceService``."""
+        """``invora.simple.invoices.v1.SimpleInvoiceService``: create, get, update, delete, freeze, list."""
         return self._service(
             "invoices", "invora._proto.services.simple__invoices", "AsyncSimpleInvoiceService"
         )
@@ -714,92 +723,97 @@ class AsyncServices_simple(_Namespace):
 class AsyncServices(_Namespace):
     @property
     def admin(self) -> AsyncServices_admin:
+        """Services: billing, code_items, code_lists, identity, invoices, regulations."""
         return self._child("admin", AsyncServices_admin)
 
     @property
     def allowances(self) -> _Async_allowances:
-        """``invora.allowances.v2.AllowancesService``."""
+        """``invora.allowances.v2.AllowancesService``: list, get, create, update, delete."""
         return self._service("allowances", "invora._proto.services.allowances", "AsyncAllowancesService")
 
     @property
     def billing(self) -> AsyncServices_billing:
+        """Services: accounts, alerts, coupons, credit_notes, customers, events, integrations, invoices, metrics, observability, payment_providers, payments, plans, subscriptions, taxes, wallets, webhook_endpoints."""
         return self._child("billing", AsyncServices_billing)
 
     @property
     def branches(self) -> _Async_branches:
-        """``invora.branches.v2.BranchesService``."""
+        """``invora.branches.v2.BranchesService``: list, get, create, update, delete, undelete, set_primary."""
         return self._service("branches", "invora._proto.services.branches", "AsyncBranchesService")
 
     @property
     def charges(self) -> _Async_charges:
-        """``invora.charges.v2.ChargesService``."""
+        """``invora.charges.v2.ChargesService``: list, get, create, update, delete."""
         return self._service("charges", "invora._proto.services.charges", "AsyncChargesService")
 
     @property
     def code_items(self) -> _Async_code_items:
-        """``invora.code_items.v2.CodeItemsService``."""
+        """``invora.code_items.v2.CodeItemsService``: list, get."""
         return self._service("code_items", "invora._proto.services.code_items", "AsyncCodeItemsService")
 
     @property
     def code_lists(self) -> _Async_code_lists:
-        """``invora.code_lists.v2.CodeListsService``."""
+        """``invora.code_lists.v2.CodeListsService``: list, get."""
         return self._service("code_lists", "invora._proto.services.code_lists", "AsyncCodeListsService")
 
     @property
     def documents(self) -> _Async_documents:
-        """``invora.documents.v2.DocumentsService``."""
+        """``invora.documents.v2.DocumentsService``: list, list_stream, get, get_stream, create, update, delete, freeze and 16 more."""
         return self._service("documents", "invora._proto.services.documents", "AsyncDocumentsService")
 
     @property
     def exchange_rates(self) -> _Async_exchange_rates:
-        """``invora.exchange_rates.v2.ExchangeRateService``."""
+        """``invora.exchange_rates.v2.ExchangeRateService``: list, get, create, update, delete, get_rate."""
         return self._service(
             "exchange_rates", "invora._proto.services.exchange_rates", "AsyncExchangeRateService"
         )
 
     @property
     def identity(self) -> AsyncServices_identity:
+        """Services: connected_business, impersonation, public_registration."""
         return self._child("identity", AsyncServices_identity)
 
     @property
     def imports(self) -> _Async_imports:
-        """``invora.imports.v2.DocumentImportService``."""
+        """``invora.imports.v2.DocumentImportService``: import_from_qr_code, import_from_pdf, confirm_import, import_from_xml, create, bulk_create, update, delete and 4 more."""
         return self._service("imports", "invora._proto.services.imports", "AsyncDocumentImportService")
 
     @property
     def marketplace(self) -> _Async_marketplace:
-        """``invora.marketplace.v2.MarketplaceService``."""
+        """``invora.marketplace.v2.MarketplaceService``: list_providers, get_provider, initiate_connection, complete_connection, list_connections, get_connection, update_connection, disconnect and 7 more."""
         return self._service("marketplace", "invora._proto.services.marketplace", "AsyncMarketplaceService")
 
     @property
     def parties(self) -> _Async_parties:
-        """``invora.parties.v2.PartiesService``."""
+        """``invora.parties.v2.PartiesService``: list, get, create, update, delete, import_, export, link_billing_customer and 3 more."""
         return self._service("parties", "invora._proto.services.parties", "AsyncPartiesService")
 
     @property
     def pdf(self) -> _Async_pdf:
-        """``invora.pdf.v2.PdfService``."""
+        """``invora.pdf.v2.PdfService``: generate, bulk_generate, get_entry, list_entries, delete_entry, preview."""
         return self._service("pdf", "invora._proto.services.pdf", "AsyncPdfService")
 
     @property
     def people(self) -> _Async_people:
-        """``invora.people.v2.PeopleService``."""
+        """``invora.people.v2.PeopleService``: list, get, create, update, delete."""
         return self._service("people", "invora._proto.services.people", "AsyncPeopleService")
 
     @property
     def regulations(self) -> AsyncServices_regulations:
+        """Services: regulation_enrollment, regulation_info, zatca."""
         return self._child("regulations", AsyncServices_regulations)
 
     @property
     def settings(self) -> _Async_settings:
-        """``invora.settings.v2.SettingsService``."""
+        """``invora.settings.v2.SettingsService``: get_settings, update_settings, get_self_party, update_self_party, upload_assets, upload_assets_bulk."""
         return self._service("settings", "invora._proto.services.settings", "AsyncSettingsService")
 
     @property
     def simple(self) -> AsyncServices_simple:
+        """Services: credit_notes, debit_notes, invoices."""
         return self._child("simple", AsyncServices_simple)
 
     @property
     def tax_reports(self) -> _Async_tax_reports:
-        """``invora.tax_reports.v2.TaxReportService``."""
+        """``invora.tax_reports.v2.TaxReportService``: plan, create, update, delete, get, get_stream, list, list_stream."""
         return self._service("tax_reports", "invora._proto.services.tax_reports", "AsyncTaxReportService")

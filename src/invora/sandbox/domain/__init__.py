@@ -14,11 +14,13 @@ Factory = Callable[["Sandbox", "MethodInfo", "GenericService"], "Handler"]
 
 
 def overrides() -> dict[str, Factory]:
-    """Handler factories by ``pkg.Service/Method``: Simple documents, identity, billing events."""
-    from invora.sandbox.domain import billing, identity, simple
+    """Handler factories by ``pkg.Service/Method``: Simple documents, documents' idempotency keys,
+    identity, billing."""
+    from invora.sandbox.domain import billing, idempotency, identity, simple
 
     out: dict[str, Factory] = {}
     out.update(simple.factories())
+    out.update(idempotency.factories())
     out.update(identity.factories())
     out.update(billing.factories())
     return out

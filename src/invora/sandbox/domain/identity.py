@@ -1,7 +1,7 @@
 """Identity: self-registration of new organizations and platforms' connected businesses.
 
 Organizations live in the sandbox itself (they own credentials and decide tenancy), not in the generic
-store: registration creates a business with working ``client_id``/``client_secret``; a platform creates,
+store: registration creates a business the caller may act on (no credentials); a platform creates,
 lists, suspends, reactivates and deletes its connected businesses, rotates their credentials, and may act
 on them through the tenancy header.
 """
@@ -32,14 +32,14 @@ _PLANS = (
     ("plan_scale", "scale", "Scale", 49900, False),
 )
 _STEPS = (
-    ("business_profile", "Business profile"),
-    ("business_details", "Business details"),
+    ("business", "Business created"),
     ("plan", "Plan"),
 )
+MAX_NAME = 200
 
 
 def _checklist(out: Any, org: Org) -> None:
-    done = org.extra.setdefault("onboarding", {"business_profile"})
+    done = org.extra.setdefault("onboarding", {"business"})
     for key, title in _STEPS:
         out.steps.add(key=key, title=title, completed=key in done)
     out.completion_ratio = len(done & {k for k, _ in _STEPS}) / len(_STEPS)
@@ -50,43 +50,25 @@ def _resp(m: MethodInfo) -> Any:
 
 
 class Registration:
+    """``CreateBusiness`` makes an organization without credentials: the caller's organization becomes a
+    member of it (as the gateway grants the registering user a role), so the caller acts on it with the
+    tenancy header ``x-target-org-id``. Machine credentials for a business come from the platform flow
+    (``ConnectedBusinessService.CreateConnectedBusiness`` / ``RotateCredentials``)."""
+
     def __init__(self, sb: Sandbox) -> None:
         self.sb = sb
 
-    def complete_business_profile(self, ctx: CallContext, request: Any) -> Any:
-        name = request.business_name.strip()
-        if not name:
-            raise invalid_argument("business_name is required", "business_name", reason="MISSING_FIELD")
-        country = (request.country or "SA").strip().upper()
-        if len(country) != 2 or not country.isalpha():
-            raise invalid_argument(
-                f"country {request.country!r} is not an ISO 3166-1 alpha-2 code", "country"
-            )
-        tenant = self.sb.create_tenant(name, kind="business", country=country)
-        org = self.sb.org(tenant.org_id)
-        org.extra["capabilities"] = list(request.capabilities)
+    def create_business(self, ctx: CallContext, request: Any) -> Any:
+        name = " ".join(request.business_name.split())
+        if len(name) > MAX_NAME:
+            raise invalid_argument(f"business_name is longer than {MAX_NAME} characters", "business_name")
+        caller = self.sb.org(ctx.claims.org_id)
+        org = self.sb.create_org(name or "Untitled business", kind="business", country=caller.country)
+        org.members.add(caller.org_id)
         out = _resp(ctx.method)
-        out.tenant_id = tenant.org_id
-        out.business_name = name
-        out.client_id = tenant.client_id
-        out.client_secret = tenant.client_secret
-        _checklist(out.checklist, org)
-        return out
-
-    def update_business_details(self, ctx: CallContext, request: Any) -> Any:
-        org = self.sb.org(ctx.org)
-        if request.country:
-            country = request.country.strip().upper()
-            if len(country) != 2 or not country.isalpha():
-                raise invalid_argument(
-                    f"country {request.country!r} is not an ISO 3166-1 alpha-2 code", "country"
-                )
-            org.country = country
-        if request.tax_id:
-            org.vat_number = request.tax_id
-        org.extra.setdefault("onboarding", {"business_profile"}).add("business_details")
-        out = _resp(ctx.method)
-        _checklist(out.checklist, org)
+        out.org_id = org.org_id
+        out.org_name = org.name
+        out.default_branch_country = org.country
         return out
 
     def select_plan(self, ctx: CallContext, request: Any) -> Any:
@@ -100,18 +82,10 @@ class Registration:
                 metadata={"plan_code": request.plan_code},
             )
         org = self.sb.org(ctx.org)
-        org.extra.setdefault("onboarding", {"business_profile"}).add("plan")
+        org.extra.setdefault("onboarding", {"business"}).add("plan")
         org.extra["plan"] = request.plan_code
         out = _resp(ctx.method)
         out.subscription_id = f"sub_{ctx.org}_{request.plan_code}"
-        _checklist(out.checklist, org)
-        return out
-
-    def get_onboarding_status(self, ctx: CallContext, request: Any) -> Any:
-        org = self.sb.org(ctx.org)
-        out = _resp(ctx.method)
-        out.tenant_id = org.org_id
-        out.org_type = _ORG_TYPE.get(org.kind, 0)
         _checklist(out.checklist, org)
         return out
 
@@ -119,7 +93,7 @@ class Registration:
         out = _resp(ctx.method)
         currency = request.currency or 110  # CURRENCY_ENUM_SAR
         for pid, code, name, cents, recommended in _PLANS:
-            out.plans.add(
+            out.items.add(
                 id=pid,
                 code=code,
                 name=name,
@@ -130,6 +104,10 @@ class Registration:
                 trial_period_days=14.0,
                 recommended=recommended,
                 cta_label="Choose",
+                features=[
+                    {"label": "E-invoicing", "detail": "ZATCA, Peppol, ETA", "included": True},
+                    {"label": "Usage billing", "detail": "metered plans", "included": recommended},
+                ],
             )
         return out
 
@@ -327,13 +305,7 @@ def factories() -> dict[str, Callable[[Sandbox, MethodInfo, GenericService], Han
         return factory
 
     out: dict[str, Callable[[Sandbox, MethodInfo, GenericService], Handler]] = {}
-    for rpc in (
-        "CompleteBusinessProfile",
-        "UpdateBusinessDetails",
-        "SelectPlan",
-        "GetOnboardingStatus",
-        "ListAvailablePlans",
-    ):
+    for rpc in ("CreateBusiness", "SelectPlan", "ListAvailablePlans"):
         out[f"{REGISTRATION}/{rpc}"] = make(Registration, _snake(rpc))
     for rpc in (
         "CreateConnectedBusiness",

@@ -14,7 +14,6 @@ import base64
 import datetime as dt
 import decimal
 import hashlib
-import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from google.protobuf.message import Message
 
 from invora.decimal import from_decimal, to_decimal
 from invora.sandbox import listing
+from invora.sandbox.domain.idempotency import dedup
 from invora.sandbox.faults import Fault, bad_request, invalid_argument, not_found
 from invora.sandbox.store import (
     GenericService,
@@ -287,31 +287,12 @@ class SimpleDocuments:
         mask.MergeMessage(msg, out)
         return out
 
-    def dedup(self, ctx: CallContext, request: Any, run: Callable[[], Message]) -> Any:
-        """A repeated ``request_id`` inside the window answers the first response without running again."""
-        if not request.HasField("request_id") or not request.request_id:
-            return run()
-        sb = ctx.sandbox
-        key = (ctx.org, ctx.method.full_name, request.request_id)
-        hit = sb.dedup.get(key)
-        if hit is not None and hit[0] > time.time():
-            out = type(hit[1])()
-            out.CopyFrom(hit[1])
-            return out
-        res = run()
-        now = time.time()
-        if len(sb.dedup) > 100_000:  # bounded memory for long load tests: drop expired entries
-            for k in [k for k, (exp, _) in sb.dedup.items() if exp <= now]:
-                del sb.dedup[k]
-        sb.dedup[key] = (now + sb.dedup_window, res)
-        return res
-
     # -- handlers ---------------------------------------------------------------------------------------
     def create(self, ctx: CallContext, request: Any) -> Any:
         if not request.HasField("changes"):
             raise validation_fault([("changes", "CHANGES_REQUIRED", "changes is required")])
         with ctx.store.lock:
-            return self.dedup(ctx, request, lambda: self._create(ctx, request))
+            return dedup(ctx, request, lambda: self._create(ctx, request))
 
     def _create(self, ctx: CallContext, request: Any) -> Any:
         c = ctx.store.coll(ctx.org, self.coll)
@@ -394,7 +375,7 @@ class SimpleDocuments:
         if not request.key:
             raise invalid_argument("key is required", "key", reason="MISSING_FIELD")
         with ctx.store.lock:
-            return self.dedup(ctx, request, lambda: self._freeze(ctx, request))
+            return dedup(ctx, request, lambda: self._freeze(ctx, request))
 
     def _freeze(self, ctx: CallContext, request: Any) -> Any:
         rec = ctx.store.coll(ctx.org, self.coll).get(request.key)

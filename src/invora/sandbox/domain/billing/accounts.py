@@ -1,0 +1,748 @@
+"""Who buys: customers, their subscriptions (plan changes, termination, entitlements), wallets."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from invora._proto.invora.billing.subscriptions.v2 import service_pb2 as subs_pb2
+from invora.sandbox.domain.billing import _common as c
+from invora.sandbox.domain.billing.catalog import Plans, check_properties
+from invora.sandbox.faults import invalid_argument, not_found
+from invora.sandbox.store import Record, convert, copy_matching, now_ts
+
+m = c.m
+
+ACTIVE, PENDING = m.STATUS_TYPE_ACTIVE, m.STATUS_TYPE_PENDING
+TERMINATED, CANCELED = m.STATUS_TYPE_TERMINATED, m.STATUS_TYPE_CANCELED
+_PER_YEAR = {
+    m.PLAN_INTERVAL_WEEKLY: 52,
+    m.PLAN_INTERVAL_MONTHLY: 12,
+    m.PLAN_INTERVAL_QUARTERLY: 4,
+    m.PLAN_INTERVAL_SEMIANNUAL: 2,
+    m.PLAN_INTERVAL_YEARLY: 1,
+}
+
+
+def render_customer(ctx: Any, cust: Any) -> Any:
+    out = c.copy(cust)
+    subs = [s for s in c.coll(ctx, c.SUBSCRIPTION).values() if s.extra["customer_id"] == cust.id]
+    out.active_subscriptions_count = sum(1 for s in subs if s.msg.status == ACTIVE)
+    del out.applied_coupons[:]
+    for a in c.coll(ctx, c.APPLIED_COUPON).values():
+        if a.extra["customer_id"] == cust.id and a.msg.status == m.APPLIED_COUPON_STATUS_ACTIVE:
+            ac = out.applied_coupons.add()
+            ac.CopyFrom(a.msg)
+            ac.ClearField("customer")
+    return out
+
+
+class Customers:
+    """``CustomersService`` Create/Update/Get/List/Delete: unique ``external_id``, derived counters."""
+
+    def create(self, ctx: Any, request: Any) -> Any:
+        c.check_required(request, "external_id")
+        with ctx.store.lock:
+            c.unique(ctx, c.CUSTOMER, "external_id", request.external_id, "customer")
+            cust = m.BillingCustomer(id=c.new_id(), created_at=now_ts(), updated_at=now_ts())
+            copy_matching(request, cust)
+            self._derive(ctx, cust)
+            c.store(ctx, c.CUSTOMER, cust)
+            return ctx.method.response_class(customer=render_customer(ctx, cust))
+
+    def update(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            rec = c.fetch(ctx, c.CUSTOMER, request.id, "customer", "id")
+            cust = c.copy(rec.msg)
+            paths = set(request.update_mask.paths)
+            for f, _ in request.ListFields():
+                if f.name in ("id", "update_mask") or (paths and f.name not in paths):
+                    continue
+                if f.name in cust.DESCRIPTOR.fields_by_name:
+                    cust.ClearField(f.name)
+                copy_matching(request, cust, only=[f.name])
+            for p in paths - {f.name for f, _ in request.ListFields()}:
+                if p in cust.DESCRIPTOR.fields_by_name and p not in ("id", "external_id"):
+                    cust.ClearField(p)
+            if not cust.external_id:
+                raise c.required("external_id")
+            if cust.external_id != rec.msg.external_id:
+                c.unique(ctx, c.CUSTOMER, "external_id", cust.external_id, "customer", but=rec.key)
+            self._derive(ctx, cust)
+            rec.msg = cust
+            return ctx.method.response_class(customer=render_customer(ctx, cust))
+
+    @staticmethod
+    def _derive(ctx: Any, cust: Any) -> None:
+        full = " ".join(x for x in (cust.firstname, cust.lastname) if x)
+        cust.display_name = cust.name or full or cust.external_id
+        if not cust.sequential_id:
+            cust.sequential_id = str(len(c.coll(ctx, c.CUSTOMER)) + 1)
+            cust.slug = f"CUST-{int(cust.sequential_id):05d}"
+        cust.updated_at.CopyFrom(now_ts())
+
+    def get(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            advance(ctx)
+            if not request.id and request.external_id:
+                found = c.find_by(ctx, c.CUSTOMER, "external_id", request.external_id)
+                if found is None:
+                    raise not_found("customer", request.external_id)
+                rec = found
+            else:
+                rec = c.fetch(ctx, c.CUSTOMER, request.id, "customer", "id")
+            return ctx.method.response_class(customer=render_customer(ctx, rec.msg))
+
+    def list(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            advance(ctx)
+            recs = list(c.coll(ctx, c.CUSTOMER).values())
+            return c.list_response(ctx, request, recs, lambda r: render_customer(ctx, r.msg))
+
+    def delete(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            advance(ctx)
+            rec = c.fetch(ctx, c.CUSTOMER, request.id, "customer", "id")
+            live = [
+                s
+                for s in c.coll(ctx, c.SUBSCRIPTION).values()
+                if s.extra["customer_id"] == rec.key and s.msg.status in (ACTIVE, PENDING)
+            ]
+            if live:
+                raise c.precondition(
+                    f"customer {rec.key!r} has {len(live)} active or pending subscription(s): terminate them first",
+                    "CUSTOMER_HAS_SUBSCRIPTIONS",
+                    customer_id=rec.key,
+                )
+            del c.coll(ctx, c.CUSTOMER)[rec.key]
+            return ctx.method.response_class()
+
+
+# -- subscriptions --------------------------------------------------------------------------------------
+
+
+def advance(ctx: Any) -> None:
+    """Time moves subscriptions on: a pending one starts at ``subscription_at`` (ending the one it
+    replaces), an active one ends at ``ending_at``. Run before every read of subscriptions."""
+    at = c.now()
+    subs = c.coll(ctx, c.SUBSCRIPTION)
+    for rec in list(subs.values()):
+        sub = rec.msg
+        if sub.status == PENDING and sub.HasField("subscription_at") and c.when(sub.subscription_at) <= at:
+            prev = subs.get(rec.extra.get("previous_id", ""))
+            if prev is not None and prev.msg.status == ACTIVE:
+                _end(prev, sub.subscription_at, TERMINATED)
+            _activate(rec, c.when(sub.subscription_at))
+        if sub.status == ACTIVE and sub.HasField("ending_at") and c.when(sub.ending_at) <= at:
+            _end(rec, sub.ending_at, TERMINATED)
+
+
+def _activate(rec: Record, start: dt.datetime) -> None:
+    sub = c.copy(rec.msg)
+    sub.status = ACTIVE
+    sub.started_at.CopyFrom(c.ts(start))
+    _period(sub)
+    rec.msg = sub
+
+
+def _end(rec: Record, at: Any, status: int) -> None:
+    sub = c.copy(rec.msg)
+    sub.status = status
+    (sub.terminated_at if status == TERMINATED else sub.canceled_at).CopyFrom(at)
+    sub.updated_at.CopyFrom(now_ts())
+    for f in ("current_billing_period_started_at", "current_billing_period_ending_at"):
+        sub.ClearField(f)
+    rec.msg = sub
+
+
+def _period(sub: Any) -> None:
+    from invora.sandbox.domain.billing.usage import period_of
+
+    start, end = period_of(sub, c.now())
+    sub.current_billing_period_started_at.CopyFrom(c.ts(start))
+    sub.current_billing_period_ending_at.CopyFrom(c.ts(end - dt.timedelta(seconds=1)))
+
+
+def _yearly(plan: Any) -> int:
+    return int(plan.amount_cents * _PER_YEAR.get(plan.interval, 12))
+
+
+class Subscriptions:
+    """``SubscriptionsService``: subscribe an existing customer to an existing plan (with overrides),
+    change plan (``Create`` with ``subscription_id``: an upgrade replaces the subscription at once, a
+    downgrade is pending until the current period ends), terminate, entitlements from the plan."""
+
+    def create(self, ctx: Any, request: Any) -> Any:
+        c.check_required(request, "customer_id", "plan_id")
+        with ctx.store.lock:
+            advance(ctx)
+            cust = c.fetch(ctx, c.CUSTOMER, request.customer_id, "customer", "customer_id")
+            plan = c.fetch(ctx, c.PLAN, request.plan_id, "plan", "plan_id").msg
+            if request.subscription_id:
+                return self._change_plan(ctx, request, cust, plan)
+            ext = request.external_id or c.new_id()
+            if any(
+                s.msg.external_id == ext and s.msg.status in (ACTIVE, PENDING)
+                for s in c.coll(ctx, c.SUBSCRIPTION).values()
+            ):
+                raise c.already_exists("live subscription", "external_id", ext)
+            at = c.now()
+            start = c.when(request.subscription_at) if request.HasField("subscription_at") else at
+            sub = self._new(ctx, request, cust, plan, ext, request.billing_time or m.BILLING_TIME_CALENDAR)
+            sub.subscription_at.CopyFrom(c.ts(start))
+            if request.HasField("ending_at"):
+                if c.when(request.ending_at) <= start:
+                    raise invalid_argument("ending_at must be after the subscription starts", "ending_at")
+                sub.ending_at.CopyFrom(request.ending_at)
+            rec = self._store(ctx, sub, cust, plan)
+            if start <= at:
+                _activate(rec, start)
+            return ctx.method.response_class(subscription=rec.msg)
+
+    def _new(self, ctx: Any, request: Any, cust: Record, plan: Any, ext: str, billing_time: int) -> Any:
+        sub = m.BillingSubscription(
+            id=c.new_id(), external_id=ext, billing_time=billing_time, status=PENDING, created_at=now_ts()
+        )
+        sub.updated_at.CopyFrom(sub.created_at)
+        if request.HasField("name"):
+            sub.name = request.name
+        sub.plan.CopyFrom(self._overridden(ctx, plan, request))
+        sub.customer.CopyFrom(render_customer(ctx, cust.msg))
+        sub.charges.extend(sub.plan.charges)
+        sub.fixed_charges.extend(sub.plan.fixed_charges)
+        for ut in request.usage_thresholds:
+            copy_matching(ut, sub.usage_thresholds.add())
+        if request.HasField("progressive_billing_disabled"):
+            sub.progressive_billing_disabled = request.progressive_billing_disabled
+        return sub
+
+    def _store(self, ctx: Any, sub: Any, cust: Record, plan: Any, **extra: Any) -> Record:
+        return c.store(
+            ctx,
+            c.SUBSCRIPTION,
+            sub,
+            customer_id=cust.key,
+            plan_id=plan.id,
+            external_customer_id=cust.msg.external_id,
+            plan_code=plan.code,
+            overriden=sub.plan.is_overridden,
+            entitlements={},
+            removed=set(),
+            **extra,
+        )
+
+    @staticmethod
+    def _overridden(ctx: Any, plan: Any, request: Any) -> Any:
+        """The plan as this subscription bills it: ``plan_overrides`` make a child plan of ``plan``."""
+        out = Plans.render(ctx, plan)
+        if not request.HasField("plan_overrides"):
+            return out
+        ov = request.plan_overrides
+        parent = c.copy(out)
+        for name in (
+            "amount_cents",
+            "amount_currency",
+            "description",
+            "invoice_display_name",
+            "name",
+            "trial_period",
+        ):
+            if ov.HasField(name):
+                setattr(out, name, getattr(ov, name))
+        for i, co in enumerate(ov.charges):
+            target = next(
+                (
+                    ch
+                    for ch in out.charges
+                    if (co.HasField("id") and ch.id == co.id)
+                    or (not co.HasField("id") and ch.billable_metric.id == co.billable_metric_id)
+                ),
+                None,
+            )
+            if target is None:
+                raise invalid_argument(
+                    "plan_overrides.charges names a charge the plan does not have (match by id or billable_metric_id)",
+                    f"plan_overrides.charges[{i}]",
+                    reason="UNKNOWN_CHARGE",
+                )
+            if co.HasField("properties"):
+                check_properties(
+                    target.charge_model, co.properties, f"plan_overrides.charges[{i}].properties"
+                )
+                target.ClearField("properties")
+                copy_matching(co.properties, target.properties)
+            for name in ("min_amount_cents", "invoice_display_name"):
+                if co.HasField(name):
+                    setattr(target, name, getattr(co, name))
+            target.parent_id = target.id
+        out.id = c.new_id()
+        out.is_overridden = True
+        parent.ClearField("parent")
+        out.parent.CopyFrom(parent)
+        return out
+
+    def _change_plan(self, ctx: Any, request: Any, cust: Record, plan: Any) -> Any:
+        old = c.fetch(ctx, c.SUBSCRIPTION, request.subscription_id, "subscription", "subscription_id")
+        if old.extra["customer_id"] != cust.key:
+            raise invalid_argument(
+                f"subscription {old.key!r} belongs to another customer",
+                "subscription_id",
+                reason="CUSTOMER_MISMATCH",
+            )
+        if old.msg.status != ACTIVE:
+            raise c.precondition(
+                f"subscription {old.key!r} is not active: only an active subscription changes plan",
+                "SUBSCRIPTION_NOT_ACTIVE",
+                subscription_id=old.key,
+            )
+        if old.extra["plan_id"] == plan.id and not request.HasField("plan_overrides"):
+            raise c.precondition(
+                f"subscription {old.key!r} is already on plan {plan.code!r}", "SAME_PLAN", plan_id=plan.id
+            )
+        subs = c.coll(ctx, c.SUBSCRIPTION)
+        for rec in list(subs.values()):  # a later change replaces a pending downgrade
+            if rec.extra.get("previous_id") == old.key and rec.msg.status == PENDING:
+                _end(rec, now_ts(), CANCELED)
+        sub = self._new(ctx, request, cust, plan, old.msg.external_id, old.msg.billing_time)
+        if not request.HasField("name") and old.msg.HasField("name"):
+            sub.name = old.msg.name
+        upgrade = _yearly(sub.plan) >= _yearly(old.msg.plan)
+        prev = c.copy(old.msg)
+        prev.next_plan.CopyFrom(sub.plan)
+        prev.next_subscription_type = (
+            m.NEXT_SUBSCRIPTION_TYPE_UPGRADE if upgrade else m.NEXT_SUBSCRIPTION_TYPE_DOWNGRADE
+        )
+        if sub.HasField("name"):
+            prev.next_name = sub.name
+        rec = self._store(ctx, sub, cust, plan, previous_id=old.key)
+        if upgrade:
+            at = now_ts()
+            prev.next_subscription_at.CopyFrom(at)
+            old.msg = prev
+            _end(old, at, TERMINATED)
+            _activate(rec, c.when(at))
+        else:
+            start = old.msg.current_billing_period_ending_at
+            at = c.ts(c.when(start) + dt.timedelta(seconds=1))
+            prev.next_subscription_at.CopyFrom(at)
+            rec.msg.subscription_at.CopyFrom(at)
+            old.msg = prev
+        nxt = c.copy(rec.msg)
+        old.msg.next_subscription.CopyFrom(nxt)
+        return ctx.method.response_class(subscription=rec.msg)
+
+    def update(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            advance(ctx)
+            rec = c.fetch(ctx, c.SUBSCRIPTION, request.id, "subscription", "id")
+            if rec.msg.status not in (ACTIVE, PENDING):
+                raise c.precondition(
+                    f"subscription {rec.key!r} has ended and can no longer change",
+                    "SUBSCRIPTION_ENDED",
+                    subscription_id=rec.key,
+                )
+            sub = c.copy(rec.msg)
+            paths = set(request.mask.paths)
+
+            def wanted(name: str) -> bool:
+                return name in paths if paths else request.HasField(name)
+
+            if wanted("name"):
+                sub.name = request.name
+            if wanted("ending_at"):
+                sub.ClearField("ending_at")
+                if request.HasField("ending_at"):
+                    if c.when(request.ending_at) <= c.now():
+                        raise invalid_argument("ending_at must be in the future", "ending_at")
+                    sub.ending_at.CopyFrom(request.ending_at)
+            if wanted("subscription_at"):
+                if sub.status != PENDING:
+                    raise c.precondition(
+                        "subscription_at changes only while the subscription is pending",
+                        "SUBSCRIPTION_STARTED",
+                    )
+                sub.subscription_at.CopyFrom(request.subscription_at)
+            if wanted("progressive_billing_disabled"):
+                sub.progressive_billing_disabled = request.progressive_billing_disabled
+            if wanted("plan_overrides"):
+                base = c.coll(ctx, c.PLAN).get(rec.extra["plan_id"])
+                if base is None:
+                    raise not_found("plan", rec.extra["plan_id"])
+                sub.plan.CopyFrom(self._overridden(ctx, base.msg, request))
+                del sub.charges[:]
+                sub.charges.extend(sub.plan.charges)
+                rec.extra["overriden"] = sub.plan.is_overridden
+            sub.updated_at.CopyFrom(now_ts())
+            rec.msg = sub
+            advance(ctx)
+            return ctx.method.response_class(subscription=rec.msg)
+
+    def terminate(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            advance(ctx)
+            rec = c.fetch(ctx, c.SUBSCRIPTION, request.id, "subscription", "id")
+            if rec.msg.status not in (ACTIVE, PENDING):
+                raise c.precondition(
+                    f"subscription {rec.key!r} has already ended",
+                    "SUBSCRIPTION_ENDED",
+                    subscription_id=rec.key,
+                )
+            at = now_ts()
+            if rec.msg.status == PENDING:
+                _end(rec, at, CANCELED)
+            else:
+                for other in c.coll(ctx, c.SUBSCRIPTION).values():
+                    if other.extra.get("previous_id") == rec.key and other.msg.status == PENDING:
+                        _end(other, at, CANCELED)
+                _end(rec, at, TERMINATED)
+            for name in ("on_termination_credit_note", "on_termination_invoice"):
+                if request.HasField(name):
+                    setattr(rec.msg, name, getattr(request, name))
+            return ctx.method.response_class(subscription=rec.msg)
+
+    def get(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            advance(ctx)
+            return ctx.method.response_class(subscription=self._find(ctx, request).msg)
+
+    @staticmethod
+    def _find(ctx: Any, request: Any) -> Record:
+        ext = getattr(request, "external_id", "")
+        if request.id or not ext:
+            return c.fetch(ctx, c.SUBSCRIPTION, request.id, "subscription", "id")
+        subs = [s for s in c.coll(ctx, c.SUBSCRIPTION).values() if s.msg.external_id == ext]
+        if not subs:
+            raise not_found("subscription", ext)
+        live = [s for s in subs if s.msg.status == ACTIVE]
+        return (live or subs)[-1]
+
+    def list(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            advance(ctx)
+            recs = list(c.coll(ctx, c.SUBSCRIPTION).values())
+            if ctx.method.full_name.startswith(c.ACCOUNTS) and request.HasField("filter"):
+                request = c.copy(request)  # the portal's filter (months, expire_cache) is no condition
+                request.ClearField("filter")
+            return c.list_response(ctx, request, recs)
+
+    # -- entitlements -----------------------------------------------------------------------------------
+    def _entitled(self, ctx: Any, subscription_id: str) -> tuple[Record, dict[str, Any]]:
+        """The subscription and its entitlements by feature code: the plan's (as the plan is now), with
+        this subscription's overrides applied and removals dropped."""
+        rec = c.fetch(ctx, c.SUBSCRIPTION, subscription_id, "subscription", "subscription_id")
+        plan = c.coll(ctx, c.PLAN).get(rec.extra["plan_id"])
+        base = list((plan.msg if plan is not None else rec.msg.plan).entitlements)
+        if rec.msg.plan.is_overridden:
+            base = list(rec.msg.plan.entitlements) or base
+        out: dict[str, Any] = {}
+        for pe in base:
+            out[pe.code] = subs_pb2.SubscriptionEntitlement(code=pe.code, name=pe.name)
+            if pe.HasField("description"):
+                out[pe.code].description = pe.description
+            for p in pe.privileges:
+                out[pe.code].privileges.add(
+                    code=p.code, config=p.config, name=p.name, value=p.value, value_type=p.value_type
+                )
+        for code, ent in rec.extra["entitlements"].items():
+            out[code] = ent
+        for code in rec.extra["removed"]:
+            out.pop(code, None)
+        return rec, out
+
+    def create_or_update_entitlement(self, ctx: Any, request: Any) -> Any:
+        from invora.sandbox.domain.billing.catalog import plan_entitlement
+
+        if not request.HasField("entitlement"):
+            raise c.required("entitlement")
+        with ctx.store.lock:
+            rec, current = self._entitled(ctx, request.subscription_id)
+            pe = plan_entitlement(ctx, request.entitlement, "entitlement")
+            ent = current.get(pe.code) or subs_pb2.SubscriptionEntitlement(code=pe.code, name=pe.name)
+            if pe.HasField("description"):
+                ent.description = pe.description
+            values = {p.code: p for p in ent.privileges}
+            for p in pe.privileges:
+                values[p.code] = subs_pb2.SubscriptionEntitlementPrivilege(
+                    code=p.code, config=p.config, name=p.name, value=p.value, value_type=p.value_type
+                )
+            del ent.privileges[:]
+            ent.privileges.extend(values.values())
+            rec.extra["entitlements"][pe.code] = ent
+            rec.extra["removed"].discard(pe.code)
+            return ctx.method.response_class(entitlement=ent)
+
+    def get_entitlement(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            if not request.feature_code:
+                raise c.required("feature_code")
+            rec, current = self._entitled(ctx, request.subscription_id)
+            ent = current.get(request.feature_code)
+            if ent is None:
+                raise not_found("entitlement", f"{rec.key}/{request.feature_code}")
+            return ctx.method.response_class(entitlement=ent)
+
+    def list_entitlements(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            _, current = self._entitled(ctx, request.subscription_id)
+            recs = [Record(code, ent, i) for i, (code, ent) in enumerate(current.items())]
+            return c.list_response(ctx, request, recs)
+
+    def remove_entitlement(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            if not request.feature_code:
+                raise c.required("feature_code")
+            rec, current = self._entitled(ctx, request.subscription_id)
+            if request.feature_code not in current:
+                raise not_found("entitlement", f"{rec.key}/{request.feature_code}")
+            rec.extra["entitlements"].pop(request.feature_code, None)
+            rec.extra["removed"].add(request.feature_code)
+            return ctx.method.response_class(feature_code=request.feature_code)
+
+
+# -- wallets --------------------------------------------------------------------------------------------
+
+
+class Wallets:
+    """``WalletsService``: prepaid credits per customer. Granted and paid credits settle at once (the
+    sandbox has no payment to wait for); voided credits leave; the ongoing balance subtracts the current
+    usage of the customer's active subscriptions in the wallet's currency."""
+
+    def create(self, ctx: Any, request: Any) -> Any:
+        c.check_required(request, "customer_id")
+        rate = c.parse_amount(request.rate_amount or "1", "rate_amount")
+        if rate <= 0:
+            raise invalid_argument("rate_amount must be positive", "rate_amount")
+        paid = c.parse_amount(request.paid_credits, "paid_credits")
+        granted = c.parse_amount(request.granted_credits, "granted_credits")
+        with ctx.store.lock:
+            cust = c.fetch(ctx, c.CUSTOMER, request.customer_id, "customer", "customer_id")
+            currency = request.currency or cust.msg.currency
+            if not currency:
+                raise c.required("currency")
+            w = m.BillingWallet(
+                id=c.new_id(), status=m.WALLET_STATUS_ACTIVE, currency=currency, created_at=now_ts()
+            )
+            w.updated_at.CopyFrom(w.created_at)
+            for name in (
+                "code",
+                "name",
+                "expiration_at",
+                "invoice_requires_successful_payment",
+                "paid_top_up_max_amount_cents",
+                "paid_top_up_min_amount_cents",
+                "priority",
+            ):
+                copy_matching(request, w, only=[name])
+            for md in request.metadata:
+                w.metadata.add(key=md.key, value=md.value)
+            w.rate_amount.CopyFrom(c.dv(rate))
+            w.credits_balance.CopyFrom(c.dv(c.D(0)))
+            w.customer.CopyFrom(render_customer(ctx, cust.msg))
+            rec = c.store(ctx, c.WALLET, w, customer_id=cust.key)
+            name = request.transaction_name if request.HasField("transaction_name") else ""
+            self._move(ctx, rec, paid, m.WALLET_TRANSACTION_TRANSACTION_STATUS_PURCHASED, name)
+            self._move(ctx, rec, granted, m.WALLET_TRANSACTION_TRANSACTION_STATUS_GRANTED, name)
+            return ctx.method.response_class(wallet=self.render(ctx, rec.msg))
+
+    def _move(self, ctx: Any, rec: Record, credits: Any, kind: int, name: str, metadata: Any = ()) -> Any:
+        if credits <= 0:
+            return None
+        w = c.copy(rec.msg)
+        balance = c.dec(w.credits_balance)
+        outbound = kind == m.WALLET_TRANSACTION_TRANSACTION_STATUS_VOIDED
+        if outbound and credits > balance:
+            raise c.precondition(
+                f"cannot void {credits} credits: the wallet holds {balance}",
+                "INSUFFICIENT_CREDITS",
+                wallet_id=w.id,
+            )
+        w.credits_balance.CopyFrom(c.dv(balance - credits if outbound else balance + credits))
+        w.updated_at.CopyFrom(now_ts())
+        rec.msg = w
+        at = now_ts()
+        tx = m.BillingWalletTransaction(
+            id=c.new_id(),
+            status=m.WALLET_TRANSACTION_STATUS_SETTLED,
+            transaction_status=kind,
+            transaction_type=m.WALLET_TRANSACTION_TRANSACTION_TYPE_OUTBOUND
+            if outbound
+            else m.WALLET_TRANSACTION_TRANSACTION_TYPE_INBOUND,
+            source=m.WALLET_TRANSACTION_SOURCE_MANUAL,
+            created_at=at,
+            updated_at=at,
+            settled_at=at,
+            priority=w.priority,
+        )
+        tx.credit_amount.CopyFrom(c.dv(credits))
+        tx.amount.CopyFrom(c.dv(credits * c.dec(w.rate_amount)))
+        if name:
+            tx.name = name
+        if w.HasField("name"):
+            tx.wallet_name = w.name
+        for md in metadata:
+            tx.metadata.add(key=md.key, value=md.value)
+        c.store(ctx, c.WALLET_TX, tx, wallet_id=w.id)
+        return tx
+
+    def render(self, ctx: Any, w: Any) -> Any:
+        from invora.sandbox.domain.billing.usage import usage
+
+        out = c.copy(w)
+        rate = c.dec(w.rate_amount)
+        credits = c.dec(w.credits_balance)
+        out.balance_cents = c.to_cents(credits * rate, w.currency)
+        used = 0
+        if w.status == m.WALLET_STATUS_ACTIVE:
+            advance(ctx)
+            for s in c.coll(ctx, c.SUBSCRIPTION).values():
+                if (
+                    s.extra["customer_id"] == out.customer.id
+                    and s.msg.status == ACTIVE
+                    and s.msg.plan.amount_currency == w.currency
+                ):
+                    used += usage(ctx, s.msg).amount_cents
+        out.ongoing_usage_balance_cents = used
+        out.ongoing_balance_cents = out.balance_cents - used
+        out.credits_ongoing_usage_balance.CopyFrom(
+            c.dv((c.from_cents(used, w.currency) / rate).quantize(c.D("1e-9")))
+        )
+        out.credits_ongoing_balance.CopyFrom(
+            c.dv((c.from_cents(out.ongoing_balance_cents, w.currency) / rate).quantize(c.D("1e-9")))
+        )
+        out.consumed_credits.CopyFrom(c.dv(c.D(0)))
+        out.last_balance_sync_at.CopyFrom(now_ts())
+        return out
+
+    def get(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            rec = c.fetch(ctx, c.WALLET, request.id, "wallet", "id")
+            return ctx.method.response_class(wallet=self.render(ctx, rec.msg))
+
+    def list(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            recs = list(c.coll(ctx, c.WALLET).values())
+            return c.list_response(ctx, request, recs, lambda r: self.render(ctx, r.msg))
+
+    def terminate(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            rec = c.fetch(ctx, c.WALLET, request.id, "wallet", "id")
+            if rec.msg.status == m.WALLET_STATUS_TERMINATED:
+                raise c.precondition(
+                    f"wallet {rec.key!r} is already terminated", "ALREADY_TERMINATED", wallet_id=rec.key
+                )
+            w = c.copy(rec.msg)
+            w.status = m.WALLET_STATUS_TERMINATED
+            w.terminated_at.CopyFrom(now_ts())
+            rec.msg = w
+            return ctx.method.response_class(wallet=self.render(ctx, w))
+
+    def create_transaction(self, ctx: Any, request: Any) -> Any:
+        paid = c.parse_amount(request.paid_credits, "paid_credits")
+        granted = c.parse_amount(request.granted_credits, "granted_credits")
+        voided = c.parse_amount(request.voided_credits, "voided_credits")
+        if not (paid or granted or voided):
+            raise invalid_argument(
+                "give paid_credits, granted_credits or voided_credits (a positive amount)",
+                "paid_credits",
+                reason="MISSING_FIELD",
+            )
+        with ctx.store.lock:
+            rec = c.fetch(ctx, c.WALLET, request.wallet_id, "wallet", "wallet_id")
+            if rec.msg.status != m.WALLET_STATUS_ACTIVE:
+                raise c.precondition(
+                    f"wallet {rec.key!r} is terminated", "WALLET_TERMINATED", wallet_id=rec.key
+                )
+            if voided > c.dec(rec.msg.credits_balance) + paid + granted:
+                raise c.precondition(
+                    f"cannot void {voided} credits: the wallet holds {c.dec(rec.msg.credits_balance)}",
+                    "INSUFFICIENT_CREDITS",
+                    wallet_id=rec.key,
+                )
+            name = request.name if request.HasField("name") else ""
+            made = [
+                self._move(
+                    ctx, rec, paid, m.WALLET_TRANSACTION_TRANSACTION_STATUS_PURCHASED, name, request.metadata
+                ),
+                self._move(
+                    ctx, rec, granted, m.WALLET_TRANSACTION_TRANSACTION_STATUS_GRANTED, name, request.metadata
+                ),
+                self._move(
+                    ctx, rec, voided, m.WALLET_TRANSACTION_TRANSACTION_STATUS_VOIDED, name, request.metadata
+                ),
+            ]
+            return ctx.method.response_class(transaction=next(t for t in made if t is not None))
+
+    def get_transaction(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            c.fetch(ctx, c.WALLET, request.wallet_id, "wallet", "wallet_id")
+            rec = c.fetch(ctx, c.WALLET_TX, request.id, "wallet transaction", "id")
+            if rec.extra["wallet_id"] != request.wallet_id:
+                raise not_found("wallet transaction", f"{request.wallet_id}/{request.id}")
+            return ctx.method.response_class(transaction=rec.msg)
+
+    def list_transactions(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            c.fetch(ctx, c.WALLET, request.wallet_id, "wallet", "wallet_id")
+            recs = [r for r in c.coll(ctx, c.WALLET_TX).values() if r.extra["wallet_id"] == request.wallet_id]
+            return c.list_response(ctx, request, recs)
+
+    # -- the customer portal's views --------------------------------------------------------------------
+    def portal_wallet(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            rec = c.fetch(ctx, c.WALLET, request.id, "wallet", "id")
+            return ctx.method.response_class(
+                customer_portal_wallet=convert(self.render(ctx, rec.msg), m.CustomerPortalWallet)
+            )
+
+    def portal_wallets(self, ctx: Any, request: Any) -> Any:
+        with ctx.store.lock:
+            recs = list(c.coll(ctx, c.WALLET).values())
+            return c.list_response(
+                ctx, request, recs, lambda r: convert(self.render(ctx, r.msg), m.CustomerPortalWallet)
+            )
+
+
+def factories() -> dict[str, c.Factory]:
+    out = c.handlers(
+        c.CUSTOMERS,
+        Customers,
+        {"Create": "create", "Update": "update", "Get": "get", "List": "list", "Delete": "delete"},
+    )
+    subs = Subscriptions
+    out.update(
+        c.handlers(
+            c.SUBSCRIPTIONS,
+            subs,
+            {
+                "Create": "create",
+                "Update": "update",
+                "Terminate": "terminate",
+                "Get": "get",
+                "List": "list",
+                "CreateOrUpdateEntitlement": "create_or_update_entitlement",
+                "GetEntitlement": "get_entitlement",
+                "ListEntitlements": "list_entitlements",
+                "RemoveEntitlement": "remove_entitlement",
+            },
+        )
+    )
+    out.update(c.handlers(c.ACCOUNTS, subs, {"GetSubscription": "get", "ListSubscriptions": "list"}))
+    out.update(
+        c.handlers(
+            c.WALLETS,
+            Wallets,
+            {
+                "Create": "create",
+                "Get": "get",
+                "List": "list",
+                "Terminate": "terminate",
+                "CreateTransaction": "create_transaction",
+                "GetTransaction": "get_transaction",
+                "ListTransactions": "list_transactions",
+            },
+        )
+    )
+    out.update(
+        c.handlers(c.ACCOUNTS, Wallets, {"GetWallet": "portal_wallet", "ListWallets": "portal_wallets"})
+    )
+    return out
