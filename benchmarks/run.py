@@ -8,14 +8,18 @@ much less. Rows:
   asyncio 100 in flight — ``SimpleInvoiceService/Get``; interleaved rounds, median of per-round ratios;
 - pagination: the SDK pager (prefetching the next page while the consumer works) vs a naive raw loop;
 - REST vs gRPC through the SDK, same three shapes;
+- the sandbox itself (``scale.py``): its REST server vs its gRPC server at 100 in flight, driven by the
+  leanest client for each protocol (throughput and the sandbox's CPU time per call), and its gRPC server
+  vs a bare grpcio server at 50 in flight;
 - ``invora bench`` (the asyncio load generator, 2 channels) vs a hand-written ``grpc.aio`` loop with the
   same 100 calls in flight: how much of the achievable rate the load generator reaches;
+- ``invora bench --processes 2`` vs one process (closed loop, 100 in flight);
 - token single-flight: token requests per 1,000 calls from 64 threads that start cold and see the token
   invalidated three times, SDK vs a hand-rolled check-then-fetch cache;
 - ``Client(schema_check="warn")`` vs ``"off"`` after the one reflection check (the guard's per-call cost);
 - import time and RSS of ``import invora`` vs ``import grpc`` (fresh interpreters, median).
 
-    .venv/bin/python benchmarks/run.py [--quick] [--markdown]
+    .venv/bin/python benchmarks/run.py [--quick] [--markdown] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import raw_stub
 from client_overhead import Bench, interleaved, start_sandbox
 from import_cost import CLIENT_READY, measure
 from rest_vs_grpc import _client, async_rate, sync_rate
+from scale import bench_processes, rest_vs_grpc_server, sandbox_vs_echo
 from schema_check import measure as schema_check_rates
 
 import invora
@@ -189,6 +194,27 @@ def load_generator(info: dict[str, Any], seconds: float) -> Row:
     )  # fmt: skip
 
 
+# -- the sandbox and the load generator at scale ------------------------------------------------------------
+def sandbox_rows(info: dict[str, Any], pid: int, seconds: float, rounds: int) -> list[Row]:
+    r = rest_vs_grpc_server(info, pid, seconds, rounds)
+    e = sandbox_vs_echo(info, seconds, rounds)
+    return [
+        _row("sandbox", "REST vs gRPC server, 100 in flight", "calls/s", "grpc", r["grpc"], "rest", r["rest"]),
+        Row(
+            "sandbox", "CPU per call, REST vs gRPC", "µs", "grpc", statistics.median(r["grpc_cpu"]),
+            "rest", statistics.median(r["rest_cpu"]), _median_ratio(r["grpc_cpu"], r["rest_cpu"]), "lower",
+        ),
+        _row("sandbox", "gRPC vs bare grpcio, 50 in flight", "calls/s", "grpcio", e["echo"], "sandbox",
+             e["sandbox"]),
+    ]  # fmt: skip
+
+
+def processes_row(info: dict[str, Any], seconds: float, rounds: int) -> Row:
+    b = bench_processes(info, seconds, rounds)
+    return _row("load generator", "bench -p 2 vs -p 1, 100 in flight", "calls/s", "1 proc", b["1"], "2 procs",
+                b["2"])  # fmt: skip
+
+
 # -- token single-flight ------------------------------------------------------------------------------------------
 def token_single_flight(info: dict[str, Any], calls: int = 1024, threads: int = 64) -> Row:
     """Token fetches per 1,000 calls: cold start plus three invalidations, 64 threads racing each time."""
@@ -323,18 +349,15 @@ def render(rows: list[Row], markdown: bool) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, noisier ratios)")
-    p.add_argument("--markdown", action="store_true", help="print the table as Markdown (docs/benchmarks.md)")
-    args = p.parse_args()
-    calls, rounds, seconds, runs = (300, 2, 0.5, 3) if args.quick else (1000, 6, 2.0, 7)
-    started = time.perf_counter()
+def measure_all(calls: int, rounds: int, seconds: float, runs: int) -> list[Row]:
+    """Every row, against one fresh sandbox process."""
     proc, info = start_sandbox(600)
     try:
         rows = sdk_vs_raw(info, calls, rounds)
         rows += rest_vs_grpc(info, seconds)
+        rows += sandbox_rows(info, proc.pid, seconds, rounds)
         rows.append(load_generator(info, seconds))
+        rows.append(processes_row(info, max(seconds, 3.0), 4 if rounds > 2 else 2))
         rows.append(token_single_flight(info))
         off, warn = schema_check_rates(info, calls, rounds)
         rows.append(
@@ -346,11 +369,37 @@ def main() -> int:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-    rows += import_cost(runs)
+    return rows + import_cost(runs)
+
+
+def median_rows(runs: list[list[Row]]) -> list[Row]:
+    """Cell by cell medians of repeated runs (each ratio is the median of the runs' ratios)."""
+    med = statistics.median
+    out = []
+    for same in zip(*runs, strict=True):
+        r = same[0]
+        out.append(Row(r.group, r.scenario, r.unit, r.base_name, med(x.base for x in same), r.ours_name,
+                       med(x.ours for x in same), med(x.ratio for x in same), r.better))  # fmt: skip
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, noisier ratios)")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown (docs/benchmarks.md)")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="run everything N times and print each cell's median"
+    )
+    args = p.parse_args()
+    calls, rounds, seconds, runs = (300, 2, 0.5, 3) if args.quick else (1000, 6, 2.0, 7)
+    started = time.perf_counter()
+    rows = median_rows([measure_all(calls, rounds, seconds, runs) for _ in range(max(1, args.repeat))])
     print(f"machine: {machine()}")
     print(
         "ratio = invora / baseline, measured in this run against one sandbox process; throughput rows: "
-        "higher is better; fetches, time and memory: lower is better.\n"
+        "higher is better; fetches, time and memory: lower is better."
+        + (f" Median of {args.repeat} runs." if args.repeat > 1 else "")
+        + "\n"
     )
     print(render(rows, args.markdown))
     print(f"\n({time.perf_counter() - started:.0f} s)")

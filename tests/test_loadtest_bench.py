@@ -286,6 +286,85 @@ def test_rest_transport(sb: Sandbox) -> None:
     assert s["transport"] == "rest" and s["ok"] == 40 and s["target"] == sb.rest_url.removeprefix("http://")
 
 
+def test_warmup_with_a_total_counts_only_the_measured_calls(sb: Sandbox) -> None:
+    sb.clear_calls()
+    proc = bench(sb, "simple.invoices.list", "-n", "40", "-c", "4", "--warmup", "0.3", "-o", "json", "-q")
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    assert s["count"] == s["ok"] == 40
+    assert _calls(sb, LIST) > 40 + 1  # the warm-up calls reached the server and were left out
+
+
+# -- --processes ------------------------------------------------------------------------------------------
+def test_merged_recorders_equal_one_recorder_of_every_call() -> None:
+    """HDR histograms add bucket by bucket: the merge's percentiles are those of the union."""
+    import random
+
+    rng = random.Random(5)
+    values = [rng.lognormvariate(-6, 1.2) for _ in range(5000)]
+    whole, parts = Recorder(), [Recorder(), Recorder(), Recorder()]
+    for i, v in enumerate(values):
+        code = "OK" if i % 7 else "UNAVAILABLE"
+        whole.record(v, code, 10)
+        parts[i % 3].record(v, code, 10)
+    merged = Recorder()
+    for part in parts:
+        merged.merge(part.export())
+    assert merged.count == whole.count == 5000 and merged.codes == whole.codes
+    assert merged.response_bytes == whole.response_bytes
+    for p in (50.0, 90.0, 99.0, 99.9, 100.0):
+        assert merged.histogram.get_value_at_percentile(p) == whole.histogram.get_value_at_percentile(p)
+
+
+def test_seq_interleaves_between_workers() -> None:
+    made = [Template(CREATE.request_class, {"key": "k{{seq}}"}, seq=(i + 1, 3)) for i in range(3)]
+    keys = [t.render().key for t in made for _ in range(4)]
+    assert sorted(keys, key=lambda k: int(k[1:])) == [f"k{i}" for i in range(1, 13)]
+
+
+def test_processes_merge_exactly_what_the_server_served(sb: Sandbox) -> None:
+    sb.clear_calls()
+    before = sb.token_requests
+    proc = bench(
+        sb, "simple.invoices.list", "-n", "301", "-c", "7", "--processes", "3", "--connections", "2",
+        "-o", "json", "-q",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    assert s["processes"] == 3 and s["connections"] == 6 and s["concurrency"] == 7
+    assert s["count"] == s["ok"] == s["sent"] == 301 and s["errors"] == {}
+    assert sum(b["count"] for b in s["histogram"]) == 301
+    # 301 measured calls plus one warm-up per connection (2 in each of 3 workers); one token per worker.
+    assert _calls(sb, LIST) == 301 + 6
+    assert sb.token_requests - before == 3
+
+
+def test_processes_split_the_open_loop_timetable(sb: Sandbox) -> None:
+    sb.clear_calls()
+    proc = bench(sb, "simple.invoices.list", "--rps", "120", "-d", "2", "-p", "2", "-o", "json", "-q")
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    # Worker i takes calls i, i + 2, …: together they keep the single-process timetable.
+    assert s["mode"] == "open" and s["target_rps"] == 120 and s["scheduled"] == 240
+    assert s["count"] == s["sent"] == s["ok"] == 240
+    assert _calls(sb, LIST) == 240 + 2
+
+
+def test_processes_show_merged_progress_and_errors(sb: Sandbox) -> None:
+    sb.set_error_rate(0.3, LIST)
+    proc = bench(sb, "simple.invoices.list", "-d", "2.5", "-c", "6", "-p", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 processes" in proc.stdout and "UNAVAILABLE" in proc.stdout
+    assert "done, " in proc.stderr and " in flight" in proc.stderr  # the parent's merged progress line
+
+
+def test_processes_bad_credentials_exit_3(sb: Sandbox) -> None:
+    secret = "definitely-not-the-secret-0123456789"
+    proc = bench(sb, "simple.invoices.list", "-n", "10", "-p", "2", secret=secret)
+    assert proc.returncode == 3, proc.stderr
+    assert "authentication failed" in proc.stderr and secret not in proc.stderr + proc.stdout
+
+
 @pytest.mark.slow
 def test_open_loop_keeps_its_schedule_when_the_server_is_slow(sb: Sandbox) -> None:
     """At 40 req/s for 3 s against a server that takes 0.25 s per call, all 120 calls go out on time.
@@ -325,6 +404,8 @@ def test_open_loop_counts_queueing_when_in_flight_is_capped(sb: Sandbox) -> None
         (["simple.invoices.list", "-c", "0"], "must be at least 1"),
         (["simple.invoices.list", "--rps", "-5"], "must be positive"),
         (["simple.invoices.list", "-d", "soon"], "expected a number"),
+        (["simple.invoices.list", "--processes", "0"], "must be at least 1"),
+        (["simple.invoices.list", "--processes", "many"], "expected a whole number"),
     ],
 )
 def test_usage_errors_exit_2(sb: Sandbox, args: list[str], message: str) -> None:

@@ -233,3 +233,39 @@ def test_plugin_fixture(invora_sandbox: object) -> None:
     assert isinstance(invora_sandbox, Sandbox)
     for attr in ("grpc_target", "rest_url", "token_url", "client_id", "client_secret", "org_id"):
         assert getattr(invora_sandbox, attr)
+
+
+def test_router_shortcut_matches_like_a_full_scan() -> None:
+    """Router.match skips routes by their literal prefix; it must pick what trying every route picks."""
+    from invora.transcoding import Variable
+
+    r = transcoding.router()
+
+    def full_scan(verb: str, path: str) -> object:
+        for route in r.routes.get(verb, ()):
+            bindings = route.template.match(path)
+            if bindings is not None:
+                return route, bindings
+        return None
+
+    paths: set[str] = set()
+    for routes in r.routes.values():
+        for route in routes:
+            t = route.template
+            for fill in ("x1", "a%2Fb", "a:b"):
+                segs = []
+                for s in t.segments:
+                    if isinstance(s, Variable):
+                        segs.append(
+                            "/".join(fill if p == "*" else ("q/w" if p == "**" else p) for p in s.pattern)
+                        )
+                    else:
+                        segs.append({"**": "m/n", "*": fill}.get(s, s))
+                p = "/" + "/".join(segs) + (":" + t.verb if t.verb else "")
+                paths.update((p, p + "/extra", p.rsplit("/", 1)[0], p + "?a=1"))
+    checked = 0
+    for p in sorted(paths):
+        for verb in r.routes:
+            assert r.match(verb, p) == full_scan(verb, p), (verb, p)
+            checked += 1
+    assert checked > 1000

@@ -121,8 +121,7 @@ class ServiceInfo:
         return importlib.import_module(self.module)
 
     def message_class(self, full_name: str) -> type[Message]:
-        self.load()
-        return _message_class(full_name)
+        return _loaded_message_class(self.module, full_name)
 
     def method(self, name: str) -> MethodInfo:
         """By RPC name (``Freeze``) or Python name (``freeze``)."""
@@ -145,6 +144,13 @@ def file_provenance(file: str) -> str | None:
 
     found: str | None = FILES.get(file)
     return found
+
+
+@functools.cache
+def _loaded_message_class(module: str, full_name: str) -> type[Message]:
+    # Cached with the import: request_class/response_class are on every call's path, client and sandbox.
+    importlib.import_module(module)
+    return _message_class(full_name)
 
 
 @functools.cache

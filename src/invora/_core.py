@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import grpc
 from google.protobuf.message import Message
 
+from invora._pbcompat import is_repeated
 from invora._service import DEFAULT, RetryArg
 from invora._target import check_metadata, check_org_id
 from invora.errors import (
@@ -169,11 +170,11 @@ def _schema_depth(desc: Any, path: frozenset[Any] = frozenset()) -> int:
     for fd in desc.fields:
         sub = fd.message_type
         if sub is None:
-            deepest = max(deepest, 1 if fd.is_repeated else 0)
+            deepest = max(deepest, 1 if is_repeated(fd) else 0)
         elif sub.GetOptions().map_entry:  # a map is one dict level; its value type may nest further
             deepest = max(deepest, _schema_depth(sub, inner))
         else:
-            deepest = max(deepest, _schema_depth(sub, inner) + (2 if fd.is_repeated else 1))
+            deepest = max(deepest, _schema_depth(sub, inner) + (2 if is_repeated(fd) else 1))
         if deepest >= _MAX_NESTING:
             break
     _DEPTHS[desc] = result = min(deepest, _MAX_NESTING)

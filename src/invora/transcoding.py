@@ -11,6 +11,7 @@ is proto3 JSON (lowerCamelCase, enums by name, 64-bit integers as strings).
 from __future__ import annotations
 
 import functools
+import heapq
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
@@ -266,9 +267,39 @@ class Router:
                 self.routes.setdefault(verb, []).append(Route(m, rule, tpl, verb))
         for routes in self.routes.values():
             routes.sort(key=lambda r: r.template.specificity())  # stable: catalog order among equals
+        # Each route's leading literal segments (never its last one, which may carry a custom verb): a
+        # path that differs there cannot match. Routes with at least _DEPTH of them are also indexed by
+        # those, so a path is tried only against the routes of its own first segments (plus the few
+        # with shorter prefixes), in the same order as a full scan.
+        self._scan: dict[str, list[tuple[int, list[str], Route]]] = {}
+        self._index: dict[str, dict[tuple[str, ...], list[tuple[int, list[str], Route]]]] = {}
+        self._short: dict[str, list[tuple[int, list[str], Route]]] = {}
+        for verb, routes in self.routes.items():
+            scan = self._scan[verb] = [(i, _literal_prefix(r.template), r) for i, r in enumerate(routes)]
+            index = self._index[verb] = {}
+            short = self._short[verb] = []
+            for item in scan:
+                if len(item[1]) >= _DEPTH:
+                    index.setdefault(tuple(item[1][:_DEPTH]), []).append(item)
+                else:
+                    short.append(item)
 
     def match(self, verb: str, path: str) -> tuple[Route, dict[str, str]] | None:
-        for route in self.routes.get(verb.upper(), ()):
+        verb = verb.upper()
+        raw = path.split("?", 1)[0]
+        # The shortcuts compare raw segments, so only when nothing in the path is percent-encoded.
+        parts = raw[1:].split("/") if raw.startswith("/") and "%" not in raw else None
+        candidates: Iterable[tuple[int, list[str], Route]]
+        if parts is not None and len(parts) > _DEPTH:
+            indexed = self._index.get(verb, {}).get(tuple(parts[:_DEPTH]), [])
+            candidates = heapq.merge(indexed, self._short.get(verb, []), key=lambda item: item[0])
+        else:
+            candidates = self._scan.get(verb, ())
+        for _, prefix, route in candidates:
+            if parts is not None:
+                k = min(len(prefix), len(parts) - 1)  # never the path's last part: it may carry ":verb"
+                if parts[:k] != prefix[:k]:
+                    continue
             bindings = route.template.match(path)
             if bindings is not None:
                 return route, bindings
@@ -278,6 +309,18 @@ class Router:
         return sorted(
             v for v, routes in self.routes.items() if any(r.template.match(path) is not None for r in routes)
         )
+
+
+_DEPTH = 3  # leading literal segments the router indexes routes by
+
+
+def _literal_prefix(template: PathTemplate) -> list[str]:
+    out: list[str] = []
+    for seg in template.segments[:-1]:
+        if isinstance(seg, Variable) or seg in ("*", "**"):
+            break
+        out.append(seg)
+    return out
 
 
 @functools.lru_cache(maxsize=1)

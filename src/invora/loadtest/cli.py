@@ -50,6 +50,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _processes(text: str) -> int:
+    """A whole number of processes, or ``auto``: one per core."""
+    if text == "auto":
+        from invora.loadtest.processes import cores
+
+        return cores()
+    return _positive_int(text)
+
+
 def _seconds(text: str) -> float:
     """``10``, ``10s``, ``500ms``, ``2m``."""
     units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -77,6 +86,14 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=1,
         help="channels (HTTP clients for REST), used round-robin",
+    )
+    p.add_argument(
+        "-p",
+        "--processes",
+        type=_processes,
+        default=1,
+        help="worker processes sharing the load, each with its own --connections (auto: one per core); "
+        "one merged summary",
     )
     p.add_argument("--timeout", type=_seconds, default=10.0, help="deadline per call (default 10s)")
     p.add_argument(
@@ -119,8 +136,9 @@ def run_bench(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{info.full_name} is client-streaming; bench drives unary and server-streaming RPCs"
         )
+    data = read_json(args)
     try:
-        template = Template(info.request_class, read_json(args), seed=args.seed)
+        template = Template(info.request_class, data, seed=args.seed)
     except TemplateError as exc:
         raise UsageError(str(exc)) from None
     concurrency = args.concurrency or (50 if args.rps is None else DEFAULT_OPEN_LOOP_CONCURRENCY)
@@ -135,7 +153,14 @@ def run_bench(args: argparse.Namespace) -> int:
         progress=None if args.quiet else sys.stderr,
     )
     transport = resolve(args, "transport") or "grpc"
-    summary = asyncio.run(_bench(args, plan, info, template, transport))
+    # No more workers than calls in flight (or calls in all): each needs at least one.
+    processes = min(args.processes, concurrency, args.total or concurrency)
+    if processes > 1:
+        from invora.loadtest.processes import run_processes
+
+        summary = run_processes(args, plan, info.full_name, data, transport, processes, plan.progress)
+    else:
+        summary = asyncio.run(_bench(args, plan, info, template, transport))
     render = {"text": format_text, "json": format_json, "csv": format_csv}[args.output]
     sys.stdout.write(render(summary))
     sys.stdout.flush()

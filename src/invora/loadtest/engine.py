@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from invora._catalog import MethodInfo
     from invora.loadtest.template import Template
 
-__all__ = ["DEFAULT_OPEN_LOOP_CONCURRENCY", "Plan", "run"]
+__all__ = ["DEFAULT_OPEN_LOOP_CONCURRENCY", "Measured", "Plan", "measure", "progress_line", "run"]
 
 DEFAULT_OPEN_LOOP_CONCURRENCY = 1000
 _now = time.perf_counter
@@ -68,6 +68,12 @@ class Plan:
 
 
 Call = Callable[["AsyncClient"], Awaitable[int]]
+Publish = Callable[[int, int, int], None]  # (completed, errors, in flight), a few times a second
+
+
+def progress_line(elapsed: float, count: int, errors: int, rate: float, in_flight: int) -> str:
+    """The once-a-second progress line (one process or the merged workers of ``--processes``)."""
+    return f"[{elapsed:6.1f}s] {count} done, {errors} errors, {rate:.0f} req/s, {in_flight} in flight\n"
 
 
 def make_call(info: MethodInfo, template: Template, timeout: float) -> Call:
@@ -109,7 +115,12 @@ class _Run:
     """One phase (warm-up or measured): schedules calls, records results, prints progress."""
 
     def __init__(
-        self, plan: Plan, clients: Sequence[AsyncClient], call: Call, duration: float | None
+        self,
+        plan: Plan,
+        clients: Sequence[AsyncClient],
+        call: Call,
+        duration: float | None,
+        publish: Publish | None = None,
     ) -> None:
         self.plan = plan
         self.clients = clients
@@ -122,6 +133,7 @@ class _Run:
         self.in_flight = 0
         self.start = 0.0
         self.fatal: BaseException | None = None
+        self.publish = publish
 
     async def one(self, index: int, due: float) -> None:
         """Send call ``index``; its latency counts from ``due`` (its scheduled time in open loop)."""
@@ -193,50 +205,80 @@ class _Run:
         if tasks:
             await asyncio.gather(*tasks)
 
+    def _snapshot(self) -> tuple[int, int, int]:
+        count = self.rec.count
+        return count, count - self.rec.codes.get("OK", 0), self.in_flight
+
     async def progress(self, out: TextIO) -> None:
         last_count, last_t = 0, self.start
         while True:
             await asyncio.sleep(1.0)
             t = _now()
-            count = self.rec.count
-            errors = count - self.rec.codes.get("OK", 0)
-            rate = (count - last_count) / (t - last_t)
+            count, errors, in_flight = self._snapshot()
             out.write(
-                f"[{t - self.start:6.1f}s] {count} done, {errors} errors, {rate:.0f} req/s, "
-                f"{self.in_flight} in flight\n"
+                progress_line(t - self.start, count, errors, (count - last_count) / (t - last_t), in_flight)
             )
             out.flush()
             last_count, last_t = count, t
 
-    async def execute(self) -> float:
-        self.start = _now()
-        ticker = None
+    async def publishing(self, publish: Publish) -> None:
+        while True:
+            publish(*self._snapshot())
+            await asyncio.sleep(0.1)
+
+    async def execute(self, start: float | None = None) -> float:
+        """Run the phase; ``start`` (a ``time.perf_counter`` instant, maybe ahead) is when it begins."""
+        if start is not None and start > _now():
+            await asyncio.sleep(start - _now())
+        self.start = _now() if start is None else start
+        tickers = []
         if self.plan.progress is not None:
-            ticker = asyncio.ensure_future(self.progress(self.plan.progress))
+            tickers.append(asyncio.ensure_future(self.progress(self.plan.progress)))
+        if self.publish is not None:
+            tickers.append(asyncio.ensure_future(self.publishing(self.publish)))
         try:
             if self.plan.rps is None:
                 await self.closed()
             else:
                 await self.open(self.plan.rps)
         finally:
-            if ticker is not None:
+            for ticker in tickers:
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await ticker
+            if self.publish is not None:
+                self.publish(*self._snapshot())
         if self.fatal is not None:
             raise self.fatal
         return _now() - self.start
 
 
-async def run(
+@dataclass
+class Measured:
+    """What the measured phase recorded, before it is summarised (or merged with other workers')."""
+
+    rec: Recorder
+    scheduled: int
+    sent: int
+    elapsed: float
+
+
+async def measure(
     plan: Plan,
     clients: Sequence[AsyncClient],
     info: MethodInfo,
     template: Template,
     *,
-    transport: str = "grpc",
-) -> Summary:
-    """Generate the load described by ``plan`` against ``info`` and summarise what came back."""
+    start_at: Callable[[], Awaitable[float]] | None = None,
+    publish: Publish | None = None,
+) -> Measured:
+    """Connect, warm up, then run the measured phase of ``plan``.
+
+    For the workers of ``invora bench --processes``: ``start_at`` is awaited once connected and warmed
+    up and returns the ``time.perf_counter`` instant at which the measured phase starts (the same for
+    every worker, shifted by a worker's place in the shared open-loop timetable); ``publish`` receives
+    running counts for the parent's progress line.
+    """
     if not clients:
         raise ValueError("at least one client is needed")
     call = make_call(info, template, plan.timeout)
@@ -248,11 +290,26 @@ async def run(
         if warm.fatal is not None:
             raise warm.fatal
     if plan.warmup > 0:
-        await _Run(dataclasses.replace(plan, total=None, progress=None), clients, call, plan.warmup).execute()
-    measured = _Run(plan, clients, call, plan.duration)
-    elapsed = await measured.execute()
+        warmup = dataclasses.replace(plan, duration=plan.warmup, total=None, progress=None)
+        await _Run(warmup, clients, call, plan.warmup).execute()
+    start = await start_at() if start_at is not None else None
+    measured = _Run(plan, clients, call, plan.duration, publish)
+    elapsed = await measured.execute(start)
+    return Measured(measured.rec, measured.scheduled, measured.sent, elapsed)
+
+
+async def run(
+    plan: Plan,
+    clients: Sequence[AsyncClient],
+    info: MethodInfo,
+    template: Template,
+    *,
+    transport: str = "grpc",
+) -> Summary:
+    """Generate the load described by ``plan`` against ``info`` and summarise what came back."""
+    m = await measure(plan, clients, info, template)
     return Summary.build(
-        measured.rec,
+        m.rec,
         method=info.full_name,
         transport=transport,
         target=clients[0].target,
@@ -260,7 +317,7 @@ async def run(
         concurrency=plan.concurrency,
         connections=len(clients),
         target_rps=plan.rps,
-        scheduled=measured.scheduled,
-        sent=measured.sent,
-        duration_s=elapsed,
+        scheduled=m.scheduled,
+        sent=m.sent,
+        duration_s=m.elapsed,
     )

@@ -45,6 +45,25 @@ class Recorder:
         self.count += 1
         self.response_bytes += response_bytes
 
+    def export(self) -> dict[str, Any]:
+        """Everything recorded, as plain data another process can :meth:`merge` (HDR's compressed form)."""
+        return {
+            "histogram": self.histogram.encode(),
+            "codes": dict(self.codes),
+            "count": self.count,
+            "response_bytes": self.response_bytes,
+        }
+
+    def merge(self, exported: dict[str, Any]) -> None:
+        """Add another recorder's :meth:`export`: the histograms add bucket by bucket (exact percentiles
+        of the union, not an average of percentiles)."""
+        from hdrh.histogram import HdrHistogram
+
+        self.histogram.add(HdrHistogram.decode(exported["histogram"]))
+        self.codes.update(exported["codes"])
+        self.count += int(exported["count"])
+        self.response_bytes += int(exported["response_bytes"])
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -66,6 +85,7 @@ class Summary:
     rps: float  # completed calls per second of the run
     latency_ms: dict[str, float]  # min, mean, stdev, p50 … p99.9, max
     histogram: list[dict[str, float]] = field(default_factory=list)  # [{"le_ms", "count"}], 10 buckets
+    processes: int = 1  # load-generating processes (--processes); connections and concurrency are totals
 
     @classmethod
     def build(
@@ -82,6 +102,7 @@ class Summary:
         scheduled: int,
         sent: int,
         duration_s: float,
+        processes: int = 1,
     ) -> Summary:
         h = rec.histogram
         latency: dict[str, float] = {}
@@ -112,6 +133,7 @@ class Summary:
             rps=round(rec.count / duration_s, 1) if duration_s > 0 else 0.0,
             latency_ms=latency,
             histogram=buckets,
+            processes=processes,
         )
 
 
@@ -158,7 +180,8 @@ def format_text(s: Summary) -> str:
     lines = [
         "Summary:",
         f"  Method:       {s.method}",
-        f"  Target:       {s.target} ({s.transport}, {s.connections} connection{'s' * (s.connections != 1)})",
+        f"  Target:       {s.target} ({s.transport}, {s.connections} connection{'s' * (s.connections != 1)}"
+        + (f", {s.processes} processes)" if s.processes > 1 else ")"),
         f"  Mode:         {mode}",
         f"  Count:        {s.count}",
         f"  Duration:     {s.duration_s:.2f} s",

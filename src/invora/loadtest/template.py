@@ -45,7 +45,16 @@ def _now() -> str:
 class Template:
     """A compiled request template for one request message class."""
 
-    def __init__(self, request_class: type[Message], data: Any, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        request_class: type[Message],
+        data: Any,
+        *,
+        seed: int | None = None,
+        seq: tuple[int, int] = (1, 1),
+    ) -> None:
+        """``seq``: the first ``{{seq}}`` value and the step (worker *i* of *N* takes ``(i + 1, N)``, so
+        the workers of ``invora bench --processes`` never render the same number)."""
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -53,7 +62,8 @@ class Template:
         self._cls = request_class
         self._data = data
         self._rng = random.Random(seed)
-        self._seq = itertools.count(1)
+        self._seq_from = seq
+        self._seq = itertools.count(*seq)
         self._current_seq = 0
         self.dynamic = _has_placeholder(data)
         self._static: Message | None = None
@@ -61,7 +71,7 @@ class Template:
         sample = self._parse(self._fill(data)) if self.dynamic else self._parse(data)
         if not self.dynamic:
             self._static = sample
-        self._seq = itertools.count(1)
+        self._seq = itertools.count(*self._seq_from)
 
     def render(self) -> Message:
         """The next request (a new message when the template has placeholders)."""

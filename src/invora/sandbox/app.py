@@ -454,6 +454,11 @@ class Sandbox:
                 self._error_rate.pop(key, None)
 
     @property
+    def blocking(self) -> bool:
+        """Whether calls may sleep (a latency knob is set): async servers then run them off their loop."""
+        return bool(self._latency)
+
+    @property
     def calls(self) -> list[CallRecord]:
         with self._lock:
             raw = list(self._calls)

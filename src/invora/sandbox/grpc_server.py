@@ -93,7 +93,9 @@ class _Router(grpc.GenericRpcHandler):  # type: ignore[type-arg]
 class GrpcServer:
     def __init__(self, sandbox: Sandbox, host: str, port: int, tls: tuple[bytes, bytes] | None) -> None:
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="sandbox-grpc"),
+            # 32 threads: 64 measured ~20 % more CPU per call at 50 in flight (GIL hand-offs between
+            # more runnable threads). It also bounds calls slowed by the latency knob to 32 at a time.
+            futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="sandbox-grpc"),
             handlers=[_Router(sandbox)],
             options=[("grpc.so_reuseport", 0)],
         )
