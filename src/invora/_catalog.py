@@ -58,6 +58,26 @@ class MethodInfo:
     idempotency_key: str | None  # field the server deduplicates writes on (`request_id`, `transaction_id`)
     page: PageInfo | None
 
+    @classmethod
+    def from_data(cls, service: ServiceInfo, data: dict[str, Any]) -> MethodInfo:
+        """From a catalog entry (the generated catalog, or facts derived at run time by ``invora._rules``)."""
+        page = data["page"]
+        return cls(
+            service=service,
+            name=data["name"],
+            attr=data["attr"],
+            input_type=data["input"],
+            output_type=data["output"],
+            client_streaming=data["client_streaming"],
+            server_streaming=data["server_streaming"],
+            http=HttpRule.from_data(data["http"]) if data["http"] else None,
+            scope=data["scope"],
+            read=data["read"],
+            has_request_id=data["request_id"],
+            idempotency_key=data["idempotency_key"],
+            page=PageInfo(**page) if page else None,
+        )
+
     @property
     def full_name(self) -> str:
         """``package.Service/Method`` — the form used by the CLI and grpcurl."""
@@ -174,22 +194,7 @@ def services() -> tuple[ServiceInfo, ...]:
             depends={k: tuple(v) for k, v in data["depends"].items()},
         )
         for m in data["methods"]:
-            page = m["page"]
-            svc.methods[m["name"]] = MethodInfo(
-                service=svc,
-                name=m["name"],
-                attr=m["attr"],
-                input_type=m["input"],
-                output_type=m["output"],
-                client_streaming=m["client_streaming"],
-                server_streaming=m["server_streaming"],
-                http=HttpRule.from_data(m["http"]) if m["http"] else None,
-                scope=m["scope"],
-                read=m["read"],
-                has_request_id=m["request_id"],
-                idempotency_key=m["idempotency_key"],
-                page=PageInfo(**page) if page else None,
-            )
+            svc.methods[m["name"]] = MethodInfo.from_data(svc, m)
         out.append(svc)
     return tuple(out)
 

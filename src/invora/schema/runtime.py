@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from invora import _rules
-from invora._catalog import HttpRule, MethodInfo, PageInfo, ServiceInfo
+from invora._catalog import MethodInfo, ServiceInfo
 
 if TYPE_CHECKING:
     import pathlib
@@ -107,19 +107,4 @@ def _index(out: dict[str, descriptor_pb2.DescriptorProto], scope: str, messages:
 
 def _method_info(svc: ServiceInfo, facts: dict[str, Any]) -> MethodInfo:
     attr = _rules.snake(facts["name"])
-    page = facts["page"]
-    return MethodInfo(
-        service=svc,
-        name=facts["name"],
-        attr=attr + "_" if keyword.iskeyword(attr) else attr,
-        input_type=facts["input"],
-        output_type=facts["output"],
-        client_streaming=facts["client_streaming"],
-        server_streaming=facts["server_streaming"],
-        http=HttpRule.from_data(facts["http"]) if facts["http"] else None,
-        scope=facts["scope"],
-        read=facts["read"],
-        has_request_id=facts["request_id"],
-        idempotency_key=facts["idempotency_key"],
-        page=PageInfo(**page) if page else None,
-    )
+    return MethodInfo.from_data(svc, {**facts, "attr": attr + "_" if keyword.iskeyword(attr) else attr})
