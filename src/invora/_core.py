@@ -184,6 +184,8 @@ def _schema_depth(desc: Any, path: frozenset[Any] = frozenset()) -> int:
 def _check_nesting(cls: Any, fields: Mapping[str, Any]) -> None:
     """Refuse request dicts nested deeper than the schema allows (they would otherwise end in a
     RecursionError deep inside protobuf); iterative, so any input depth is measured safely."""
+    if not any(isinstance(v, (Mapping, list, tuple)) for v in fields.values()):
+        return  # flat keyword fields (the common call): nothing nested to measure
     desc = cls.DESCRIPTOR
     allowed = _schema_depth(desc)
     stack: list[tuple[Any, int]] = [(fields, 0)]
