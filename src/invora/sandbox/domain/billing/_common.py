@@ -20,7 +20,7 @@ from invora._proto.invora.billing.common.v2 import models_pb2
 from invora.decimal import from_decimal, to_decimal
 from invora.sandbox import listing
 from invora.sandbox.faults import Fault, bad_request, invalid_argument, not_found
-from invora.sandbox.store import Record, filter_records, get_attr, now_ts
+from invora.sandbox.store import Record, copy_matching, filter_records, get_attr, now_ts
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo
@@ -101,6 +101,20 @@ def copy(msg: Any) -> Any:
 
 
 # -- faults ---------------------------------------------------------------------------------------------
+
+
+def apply_update(request: Any, target: Any, skip: Iterable[str] = ()) -> set[str]:
+    """Copy an update request's fields onto ``target`` (each replaces the stored value); with an
+    ``update_mask`` only the masked ones. Returns the mask's paths (empty: no mask)."""
+    paths = set(request.update_mask.paths)
+    ignored = {"id", "update_mask", *skip}
+    for f, _ in request.ListFields():
+        if f.name in ignored or (paths and f.name not in paths):
+            continue
+        if f.name in target.DESCRIPTOR.fields_by_name:
+            target.ClearField(f.name)
+        copy_matching(request, target, only=[f.name])
+    return paths
 
 
 def required(field: str) -> Fault:

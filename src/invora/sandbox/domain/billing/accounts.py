@@ -54,13 +54,7 @@ class Customers:
         with ctx.store.lock:
             rec = c.fetch(ctx, c.CUSTOMER, request.id, "customer", "id")
             cust = c.copy(rec.msg)
-            paths = set(request.update_mask.paths)
-            for f, _ in request.ListFields():
-                if f.name in ("id", "update_mask") or (paths and f.name not in paths):
-                    continue
-                if f.name in cust.DESCRIPTOR.fields_by_name:
-                    cust.ClearField(f.name)
-                copy_matching(request, cust, only=[f.name])
+            paths = c.apply_update(request, cust)
             for p in paths - {f.name for f, _ in request.ListFields()}:
                 if p in cust.DESCRIPTOR.fields_by_name and p not in ("id", "external_id"):
                     cust.ClearField(p)

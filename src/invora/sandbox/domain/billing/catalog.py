@@ -40,12 +40,7 @@ class Metrics:
         with ctx.store.lock:
             rec = c.fetch(ctx, c.METRIC, request.id, "billable metric", "id")
             metric = c.copy(rec.msg)
-            paths = set(request.update_mask.paths)
-            for f, _ in request.ListFields():
-                if f.name in ("id", "update_mask") or (paths and f.name not in paths):
-                    continue
-                metric.ClearField(f.name)
-                copy_matching(request, metric, only=[f.name])
+            c.apply_update(request, metric)
             self._check(metric)
             if metric.code != rec.msg.code:
                 c.unique(ctx, c.METRIC, "code", metric.code, "billable metric", but=rec.key)
@@ -397,12 +392,7 @@ class Coupons:
         with ctx.store.lock:
             rec = c.fetch(ctx, c.COUPON, request.id, "coupon", "id")
             coupon = c.copy(rec.msg)
-            paths = set(request.update_mask.paths)
-            for f, _ in request.ListFields():
-                if f.name in ("id", "update_mask", "applies_to") or (paths and f.name not in paths):
-                    continue
-                coupon.ClearField(f.name)
-                copy_matching(request, coupon, only=[f.name])
+            c.apply_update(request, coupon, skip=("applies_to",))
             self._check(coupon)
             if request.HasField("applies_to"):
                 self._limits(ctx, coupon, request)
