@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from _calls import record
 
 import invora
 from invora import _catalog
@@ -134,7 +135,7 @@ def test_prefetch_can_be_disabled(server: ListServer) -> None:
 
 def test_observer_sees_every_page(server: ListServer) -> None:
     seen: list[tuple[str, grpc.StatusCode, int, int]] = []
-    with invora.Client(server.target, on_call=lambda m, d, c, q, r: seen.append((m, c, q, r))) as client:
+    with invora.Client(server.target, hooks=[record(seen)]) as client:
         assert len(list(client.simple.invoices.list(page_size=40))) == 95
     assert [(m, c) for m, c, _, _ in seen] == [
         ("invora.simple.invoices.v1.SimpleInvoiceService/List", grpc.StatusCode.OK)

@@ -157,7 +157,7 @@ def test_unavailable_read_is_retried_until_success(server: tuple[str, Script], s
     observed: list[grpc.StatusCode] = []
     script.actions["Get"] = [("code", C.UNAVAILABLE), ("code", C.UNAVAILABLE)]
     with invora.Client(
-        server[0], retry=FAST, on_call=lambda m, d, code, q, r: observed.append(code)
+        server[0], retry=FAST, hooks=[lambda e: lambda done: observed.append(done.code)]
     ) as client:
         client.simple.invoices.get(key="INV-1")
     assert [rpc for rpc, _ in script.seen] == ["Get"] * 3

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from _calls import changes, record
 
 import invora
 from invora.sandbox import Sandbox
@@ -18,23 +19,6 @@ from invora.sandbox import Sandbox
 FAST = invora.Retry(attempts=4, initial=0.01, maximum=0.05, deadline=20)
 GET = "invora.simple.invoices.v1.SimpleInvoiceService/Get"
 LIST = "invora.simple.invoices.v1.SimpleInvoiceService/List"
-
-
-def changes(buyer: str = "Acme Trading") -> dict[str, Any]:
-    return {
-        "currency_code": "SAR",
-        "issue_date": {"year": 2026, "month": 1, "day": 15},
-        "buyer": {"name": buyer, "vat_number": "300000000000003"},
-        "lines": [
-            {
-                "description": "Widget",
-                "quantity": {"units": 2},
-                "unit_price": {"units": 100},
-                "tax_rate": {"units": 15},
-                "tax_category": "TAX_CATEGORY_STANDARD",
-            }
-        ],
-    }
 
 
 @pytest.fixture(scope="module")
@@ -380,7 +364,7 @@ def test_malformed_and_foreign_cursors(sb: Any, tenant: Any) -> None:
 
 def test_observer_hook(sb: Any, tenant: Any) -> None:
     seen: list[tuple[str, grpc.StatusCode, int, int]] = []
-    with client_for(sb, tenant, on_call=lambda m, d, c, q, r: seen.append((m, c, q, r))) as client:
+    with client_for(sb, tenant, hooks=[record(seen)]) as client:
         client.simple.invoices.create(changes=changes())
         with pytest.raises(invora.NotFound):
             client.simple.invoices.get(key="nope")
@@ -455,7 +439,7 @@ def test_server_latency_beyond_the_deadline(sb: Any, tenant: Any) -> None:
 def test_with_options_copy_shares_channels_and_changes_only_what_is_asked(sb: Any, tenant: Any) -> None:
     seen: list[str] = []
     client = client_for(sb, tenant)
-    copy = client.with_options(retry=None, on_call=lambda m, d, c, q, r: seen.append(c.name))
+    copy = client.with_options(retry=None, hooks=[lambda e: lambda done: seen.append(done.code.name)])
     assert copy.org_id == tenant.org_id and copy._scope.core.transport is client._scope.core.transport
     key = client.simple.invoices.create(changes=changes()).details.key
     sb.inject_error(GET, grpc.StatusCode.UNAVAILABLE, times=1)

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from invora.errors import Unavailable as Unavailable
     from invora.errors import Unimplemented as Unimplemented
     from invora.errors import Unknown as Unknown
+    from invora.hooks import CallEvent as CallEvent
+    from invora.hooks import Hook as Hook
     from invora.pagination import AsyncPager as AsyncPager
     from invora.pagination import Pager as Pager
     from invora.retry import Retry as Retry
@@ -59,6 +61,7 @@ __all__ = [
     "AsyncPager",
     "AuthMetadataPlugin",
     "AuthenticationError",
+    "CallEvent",
     "Cancelled",
     "Client",
     "ClientClosedError",
@@ -69,6 +72,7 @@ __all__ = [
     "DataLoss",
     "DeadlineExceeded",
     "FailedPrecondition",
+    "Hook",
     "Internal",
     "InvalidArgument",
     "InvoraError",
@@ -99,6 +103,7 @@ _LAZY = {
     **dict.fromkeys(("AuthMetadataPlugin", "ClientCredentials", "Credentials", "StaticToken"), "invora.auth"),
     **dict.fromkeys(("DecimalValue", "to_decimal", "from_decimal"), "invora.decimal"),
     **dict.fromkeys(("Pager", "AsyncPager"), "invora.pagination"),
+    **dict.fromkeys(("CallEvent", "Hook"), "invora.hooks"),
     "DEFAULT": "invora._service",
     "Retry": "invora.retry",
     "RawResponse": "invora.transport",

@@ -8,7 +8,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from invora._core import AsyncCore, Core, OnCall, Scope
+from invora._attempts import REQUEST_ID_KEY, apply_log_env
+from invora._core import AsyncCore, Core, Scope
 from invora._proto.services import AsyncServices, Services
 from invora._service import DEFAULT, Namespace, RetryArg
 from invora._target import ENVIRONMENTS, check_metadata, check_metadata_key, parse_target
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from google.protobuf.descriptor_pb2 import FileDescriptorSet
 
     from invora._catalog import MethodInfo
+    from invora.hooks import Hook
 
 __all__ = ["AsyncClient", "Client"]
 
@@ -54,7 +56,7 @@ class _Options:
     channel_options: Sequence[tuple[str, Any]] | Mapping[str, Any] | None = None
     org_header: str = "x-target-org-id"
     metadata: Sequence[tuple[str, str]] | Mapping[str, str] | None = None
-    on_call: OnCall | None = None
+    hooks: Sequence[Hook] = ()
     transport: str | Transport | AsyncTransport = "grpc"
     prefetch: bool = True
     user_agent: str | None = None
@@ -69,10 +71,11 @@ class _Settings:
     """Validated client configuration (everything decided before any network)."""
 
     def __init__(self, options: _Options) -> None:
+        apply_log_env()
         o = self.options = options
         target, environment, credentials = o.target, o.environment, o.credentials
         timeout, stream_timeout, retry, tls = o.timeout, o.stream_timeout, o.retry, o.tls
-        private_key, org_header, metadata, on_call = o.private_key, o.org_header, o.metadata, o.on_call
+        private_key, org_header, metadata, hooks = o.private_key, o.org_header, o.metadata, o.hooks
         channel_options, transport = o.channel_options, o.transport
         if target is not None and environment is not None:
             raise ConfigurationError("pass target or environment, not both")
@@ -125,8 +128,12 @@ class _Settings:
         opts = tuple(
             channel_options.items() if isinstance(channel_options, Mapping) else channel_options or ()
         )
-        if on_call is not None and not callable(on_call):
-            raise ConfigurationError("on_call must be callable")
+        if any(key == REQUEST_ID_KEY for key, _ in extra):
+            raise ConfigurationError(
+                f"{REQUEST_ID_KEY} names one call: pass it per call (metadata=...), not for the whole client"
+            )
+        if isinstance(hooks, str) or not all(callable(h) for h in hooks):
+            raise ConfigurationError("hooks must be a sequence of callables hook(event) (see invora.hooks)")
         self.sync_transport_cls, self.async_transport_cls = transport_classes(transport)
         self.transport_name = transport if isinstance(transport, str) else transport.name
         self.target = parsed
@@ -148,7 +155,7 @@ class _Settings:
         self.retry: Retry | None = retry
         self.org_header = header
         self.extra_md = extra
-        self.on_call = on_call
+        self.hooks = tuple(hooks)
         self.prefetch = o.prefetch
 
 
@@ -181,7 +188,7 @@ _INIT_DOC = """
     - ``channel_options``: extra gRPC channel options, e.g. ``{"grpc.max_receive_message_length": n}``.
     - ``org_header``: the metadata key carrying ``org_id`` (default ``x-target-org-id``).
     - ``metadata``: extra metadata (HTTP headers over REST) sent with every call.
-    - ``on_call``: ``on_call(method, seconds, code, request_bytes, response_bytes)`` after each call or page.
+    - ``hooks``: callables that watch each attempt of a call or page (:mod:`invora.hooks`: tracing, metrics).
     - ``transport``: ``"grpc"`` (default), ``"rest"`` (REST/JSON through the schema's HTTP rules), or a
       transport instance (e.g. :class:`invora.testing.FakeTransport` for unit tests without sockets).
     - ``prefetch``: fetch a list's next page while the current one is consumed (default True).
@@ -226,7 +233,7 @@ class _BaseClient(Namespace):
         channel_options: Sequence[tuple[str, Any]] | Mapping[str, Any] | None = None,
         org_header: str = "x-target-org-id",
         metadata: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
-        on_call: OnCall | None = None,
+        hooks: Sequence[Hook] = (),
         transport: str | Transport | AsyncTransport = "grpc",
         prefetch: bool = True,
         user_agent: str | None = None,
@@ -237,7 +244,7 @@ class _BaseClient(Namespace):
             target=target, environment=environment, credentials=credentials, org_id=org_id, timeout=timeout,
             stream_timeout=stream_timeout, retry=retry, tls=tls, root_certificates=root_certificates,
             private_key=private_key, certificate_chain=certificate_chain, ssl_target_name=ssl_target_name,
-            channel_options=channel_options, org_header=org_header, metadata=metadata, on_call=on_call,
+            channel_options=channel_options, org_header=org_header, metadata=metadata, hooks=hooks,
             transport=transport, prefetch=prefetch, user_agent=user_agent, schema_check=schema_check,
             schema=schema,
         )  # fmt: skip
@@ -256,9 +263,11 @@ class _BaseClient(Namespace):
             timeout=s.timeout,
             stream_timeout=s.stream_timeout,
             retry=s.retry,
-            on_call=s.on_call,
+            hooks=s.hooks,
             org_header=s.org_header,
             prefetch=s.prefetch,
+            target=s.config.address,
+            transport_name=s.transport_name,
         )
         if parent is not None:
             parent.adopt(core)
@@ -317,6 +326,7 @@ class _BaseClient(Namespace):
                 f"expected some of {', '.join(sorted(_OPTION_NAMES))}"
             )
         changes.setdefault("org_id", self._scope.org_id)
+        changes.setdefault("hooks", self._scope.core.hooks)  # including those added since (invora.otel)
         if "target" in changes or "environment" in changes:  # a new address replaces the old either way
             changes.setdefault("target", None)
             changes.setdefault("environment", None)
@@ -394,7 +404,7 @@ class _BaseClient(Namespace):
         scope = self._scope
         core = scope.core
         core.check_usable()
-        md = scope.call_metadata(org_id, metadata)
+        md, rid = scope.call_metadata(org_id, metadata)
         if binding.info.client_streaming:
             feed = AsyncRequestFeed if self._async else RequestFeed
             req, retry = feed(req, binding.coerce), None
@@ -404,7 +414,7 @@ class _BaseClient(Namespace):
                 retry = None  # streams are never retried
         if binding.info.server_streaming or binding.info.client_streaming:
             timeout = core.stream_timeout if timeout is None else timeout
-        return core.unary(binding, req, timeout, retry, md, call=binding.raw)
+        return core.unary(binding.with_call(binding.raw), req, timeout, retry, md, rid)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.target} {self._scope!r}>"

@@ -207,6 +207,8 @@ class InvoraError(Exception):
         self.details_error: str | None = None
         #: Attempts made before this error was raised (set by the retry loop).
         self.attempts = 1
+        #: The id the SDK gave the call (its ``x-request-id``), set when the error leaves the call pipeline.
+        self.request_id: str | None = None
 
     def __str__(self) -> str:
         text = f"{self.code.name}: {self.message}" if self.message else self.code.name
@@ -217,7 +219,11 @@ class InvoraError(Exception):
         found = [f"{v.field}: {v.description}" for v in self.field_violations]
         found += [f"{v.field}: {v.message}" for v in self.validation_errors]
         extra = [e for e in dict.fromkeys(found) if e not in self.message][:5]
-        return redact(f"{text} ({'; '.join(extra)})") if extra else text
+        if extra:
+            text = redact(f"{text} ({'; '.join(extra)})")
+        if self.request_id:
+            text += f" (request id {self.request_id})"
+        return text
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code.name}, message={self.message!r})"
@@ -240,6 +246,20 @@ class InvoraError(Exception):
                 except Exception as exc:  # malformed details never mask the error itself
                     self.details_error = f"{type(exc).__name__}: {exc}"
         return self._details
+
+    @property
+    def server_request_id(self) -> str | None:
+        """The request or trace id the server gave the failed call: ``google.rpc.RequestInfo.request_id``,
+        else an ``x-request-id`` / ``x-trace-id`` response header; None when absent or not a short
+        printable token (the server's text is shown, never interpreted)."""
+        for d in self._find("google.rpc.RequestInfo"):
+            if _id_like(d.request_id):
+                return str(d.request_id)
+        for key in _SERVER_ID_KEYS:
+            for k, v in (*self.initial_metadata, *self.trailing_metadata):
+                if k == key and isinstance(v, str) and _id_like(v):
+                    return v
+        return None
 
     def _find(self, full_name: str) -> list[Any]:
         return [d for d in self.details if d.DESCRIPTOR.full_name == full_name]
@@ -273,6 +293,13 @@ class InvoraError(Exception):
             delay = d.retry_delay
             return max(0.0, float(delay.seconds + delay.nanos / 1e9))
         return self._retry_delay_hint
+
+
+_SERVER_ID_KEYS = ("x-request-id", "x-trace-id")
+
+
+def _id_like(value: str) -> bool:
+    return 0 < len(value) <= 128 and value.isascii() and value.isprintable() and " " not in value
 
 
 class RpcError(InvoraError):

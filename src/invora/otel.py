@@ -13,8 +13,9 @@ whatever span is current where the call is made, and the configured propagator (
 default) writes its context into the call's metadata — HTTP headers on REST — so the server continues
 the trace. Streams are not traced yet.
 
-Spans are started without being made current, so the hook is safe with threads and asyncio alike; an
-uninstrumented client pays one attribute check per call. Needs the ``otel`` extra
+It is a hook (:mod:`invora.hooks`): ``Client(hooks=[invora.otel.hook()])`` traces from the start, and
+``instrument(client)`` adds it to an existing client. Spans are started without being made current, so
+the hook is safe with threads and asyncio alike. Needs the ``otel`` extra
 (``pip install 'invora[otel]'``).
 """
 
@@ -30,84 +31,87 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "invora.otel needs OpenTelemetry: pip install 'invora[otel]' (opentelemetry-api)"
     ) from exc
 
-import grpc
-
 from invora import __version__
 
 if TYPE_CHECKING:
     from invora import AsyncClient, Client
+    from invora.hooks import CallEvent, Hook
 
-__all__ = ["instrument", "uninstrument"]
+__all__ = ["hook", "instrument", "uninstrument"]
 
 C = TypeVar("C", "Client", "AsyncClient")
 
 
-class _Span:
-    __slots__ = ("_rest", "_span", "metadata")
+class _Tracing:
+    """The hook: a CLIENT span per attempt, its context injected into the attempt's metadata."""
 
-    def __init__(self, span: Any, metadata: tuple[tuple[str, str], ...], rest: bool) -> None:
-        self._span = span
-        self.metadata = metadata
-        self._rest = rest
+    def __init__(self, tracer_provider: Any = None) -> None:
+        self._tracer = trace.get_tracer("invora", __version__, tracer_provider=tracer_provider)
 
-    def end(self, error: BaseException | None) -> None:
-        span = self._span
-        if error is None:
-            span.set_attribute("rpc.grpc.status_code", 0)
-        else:
-            code = getattr(error, "code", None)
-            if isinstance(code, grpc.StatusCode):
-                span.set_attribute("rpc.grpc.status_code", code.value[0])
-                span.set_attribute("error.type", code.name)
-            else:
-                span.set_attribute("error.type", type(error).__name__)
-            http_status = getattr(error, "http_status", None)
-            if self._rest and isinstance(http_status, int) and http_status:  # 0: no response came
-                span.set_attribute("http.response.status_code", http_status)
-            span.record_exception(error)
-            span.set_status(
-                Status(StatusCode.ERROR, f"{getattr(code, 'name', type(error).__name__)}: {error}")
-            )
-        span.end()
-
-
-class _Tracer:
-    """Builds spans for one client's calls (target and transport are fixed per client)."""
-
-    def __init__(self, tracer: Any, host: str, port: int, transport: str) -> None:
-        self._tracer = tracer
-        self._rest = transport == "rest"
-        self._base = {
-            "rpc.system": "grpc",
-            "server.address": host,
-            "server.port": port,
-            "invora.transport": transport,
-        }
-
-    def start(self, method: str) -> _Span:
-        service, _, name = method.partition("/")
+    def __call__(self, event: CallEvent) -> Any:
+        service, _, name = event.method.partition("/")
+        host, _, port = event.target.rpartition(":")
         span = self._tracer.start_span(
-            method,
+            event.method,
             kind=SpanKind.CLIENT,
-            attributes={**self._base, "rpc.service": service, "rpc.method": name},
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.service": service,
+                "rpc.method": name,
+                "server.address": host.strip("[]"),
+                "server.port": int(port) if port.isdigit() else 0,
+                "invora.transport": event.transport,
+            },
         )
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(span))
-        return _Span(span, tuple((k.lower(), v) for k, v in carrier.items()), self._rest)
+        event.metadata.extend((k.lower(), v) for k, v in carrier.items())
+        return lambda done: _end(span, done)
+
+    def __repr__(self) -> str:
+        return "invora.otel.hook()"
+
+
+def _end(span: Any, event: CallEvent) -> None:
+    error = event.error
+    if error is None:
+        span.set_attribute("rpc.grpc.status_code", 0)
+    else:
+        code = event.code
+        if code is not None:
+            span.set_attribute("rpc.grpc.status_code", code.value[0])
+            span.set_attribute("error.type", code.name)
+        else:
+            span.set_attribute("error.type", type(error).__name__)
+        http_status = getattr(error, "http_status", None)
+        if event.transport == "rest" and isinstance(http_status, int) and http_status:  # 0: no response
+            span.set_attribute("http.response.status_code", http_status)
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, f"{getattr(code, 'name', type(error).__name__)}: {error}"))
+    span.end()
+
+
+def hook(*, tracer_provider: Any = None) -> Hook:
+    """The tracing hook, for ``Client(hooks=[invora.otel.hook()])``; ``tracer_provider`` defaults to the
+    global one."""
+    return _Tracing(tracer_provider)
 
 
 def instrument(client: C, *, tracer_provider: Any = None) -> C:
-    """Trace every call of ``client`` (and of its ``with_org`` views, which share its channels).
+    """Trace every call of an existing ``client`` (and of its ``with_org`` views, which share its core).
 
-    ``tracer_provider`` defaults to the global one. Calling it again replaces the previous tracer.
+    Adds :func:`hook` to the client's hooks; calling it again replaces the previous tracing hook.
     """
-    settings = client._settings
-    tracer = trace.get_tracer("invora", __version__, tracer_provider=tracer_provider)
-    core = client._scope.core
-    core.tracer = _Tracer(tracer, settings.config.host, settings.config.port, settings.transport_name)
+    core: Any = client._scope.core
+    core.hooks = (*_others(core.hooks), hook(tracer_provider=tracer_provider))
     return client
 
 
 def uninstrument(client: Client | AsyncClient) -> None:
     """Stop tracing ``client``'s calls."""
-    client._scope.core.tracer = None
+    core: Any = client._scope.core
+    core.hooks = _others(core.hooks)
+
+
+def _others(hooks: tuple[Hook, ...]) -> tuple[Hook, ...]:
+    return tuple(h for h in hooks if not isinstance(h, _Tracing))

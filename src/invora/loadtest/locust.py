@@ -14,8 +14,8 @@
 Every unary call — and each page of an auto-paginated list — is reported to Locust as a request named
 after its RPC (``invora.simple.invoices.v1.SimpleInvoiceService/List``), typed ``grpc`` or ``rest``, with
 the SDK-measured duration, the response size, and on failure an exception of the status's class (so
-failures group by status code). The timing comes from the client's ``on_call`` observer: nothing is
-measured twice and a call is reported once.
+failures group by status code). The timing comes from a client hook (:mod:`invora.hooks`): nothing is
+measured twice and each attempt is reported once.
 
 Connection settings come from Locust's ``--host`` (or the class's ``host``) and the ``INVORA_*``
 environment variables the CLI reads (``INVORA_TARGET``, ``INVORA_TRANSPORT``, ``INVORA_TOKEN_URL``,
@@ -48,6 +48,8 @@ from invora.errors import error_class
 if TYPE_CHECKING:
     import grpc
     from locust.env import Environment
+
+    from invora.hooks import CallEvent
 
 __all__ = ["InvoraUser"]
 
@@ -109,9 +111,10 @@ def _build_client(user: InvoraUser, environment: Environment) -> invora.Client:
         fire = environment.events.request.fire
         failure_classes: dict[grpc.StatusCode, Exception] = {}
 
-        def on_call(
-            method: str, seconds: float, code: grpc.StatusCode, request_bytes: int, response_bytes: int
-        ) -> None:
+        def report(event: CallEvent) -> None:
+            code = event.code
+            if code is None:
+                return  # a local failure (cancelled at test stop, a bug in the task): no server answer
             exception = None
             if code.value[0] != 0:
                 exception = failure_classes.get(code)
@@ -119,15 +122,15 @@ def _build_client(user: InvoraUser, environment: Environment) -> invora.Client:
                     exception = failure_classes[code] = error_class(code)()
             fire(  # type: ignore[no-untyped-call]
                 request_type=transport,
-                name=method,
-                response_time=seconds * 1000.0,
-                response_length=response_bytes,
+                name=event.method,
+                response_time=event.duration * 1000.0,
+                response_length=event.response_bytes,
                 response=None,
                 context={},
                 exception=exception,
             )
 
-        options = {"on_call": on_call, "retry": user.retry, "timeout": user.timeout}
+        options = {"hooks": [lambda _event: report], "retry": user.retry, "timeout": user.timeout}
         return client_from_args(args, options=options)
     except UsageError as exc:
         raise invora.ConfigurationError(f"{type(user).__name__}: {exc}") from None

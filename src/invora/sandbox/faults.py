@@ -6,6 +6,7 @@ REST as the JSON form of ``google.rpc.Status`` with the HTTP status of the API's
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -42,13 +43,26 @@ class Fault(Exception):
         if retry_delay is not None:
             self.details.append(retry_info(retry_delay))
 
-    def status(self) -> status_pb2.Status:
+    def status(self, request_id: str | None = None) -> status_pb2.Status:
+        """The ``google.rpc.Status``; with ``request_id``, a ``RequestInfo`` detail naming the call (the
+        sandbox names a call by the client's ``x-request-id`` when it sends one, like a gateway)."""
         st = status_pb2.Status(code=self.code.value[0], message=self.message)
-        for d in self.details:
+        details = list(self.details)
+        if request_id:
+            details.append(error_details_pb2.RequestInfo(request_id=request_id))
+        for d in details:
             holder = any_pb2.Any()
             holder.Pack(d)
             st.details.append(holder)
         return st
+
+
+def call_id(given: str | None) -> str:
+    """The id the sandbox reports for a call: the client's ``x-request-id`` if it is a short printable
+    token, else a fresh one."""
+    if given and len(given) <= 128 and given.isascii() and given.isprintable():
+        return given
+    return uuid.uuid4().hex
 
 
 def retry_info(seconds: float) -> error_details_pb2.RetryInfo:

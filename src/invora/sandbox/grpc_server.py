@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc_status import rpc_status
 
-from invora.sandbox.faults import Fault
+from invora.sandbox.faults import Fault, call_id
 from invora.sandbox.reflection import enable_reflection
 
 if TYPE_CHECKING:
@@ -24,7 +24,9 @@ def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
 
 
 def _abort(context: grpc.ServicerContext, fault: Fault) -> None:
-    context.abort_with_status(rpc_status.to_status(fault.status()))
+    given = next((v for k, v in context.invocation_metadata() if k == "x-request-id"), None)
+    rid = call_id(given if isinstance(given, str) else None)
+    context.abort_with_status(rpc_status.to_status(fault.status(rid)))
 
 
 def _internal(context: grpc.ServicerContext, full: str, exc: BaseException) -> None:

@@ -34,7 +34,7 @@ from google.protobuf import json_format
 from invora import transcoding
 from invora.errors import http_status_for
 from invora.sandbox.app import OAuthError
-from invora.sandbox.faults import Fault, bad_request
+from invora.sandbox.faults import Fault, bad_request, call_id
 
 if TYPE_CHECKING:
     from invora.sandbox.app import Sandbox
@@ -72,8 +72,8 @@ def _json(status: int, data: Any, headers: Headers | None = None) -> _Response:
     return _Response(status, _dumps(data), headers=headers)
 
 
-def _fault_response(fault: Fault) -> _Response:
-    data = json_format.MessageToDict(fault.status())
+def _fault_response(fault: Fault, request_id: str | None = None) -> _Response:
+    data = json_format.MessageToDict(fault.status(call_id(request_id)))
     data.setdefault("code", fault.code.value[0])
     data.setdefault("message", fault.message)
     headers: Headers = []
@@ -166,7 +166,7 @@ class App:
                 return _json(200, {"status": "SERVING"})
             return self._rest(request)
         except Fault as f:
-            return _fault_response(f)
+            return _fault_response(f, request.headers.get("x-request-id"))
 
     # -- OIDC -------------------------------------------------------------------------------------------
     def _discovery(self) -> _Response:
