@@ -25,12 +25,12 @@ from google.protobuf.message import Message
 from invora import _catalog
 from invora.sandbox import auth, listing
 from invora.sandbox.faults import Fault
-from invora.sandbox.store import GenericService, Handler, Store
+from invora.sandbox.store import CallContext, GenericService, Handler, Store
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo
 
-__all__ = ["CallContext", "CallRecord", "Sandbox", "Tenant"]
+__all__ = ["CallRecord", "Sandbox", "Tenant"]
 
 TENANCY_KEYS = ("x-target-org-id", "x-invora-org-id", "x-zitadel-orgid")
 _ORG_ID_RE = re.compile(r"^[0-9]{6,32}$")
@@ -83,35 +83,11 @@ class ClientCred:
 
 
 @dataclass
-class CallContext:
-    """What a handler knows about the call."""
-
-    sandbox: Sandbox
-    method: MethodInfo
-    org: str  # effective organization (tenancy header applied)
-    claims: auth.Claims
-    transport: str
-    metadata: Mapping[str, str]
-
-    @property
-    def store(self) -> Store:
-        return self.sandbox.store
-
-
-@dataclass
 class MethodEntry:
     info: MethodInfo
     handler: Handler
     scope: str | None
     full: str
-
-
-class OAuthError(Exception):
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(description)
-        self.status = status
-        self.error = error
-        self.description = description
 
 
 class Sandbox:
@@ -375,14 +351,14 @@ class Sandbox:
         return cred.scope if cred is not None else auth.ALL_SCOPES
 
     def issue_token(self, client_id: str, client_secret: str) -> tuple[str, int]:
-        """The ``client_credentials`` grant: a token and its lifetime, or :class:`OAuthError`."""
+        """The ``client_credentials`` grant: a token and its lifetime, or :class:`~invora.sandbox.auth.OAuthError`."""
         with self._lock:
             cred = self._clients.get(client_id)
         if cred is None or not secrets.compare_digest(cred.secret.encode(), client_secret.encode()):
-            raise OAuthError(401, "invalid_client", "client authentication failed")
+            raise auth.OAuthError(401, "invalid_client", "client authentication failed")
         org = self._orgs.get(cred.org_id)
         if org is not None and org.status != "active":
-            raise OAuthError(400, "unauthorized_client", "the organization is suspended")
+            raise auth.OAuthError(400, "unauthorized_client", "the organization is suspended")
         ttl = self.token_ttl
         token, jti = self._keyring().mint(cred.client_id, cred.org_id, ttl=ttl, scope=cred.scope)
         with self._lock:

@@ -20,7 +20,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +35,27 @@ from invora.sandbox.faults import Fault, invalid_argument, not_found, unimplemen
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo, ServiceInfo
-    from invora.sandbox.app import CallContext
+    from invora.sandbox.app import Sandbox
+    from invora.sandbox.auth import Claims
 
-Handler = Callable[["CallContext", Any], Message]
+
+@dataclass
+class CallContext:
+    """What a handler knows about the call (the gateway builds it once authentication and tenancy pass)."""
+
+    sandbox: Sandbox
+    method: MethodInfo
+    org: str  # effective organization (tenancy header applied)
+    claims: Claims
+    transport: str
+    metadata: Mapping[str, str]
+
+    @property
+    def store(self) -> Store:
+        return self.sandbox.store
+
+
+Handler = Callable[[CallContext, Any], Message]
 
 _WRAPPER_PREFIX = "google.protobuf."
 _WRAPPERS = listing._WRAPPERS

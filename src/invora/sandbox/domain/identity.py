@@ -19,8 +19,8 @@ from invora.sandbox.store import Record, filter_records, now_ts
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo
-    from invora.sandbox.app import CallContext, Org, Sandbox
-    from invora.sandbox.store import GenericService, Handler
+    from invora.sandbox.app import Org, Sandbox
+    from invora.sandbox.store import CallContext, GenericService, Handler
 
 REGISTRATION = "invora.identity.v2.PublicRegistrationService"
 CONNECTED = "invora.identity.v2.ConnectedBusinessService"

@@ -27,6 +27,7 @@ from invora.sandbox import listing
 from invora.sandbox.domain.idempotency import dedup
 from invora.sandbox.faults import Fault, bad_request, invalid_argument, not_found
 from invora.sandbox.store import (
+    CallContext,
     GenericService,
     Handler,
     Record,
@@ -42,7 +43,7 @@ from invora.sandbox.store import (
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo, ServiceInfo
-    from invora.sandbox.app import CallContext, Sandbox
+    from invora.sandbox.app import Sandbox
 
 SERVICES = {
     "invora.simple.invoices.v1.SimpleInvoiceService": ("Invoice", "INV"),
@@ -507,7 +508,6 @@ _ITEMS = (("Consulting hour", "150.00", "HUR"), ("Laptop", "3499.99", "EA"), ("S
 def seed_invoices(sb: Sandbox, org_id: str, n: int) -> None:
     """``n`` deterministic invoices for ``org_id`` dated in 2026, every third one frozen."""
     from invora._catalog import service
-    from invora.sandbox.app import CallContext
 
     svc = service(INVOICES)
     docs = SimpleDocuments(sb, svc)

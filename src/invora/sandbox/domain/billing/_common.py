@@ -24,8 +24,8 @@ from invora.sandbox.store import Record, copy_matching, filter_records, get_attr
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo
-    from invora.sandbox.app import CallContext, Sandbox
-    from invora.sandbox.store import GenericService, Handler
+    from invora.sandbox.app import Sandbox
+    from invora.sandbox.store import CallContext, GenericService, Handler
 
 m: Any = models_pb2  # enum values as plain ints (the generated stubs type them as NewTypes)
 
@@ -250,6 +250,13 @@ def billing_period(
     step = _MONTHS.get(interval, 1)
     first = midnight.replace(day=1, month=((at.month - 1) // step) * step + 1)
     return first, _add_months(first, step)
+
+
+def period_of(sub: Any, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The current billing period of an active subscription, starting no earlier than the subscription."""
+    started = when(sub.started_at) if sub.HasField("started_at") else when(sub.created_at)
+    start, end = billing_period(started, sub.plan.interval, sub.billing_time, max(at, started))
+    return max(start, started), end
 
 
 # -- listing --------------------------------------------------------------------------------------------
