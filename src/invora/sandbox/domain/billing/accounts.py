@@ -97,18 +97,7 @@ class Customers:
         with ctx.store.lock:
             advance(ctx)
             rec = c.fetch(ctx, c.CUSTOMER, request.id, "customer", "id")
-            live = [
-                s
-                for s in c.coll(ctx, c.SUBSCRIPTION).values()
-                if s.extra["customer_id"] == rec.key and s.msg.status in (ACTIVE, PENDING)
-            ]
-            if live:
-                raise c.precondition(
-                    f"customer {rec.key!r} has {len(live)} active or pending subscription(s): terminate them first",
-                    "CUSTOMER_HAS_SUBSCRIPTIONS",
-                    customer_id=rec.key,
-                )
-            del c.coll(ctx, c.CUSTOMER)[rec.key]
+            c.delete_unsubscribed(ctx, c.CUSTOMER, rec, "customer", "customer_id")
             return ctx.method.response_class()
 
 
@@ -173,10 +162,7 @@ class Subscriptions:
             if request.subscription_id:
                 return self._change_plan(ctx, request, cust, plan)
             ext = request.external_id or c.new_id()
-            if any(
-                s.msg.external_id == ext and s.msg.status in (ACTIVE, PENDING)
-                for s in c.coll(ctx, c.SUBSCRIPTION).values()
-            ):
+            if any(s.msg.external_id == ext and c.live(s) for s in c.coll(ctx, c.SUBSCRIPTION).values()):
                 raise c.already_exists("live subscription", "external_id", ext)
             at = c.now()
             start = c.when(request.subscription_at) if request.HasField("subscription_at") else at
@@ -323,16 +309,20 @@ class Subscriptions:
         old.msg.next_subscription.CopyFrom(nxt)
         return ctx.method.response_class(subscription=rec.msg)
 
+    @staticmethod
+    def _unended(ctx: Any, request: Any, ended: str) -> Record:
+        """The subscription ``request.id`` names, while it is active or pending (else ``ended``)."""
+        advance(ctx)
+        rec = c.fetch(ctx, c.SUBSCRIPTION, request.id, "subscription", "id")
+        if not c.live(rec):
+            raise c.precondition(
+                f"subscription {rec.key!r} {ended}", "SUBSCRIPTION_ENDED", subscription_id=rec.key
+            )
+        return rec
+
     def update(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:
-            advance(ctx)
-            rec = c.fetch(ctx, c.SUBSCRIPTION, request.id, "subscription", "id")
-            if rec.msg.status not in (ACTIVE, PENDING):
-                raise c.precondition(
-                    f"subscription {rec.key!r} has ended and can no longer change",
-                    "SUBSCRIPTION_ENDED",
-                    subscription_id=rec.key,
-                )
+            rec = self._unended(ctx, request, "has ended and can no longer change")
             sub = c.copy(rec.msg)
             paths = set(request.mask.paths)
 
@@ -371,14 +361,7 @@ class Subscriptions:
 
     def terminate(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:
-            advance(ctx)
-            rec = c.fetch(ctx, c.SUBSCRIPTION, request.id, "subscription", "id")
-            if rec.msg.status not in (ACTIVE, PENDING):
-                raise c.precondition(
-                    f"subscription {rec.key!r} has already ended",
-                    "SUBSCRIPTION_ENDED",
-                    subscription_id=rec.key,
-                )
+            rec = self._unended(ctx, request, "has already ended")
             at = now_ts()
             if rec.msg.status == PENDING:
                 _end(rec, at, CANCELED)
@@ -461,15 +444,19 @@ class Subscriptions:
             rec.extra["removed"].discard(pe.code)
             return ctx.method.response_class(entitlement=ent)
 
+    def _entitlement(self, ctx: Any, request: Any) -> tuple[Record, Any]:
+        """The subscription and its entitlement to ``request.feature_code`` (NOT_FOUND without one)."""
+        if not request.feature_code:
+            raise c.required("feature_code")
+        rec, current = self._entitled(ctx, request.subscription_id)
+        ent = current.get(request.feature_code)
+        if ent is None:
+            raise not_found("entitlement", f"{rec.key}/{request.feature_code}")
+        return rec, ent
+
     def get_entitlement(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:
-            if not request.feature_code:
-                raise c.required("feature_code")
-            rec, current = self._entitled(ctx, request.subscription_id)
-            ent = current.get(request.feature_code)
-            if ent is None:
-                raise not_found("entitlement", f"{rec.key}/{request.feature_code}")
-            return ctx.method.response_class(entitlement=ent)
+            return ctx.method.response_class(entitlement=self._entitlement(ctx, request)[1])
 
     def list_entitlements(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:
@@ -479,11 +466,7 @@ class Subscriptions:
 
     def remove_entitlement(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:
-            if not request.feature_code:
-                raise c.required("feature_code")
-            rec, current = self._entitled(ctx, request.subscription_id)
-            if request.feature_code not in current:
-                raise not_found("entitlement", f"{rec.key}/{request.feature_code}")
+            rec, _ = self._entitlement(ctx, request)
             rec.extra["entitlements"].pop(request.feature_code, None)
             rec.extra["removed"].add(request.feature_code)
             return ctx.method.response_class(feature_code=request.feature_code)

@@ -14,10 +14,12 @@ from invora.sandbox.store import Record, convert, copy_matching, now_ts
 m = c.m
 
 
-class Wallets:
+class Wallets(c.Collection):
     """``WalletsService``: prepaid credits per customer. Granted and paid credits settle at once (the
     sandbox has no payment to wait for); voided credits leave; the ongoing balance subtracts the current
     usage of the customer's active subscriptions in the wallet's currency."""
+
+    name, what = c.WALLET, "wallet"
 
     def create(self, ctx: Any, request: Any) -> Any:
         c.check_required(request, "customer_id")
@@ -122,16 +124,6 @@ class Wallets:
         out.consumed_credits.CopyFrom(c.dv(c.D(0)))
         out.last_balance_sync_at.CopyFrom(now_ts())
         return out
-
-    def get(self, ctx: Any, request: Any) -> Any:
-        with ctx.store.lock:
-            rec = c.fetch(ctx, c.WALLET, request.id, "wallet", "id")
-            return ctx.method.response_class(wallet=self.render(ctx, rec.msg))
-
-    def list(self, ctx: Any, request: Any) -> Any:
-        with ctx.store.lock:
-            recs = list(c.coll(ctx, c.WALLET).values())
-            return c.list_response(ctx, request, recs, lambda r: self.render(ctx, r.msg))
 
     def terminate(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:
