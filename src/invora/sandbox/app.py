@@ -492,52 +492,29 @@ class Sandbox:
                 break
         home = claims.org_id
         if not target or target == home:
-            org = self._orgs.get(home)
+            target, org = home, self._orgs.get(home)
             if org is None:
+                raise _denied("the token's organization no longer exists", "TENANT_FORBIDDEN", home)
+        else:
+            target = target.strip()
+            if not _ORG_ID_RE.match(target):
                 raise Fault(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    "the token's organization no longer exists",
-                    reason="TENANT_FORBIDDEN",
-                    metadata={"org_id": home},
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "the tenancy header is not a valid organization id (expected digits only)",
+                    reason="INVALID_ORG_ID",
+                    metadata={"header": "x-target-org-id"},
                 )
-            if org.status != "active":
-                raise Fault(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"organization {home} is suspended",
-                    reason="TENANT_SUSPENDED",
-                    metadata={"org_id": home},
+            org = self._orgs.get(target)
+            if org is None:
+                raise _denied(
+                    f"organization {target} does not exist or is not visible to this caller",
+                    "UNKNOWN_ORG",
+                    target,
                 )
-            return home
-        target = target.strip()
-        if not _ORG_ID_RE.match(target):
-            raise Fault(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "the tenancy header is not a valid organization id (expected digits only)",
-                reason="INVALID_ORG_ID",
-                metadata={"header": "x-target-org-id"},
-            )
-        org = self._orgs.get(target)
-        if org is None:
-            raise Fault(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"organization {target} does not exist or is not visible to this caller",
-                reason="UNKNOWN_ORG",
-                metadata={"org_id": target},
-            )
-        if org.parent != home and home not in org.members and target not in claims.roles:
-            raise Fault(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"the caller has no role on organization {target}",
-                reason="TENANT_FORBIDDEN",
-                metadata={"org_id": target},
-            )
+            if org.parent != home and home not in org.members and target not in claims.roles:
+                raise _denied(f"the caller has no role on organization {target}", "TENANT_FORBIDDEN", target)
         if org.status != "active":
-            raise Fault(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"organization {target} is suspended",
-                reason="TENANT_SUSPENDED",
-                metadata={"org_id": target},
-            )
+            raise _denied(f"organization {target} is suspended", "TENANT_SUSPENDED", target)
         return target
 
     def _rate_check(self, org: str) -> None:
@@ -624,3 +601,7 @@ class Sandbox:
         self, full: str, org: str | None, md: Mapping[str, str], code: grpc.StatusCode, transport: str
     ) -> None:
         self._calls.append((full, org, md, code, transport, time.time()))  # deque.append is atomic
+
+
+def _denied(message: str, reason: str, org_id: str) -> Fault:
+    return Fault(grpc.StatusCode.PERMISSION_DENIED, message, reason=reason, metadata={"org_id": org_id})

@@ -398,6 +398,25 @@ def _request_ident(request: Any, shape: Shape | None) -> tuple[str, str] | None:
     return None
 
 
+def _required_key(request: Any, shape: Shape) -> str:
+    """The key a request of an addressed method names; INVALID_ARGUMENT when it is empty."""
+    ident = _request_ident(request, shape)
+    assert ident is not None  # the method was classified as addressed
+    path, key = ident
+    if not key:
+        raise invalid_argument(f"{path} is required", path, reason="MISSING_FIELD")
+    return key
+
+
+def _addressed(records: dict[str, Record], request: Any, shape: Shape, what: str) -> Record:
+    """The record a request of an addressed method names (NOT_FOUND when unknown)."""
+    key = _required_key(request, shape)
+    rec = records.get(key)
+    if rec is None:
+        raise not_found(what, key)
+    return rec
+
+
 # -- the generic service --------------------------------------------------------------------------------
 
 
@@ -556,15 +575,7 @@ class GenericService:
                     else:
                         getattr(out, out_name).SetInParent()
                     return out
-                ident = _request_ident(request, shape)
-                assert ident is not None
-                path, key = ident
-                if not key:
-                    raise invalid_argument(f"{path} is required", path, reason="MISSING_FIELD")
-                rec = c.get(key)
-                if rec is None:
-                    raise not_found(what, key)
-                getattr(out, out_name).CopyFrom(rec.msg)
+                getattr(out, out_name).CopyFrom(_addressed(c, request, shape, what).msg)
             return out
 
         return handler
@@ -638,14 +649,7 @@ class GenericService:
                         rec = c[""] = Record("", shape.cls(), ctx.store.next_seq())
                         shape.touch(rec.msg, created=True)
                 else:
-                    ident = _request_ident(request, shape)
-                    assert ident is not None
-                    path, key = ident
-                    if not key:
-                        raise invalid_argument(f"{path} is required", path, reason="MISSING_FIELD")
-                    rec = c.get(key)
-                    if rec is None:
-                        raise not_found(what, key)
+                    rec = _addressed(c, request, shape, what)
                 check_stamp(request, rec.msg, has_stamp and shape.stamp)
                 if shape.is_frozen(rec.msg):
                     raise frozen_fault(what, rec.key)
@@ -691,11 +695,7 @@ class GenericService:
                         "keys must name at least one entity", "keys", reason="MISSING_FIELD"
                     )
             else:
-                ident = _request_ident(request, shape)
-                assert ident is not None
-                if not ident[1]:
-                    raise invalid_argument(f"{ident[0]} is required", ident[0], reason="MISSING_FIELD")
-                keys = [ident[1]]
+                keys = [_required_key(request, shape)]
             out = resp_cls()
             with ctx.store.lock:
                 c = ctx.store.coll(ctx.org, coll)

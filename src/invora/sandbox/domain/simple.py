@@ -321,13 +321,18 @@ class SimpleDocuments:
         out.details.CopyFrom(doc)
         return out
 
-    def get(self, ctx: CallContext, request: Any) -> Any:
-        if not request.key:
+    def _record(self, ctx: CallContext, key: str) -> Record:
+        """The stored document ``key``: INVALID_ARGUMENT without a key, NOT_FOUND when unknown."""
+        if not key:
             raise invalid_argument("key is required", "key", reason="MISSING_FIELD")
+        rec = ctx.store.coll(ctx.org, self.coll).get(key)
+        if rec is None:
+            raise not_found(self.kind, key)
+        return rec
+
+    def get(self, ctx: CallContext, request: Any) -> Any:
         with ctx.store.lock:
-            rec = ctx.store.coll(ctx.org, self.coll).get(request.key)
-            if rec is None:
-                raise not_found(self.kind, request.key)
+            rec = self._record(ctx, request.key)
             out = self._get_resp()
             if request.HasField("mask") and request.mask.paths:
                 out.details.CopyFrom(self.masked(rec.msg, request.mask))
@@ -336,12 +341,8 @@ class SimpleDocuments:
         return out
 
     def update(self, ctx: CallContext, request: Any) -> Any:
-        if not request.key:
-            raise invalid_argument("key is required", "key", reason="MISSING_FIELD")
         with ctx.store.lock:
-            rec = ctx.store.coll(ctx.org, self.coll).get(request.key)
-            if rec is None:
-                raise not_found(self.kind, request.key)
+            rec = self._record(ctx, request.key)
             if rec.msg.frozen:
                 raise frozen_fault(self.kind, request.key)
             check_stamp(request, rec.msg, True)
@@ -379,9 +380,7 @@ class SimpleDocuments:
             return dedup(ctx, request, lambda: self._freeze(ctx, request))
 
     def _freeze(self, ctx: CallContext, request: Any) -> Any:
-        rec = ctx.store.coll(ctx.org, self.coll).get(request.key)
-        if rec is None:
-            raise not_found(self.kind, request.key)
+        rec = self._record(ctx, request.key)
         if rec.msg.frozen:
             raise Fault(
                 grpc.StatusCode.FAILED_PRECONDITION,
