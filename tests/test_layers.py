@@ -29,10 +29,10 @@ SANDBOX_MAY_USE = {
     "invora.transcoding",
 }
 
-# The one cycle left, in code being reworked elsewhere: ``transport_classes`` (the ``transport="grpc"`` table,
-# in the package ``invora.transport``) imports ``invora.transport.grpc``/``.rest`` by name, and they import
-# the package for their base classes. It goes when the table moves out of the package (``_client`` imports
-# it from ``invora.transport``). Nothing may be added here.
+# The one cycle left: ``transport_classes`` (the ``transport="grpc"`` table, in the package
+# ``invora.transport``) imports ``invora.transport.grpc``/``.rest`` by name, and they import the package
+# for their base classes. It goes when the table moves to a module above the transports and ``_client``
+# imports it from there. Nothing may be added here.
 KNOWN_CYCLES = [frozenset({"invora.transport", "invora.transport.grpc", "invora.transport.rest"})]
 
 
@@ -58,10 +58,11 @@ def _type_checking(test: ast.expr) -> bool:
 
 
 def scan(tree: ast.Module, package: str, *, typing: bool = False) -> set[str]:
-    """Dotted names a module's code imports: ``import``/``from`` statements anywhere (relative ones resolved
-    against ``package``; ``from pkg import mod`` names the submodule), ``import_module("name")``, and — in a module that also imports by a computed name
-    (``import_module(table[key])``) — every module name it spells out in a string. ``if TYPE_CHECKING:``
-    bodies (and the ``else`` of ``if not TYPE_CHECKING:``) count only with ``typing``."""
+    """Dotted names a module's code imports: ``import``/``from`` statements anywhere (relative ones
+    resolved against ``package``; ``from pkg import mod`` names the submodule), ``import_module("name")``,
+    and, in a module that also imports by a computed name (``import_module(table[key])``), every module
+    name it spells out in a string. ``if TYPE_CHECKING:`` bodies (and the ``else`` of
+    ``if not TYPE_CHECKING:``) count only with ``typing``."""
     found: set[str] = set()
     by_name = False
 

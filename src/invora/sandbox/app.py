@@ -351,7 +351,7 @@ class Sandbox:
         return cred.scope if cred is not None else auth.ALL_SCOPES
 
     def issue_token(self, client_id: str, client_secret: str) -> tuple[str, int]:
-        """The ``client_credentials`` grant: a token and its lifetime, or :class:`~invora.sandbox.auth.OAuthError`."""
+        """The ``client_credentials`` grant: a token and its lifetime, or :class:`~.auth.OAuthError`."""
         with self._lock:
             cred = self._clients.get(client_id)
         if cred is None or not secrets.compare_digest(cred.secret.encode(), client_secret.encode()):
