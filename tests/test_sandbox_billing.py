@@ -202,6 +202,10 @@ def test_subscription_lifecycle_upgrade_downgrade_terminate(client: invora.Clien
         client.billing.subscriptions.create(customer_id=cust.id, plan_id=pro.id, external_id="acme-main")
     assert client.billing.plans.get(id=basic.id).plan.active_subscriptions_count == 1
     assert client.billing.customers.get(id=cust.id).customer.active_subscriptions_count == 1
+    with pytest.raises(invora.FailedPrecondition) as held:
+        client.billing.plans.delete(id=basic.id)
+    assert held.value.reason == "PLAN_HAS_SUBSCRIPTIONS" and held.value.error_info is not None
+    assert held.value.error_info.metadata["plan_id"] == basic.id
 
     # Upgrade: at once; the new subscription keeps the external id (usage keeps flowing to it).
     up = client.billing.subscriptions.create(
@@ -230,8 +234,9 @@ def test_subscription_lifecycle_upgrade_downgrade_terminate(client: invora.Clien
     assert [s.id for s in pending] == [down.id]
     assert [s.id for s in client.billing.subscriptions.list(filter={"part": {"plan_code": "pro"}})] == [up.id]
 
-    with pytest.raises(invora.FailedPrecondition):
+    with pytest.raises(invora.FailedPrecondition, match="has 2 active or pending") as held:
         client.billing.customers.delete(id=cust.id)
+    assert held.value.reason == "CUSTOMER_HAS_SUBSCRIPTIONS"
     # Terminating the active subscription cancels the pending downgrade.
     ended = client.billing.subscriptions.terminate(id=up.id).subscription
     assert ended.status == 4 and ended.HasField("terminated_at")

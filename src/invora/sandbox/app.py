@@ -25,12 +25,12 @@ from google.protobuf.message import Message
 from invora import _catalog
 from invora.sandbox import auth, listing
 from invora.sandbox.faults import Fault
-from invora.sandbox.store import GenericService, Handler, Store
+from invora.sandbox.store import CallContext, GenericService, Handler, Store
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo
 
-__all__ = ["CallContext", "CallRecord", "Sandbox", "Tenant"]
+__all__ = ["CallRecord", "Sandbox", "Tenant"]
 
 TENANCY_KEYS = ("x-target-org-id", "x-invora-org-id", "x-zitadel-orgid")
 _ORG_ID_RE = re.compile(r"^[0-9]{6,32}$")
@@ -83,35 +83,11 @@ class ClientCred:
 
 
 @dataclass
-class CallContext:
-    """What a handler knows about the call."""
-
-    sandbox: Sandbox
-    method: MethodInfo
-    org: str  # effective organization (tenancy header applied)
-    claims: auth.Claims
-    transport: str
-    metadata: Mapping[str, str]
-
-    @property
-    def store(self) -> Store:
-        return self.sandbox.store
-
-
-@dataclass
 class MethodEntry:
     info: MethodInfo
     handler: Handler
     scope: str | None
     full: str
-
-
-class OAuthError(Exception):
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(description)
-        self.status = status
-        self.error = error
-        self.description = description
 
 
 class Sandbox:
@@ -375,14 +351,14 @@ class Sandbox:
         return cred.scope if cred is not None else auth.ALL_SCOPES
 
     def issue_token(self, client_id: str, client_secret: str) -> tuple[str, int]:
-        """The ``client_credentials`` grant: a token and its lifetime, or :class:`OAuthError`."""
+        """The ``client_credentials`` grant: a token and its lifetime, or :class:`~.auth.OAuthError`."""
         with self._lock:
             cred = self._clients.get(client_id)
         if cred is None or not secrets.compare_digest(cred.secret.encode(), client_secret.encode()):
-            raise OAuthError(401, "invalid_client", "client authentication failed")
+            raise auth.OAuthError(401, "invalid_client", "client authentication failed")
         org = self._orgs.get(cred.org_id)
         if org is not None and org.status != "active":
-            raise OAuthError(400, "unauthorized_client", "the organization is suspended")
+            raise auth.OAuthError(400, "unauthorized_client", "the organization is suspended")
         ttl = self.token_ttl
         token, jti = self._keyring().mint(cred.client_id, cred.org_id, ttl=ttl, scope=cred.scope)
         with self._lock:
@@ -516,52 +492,29 @@ class Sandbox:
                 break
         home = claims.org_id
         if not target or target == home:
-            org = self._orgs.get(home)
+            target, org = home, self._orgs.get(home)
             if org is None:
+                raise _denied("the token's organization no longer exists", "TENANT_FORBIDDEN", home)
+        else:
+            target = target.strip()
+            if not _ORG_ID_RE.match(target):
                 raise Fault(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    "the token's organization no longer exists",
-                    reason="TENANT_FORBIDDEN",
-                    metadata={"org_id": home},
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "the tenancy header is not a valid organization id (expected digits only)",
+                    reason="INVALID_ORG_ID",
+                    metadata={"header": "x-target-org-id"},
                 )
-            if org.status != "active":
-                raise Fault(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"organization {home} is suspended",
-                    reason="TENANT_SUSPENDED",
-                    metadata={"org_id": home},
+            org = self._orgs.get(target)
+            if org is None:
+                raise _denied(
+                    f"organization {target} does not exist or is not visible to this caller",
+                    "UNKNOWN_ORG",
+                    target,
                 )
-            return home
-        target = target.strip()
-        if not _ORG_ID_RE.match(target):
-            raise Fault(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "the tenancy header is not a valid organization id (expected digits only)",
-                reason="INVALID_ORG_ID",
-                metadata={"header": "x-target-org-id"},
-            )
-        org = self._orgs.get(target)
-        if org is None:
-            raise Fault(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"organization {target} does not exist or is not visible to this caller",
-                reason="UNKNOWN_ORG",
-                metadata={"org_id": target},
-            )
-        if org.parent != home and home not in org.members and target not in claims.roles:
-            raise Fault(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"the caller has no role on organization {target}",
-                reason="TENANT_FORBIDDEN",
-                metadata={"org_id": target},
-            )
+            if org.parent != home and home not in org.members and target not in claims.roles:
+                raise _denied(f"the caller has no role on organization {target}", "TENANT_FORBIDDEN", target)
         if org.status != "active":
-            raise Fault(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"organization {target} is suspended",
-                reason="TENANT_SUSPENDED",
-                metadata={"org_id": target},
-            )
+            raise _denied(f"organization {target} is suspended", "TENANT_SUSPENDED", target)
         return target
 
     def _rate_check(self, org: str) -> None:
@@ -648,3 +601,7 @@ class Sandbox:
         self, full: str, org: str | None, md: Mapping[str, str], code: grpc.StatusCode, transport: str
     ) -> None:
         self._calls.append((full, org, md, code, transport, time.time()))  # deque.append is atomic
+
+
+def _denied(message: str, reason: str, org_id: str) -> Fault:
+    return Fault(grpc.StatusCode.PERMISSION_DENIED, message, reason=reason, metadata={"org_id": org_id})

@@ -40,6 +40,16 @@ class TokenError(Exception):
         self.message = message
 
 
+class OAuthError(Exception):
+    """The token endpoint refused a grant: ``error`` is the RFC 6749 code, ``status`` its HTTP status."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+
+
 @dataclass(frozen=True)
 class Claims:
     """The verified parts of a token the gateway acts on."""

@@ -33,7 +33,7 @@ from google.protobuf import json_format
 
 from invora import transcoding
 from invora.errors import http_status_for
-from invora.sandbox.app import OAuthError
+from invora.sandbox.auth import OAuthError
 from invora.sandbox.faults import Fault, bad_request, call_id
 
 if TYPE_CHECKING:

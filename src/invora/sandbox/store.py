@@ -20,7 +20,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +35,27 @@ from invora.sandbox.faults import Fault, invalid_argument, not_found, unimplemen
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo, ServiceInfo
-    from invora.sandbox.app import CallContext
+    from invora.sandbox.app import Sandbox
+    from invora.sandbox.auth import Claims
 
-Handler = Callable[["CallContext", Any], Message]
+
+@dataclass
+class CallContext:
+    """What a handler knows about the call (the gateway builds it once authentication and tenancy pass)."""
+
+    sandbox: Sandbox
+    method: MethodInfo
+    org: str  # effective organization (tenancy header applied)
+    claims: Claims
+    transport: str
+    metadata: Mapping[str, str]
+
+    @property
+    def store(self) -> Store:
+        return self.sandbox.store
+
+
+Handler = Callable[[CallContext, Any], Message]
 
 _WRAPPER_PREFIX = "google.protobuf."
 _WRAPPERS = listing._WRAPPERS
@@ -380,6 +398,25 @@ def _request_ident(request: Any, shape: Shape | None) -> tuple[str, str] | None:
     return None
 
 
+def _required_key(request: Any, shape: Shape) -> str:
+    """The key a request of an addressed method names; INVALID_ARGUMENT when it is empty."""
+    ident = _request_ident(request, shape)
+    assert ident is not None  # the method was classified as addressed
+    path, key = ident
+    if not key:
+        raise invalid_argument(f"{path} is required", path, reason="MISSING_FIELD")
+    return key
+
+
+def _addressed(records: dict[str, Record], request: Any, shape: Shape, what: str) -> Record:
+    """The record a request of an addressed method names (NOT_FOUND when unknown)."""
+    key = _required_key(request, shape)
+    rec = records.get(key)
+    if rec is None:
+        raise not_found(what, key)
+    return rec
+
+
 # -- the generic service --------------------------------------------------------------------------------
 
 
@@ -538,15 +575,7 @@ class GenericService:
                     else:
                         getattr(out, out_name).SetInParent()
                     return out
-                ident = _request_ident(request, shape)
-                assert ident is not None
-                path, key = ident
-                if not key:
-                    raise invalid_argument(f"{path} is required", path, reason="MISSING_FIELD")
-                rec = c.get(key)
-                if rec is None:
-                    raise not_found(what, key)
-                getattr(out, out_name).CopyFrom(rec.msg)
+                getattr(out, out_name).CopyFrom(_addressed(c, request, shape, what).msg)
             return out
 
         return handler
@@ -620,14 +649,7 @@ class GenericService:
                         rec = c[""] = Record("", shape.cls(), ctx.store.next_seq())
                         shape.touch(rec.msg, created=True)
                 else:
-                    ident = _request_ident(request, shape)
-                    assert ident is not None
-                    path, key = ident
-                    if not key:
-                        raise invalid_argument(f"{path} is required", path, reason="MISSING_FIELD")
-                    rec = c.get(key)
-                    if rec is None:
-                        raise not_found(what, key)
+                    rec = _addressed(c, request, shape, what)
                 check_stamp(request, rec.msg, has_stamp and shape.stamp)
                 if shape.is_frozen(rec.msg):
                     raise frozen_fault(what, rec.key)
@@ -673,11 +695,7 @@ class GenericService:
                         "keys must name at least one entity", "keys", reason="MISSING_FIELD"
                     )
             else:
-                ident = _request_ident(request, shape)
-                assert ident is not None
-                if not ident[1]:
-                    raise invalid_argument(f"{ident[0]} is required", ident[0], reason="MISSING_FIELD")
-                keys = [ident[1]]
+                keys = [_required_key(request, shape)]
             out = resp_cls()
             with ctx.store.lock:
                 c = ctx.store.coll(ctx.org, coll)

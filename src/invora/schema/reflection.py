@@ -11,6 +11,7 @@ sends is bounded (:data:`MAX_FILES`, :data:`MAX_BYTES`).
 
 from __future__ import annotations
 
+import os
 import pathlib
 import queue
 from collections.abc import Iterable, Iterator, Sequence
@@ -270,13 +271,15 @@ def check(
     services: Iterable[str] | None = None,
     timeout: float | None = None,
 ) -> SchemaDiff:
-    """Compare the compiled-in schema with a server's (a client: reflection) or a descriptor set's."""
-    from invora._client import AsyncClient, Client
+    """Compare the compiled-in schema with a server's (a client: reflection) or a descriptor set's.
+
+    Anything but a descriptor set (message, bytes or file) is taken for a client: the client imports this
+    package (``schema_check``), so naming its classes here would tie the two in a loop."""
     from invora.schema.compare import diff_services
 
     names = list(services) if services is not None else None
-    if isinstance(source, (Client, AsyncClient)):
-        theirs = pull(source, services=names, timeout=timeout)
-    else:
+    if isinstance(source, (descriptor_pb2.FileDescriptorSet, bytes, str, os.PathLike)):
         theirs = load_set(source)
+    else:
+        theirs = pull(source, services=names, timeout=timeout)
     return diff_services(compiled_set(names), theirs, names)

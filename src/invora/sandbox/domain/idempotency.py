@@ -14,8 +14,8 @@ from google.protobuf.message import Message
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo
-    from invora.sandbox.app import CallContext, Sandbox
-    from invora.sandbox.store import GenericService, Handler
+    from invora.sandbox.app import Sandbox
+    from invora.sandbox.store import CallContext, GenericService, Handler
 
 MAX_ENTRIES = 100_000
 

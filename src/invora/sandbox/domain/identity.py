@@ -19,8 +19,8 @@ from invora.sandbox.store import Record, filter_records, now_ts
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo
-    from invora.sandbox.app import CallContext, Org, Sandbox
-    from invora.sandbox.store import GenericService, Handler
+    from invora.sandbox.app import Org, Sandbox
+    from invora.sandbox.store import CallContext, GenericService, Handler
 
 REGISTRATION = "invora.identity.v2.PublicRegistrationService"
 CONNECTED = "invora.identity.v2.ConnectedBusinessService"
@@ -153,6 +153,12 @@ class ConnectedBusinesses:
         out.audit.creation_info.created_at.CopyFrom(created)
         out.audit.last_modification_time.CopyFrom(org.extra.get("updated_at", created))
 
+    def _answer(self, ctx: CallContext, org: Org) -> Any:
+        """The method's response holding ``org`` as a connected business."""
+        out = _resp(ctx.method)
+        self.fill(out.connected_business, org)
+        return out
+
     def create_connected_business(self, ctx: CallContext, request: Any) -> Any:
         platform = self._platform(ctx)
         name = request.name.strip()
@@ -175,9 +181,7 @@ class ConnectedBusinesses:
         if (not paths or "name" in paths) and request.name.strip():
             org.name = request.name.strip()
         org.extra["updated_at"] = now_ts()
-        out = _resp(ctx.method)
-        self.fill(out.connected_business, org)
-        return out
+        return self._answer(ctx, org)
 
     def delete_connected_business(self, ctx: CallContext, request: Any) -> Any:
         org = self._child(ctx, request.tenant_id)
@@ -185,10 +189,7 @@ class ConnectedBusinesses:
         return _resp(ctx.method)
 
     def get_connected_business(self, ctx: CallContext, request: Any) -> Any:
-        org = self._child(ctx, request.tenant_id)
-        out = _resp(ctx.method)
-        self.fill(out.connected_business, org)
-        return out
+        return self._answer(ctx, self._child(ctx, request.tenant_id))
 
     def suspend_connected_business(self, ctx: CallContext, request: Any) -> Any:
         org = self._child(ctx, request.tenant_id)
@@ -201,9 +202,7 @@ class ConnectedBusinesses:
         org.status = "suspended"
         org.extra["suspend_reason"] = request.reason
         org.extra["updated_at"] = now_ts()
-        out = _resp(ctx.method)
-        self.fill(out.connected_business, org)
-        return out
+        return self._answer(ctx, org)
 
     def reactivate_connected_business(self, ctx: CallContext, request: Any) -> Any:
         org = self._child(ctx, request.tenant_id)
@@ -215,9 +214,7 @@ class ConnectedBusinesses:
             )
         org.status = "active"
         org.extra["updated_at"] = now_ts()
-        out = _resp(ctx.method)
-        self.fill(out.connected_business, org)
-        return out
+        return self._answer(ctx, org)
 
     def rotate_credentials(self, ctx: CallContext, request: Any) -> Any:
         org = self._child(ctx, request.tenant_id)

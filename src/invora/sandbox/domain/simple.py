@@ -27,6 +27,7 @@ from invora.sandbox import listing
 from invora.sandbox.domain.idempotency import dedup
 from invora.sandbox.faults import Fault, bad_request, invalid_argument, not_found
 from invora.sandbox.store import (
+    CallContext,
     GenericService,
     Handler,
     Record,
@@ -42,7 +43,7 @@ from invora.sandbox.store import (
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo, ServiceInfo
-    from invora.sandbox.app import CallContext, Sandbox
+    from invora.sandbox.app import Sandbox
 
 SERVICES = {
     "invora.simple.invoices.v1.SimpleInvoiceService": ("Invoice", "INV"),
@@ -320,13 +321,18 @@ class SimpleDocuments:
         out.details.CopyFrom(doc)
         return out
 
-    def get(self, ctx: CallContext, request: Any) -> Any:
-        if not request.key:
+    def _record(self, ctx: CallContext, key: str) -> Record:
+        """The stored document ``key``: INVALID_ARGUMENT without a key, NOT_FOUND when unknown."""
+        if not key:
             raise invalid_argument("key is required", "key", reason="MISSING_FIELD")
+        rec = ctx.store.coll(ctx.org, self.coll).get(key)
+        if rec is None:
+            raise not_found(self.kind, key)
+        return rec
+
+    def get(self, ctx: CallContext, request: Any) -> Any:
         with ctx.store.lock:
-            rec = ctx.store.coll(ctx.org, self.coll).get(request.key)
-            if rec is None:
-                raise not_found(self.kind, request.key)
+            rec = self._record(ctx, request.key)
             out = self._get_resp()
             if request.HasField("mask") and request.mask.paths:
                 out.details.CopyFrom(self.masked(rec.msg, request.mask))
@@ -335,12 +341,8 @@ class SimpleDocuments:
         return out
 
     def update(self, ctx: CallContext, request: Any) -> Any:
-        if not request.key:
-            raise invalid_argument("key is required", "key", reason="MISSING_FIELD")
         with ctx.store.lock:
-            rec = ctx.store.coll(ctx.org, self.coll).get(request.key)
-            if rec is None:
-                raise not_found(self.kind, request.key)
+            rec = self._record(ctx, request.key)
             if rec.msg.frozen:
                 raise frozen_fault(self.kind, request.key)
             check_stamp(request, rec.msg, True)
@@ -378,9 +380,7 @@ class SimpleDocuments:
             return dedup(ctx, request, lambda: self._freeze(ctx, request))
 
     def _freeze(self, ctx: CallContext, request: Any) -> Any:
-        rec = ctx.store.coll(ctx.org, self.coll).get(request.key)
-        if rec is None:
-            raise not_found(self.kind, request.key)
+        rec = self._record(ctx, request.key)
         if rec.msg.frozen:
             raise Fault(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -507,7 +507,6 @@ _ITEMS = (("Consulting hour", "150.00", "HUR"), ("Laptop", "3499.99", "EA"), ("S
 def seed_invoices(sb: Sandbox, org_id: str, n: int) -> None:
     """``n`` deterministic invoices for ``org_id`` dated in 2026, every third one frozen."""
     from invora._catalog import service
-    from invora.sandbox.app import CallContext
 
     svc = service(INVOICES)
     docs = SimpleDocuments(sb, svc)

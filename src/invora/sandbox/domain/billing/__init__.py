@@ -8,11 +8,11 @@ coupons. Every other billing RPC answers through the generic descriptor-driven s
 
 from __future__ import annotations
 
-from invora.sandbox.domain.billing import _common, accounts, catalog, usage
+from invora.sandbox.domain.billing import _common, accounts, catalog, usage, wallets
 
 
 def factories() -> dict[str, _common.Factory]:
     out: dict[str, _common.Factory] = {}
-    for module in (catalog, accounts, usage):
+    for module in (catalog, accounts, usage, wallets):
         out.update(module.factories())
     return out

@@ -11,7 +11,7 @@ import datetime as dt
 import decimal
 import uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -24,8 +24,8 @@ from invora.sandbox.store import Record, copy_matching, filter_records, get_attr
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo
-    from invora.sandbox.app import CallContext, Sandbox
-    from invora.sandbox.store import GenericService, Handler
+    from invora.sandbox.app import Sandbox
+    from invora.sandbox.store import CallContext, GenericService, Handler
 
 m: Any = models_pb2  # enum values as plain ints (the generated stubs type them as NewTypes)
 
@@ -98,6 +98,53 @@ def copy(msg: Any) -> Any:
     out = type(msg)()
     out.CopyFrom(msg)
     return out
+
+
+def create(ctx: CallContext, request: Any, name: str, cls: Any, what: str) -> Any:
+    """A new ``cls`` entity of ``name`` from the request's matching fields, unique by ``code``."""
+    with ctx.store.lock:
+        unique(ctx, name, "code", request.code, what)
+        msg = cls(id=new_id(), created_at=now_ts(), updated_at=now_ts())
+        copy_matching(request, msg)
+        store(ctx, name, msg)
+        return msg
+
+
+def live(rec: Record) -> bool:
+    """A subscription that is active or pending (it still bills, or will)."""
+    return rec.msg.status in (m.STATUS_TYPE_ACTIVE, m.STATUS_TYPE_PENDING)
+
+
+def delete_unsubscribed(ctx: CallContext, name: str, rec: Record, what: str, key: str) -> None:
+    """Delete ``rec`` unless a live subscription refers to it by ``key`` (``plan_id``, ``customer_id``)."""
+    subs = [s for s in coll(ctx, SUBSCRIPTION).values() if live(s) and s.extra[key] == rec.key]
+    if subs:
+        raise precondition(
+            f"{what} {rec.key!r} has {len(subs)} active or pending subscription(s): terminate them first",
+            f"{what.upper()}_HAS_SUBSCRIPTIONS",
+            **{key: rec.key},
+        )
+    del coll(ctx, name)[rec.key]
+
+
+class Collection:
+    """``Get`` and ``List`` over one collection, each entity rendered with what the API derives for it."""
+
+    name: ClassVar[str]  # the collection
+    what: ClassVar[str]  # the entity, in messages ("wallet"); its response field, with spaces as "_"
+
+    def render(self, ctx: CallContext, msg: Any) -> Any:
+        return msg
+
+    def get(self, ctx: CallContext, request: Any) -> Any:
+        with ctx.store.lock:
+            rec = fetch(ctx, self.name, request.id, self.what, "id")
+            return ctx.method.response_class(**{self.what.replace(" ", "_"): self.render(ctx, rec.msg)})
+
+    def list(self, ctx: CallContext, request: Any) -> Any:
+        with ctx.store.lock:
+            recs = list(coll(ctx, self.name).values())
+            return list_response(ctx, request, recs, lambda r: self.render(ctx, r.msg))
 
 
 # -- faults ---------------------------------------------------------------------------------------------
@@ -250,6 +297,13 @@ def billing_period(
     step = _MONTHS.get(interval, 1)
     first = midnight.replace(day=1, month=((at.month - 1) // step) * step + 1)
     return first, _add_months(first, step)
+
+
+def period_of(sub: Any, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The current billing period of an active subscription, starting no earlier than the subscription."""
+    started = when(sub.started_at) if sub.HasField("started_at") else when(sub.created_at)
+    start, end = billing_period(started, sub.plan.interval, sub.billing_time, max(at, started))
+    return max(start, started), end
 
 
 # -- listing --------------------------------------------------------------------------------------------

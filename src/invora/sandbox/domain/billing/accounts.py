@@ -7,9 +7,9 @@ from typing import Any
 
 from invora._proto.invora.billing.subscriptions.v2 import service_pb2 as subs_pb2
 from invora.sandbox.domain.billing import _common as c
-from invora.sandbox.domain.billing.catalog import Plans, check_properties
+from invora.sandbox.domain.billing.catalog import Plans, check_properties, plan_entitlement
 from invora.sandbox.faults import invalid_argument, not_found
-from invora.sandbox.store import Record, convert, copy_matching, now_ts
+from invora.sandbox.store import Record, copy_matching, now_ts
 
 m = c.m
 
@@ -97,18 +97,7 @@ class Customers:
         with ctx.store.lock:
             advance(ctx)
             rec = c.fetch(ctx, c.CUSTOMER, request.id, "customer", "id")
-            live = [
-                s
-                for s in c.coll(ctx, c.SUBSCRIPTION).values()
-                if s.extra["customer_id"] == rec.key and s.msg.status in (ACTIVE, PENDING)
-            ]
-            if live:
-                raise c.precondition(
-                    f"customer {rec.key!r} has {len(live)} active or pending subscription(s): terminate them first",
-                    "CUSTOMER_HAS_SUBSCRIPTIONS",
-                    customer_id=rec.key,
-                )
-            del c.coll(ctx, c.CUSTOMER)[rec.key]
+            c.delete_unsubscribed(ctx, c.CUSTOMER, rec, "customer", "customer_id")
             return ctx.method.response_class()
 
 
@@ -150,9 +139,7 @@ def _end(rec: Record, at: Any, status: int) -> None:
 
 
 def _period(sub: Any) -> None:
-    from invora.sandbox.domain.billing.usage import period_of
-
-    start, end = period_of(sub, c.now())
+    start, end = c.period_of(sub, c.now())
     sub.current_billing_period_started_at.CopyFrom(c.ts(start))
     sub.current_billing_period_ending_at.CopyFrom(c.ts(end - dt.timedelta(seconds=1)))
 
@@ -175,10 +162,7 @@ class Subscriptions:
             if request.subscription_id:
                 return self._change_plan(ctx, request, cust, plan)
             ext = request.external_id or c.new_id()
-            if any(
-                s.msg.external_id == ext and s.msg.status in (ACTIVE, PENDING)
-                for s in c.coll(ctx, c.SUBSCRIPTION).values()
-            ):
+            if any(s.msg.external_id == ext and c.live(s) for s in c.coll(ctx, c.SUBSCRIPTION).values()):
                 raise c.already_exists("live subscription", "external_id", ext)
             at = c.now()
             start = c.when(request.subscription_at) if request.HasField("subscription_at") else at
@@ -325,16 +309,20 @@ class Subscriptions:
         old.msg.next_subscription.CopyFrom(nxt)
         return ctx.method.response_class(subscription=rec.msg)
 
+    @staticmethod
+    def _unended(ctx: Any, request: Any, ended: str) -> Record:
+        """The subscription ``request.id`` names, while it is active or pending (else ``ended``)."""
+        advance(ctx)
+        rec = c.fetch(ctx, c.SUBSCRIPTION, request.id, "subscription", "id")
+        if not c.live(rec):
+            raise c.precondition(
+                f"subscription {rec.key!r} {ended}", "SUBSCRIPTION_ENDED", subscription_id=rec.key
+            )
+        return rec
+
     def update(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:
-            advance(ctx)
-            rec = c.fetch(ctx, c.SUBSCRIPTION, request.id, "subscription", "id")
-            if rec.msg.status not in (ACTIVE, PENDING):
-                raise c.precondition(
-                    f"subscription {rec.key!r} has ended and can no longer change",
-                    "SUBSCRIPTION_ENDED",
-                    subscription_id=rec.key,
-                )
+            rec = self._unended(ctx, request, "has ended and can no longer change")
             sub = c.copy(rec.msg)
             paths = set(request.mask.paths)
 
@@ -373,14 +361,7 @@ class Subscriptions:
 
     def terminate(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:
-            advance(ctx)
-            rec = c.fetch(ctx, c.SUBSCRIPTION, request.id, "subscription", "id")
-            if rec.msg.status not in (ACTIVE, PENDING):
-                raise c.precondition(
-                    f"subscription {rec.key!r} has already ended",
-                    "SUBSCRIPTION_ENDED",
-                    subscription_id=rec.key,
-                )
+            rec = self._unended(ctx, request, "has already ended")
             at = now_ts()
             if rec.msg.status == PENDING:
                 _end(rec, at, CANCELED)
@@ -444,8 +425,6 @@ class Subscriptions:
         return rec, out
 
     def create_or_update_entitlement(self, ctx: Any, request: Any) -> Any:
-        from invora.sandbox.domain.billing.catalog import plan_entitlement
-
         if not request.HasField("entitlement"):
             raise c.required("entitlement")
         with ctx.store.lock:
@@ -465,15 +444,19 @@ class Subscriptions:
             rec.extra["removed"].discard(pe.code)
             return ctx.method.response_class(entitlement=ent)
 
+    def _entitlement(self, ctx: Any, request: Any) -> tuple[Record, Any]:
+        """The subscription and its entitlement to ``request.feature_code`` (NOT_FOUND without one)."""
+        if not request.feature_code:
+            raise c.required("feature_code")
+        rec, current = self._entitled(ctx, request.subscription_id)
+        ent = current.get(request.feature_code)
+        if ent is None:
+            raise not_found("entitlement", f"{rec.key}/{request.feature_code}")
+        return rec, ent
+
     def get_entitlement(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:
-            if not request.feature_code:
-                raise c.required("feature_code")
-            rec, current = self._entitled(ctx, request.subscription_id)
-            ent = current.get(request.feature_code)
-            if ent is None:
-                raise not_found("entitlement", f"{rec.key}/{request.feature_code}")
-            return ctx.method.response_class(entitlement=ent)
+            return ctx.method.response_class(entitlement=self._entitlement(ctx, request)[1])
 
     def list_entitlements(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:
@@ -483,217 +466,10 @@ class Subscriptions:
 
     def remove_entitlement(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:
-            if not request.feature_code:
-                raise c.required("feature_code")
-            rec, current = self._entitled(ctx, request.subscription_id)
-            if request.feature_code not in current:
-                raise not_found("entitlement", f"{rec.key}/{request.feature_code}")
+            rec, _ = self._entitlement(ctx, request)
             rec.extra["entitlements"].pop(request.feature_code, None)
             rec.extra["removed"].add(request.feature_code)
             return ctx.method.response_class(feature_code=request.feature_code)
-
-
-# -- wallets --------------------------------------------------------------------------------------------
-
-
-class Wallets:
-    """``WalletsService``: prepaid credits per customer. Granted and paid credits settle at once (the
-    sandbox has no payment to wait for); voided credits leave; the ongoing balance subtracts the current
-    usage of the customer's active subscriptions in the wallet's currency."""
-
-    def create(self, ctx: Any, request: Any) -> Any:
-        c.check_required(request, "customer_id")
-        rate = c.parse_amount(request.rate_amount or "1", "rate_amount")
-        if rate <= 0:
-            raise invalid_argument("rate_amount must be positive", "rate_amount")
-        paid = c.parse_amount(request.paid_credits, "paid_credits")
-        granted = c.parse_amount(request.granted_credits, "granted_credits")
-        with ctx.store.lock:
-            cust = c.fetch(ctx, c.CUSTOMER, request.customer_id, "customer", "customer_id")
-            currency = request.currency or cust.msg.currency
-            if not currency:
-                raise c.required("currency")
-            w = m.BillingWallet(
-                id=c.new_id(), status=m.WALLET_STATUS_ACTIVE, currency=currency, created_at=now_ts()
-            )
-            w.updated_at.CopyFrom(w.created_at)
-            for name in (
-                "code",
-                "name",
-                "expiration_at",
-                "invoice_requires_successful_payment",
-                "paid_top_up_max_amount_cents",
-                "paid_top_up_min_amount_cents",
-                "priority",
-            ):
-                copy_matching(request, w, only=[name])
-            for md in request.metadata:
-                w.metadata.add(key=md.key, value=md.value)
-            w.rate_amount.CopyFrom(c.dv(rate))
-            w.credits_balance.CopyFrom(c.dv(c.D(0)))
-            w.customer.CopyFrom(render_customer(ctx, cust.msg))
-            rec = c.store(ctx, c.WALLET, w, customer_id=cust.key)
-            name = request.transaction_name if request.HasField("transaction_name") else ""
-            self._move(ctx, rec, paid, m.WALLET_TRANSACTION_TRANSACTION_STATUS_PURCHASED, name)
-            self._move(ctx, rec, granted, m.WALLET_TRANSACTION_TRANSACTION_STATUS_GRANTED, name)
-            return ctx.method.response_class(wallet=self.render(ctx, rec.msg))
-
-    def _move(self, ctx: Any, rec: Record, credits: Any, kind: int, name: str, metadata: Any = ()) -> Any:
-        if credits <= 0:
-            return None
-        w = c.copy(rec.msg)
-        balance = c.dec(w.credits_balance)
-        outbound = kind == m.WALLET_TRANSACTION_TRANSACTION_STATUS_VOIDED
-        if outbound and credits > balance:
-            raise c.precondition(
-                f"cannot void {credits} credits: the wallet holds {balance}",
-                "INSUFFICIENT_CREDITS",
-                wallet_id=w.id,
-            )
-        w.credits_balance.CopyFrom(c.dv(balance - credits if outbound else balance + credits))
-        w.updated_at.CopyFrom(now_ts())
-        rec.msg = w
-        at = now_ts()
-        tx = m.BillingWalletTransaction(
-            id=c.new_id(),
-            status=m.WALLET_TRANSACTION_STATUS_SETTLED,
-            transaction_status=kind,
-            transaction_type=m.WALLET_TRANSACTION_TRANSACTION_TYPE_OUTBOUND
-            if outbound
-            else m.WALLET_TRANSACTION_TRANSACTION_TYPE_INBOUND,
-            source=m.WALLET_TRANSACTION_SOURCE_MANUAL,
-            created_at=at,
-            updated_at=at,
-            settled_at=at,
-            priority=w.priority,
-        )
-        tx.credit_amount.CopyFrom(c.dv(credits))
-        tx.amount.CopyFrom(c.dv(credits * c.dec(w.rate_amount)))
-        if name:
-            tx.name = name
-        if w.HasField("name"):
-            tx.wallet_name = w.name
-        for md in metadata:
-            tx.metadata.add(key=md.key, value=md.value)
-        c.store(ctx, c.WALLET_TX, tx, wallet_id=w.id)
-        return tx
-
-    def render(self, ctx: Any, w: Any) -> Any:
-        from invora.sandbox.domain.billing.usage import usage
-
-        out = c.copy(w)
-        rate = c.dec(w.rate_amount)
-        credits = c.dec(w.credits_balance)
-        out.balance_cents = c.to_cents(credits * rate, w.currency)
-        used = 0
-        if w.status == m.WALLET_STATUS_ACTIVE:
-            advance(ctx)
-            for s in c.coll(ctx, c.SUBSCRIPTION).values():
-                if (
-                    s.extra["customer_id"] == out.customer.id
-                    and s.msg.status == ACTIVE
-                    and s.msg.plan.amount_currency == w.currency
-                ):
-                    used += usage(ctx, s.msg).amount_cents
-        out.ongoing_usage_balance_cents = used
-        out.ongoing_balance_cents = out.balance_cents - used
-        out.credits_ongoing_usage_balance.CopyFrom(
-            c.dv((c.from_cents(used, w.currency) / rate).quantize(c.D("1e-9")))
-        )
-        out.credits_ongoing_balance.CopyFrom(
-            c.dv((c.from_cents(out.ongoing_balance_cents, w.currency) / rate).quantize(c.D("1e-9")))
-        )
-        out.consumed_credits.CopyFrom(c.dv(c.D(0)))
-        out.last_balance_sync_at.CopyFrom(now_ts())
-        return out
-
-    def get(self, ctx: Any, request: Any) -> Any:
-        with ctx.store.lock:
-            rec = c.fetch(ctx, c.WALLET, request.id, "wallet", "id")
-            return ctx.method.response_class(wallet=self.render(ctx, rec.msg))
-
-    def list(self, ctx: Any, request: Any) -> Any:
-        with ctx.store.lock:
-            recs = list(c.coll(ctx, c.WALLET).values())
-            return c.list_response(ctx, request, recs, lambda r: self.render(ctx, r.msg))
-
-    def terminate(self, ctx: Any, request: Any) -> Any:
-        with ctx.store.lock:
-            rec = c.fetch(ctx, c.WALLET, request.id, "wallet", "id")
-            if rec.msg.status == m.WALLET_STATUS_TERMINATED:
-                raise c.precondition(
-                    f"wallet {rec.key!r} is already terminated", "ALREADY_TERMINATED", wallet_id=rec.key
-                )
-            w = c.copy(rec.msg)
-            w.status = m.WALLET_STATUS_TERMINATED
-            w.terminated_at.CopyFrom(now_ts())
-            rec.msg = w
-            return ctx.method.response_class(wallet=self.render(ctx, w))
-
-    def create_transaction(self, ctx: Any, request: Any) -> Any:
-        paid = c.parse_amount(request.paid_credits, "paid_credits")
-        granted = c.parse_amount(request.granted_credits, "granted_credits")
-        voided = c.parse_amount(request.voided_credits, "voided_credits")
-        if not (paid or granted or voided):
-            raise invalid_argument(
-                "give paid_credits, granted_credits or voided_credits (a positive amount)",
-                "paid_credits",
-                reason="MISSING_FIELD",
-            )
-        with ctx.store.lock:
-            rec = c.fetch(ctx, c.WALLET, request.wallet_id, "wallet", "wallet_id")
-            if rec.msg.status != m.WALLET_STATUS_ACTIVE:
-                raise c.precondition(
-                    f"wallet {rec.key!r} is terminated", "WALLET_TERMINATED", wallet_id=rec.key
-                )
-            if voided > c.dec(rec.msg.credits_balance) + paid + granted:
-                raise c.precondition(
-                    f"cannot void {voided} credits: the wallet holds {c.dec(rec.msg.credits_balance)}",
-                    "INSUFFICIENT_CREDITS",
-                    wallet_id=rec.key,
-                )
-            name = request.name if request.HasField("name") else ""
-            made = [
-                self._move(
-                    ctx, rec, paid, m.WALLET_TRANSACTION_TRANSACTION_STATUS_PURCHASED, name, request.metadata
-                ),
-                self._move(
-                    ctx, rec, granted, m.WALLET_TRANSACTION_TRANSACTION_STATUS_GRANTED, name, request.metadata
-                ),
-                self._move(
-                    ctx, rec, voided, m.WALLET_TRANSACTION_TRANSACTION_STATUS_VOIDED, name, request.metadata
-                ),
-            ]
-            return ctx.method.response_class(transaction=next(t for t in made if t is not None))
-
-    def get_transaction(self, ctx: Any, request: Any) -> Any:
-        with ctx.store.lock:
-            c.fetch(ctx, c.WALLET, request.wallet_id, "wallet", "wallet_id")
-            rec = c.fetch(ctx, c.WALLET_TX, request.id, "wallet transaction", "id")
-            if rec.extra["wallet_id"] != request.wallet_id:
-                raise not_found("wallet transaction", f"{request.wallet_id}/{request.id}")
-            return ctx.method.response_class(transaction=rec.msg)
-
-    def list_transactions(self, ctx: Any, request: Any) -> Any:
-        with ctx.store.lock:
-            c.fetch(ctx, c.WALLET, request.wallet_id, "wallet", "wallet_id")
-            recs = [r for r in c.coll(ctx, c.WALLET_TX).values() if r.extra["wallet_id"] == request.wallet_id]
-            return c.list_response(ctx, request, recs)
-
-    # -- the customer portal's views --------------------------------------------------------------------
-    def portal_wallet(self, ctx: Any, request: Any) -> Any:
-        with ctx.store.lock:
-            rec = c.fetch(ctx, c.WALLET, request.id, "wallet", "id")
-            return ctx.method.response_class(
-                customer_portal_wallet=convert(self.render(ctx, rec.msg), m.CustomerPortalWallet)
-            )
-
-    def portal_wallets(self, ctx: Any, request: Any) -> Any:
-        with ctx.store.lock:
-            recs = list(c.coll(ctx, c.WALLET).values())
-            return c.list_response(
-                ctx, request, recs, lambda r: convert(self.render(ctx, r.msg), m.CustomerPortalWallet)
-            )
 
 
 def factories() -> dict[str, c.Factory]:
@@ -721,22 +497,4 @@ def factories() -> dict[str, c.Factory]:
         )
     )
     out.update(c.handlers(c.ACCOUNTS, subs, {"GetSubscription": "get", "ListSubscriptions": "list"}))
-    out.update(
-        c.handlers(
-            c.WALLETS,
-            Wallets,
-            {
-                "Create": "create",
-                "Get": "get",
-                "List": "list",
-                "Terminate": "terminate",
-                "CreateTransaction": "create_transaction",
-                "GetTransaction": "get_transaction",
-                "ListTransactions": "list_transactions",
-            },
-        )
-    )
-    out.update(
-        c.handlers(c.ACCOUNTS, Wallets, {"GetWallet": "portal_wallet", "ListWallets": "portal_wallets"})
-    )
     return out

@@ -29,12 +29,8 @@ class Metrics:
     def create(self, ctx: Any, request: Any) -> Any:
         c.check_required(request, "code", "name", "aggregation_type")
         self._check(request)
-        with ctx.store.lock:
-            c.unique(ctx, c.METRIC, "code", request.code, "billable metric")
-            metric = m.BillingBillableMetric(id=c.new_id(), created_at=now_ts(), updated_at=now_ts())
-            copy_matching(request, metric)
-            c.store(ctx, c.METRIC, metric)
-            return ctx.method.response_class(billable_metric=metric)
+        metric = c.create(ctx, request, c.METRIC, m.BillingBillableMetric, "billable metric")
+        return ctx.method.response_class(billable_metric=metric)
 
     def update(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:
@@ -68,9 +64,11 @@ class Metrics:
             )
 
 
-class Plans:
+class Plans(c.Collection):
     """``PlansService``: plans whose charges name existing metrics, fixed charges existing add-ons and
     entitlements existing features; add-ons and features with unique codes."""
+
+    name, what = c.PLAN, "plan"
 
     # -- plans ------------------------------------------------------------------------------------------
     def create(self, ctx: Any, request: Any) -> Any:
@@ -97,27 +95,8 @@ class Plans:
     def delete(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:
             rec = c.fetch(ctx, c.PLAN, request.id, "plan", "id")
-            live = [
-                s for s in c.coll(ctx, c.SUBSCRIPTION).values() if _live(s) and s.extra["plan_id"] == rec.key
-            ]
-            if live:
-                raise c.precondition(
-                    f"plan {rec.key!r} has {len(live)} active or pending subscription(s): terminate them first",
-                    "PLAN_HAS_SUBSCRIPTIONS",
-                    plan_id=rec.key,
-                )
-            del c.coll(ctx, c.PLAN)[rec.key]
+            c.delete_unsubscribed(ctx, c.PLAN, rec, "plan", "plan_id")
             return ctx.method.response_class()
-
-    def get(self, ctx: Any, request: Any) -> Any:
-        with ctx.store.lock:
-            rec = c.fetch(ctx, c.PLAN, request.id, "plan", "id")
-            return ctx.method.response_class(plan=self.render(ctx, rec.msg))
-
-    def list(self, ctx: Any, request: Any) -> Any:
-        with ctx.store.lock:
-            recs = list(c.coll(ctx, c.PLAN).values())
-            return c.list_response(ctx, request, recs, lambda r: self.render(ctx, r.msg))
 
     def _apply(self, ctx: Any, plan: Any, request: Any, paths: set[str]) -> None:
         def wanted(name: str) -> bool:
@@ -232,12 +211,7 @@ class Plans:
         c.check_required(request, "code", "name", "amount_currency")
         if request.amount_cents < 0:
             raise invalid_argument("amount_cents must not be negative", "amount_cents")
-        with ctx.store.lock:
-            c.unique(ctx, c.ADD_ON, "code", request.code, "add-on")
-            add_on = m.BillingAddOn(id=c.new_id(), created_at=now_ts(), updated_at=now_ts())
-            copy_matching(request, add_on)
-            c.store(ctx, c.ADD_ON, add_on)
-            return ctx.method.response_class(add_on=add_on)
+        return ctx.method.response_class(add_on=c.create(ctx, request, c.ADD_ON, m.BillingAddOn, "add-on"))
 
     # -- features ---------------------------------------------------------------------------------------
     def create_feature(self, ctx: Any, request: Any) -> Any:
@@ -366,13 +340,11 @@ def check_privilege_value(p: Any, value: str, path: str) -> None:
         raise invalid_argument(f"{value!r} is not a valid {kind} value for privilege {p.code!r}", path)
 
 
-def _live(rec: Record) -> bool:
-    return rec.msg.status in (m.STATUS_TYPE_ACTIVE, m.STATUS_TYPE_PENDING)
-
-
-class Coupons:
+class Coupons(c.Collection):
     """``CouponsService``: fixed-amount and percentage coupons, applied to customers once (unless
     reusable), terminated coupons no longer applicable."""
+
+    name, what = c.COUPON, "coupon"
 
     def create(self, ctx: Any, request: Any) -> Any:
         c.check_required(request, "name", "coupon_type", "frequency", "expiration")
@@ -450,11 +422,6 @@ class Coupons:
         out.applied_coupons_count = len(applied)
         out.customers_count = len({a.extra["customer_id"] for a in applied})
         return out
-
-    def get(self, ctx: Any, request: Any) -> Any:
-        with ctx.store.lock:
-            rec = c.fetch(ctx, c.COUPON, request.id, "coupon", "id")
-            return ctx.method.response_class(coupon=self.render(ctx, rec.msg))
 
     def list(self, ctx: Any, request: Any) -> Any:
         with ctx.store.lock:

@@ -16,6 +16,7 @@ import grpc
 
 from invora._proto.invora.billing.events.v2 import service_pb2 as events_pb2
 from invora.sandbox.domain.billing import _common as c
+from invora.sandbox.domain.billing.accounts import advance
 from invora.sandbox.faults import Fault, bad_request, invalid_argument, not_found
 from invora.sandbox.store import Record, now_ts
 
@@ -166,17 +167,10 @@ def price(charge: Any, units: D, events_count: int) -> D:
     return D(0)
 
 
-def period_of(sub: Any, at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    """The current billing period of an active subscription, starting no earlier than the subscription."""
-    started = c.when(sub.started_at) if sub.HasField("started_at") else c.when(sub.created_at)
-    start, end = c.billing_period(started, sub.plan.interval, sub.billing_time, max(at, started))
-    return max(start, started), end
-
-
 def usage(ctx: Any, sub: Any, *, projected: bool = False) -> Any:
     """``CustomerUsage`` (or ``CustomerProjectedUsage``) of ``sub`` for its current period."""
     at = c.now()
-    start, end = period_of(sub, at)
+    start, end = c.period_of(sub, at)
     events = [
         r.msg
         for r in c.coll(ctx, c.EVENT).values()
@@ -219,8 +213,6 @@ class Usage:
     """``CustomersService.GetUsage``/``GetProjectedUsage`` and the account portal's twins."""
 
     def _sub(self, ctx: Any, sub_id: str, customer_id: str | None) -> Any:
-        from invora.sandbox.domain.billing.accounts import advance
-
         if customer_id is not None:
             c.fetch(ctx, c.CUSTOMER, customer_id, "customer", "customer_id")
         rec = c.fetch(ctx, c.SUBSCRIPTION, sub_id, "subscription", "subscription_id")
