@@ -19,11 +19,12 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
 
-from invora._attempts import REQUEST_ID_KEY, Attempts, new_request_id, observed
+from invora._attempts import REQUEST_ID_KEY, Attempts, new_request_id
 from invora._request import build_request, coerce_item
 from invora._service import RetryArg
 from invora._streams import AsyncStream, Stream
@@ -44,6 +45,7 @@ __all__ = ["AsyncCore", "Binding", "Core", "Scope"]
 log = logging.getLogger("invora")
 
 _monotonic = time.monotonic
+_debug = partial(logging.getLogger("invora.calls").isEnabledFor, logging.DEBUG)
 _getpid = os.getpid
 _FOREVER = 10 * 365 * 86400.0  # a timeout longer than this (or NaN/inf) is a mistake, not a deadline
 
@@ -53,7 +55,9 @@ class Binding:
 
     __slots__ = (
         "_raw",
+        "build",
         "call",
+        "coerce",
         "fill_request_id",
         "full_name",
         "idempotent",
@@ -75,6 +79,10 @@ class Binding:
         self.items_field = info.page.items if info.page else ""
         self.kind = info.kind
         self.transport = transport
+        #: ``build(request, fields)``: the request message (see :func:`invora._request.build_request`).
+        self.build = partial(build_request, self.request_class, self.full_name, self.fill_request_id)
+        #: ``coerce(item)``: one item of a client stream as a message.
+        self.coerce = partial(coerce_item, self.request_class, self.full_name)
         if info.client_streaming:
             self.call: Any = transport.stream_stream(info)
         elif info.server_streaming:
@@ -89,14 +97,6 @@ class Binding:
             self._raw = self.transport.unary_raw(self.info)
         return self._raw
 
-    def build(self, request: Any, fields: Mapping[str, Any] | None) -> Any:
-        """The request message from a message, a mapping and/or keyword fields (dicts allowed)."""
-        return build_request(self.request_class, self.full_name, self.fill_request_id, request, fields)
-
-    def coerce(self, item: Any) -> Any:
-        """A streamed request item: a message of the right class, or a mapping of its fields."""
-        return coerce_item(self.request_class, self.full_name, item)
-
     def with_call(self, call: Any) -> Binding:
         """A copy calling ``call`` instead (``Client.raw``: the transport's raw callable)."""
         copy: Binding = object.__new__(Binding)
@@ -104,10 +104,6 @@ class Binding:
             setattr(copy, name, getattr(self, name))
         copy.call = call
         return copy
-
-    def request_id(self, req: Any) -> str:
-        """The call's id: the request's own idempotency key when it has one, else a fresh one."""
-        return req.request_id if self.fill_request_id else new_request_id()
 
 
 # -- shared state -------------------------------------------------------------------------------------------
@@ -184,8 +180,11 @@ class _CoreBase:
         self, b: Binding, req: Any, timeout: float | None, retry: RetryArg, md: Metadata, rid: str
     ) -> tuple[Attempts | None, str]:
         """The call's id, and its :class:`Attempts` from the start when hooks or the DEBUG log watch it."""
-        rid = rid or b.request_id(req)
-        return (Attempts(self, b, req, timeout, retry, md, rid) if observed(self) else None), rid
+        if not rid:
+            rid = req.request_id if b.fill_request_id else new_request_id()
+        if self.hooks or _debug():
+            return Attempts(self, b, req, timeout, retry, md, rid), rid
+        return None, rid
 
     def check_usable(self) -> None:
         """Slow path of the per-call check: closed client or another process."""

@@ -15,6 +15,7 @@ from invora.errors import ConfigurationError
 
 __all__ = ["build_request", "coerce_item"]
 
+_NESTED = (Mapping, list, tuple)
 _MAX_NESTING = 100  # the deepest request dict accepted when the message schema itself is recursive
 
 
@@ -28,14 +29,19 @@ def build_request(
     """
     if request is None:
         if fields:
-            kw = {k: v for k, v in fields.items() if v is not None}
-            if any(isinstance(v, (Mapping, list, tuple)) for v in kw.values()):
+            kw = {}
+            flat = True
+            for k, v in fields.items():
+                if v is not None:
+                    kw[k] = v
+                    if flat and isinstance(v, _NESTED):
+                        flat = False
+            try:  # flat keyword fields, the common call: straight to the constructor
+                req = cls(**kw) if flat else None
+            except (TypeError, ValueError, AttributeError):
+                req = None
+            if req is None:
                 req = from_fields(cls, kw)
-            else:  # flat keyword fields, the common call: straight to the constructor
-                try:
-                    req = cls(**kw)
-                except (TypeError, ValueError, AttributeError):
-                    req = from_fields(cls, kw)
         else:
             req = cls()
     elif type(request) is cls:
