@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
@@ -19,7 +22,7 @@ from hypothesis import strategies as st
 import invora
 from invora import _catalog
 from invora.errors import error_class
-from invora.retry import Retry
+from invora.retry import Retry, new_request_id
 
 SERVICE = "invora.simple.invoices.v1.SimpleInvoiceService"
 C = grpc.StatusCode
@@ -77,6 +80,27 @@ def test_attempts_retry_info_cap_and_budget() -> None:
     assert Retry(deadline=None).start(True).attempt_timeout(30.0) == 30.0
     old = Retry(deadline=2.0).start(True, started=time.monotonic() - 10)
     assert old.next_delay(unavailable) is None  # budget already spent
+
+
+def test_retry_is_an_immutable_value() -> None:
+    policy, same = Retry(attempts=3, deadline=None), Retry(attempts=3, deadline=None)
+    assert policy == same and hash(policy) == hash(same) and len({policy, same}) == 1
+    assert policy != Retry(attempts=3) and policy != (3, None)
+    assert pickle.loads(pickle.dumps(policy)) == policy and copy.deepcopy(policy) == policy
+    assert repr(policy).startswith(
+        "Retry(attempts=3, initial=0.1, maximum=5.0, multiplier=2.0, deadline=None,"
+    )
+    with pytest.raises(AttributeError, match="immutable"):
+        policy.attempts = 5  # type: ignore[misc]
+    assert Retry(5, 0.2).attempts == 5 and Retry(5, 0.2).initial == 0.2  # positional, in field order
+
+
+def test_new_request_id_is_a_canonical_uuid4() -> None:
+    ids = [new_request_id() for _ in range(500)]
+    assert len(set(ids)) == len(ids)
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, value)
 
 
 # -- the loop against a real server -------------------------------------------------------------------------

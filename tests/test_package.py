@@ -65,6 +65,23 @@ def test_first_use_loads_the_client_but_not_httpx_or_the_sandbox() -> None:
     assert not loaded & {"httpx", "invora.sandbox"}
 
 
+# What only failures, retries, token fetches, REST or message handling need: not loaded by `invora.Client`,
+# which every program pays before its first call (benchmarks/import_cost.py measures the time).
+COLD = ("json", "random", "google.protobuf.descriptor")
+
+
+def test_client_access_loads_nothing_only_cold_paths_need() -> None:
+    code = (
+        "import sys, grpc\n"
+        "before = set(sys.modules)\n"
+        "import invora; invora.Client\n"
+        "print(' '.join(set(sys.modules) - before))\n"  # (json would count as loaded if the probe used it)
+    )
+    beyond_grpc = set(_python(code).split())  # what grpc itself loads (asyncio, ssl, ...) is not ours
+    assert "invora._client" in beyond_grpc
+    assert not beyond_grpc & set(COLD)
+
+
 def test_every_public_name_resolves_and_lists() -> None:
     for name in invora.__all__:
         assert getattr(invora, name) is not None, name

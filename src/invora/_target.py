@@ -1,12 +1,13 @@
-"""Target parsing: turn what users type into a gRPC ``host:port`` and decide TLS, before any network."""
+"""Target parsing: turn what users type into a gRPC ``host:port`` and decide TLS, before any network.
+
+The client imports this module for the metadata checks of every call; ``ipaddress`` and ``urllib.parse``
+(~4 ms together) load only when a target or URL is parsed, at construction.
+"""
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
 
 from invora.errors import ConfigurationError
 
@@ -15,11 +16,11 @@ ENVIRONMENTS = {
     "staging": "stg-gateway.invora.app:443",
 }
 
-_HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")
+# A pattern (compiled and cached by ``re`` on first use): only construction checks host names.
+_HOST = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?"
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     host: str  # without brackets for IPv6
     port: int
     scheme: str | None  # "https" / "http" when given as a URL, else None
@@ -41,6 +42,8 @@ def is_loopback(host: str) -> bool:
     host = host.strip("[]").rstrip(".").lower()
     if host == "localhost":
         return True
+    import ipaddress
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -53,6 +56,9 @@ def parse_target(target: str) -> Target:
     Anything else (a bare host, a path, another scheme, an out-of-range port) raises
     :class:`ConfigurationError` naming the accepted forms.
     """
+    import ipaddress
+    from urllib.parse import urlsplit
+
     if not isinstance(target, str) or not target.strip():
         raise ConfigurationError("target must be a non-empty 'host:port' string")
     raw = target.strip()
@@ -95,12 +101,14 @@ def parse_target(target: str) -> Target:
 
 
 def _check_host(host: str, raw: str, hint: str) -> None:
+    import ipaddress
+
     try:
         ipaddress.ip_address(host)
         return
     except ValueError:
         pass
-    if not _HOST_RE.fullmatch(host) or len(host) > 253:
+    if not re.fullmatch(_HOST, host) or len(host) > 253:
         raise ConfigurationError(f"invalid host {host!r} in target {raw!r}: {hint}")
 
 

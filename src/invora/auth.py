@@ -26,11 +26,9 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import grpc
 
-from invora import _json
 from invora._target import is_loopback
 from invora.errors import AuthenticationError, ConfigurationError, register_secret
 
@@ -271,6 +269,8 @@ class ClientCredentials(Credentials):
         return self._token_url
 
     def _http(self, url: str) -> Any:
+        from urllib.parse import urlsplit
+
         import httpx
 
         # trust_env off for plaintext (loopback) URLs: an HTTP_PROXY would receive the secret in clear.
@@ -304,6 +304,8 @@ class ClientCredentials(Credentials):
         return self._parse(url, resp.status_code, resp.headers.get("content-type", ""), resp.content)
 
     def _parse(self, url: str, status: int, ctype: str, body: bytes) -> tuple[str, float]:
+        from invora import _json  # (like httpx and urllib.parse) loaded by the first token fetch
+
         try:
             data = _json.loads(body, max_bytes=_MAX_BODY, what="the token response") if body else None
         except ValueError:
@@ -355,6 +357,8 @@ class ClientCredentials(Credentials):
 
     def _discover(self) -> str:
         import httpx
+
+        from invora import _json
 
         assert self.issuer is not None
         url = self.issuer + "/.well-known/openid-configuration"
@@ -414,6 +418,8 @@ if hasattr(os, "register_at_fork"):
 
 def _check_url(url: str, what: str = "token endpoint", action: str = "send client credentials to") -> None:
     """``url`` must be http(s), and https unless it points at loopback: ``action`` over plaintext is refused."""
+    from urllib.parse import urlsplit  # not at import: only ClientCredentials needs it
+
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigurationError(f"{what} must be an http(s) URL, got {url!r}")

@@ -20,9 +20,9 @@ from __future__ import annotations
 import importlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from invora.errors import ConfigurationError
 
@@ -48,9 +48,11 @@ __all__ = [
 
 Metadata = tuple[tuple[str, str], ...]
 
+# The two records below are NamedTuples rather than frozen dataclasses: the client imports this module,
+# and generating dataclass methods would cost every program about a millisecond per class at start.
 
-@dataclass(frozen=True)
-class RawResponse:
+
+class RawResponse(NamedTuple):
     """A response with its call information (``client.raw(...)``).
 
     For streaming methods ``response`` is the list of all messages received.
@@ -62,8 +64,7 @@ class RawResponse:
     code: grpc.StatusCode
 
 
-@dataclass(frozen=True)
-class TransportConfig:
+class TransportConfig(NamedTuple):
     """Everything a transport needs to reach the API (decided and validated by the client)."""
 
     host: str
@@ -75,7 +76,7 @@ class TransportConfig:
     ssl_target_name: str | None = None
     channel_options: tuple[tuple[str, Any], ...] = ()
     user_agent: str = "invora-python"
-    extra: dict[str, Any] = field(default_factory=dict)  # transport-specific settings
+    extra: Mapping[str, Any] = MappingProxyType({})  # transport-specific settings
 
     @property
     def address(self) -> str:
