@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 import invora
 from invora import _catalog
+from invora._request import idempotency_key
 from invora.errors import error_class
-from invora.retry import Retry, new_request_id
+from invora.retry import Retry
 
 SERVICE = "invora.simple.invoices.v1.SimpleInvoiceService"
 C = grpc.StatusCode
@@ -95,8 +96,8 @@ def test_retry_is_an_immutable_value() -> None:
     assert Retry(5, 0.2).attempts == 5 and Retry(5, 0.2).initial == 0.2  # positional, in field order
 
 
-def test_new_request_id_is_a_canonical_uuid4() -> None:
-    ids = [new_request_id() for _ in range(500)]
+def test_idempotency_key_is_a_canonical_uuid4() -> None:
+    ids = [idempotency_key() for _ in range(500)]
     assert len(set(ids)) == len(ids)
     for value in ids:
         parsed = uuid.UUID(value)

@@ -67,7 +67,17 @@ def test_first_use_loads_the_client_but_not_httpx_or_the_sandbox() -> None:
 
 # What only failures, retries, token fetches, REST or message handling need: not loaded by `invora.Client`,
 # which every program pays before its first call (benchmarks/import_cost.py measures the time).
-COLD = ("json", "random", "google.protobuf.descriptor")
+COLD = (
+    "json",
+    "random",
+    "google.protobuf.descriptor",
+    "pathlib",
+    "uuid",
+    "platform",
+    "urllib.parse",
+    "ipaddress",
+    "dataclasses",
+)
 
 
 def test_client_access_loads_nothing_only_cold_paths_need() -> None:

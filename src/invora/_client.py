@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 from invora._attempts import REQUEST_ID_KEY, apply_log_env
 from invora._core import AsyncCore, Core, Scope
@@ -37,8 +35,7 @@ __all__ = ["AsyncClient", "Client"]
 _VERSION = "0.1.0"
 
 
-@dataclass(frozen=True)
-class _Options:
+class _Options(NamedTuple):
     """The client's arguments as given, frozen: built once, copied with changes by ``with_options``."""
 
     target: str | None = None
@@ -64,7 +61,7 @@ class _Options:
     schema: str | os.PathLike[str] | bytes | FileDescriptorSet | None = None
 
 
-_OPTION_NAMES = frozenset(f.name for f in fields(_Options))
+_OPTION_NAMES = frozenset(_Options._fields)
 
 
 class _Settings:
@@ -165,7 +162,8 @@ def _read_roots(value: bytes | str | os.PathLike[str] | None) -> bytes | None:
     if isinstance(value, str) and "-----BEGIN" in value:
         return value.encode()
     try:
-        return Path(value).read_bytes()
+        with open(value, "rb") as f:
+            return f.read()
     except OSError as exc:
         raise ConfigurationError(f"cannot read root_certificates from {value!r}: {exc.strerror}") from None
 
@@ -330,7 +328,7 @@ class _BaseClient(Namespace):
         if "target" in changes or "environment" in changes:  # a new address replaces the old either way
             changes.setdefault("target", None)
             changes.setdefault("environment", None)
-        s = _Settings(replace(self._settings.options, **changes))
+        s = _Settings(self._settings.options._replace(**changes))
         old = self._settings
         given = s.options.transport
         same_channels = given == old.options.transport and (
