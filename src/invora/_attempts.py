@@ -17,14 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from invora._service import DEFAULT
 from invora.errors import InvoraError, Unauthenticated
 from invora.hooks import CallEvent, Hook
-from invora.retry import Retry, RetryState
+from invora.retry import DEFAULT, Retry, RetryArg, RetryState
 
 if TYPE_CHECKING:
     from invora._core import Binding, _CoreBase
-    from invora._service import RetryArg
     from invora.auth import AuthMetadata
     from invora.transport import Metadata
 

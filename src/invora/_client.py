@@ -21,8 +21,8 @@ from invora.transport import (
     RequestFeed,
     Transport,
     TransportConfig,
-    transport_classes,
 )
+from invora.transport._registry import transport_classes
 
 if TYPE_CHECKING:
     from google.protobuf.descriptor_pb2 import FileDescriptorSet

@@ -26,11 +26,11 @@ from google.protobuf.message import Message
 
 from invora._attempts import REQUEST_ID_KEY, Attempts, new_request_id
 from invora._request import build_request, coerce_item
-from invora._service import RetryArg
 from invora._streams import AsyncStream, Stream
 from invora._target import check_metadata, check_org_id
 from invora.errors import ClientClosedError, ClientForkedError, ConfigurationError, InvoraError
 from invora.pagination import AsyncPager, Pager
+from invora.retry import RetryArg
 from invora.transport import AsyncRequestFeed, RequestFeed
 
 if TYPE_CHECKING:

@@ -8,30 +8,17 @@ everything behind ``_invoke`` (request building, metadata, retries, pagination, 
 
 from __future__ import annotations
 
-import enum
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from invora.retry import Retry
+from invora.retry import DEFAULT, RetryArg  # re-exported: generated code and invora.DEFAULT use them
 
 if TYPE_CHECKING:
     from invora._core import Binding, Scope
 
 __all__ = ["DEFAULT", "AsyncServiceClient", "Namespace", "RetryArg", "ServiceClient"]
 
-
-class _Default(enum.Enum):
-    """Sentinel type: "use the client's setting" (distinct from None, which disables)."""
-
-    DEFAULT = "DEFAULT"
-
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-DEFAULT = _Default.DEFAULT
-RetryArg = Union[Retry, None, _Default]  # noqa: UP007 — a runtime alias, used by generated code
 
 _T = TypeVar("_T")
 

@@ -21,15 +21,16 @@ The rule implemented:
 
 from __future__ import annotations
 
+import enum
 import math
 import time
-from typing import Any
+from typing import Any, Union
 
 import grpc
 
 from invora.errors import ConfigurationError, InvoraError
 
-__all__ = ["Retry", "RetryState"]
+__all__ = ["DEFAULT", "Retry", "RetryArg", "RetryState"]
 
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 _IDEMPOTENT_ONLY = frozenset(
@@ -168,3 +169,16 @@ class RetryState:
         if left is None:
             return timeout
         return max(_MIN_ATTEMPT_TIMEOUT, min(timeout, left))
+
+
+class _Default(enum.Enum):
+    """Sentinel type: "use the client's setting" (distinct from None, which disables)."""
+
+    DEFAULT = "DEFAULT"
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT = _Default.DEFAULT
+RetryArg = Union[Retry, None, _Default]  # noqa: UP007 — a runtime alias, used by generated code

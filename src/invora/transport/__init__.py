@@ -17,14 +17,11 @@ providing ``invora.transport.rest`` with ``RestTransport`` / ``AsyncRestTranspor
 
 from __future__ import annotations
 
-import importlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
-
-from invora.errors import ConfigurationError
 
 if TYPE_CHECKING:
     import grpc
@@ -33,7 +30,6 @@ if TYPE_CHECKING:
     from invora._catalog import MethodInfo
 
 __all__ = [
-    "TRANSPORTS",
     "AsyncRequestFeed",
     "AsyncStreamCall",
     "AsyncTransport",
@@ -43,7 +39,6 @@ __all__ = [
     "StreamCall",
     "Transport",
     "TransportConfig",
-    "transport_classes",
 ]
 
 Metadata = tuple[tuple[str, str], ...]
@@ -243,57 +238,3 @@ class AsyncRequestFeed:
         if self._cancel is not None:  # bound synchronously when the call was created, before any read
             self._cancel()
         raise StopAsyncIteration
-
-
-# name -> (module, sync class, async class)
-TRANSPORTS: dict[str, tuple[str, str, str]] = {
-    "grpc": ("invora.transport.grpc", "GrpcTransport", "AsyncGrpcTransport"),
-    "rest": ("invora.transport.rest", "RestTransport", "AsyncRestTransport"),
-}
-
-
-TransportFactory = Callable[[TransportConfig], Transport]
-AsyncTransportFactory = Callable[[TransportConfig], AsyncTransport]
-
-
-def transport_classes(
-    name: str | Transport | AsyncTransport,
-) -> tuple[TransportFactory, AsyncTransportFactory]:
-    """The (sync, async) transport factories registered under ``name``, or for a transport instance.
-
-    An instance (a custom transport, or :class:`invora.testing.FakeTransport`) is used as it is; the
-    client's target settings do not reach it.
-    """
-    if isinstance(name, (Transport, AsyncTransport)):
-        return _instance_factories(name)
-    entry = TRANSPORTS.get(name) if isinstance(name, str) else None
-    if entry is None:
-        known = ", ".join(repr(k) for k in TRANSPORTS)
-        raise ConfigurationError(f"unknown transport {name!r}; expected one of {known}")
-    module_name, sync_name, async_name = entry
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise ConfigurationError(f"transport {name!r} is not available in this build of invora") from None
-    return getattr(module, sync_name), getattr(module, async_name)
-
-
-def _instance_factories(
-    instance: Transport | AsyncTransport,
-) -> tuple[TransportFactory, AsyncTransportFactory]:
-    def sync(config: TransportConfig) -> Transport:
-        if not isinstance(instance, Transport):
-            raise ConfigurationError(
-                f"invora.Client needs a blocking Transport, got the asyncio {instance!r}"
-            )
-        return instance
-
-    def asynchronous(config: TransportConfig) -> AsyncTransport:
-        if not isinstance(instance, AsyncTransport):
-            twin = " (for invora.testing.FakeTransport pass fake.aio)" if hasattr(instance, "aio") else ""
-            raise ConfigurationError(f"invora.AsyncClient needs an AsyncTransport{twin}")
-        return instance
-
-    return sync, asynchronous
