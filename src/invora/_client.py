@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, TypeVar
 
 from invora._attempts import REQUEST_ID_KEY, apply_log_env
 from invora._core import AsyncCore, Core, Scope
@@ -202,10 +202,11 @@ _INIT_DOC = """
 """
 
 
-_C = TypeVar("_C", bound="_BaseClient")
+_C = TypeVar("_C", bound="_BaseClient[Any]")
+_R = TypeVar("_R")  # what ``raw`` returns: a RawResponse, or an awaitable of one
 
 
-class _BaseClient(Namespace):
+class _BaseClient(Namespace, Generic[_R]):
     """What both clients share: arguments, validation, the core, views, generic calls; the two
     subclasses add only what differs between blocking and awaiting (``raw``, ``close``, context)."""
 
@@ -388,16 +389,19 @@ class _BaseClient(Namespace):
             binding, req, fields, timeout, retry, metadata, org_id, page_size, max_items
         )
 
-    def _raw(
+    def raw(
         self,
         method: str | MethodInfo,
-        request: Any,
-        timeout: float | None,
-        retry: RetryArg,
-        metadata: Sequence[tuple[str, str]] | None,
-        org_id: str | None,
-    ) -> Any:
-        """The unary call (a coroutine on the async core) behind ``raw``."""
+        request: Any = None,
+        /,
+        *,
+        timeout: float | None = None,
+        retry: RetryArg = DEFAULT,
+        metadata: Sequence[tuple[str, str]] | None = None,
+        org_id: str | None = None,
+    ) -> _R:
+        """One call (one page, for lists) with its initial/trailing metadata and status code (on an
+        :class:`AsyncClient`, awaitable)."""
         binding, req, fields = self._prepare(method, request)
         scope = self._scope
         core = scope.core
@@ -412,28 +416,14 @@ class _BaseClient(Namespace):
                 retry = None  # streams are never retried
         if binding.info.server_streaming or binding.info.client_streaming:
             timeout = core.stream_timeout if timeout is None else timeout
-        return core.unary(binding.with_call(binding.raw), req, timeout, retry, md, rid)
+        return core.unary(binding.with_call(binding.raw), req, timeout, retry, md, rid)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.target} {self._scope!r}>"
 
 
-class Client(_BaseClient, Services):  # type: ignore[misc]
+class Client(_BaseClient[RawResponse], Services):  # type: ignore[misc]
     __doc__ = "Blocking Invora client: ``client.simple.invoices.create(...)``.\n" + _INIT_DOC
-
-    def raw(
-        self,
-        method: str | MethodInfo,
-        request: Any = None,
-        /,
-        *,
-        timeout: float | None = None,
-        retry: RetryArg = DEFAULT,
-        metadata: Sequence[tuple[str, str]] | None = None,
-        org_id: str | None = None,
-    ) -> RawResponse:
-        """One call (one page, for lists) with its initial/trailing metadata and status code."""
-        return self._raw(method, request, timeout, retry, metadata, org_id)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Close the channels (views share them: closing a view does nothing)."""
@@ -447,23 +437,9 @@ class Client(_BaseClient, Services):  # type: ignore[misc]
         self.close()
 
 
-class AsyncClient(_BaseClient, AsyncServices):  # type: ignore[misc]
+class AsyncClient(_BaseClient[Awaitable[RawResponse]], AsyncServices):  # type: ignore[misc]
     __doc__ = "asyncio Invora client: ``await client.simple.invoices.create(...)``.\n" + _INIT_DOC
     _async = True
-
-    async def raw(
-        self,
-        method: str | MethodInfo,
-        request: Any = None,
-        /,
-        *,
-        timeout: float | None = None,
-        retry: RetryArg = DEFAULT,
-        metadata: Sequence[tuple[str, str]] | None = None,
-        org_id: str | None = None,
-    ) -> RawResponse:
-        """Like :meth:`Client.raw`."""
-        return await self._raw(method, request, timeout, retry, metadata, org_id)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Close the channels (views share them: closing a view does nothing)."""
