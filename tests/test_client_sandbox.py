@@ -209,10 +209,12 @@ def test_missing_scope_is_permission_denied(sb: Any) -> None:
 
 
 def test_token_expiry_triggers_a_refresh() -> None:
-    with Sandbox(grpc_port=0, http_port=0, token_ttl=1.0) as box, client_for(box, box.tenant) as client:
+    # The sandbox's exp is whole seconds (int(now) + ttl): a token lives between ttl - 1 and ttl seconds, so
+    # with ttl 3 each call below reaches the server at least 2 s before its token expires.
+    with Sandbox(grpc_port=0, http_port=0, token_ttl=3.0) as box, client_for(box, box.tenant) as client:
         touch(client)
         assert box.token_requests == 1
-        time.sleep(0.6)  # past the refresh point (ttl/2)
+        time.sleep(2.1)  # within 1 s of expiry: the client waits for a new token (no refresh behind)
         touch(client)
         assert box.token_requests == 2
         assert all(c.code == grpc.StatusCode.OK for c in box.calls)

@@ -250,14 +250,16 @@ async def test_auth_refresh_after_revocation_and_expiry(
     finally:
         await api.close()
 
-    with Sandbox(grpc_port=0, http_port=0, token_ttl=1.0) as short:
+    # The sandbox's exp is whole seconds (int(now) + ttl): a 3 s token lives at least 2 s, time enough for
+    # the creates below (a 1 s token could expire before its first call reached the server, its refresh too).
+    with Sandbox(grpc_port=0, http_port=0, token_ttl=3.0) as short:
         api = Api(short, short.tenant, transport, asynchronous)
         try:
             for _ in range(3):
                 await api(api.client.simple.invoices.create(changes=invoice()))
             import asyncio
 
-            await asyncio.sleep(1.2)  # the token expires; the client refreshes ahead or on UNAUTHENTICATED
+            await asyncio.sleep(3)  # the token expires; the client refreshes ahead or on UNAUTHENTICATED
             await api(api.client.simple.invoices.create(changes=invoice()))
             assert short.token_requests >= 2
         finally:

@@ -41,8 +41,59 @@ def env_for(sb: Any, tenant: Any, **extra: str) -> dict[str, str]:
     return env
 
 
-def headless(users: int, seconds: int, json_file: Path) -> list[str]:
-    return ["--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "10",
+# Loaded next to the locustfile under test (`-f file,stop.py`): stops the run once the statistics hold enough
+# calls (rather than after some seconds, which a loaded machine fills with fewer), then writes Locust's
+# failures as its CSV report groups them (that file is only rewritten every second, so may miss the last ones).
+STOP = """
+import json
+
+import gevent
+from locust import events
+from locust.runners import WorkerRunner
+from locust.stats import StatsError
+
+NEED, CALLS, FAILURES = {need!r}, {calls!r}, {failures!r}
+
+
+@events.test_start.add_listener
+def stop_when_enough(environment, **kwargs):
+    if isinstance(environment.runner, WorkerRunner):
+        return  # the master sees every worker's calls and stops them all
+
+    def watch():
+        stats = environment.stats
+        while not (
+            stats.total.num_requests >= CALLS
+            and all(sum(e.num_requests for e in stats.entries.values() if e.name == name) >= n
+                    for name, n in NEED.items())
+        ):
+            gevent.sleep(0.05)
+        environment.runner.quit()
+
+    gevent.spawn(watch)
+
+
+@events.quitting.add_listener
+def write_failures(environment, **kwargs):
+    if not isinstance(environment.runner, WorkerRunner):
+        rows = [[e.method, e.name, StatsError.parse_error(e.error), e.occurrences]
+                for e in environment.stats.errors.values()]
+        with open(FAILURES, "w") as f:
+            json.dump(rows, f)
+"""
+
+
+def run_until(tmp_path: Path, locustfile: Path, need: dict[str, int], users: int) -> str:
+    """``-f`` for ``locustfile`` plus the stop above: every name in ``need`` called that often, and more than
+    ten calls per user in all, so that `accounted` has calls to account for."""
+    stop = tmp_path / "stop.py"
+    stop.write_text(STOP.format(need=need, calls=10 * users + 1, failures=str(tmp_path / "failures.json")))
+    return f"{locustfile},{stop}"
+
+
+def headless(users: int, json_file: Path) -> list[str]:
+    # -t only caps a run that never collects its calls (its assertions then say what is missing).
+    return ["--headless", "-u", str(users), "-r", str(users), "-t", "60s", "--stop-timeout", "10",
             "--json-file", str(json_file.with_suffix(""))]  # fmt: skip
 
 
@@ -91,10 +142,10 @@ def test_example_locustfile_headless_over_grpc(invora_sandbox: Any, tmp_path: Pa
     tenant = invora_sandbox.create_tenant("Locust gRPC Co")
     out = tmp_path / "stats.json"
     tokens_before = invora_sandbox.token_requests
+    locustfile = run_until(tmp_path, ROOT / "examples" / "locustfile.py", {LIST: 1, GET: 1, CREATE: 1}, 5)
     r = subprocess.run(
-        [*LOCUST, "-f", str(ROOT / "examples" / "locustfile.py"), "--host", invora_sandbox.grpc_target,
-         *headless(5, 3, out)],
-        env=env_for(invora_sandbox, tenant), capture_output=True, text=True, timeout=60,
+        [*LOCUST, "-f", locustfile, "--host", invora_sandbox.grpc_target, *headless(5, out)],
+        env=env_for(invora_sandbox, tenant), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     check(r, tenant.client_secret)
     entries = stats(out)
@@ -143,10 +194,11 @@ def test_pages_and_failures_over_rest(invora_sandbox: Any, tmp_path: Path) -> No
     seed(invora_sandbox, tenant, 25)
     (tmp_path / "locustfile.py").write_text(textwrap.dedent(LOCUSTFILE))
     out = tmp_path / "stats.json"
+    locustfile = run_until(tmp_path, tmp_path / "locustfile.py", {LIST: 3, GET: 1}, 3)
     r = subprocess.run(
-        [*LOCUST, "-f", "locustfile.py", "--host", invora_sandbox.rest_url, *headless(3, 3, out), "--csv", "run"],
+        [*LOCUST, "-f", locustfile, "--host", invora_sandbox.rest_url, *headless(3, out)],
         cwd=tmp_path, env=env_for(invora_sandbox, tenant, INVORA_TRANSPORT="rest"), capture_output=True,
-        text=True, timeout=60,
+        text=True, timeout=120,
     )  # fmt: skip
     check(r, tenant.client_secret, code=1)  # Locust exits 1 when any request failed
     entries = stats(out)
@@ -160,8 +212,10 @@ def test_pages_and_failures_over_rest(invora_sandbox: Any, tmp_path: Path) -> No
         entries, served(invora_sandbox, tenant, "rest") - collections.Counter({(CREATE, "OK"): 25}), users=3
     )
     # Failures group by status: one row, whatever the message.
-    failures = (tmp_path / "run_failures.csv").read_text().splitlines()
-    assert len(failures) == 2 and failures[1].startswith(f'rest,{GET},"NotFound(code=NOT_FOUND'), failures
+    failures = json.loads((tmp_path / "failures.json").read_text())
+    assert len(failures) == 1, failures
+    assert failures[0][:2] == ["rest", GET] and failures[0][2].startswith("NotFound(code=NOT_FOUND"), failures
+    assert failures[0][3] == gets["num_failures"]
     assert "HTTP Request:" not in r.stderr  # httpx's per-request log lines are kept out of Locust's log
 
 
@@ -174,14 +228,14 @@ def free_port() -> int:
 def test_master_and_two_workers_on_loopback(invora_sandbox: Any, tmp_path: Path) -> None:
     tenant = invora_sandbox.create_tenant("Locust Distributed Co")
     env = env_for(invora_sandbox, tenant)
-    locustfile = str(ROOT / "examples" / "locustfile.py")
+    locustfile = run_until(tmp_path, ROOT / "examples" / "locustfile.py", {LIST: 1, GET: 1, CREATE: 1}, 4)
     port = free_port()
     out = tmp_path / "stats.json"
     tokens_before = invora_sandbox.token_requests
     master = subprocess.Popen(
         [*LOCUST, "-f", locustfile, "--host", invora_sandbox.grpc_target, "--master", "--master-bind-host",
          "127.0.0.1", "--master-bind-port", str(port), "--expect-workers", "2", "--expect-workers-max-wait",
-         "30", *headless(4, 3, out)],
+         "30", *headless(4, out)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     worker = [*LOCUST, "-f", locustfile, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
@@ -190,7 +244,7 @@ def test_master_and_two_workers_on_loopback(invora_sandbox: Any, tmp_path: Path)
         for _ in range(2)
     ]
     try:
-        m_out, m_err = master.communicate(timeout=60)
+        m_out, m_err = master.communicate(timeout=120)
         results = [w.communicate(timeout=30) for w in workers]
     finally:
         for p in (master, *workers):

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import invora
@@ -225,7 +225,7 @@ def _fill(data: st.DataObject, msg: Message, depth: int, query_only: bool) -> No
 
 
 @pytest.mark.parametrize("spec", ROUND_TRIP)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60)
 @given(data=st.data())
 def test_client_encoding_round_trips_through_sandbox_decoding(spec: str, data: st.DataObject) -> None:
     method = _catalog.method(spec)

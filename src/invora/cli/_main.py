@@ -103,8 +103,13 @@ _EXTRAS = {
 
 
 # grpc's C core logs through absl straight to file descriptor 2, e.g.
-# "I1201 06:12:16.487057   14951 ssl_transport_security.cc:2563] Handshake failed ...".
-_NATIVE_LOG = re.compile(rb"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./-]+:\d+\] ")
+# "I1201 06:12:16.487057   14951 ssl_transport_security.cc:2563] Handshake failed ...". Before absl's
+# logging is initialised (older grpc releases never do it) a line has no date, "E0000 00:00:1796121337.808766
+# ...", after a first line of its own.
+_NATIVE_LOG = re.compile(
+    rb"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./-]+:\d+\] "
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+)
 
 
 @contextlib.contextmanager

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -430,6 +432,7 @@ class AsyncGrpcTransport(AsyncTransport):
         self._current: _LoopChannel | None = None
         self._all: list[_LoopChannel] = []
         self._patience = _patience(config)
+        _AIO_LIVE.add(self)
 
     @property
     def has_connections(self) -> bool:
@@ -451,9 +454,21 @@ class AsyncGrpcTransport(AsyncTransport):
         else:
             channel = grpc.aio.insecure_channel(cfg.address, opts)
         lc = _LoopChannel(loop, channel)
-        self._all = [c for c in self._all if not c.loop.is_closed()] + [lc]
+        self.drop_closed_loops()
+        self._all.append(lc)
         self._current = lc
         return lc
+
+    def drop_closed_loops(self) -> None:
+        """Release the channels of event loops that have closed (e.g. after ``asyncio.run``).
+
+        Such a channel can no longer be used, yet while it exists grpc.aio keeps a poller thread waiting
+        inside gRPC, and grpc (1.66 at least) then skips its fork() preparation: the child's and even the
+        parent's later calls stall until their deadlines. Dropping the last reference closes the channel.
+        """
+        self._all = [lc for lc in self._all if not lc.loop.is_closed()]
+        if self._current is not None and self._current.loop.is_closed():
+            self._current = None
 
     def _mc(self, kind: str, method: MethodInfo, codecs: tuple[Any, Any]) -> Any:
         lc = self._current
@@ -578,6 +593,18 @@ class AsyncGrpcTransport(AsyncTransport):
                     asyncio.run_coroutine_threadsafe(lc.channel.close(None), lc.loop)
             except RuntimeError:
                 pass
+
+
+_AIO_LIVE: weakref.WeakSet[AsyncGrpcTransport] = weakref.WeakSet()
+
+
+def _drop_closed_loops() -> None:
+    for transport in list(_AIO_LIVE):
+        transport.drop_closed_loops()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_drop_closed_loops)
 
 
 class _AsyncSingle(_AsyncStream):
