@@ -34,6 +34,7 @@ from typing import Any
 
 import grpc.aio
 import httpx
+import raw_stub
 from client_overhead import start_sandbox
 from sandbox_throughput import SVC, _read_line
 
@@ -68,7 +69,7 @@ def metadata(info: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 def first_key(info: dict[str, Any], md: tuple[tuple[str, str], ...]) -> str:
     async def go() -> str:
         async with grpc.aio.insecure_channel(info["grpc_target"]) as ch:
-            stub = SVC.load_grpc().SimpleInvoiceServiceStub(ch)
+            stub = raw_stub.stub_class(SVC)(ch)
             resp = await stub.List(SVC.method("List").request_class(), metadata=md, timeout=30)
             return str(resp.items[0].key)
 
@@ -88,7 +89,7 @@ def grpc_rate(target: str, md: tuple[tuple[str, str], ...], key: str, seconds: f
 
     async def go() -> float:
         async with grpc.aio.insecure_channel(target) as ch:
-            get = SVC.load_grpc().SimpleInvoiceServiceStub(ch).Get
+            get = raw_stub.stub_class(SVC)(ch).Get
             req = SVC.method("Get").request_class(key=key)
             await get(req, metadata=md, timeout=30)
             count = 0
