@@ -47,6 +47,15 @@ log = logging.getLogger("invora")
 _monotonic = time.monotonic
 _debug = partial(logging.getLogger("invora.calls").isEnabledFor, logging.DEBUG)
 _getpid = os.getpid
+_pid = _getpid()  # this process's id, kept current by a fork hook: a per-call getpid() is a system call
+
+
+def _forked() -> None:
+    global _pid
+    _pid = _getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 _FOREVER = 10 * 365 * 86400.0  # a timeout longer than this (or NaN/inf) is a mistake, not a deadline
 
 
@@ -330,7 +339,7 @@ class Scope:
         max_items: int | None,
     ) -> Any:
         core = self.core
-        if core.pid != _getpid() or core.closed:
+        if core.pid != _pid or core.closed:
             core.check_usable()
         if org_id is None and not metadata:
             md, rid = self.org_md, ""

@@ -18,6 +18,7 @@ __all__ = ["build_request", "coerce_item", "idempotency_key"]
 _urandom = os.urandom
 
 _NESTED = (Mapping, list, tuple)
+_SCALARS = frozenset((str, int, float, bool, bytes))  # exact types known flat, checked before the ABCs
 _MAX_NESTING = 100  # the deepest request dict accepted when the message schema itself is recursive
 
 
@@ -36,7 +37,7 @@ def build_request(
             for k, v in fields.items():
                 if v is not None:
                     kw[k] = v
-                    if flat and isinstance(v, _NESTED):
+                    if flat and type(v) not in _SCALARS and isinstance(v, _NESTED):
                         flat = False
             try:  # flat keyword fields, the common call: straight to the constructor
                 req = cls(**kw) if flat else None
