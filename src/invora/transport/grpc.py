@@ -266,6 +266,9 @@ class GrpcTransport(Transport):
         channel = self.channel
         if channel._channel.check_connectivity_state(False) == _READY:  # type: ignore[attr-defined]
             return timeout, True
+        return self._reconnect(channel, timeout)
+
+    def _reconnect(self, channel: grpc.Channel, timeout: float) -> tuple[float, bool]:
         started = time.monotonic()
         ready = _wait_ready(channel, timeout, self._patience)
         return max(timeout - (time.monotonic() - started), 0.001), ready
@@ -282,10 +285,15 @@ class GrpcTransport(Transport):
 
     def unary(self, method: MethodInfo) -> UnaryCallable:
         mc = self._unary_mc(method)
-        connected = self._connected
+        channel = self.channel  # created by _unary_mc; a transport keeps its channel until it is closed
+        state = channel._channel.check_connectivity_state  # type: ignore[attr-defined]
+        reconnect = self._reconnect
 
         def call(request: Message, timeout: float, metadata: Metadata) -> Message:
-            timeout, ready = connected(timeout)
+            # _connected, inlined: this closure is every blocking unary call's path
+            ready = state(False) == _READY
+            if not ready:
+                timeout, ready = reconnect(channel, timeout)
             try:
                 return mc(request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]
             except grpc.RpcError as exc:
