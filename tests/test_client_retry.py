@@ -258,11 +258,20 @@ def test_per_call_retry_none_and_override(server: tuple[str, Script], script: Sc
 
 
 def test_connection_refused_write_is_retried_because_nothing_was_sent() -> None:
+    # The later attempts wait their whole timeout for a reconnection that never comes: they end as
+    # UNAVAILABLE, not sent (not as DEADLINE_EXCEEDED, which would stop a write's retries).
     with (
-        invora.Client("127.0.0.1:1", retry=FAST, timeout=2) as client,
+        invora.Client("127.0.0.1:1", retry=FAST, timeout=1) as client,
         pytest.raises(invora.Unavailable) as info,
     ):
         client.simple.invoices.update(key="INV-1", concurrency_stamp="s")
+    assert info.value.request_not_sent and info.value.attempts == 4
+
+
+async def test_async_connection_refused_write_is_retried_because_nothing_was_sent() -> None:
+    async with invora.AsyncClient("127.0.0.1:1", retry=FAST, timeout=1) as client:
+        with pytest.raises(invora.Unavailable) as info:
+            await client.simple.invoices.update(key="INV-1", concurrency_stamp="s")
     assert info.value.request_not_sent and info.value.attempts == 4
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from invora._catalog import HttpRule, MethodInfo
 
 __all__ = [
+    "WRAPPERS",
     "PathTemplate",
     "Route",
     "Router",
@@ -360,6 +361,8 @@ _WRAPPER_KINDS = {
     "google.protobuf.DoubleValue": "float",
     "google.protobuf.FloatValue": "float",
 }
+#: The full names of the ``google.protobuf`` wrapper messages (a scalar that can be absent).
+WRAPPERS = frozenset(_WRAPPER_KINDS)
 _INT_TYPES = {
     FieldDescriptor.CPPTYPE_INT32,
     FieldDescriptor.CPPTYPE_INT64,

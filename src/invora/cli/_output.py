@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from invora._pbcompat import is_repeated
+from invora.transcoding import WRAPPERS
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -33,19 +34,7 @@ def dump_json(value: Any, *, compact: bool = False, out: TextIO | None = None) -
 
 
 # -- tables -------------------------------------------------------------------------------------------
-_PLAIN_MESSAGES = {
-    "kernel.DecimalValue",
-    "google.type.Date",
-    "google.protobuf.Timestamp",
-    "google.protobuf.StringValue",
-    "google.protobuf.BoolValue",
-    "google.protobuf.Int64Value",
-    "google.protobuf.UInt64Value",
-    "google.protobuf.Int32Value",
-    "google.protobuf.UInt32Value",
-    "google.protobuf.DoubleValue",
-    "google.protobuf.FloatValue",
-}
+_PLAIN_MESSAGES = {"kernel.DecimalValue", "google.type.Date", "google.protobuf.Timestamp", *WRAPPERS}
 _HIDDEN_BY_DEFAULT = {"concurrency_stamp"}
 
 

@@ -30,22 +30,13 @@ from google.protobuf.message import Message
 
 from invora._pbcompat import is_repeated
 from invora.sandbox.faults import Fault
+from invora.transcoding import WRAPPERS
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 CURSOR_TTL = 3600.0
 
-_WRAPPERS = {
-    "google.protobuf.StringValue",
-    "google.protobuf.BoolValue",
-    "google.protobuf.Int64Value",
-    "google.protobuf.UInt64Value",
-    "google.protobuf.Int32Value",
-    "google.protobuf.UInt32Value",
-    "google.protobuf.DoubleValue",
-    "google.protobuf.FloatValue",
-    "google.protobuf.BytesValue",
-}
+_WRAPPERS = WRAPPERS
 
 Getter = Callable[[Any, str], Any]
 

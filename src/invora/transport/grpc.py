@@ -25,13 +25,13 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 
-from invora.errors import RpcError, from_grpc_error
+from invora.errors import RpcError, error_class, from_grpc_error
 from invora.transport import (
     AsyncRawCallable,
     AsyncRequestFeed,
@@ -151,6 +151,25 @@ async def _await_ready(channel: grpc.aio.Channel, timeout: float, patience: floa
         state = channel.get_state(try_to_connect=False)
 
 
+def _budget(
+    config: TransportConfig, method: MethodInfo, timeout: float, waited: float, ready: bool, failing: bool
+) -> tuple[float, bool]:
+    """The attempt's (timeout left, ready) after waiting ``waited`` s for a connection.
+
+    When the wait used the whole attempt on a channel that is still failing, the attempt fails here, as
+    not sent: a call now would end as DEADLINE_EXCEEDED, which the retry policy must treat as possibly
+    sent, although grpc never sends on a failing channel. With time left, the call goes ahead and grpc's
+    own UNAVAILABLE says why it could not connect."""
+    left = timeout - waited
+    if failing and left < 0.01:
+        raise error_class(grpc.StatusCode.UNAVAILABLE)(
+            f"no connection to {config.address} (waited {waited:.1f} s for one)",
+            method=method.full_name,
+            request_not_sent=True,
+        )
+    return max(left, 0.001), ready
+
+
 def _channel_credentials(config: TransportConfig) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
         root_certificates=config.root_certificates,
@@ -261,17 +280,18 @@ class GrpcTransport(Transport):
     def _unary_mc(self, method: MethodInfo) -> Any:
         return _multicallable(self.channel, "unary_unary", method)
 
-    def _connected(self, timeout: float) -> tuple[float, bool]:
+    def _connected(self, timeout: float, method: MethodInfo) -> tuple[float, bool]:
         """(the attempt's timeout left, whether the channel is READY) after waiting for a connection."""
         channel = self.channel
         if channel._channel.check_connectivity_state(False) == _READY:  # type: ignore[attr-defined]
             return timeout, True
-        return self._reconnect(channel, timeout)
+        return self._reconnect(channel, timeout, method)
 
-    def _reconnect(self, channel: grpc.Channel, timeout: float) -> tuple[float, bool]:
+    def _reconnect(self, channel: grpc.Channel, timeout: float, method: MethodInfo) -> tuple[float, bool]:
         started = time.monotonic()
         ready = _wait_ready(channel, timeout, self._patience)
-        return max(timeout - (time.monotonic() - started), 0.001), ready
+        failing = not ready and channel._channel.check_connectivity_state(False) == _FAILURE  # type: ignore[attr-defined]
+        return _budget(self.config, method, timeout, time.monotonic() - started, ready, failing)
 
     def _error(self, exc: grpc.RpcError, method: MethodInfo, ready: bool) -> RpcError:
         """The error of a failed call; not sent only if it was made on a channel that had not connected
@@ -293,7 +313,7 @@ class GrpcTransport(Transport):
             # _connected, inlined: this closure is every blocking unary call's path
             ready = state(False) == _READY
             if not ready:
-                timeout, ready = reconnect(channel, timeout)
+                timeout, ready = reconnect(channel, timeout, method)
             try:
                 return mc(request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]
             except grpc.RpcError as exc:
@@ -316,7 +336,7 @@ class GrpcTransport(Transport):
         mc = self._unary_mc(method)
 
         def call(request: Message, timeout: float, metadata: Metadata) -> RawResponse:
-            timeout, ready = self._connected(timeout)
+            timeout, ready = self._connected(timeout, method)
             try:
                 response, rpc = mc.with_call(request, timeout=timeout, metadata=metadata)
             except grpc.RpcError as exc:
@@ -394,21 +414,21 @@ class _AsyncStream(_StreamCall):
     def __aiter__(self) -> _AsyncStream:
         return self
 
-    def _failed(self) -> BaseException | None:
-        feed = self._feed
-        return feed.error if feed is not None else None
-
-    async def __anext__(self) -> Any:
+    async def _settle(self, awaitable: Awaitable[Any]) -> Any:
+        """``await awaitable`` (a read, or a stream-unary call), raising what the caller should see."""
         try:
-            message = await self._call.read()
+            return await awaitable
         except grpc.RpcError as exc:
             raise _failure(exc, self._name, self._feed) from None
         except asyncio.CancelledError:
             # grpc.aio reports the cancellation the feed made as CancelledError; a real one propagates.
-            error = self._failed()
-            if error is None:
+            feed = self._feed
+            if feed is None or feed.error is None:
                 raise
-            raise error from None
+            raise feed.error from None
+
+    async def __anext__(self) -> Any:
+        message = await self._settle(self._call.read())
         if message is _EOF:
             raise StopAsyncIteration
         return message
@@ -497,14 +517,15 @@ class AsyncGrpcTransport(AsyncTransport):
     def _channel(self) -> grpc.aio.Channel:
         return self._current.channel if self._current is not None else self._open().channel
 
-    async def _connected(self, timeout: float) -> tuple[float, bool]:
+    async def _connected(self, timeout: float, method: MethodInfo) -> tuple[float, bool]:
         """:meth:`GrpcTransport._connected` for the channel of the running loop."""
         channel = self._channel()
         if channel.get_state() is grpc.ChannelConnectivity.READY:
             return timeout, True
         started = time.monotonic()
         ready = await _await_ready(channel, timeout, self._patience)
-        return max(timeout - (time.monotonic() - started), 0.001), ready
+        failing = not ready and channel.get_state() is grpc.ChannelConnectivity.TRANSIENT_FAILURE
+        return _budget(self.config, method, timeout, time.monotonic() - started, ready, failing)
 
     def _error(self, exc: grpc.RpcError, method: MethodInfo, ready: bool) -> RpcError:
         """:meth:`GrpcTransport._error` for the channel of the running loop."""
@@ -521,7 +542,7 @@ class AsyncGrpcTransport(AsyncTransport):
 
         async def call(request: Message, timeout: float, metadata: Metadata) -> Message:
             mc = mc_for("unary_unary", method, codecs)
-            timeout, ready = await self._connected(timeout)
+            timeout, ready = await self._connected(timeout, method)
             try:
                 return await mc(request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]
             except grpc.RpcError as exc:
@@ -547,7 +568,7 @@ class AsyncGrpcTransport(AsyncTransport):
                     grpc.StatusCode.OK,
                 )
             mc = self._mc("unary_unary", method, codecs)
-            timeout, ready = await self._connected(timeout)
+            timeout, ready = await self._connected(timeout, method)
             rpc = mc(request, timeout=timeout, metadata=metadata)
             try:
                 response = await rpc
@@ -628,12 +649,4 @@ class _AsyncSingle(_AsyncStream):
         if self._done:
             raise StopAsyncIteration
         self._done = True
-        try:
-            return await self._call
-        except grpc.RpcError as exc:
-            raise _failure(exc, self._name, self._feed) from None
-        except asyncio.CancelledError:
-            error = self._failed()
-            if error is None:
-                raise
-            raise error from None
+        return await self._settle(self._call)

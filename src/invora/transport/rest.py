@@ -79,6 +79,10 @@ class _Expired(Exception):
     pass
 
 
+# What an exchange may end in besides a reply (the sync and asyncio transports map them alike).
+_FAILURES = (_Expired, _TooLarge, httpx.HTTPError)
+
+
 def _verify(config: TransportConfig) -> ssl.SSLContext | bool:
     if not config.secure:
         return False
@@ -173,6 +177,14 @@ class _Codec:
             f"the response is larger than {MAX_RESPONSE_BYTES} bytes", method=self.name
         )
 
+    def failure(self, exc: BaseException, timeout: float) -> RpcError:
+        """The error of an exchange that ended in one of :data:`_FAILURES` or a timeout."""
+        if isinstance(exc, _TooLarge):
+            return self.too_large()
+        if isinstance(exc, httpx.HTTPError):
+            return self.transport_error(exc)
+        return self.expired(timeout)
+
     def transport_error(self, exc: httpx.HTTPError) -> RpcError:
         """Connection failures map to UNAVAILABLE (retryable) and timeouts to DEADLINE_EXCEEDED; a failed
         connect means the request never left, which lets the retry policy retry even unsafe writes."""
@@ -189,9 +201,28 @@ class _Codec:
         )
 
 
-def _declared_too_large(response: httpx.Response) -> bool:
-    length = response.headers.get("content-length", "")
-    return length.isdigit() and int(length) > MAX_RESPONSE_BYTES
+class _Body:
+    """A response body read chunk by chunk, never past MAX_RESPONSE_BYTES (declared or received); the
+    blocking and asyncio exchanges differ only in how they get the chunks."""
+
+    __slots__ = ("chunks", "response", "size")
+
+    def __init__(self, response: httpx.Response) -> None:
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_RESPONSE_BYTES:
+            raise _TooLarge
+        self.response = response
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > MAX_RESPONSE_BYTES:
+            raise _TooLarge
+        self.chunks.append(chunk)
+
+    def reply(self) -> _Reply:
+        return _Reply(self.response.status_code, self.response.headers, b"".join(self.chunks))
 
 
 def _raw(message: Message, response: _Reply) -> RawResponse:
@@ -248,18 +279,12 @@ class RestTransport(_UnaryOnly, Transport):
         with self.http.stream(
             verb, path, params=query, content=content, headers=headers, timeout=timeout
         ) as response:
-            if _declared_too_large(response):
-                raise _TooLarge
-            chunks: list[bytes] = []
-            size = 0
+            body = _Body(response)
             for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_RESPONSE_BYTES:
-                    raise _TooLarge
                 if time.monotonic() > deadline:
                     raise _Expired  # the caller has already given up: stop reading a trickle
-                chunks.append(chunk)
-            return _Reply(response.status_code, response.headers, b"".join(chunks))
+                body.add(chunk)
+            return body.reply()
 
     def _send(self, codec: _Codec, request: Message, timeout: float, metadata: Metadata) -> _Reply:
         args = codec.request(request, metadata)
@@ -270,12 +295,8 @@ class RestTransport(_UnaryOnly, Transport):
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise codec.expired(timeout) from None
-        except _Expired:
-            raise codec.expired(timeout) from None
-        except _TooLarge:
-            raise codec.too_large() from None
-        except httpx.HTTPError as exc:
-            raise codec.transport_error(exc) from None
+        except _FAILURES as exc:
+            raise codec.failure(exc, timeout) from None
 
     def unary(self, method: MethodInfo) -> UnaryCallable:
         codec = _Codec(method)
@@ -331,27 +352,17 @@ class AsyncRestTransport(_UnaryOnly, AsyncTransport):
         async with self.http.stream(
             verb, path, params=query, content=content, headers=headers, timeout=timeout
         ) as response:
-            if _declared_too_large(response):
-                raise _TooLarge
-            chunks: list[bytes] = []
-            size = 0
+            body = _Body(response)
             async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_RESPONSE_BYTES:
-                    raise _TooLarge
-                chunks.append(chunk)
-            return _Reply(response.status_code, response.headers, b"".join(chunks))
+                body.add(chunk)  # asyncio.wait_for in _send ends a trickle at the deadline
+            return body.reply()
 
     async def _send(self, codec: _Codec, request: Message, timeout: float, metadata: Metadata) -> _Reply:
         args = codec.request(request, metadata)
         try:
             return await asyncio.wait_for(self._exchange(args, timeout), timeout)
-        except asyncio.TimeoutError:
-            raise codec.expired(timeout) from None
-        except _TooLarge:
-            raise codec.too_large() from None
-        except httpx.HTTPError as exc:
-            raise codec.transport_error(exc) from None
+        except (asyncio.TimeoutError, *_FAILURES) as exc:
+            raise codec.failure(exc, timeout) from None
 
     def unary(self, method: MethodInfo) -> AsyncUnaryCallable:
         codec = _Codec(method)
