@@ -19,6 +19,7 @@ def stub_class(svc: ServiceInfo) -> Any:
                     m.path,
                     request_serializer=m.request_class.SerializeToString,
                     response_deserializer=m.response_class.FromString,
+                    _registered_method=True,  # what grpcio-tools' generated stubs pass
                 )
                 setattr(self, m.name, mc)
 
