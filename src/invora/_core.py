@@ -185,6 +185,16 @@ class _CoreBase:
             "(e.g. in the worker initializer)"
         )
 
+    def watch(
+        self, b: Binding, req: Any, timeout: float | None, retry: RetryArg, md: Metadata, rid: str
+    ) -> tuple[Attempts | None, str]:
+        """The call's id, and its :class:`Attempts` from the start when hooks or the DEBUG log watch it."""
+        if not rid:
+            rid = req.request_id if b.fill_request_id else new_request_id()
+        if self.hooks or _debug():
+            return Attempts(self, b, req, timeout, retry, md, rid), rid
+        return None, rid
+
     def check_usable(self) -> None:
         """Slow path of the per-call check: closed client or another process."""
         if self.closed:
@@ -201,11 +211,8 @@ class Core(_CoreBase):
         self, b: Binding, req: Any, timeout: float | None, retry: RetryArg, md: Metadata, rid: str = ""
     ) -> Any:
         creds = self.credentials
-        if not rid:
-            rid = req.request_id if b.fill_request_id else new_request_id()
-        if self.hooks or _debug():  # watched: every attempt through Attempts
-            a = Attempts(self, b, req, timeout, retry, md, rid)
-        else:  # nobody watching: the first attempt inline, the bookkeeping only if it fails
+        a, rid = self.watch(b, req, timeout, retry, md, rid)
+        if a is None:  # nobody watching: the first attempt inline, the bookkeeping only if it fails
             started = _monotonic()
             amd = creds.metadata() if creds is not None else ()
             try:
@@ -248,12 +255,9 @@ class AsyncCore(_CoreBase):
     async def unary(
         self, b: Binding, req: Any, timeout: float | None, retry: RetryArg, md: Metadata, rid: str = ""
     ) -> Any:
+        a, rid = self.watch(b, req, timeout, retry, md, rid)
         creds = self.credentials
-        if not rid:
-            rid = req.request_id if b.fill_request_id else new_request_id()
-        if self.hooks or _debug():
-            a = Attempts(self, b, req, timeout, retry, md, rid)
-        else:
+        if a is None:
             started = _monotonic()
             amd = (creds.cached_metadata() or await creds.ametadata()) if creds is not None else ()
             try:

@@ -36,8 +36,6 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 CURSOR_TTL = 3600.0
 
-_WRAPPERS = WRAPPERS
-
 Getter = Callable[[Any, str], Any]
 
 
@@ -57,7 +55,7 @@ def scalar(value: Any) -> Any:
         from invora.decimal import to_decimal
 
         return to_decimal(value)
-    if name in _WRAPPERS:
+    if name in WRAPPERS:
         return value.value
     if name == "kernel.KeyVersion":
         return value.key

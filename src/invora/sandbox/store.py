@@ -32,6 +32,7 @@ from google.protobuf.message import Message
 from invora._pbcompat import is_repeated
 from invora.sandbox import listing
 from invora.sandbox.faults import Fault, invalid_argument, not_found, unimplemented
+from invora.transcoding import WRAPPERS
 
 if TYPE_CHECKING:
     from invora._catalog import MethodInfo, ServiceInfo
@@ -58,7 +59,6 @@ class CallContext:
 Handler = Callable[[CallContext, Any], Message]
 
 _WRAPPER_PREFIX = "google.protobuf."
-_WRAPPERS = listing._WRAPPERS
 
 
 @dataclass
@@ -168,14 +168,14 @@ def copy_matching(src: Any, dst: Any, *, only: Iterable[str] | None = None, dept
                 target = getattr(dst, df.name)
                 for item in value:
                     copy_matching(item, target.add(), depth=depth - 1)
-            elif dmt.full_name in _WRAPPERS and smt.full_name in _WRAPPERS:
+            elif dmt.full_name in WRAPPERS and smt.full_name in WRAPPERS:
                 getattr(dst, df.name).value = value.value
             else:
                 copy_matching(value, getattr(dst, df.name), depth=depth - 1)
-        elif smt is None and dmt is not None and dmt.full_name in _WRAPPERS and not is_repeated(sf):
+        elif smt is None and dmt is not None and dmt.full_name in WRAPPERS and not is_repeated(sf):
             with contextlib.suppress(TypeError, ValueError):
                 getattr(dst, df.name).value = value
-        elif smt is not None and dmt is None and smt.full_name in _WRAPPERS and not is_repeated(sf):
+        elif smt is not None and dmt is None and smt.full_name in WRAPPERS and not is_repeated(sf):
             with contextlib.suppress(TypeError, ValueError):
                 setattr(dst, df.name, value.value)
 

@@ -280,18 +280,22 @@ class GrpcTransport(Transport):
     def _unary_mc(self, method: MethodInfo) -> Any:
         return _multicallable(self.channel, "unary_unary", method)
 
-    def _connected(self, timeout: float, method: MethodInfo) -> tuple[float, bool]:
-        """(the attempt's timeout left, whether the channel is READY) after waiting for a connection."""
-        channel = self.channel
-        if channel._channel.check_connectivity_state(False) == _READY:  # type: ignore[attr-defined]
-            return timeout, True
-        return self._reconnect(channel, timeout, method)
+    def _connector(self, method: MethodInfo) -> Callable[[float], tuple[float, bool]]:
+        """``connected(timeout)`` for calls of ``method``: (the attempt's timeout left, whether the channel
+        is READY) after waiting for a connection. Bound once per method: it runs before every call."""
+        channel = self.channel  # a transport keeps its channel until it is closed
+        state = channel._channel.check_connectivity_state  # type: ignore[attr-defined]
+        patience, config = self._patience, self.config
 
-    def _reconnect(self, channel: grpc.Channel, timeout: float, method: MethodInfo) -> tuple[float, bool]:
-        started = time.monotonic()
-        ready = _wait_ready(channel, timeout, self._patience)
-        failing = not ready and channel._channel.check_connectivity_state(False) == _FAILURE  # type: ignore[attr-defined]
-        return _budget(self.config, method, timeout, time.monotonic() - started, ready, failing)
+        def connected(timeout: float) -> tuple[float, bool]:
+            if state(False) == _READY:
+                return timeout, True
+            started = time.monotonic()
+            ready = _wait_ready(channel, timeout, patience)
+            failing = not ready and state(False) == _FAILURE
+            return _budget(config, method, timeout, time.monotonic() - started, ready, failing)
+
+        return connected
 
     def _error(self, exc: grpc.RpcError, method: MethodInfo, ready: bool) -> RpcError:
         """The error of a failed call; not sent only if it was made on a channel that had not connected
@@ -305,15 +309,10 @@ class GrpcTransport(Transport):
 
     def unary(self, method: MethodInfo) -> UnaryCallable:
         mc = self._unary_mc(method)
-        channel = self.channel  # created by _unary_mc; a transport keeps its channel until it is closed
-        state = channel._channel.check_connectivity_state  # type: ignore[attr-defined]
-        reconnect = self._reconnect
+        connected = self._connector(method)
 
         def call(request: Message, timeout: float, metadata: Metadata) -> Message:
-            # _connected, inlined: this closure is every blocking unary call's path
-            ready = state(False) == _READY
-            if not ready:
-                timeout, ready = reconnect(channel, timeout, method)
+            timeout, ready = connected(timeout)
             try:
                 return mc(request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]
             except grpc.RpcError as exc:
@@ -334,9 +333,10 @@ class GrpcTransport(Transport):
 
             return call_stream
         mc = self._unary_mc(method)
+        connected = self._connector(method)
 
         def call(request: Message, timeout: float, metadata: Metadata) -> RawResponse:
-            timeout, ready = self._connected(timeout, method)
+            timeout, ready = connected(timeout)
             try:
                 response, rpc = mc.with_call(request, timeout=timeout, metadata=metadata)
             except grpc.RpcError as exc:
@@ -518,7 +518,7 @@ class AsyncGrpcTransport(AsyncTransport):
         return self._current.channel if self._current is not None else self._open().channel
 
     async def _connected(self, timeout: float, method: MethodInfo) -> tuple[float, bool]:
-        """:meth:`GrpcTransport._connected` for the channel of the running loop."""
+        """:meth:`GrpcTransport._connector`'s check for the channel of the running loop."""
         channel = self._channel()
         if channel.get_state() is grpc.ChannelConnectivity.READY:
             return timeout, True
