@@ -9,8 +9,9 @@ interleaved rounds (median of ``--rounds``), the throughput of ``SimpleInvoiceSe
 
 and pagination over all seeded invoices with a consumer that spends ``--work-ms`` per page (I/O-like work,
 e.g. writing the page somewhere): the SDK pager (prefetching the next page) vs a naive raw loop, and the
-pager with prefetch disabled. Both sides send the same metadata (bearer token + tenancy header) over channels
-with the same options (keepalive, message sizes, user agent).
+pager with prefetch disabled. Both sides send the same metadata (bearer token, tenancy header and a fresh
+``x-request-id`` per call) over channels with the same options (keepalive, message sizes, user agent);
+``raw_seq_without_id`` is the raw loop without the request id, for what that header costs on the wire.
 
     python benchmarks/client_overhead.py [--calls 3000] [--rounds 5] [--seed 600] [--page-size 50]
     python benchmarks/client_overhead.py --target 127.0.0.1:50051 --token-url ... --client-id ... ...
@@ -95,6 +96,13 @@ class Bench:
     # -- unary ------------------------------------------------------------------------------------------
     def raw_seq(self) -> int:
         n, req, md, get = self.args.calls, self.get_req_cls(key=self.key), self.metadata, self.stub.Get
+        with_id = raw_stub.with_request_id
+        for _ in range(n):
+            get(req, timeout=30, metadata=with_id(md))
+        return n
+
+    def raw_seq_without_id(self) -> int:
+        n, req, md, get = self.args.calls, self.get_req_cls(key=self.key), self.metadata, self.stub.Get
         for _ in range(n):
             get(req, timeout=30, metadata=md)
         return n
@@ -119,8 +127,13 @@ class Bench:
         return per * 8
 
     def raw_threads(self) -> int:
-        req, md, get = self.get_req_cls(key=self.key), self.metadata, self.stub.Get
-        return self._threads(lambda: get(req, timeout=30, metadata=md))
+        req, md, get, with_id = (
+            self.get_req_cls(key=self.key),
+            self.metadata,
+            self.stub.Get,
+            raw_stub.with_request_id,
+        )
+        return self._threads(lambda: get(req, timeout=30, metadata=with_id(md)))
 
     def sdk_threads(self) -> int:
         key, inv = self.key, self.client.simple.invoices
@@ -151,7 +164,7 @@ class Bench:
                 key = self.key
 
                 def raw_one() -> Any:
-                    return stub.Get(req, timeout=30, metadata=md)
+                    return stub.Get(req, timeout=30, metadata=raw_stub.with_request_id(md))
 
                 def sdk_one() -> Any:
                     return inv.get(key=key)
@@ -176,7 +189,7 @@ class Bench:
         req.pagination.limit.value = self.args.page_size
         count = 0
         while True:
-            page = self.stub.List(req, timeout=30, metadata=self.metadata)
+            page = self.stub.List(req, timeout=30, metadata=raw_stub.with_request_id(self.metadata))
             count += len(page.items)
             self._work()
             cursor = page.next_page_cursor

@@ -4,8 +4,9 @@ One sandbox process (seeded with 600 Simple invoices) serves every measurement, 
 like with like on the same machine in the same minute; absolute numbers move with the machine, ratios
 much less. Rows:
 
-- SDK vs raw generated stubs (same channel options, same metadata): sync sequential, sync 8 threads,
-  asyncio 100 in flight — ``SimpleInvoiceService/Get``; interleaved rounds, median of per-round ratios;
+- SDK vs raw generated stubs (same channel options, same metadata, a fresh ``x-request-id`` per call on both
+  sides): sync sequential, sync 8 threads, asyncio 100 in flight — ``SimpleInvoiceService/Get``;
+  interleaved rounds, median of per-round ratios; and what that header costs (raw stub with vs without);
 - pagination: the SDK pager (prefetching the next page while the consumer works) vs a naive raw loop;
 - REST vs gRPC through the SDK, same three shapes;
 - the sandbox itself (``scale.py``): its REST server vs its gRPC server at 100 in flight, driven by the
@@ -85,6 +86,12 @@ def sdk_vs_raw(info: dict[str, Any], calls: int, rounds: int) -> list[Row]:
         rows.append(_row("SDK vs raw stub", "sync 8 threads", "calls/s", "raw", raw, "sdk", sdk))
         raw, sdk = asyncio.run(bench.async_rounds(rounds * 2))  # as noisy as sequential calls
         rows.append(_row("SDK vs raw stub", "asyncio 100 in flight", "calls/s", "raw", raw, "sdk", sdk))
+        bench.args.calls = max(1, calls // 2)
+        without, with_id = interleaved(rounds * 2, bench.raw_seq_without_id, bench.raw_seq)
+        rows.append(
+            _row("x-request-id", "raw stub, sync sequential", "calls/s", "without", without, "with", with_id)
+        )
+        bench.args.calls = calls
         naive, pager = interleaved(max(3, rounds // 2), bench.naive_pages, bench.sdk_pages)
         title = f"{bench.total} items, 50/page, 5 ms work/page"
         rows.append(_row("pagination", title, "items/s", "naive", naive, "prefetch", pager))
@@ -160,7 +167,7 @@ def load_generator(info: dict[str, Any], seconds: float) -> Row:
             async def worker() -> None:
                 nonlocal count
                 while time.perf_counter() < deadline:
-                    await stub.Get(req, timeout=30, metadata=md)
+                    await stub.Get(req, timeout=30, metadata=raw_stub.with_request_id(md))
                     count += 1
 
             t0 = time.perf_counter()
