@@ -127,12 +127,8 @@ class Bench:
         return per * 8
 
     def raw_threads(self) -> int:
-        req, md, get, with_id = (
-            self.get_req_cls(key=self.key),
-            self.metadata,
-            self.stub.Get,
-            raw_stub.with_request_id,
-        )
+        req, md, get = self.get_req_cls(key=self.key), self.metadata, self.stub.Get
+        with_id = raw_stub.with_request_id
         return self._threads(lambda: get(req, timeout=30, metadata=with_id(md)))
 
     def sdk_threads(self) -> int:

@@ -6,21 +6,16 @@ same grpcio call path a generated stub takes.
 
 from __future__ import annotations
 
-import itertools
-import os
 from typing import Any
 
+from invora._attempts import REQUEST_ID_KEY, new_request_id
 from invora._catalog import ServiceInfo
-
-_PREFIX = os.urandom(8).hex()
-_COUNTER = itertools.count(1)
 
 
 def with_request_id(metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    """``metadata`` plus a fresh ``x-request-id``, as the SDK sends on every call, so that both sides of a
-    comparison put the same headers on the wire. Made the cheapest way an application would (a random
-    prefix and a counter, no system call), thread-safe under the GIL like the SDK's."""
-    return (*metadata, ("x-request-id", f"{_PREFIX}{next(_COUNTER):016x}"))
+    """``metadata`` plus a fresh ``x-request-id``, made by the SDK's own generator, so that both sides of a
+    comparison put the same headers on the wire and pay the same for the id."""
+    return (*metadata, (REQUEST_ID_KEY, new_request_id()))
 
 
 def stub_class(svc: ServiceInfo) -> Any:
