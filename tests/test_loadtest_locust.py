@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _hardening import free_port
 
 import invora
 
@@ -217,12 +217,6 @@ def test_pages_and_failures_over_rest(invora_sandbox: Any, tmp_path: Path) -> No
     assert failures[0][:2] == ["rest", GET] and failures[0][2].startswith("NotFound(code=NOT_FOUND"), failures
     assert failures[0][3] == gets["num_failures"]
     assert "HTTP Request:" not in r.stderr  # httpx's per-request log lines are kept out of Locust's log
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_master_and_two_workers_on_loopback(invora_sandbox: Any, tmp_path: Path) -> None:

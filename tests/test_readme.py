@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _hardening import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The README is the package index page, where relative links do not resolve: they point here instead.
@@ -213,6 +214,10 @@ def _marked(b: Block) -> Any:
 @pytest.mark.parametrize("block", [_marked(b) for b in SHELL], ids=[b.id for b in SHELL])
 def test_shell_block(block: Block, env: dict[str, str], invora_sandbox: Any, tenant: Any) -> None:
     script = substitute(block.code, invora_sandbox, tenant)
+    # A Locust master listens on 5557 unless told otherwise; suites running side by side (the CI matrix)
+    # would share it, and a worker would join another run's master. A free port, through Locust's env vars.
+    port = str(free_port())
+    env = {**env, "LOCUST_MASTER_BIND_PORT": port, "LOCUST_MASTER_NODE_PORT": port}
     r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=180)  # fmt: skip
     assert r.returncode == block.expect, _report(r)
